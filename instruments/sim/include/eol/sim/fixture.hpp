@@ -1,0 +1,139 @@
+// eol/sim/fixture.hpp — a virtual test fixture: N cell positions on a shared
+// scaled clock, each with a load setting, an optional hardware-timed current
+// profile with a data logger, and noisy, quantized measurements.
+//
+// Lifecycle: make a SimClock, a Fixture over it, load cells by serial, then
+// hand the Fixture (shared_ptr) to the simulated servers. Every server reads
+// and drives the same physics, so the load's current heats the cell the
+// thermocouple reads.
+//
+// Time: SimClock::now_s() is simulated seconds = wall seconds × scale plus
+// whatever skip() added. The fixture integrates lazily: each call first
+// brings the physics up to now, exactly for piecewise-constant current
+// (profile steps and logger sample instants are break points).
+//
+// Thread-safety: all Fixture members are safe to call from any thread (one
+// mutex). Errors: std::out_of_range for a position that does not exist.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "eol/sim/cell.hpp"
+
+namespace eol::sim {
+
+class SimClock {
+public:
+    explicit SimClock(double scale = 1.0);
+    double now_s() const;
+    double scale() const { return scale_; }
+    /// Wall-clock duration for `sim_s` simulated seconds.
+    std::chrono::nanoseconds wall(double sim_s) const;
+    /// Jumps simulated time forward (tests; the physics integrates across it).
+    void skip(double sim_s);
+
+private:
+    std::chrono::steady_clock::time_point t0_;
+    double scale_;
+    mutable std::mutex m_;
+    double offset_s_ = 0.0;
+};
+
+enum class LoadMode { cc, cv, cr, cp };
+
+struct LoadSetting {
+    LoadMode mode = LoadMode::cc;
+    double level = 0.0;  // A (cc), V (cv), Ω (cr), W (cp)
+    bool input_on = false;
+};
+
+struct ProfileStep {
+    double current_a;   // discharge positive
+    double duration_s;
+};
+
+struct LoggedSamples {
+    std::vector<double> t_s;  // relative to the trigger
+    std::vector<double> v_v;
+    std::vector<double> i_a;
+};
+
+struct MeasurementNoise {
+    double v_sd_v = 0.0003, v_res_v = 0.0001;
+    double i_sd_a = 0.001, i_res_a = 0.0001;
+    double t_sd_c = 0.02, t_res_c = 0.01;
+};
+
+class Fixture {
+public:
+    Fixture(std::size_t positions, std::shared_ptr<SimClock> clock, double ambient_c = 25.0,
+            std::uint64_t seed = 1, MeasurementNoise noise = {});
+
+    std::size_t size() const { return pos_.size(); }
+    std::shared_ptr<SimClock> clock() const { return clock_; }
+
+    void load_cell(std::size_t pos, const std::string& serial, const CellParams& p);
+    void unload(std::size_t pos);
+    std::optional<std::string> serial(std::size_t pos) const;
+
+    void set_load(std::size_t pos, const LoadSetting& s);
+    LoadSetting load(std::size_t pos) const;
+
+    /// Starts a hardware-timed current profile now; the logger takes `points`
+    /// samples every `interval_s` from the trigger. After the last step the
+    /// static load setting applies again.
+    void start_profile(std::size_t pos, std::vector<ProfileStep> steps, double interval_s,
+                       std::size_t points);
+    /// True when both the profile and the logger have finished.
+    bool profile_done(std::size_t pos);
+    /// Samples logged so far by the last profile.
+    LoggedSamples fetch_log(std::size_t pos);
+    void abort_profile(std::size_t pos);
+
+    /// Noisy, quantized readings as an instrument would give them.
+    double measure_voltage_v(std::size_t pos);
+    double measure_current_a(std::size_t pos);  // discharge positive
+    double measure_temp_c(std::size_t pos);
+    double measure_ambient_c();
+
+    /// Noise-free state for tests.
+    CellState truth(std::size_t pos);
+    double ambient_c() const { return ambient_c_; }
+
+private:
+    struct Position {
+        std::optional<Cell> cell;
+        std::string serial;
+        LoadSetting setting;
+        double t_s = 0.0;  // physics is integrated up to here
+        // profile
+        std::vector<ProfileStep> steps;
+        double trigger_s = -1.0;
+        double interval_s = 0.0;
+        std::size_t points = 0;
+        LoggedSamples log;
+        std::mt19937_64 rng;
+    };
+
+    void sync(Position& p, double now);
+    double current_at(const Position& p, double t) const;
+    double quantize_noise(std::mt19937_64& rng, double x, double sd, double res) const;
+    Position& at(std::size_t pos);
+
+    std::shared_ptr<SimClock> clock_;
+    double ambient_c_;
+    MeasurementNoise noise_;
+    std::vector<Position> pos_;
+    std::mt19937_64 amb_rng_;
+    mutable std::mutex m_;
+};
+
+}  // namespace eol::sim

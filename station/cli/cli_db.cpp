@@ -1,0 +1,6 @@
+// eolstation db … — (not yet written; adds no subcommand until it is)
+#include "commands.hpp"
+
+namespace eol::cli {
+void add_db_commands(CLI::App& /*app*/) {}
+}  // namespace eol::cli

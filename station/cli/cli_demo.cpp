@@ -1,0 +1,6 @@
+// eolstation demo … — (not yet written; adds no subcommand until it is)
+#include "commands.hpp"
+
+namespace eol::cli {
+void add_demo_commands(CLI::App& /*app*/) {}
+}  // namespace eol::cli

@@ -1,0 +1,28 @@
+// station/cli/commands.hpp — how subcommands of `eolstation` are added.
+//
+// Each group of subcommands lives in its own cli_<group>.cpp and adds itself
+// to the root CLI11 app through one function declared here. A callback that
+// reaches a domain "no" (invalid serial, failed check, held unit) calls
+// set_exit(ExitCode::domain_no); errors are thrown (UsageError and any other
+// std::exception end with exit 2 and the message on stderr).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "eol/station/errors.hpp"
+
+namespace eol::cli {
+
+void set_exit(station::ExitCode code);
+station::ExitCode current_exit();
+
+void add_config_commands(CLI::App& app);       // config check
+void add_serial_commands(CLI::App& app);       // serial check | make
+void add_db_commands(CLI::App& app);           // db info
+void add_fit_commands(CLI::App& app);          // fit ecm | thermal
+void add_instruments_commands(CLI::App& app);  // instruments probe | thermo | load
+void add_sim_commands(CLI::App& app);          // sim
+void add_screen_commands(CLI::App& app);       // screen, quarantine, lookup, recall
+void add_demo_commands(CLI::App& app);         // demo
+
+}  // namespace eol::cli

@@ -1,0 +1,50 @@
+// eolstation — entry point: builds the subcommand tree and maps outcomes to
+// exit codes (0 ok, 1 domain "no", 2 usage or configuration error).
+#include <fmt/core.h>
+
+#include <exception>
+
+#include "commands.hpp"
+
+namespace eol::cli {
+namespace {
+station::ExitCode g_exit = station::ExitCode::ok;
+}
+void set_exit(station::ExitCode code) {
+    if (static_cast<int>(code) > static_cast<int>(g_exit)) g_exit = code;
+}
+station::ExitCode current_exit() { return g_exit; }
+}  // namespace eol::cli
+
+int main(int argc, char** argv) {
+    CLI::App app{"eolstation — end-of-line battery test station", "eolstation"};
+    app.set_version_flag("--version", std::string("eolstation ") + EOL_VERSION);
+    app.require_subcommand(1);
+    app.fallthrough(false);
+
+    eol::cli::add_config_commands(app);
+    eol::cli::add_serial_commands(app);
+    eol::cli::add_db_commands(app);
+    eol::cli::add_fit_commands(app);
+    eol::cli::add_instruments_commands(app);
+    eol::cli::add_sim_commands(app);
+    eol::cli::add_screen_commands(app);
+    eol::cli::add_demo_commands(app);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return static_cast<int>(eol::station::ExitCode::usage);
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "eolstation: error: {}\n", e.what());
+        return static_cast<int>(eol::station::ExitCode::usage);
+    }
+    return static_cast<int>(eol::cli::current_exit());
+}
