@@ -20,7 +20,8 @@ void add_config_commands(CLI::App& app);       // config check
 void add_serial_commands(CLI::App& app);       // serial check | make
 void add_db_commands(CLI::App& app);           // db info
 void add_fit_commands(CLI::App& app);          // fit ecm | thermal
-void add_instruments_commands(CLI::App& app);  // instruments probe | thermo | load
+void add_instruments_commands(CLI::App& app);  // instruments probe | load (and calls the next)
+void add_instruments_modbus_commands(CLI::App& instruments);  // instruments thermo (cli_instruments_modbus.cpp)
 void add_sim_commands(CLI::App& app);          // sim
 void add_screen_commands(CLI::App& app);       // screen, quarantine, lookup, recall
 void add_demo_commands(CLI::App& app);         // demo
