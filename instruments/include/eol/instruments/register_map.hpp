@@ -73,8 +73,9 @@ struct ChannelBlock {
 };
 
 /// One way a module reports a channel's condition. `word` layout: the
-/// channel's status word matches when (word & mask) == value (bit flags:
-/// mask = value = the bit; enumerations: mask = 0xFFFF). `bit` layout: one
+/// channel's status word (at start + channel·words_per_channel + word_offset)
+/// matches when (word & mask) == value (bit flags: mask = value = the bit;
+/// enumerations: mask = 0xFFFF). `bit` layout: one
 /// bit per channel (coils / discrete inputs, or register words packed
 /// 16 channels per word, LSB = lowest channel) — the channel matches when
 /// its bit is 1.
@@ -82,6 +83,7 @@ struct StatusRule {
     enum class Layout { word, bit } layout = Layout::word;
     TcStatus status = TcStatus::open;
     ChannelBlock block;
+    int word_offset = 0;
     std::uint16_t mask = 0xFFFF;
     std::uint16_t value = 0;
     int line = 0;  // where it was defined (for messages)
@@ -109,7 +111,9 @@ struct ThermoMap {
 
     std::vector<TcType> types;               // known types (type-based scalings)
     std::optional<ChannelBlock> type_block;  // per-channel type code registers, read each scan
-    int default_type_code = -1;              // used when there is no type_block (-1: none)
+    int default_type_code = -1;              // every channel's type without a type_block;
+                                             // the simulator's power-on type otherwise
+    int merge_gap = 0;  // registers/bits of gap a single request may span to merge two blocks
     std::vector<StatusRule> status;          // priority: open, over_range, under_range, stale
     std::vector<Sentinel> sentinels;
 
@@ -129,7 +133,7 @@ struct LoadMap {
     std::optional<int> over_voltage_coil, over_current_coil, over_power_coil,
         over_temperature_coil, reverse_voltage_coil;
 
-    int command_register = 0;  // holding; written with FC06
+    int command_register = 0;  // holding; written with FC16, as the M97 tools do
     std::uint16_t cmd_cc = 0, cmd_cv = 0, cmd_cr = 0, cmd_cp = 0, cmd_input_on = 0,
                   cmd_input_off = 0;
 
