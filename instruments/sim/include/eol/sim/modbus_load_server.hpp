@@ -53,14 +53,15 @@ protected:
     void apply_writes(modbus_mapping_t& m, int function, int address, int count) override;
 
 private:
-    void trip(modbus_mapping_t& m, const instruments::Protection& p);
+    void command(std::uint16_t code, const modbus_mapping_t& m);
+    void set_input(bool on);
+    void check_limits();
 
     std::shared_ptr<Fixture> fixture_;
     instruments::RegisterMap map_;
     std::size_t position_;
     ModbusLoadLimits limits_;
-    instruments::Protection pending_{};
-    bool pending_set_ = false;
+    instruments::Protection trips_{};  // latched until the input-off command
 };
 
 }  // namespace eol::sim

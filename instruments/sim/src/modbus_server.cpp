@@ -1,0 +1,273 @@
+#include "eol/sim/modbus_server.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace eol::sim {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::uint16_t crc16(const std::uint8_t* p, std::size_t n) {
+    std::uint16_t crc = 0xFFFF;
+    for (std::size_t i = 0; i < n; ++i) {
+        crc = static_cast<std::uint16_t>(crc ^ p[i]);
+        for (int b = 0; b < 8; ++b)
+            crc = (crc & 1u) ? static_cast<std::uint16_t>((crc >> 1) ^ 0xA001u)
+                             : static_cast<std::uint16_t>(crc >> 1);
+    }
+    return crc;
+}
+
+void write_all(int fd, const std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+        const ssize_t w = ::write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return;  // the client is gone; its next poll says so
+        }
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+}
+
+}  // namespace
+
+struct ModbusServer::Impl {
+    struct Client {
+        int fd;
+        Clock::time_point last;
+    };
+    modbus_t* ctx = nullptr;
+    bool rtu = false;
+    int listen_fd = -1;  // tcp
+    int line_fd = -1;    // rtu
+    int wake[2] = {-1, -1};
+    std::vector<Client> clients;
+
+    ~Impl() {
+        for (auto& c : clients) ::close(c.fd);
+        if (listen_fd >= 0) ::close(listen_fd);
+        if (ctx) {
+            if (rtu) modbus_close(ctx);
+            modbus_free(ctx);
+        }
+        for (int fd : wake)
+            if (fd >= 0) ::close(fd);
+    }
+};
+
+ModbusServer::ModbusServer(std::string name, instruments::Address listen, ModbusServerOptions opt)
+    : name_(std::move(name)), listen_(std::move(listen)), opt_(opt) {
+    if (listen_.kind == instruments::Address::Kind::serial)
+        throw std::invalid_argument(name_ + ": a Modbus server listens on tcp:// or rtu://");
+}
+
+ModbusServer::~ModbusServer() {
+    stop();
+    if (map_) modbus_mapping_free(map_);
+}
+
+void ModbusServer::allocate(int coils, int discrete_inputs, int holding, int input) {
+    if (map_) modbus_mapping_free(map_);
+    map_ = modbus_mapping_new(coils, discrete_inputs, holding, input);
+    if (!map_) throw std::runtime_error(name_ + ": cannot allocate the register image");
+}
+
+std::string ModbusServer::address() const {
+    if (listen_.kind == instruments::Address::Kind::tcp)
+        return fmt::format("tcp://{}:{}", listen_.host, port_);
+    return listen_.to_string();
+}
+
+void ModbusServer::start() {
+    if (running_) return;
+    if (!map_) throw std::logic_error(name_ + ": no register image");
+    auto impl = std::make_unique<Impl>();
+    if (::pipe2(impl->wake, O_CLOEXEC | O_NONBLOCK) != 0)
+        throw std::runtime_error(name_ + ": pipe: " + std::strerror(errno));
+    if (listen_.kind == instruments::Address::Kind::tcp) {
+        const std::string port = std::to_string(listen_.port);
+        impl->ctx = modbus_new_tcp_pi(listen_.host.c_str(), port.c_str());
+        if (!impl->ctx) throw std::runtime_error(name_ + ": cannot create a Modbus TCP context");
+        impl->listen_fd = modbus_tcp_pi_listen(impl->ctx, opt_.max_clients);
+        if (impl->listen_fd < 0)
+            throw std::runtime_error(fmt::format("{}: cannot listen on {}:{}: {}", name_,
+                                                 listen_.host, listen_.port,
+                                                 modbus_strerror(errno)));
+        sockaddr_storage sa{};
+        socklen_t len = sizeof sa;
+        if (::getsockname(impl->listen_fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0)
+            throw std::runtime_error(name_ + ": getsockname: " + std::strerror(errno));
+        port_ = sa.ss_family == AF_INET6
+                    ? ntohs(reinterpret_cast<sockaddr_in6*>(&sa)->sin6_port)
+                    : ntohs(reinterpret_cast<sockaddr_in*>(&sa)->sin_port);
+    } else {
+        impl->rtu = true;
+        impl->ctx = modbus_new_rtu(listen_.device.c_str(), static_cast<int>(listen_.baud),
+                                   listen_.parity, listen_.data_bits, listen_.stop_bits);
+        if (!impl->ctx) throw std::runtime_error(name_ + ": cannot create a Modbus RTU context");
+        modbus_set_slave(impl->ctx, opt_.unit);
+        if (modbus_connect(impl->ctx) != 0)
+            throw std::runtime_error(fmt::format("{}: cannot open {}: {}", name_, listen_.device,
+                                                 modbus_strerror(errno)));
+        impl->line_fd = modbus_get_socket(impl->ctx);
+    }
+    // Never wait without a bound, even if poll() said "readable" for a reason
+    // libmodbus does not expect.
+    modbus_set_indication_timeout(impl->ctx, 0, 500000);
+    modbus_set_byte_timeout(impl->ctx, 0, 500000);
+    modbus_set_error_recovery(impl->ctx, MODBUS_ERROR_RECOVERY_NONE);
+    impl_ = std::move(impl);
+    stop_ = false;
+    running_ = true;
+    thread_ = std::thread([this] { run(); });
+}
+
+void ModbusServer::stop() {
+    if (!running_) return;
+    stop_ = true;
+    const char b = 1;
+    [[maybe_unused]] const ssize_t w = ::write(impl_->wake[1], &b, 1);
+    if (thread_.joinable()) thread_.join();
+    impl_.reset();
+    running_ = false;
+}
+
+void ModbusServer::run() {
+    Impl& I = *impl_;
+    std::vector<std::uint8_t> query(MODBUS_TCP_MAX_ADU_LENGTH);
+    const int header = modbus_get_header_length(I.ctx);
+
+    auto drop = [&](std::size_t k) {
+        ::close(I.clients[k].fd);
+        I.clients.erase(I.clients.begin() + static_cast<std::ptrdiff_t>(k));
+    };
+
+    // Answers one request on `fd`; false when the client is to be dropped.
+    auto serve = [&](int fd) -> bool {
+        modbus_set_socket(I.ctx, fd);
+        const int rc = modbus_receive(I.ctx, query.data());
+        if (rc == 0) return true;  // RTU: addressed to another unit
+        if (rc < 0) {
+            if (I.rtu) modbus_flush(I.ctx);
+            return I.rtu;  // TCP: closed by the peer, garbage or stalled mid-request
+        }
+        ++requests_;
+        const FaultSettings f = faults_.take();
+        if (f.no_reply) return true;
+        if (f.latency_s > 0) {
+            const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                  std::chrono::duration<double>(f.latency_s));
+            while (!stop_ && Clock::now() < until)
+                std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        if (f.drop_connection) return I.rtu;  // RTU has no connection: no reply
+        if (f.modbus_exception != 0) {
+            modbus_reply_exception(I.ctx, query.data(), static_cast<unsigned>(f.modbus_exception));
+            return true;
+        }
+        if (f.garbage_reply) {
+            // A frame of the right shape that does not answer the request: an
+            // unknown function code (TCP), or a bad CRC (RTU).
+            std::vector<std::uint8_t> g;
+            if (I.rtu) {
+                g = {query[0], 0x55, 0xAA};
+                const std::uint16_t crc = static_cast<std::uint16_t>(crc16(g.data(), g.size()) ^ 0x5A5A);
+                g.push_back(static_cast<std::uint8_t>(crc & 0xFF));
+                g.push_back(static_cast<std::uint8_t>(crc >> 8));
+            } else {
+                g = {query[0], query[1], 0, 0, 0, 3, query[6], 0x55, 0xAA};
+            }
+            write_all(fd, g.data(), g.size());
+            return true;
+        }
+        std::lock_guard lk(image_m_);
+        refresh(*map_);
+        if (f.truncated_reply) {
+            // Let libmodbus build the real reply into a socket pair, then send half of it.
+            int pair[2];
+            if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0) {
+                modbus_set_socket(I.ctx, pair[0]);
+                modbus_reply(I.ctx, query.data(), rc, map_);
+                modbus_set_socket(I.ctx, fd);
+                std::uint8_t buf[MODBUS_TCP_MAX_ADU_LENGTH];
+                const ssize_t n = ::recv(pair[1], buf, sizeof buf, MSG_DONTWAIT);
+                if (n > 1) write_all(fd, buf, static_cast<std::size_t>(n / 2));
+                ::close(pair[0]);
+                ::close(pair[1]);
+            }
+        } else {
+            modbus_reply(I.ctx, query.data(), rc, map_);
+        }
+        const int fc = query[static_cast<std::size_t>(header)];
+        auto u16 = [&](int off) {
+            const auto k = static_cast<std::size_t>(header + off);
+            return (query[k] << 8) | query[k + 1];
+        };
+        switch (fc) {
+        case MODBUS_FC_WRITE_SINGLE_COIL:
+        case MODBUS_FC_WRITE_SINGLE_REGISTER: apply_writes(*map_, fc, u16(1), 1); break;
+        case MODBUS_FC_WRITE_MULTIPLE_COILS:
+        case MODBUS_FC_WRITE_MULTIPLE_REGISTERS: apply_writes(*map_, fc, u16(1), u16(3)); break;
+        case MODBUS_FC_WRITE_AND_READ_REGISTERS: apply_writes(*map_, fc, u16(5), u16(7)); break;
+        default: break;
+        }
+        return true;
+    };
+
+    std::vector<pollfd> fds;
+    while (!stop_) {
+        fds.clear();
+        fds.push_back({I.wake[0], POLLIN, 0});
+        fds.push_back({I.rtu ? I.line_fd : I.listen_fd, POLLIN, 0});
+        for (const auto& c : I.clients) fds.push_back({c.fd, POLLIN, 0});
+        const int n = ::poll(fds.data(), fds.size(), 100);
+        if (n < 0 && errno != EINTR) break;
+        if (stop_ || (fds[0].revents & POLLIN)) break;
+        if (I.rtu) {
+            if (fds[1].revents & POLLIN) serve(I.line_fd);
+            continue;
+        }
+        // Clients first (indices shift when one is dropped: walk backwards).
+        for (std::size_t k = I.clients.size(); k-- > 0;) {
+            const short ev = fds[k + 2].revents;
+            if (ev & (POLLIN | POLLHUP | POLLERR)) {
+                I.clients[k].last = Clock::now();
+                if (!serve(I.clients[k].fd)) drop(k);
+            }
+        }
+        if (fds[1].revents & POLLIN) {
+            const int c = ::accept4(I.listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c >= 0) {
+                if (static_cast<int>(I.clients.size()) >= opt_.max_clients) {
+                    ::close(c);
+                } else {
+                    const int one = 1;
+                    ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    I.clients.push_back({c, Clock::now()});
+                }
+            }
+        }
+        // The indication timeout: idle clients are dropped.
+        const auto now = Clock::now();
+        for (std::size_t k = I.clients.size(); k-- > 0;)
+            if (std::chrono::duration<double>(now - I.clients[k].last).count() > opt_.idle_timeout_s)
+                drop(k);
+    }
+}
+
+}  // namespace eol::sim
