@@ -1,0 +1,79 @@
+// eol/instruments/scpi_load.hpp — the ElectronicLoad role for any SCPI load
+// described by a dialect table (dialect.hpp): Keysight-, ITECH-, Siglent-style
+// and whatever a new file describes.
+//
+// Lifecycle: ScpiLoad(name, dialect, transport) does no I/O; connect() opens
+// the transport and clears the status (*CLS); every later call reconnects if
+// the connection was lost. close() (or the destructor) closes it.
+//
+// Behaviour: configuration commands are followed by SYST:ERR? and any
+// queued error becomes a DeviceError naming the command. Readings are
+// converted to discharge-positive current (dialect current_sign). The pulse
+// is hardware timed: arm_pulse() programs the load's list (CC levels and
+// dwell times) and data logger (interval, points) and arms both with the
+// input on at 0 A; trigger() starts them; pulse_done() polls the status
+// register; fetch_pulse() reads the V and I arrays (t = k·interval).
+// Any error in arm/trigger/done/fetch switches the channel's input off (best
+// effort) before it propagates.
+//
+// Errors: eol/instruments/errors.hpp, each naming this load and the command.
+// Channel numbers outside 1..channels() throw std::out_of_range; a pulse
+// spec the load cannot run throws std::invalid_argument.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eol/instruments/dialect.hpp"
+#include "eol/instruments/roles.hpp"
+#include "eol/instruments/scpi.hpp"
+#include "eol/instruments/transport.hpp"
+
+namespace eol::instruments {
+
+class ScpiLoad final : public ElectronicLoad {
+public:
+    ScpiLoad(std::string name, Dialect dialect, std::unique_ptr<LineTransport> transport,
+             double timeout_s = 2.0);
+
+    const std::string& name() const override { return client_.name(); }
+    void connect() override;
+    void close() override;
+    int channels() const override { return dialect_.channels; }
+
+    Identity identify() override;
+    void reset() override;
+    void set_mode(int channel, LoadMode mode, double level) override;
+    void set_input(int channel, bool on) override;
+    LoadReading measure(int channel) override;
+    Protection protection(int channel) override;
+
+    void arm_pulse(int channel, const PulseSpec& spec) override;
+    void trigger(int channel) override;
+    bool pulse_done(int channel) override;
+    PulseData fetch_pulse(int channel) override;
+
+    /// Clears latched protection (DefinitionError if the dialect has no protection_clear).
+    void clear_protection(int channel);
+    const Dialect& dialect() const { return dialect_; }
+    ScpiClient& client() { return client_; }
+
+private:
+    void check_channel(int channel) const;
+    std::string cmd(Cmd c, int channel, const Dialect::Args& args = {}) const;
+    void input_off_best_effort(int channel) noexcept;
+    template <class F>
+    auto pulse_guard(int channel, F&& f);
+
+    Dialect dialect_;
+    ScpiClient client_;
+    std::vector<PulseSpec> armed_;  // per channel (index channel-1)
+};
+
+/// Reads `dialect_file`, parses `address` and builds the load (no I/O).
+std::unique_ptr<ScpiLoad> make_scpi_load(const std::string& name, const std::string& dialect_file,
+                                         const std::string& address,
+                                         const TransportOptions& options = {});
+
+}  // namespace eol::instruments

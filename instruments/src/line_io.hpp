@@ -1,0 +1,191 @@
+// Private to eol::instruments: newline-framed reads and writes with a
+// deadline on any Asio stream (tcp::socket, serial_port), shared by the TCP
+// and serial transports. Each call runs the transport's own io_context until
+// the operation or its timer completes; the timer cancels the operation.
+#pragma once
+
+// <utility> first: Boost 1.74 asio/awaitable.hpp uses std::exchange without it.
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "eol/instruments/errors.hpp"
+
+namespace eol::instruments::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+inline std::chrono::steady_clock::duration seconds(double s) {
+    if (!(s > 0)) s = 0.001;
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(s));
+}
+
+/// Printable, quoted, shortened view of bytes for error messages.
+inline std::string preview(std::string_view s, std::size_t max = 60) {
+    std::string out = "'";
+    for (std::size_t k = 0; k < s.size() && k < max; ++k) {
+        const auto c = static_cast<unsigned char>(s[k]);
+        if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c < 0x20 || c >= 0x7f) {
+            static const char* hex = "0123456789abcdef";
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else out += static_cast<char>(c);
+    }
+    out += "'";
+    if (s.size() > max) out += "… (" + std::to_string(s.size()) + " bytes)";
+    return out;
+}
+
+/// Runs one asynchronous operation with a deadline. `start(done)` must start
+/// the operation and call done(ec, bytes) on completion; `cancel()` aborts it.
+/// Returns {ec, bytes, timed_out}.
+struct Outcome {
+    error_code ec;
+    std::size_t bytes = 0;
+    bool timed_out = false;
+};
+
+template <class Start, class Cancel>
+Outcome run_with_deadline(asio::io_context& io, asio::steady_timer& timer, double timeout_s,
+                          Start&& start, Cancel&& cancel) {
+    Outcome out;
+    bool finished = false;
+    timer.expires_after(seconds(timeout_s));
+    timer.async_wait([&](const error_code& ec) {
+        if (!ec && !finished) {
+            out.timed_out = true;
+            cancel();
+        }
+    });
+    start([&](const error_code& ec, std::size_t n) {
+        finished = true;
+        out.ec = ec;
+        out.bytes = n;
+        timer.cancel();
+    });
+    io.restart();
+    io.run();
+    return out;
+}
+
+/// Framed I/O over `Stream`. Throws ConnectionError / TimeoutError /
+/// ProtocolError with instrument() = where, command() = operation.
+template <class Stream>
+class LineIo {
+public:
+    LineIo(asio::io_context& io, Stream& stream, std::size_t max_line)
+        : io_(io), stream_(stream), timer_(io), buf_(max_line) {}
+
+    void clear() { buf_.consume(buf_.size()); }
+
+    void write(const std::string& where, std::string_view data, double timeout_s) {
+        const Outcome o = run_with_deadline(
+            io_, timer_, timeout_s,
+            [&](auto done) {
+                asio::async_write(stream_, asio::buffer(data.data(), data.size()),
+                                  [done](const error_code& ec, std::size_t n) { done(ec, n); });
+            },
+            [&] { cancel(); });
+        if (o.timed_out)
+            throw TimeoutError(where, "write",
+                               "could not send within " + fmt_s(timeout_s) + " s");
+        if (o.ec) throw ConnectionError(where, "write", o.ec.message());
+    }
+
+    std::string read_line(const std::string& where, double timeout_s) {
+        const Outcome o = run_with_deadline(
+            io_, timer_, timeout_s,
+            [&](auto done) {
+                asio::async_read_until(stream_, buf_, '\n',
+                                       [done](const error_code& ec, std::size_t n) { done(ec, n); });
+            },
+            [&] { cancel(); });
+        if (o.timed_out) {
+            const std::string partial = peek();
+            throw TimeoutError(where, "read",
+                               partial.empty()
+                                   ? "no reply within " + fmt_s(timeout_s) + " s"
+                                   : "no line terminator within " + fmt_s(timeout_s) +
+                                         " s; got " + preview(partial));
+        }
+        if (o.ec == asio::error::not_found)
+            throw ProtocolError(where, "read",
+                                "reply line longer than " + std::to_string(buf_.max_size()) +
+                                    " bytes");
+        if (o.ec == asio::error::eof)
+            throw ConnectionError(where, "read", "connection closed by the peer" + partial_note());
+        if (o.ec) throw ConnectionError(where, "read", o.ec.message() + partial_note());
+        std::string line(asio::buffers_begin(buf_.data()),
+                         asio::buffers_begin(buf_.data()) + static_cast<std::ptrdiff_t>(o.bytes));
+        buf_.consume(o.bytes);
+        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+        return line;
+    }
+
+    std::string read_exact(const std::string& where, std::size_t n, double timeout_s) {
+        if (buf_.size() < n) {
+            const std::size_t need = n - buf_.size();
+            if (n > buf_.max_size())
+                throw ProtocolError(where, "read",
+                                    "block of " + std::to_string(n) + " bytes exceeds the limit");
+            const Outcome o = run_with_deadline(
+                io_, timer_, timeout_s,
+                [&](auto done) {
+                    asio::async_read(stream_, buf_, asio::transfer_exactly(need),
+                                     [done](const error_code& ec, std::size_t k) { done(ec, k); });
+                },
+                [&] { cancel(); });
+            if (o.timed_out)
+                throw TimeoutError(where, "read",
+                                   "expected " + std::to_string(n) + " bytes within " +
+                                       fmt_s(timeout_s) + " s; got " +
+                                       std::to_string(buf_.size()));
+            if (o.ec == asio::error::eof)
+                throw ConnectionError(where, "read",
+                                      "connection closed by the peer after " +
+                                          std::to_string(buf_.size()) + " of " +
+                                          std::to_string(n) + " bytes");
+            if (o.ec) throw ConnectionError(where, "read", o.ec.message());
+        }
+        std::string out(asio::buffers_begin(buf_.data()),
+                        asio::buffers_begin(buf_.data()) + static_cast<std::ptrdiff_t>(n));
+        buf_.consume(n);
+        return out;
+    }
+
+private:
+    void cancel() {
+        error_code ignored;
+        stream_.cancel(ignored);
+    }
+    std::string peek() const {
+        return std::string(asio::buffers_begin(buf_.data()), asio::buffers_end(buf_.data()));
+    }
+    std::string partial_note() const {
+        const std::string p = peek();
+        return p.empty() ? std::string() : "; got " + preview(p) + " before that";
+    }
+    static std::string fmt_s(double s) {
+        std::string t = std::to_string(s);
+        while (t.size() > 1 && t.back() == '0') t.pop_back();
+        if (!t.empty() && t.back() == '.') t.pop_back();
+        return t;
+    }
+
+    asio::io_context& io_;
+    Stream& stream_;
+    asio::steady_timer timer_;
+    asio::streambuf buf_;
+};
+
+}  // namespace eol::instruments::detail
