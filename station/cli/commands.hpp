@@ -23,7 +23,8 @@ void add_fit_commands(CLI::App& app);          // fit ecm | thermal
 void add_instruments_commands(CLI::App& app);  // instruments probe | load (and calls the next)
 void add_instruments_modbus_commands(CLI::App& instruments);  // instruments thermo (cli_instruments_modbus.cpp)
 void add_sim_commands(CLI::App& app);          // sim
-void add_screen_commands(CLI::App& app);       // screen, quarantine, lookup, recall
+void add_screen_commands(CLI::App& app);       // screen
+void add_quarantine_commands(CLI::App& app);   // quarantine, lookup, recall (cli_quarantine.cpp)
 void add_demo_commands(CLI::App& app);         // demo
 
 }  // namespace eol::cli
