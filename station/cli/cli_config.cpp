@@ -1,6 +1,227 @@
-// eolstation config … — (not yet written; adds no subcommand until it is)
+// eolstation config check — validates a station file (and the recipe it
+// names) or a recipe file alone, and prints a summary. Every diagnostic goes
+// to stderr as file:line:col: key.path: message; exit 2 when there are any.
+#include <fmt/core.h>
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
 #include "commands.hpp"
+#include "eol/station/config.hpp"
 
 namespace eol::cli {
-void add_config_commands(CLI::App& /*app*/) {}
+namespace {
+
+using station::Recipe;
+using station::StationConfig;
+using nlohmann::json;
+
+std::string limits_text(const station::MeasurementSpec& m) {
+    if (m.low && m.high) return fmt::format("[{:g}, {:g}] {}", *m.low, *m.high, m.unit);
+    if (m.low) return fmt::format(">= {:g} {}", *m.low, m.unit);
+    if (m.high) return fmt::format("<= {:g} {}", *m.high, m.unit);
+    return fmt::format("({}, no limits)", m.unit);
+}
+
+std::string step_text(const station::RecipeStep& s) {
+    using namespace station;
+    return std::visit(
+        [](const auto& p) -> std::string {
+            using T = std::decay_t<decltype(p)>;
+            if constexpr (std::is_same_v<T, RestParams>) return fmt::format("{} s", p.duration_s);
+            else if constexpr (std::is_same_v<T, OcvParams>)
+                return fmt::format("{} readings, {} s apart", p.samples, p.interval_s);
+            else if constexpr (std::is_same_v<T, DcirParams>)
+                return fmt::format("{:g} A for {:g} s, then {:g} A for {:g} s", p.low_a, p.low_s, p.high_a,
+                                   p.high_s);
+            else if constexpr (std::is_same_v<T, PulseParams>)
+                return fmt::format("{} A for {} s, {} s relaxation, logged every {} s ({} points)",
+                                   p.current_a, p.duration_s, p.relaxation_s, p.sample_interval_s,
+                                   p.points());
+            else
+                return fmt::format("{} A for {} s, {} s cooling, sampled every {} s", p.current_a,
+                                   p.duration_s, p.cooling_s, p.sample_interval_s);
+        },
+        s.params);
+}
+
+json step_json(const station::RecipeStep& s) {
+    using namespace station;
+    json j{{"name", s.name}, {"kind", std::string(to_string(s.kind()))}, {"duration_s", s.duration_s()}};
+    std::visit(
+        [&j](const auto& p) {
+            using T = std::decay_t<decltype(p)>;
+            if constexpr (std::is_same_v<T, RestParams>) {
+            } else if constexpr (std::is_same_v<T, OcvParams>) {
+                j["samples"] = p.samples;
+                j["interval_s"] = p.interval_s;
+            } else if constexpr (std::is_same_v<T, DcirParams>) {
+                j["low_a"] = p.low_a;
+                j["low_s"] = p.low_s;
+                j["high_a"] = p.high_a;
+                j["high_s"] = p.high_s;
+            } else if constexpr (std::is_same_v<T, PulseParams>) {
+                j["current_a"] = p.current_a;
+                j["pulse_s"] = p.duration_s;
+                j["pre_s"] = p.pre_s;
+                j["relaxation_s"] = p.relaxation_s;
+                j["sample_interval_s"] = p.sample_interval_s;
+                j["points"] = p.points();
+            } else {
+                j["current_a"] = p.current_a;
+                j["heating_s"] = p.duration_s;
+                j["cooling_s"] = p.cooling_s;
+                j["sample_interval_s"] = p.sample_interval_s;
+            }
+        },
+        s.params);
+    json ms = json::array();
+    for (const auto& m : s.measurements) {
+        json mj{{"name", m.name}, {"quantity", m.quantity}, {"unit", m.unit}};
+        mj["low"] = m.low ? json(*m.low) : json(nullptr);
+        mj["high"] = m.high ? json(*m.high) : json(nullptr);
+        ms.push_back(mj);
+    }
+    j["measurements"] = ms;
+    return j;
+}
+
+json recipe_json(const Recipe& r) {
+    json steps = json::array();
+    for (const auto& s : r.steps) steps.push_back(step_json(s));
+    return {{"file", r.file.string()},   {"name", r.name},
+            {"cell_model", r.cell_model}, {"capacity_ah", r.capacity_ah},
+            {"duration_s", r.duration_s()}, {"steps", steps}};
+}
+
+json station_json(const StationConfig& c) {
+    json inst = json::array();
+    for (const auto& i : c.instruments)
+        inst.push_back({{"name", i.name},
+                        {"driver", std::string(to_string(i.driver))},
+                        {"address", i.address},
+                        {"definition", i.definition.string()},
+                        {"channels", i.channels},
+                        {"timeout_s", i.timeout_s},
+                        {"connect_timeout_s", i.connect_timeout_s},
+                        {"unit", i.unit}});
+    json chans = json::array();
+    for (const auto& ch : c.channels)
+        chans.push_back({{"position", ch.position},
+                         {"load", ch.load},
+                         {"load_channel", ch.load_channel},
+                         {"thermo", ch.thermo},
+                         {"thermo_channel", ch.thermo_channel}});
+    json j{{"valid", true},
+           {"file", c.file.string()},
+           {"station_id", c.station_id},
+           {"instruments", inst},
+           {"channels", chans},
+           {"recipe", recipe_json(c.recipe)},
+           {"serial_scheme", c.serial_scheme.string()},
+           {"store", c.store.string()},
+           {"plc", {{"bind", c.plc.bind}, {"port", c.plc.port}, {"unit", c.plc.unit}}},
+           {"panel", {{"bind", c.panel.bind}, {"port", c.panel.port}}},
+           {"screening", {{"features", c.screening.features}}}};
+    j["ambient"] = c.ambient ? json{{"thermo", c.ambient->thermo}, {"channel", c.ambient->channel}}
+                             : json(nullptr);
+    return j;
+}
+
+void print_recipe(const Recipe& r) {
+    fmt::print("recipe       {} ({}), cell {} {} Ah, {} steps, {:.0f} s at the cell\n", r.name,
+               r.file.string(), r.cell_model, r.capacity_ah, r.steps.size(), r.duration_s());
+    std::size_t w = 0;
+    for (const auto& s : r.steps) w = std::max(w, s.name.size());
+    for (std::size_t i = 0; i < r.steps.size(); ++i) {
+        const auto& s = r.steps[i];
+        fmt::print("  {:>2} {:<{}}  {:<5}  {}\n", i + 1, s.name, w, to_string(s.kind()),
+                   step_text(s));
+        for (const auto& m : s.measurements)
+            fmt::print("     {:<{}}  measures {} {}\n", "", w, m.name, limits_text(m));
+    }
+}
+
+void print_station(const StationConfig& c) {
+    fmt::print("{}: valid\n", c.file.string());
+    fmt::print("station      {}\n", c.station_id);
+    fmt::print("instruments\n");
+    for (const auto& i : c.instruments)
+        fmt::print("  {:<8} {:<13} {:<24} {} ch  {}{}\n", i.name, to_string(i.driver), i.address,
+                   i.channels, i.definition.string(),
+                   i.is_load() && i.driver == station::InstrumentConfig::Driver::scpi_load
+                       ? ""
+                       : fmt::format("  unit {}", i.unit));
+    fmt::print("channels     position  load       thermocouple\n");
+    for (const auto& ch : c.channels)
+        fmt::print("             {:>8}  {:<9}  {}/{}\n", ch.position,
+                   fmt::format("{}/{}", ch.load, ch.load_channel), ch.thermo, ch.thermo_channel);
+    if (c.ambient) fmt::print("ambient      {}/{}\n", c.ambient->thermo, c.ambient->channel);
+    print_recipe(c.recipe);
+    fmt::print("screening    {}\n", fmt::join(c.screening.features, ", "));
+    fmt::print("serial       {}\n", c.serial_scheme.string());
+    fmt::print("store        {}\n", c.store.string());
+    fmt::print("plc          {}:{} (unit {})\n", c.plc.bind, c.plc.port, c.plc.unit);
+    fmt::print("panel        {}:{}\n", c.panel.bind, c.panel.port);
+}
+
+struct CheckOptions {
+    std::string file;
+    bool recipe = false;
+    bool json = false;
+};
+
+void run_check(const CheckOptions& o) {
+    try {
+        if (o.recipe) {
+            const Recipe r = station::load_recipe(o.file);
+            if (o.json) {
+                json j = recipe_json(r);
+                j["valid"] = true;
+                fmt::print("{}\n", j.dump(2));
+            } else {
+                fmt::print("{}: valid\n", o.file);
+                print_recipe(r);
+            }
+        } else {
+            const StationConfig c = station::load_station_config(o.file);
+            if (o.json) fmt::print("{}\n", station_json(c).dump(2));
+            else print_station(c);
+        }
+    } catch (const station::ConfigError& e) {
+        for (const auto& d : e.diagnostics()) fmt::print(stderr, "{}\n", d.to_string());
+        const std::size_t n = e.diagnostics().size();
+        fmt::print(stderr, "{}: {} error{}\n", o.file, n, n == 1 ? "" : "s");
+        if (o.json) {
+            json errs = json::array();
+            for (const auto& d : e.diagnostics())
+                errs.push_back({{"file", d.file},
+                                {"line", d.line},
+                                {"column", d.column},
+                                {"key", d.key_path},
+                                {"message", d.message}});
+            fmt::print("{}\n", json{{"valid", false}, {"file", o.file}, {"errors", errs}}.dump(2));
+        }
+        set_exit(station::ExitCode::usage);
+    }
+}
+
+}  // namespace
+
+void add_config_commands(CLI::App& app) {
+    auto* config = app.add_subcommand("config", "Station configuration");
+    config->require_subcommand(1);
+
+    auto opts = std::make_shared<CheckOptions>();
+    auto* check = config->add_subcommand(
+        "check",
+        "Validate a station file (and the recipe it names) and print a summary.\n"
+        "Every error is listed as FILE:LINE:COL: key.path: message; exit 2 if any.");
+    check->add_option("FILE", opts->file, "Station TOML file (or a recipe with --recipe)")
+        ->required();
+    check->add_flag("--recipe", opts->recipe, "FILE is a recipe, not a station file");
+    check->add_flag("--json", opts->json, "Print the summary (or the errors) as JSON");
+    check->callback([opts] { run_check(*opts); });
+}
+
 }  // namespace eol::cli

@@ -248,7 +248,7 @@ struct SimConfig {
     double time_scale = 1.0;  // simulated seconds per wall second
     std::uint64_t seed = 1;
     double ambient_c = 25.0;
-    std::string lot = "A1";
+    std::string lot = "0001";
     std::string production_date = "2023-03-14";  // YYYY-MM-DD
     double short_fraction = 0.0;  // fraction of cells with an internal short
     double r0_shift_rel = 0.0;    // lot-wide R0 shift (a drifting process)
