@@ -231,8 +231,9 @@ public:
 
     void missing(std::string_view key) {
         sink_.error(t_.source(), key_path(key),
-                    path_.empty() ? fmt::format("missing required key '{}' at top level", key)
-                                  : fmt::format("missing required key '{}' in [{}]", key, path_));
+                    path_.empty()         ? fmt::format("missing required key '{}' at top level", key)
+                    : path_.back() == ']' ? fmt::format("missing required key '{}' in {}", key, path_)
+                                          : fmt::format("missing required key '{}' in [{}]", key, path_));
     }
     void wrong_type(std::string_view key, const toml::node& n, std::string_view expected) {
         sink_.error(n.source(), key_path(key),

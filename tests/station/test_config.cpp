@@ -1,0 +1,670 @@
+// Station configuration and recipes: every kind of configuration error is
+// reported with file, line, column and key path, all of them at once; the
+// shipped example station and recipe load; `eolstation config check` exits 2
+// with the diagnostics on stderr.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "eol/station/config.hpp"
+
+namespace fs = std::filesystem;
+using namespace eol::station;
+
+namespace {
+
+void write_file(const fs::path& p, const std::string& text) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+}
+
+std::string read_file(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+/// 1-based line of the first occurrence of `needle` in `text`.
+int line_of(const std::string& text, const std::string& needle) {
+    const auto pos = text.find(needle);
+    REQUIRE_MESSAGE(pos != std::string::npos, needle);
+    return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(pos), '\n'));
+}
+
+/// 1-based column of `needle` on its line.
+int column_of(const std::string& text, const std::string& needle) {
+    const auto pos = text.find(needle);
+    REQUIRE(pos != std::string::npos);
+    const auto nl = text.rfind('\n', pos);
+    return static_cast<int>(nl == std::string::npos ? pos + 1 : pos - nl);
+}
+
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+    const auto pos = text.find(from);
+    REQUIRE_MESSAGE(pos != std::string::npos, from);
+    return text.replace(pos, from.size(), to);
+}
+
+const std::string kRecipe = R"(name = "test-recipe"
+[cell]
+model = "TEST-18650"
+capacity_ah = 3.0
+
+[[steps]]
+name = "ocv"
+kind = "ocv"
+  [[steps.measurements]]
+  name = "ocv_v"
+  low = 3.4
+  high = 4.2
+
+[[steps]]
+name = "dcir"
+kind = "dcir"
+  [[steps.measurements]]
+  name = "dcir_ohm"
+  high = 0.06
+
+[[steps]]
+name = "pulse"
+kind = "pulse"
+current_a = 6.0
+duration_s = 10
+relaxation_s = 60
+sample_interval_s = 0.01
+  [[steps.measurements]]
+  name = "r0_ohm"
+  high = 0.045
+
+[[steps]]
+name = "heat"
+kind = "heat"
+current_a = 3.0
+duration_s = 300
+cooling_s = 300
+  [[steps.measurements]]
+  name = "temp_rise_k"
+  high = 3
+)";
+
+const std::string kStation = R"([station]
+id = "T-1"
+recipe = "recipes/test.toml"
+serial_scheme = "serial.toml"
+store = "results.db"
+ambient = { thermo = "tc1", channel = 7 }
+
+[instruments.load1]
+driver = "scpi_load"
+address = "tcp://127.0.0.1:15025"
+dialect = "dialects/d.toml"
+channels = 4
+
+[instruments.load2]
+driver = "modbus_load"
+address = "tcp://127.0.0.1:15502"
+map = "maps/load.toml"
+timeout_s = 2
+
+[instruments.tc1]
+driver = "modbus_thermo"
+address = "tcp://127.0.0.1:15503"
+map = "maps/tc.toml"
+channels = 8
+unit = 3
+
+[[channels]]
+position = 2
+load = "load1"
+load_channel = 2
+thermo = "tc1"
+thermo_channel = 1
+
+[[channels]]
+position = 1
+load = "load1"
+load_channel = 1
+thermo = "tc1"
+thermo_channel = 0
+
+[[channels]]
+position = 3
+load = "load2"
+load_channel = 1
+thermo = "tc1"
+thermo_channel = 2
+
+[limits]
+ocv_min_v = 3.4
+ocv_max_v = 4.2
+r0_max_ohm = 0.045
+dcir_max_ohm = 0.06
+temp_rise_max_k = 3
+k_max_mv_per_day = 2
+temp_abort_c = 60
+v_min_v = 2.5
+i_max_a = 10
+
+[screening]
+features = ["ocv_v", "r0_ohm", "temp_rise_k"]
+pat_k = 5
+
+[plc]
+bind = "127.0.0.1"
+port = 15020
+
+[panel]
+port = 8081
+)";
+
+/// A temporary directory holding a station's referenced files.
+struct Dir {
+    fs::path root;
+    Dir() {
+        static std::atomic<int> n{0};
+        root = fs::temp_directory_path() /
+               ("eol-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+        fs::remove_all(root);
+        fs::create_directories(root);
+        write_file(root / "dialects/d.toml", "# dialect\n");
+        write_file(root / "maps/load.toml", "# map\n");
+        write_file(root / "maps/tc.toml", "# map\n");
+        write_file(root / "serial.toml", "# scheme\n");
+        write_file(root / "recipes/test.toml", kRecipe);
+    }
+    ~Dir() {
+        std::error_code ec;
+        fs::remove_all(root, ec);
+    }
+    fs::path station(const std::string& text, const std::string& name = "station.toml") const {
+        write_file(root / name, text);
+        return root / name;
+    }
+};
+
+/// The diagnostics of loading `text` as station.toml in `d` (fails the test if it loads).
+std::vector<Diagnostic> errors_of(const Dir& d, const std::string& text) {
+    try {
+        load_station_config(d.station(text));
+    } catch (const ConfigError& e) {
+        return e.diagnostics();
+    }
+    FAIL("expected a ConfigError");
+    return {};
+}
+
+const Diagnostic* find_key(const std::vector<Diagnostic>& ds, const std::string& key) {
+    for (const auto& d : ds)
+        if (d.key_path == key) return &d;
+    return nullptr;
+}
+
+std::string dump(const std::vector<Diagnostic>& ds) {
+    std::string s;
+    for (const auto& d : ds) s += d.to_string() + "\n";
+    return s;
+}
+
+/// The single diagnostic for `key`; fails when there is none.
+Diagnostic one(const std::vector<Diagnostic>& ds, const std::string& key) {
+    const Diagnostic* d = find_key(ds, key);
+    REQUIRE_MESSAGE(d != nullptr, "no diagnostic for " << key << " in:\n" << dump(ds));
+    return *d;
+}
+
+bool contains(const std::string& s, const std::string& part) {
+    return s.find(part) != std::string::npos;
+}
+
+struct Run {
+    int rc;
+    std::string out, err;
+};
+
+Run run_cli(const std::string& args, const fs::path& dir) {
+    const fs::path out = dir / "cli.out", err = dir / "cli.err";
+    const std::string cmd = std::string("'") + EOL_CLI + "' " + args + " >'" + out.string() +
+                            "' 2>'" + err.string() + "'";
+    const int status = std::system(cmd.c_str());
+    REQUIRE(WIFEXITED(status));
+    return {WEXITSTATUS(status), read_file(out), read_file(err)};
+}
+
+}  // namespace
+
+TEST_CASE("config: a valid station file loads with resolved paths, defaults and sorted positions") {
+    Dir d;
+    const StationConfig c = load_station_config(d.station(kStation));
+    CHECK(c.station_id == "T-1");
+    REQUIRE(c.instruments.size() == 3);
+    const InstrumentConfig* load1 = c.find_instrument("load1");
+    REQUIRE(load1);
+    CHECK(load1->driver == InstrumentConfig::Driver::scpi_load);
+    CHECK(load1->channels == 4);
+    CHECK(load1->endpoint.port == 15025);
+    CHECK(load1->endpoint.host == "127.0.0.1");
+    CHECK(load1->definition == (d.root / "dialects/d.toml").lexically_normal());
+    CHECK(load1->timeout_s == doctest::Approx(1.0));          // default
+    CHECK(load1->connect_timeout_s == doctest::Approx(3.0));  // default
+    const InstrumentConfig* load2 = c.find_instrument("load2");
+    REQUIRE(load2);
+    CHECK(load2->timeout_s == doctest::Approx(2.0));  // an integer is accepted for a float
+    CHECK(load2->channels == 1);
+    CHECK(c.find_instrument("tc1")->unit == 3);
+    CHECK(c.find_instrument("tc1")->is_thermo());
+
+    REQUIRE(c.channels.size() == 3);
+    CHECK(c.channels[0].position == 1);
+    CHECK(c.channels[1].position == 2);
+    CHECK(c.channels[2].load == "load2");
+    REQUIRE(c.ambient);
+    CHECK(c.ambient->thermo == "tc1");
+    CHECK(c.ambient->channel == 7);
+
+    CHECK(c.store == (d.root / "results.db").lexically_normal());
+    CHECK(c.serial_scheme == (d.root / "serial.toml").lexically_normal());
+    CHECK(c.plc.port == 15020);
+    CHECK(c.plc.heartbeat_timeout_s == doctest::Approx(2.0));
+    CHECK(c.panel.port == 8081);
+    CHECK(c.panel.bind == "127.0.0.1");
+    CHECK(c.screening.pat_k == doctest::Approx(5.0));
+    CHECK(c.screening.pat_min_count == 20);
+    CHECK(c.screening.features == std::vector<std::string>{"ocv_v", "r0_ohm", "temp_rise_k"});
+    CHECK(c.sim.time_scale == doctest::Approx(1.0));  // [sim] absent: defaults
+
+    CHECK(c.recipe.name == "test-recipe");
+    REQUIRE(c.recipe.steps.size() == 4);
+    CHECK(c.recipe.steps[1].kind() == StepKind::dcir);
+    const auto& dcir = std::get<DcirParams>(c.recipe.steps[1].params);
+    CHECK(dcir.low_a == doctest::Approx(0.6));   // 0.2 C of 3 Ah (IEC 61960)
+    CHECK(dcir.high_a == doctest::Approx(3.0));  // 1 C
+    CHECK(dcir.low_s == doctest::Approx(10.0));
+    CHECK(dcir.high_s == doctest::Approx(1.0));
+    const auto& pulse = std::get<PulseParams>(c.recipe.steps[2].params);
+    CHECK(pulse.points() == 7100);  // (1 s pre + 10 s + 60 s) / 10 ms
+    CHECK(c.recipe.steps[2].line == line_of(kRecipe, "name = \"pulse\"") - 1);
+    const MeasurementSpec* r0 = c.recipe.find_measurement("r0_ohm");
+    REQUIRE(r0);
+    CHECK(r0->unit == "ohm");
+    CHECK(!r0->low);
+    CHECK(*r0->high == doctest::Approx(0.045));
+}
+
+TEST_CASE("config: paths resolve against the config file's directory, not the working directory") {
+    Dir d;
+    const fs::path cwd = fs::current_path();
+    fs::current_path(fs::temp_directory_path());
+    const fs::path rel = fs::relative(d.station(kStation));
+    StationConfig c;
+    CHECK_NOTHROW(c = load_station_config(rel));
+    CHECK(fs::equivalent(c.recipe_file, d.root / "recipes/test.toml"));
+    CHECK(fs::equivalent(c.find_instrument("tc1")->definition, d.root / "maps/tc.toml"));
+    fs::current_path(cwd);
+}
+
+TEST_CASE("config: an unknown key is reported at its line and column with a did-you-mean") {
+    Dir d;
+    const std::string text = replace(kStation, "timeout_s = 2", "timout_s = 2");
+    const auto ds = errors_of(d, text);
+    const Diagnostic e = one(ds, "instruments.load2.timout_s");
+    CHECK(e.line == line_of(text, "timout_s"));
+    CHECK(e.column == 1);
+    CHECK(contains(e.message, "unknown key 'timout_s'"));
+    CHECK(contains(e.message, "did you mean 'timeout_s'?"));
+    CHECK(e.file == (d.root / "station.toml").lexically_normal().string());
+    CHECK(ds.size() == 1);
+}
+
+TEST_CASE("config: an unknown key with no close match lists the expected keys") {
+    Dir d;
+    const std::string text = replace(kStation, "[panel]\n", "[panel]\nwebsocket = true\n");
+    const Diagnostic e = one(errors_of(d, text), "panel.websocket");
+    CHECK(contains(e.message, "unknown key 'websocket'"));
+    CHECK(contains(e.message, "expected one of: bind, port"));
+}
+
+TEST_CASE("config: wrong types name the expected and the actual type") {
+    Dir d;
+    std::string text = replace(kStation, "channels = 8", "channels = \"8\"");
+    text = replace(text, "port = 8081", "port = 8081.5");
+    text = replace(text, "ocv_min_v = 3.4", "ocv_min_v = \"3.4\"");
+    const auto ds = errors_of(d, text);
+    const Diagnostic ch = one(ds, "instruments.tc1.channels");
+    CHECK(ch.message == "expected integer, got string");
+    CHECK(ch.line == line_of(text, "channels = \"8\""));
+    CHECK(ch.column == column_of(text, "\"8\""));
+    CHECK(one(ds, "panel.port").message == "expected integer, got float");
+    CHECK(one(ds, "limits.ocv_min_v").message == "expected number, got string");
+}
+
+TEST_CASE("config: out-of-range values are reported with the allowed range") {
+    Dir d;
+    std::string text = replace(kStation, "port = 15020", "port = 70000");
+    text = replace(text, "port = 8081", "port = 0");
+    text = replace(text, "timeout_s = 2", "timeout_s = 0");
+    text = replace(text, "load_channel = 2", "load_channel = 5");  // load1 has 4
+    text = replace(text, "thermo_channel = 2", "thermo_channel = 8");  // tc1 has 0..7
+    const auto ds = errors_of(d, text);
+    const Diagnostic plc = one(ds, "plc.port");
+    CHECK(contains(plc.message, "out of range: 70000"));
+    CHECK(contains(plc.message, "1..65535"));
+    CHECK(plc.line == line_of(text, "port = 70000"));
+    CHECK(contains(one(ds, "panel.port").message, "out of range: 0"));
+    CHECK(contains(one(ds, "instruments.load2.timeout_s").message, "must be > 0"));
+    const Diagnostic lc = one(ds, "channels[0].load_channel");
+    CHECK(contains(lc.message, "'load1' has 4 channels: 1..4"));
+    CHECK(lc.line == line_of(text, "load_channel = 5"));
+    CHECK(contains(one(ds, "channels[2].thermo_channel").message, "'tc1' has 8 channels: 0..7"));
+    CHECK(ds.size() == 5);
+}
+
+TEST_CASE("config: a missing required key is reported at the line of the table that lacks it") {
+    Dir d;
+    // The third [[channels]] loses its thermo; [limits] loses i_max_a.
+    std::string text = replace(kStation, "thermo = \"tc1\"\nthermo_channel = 2\n", "thermo_channel = 2\n");
+    text = replace(text, "i_max_a = 10\n", "");
+    const auto ds = errors_of(d, text);
+    const Diagnostic th = one(ds, "channels[2].thermo");
+    CHECK(th.message == "missing required key 'thermo' in channels[2]");
+    CHECK(th.line == line_of(text, "[[channels]]\nposition = 3"));
+    const Diagnostic lim = one(ds, "limits.i_max_a");
+    CHECK(lim.message == "missing required key 'i_max_a' in [limits]");
+    CHECK(lim.line == line_of(text, "[limits]"));
+}
+
+TEST_CASE("config: a missing table is reported at top level") {
+    Dir d;
+    const auto pos = kStation.find("[screening]");
+    const std::string text = kStation.substr(0, pos) + kStation.substr(kStation.find("[plc]"));
+    const Diagnostic e = one(errors_of(d, text), "screening");
+    CHECK(e.message == "missing required key 'screening' at top level");
+}
+
+TEST_CASE("config: references to instruments that do not exist or are the wrong kind") {
+    Dir d;
+    std::string text = replace(kStation, "load = \"load2\"", "load = \"lod2\"");
+    text = replace(text, "load = \"load1\"\nload_channel = 1", "load = \"tc1\"\nload_channel = 1");
+    text = replace(text, "ambient = { thermo = \"tc1\"", "ambient = { thermo = \"load1\"");
+    const auto ds = errors_of(d, text);
+    const Diagnostic missing = one(ds, "channels[2].load");
+    CHECK(contains(missing.message, "no instrument named 'lod2'"));
+    CHECK(contains(missing.message, "did you mean 'load2'?"));
+    CHECK(missing.line == line_of(text, "\"lod2\""));
+    const Diagnostic kind = one(ds, "channels[1].load");
+    CHECK(contains(kind.message, "'tc1' is a modbus_thermo, not a load"));
+    CHECK(contains(one(ds, "station.ambient.thermo").message,
+                   "'load1' is a scpi_load, not a thermocouple reader"));
+}
+
+TEST_CASE("config: duplicate positions and doubly used channels") {
+    Dir d;
+    std::string text = replace(kStation, "position = 3", "position = 2");
+    text = replace(text, "thermo_channel = 1", "thermo_channel = 0");
+    const auto ds = errors_of(d, text);
+    const Diagnostic pos = one(ds, "channels[2].position");
+    CHECK(contains(pos.message, "duplicate position 2"));
+    CHECK(contains(pos.message, "first at line " + std::to_string(line_of(text, "[[channels]]"))));
+    CHECK(contains(one(ds, "channels[1].thermo_channel").message,
+                   "tc1 channel 0 is already used by position 2"));
+}
+
+TEST_CASE("config: files that do not exist are named with where they were looked for") {
+    Dir d;
+    fs::remove(d.root / "maps/tc.toml");
+    fs::remove(d.root / "serial.toml");
+    const auto ds = errors_of(d, kStation);
+    const Diagnostic map = one(ds, "instruments.tc1.map");
+    CHECK(contains(map.message, "register map 'maps/tc.toml' does not exist"));
+    CHECK(contains(map.message, (d.root / "maps/tc.toml").string()));
+    CHECK(map.line == line_of(kStation, "map = \"maps/tc.toml\""));
+    CHECK(contains(one(ds, "station.serial_scheme").message, "serial scheme 'serial.toml' does not exist"));
+    CHECK(ds.size() == 2);
+
+    fs::remove(d.root / "recipes/test.toml");
+    const auto ds2 = errors_of(d, kStation);
+    CHECK(contains(one(ds2, "station.recipe").message, "recipe file 'recipes/test.toml' does not exist"));
+    // Without a recipe, features cannot be checked, and are not reported.
+    CHECK(find_key(ds2, "screening.features[0]") == nullptr);
+
+    std::string text = replace(kStation, "dialect = \"dialects/d.toml\"", "map = \"dialects/d.toml\"");
+    CHECK(contains(one(errors_of(d, text), "instruments.load1.map").message,
+                   "scpi_load takes a 'dialect' file, not a 'map'"));
+}
+
+TEST_CASE("config: a station file that does not exist") {
+    Dir d;
+    try {
+        load_station_config(d.root / "nope.toml");
+        FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+        REQUIRE(e.diagnostics().size() == 1);
+        CHECK(e.diagnostics()[0].message == "station file does not exist");
+        CHECK(contains(e.what(), "nope.toml: station file does not exist"));
+    }
+}
+
+TEST_CASE("config: a TOML syntax error is reported with line and column") {
+    Dir d;
+    const std::string text = replace(kStation, "channels = 4", "channels = = 4");
+    const auto ds = errors_of(d, text);
+    REQUIRE(ds.size() == 1);
+    CHECK(ds[0].line == line_of(text, "channels = = 4"));
+    CHECK(ds[0].column >= 12);
+    CHECK(contains(ds[0].message, "TOML syntax error"));
+
+    const std::string dup = replace(kStation, "[panel]\n", "[panel]\nport = 1\n");  // port twice
+    const auto ds2 = errors_of(d, dup);
+    REQUIRE(ds2.size() == 1);
+    CHECK(ds2[0].line == line_of(dup, "port = 8081"));
+}
+
+TEST_CASE("config: invalid addresses and addresses the driver cannot use") {
+    Dir d;
+    std::string text = replace(kStation, "tcp://127.0.0.1:15025", "rtu:///dev/ttyUSB0?baud=9600");
+    text = replace(text, "tcp://127.0.0.1:15502", "tcp://127.0.0.1:port");
+    const auto ds = errors_of(d, text);
+    CHECK(contains(one(ds, "instruments.load1.address").message,
+                   "scpi_load needs a tcp:// or serial:// address"));
+    const Diagnostic bad = one(ds, "instruments.load2.address");
+    CHECK(contains(bad.message, "invalid address"));
+    CHECK(contains(bad.message, "tcp://127.0.0.1:port"));
+}
+
+TEST_CASE("config: enumerations suggest the closest valid value") {
+    Dir d;
+    const std::string text = replace(kStation, "driver = \"modbus_load\"", "driver = \"modbus-load\"");
+    const Diagnostic e = one(errors_of(d, text), "instruments.load2.driver");
+    CHECK(contains(e.message, "unknown value 'modbus-load' (did you mean 'modbus_load'?)"));
+}
+
+TEST_CASE("config: port clashes between the PLC, the panel and loopback instruments") {
+    Dir d;
+    std::string text = replace(kStation, "port = 8081", "port = 15020");
+    text = replace(text, "tcp://127.0.0.1:15503", "tcp://127.0.0.1:15502");
+    text = replace(text, "unit = 3", "unit = 1");  // same gateway and unit id as load2
+    const auto ds = errors_of(d, text);
+    CHECK(contains(one(ds, "panel.port").message, "port 15020 is also plc.port"));
+    CHECK(contains(one(ds, "instruments.tc1.address").message,
+                   "127.0.0.1:15502 is also the address of 'load2'"));
+}
+
+TEST_CASE("config: screening features must be measurements of the recipe") {
+    Dir d;
+    const std::string text = replace(kStation, "\"r0_ohm\", \"temp_rise_k\"", "\"r0_ohms\", 3");
+    const auto ds = errors_of(d, text);
+    const Diagnostic f = one(ds, "screening.features[1]");
+    CHECK(contains(f.message, "'r0_ohms' is not a measurement of recipe 'test-recipe'"));
+    CHECK(contains(f.message, "did you mean 'r0_ohm'?"));
+    CHECK(one(ds, "screening.features[2]").message == "expected string, got integer");
+}
+
+TEST_CASE("config: several errors in one file are reported at once, in file order") {
+    Dir d;
+    std::string text = replace(kStation, "id = \"T-1\"", "id = 1");
+    text = replace(text, "channels = 4", "channels = 4\nvendor = \"x\"");
+    text = replace(text, "load = \"load2\"", "load = \"nothing\"");
+    text = replace(text, "r0_max_ohm = 0.045", "r0_max_ohm = -0.045");
+    text = replace(text, "pat_k = 5", "pat_k = 50");
+    text += "\n[sim]\nproduction_date = \"2023-02-30\"\nlot = \"LOT-1\"\n";
+    const auto ds = errors_of(d, text);
+    CHECK_MESSAGE(ds.size() == 7, dump(ds));
+    CHECK(one(ds, "station.id").message == "expected string, got integer");
+    CHECK(contains(one(ds, "instruments.load1.vendor").message, "unknown key"));
+    CHECK(contains(one(ds, "channels[2].load").message, "no instrument named 'nothing'"));
+    CHECK(contains(one(ds, "limits.r0_max_ohm").message, "out of range"));
+    CHECK(contains(one(ds, "screening.pat_k").message, "out of range: 50"));
+    CHECK(one(ds, "sim.production_date").message == "not a calendar date");
+    CHECK(contains(one(ds, "sim.lot").message, "0-9 and A-Z without I and O"));
+    for (std::size_t i = 1; i < ds.size(); ++i) CHECK(ds[i - 1].line <= ds[i].line);
+
+    // what(): every diagnostic, one per line, as file:line:col: key: message.
+    try {
+        load_station_config(d.station(text));
+    } catch (const ConfigError& e) {
+        const std::string what = e.what();
+        CHECK(std::count(what.begin(), what.end(), '\n') == 6);
+        const std::string file = (d.root / "station.toml").lexically_normal().string();
+        CHECK(contains(what, file + ":" + std::to_string(line_of(text, "id = 1")) + ":6: station.id: "
+                                                                                    "expected string, got integer"));
+    }
+}
+
+TEST_CASE("config: recipe errors name the recipe file and the step") {
+    Dir d;
+    std::string r = replace(kRecipe, "kind = \"heat\"", "kind = \"heet\"");
+    r = replace(r, "name = \"dcir_ohm\"", "name = \"dcir_ohm\"\n  quantity = \"r0_ohm\"");
+    r = replace(r, "sample_interval_s = 0.01", "sample_interval_s = 20");
+    r = replace(r, "name = \"r0_ohm\"\n  high = 0.045", "name = \"ocv_v\"\n  quantity = \"r0_ohm\"\n  unit = \"mohm\"\n  low = 0.05\n  high = 0.045");
+    write_file(d.root / "recipes/test.toml", r);
+    const std::string recipe_file = (d.root / "recipes/test.toml").lexically_normal().string();
+    try {
+        load_recipe(d.root / "recipes/test.toml");
+        FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+        const auto& ds = e.diagnostics();
+        for (const auto& x : ds) CHECK(x.file == recipe_file);
+        const Diagnostic kind = one(ds, "steps[3].kind");
+        CHECK(contains(kind.message, "unknown value 'heet' (did you mean 'heat'?)"));
+        CHECK(kind.line == line_of(r, "\"heet\""));
+        CHECK(contains(one(ds, "steps[1].measurements[0].quantity").message,
+                       "a dcir step cannot measure 'r0_ohm'; it measures: dcir_ohm"));
+        CHECK(contains(one(ds, "steps[2].sample_interval_s").message, "out of range: 20"));
+        CHECK(contains(one(ds, "steps[2].measurements[0].name").message,
+                       "duplicate measurement name 'ocv_v'"));
+        CHECK(contains(one(ds, "steps[2].measurements[0].unit").message,
+                       "unit of r0_ohm is 'ohm', not 'mohm'"));
+        CHECK(contains(one(ds, "steps[2].measurements[0].low").message, "low 0.05 is above high 0.045"));
+        CHECK_MESSAGE(ds.size() == 6, dump(ds));
+    }
+}
+
+TEST_CASE("config: recipe errors are reported together with the station's") {
+    Dir d;
+    write_file(d.root / "recipes/test.toml", replace(kRecipe, "capacity_ah = 3.0", "capacity_ah = 3.0\nchemistry = \"NMC\""));
+    const std::string text = replace(kStation, "unit = 3", "unit = 300");
+    const auto ds = errors_of(d, text);
+    REQUIRE(ds.size() == 2);
+    CHECK(ds[0].key_path == "instruments.tc1.unit");  // the station file comes first
+    CHECK(ds[1].key_path == "cell.chemistry");
+    CHECK(contains(ds[1].file, "recipes/test.toml"));
+}
+
+TEST_CASE("config: a recipe step may not draw more than the station's safety current") {
+    Dir d;
+    const std::string text = replace(kStation, "i_max_a = 10", "i_max_a = 5");
+    const auto ds = errors_of(d, text);
+    const Diagnostic e = one(ds, "steps[2].current_a");
+    CHECK(contains(e.message, "step 'pulse' draws 6 A, above limits.i_max_a = 5 A"));
+    CHECK(e.line == line_of(kRecipe, "[[steps]]\nname = \"pulse\""));
+    CHECK(ds.size() == 1);
+}
+
+TEST_CASE("config: the shipped example station and recipe load") {
+    const fs::path example = fs::path(EOL_CONFIG_DIR) / "station.example.toml";
+    StationConfig c;
+    try {
+        c = load_station_config(example);
+    } catch (const ConfigError& e) {
+        FAIL(e.what());
+    }
+    CHECK(c.station_id == "EOL-01");
+    REQUIRE(c.find_instrument("load1"));
+    CHECK(c.find_instrument("load1")->driver == InstrumentConfig::Driver::scpi_load);
+    CHECK(c.find_instrument("load1")->endpoint.host == "127.0.0.1");
+    CHECK(c.find_instrument("load2")->driver == InstrumentConfig::Driver::modbus_load);
+    CHECK(c.find_instrument("tc1")->channels == 8);
+    CHECK(c.channels.size() >= 4);
+    CHECK(c.channels.size() <= 8);
+    CHECK(c.plc.port == 15020);
+    CHECK(c.recipe.name == "eol-18650");
+    CHECK(c.store.filename() == "eolstation.db");
+    CHECK(fs::exists(c.serial_scheme));
+    for (const auto& i : c.instruments) CHECK(fs::exists(i.definition));
+
+    const Recipe r = load_recipe(fs::path(EOL_CONFIG_DIR) / "recipes/eol-18650.toml");
+    CHECK(r.capacity_ah == doctest::Approx(3.0));
+    bool has_pulse = false, has_heat = false;
+    for (const auto& s : r.steps) {
+        if (const auto* p = std::get_if<PulseParams>(&s.params)) {
+            has_pulse = true;
+            CHECK(p->sample_interval_s >= 0.01);
+            CHECK(p->sample_interval_s <= 0.1);
+            CHECK(p->relaxation_s >= 30);
+        }
+        if (const auto* h = std::get_if<HeatParams>(&s.params)) {
+            has_heat = true;
+            CHECK(h->cooling_s > 0);
+        }
+    }
+    CHECK(has_pulse);
+    CHECK(has_heat);
+}
+
+TEST_CASE("config: eolstation config check exits 2 with every diagnostic on stderr") {
+    Dir d;
+    std::string text = replace(kStation, "timeout_s = 2", "timout_s = 2");
+    text = replace(text, "port = 15020", "port = 70000");
+    const fs::path file = d.station(text, "bad.toml");
+    const Run bad = run_cli("config check '" + file.string() + "'", d.root);
+    CHECK(bad.rc == 2);
+    const std::string f = file.lexically_normal().string();
+    CHECK(contains(bad.err, f + ":" + std::to_string(line_of(text, "timout_s")) +
+                                ":1: instruments.load2.timout_s: unknown key 'timout_s' (did you "
+                                "mean 'timeout_s'?)"));
+    CHECK(contains(bad.err, f + ":" + std::to_string(line_of(text, "port = 70000")) + ":8: plc.port: "));
+    CHECK(contains(bad.err, "2 errors"));
+
+    const Run bad_json = run_cli("config check --json '" + file.string() + "'", d.root);
+    CHECK(bad_json.rc == 2);
+    const auto j = nlohmann::json::parse(bad_json.out);
+    CHECK(j["valid"] == false);
+    CHECK(j["errors"].size() == 2);
+
+    const Run good = run_cli("config check '" + d.station(kStation).string() + "'", d.root);
+    CHECK(good.rc == 0);
+    CHECK(contains(good.out, "T-1"));
+    CHECK(contains(good.out, "load1"));
+    CHECK(contains(good.out, "test-recipe"));
+    CHECK(good.err.empty());
+
+    const Run good_json = run_cli("config check --json '" + d.station(kStation).string() + "'", d.root);
+    CHECK(good_json.rc == 0);
+    const auto g = nlohmann::json::parse(good_json.out);
+    CHECK(g["station_id"] == "T-1");
+    CHECK(g["channels"].size() == 3);
+    CHECK(g["plc"]["port"] == 15020);
+
+    const Run recipe = run_cli("config check --recipe '" + (d.root / "recipes/test.toml").string() + "'", d.root);
+    CHECK(recipe.rc == 0);
+    CHECK(contains(recipe.out, "valid"));
+}
