@@ -51,6 +51,10 @@ std::vector<Span> plan_reads(const ThermoMap& m) {
         }
         out.push_back(s);
     }
+    // The value block first: it is what a scan is for, and what errors name.
+    std::stable_partition(out.begin(), out.end(), [&](const Span& s) {
+        return s.table == m.values.table && m.values.start >= s.start && m.values.start < s.end();
+    });
     return out;
 }
 

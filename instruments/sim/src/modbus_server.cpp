@@ -56,6 +56,7 @@ struct ModbusServer::Impl {
     int listen_fd = -1;  // tcp
     int line_fd = -1;    // rtu
     int wake[2] = {-1, -1};
+    int capture[2] = {-1, -1};  // replies built here when they must not go out at once
     std::vector<Client> clients;
 
     ~Impl() {
@@ -65,7 +66,7 @@ struct ModbusServer::Impl {
             if (rtu) modbus_close(ctx);
             modbus_free(ctx);
         }
-        for (int fd : wake)
+        for (int fd : {wake[0], wake[1], capture[0], capture[1]})
             if (fd >= 0) ::close(fd);
     }
 };
@@ -99,6 +100,8 @@ void ModbusServer::start() {
     auto impl = std::make_unique<Impl>();
     if (::pipe2(impl->wake, O_CLOEXEC | O_NONBLOCK) != 0)
         throw std::runtime_error(name_ + ": pipe: " + std::strerror(errno));
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, impl->capture) != 0)
+        throw std::runtime_error(name_ + ": socketpair: " + std::strerror(errno));
     if (listen_.kind == instruments::Address::Kind::tcp) {
         const std::string port = std::to_string(listen_.port);
         impl->ctx = modbus_new_tcp_pi(listen_.host.c_str(), port.c_str());
@@ -197,34 +200,37 @@ void ModbusServer::run() {
         }
         std::lock_guard lk(image_m_);
         refresh(*map_);
-        if (f.truncated_reply) {
-            // Let libmodbus build the real reply into a socket pair, then send half of it.
-            int pair[2];
-            if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0) {
-                modbus_set_socket(I.ctx, pair[0]);
-                modbus_reply(I.ctx, query.data(), rc, map_);
-                modbus_set_socket(I.ctx, fd);
-                std::uint8_t buf[MODBUS_TCP_MAX_ADU_LENGTH];
-                const ssize_t n = ::recv(pair[1], buf, sizeof buf, MSG_DONTWAIT);
-                if (n > 1) write_all(fd, buf, static_cast<std::size_t>(n / 2));
-                ::close(pair[0]);
-                ::close(pair[1]);
-            }
-        } else {
-            modbus_reply(I.ctx, query.data(), rc, map_);
-        }
         const int fc = query[static_cast<std::size_t>(header)];
         auto u16 = [&](int off) {
             const auto k = static_cast<std::size_t>(header + off);
             return (query[k] << 8) | query[k + 1];
         };
+        int w_addr = -1, w_count = 0;
         switch (fc) {
         case MODBUS_FC_WRITE_SINGLE_COIL:
-        case MODBUS_FC_WRITE_SINGLE_REGISTER: apply_writes(*map_, fc, u16(1), 1); break;
+        case MODBUS_FC_WRITE_SINGLE_REGISTER: w_addr = u16(1); w_count = 1; break;
         case MODBUS_FC_WRITE_MULTIPLE_COILS:
-        case MODBUS_FC_WRITE_MULTIPLE_REGISTERS: apply_writes(*map_, fc, u16(1), u16(3)); break;
-        case MODBUS_FC_WRITE_AND_READ_REGISTERS: apply_writes(*map_, fc, u16(5), u16(7)); break;
+        case MODBUS_FC_WRITE_MULTIPLE_REGISTERS: w_addr = u16(1); w_count = u16(3); break;
+        case MODBUS_FC_WRITE_AND_READ_REGISTERS: w_addr = u16(5); w_count = u16(7); break;
         default: break;
+        }
+        if (w_addr < 0 && !f.truncated_reply) {
+            modbus_reply(I.ctx, query.data(), rc, map_);
+            return true;
+        }
+        // Let libmodbus build the reply into a socket pair: a write must act
+        // on the simulation before the client hears it is done, and a
+        // truncated reply is half of the real one.
+        modbus_set_socket(I.ctx, I.capture[0]);
+        modbus_reply(I.ctx, query.data(), rc, map_);
+        modbus_set_socket(I.ctx, fd);
+        std::uint8_t buf[MODBUS_TCP_MAX_ADU_LENGTH + 8];
+        const ssize_t n = ::recv(I.capture[1], buf, sizeof buf, MSG_DONTWAIT);
+        const bool refused = n > header && (buf[header] & 0x80) != 0;  // exception reply
+        if (w_addr >= 0 && !refused) apply_writes(*map_, fc, w_addr, w_count);
+        if (n > 0) {
+            const auto len = static_cast<std::size_t>(n);
+            write_all(fd, buf, f.truncated_reply ? len / 2 : len);
         }
         return true;
     };
