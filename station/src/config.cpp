@@ -706,13 +706,7 @@ bool load_recipe_into(const fs::path& file, Recipe& r, std::vector<Diagnostic>& 
 
 // ---------------------------------------------------------------- station
 
-struct Located {
-    int line = 0;
-    int column = 0;
-};
-
-void read_instruments(Tbl& root, const fs::path& dir, StationConfig& cfg,
-                      std::map<std::string, Located>& where) {
+void read_instruments(Tbl& root, const fs::path& dir, StationConfig& cfg) {
     const toml::table* it = root.table("instruments", true);
     if (!it) return;
     if (it->empty()) root.bad("instruments", "no instruments defined");
@@ -729,8 +723,6 @@ void read_instruments(Tbl& root, const fs::path& dir, StationConfig& cfg,
         Tbl in(root.sink(), *t, path);
         InstrumentConfig ic;
         ic.name = name;
-        where[name] = {static_cast<int>(t->source().begin.line),
-                       static_cast<int>(t->source().begin.column)};
         if (!is_name(name, true))
             root.sink().error(key.source(), path,
                               "instrument names use letters, digits, '_' and '-'");
@@ -1195,8 +1187,7 @@ StationConfig parse_station(std::string_view text, const fs::path& as_file, Sink
     const toml::table& root = *root_opt;
     Tbl t(sink, root, "");
 
-    std::map<std::string, Located> where;
-    read_instruments(t, cfg.dir, cfg, where);
+    read_instruments(t, cfg.dir, cfg);
     bool recipe_exists = false;
     read_station_table(t, cfg.dir, cfg, recipe_exists);
     read_channels(t, cfg);

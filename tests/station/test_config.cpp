@@ -302,14 +302,17 @@ TEST_CASE("config: a valid station file loads with resolved paths, defaults and 
 
 TEST_CASE("config: paths resolve against the config file's directory, not the working directory") {
     Dir d;
-    const fs::path cwd = fs::current_path();
+    struct CwdGuard {
+        fs::path saved = fs::current_path();
+        ~CwdGuard() { fs::current_path(saved); }
+    } guard;
     fs::current_path(fs::temp_directory_path());
     const fs::path rel = fs::relative(d.station(kStation));
+    REQUIRE(rel.is_relative());
     StationConfig c;
     CHECK_NOTHROW(c = load_station_config(rel));
     CHECK(fs::equivalent(c.recipe_file, d.root / "recipes/test.toml"));
     CHECK(fs::equivalent(c.find_instrument("tc1")->definition, d.root / "maps/tc.toml"));
-    fs::current_path(cwd);
 }
 
 TEST_CASE("config: an unknown key is reported at its line and column with a did-you-mean") {
