@@ -49,7 +49,8 @@ struct Diagnostic {
     std::string file;
     int line = 0;
     int column = 0;
-    std::string key_path;  // dotted, e.g. "instruments.load1.timeout_s" or "channels[2].load"
+    std::string key_path;  // dotted, e.g. "instruments.load1.timeout_s"; array indices are
+                           // 0-based: "channels[2].load" is the third [[channels]]
     std::string message;
 
     /// "file:line:col: key.path: message" (place and key left out when unknown).
