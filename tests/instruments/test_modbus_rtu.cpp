@@ -1,0 +1,136 @@
+// Modbus RTU end to end: the simulated module serves one end of a socat pty
+// pair, the real driver talks to the other end.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "eol/instruments/errors.hpp"
+#include "instruments/test_modbus_util.hpp"
+
+extern char** environ;
+
+using namespace eol;
+using instruments::TcStatus;
+using sim::TcChannel;
+
+namespace {
+
+/// `socat pty,raw,echo=0,link=A pty,raw,echo=0,link=B`, killed on destruction.
+class PtyPair {
+public:
+    PtyPair() {
+        namespace fs = std::filesystem;
+        dir_ = fs::temp_directory_path() /
+               ("eol-rtu-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+        fs::create_directories(dir_);
+        a_ = (dir_ / "a").string();
+        b_ = (dir_ / "b").string();
+        const std::string pa = "pty,raw,echo=0,link=" + a_;
+        const std::string pb = "pty,raw,echo=0,link=" + b_;
+        const char* argv[] = {"socat", pa.c_str(), pb.c_str(), nullptr};
+        const int rc = ::posix_spawnp(&pid_, "socat", nullptr, nullptr,
+                                      const_cast<char* const*>(argv), environ);
+        REQUIRE_MESSAGE(rc == 0, "cannot start socat (tools/setup installs it)");
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (!(fs::exists(a_) && fs::exists(b_))) {
+            REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,
+                            "socat did not create the pty pair");
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+    ~PtyPair() {
+        ::kill(pid_, SIGTERM);
+        int st = 0;
+        ::waitpid(pid_, &st, 0);
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    const std::string& a() const { return a_; }
+    const std::string& b() const { return b_; }
+
+private:
+    static int& counter() {
+        static int n = 0;
+        return n;
+    }
+    std::filesystem::path dir_;
+    std::string a_, b_;
+    pid_t pid_ = -1;
+};
+
+struct RtuRig {
+    PtyPair pty;
+    std::shared_ptr<sim::Fixture> fixture = test::make_fixture(2);
+    std::unique_ptr<sim::ModbusThermoServer> server;
+    instruments::RegisterMap map;
+
+    explicit RtuRig(const std::string& map_file, int unit = 5) {
+        map = instruments::load_register_map(test::map_path(map_file));
+        fixture->set_load(1, {sim::LoadMode::cc, 10.0, true});
+        fixture->clock()->skip(300);
+        fixture->set_load(1, {});
+        sim::ModbusServerOptions opt;
+        opt.unit = unit;
+        server = std::make_unique<sim::ModbusThermoServer>(
+            fixture, map, instruments::parse_address("rtu://" + pty.a() + "?baud=38400"),
+            std::vector<TcChannel>{TcChannel::cell(0), TcChannel::cell(1)}, opt);
+        server->start();
+    }
+    std::string client_address(int unit) const {
+        return "rtu://" + pty.b() + "?baud=38400&parity=N&unit=" + std::to_string(unit);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("modbus rtu: the driver reads the simulated module over a pty pair") {
+    RtuRig rig("icpdas-et7018z.toml");
+    auto reader = instruments::make_modbus_thermo(
+        "tc-rtu", instruments::parse_address(rig.client_address(5)), rig.map, 0.5);
+    reader->connect();
+    for (int scan = 0; scan < 3; ++scan) {
+        const auto r = reader->read_all();
+        REQUIRE(r.size() == 10);
+        for (std::size_t pos = 0; pos < 2; ++pos) {
+            REQUIRE(r[pos].status == TcStatus::ok);
+            CHECK(std::abs(r[pos].temp_c - rig.fixture->truth(pos).temp_c) < 0.15);
+        }
+        CHECK(r[2].status == TcStatus::open);
+    }
+    CHECK(rig.fixture->truth(1).temp_c > rig.fixture->truth(0).temp_c + 2.0);
+
+    // RTU faults: a bad CRC is a ProtocolError; an exception a DeviceError.
+    rig.server->faults().update([](sim::FaultSettings& s) { s.garbage_reply = true; });
+    CHECK_THROWS_AS(reader->read_all(), instruments::ProtocolError);
+    rig.server->faults().update([](sim::FaultSettings& s) { s.modbus_exception = 6; });
+    try {
+        reader->read_all();
+        FAIL("no error");
+    } catch (const instruments::DeviceError& e) {
+        CHECK(e.detail() == "Modbus exception 6 (server device busy)");
+    }
+    CHECK(reader->read_all()[0].status == TcStatus::ok);
+}
+
+TEST_CASE("modbus rtu: a request for another unit is not answered") {
+    RtuRig rig("advantech-adam6018.toml", 5);
+    auto reader = instruments::make_modbus_thermo(
+        "tc-rtu", instruments::parse_address(rig.client_address(6)), rig.map, 0.3);
+    reader->connect();
+    try {
+        reader->read_all();
+        FAIL("unit 6 answered");
+    } catch (const instruments::TimeoutError& e) {
+        CHECK(e.command() == "FC03 holding register 0 ×8");
+    }
+}
