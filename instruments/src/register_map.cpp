@@ -527,12 +527,20 @@ TcReading decode_channel(const ThermoMap& m, int channel, const ChannelRaw& raw)
     if (std::isinf(v)) return {kNaN, v > 0 ? TcStatus::over_range : TcStatus::under_range};
 
     const TcType* type = nullptr;
-    if (m.scaling == Scaling::type_range || m.scaling == Scaling::counts_range)
-        type = &type_for(m, channel, raw.type_code);
     double t = 0;
     switch (m.scaling) {
-    case Scaling::type_range: t = v / 32767.0 * full_scale(*type); break;
-    case Scaling::counts_range: t = v / 65535.0 * (type->max_c - type->min_c) + type->min_c; break;
+    case Scaling::type_range: {
+        const TcType& ty = type_for(m, channel, raw.type_code);
+        type = &ty;
+        t = v / 32767.0 * full_scale(ty);
+        break;
+    }
+    case Scaling::counts_range: {
+        const TcType& ty = type_for(m, channel, raw.type_code);
+        type = &ty;
+        t = v / 65535.0 * (ty.max_c - ty.min_c) + ty.min_c;
+        break;
+    }
     case Scaling::fixed_point:
     case Scaling::float32: t = v * m.scale + m.offset_c; break;
     }
