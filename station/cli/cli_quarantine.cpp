@@ -1,6 +1,468 @@
-// eolstation quarantine | lookup | recall — (not yet written; adds no subcommand until it is)
+// eolstation quarantine list|show|hold|release|scrap, lookup, ship, recall
+// export — and the sim-production command (cli_production.cpp) registered
+// from here.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
 #include "commands.hpp"
+#include "eol/station/quarantine.hpp"
+#include "eol/station/serial.hpp"
+#include "eol/station/store.hpp"
 
 namespace eol::cli {
-void add_quarantine_commands(CLI::App& /*app*/) {}
+
+void add_production_commands(CLI::App& app);  // cli_production.cpp
+
+namespace {
+
+using namespace eol::station;
+using nlohmann::json;
+
+SerialScheme scheme_from(const std::string& file) {
+    return file.empty() ? SerialScheme::default_scheme() : SerialScheme::load(file);
+}
+
+Store open_store(const std::string& db, bool write) {
+    OpenOptions o;
+    o.read_only = !write;
+    return Store::open(db, o);
+}
+
+std::string utc(double unix_s) {
+    const auto t = static_cast<std::time_t>(unix_s);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+json event_json(const QuarantineEvent& e) {
+    json j{{"id", e.id},          {"time", utc(e.time_unix_s)}, {"time_unix_s", e.time_unix_s},
+           {"action", to_string(e.action)}, {"scope", to_string(e.scope)}, {"target", e.target},
+           {"reason", e.reason},  {"actor", e.actor},           {"role", e.role}};
+    if (e.scope == QuarantineScope::window) {
+        j["window_from"] = e.window_from;
+        j["window_to"] = e.window_to;
+    }
+    return j;
+}
+
+std::string event_line(const QuarantineEvent& e) {
+    return fmt::format("#{:<5} {}  {:<7} {:<6} {:<22} by {} ({}): {}", e.id, utc(e.time_unix_s), to_string(e.action),
+                       to_string(e.scope), e.target, e.actor, e.role.empty() ? "-" : e.role, e.reason);
+}
+
+// Serials from the command line and/or a file (one per line; blank lines
+// skipped). `where[i]` names the source of serial i for messages.
+void gather(const std::vector<std::string>& args, const std::string& file, std::vector<std::string>& serials,
+            std::vector<std::string>& where) {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        serials.push_back(args[i]);
+        where.push_back(fmt::format("argument {}", i + 1));
+    }
+    if (!file.empty()) {
+        std::ifstream in(file);
+        if (!in) throw UsageError(fmt::format("{}: cannot open", file));
+        std::string line;
+        std::size_t n = 0;
+        while (std::getline(in, line)) {
+            ++n;
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.find_first_not_of(" \t") == std::string::npos) continue;
+            serials.push_back(line);
+            where.push_back(fmt::format("{}:{}", file, n));
+        }
+    }
+    if (serials.empty()) throw UsageError("no serials given (arguments or --file)");
+}
+
+json lookup_json(const LookupResult& r, const std::string& where) {
+    json j{{"input", r.input}, {"status", r.status()}, {"may_ship", r.may_ship}};
+    if (r.error) {
+        j["source"] = where;
+        j["error"] = {{"message", r.error->message}, {"position", r.error->position}};
+        return j;
+    }
+    j["serial"] = r.serial;
+    j["known"] = r.known;
+    j["state"] = to_string(r.state);
+    j["lot"] = r.lot;
+    j["production_date"] = r.production_date;
+    j["verdict"] = r.verdict ? json(to_string(*r.verdict)) : json();
+    json because = json::array();
+    for (const auto& e : r.because) because.push_back(event_json(e));
+    j["because"] = because;
+    return j;
+}
+
+std::string lookup_line(const LookupResult& r, const std::string& where) {
+    if (r.error) return fmt::format("{}: {}: error: {}", where, r.input, r.error->message);
+    std::string s = fmt::format("{}  {}", r.serial, r.status());
+    if (r.known && r.state != CellState::clear) s += fmt::format(" ({})", to_string(r.state));
+    if (r.status() == "unknown" && r.state != CellState::clear) s += fmt::format(" (and {})", to_string(r.state));
+    if (!r.because.empty()) {
+        const auto& e = r.state == CellState::held ? r.because.back() : r.because.front();
+        s += fmt::format("  since {} by {} {}: {}", utc(e.time_unix_s), to_string(e.scope), e.target, e.reason);
+        if (r.because.size() > 1) s += fmt::format(" (+{} more)", r.because.size() - 1);
+    }
+    if (r.verdict && *r.verdict != Verdict::pass) s += fmt::format("  last test: {}", to_string(*r.verdict));
+    s += r.may_ship ? "  may ship" : "  may NOT ship";
+    return s;
+}
+
+// ---------------------------------------------------------------- lookup
+
+struct LookupOptions {
+    std::vector<std::string> serials;
+    std::string file;
+    std::string db;
+    std::string scheme;
+    bool json = false;
+    bool quiet = false;
+};
+
+void run_lookup(const LookupOptions& o) {
+    const SerialScheme scheme = scheme_from(o.scheme);
+    std::vector<std::string> serials, where;
+    gather(o.serials, o.file, serials, where);
+    Store store = open_store(o.db, false);
+    LookupSession session(store, scheme);
+    const std::vector<LookupResult> rs =
+        serials.size() == 1 ? std::vector<LookupResult>{session.lookup(serials[0])} : session.lookup_many(serials);
+    std::size_t blocked = 0;
+    for (const auto& r : rs) blocked += r.may_ship ? 0 : 1;
+    if (o.json) {
+        json arr = json::array();
+        for (std::size_t i = 0; i < rs.size(); ++i) arr.push_back(lookup_json(rs[i], where[i]));
+        fmt::print("{}\n", json{{"checked", rs.size()}, {"may_not_ship", blocked}, {"results", arr}}.dump(2));
+    } else {
+        std::string out;
+        for (std::size_t i = 0; i < rs.size(); ++i) {
+            if (o.quiet && rs[i].may_ship) continue;
+            out += lookup_line(rs[i], where[i]);
+            out += '\n';
+        }
+        if (rs.size() > 1 || o.quiet)
+            out += fmt::format("{} checked, {} may ship, {} may not\n", rs.size(), rs.size() - blocked, blocked);
+        std::fwrite(out.data(), 1, out.size(), stdout);
+    }
+    if (blocked > 0) set_exit(ExitCode::domain_no);
+}
+
+// ---------------------------------------------------------------- quarantine
+
+struct DecideOptions {
+    std::vector<std::string> serials;
+    std::string lot;
+    std::string window;
+    std::string reason;
+    std::string actor;
+    std::string role;
+    std::string db;
+    std::string scheme;
+    bool json = false;
+};
+
+std::vector<Scope> scopes_of(const DecideOptions& o) {
+    const int given = (o.serials.empty() ? 0 : 1) + (o.lot.empty() ? 0 : 1) + (o.window.empty() ? 0 : 1);
+    if (given != 1) throw UsageError("give exactly one scope: --serial (repeatable), --lot or --window");
+    std::vector<Scope> out;
+    for (const auto& s : o.serials) out.push_back(Scope::serial(s));
+    if (!o.lot.empty()) out.push_back(Scope::lot(o.lot));
+    if (!o.window.empty()) {
+        const auto [from, to] = parse_window(o.window);
+        out.push_back(Scope::window(from, to));
+    }
+    return out;
+}
+
+void run_decide(QuarantineAction action, const DecideOptions& o) {
+    const SerialScheme scheme = scheme_from(o.scheme);
+    const std::vector<Scope> scopes = scopes_of(o);
+    Store store = open_store(o.db, true);
+    Quarantine q(store, scheme);
+    const Actor actor{o.actor, o.role};
+    json arr = json::array();
+    for (const Scope& raw : scopes) {
+        try {
+            std::int64_t id = 0;
+            switch (action) {
+                case QuarantineAction::hold: id = q.hold(raw, o.reason, actor); break;
+                case QuarantineAction::release: id = q.release(raw, o.reason, actor); break;
+                case QuarantineAction::scrap: id = q.scrap(raw, o.reason, actor); break;
+            }
+            const Scope s = q.normalize(raw);
+            if (o.json) arr.push_back({{"scope", to_string(s.kind)}, {"target", s.target}, {"event_id", id}});
+            else fmt::print("{} {}: event #{}\n", to_string(action), s.describe(), id);
+        } catch (const QuarantineRefused& e) {
+            if (o.json) arr.push_back({{"scope", to_string(raw.kind)}, {"target", raw.target}, {"refused", e.what()}});
+            else fmt::print(stderr, "eolstation: refused: {}\n", e.what());
+            set_exit(ExitCode::domain_no);
+        }
+    }
+    if (o.json) fmt::print("{}\n", arr.dump(2));
+}
+
+struct ListOptions {
+    std::string db;
+    bool json = false;
+};
+
+void run_list(const ListOptions& o) {
+    Store store = open_store(o.db, false);
+    Quarantine q(store);
+    const auto holds = q.active_holds();
+    if (o.json) {
+        json arr = json::array();
+        for (const auto& h : holds) {
+            json j = event_json(h.event);
+            j["cells_covered"] = h.cells_covered;
+            arr.push_back(std::move(j));
+        }
+        fmt::print("{}\n", arr.dump(2));
+        return;
+    }
+    if (holds.empty()) {
+        fmt::print("no holds in force\n");
+        return;
+    }
+    for (const auto& h : holds)
+        fmt::print("{}  [{} stored cell{}]\n", event_line(h.event), h.cells_covered, h.cells_covered == 1 ? "" : "s");
+    fmt::print("{} hold{} in force\n", holds.size(), holds.size() == 1 ? "" : "s");
+}
+
+struct ShowOptions {
+    std::string serial;
+    std::string lot;
+    std::string db;
+    std::string scheme;
+    bool json = false;
+};
+
+void run_show(const ShowOptions& o) {
+    if (o.serial.empty() == o.lot.empty()) throw UsageError("give a SERIAL or --lot L");
+    const SerialScheme scheme = scheme_from(o.scheme);
+    Store store = open_store(o.db, false);
+    Quarantine q(store, scheme);
+    std::vector<QuarantineEvent> evs;
+    json head;
+    if (!o.serial.empty()) {
+        LookupSession session(store, scheme);
+        const LookupResult r = session.lookup(o.serial);
+        if (r.error) throw UsageError(fmt::format("{}: {}", o.serial, r.error->message));
+        evs = q.history_of_serial(r.serial);
+        head = lookup_json(r, "argument");
+        if (!o.json) fmt::print("{}\n", lookup_line(r, "argument"));
+    } else {
+        const Scope s = q.normalize(Scope::lot(o.lot));
+        evs = q.history_of_lot(s.target);
+        head = {{"lot", s.target}};
+        if (!o.json) fmt::print("lot {}\n", s.target);
+    }
+    if (o.json) {
+        json arr = json::array();
+        for (const auto& e : evs) arr.push_back(event_json(e));
+        head["events"] = arr;
+        fmt::print("{}\n", head.dump(2));
+        return;
+    }
+    if (evs.empty()) fmt::print("  no quarantine events\n");
+    for (const auto& e : evs) fmt::print("  {}\n", event_line(e));
+}
+
+// ---------------------------------------------------------------- ship
+
+struct ShipOptions {
+    std::vector<std::string> serials;
+    std::string file;
+    std::string db;
+    std::string gate = "SHIP-01";
+    std::string actor;
+    std::string role = "logistics";
+    std::string reference;
+    std::string scheme;
+    bool json = false;
+};
+
+void run_ship(const ShipOptions& o) {
+    const SerialScheme scheme = scheme_from(o.scheme);
+    std::vector<std::string> serials, where;
+    gather(o.serials, o.file, serials, where);
+    Store store = open_store(o.db, true);
+    LookupSession session(store, scheme);
+    const ShipmentResult res = ship(store, session, serials, o.gate, Actor{o.actor, o.role}, o.reference);
+    if (o.json) {
+        json refused = json::array();
+        for (const auto& r : res.refused) refused.push_back(lookup_json(r, ""));
+        fmt::print("{}\n", json{{"shipped", res.shipped}, {"units", serials.size()}, {"event_id", res.event_id},
+                                {"refused", refused}}
+                               .dump(2));
+    } else if (res.shipped) {
+        fmt::print("shipped {} unit{} through {} (event #{})\n", serials.size(), serials.size() == 1 ? "" : "s",
+                   o.gate, res.event_id);
+    } else {
+        for (const auto& r : res.refused) fmt::print("{}\n", lookup_line(r, "input"));
+        fmt::print("NOT shipped: {} of {} unit{} may not ship; nothing recorded\n", res.refused.size(),
+                   serials.size(), serials.size() == 1 ? "" : "s");
+    }
+    if (!res.shipped) set_exit(ExitCode::domain_no);
+}
+
+// ---------------------------------------------------------------- recall
+
+struct RecallOptions {
+    std::string db;
+    std::string window;
+    std::string lot;
+    std::string out;
+};
+
+std::string csv_field(std::string_view s) {
+    if (s.find_first_of(",\"\n\r") == std::string_view::npos) return std::string(s);
+    std::string q = "\"";
+    for (char c : s) {
+        if (c == '"') q += '"';
+        q += c;
+    }
+    return q + "\"";
+}
+
+void run_recall(const RecallOptions& o) {
+    if (o.window.empty() == o.lot.empty()) throw UsageError("give --window W or --lot L");
+    Store store = open_store(o.db, false);
+    CellFilter f;
+    if (!o.window.empty()) {
+        const auto [from, to] = parse_window(o.window);
+        f.date_from = from.iso();
+        f.date_to = to.iso();
+    } else {
+        f.lot = Quarantine(store).normalize(Scope::lot(o.lot)).target;
+    }
+    std::vector<std::string> serials;
+    store.for_each_cell(f, [&](const CellInfo& c) { serials.push_back(c.serial); });
+    LookupSession session(store);
+    const auto rs = session.lookup_many(serials);
+    const auto shipped = shipped_serials(store);
+    std::string text = "serial,lot,production_date,state,shipped,shipped_utc\n";
+    for (const auto& r : rs) {
+        const auto it = shipped.find(r.serial);
+        text += fmt::format("{},{},{},{},{},{}\n", csv_field(r.serial), csv_field(r.lot), csv_field(r.production_date),
+                            to_string(r.state), it != shipped.end() ? "yes" : "no",
+                            it != shipped.end() ? utc(it->second) : "");
+    }
+    if (o.out.empty() || o.out == "-") {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        return;
+    }
+    std::ofstream file(o.out, std::ios::binary);
+    if (!file) throw UsageError(fmt::format("--out {}: cannot write", o.out));
+    file << text;
+    file.close();
+    if (!file) throw UsageError(fmt::format("--out {}: write failed", o.out));
+    fmt::print(stderr, "{} affected serials written to {}\n", rs.size(), o.out);
+}
+
+void add_decide(CLI::App* parent, const char* name, QuarantineAction action, const char* help) {
+    auto o = std::make_shared<DecideOptions>();
+    CLI::App* c = parent->add_subcommand(name, help);
+    c->add_option("--serial", o->serials, "Serial(s) to decide on (repeatable; each is its own event)");
+    c->add_option("--lot", o->lot, "A lot id (all its units, tested or not)");
+    c->add_option("--window", o->window,
+                  "A production window: 2023-03..2023-04, 2023-03-01..2023-04-15, 2023-03 or one date");
+    c->add_option("--reason", o->reason, "Why (required; kept in the event history)")->required();
+    c->add_option("--actor", o->actor, "Who decides (required)")->required();
+    c->add_option("--role", o->role, "The actor's role; release and scrap need 'quality'")->required();
+    c->add_option("--db", o->db, "Results store (SQLite)")->required();
+    c->add_option("--scheme", o->scheme, "Serial scheme TOML file (default: the built-in scheme)");
+    c->add_flag("--json", o->json, "Print the events written (or refused) as JSON");
+    c->callback([o, action] { run_decide(action, *o); });
+}
+
+}  // namespace
+
+void add_quarantine_commands(CLI::App& app) {
+    // ---- quarantine
+    CLI::App* q = app.add_subcommand(
+        "quarantine",
+        "Hold, release and scrap units by serial, lot or production window; list holds; show histories. "
+        "Every decision is an append-only event. Exit 1 when a decision is refused by policy.");
+    q->require_subcommand(1);
+
+    auto lo = std::make_shared<ListOptions>();
+    CLI::App* list = q->add_subcommand("list", "The holds in force (targets whose latest event is a hold)");
+    list->add_option("--db", lo->db, "Results store (SQLite)")->required();
+    list->add_flag("--json", lo->json, "Print JSON");
+    list->callback([lo] { run_list(*lo); });
+
+    auto so = std::make_shared<ShowOptions>();
+    CLI::App* show = q->add_subcommand("show", "A serial's status and event history (or a lot's events with --lot)");
+    show->add_option("serial", so->serial, "Serial as typed or scanned");
+    show->add_option("--lot", so->lot, "A lot id instead of a serial");
+    show->add_option("--db", so->db, "Results store (SQLite)")->required();
+    show->add_option("--scheme", so->scheme, "Serial scheme TOML file (default: the built-in scheme)");
+    show->add_flag("--json", so->json, "Print JSON");
+    show->callback([so] { run_show(*so); });
+
+    add_decide(q, "hold", QuarantineAction::hold, "Hold units: they may not pass the station or the ship gate");
+    add_decide(q, "release", QuarantineAction::release,
+               "Release held units (role 'quality' and a reason required; releases the hold of the same scope, "
+               "or one serial out of a held lot/window)");
+    add_decide(q, "scrap", QuarantineAction::scrap, "Scrap units (role 'quality'; terminal)");
+
+    // ---- lookup
+    auto lk = std::make_shared<LookupOptions>();
+    CLI::App* lookup = app.add_subcommand(
+        "lookup",
+        "May these units ship? Each serial is normalized per the scheme (errors name the position), then reported "
+        "as unknown / clear / held (reason, since) / released / scrapped. Exit 0 only if all may ship, else 1: "
+        "usable as a ship gate.");
+    lookup->add_option("serials", lk->serials, "Serials as typed or scanned");
+    lookup->add_option("--file", lk->file, "More serials, one per line");
+    lookup->add_option("--db", lk->db, "Results store (SQLite)")->required();
+    lookup->add_option("--scheme", lk->scheme, "Serial scheme TOML file (default: the built-in scheme)");
+    lookup->add_flag("--json", lk->json, "Print JSON");
+    lookup->add_flag("--quiet,-q", lk->quiet, "Print only the units that may not ship, and a summary");
+    lookup->callback([lk] { run_lookup(*lk); });
+
+    // ---- ship
+    auto sh = std::make_shared<ShipOptions>();
+    CLI::App* shp = app.add_subcommand(
+        "ship",
+        "Ship gate: record a shipment of units when every one may ship; otherwise record nothing, list the "
+        "refused units and exit 1");
+    shp->add_option("serials", sh->serials, "Serials as typed or scanned");
+    shp->add_option("--file", sh->file, "More serials, one per line");
+    shp->add_option("--db", sh->db, "Results store (SQLite)")->required();
+    shp->add_option("--gate", sh->gate, "Ship gate id (recorded as the station)")->capture_default_str();
+    shp->add_option("--actor", sh->actor, "Who ships (required)")->required();
+    shp->add_option("--role", sh->role, "The actor's role")->capture_default_str();
+    shp->add_option("--reference", sh->reference, "Shipment reference (order, pallet, …)");
+    shp->add_option("--scheme", sh->scheme, "Serial scheme TOML file (default: the built-in scheme)");
+    shp->add_flag("--json", sh->json, "Print JSON");
+    shp->callback([sh] { run_ship(*sh); });
+
+    // ---- recall
+    CLI::App* recall = app.add_subcommand("recall", "Recall support");
+    recall->require_subcommand(1);
+    auto ro = std::make_shared<RecallOptions>();
+    CLI::App* exp = recall->add_subcommand(
+        "export",
+        "The affected serials of a production window (or a lot) as CSV: serial, lot, production_date, state, "
+        "shipped, shipped_utc — what a recall lookup page serves");
+    exp->add_option("--db", ro->db, "Results store (SQLite)")->required();
+    exp->add_option("--window", ro->window, "Production window, e.g. 2023-03..2023-04");
+    exp->add_option("--lot", ro->lot, "A lot id instead of a window");
+    exp->add_option("--out", ro->out, "Output file (default: standard output)");
+    exp->callback([ro] { run_recall(*ro); });
+
+    add_production_commands(app);
+}
+
 }  // namespace eol::cli

@@ -1,0 +1,470 @@
+#include "eol/station/quarantine.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+namespace eol::station {
+
+// ================================================================ scopes and windows
+
+Scope Scope::serial(std::string s) {
+    Scope sc;
+    sc.kind = QuarantineScope::serial;
+    sc.target = std::move(s);
+    return sc;
+}
+
+Scope Scope::lot(std::string l) {
+    Scope sc;
+    sc.kind = QuarantineScope::lot;
+    sc.target = std::move(l);
+    return sc;
+}
+
+Scope Scope::window(Date from, Date to) {
+    Scope sc;
+    sc.kind = QuarantineScope::window;
+    sc.from = from;
+    sc.to = to;
+    sc.target = from.iso() + ".." + to.iso();
+    return sc;
+}
+
+std::string Scope::describe() const { return fmt::format("{} {}", to_string(kind), target); }
+
+int days_in_month(int year, int month) {
+    static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12) return 0;
+    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 && leap ? 29 : kDays[month - 1];
+}
+
+namespace {
+
+// "YYYY-MM" or "YYYY-MM-DD" → [first, last] day it names.
+std::optional<std::pair<Date, Date>> parse_window_end(std::string_view t) {
+    if (auto d = Date::parse_iso(t)) return std::pair{*d, *d};
+    if (t.size() != 7 || t[4] != '-') return std::nullopt;
+    for (std::size_t i : {0u, 1u, 2u, 3u, 5u, 6u})
+        if (!std::isdigit(static_cast<unsigned char>(t[i]))) return std::nullopt;
+    const int y = std::stoi(std::string(t.substr(0, 4)));
+    const int m = std::stoi(std::string(t.substr(5, 2)));
+    if (m < 1 || m > 12) return std::nullopt;
+    return std::pair{Date{y, m, 1}, Date{y, m, days_in_month(y, m)}};
+}
+
+std::string trim(std::string_view s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+    return std::string(s);
+}
+
+}  // namespace
+
+std::pair<Date, Date> parse_window(std::string_view text) {
+    const std::string t = trim(text);
+    const auto dots = t.find("..");
+    const std::string a = dots == std::string::npos ? t : t.substr(0, dots);
+    const std::string b = dots == std::string::npos ? t : t.substr(dots + 2);
+    const auto from = parse_window_end(a);
+    if (!from)
+        throw UsageError(fmt::format("window '{}': '{}' is not a month (YYYY-MM) or a date (YYYY-MM-DD)", text,
+                                     a));
+    const auto to = parse_window_end(b);
+    if (!to)
+        throw UsageError(fmt::format("window '{}': '{}' is not a month (YYYY-MM) or a date (YYYY-MM-DD)", text,
+                                     b));
+    if (to->second < from->first)
+        throw UsageError(fmt::format("window '{}': ends ({}) before it starts ({})", text, to->second.iso(),
+                                     from->first.iso()));
+    return {from->first, to->second};
+}
+
+// ================================================================ state
+
+CellState decide_state(std::string_view serial, std::span<const QuarantineEvent* const> events,
+                       std::vector<QuarantineEvent>* because) {
+    std::vector<const QuarantineEvent*> ev(events.begin(), events.end());
+    std::sort(ev.begin(), ev.end(), [](const auto* a, const auto* b) { return a->id < b->id; });
+    if (because) because->clear();
+    for (const auto* e : ev) {
+        if (e->action == QuarantineAction::scrap) {
+            if (because) because->push_back(*e);
+            return CellState::scrapped;
+        }
+    }
+    // Latest event per target (events are few per unit: a flat scan is fastest).
+    std::vector<const QuarantineEvent*> latest;
+    for (const auto* e : ev) {
+        auto it = std::find_if(latest.begin(), latest.end(), [&](const QuarantineEvent* l) {
+            return l->scope == e->scope && l->target == e->target;
+        });
+        if (it == latest.end()) latest.push_back(e);
+        else *it = e;  // ids ascend
+    }
+    std::int64_t serial_release = 0;
+    for (const auto* e : latest)
+        if (e->scope == QuarantineScope::serial && e->target == serial && e->action == QuarantineAction::release)
+            serial_release = e->id;
+    const QuarantineEvent* last_release = nullptr;
+    bool held = false;
+    for (const auto* e : latest) {
+        if (e->action == QuarantineAction::hold) {
+            if (e->scope != QuarantineScope::serial && e->id < serial_release) continue;
+            held = true;
+            if (because) because->push_back(*e);
+        } else if (e->action == QuarantineAction::release && (!last_release || e->id > last_release->id)) {
+            last_release = e;
+        }
+    }
+    if (held) {
+        if (because)
+            std::sort(because->begin(), because->end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+        return CellState::held;
+    }
+    if (last_release) {
+        if (because) because->push_back(*last_release);
+        return CellState::released;
+    }
+    return CellState::clear;
+}
+
+// ================================================================ Quarantine
+
+Quarantine::Quarantine(Store& store, const SerialScheme& scheme) : store_(store), scheme_(scheme) {}
+
+Scope Quarantine::normalize(Scope scope) const {
+    switch (scope.kind) {
+        case QuarantineScope::serial: {
+            const NormalizeResult r = scheme_.normalize(scope.target);
+            if (!r) throw UsageError(fmt::format("serial '{}': {}", scope.target, r.error->message));
+            scope.target = r.serial;
+            break;
+        }
+        case QuarantineScope::lot: {
+            std::string lot = trim(scope.target);
+            if (lot.empty()) throw UsageError("lot: empty lot id");
+            for (std::size_t i = 0; i < lot.size(); ++i) {
+                lot[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(lot[i])));
+                if (scheme_.alphabet().find(lot[i]) == std::string::npos)
+                    throw UsageError(fmt::format("lot '{}': character '{}' at position {} is not in the serial "
+                                                 "alphabet ({})",
+                                                 scope.target, scope.target[i], i + 1, scheme_.alphabet()));
+            }
+            if (const SerialField* f = scheme_.field(SerialFieldKind::lot)) {
+                if (lot.size() > f->length)
+                    throw UsageError(fmt::format("lot '{}': longer than the scheme's lot field ({} characters)",
+                                                 scope.target, f->length));
+                lot.insert(0, f->length - lot.size(), scheme_.alphabet().front());
+            }
+            scope.target = lot;
+            break;
+        }
+        case QuarantineScope::window:
+            if (!scope.from.valid() || !scope.to.valid() || scope.to < scope.from)
+                throw UsageError(fmt::format("window {}..{}: needs valid dates, from ≤ to", scope.from.iso(),
+                                             scope.to.iso()));
+            scope.target = scope.from.iso() + ".." + scope.to.iso();
+            break;
+    }
+    return scope;
+}
+
+std::pair<std::string, std::string> Quarantine::lot_and_date(std::string_view serial) {
+    if (const auto c = store_.cell(serial)) return {c->lot, c->production_date};
+    const DecodeResult d = scheme_.decode(serial);
+    if (!d) return {"", ""};
+    return {d.value.lot, d.value.production_date ? d.value.production_date->iso() : std::string()};
+}
+
+std::optional<QuarantineEvent> Quarantine::latest_of_target(const Scope& scope) {
+    std::vector<QuarantineEvent> evs;
+    switch (scope.kind) {
+        case QuarantineScope::serial: evs = store_.quarantine_events_for(scope.target, "", ""); break;
+        case QuarantineScope::lot: evs = store_.quarantine_events_for("", scope.target, ""); break;
+        case QuarantineScope::window: evs = store_.quarantine_events_for("", "", scope.from.iso()); break;
+    }
+    std::optional<QuarantineEvent> latest;
+    for (auto& e : evs)
+        if (e.scope == scope.kind && e.target == scope.target && (!latest || e.id > latest->id)) latest = e;
+    return latest;
+}
+
+std::int64_t Quarantine::append(const Scope& scope, QuarantineAction action, std::string_view reason,
+                                const Actor& actor, double time_unix_s) {
+    QuarantineEvent e;
+    e.time_unix_s = time_unix_s;
+    e.action = action;
+    e.scope = scope.kind;
+    e.target = scope.target;
+    if (scope.kind == QuarantineScope::window) {
+        e.window_from = scope.from.iso();
+        e.window_to = scope.to.iso();
+    }
+    e.reason = std::string(reason);
+    e.actor = actor.name;
+    e.role = actor.role;
+    return store_.append_quarantine(e);
+}
+
+namespace {
+void require_basics(std::string_view what, std::string_view reason, const Actor& actor) {
+    if (trim(reason).empty()) throw UsageError(fmt::format("{}: a reason is required (--reason)", what));
+    if (trim(actor.name).empty()) throw UsageError(fmt::format("{}: an actor is required (--actor)", what));
+}
+void require_quality(std::string_view what, const Actor& actor) {
+    if (actor.role != kQualityRole)
+        throw QuarantineRefused(fmt::format("{} needs the role '{}' (actor '{}' has role '{}')", what,
+                                            kQualityRole, actor.name, actor.role));
+}
+std::string since(const QuarantineEvent& e) {
+    return fmt::format("event #{} by {} ({})", e.id, e.actor, e.reason);
+}
+}  // namespace
+
+std::int64_t Quarantine::hold(const Scope& raw, std::string_view reason, const Actor& actor, double time_unix_s) {
+    require_basics("hold", reason, actor);
+    const Scope scope = normalize(raw);
+    if (scope.kind == QuarantineScope::serial) {
+        const auto [lot, date] = lot_and_date(scope.target);
+        const CellStatus st = store_.status(scope.target, lot, date);
+        if (st.state == CellState::scrapped)
+            throw QuarantineRefused(fmt::format("hold {}: the unit is scrapped ({})", scope.describe(),
+                                                since(st.because.front())));
+    }
+    if (const auto latest = latest_of_target(scope); latest && latest->action == QuarantineAction::hold)
+        throw QuarantineRefused(fmt::format("hold {}: already held ({})", scope.describe(), since(*latest)));
+    return append(scope, QuarantineAction::hold, reason, actor, time_unix_s);
+}
+
+std::int64_t Quarantine::release(const Scope& raw, std::string_view reason, const Actor& actor,
+                                 double time_unix_s) {
+    require_basics("release", reason, actor);
+    require_quality("release", actor);
+    const Scope scope = normalize(raw);
+    if (scope.kind == QuarantineScope::serial) {
+        const auto [lot, date] = lot_and_date(scope.target);
+        const CellStatus st = store_.status(scope.target, lot, date);
+        if (st.state != CellState::held)
+            throw QuarantineRefused(fmt::format("release {}: the unit is {}, not held: nothing to release",
+                                                scope.describe(), to_string(st.state)));
+    } else {
+        const auto latest = latest_of_target(scope);
+        if (!latest || latest->action != QuarantineAction::hold) {
+            std::string what = latest ? fmt::format("its latest event is a {} ({})", to_string(latest->action),
+                                                    since(*latest))
+                                      : std::string("it was never held");
+            throw QuarantineRefused(fmt::format(
+                "release {}: no hold of this {} is in force ({}); a unit held by another scope is released "
+                "through that scope or individually by serial",
+                scope.describe(), to_string(scope.kind), what));
+        }
+    }
+    return append(scope, QuarantineAction::release, reason, actor, time_unix_s);
+}
+
+std::int64_t Quarantine::scrap(const Scope& raw, std::string_view reason, const Actor& actor, double time_unix_s) {
+    require_basics("scrap", reason, actor);
+    require_quality("scrap", actor);
+    const Scope scope = normalize(raw);
+    if (scope.kind == QuarantineScope::serial) {
+        const auto [lot, date] = lot_and_date(scope.target);
+        const CellStatus st = store_.status(scope.target, lot, date);
+        if (st.state == CellState::scrapped)
+            throw QuarantineRefused(fmt::format("scrap {}: already scrapped ({})", scope.describe(),
+                                                since(st.because.front())));
+    } else if (const auto latest = latest_of_target(scope); latest && latest->action == QuarantineAction::scrap) {
+        throw QuarantineRefused(fmt::format("scrap {}: already scrapped ({})", scope.describe(), since(*latest)));
+    }
+    return append(scope, QuarantineAction::scrap, reason, actor, time_unix_s);
+}
+
+std::vector<QuarantineEvent> Quarantine::history_of_serial(std::string_view serial) {
+    const Scope s = normalize(Scope::serial(std::string(serial)));
+    const auto [lot, date] = lot_and_date(s.target);
+    return store_.quarantine_events_for(s.target, lot, date);
+}
+
+std::vector<QuarantineEvent> Quarantine::history_of_lot(std::string_view lot) {
+    const Scope s = normalize(Scope::lot(std::string(lot)));
+    std::vector<QuarantineEvent> out;
+    for (auto& e : store_.quarantine_events_for("", s.target, ""))
+        if (e.scope == QuarantineScope::lot) out.push_back(std::move(e));
+    return out;
+}
+
+std::vector<ActiveHold> Quarantine::active_holds() {
+    std::map<std::pair<QuarantineScope, std::string>, QuarantineEvent> latest;
+    for (auto& e : store_.quarantine_events()) latest[{e.scope, e.target}] = std::move(e);
+    std::vector<ActiveHold> out;
+    for (auto& [key, e] : latest) {
+        if (e.action != QuarantineAction::hold) continue;
+        ActiveHold h;
+        h.event = e;
+        CellFilter f;
+        switch (e.scope) {
+            case QuarantineScope::serial: h.cells_covered = store_.cell(e.target) ? 1 : 0; break;
+            case QuarantineScope::lot:
+                f.lot = e.target;
+                store_.for_each_cell(f, [&](const CellInfo&) { ++h.cells_covered; });
+                break;
+            case QuarantineScope::window:
+                f.date_from = e.window_from;
+                f.date_to = e.window_to;
+                store_.for_each_cell(f, [&](const CellInfo&) { ++h.cells_covered; });
+                break;
+        }
+        out.push_back(std::move(h));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.event.id < b.event.id; });
+    return out;
+}
+
+// ================================================================ lookups
+
+std::string_view LookupResult::status() const {
+    if (error) return "invalid";
+    if (!known) return "unknown";
+    return to_string(state);
+}
+
+LookupSession::LookupSession(Store& store, const SerialScheme& scheme) : store_(store), scheme_(scheme) {
+    refresh();
+}
+
+void LookupSession::refresh() {
+    std::vector<QuarantineEvent> fresh = store_.quarantine_events(last_event_id_);
+    for (auto& e : fresh) {
+        const std::size_t idx = events_.size();
+        last_event_id_ = std::max(last_event_id_, e.id);
+        switch (e.scope) {
+            case QuarantineScope::serial: by_serial_[e.target].push_back(idx); break;
+            case QuarantineScope::lot: by_lot_[e.target].push_back(idx); break;
+            case QuarantineScope::window: windows_.push_back(idx); break;
+        }
+        events_.push_back(std::move(e));
+    }
+}
+
+std::vector<const QuarantineEvent*> LookupSession::applicable(const std::string& serial, const std::string& lot,
+                                                              const std::string& date) const {
+    std::vector<const QuarantineEvent*> out;
+    if (const auto it = by_serial_.find(serial); it != by_serial_.end())
+        for (std::size_t i : it->second) out.push_back(&events_[i]);
+    if (!lot.empty())
+        if (const auto it = by_lot_.find(lot); it != by_lot_.end())
+            for (std::size_t i : it->second) out.push_back(&events_[i]);
+    if (!date.empty())
+        for (std::size_t i : windows_)
+            if (events_[i].window_from <= date && date <= events_[i].window_to) out.push_back(&events_[i]);
+    return out;
+}
+
+void LookupSession::judge(LookupResult& r) {
+    if (auto c = store_.cell(r.serial)) {
+        r.known = true;
+        r.lot = std::move(c->lot);
+        r.production_date = std::move(c->production_date);
+        if (c->latest_run_id)
+            if (const auto run = store_.run(*c->latest_run_id)) r.verdict = run->verdict;
+    }
+    const auto ev = applicable(r.serial, r.lot, r.production_date);
+    r.state = ev.empty() ? CellState::clear : decide_state(r.serial, ev, &r.because);
+    r.may_ship = r.known && r.verdict == Verdict::pass &&
+                 (r.state == CellState::clear || r.state == CellState::released);
+}
+
+namespace {
+// Normalizes and decodes; on success fills serial (and lot/date from the
+// serial, replaced by the stored ones for known cells).
+void prepare(const SerialScheme& scheme, LookupResult& r) {
+    DecodeResult d = scheme.decode(r.input);
+    if (!d) {
+        r.error = std::move(d.error);
+        return;
+    }
+    r.serial = std::move(d.value.serial);
+    r.lot = std::move(d.value.lot);
+    if (d.value.production_date) r.production_date = d.value.production_date->iso();
+}
+}  // namespace
+
+LookupResult LookupSession::lookup(std::string_view input) {
+    LookupResult r;
+    r.input = std::string(input);
+    prepare(scheme_, r);
+    if (r.error) return r;
+    refresh();
+    judge(r);
+    return r;
+}
+
+std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string> inputs) {
+    std::vector<LookupResult> out(inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        out[i].input = inputs[i];
+        prepare(scheme_, out[i]);
+    }
+    refresh();
+    std::vector<std::size_t> order;
+    order.reserve(out.size());
+    for (std::size_t i = 0; i < out.size(); ++i)
+        if (!out[i].error) order.push_back(i);
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return out[a].serial < out[b].serial; });
+    for (std::size_t i : order) judge(out[i]);
+    return out;
+}
+
+// ================================================================ shipping
+
+namespace {
+constexpr std::string_view kShipmentKind = "shipment";
+}
+
+ShipmentResult ship(Store& store, LookupSession& session, std::span<const std::string> serials,
+                    std::string_view gate_id, const Actor& actor, std::string_view reference) {
+    if (trim(gate_id).empty()) throw UsageError("ship: a gate id is required");
+    if (trim(actor.name).empty()) throw UsageError("ship: an actor is required");
+    if (serials.empty()) throw UsageError("ship: no serials");
+    ShipmentResult res;
+    std::vector<LookupResult> looked = session.lookup_many(serials);
+    nlohmann::json list = nlohmann::json::array();
+    for (auto& r : looked) {
+        if (!r.may_ship) res.refused.push_back(std::move(r));
+        else list.push_back(r.serial);
+    }
+    if (!res.refused.empty()) return res;
+    StationEvent ev;
+    ev.station_id = std::string(gate_id);
+    ev.kind = std::string(kShipmentKind);
+    ev.message = fmt::format("shipment {}: {} units", reference, list.size());
+    ev.detail_json = nlohmann::json{{"serials", list}, {"actor", actor.name}, {"role", actor.role},
+                                    {"reference", reference}}
+                         .dump();
+    res.event_id = store.append_station_event(ev);
+    res.shipped = true;
+    return res;
+}
+
+std::unordered_map<std::string, double> shipped_serials(Store& store) {
+    std::unordered_map<std::string, double> out;
+    for (const StationEvent& e : store.station_events(std::numeric_limits<std::size_t>::max())) {
+        if (e.kind != kShipmentKind) continue;
+        const auto j = nlohmann::json::parse(e.detail_json, nullptr, false);
+        if (j.is_discarded() || !j.contains("serials") || !j["serials"].is_array()) continue;
+        for (const auto& s : j["serials"]) {
+            if (!s.is_string()) continue;
+            auto [it, fresh] = out.emplace(s.get<std::string>(), e.time_unix_s);
+            if (!fresh) it->second = std::min(it->second, e.time_unix_s);
+        }
+    }
+    return out;
+}
+
+}  // namespace eol::station

@@ -1,0 +1,380 @@
+// Quarantine: the state machine and its precedence over serial / lot /
+// window scopes, the release policy (quality role + reason), append-only
+// history, lookups (normalization, statuses, ship gate), shipments, and the
+// lookup session agreeing with the store's own status() on random histories.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "eol/station/quarantine.hpp"
+#include "eol/station/serial.hpp"
+#include "eol/station/store.hpp"
+
+namespace fs = std::filesystem;
+using namespace eol::station;
+
+namespace {
+
+struct TempDir {
+    fs::path dir;
+    TempDir() {
+        static std::atomic<int> n{0};
+        dir = fs::temp_directory_path() /
+              ("eol_quarantine_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+        fs::remove_all(dir);
+        fs::create_directories(dir);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    fs::path operator/(const char* name) const { return dir / name; }
+};
+
+Store create(const fs::path& p) {
+    OpenOptions o;
+    o.create = true;
+    return Store::open(p, o);
+}
+
+std::string make_serial(const std::string& lot, Date date, std::uint64_t seq) {
+    SerialSpec s;
+    s.plant = "01";
+    s.line = "A";
+    s.lot = lot;
+    s.date = date;
+    s.sequence = seq;
+    return SerialScheme::default_scheme().make(s);
+}
+
+TestRecord record(const std::string& serial, Verdict verdict = Verdict::pass, double start = 1.68e9) {
+    const DecodeResult d = SerialScheme::default_scheme().decode(serial);
+    REQUIRE(d.ok());
+    TestRecord r;
+    r.serial = serial;
+    r.cell_model = "INR18650-30Q";
+    r.lot = d.value.lot;
+    r.production_date = d.value.production_date->iso();
+    r.station_id = "EOL-01";
+    r.recipe_name = "eol-18650";
+    r.recipe_version = "1";
+    r.start_unix_s = start;
+    r.end_unix_s = start + 1500;
+    r.verdict = verdict;
+    Measurement m;
+    m.name = "ocv_v";
+    m.value = 3.95;
+    m.unit = "V";
+    r.measurements.push_back(m);
+    return r;
+}
+
+const Actor kOperator{"ana", "operator"};
+const Actor kQuality{"qe-lee", "quality"};
+
+}  // namespace
+
+TEST_CASE("quarantine: production windows parse as months or dates, with errors naming the part") {
+    auto w = parse_window("2023-03..2023-04");
+    CHECK(w.first == Date{2023, 3, 1});
+    CHECK(w.second == Date{2023, 4, 30});
+    w = parse_window("2024-02");
+    CHECK(w.first == Date{2024, 2, 1});
+    CHECK(w.second == Date{2024, 2, 29});
+    w = parse_window("2023-03-14..2023-04");
+    CHECK(w.first == Date{2023, 3, 14});
+    CHECK(w.second == Date{2023, 4, 30});
+    w = parse_window("2023-03-14");
+    CHECK(w.first == w.second);
+    CHECK_THROWS_WITH_AS(parse_window("2023-13..2023-04"), doctest::Contains("'2023-13'"), UsageError);
+    CHECK_THROWS_WITH_AS(parse_window("2023-03..March"), doctest::Contains("'March'"), UsageError);
+    CHECK_THROWS_WITH_AS(parse_window("2023-04..2023-03"), doctest::Contains("ends (2023-03-31) before"),
+                         UsageError);
+    CHECK(days_in_month(1900, 2) == 28);
+    CHECK(days_in_month(2000, 2) == 29);
+}
+
+TEST_CASE("quarantine: clear -> held -> released, and scrapped is terminal") {
+    TempDir tmp;
+    Store store = create(tmp / "q.db");
+    const std::string s = make_serial("0042", {2023, 3, 14}, 1);
+    store.write(record(s));
+    Quarantine q(store);
+    LookupSession look(store);
+
+    CHECK(look.lookup(s).state == CellState::clear);
+    CHECK(look.lookup(s).may_ship);
+
+    const auto hold_id = q.hold(Scope::serial(s), "K-value 6.1 mV/day", kOperator, 1.7e9);
+    LookupResult r = look.lookup(s);
+    CHECK(r.state == CellState::held);
+    CHECK(r.status() == "held");
+    CHECK_FALSE(r.may_ship);
+    REQUIRE(r.because.size() == 1);
+    CHECK(r.because[0].id == hold_id);
+    CHECK(r.because[0].reason == "K-value 6.1 mV/day");
+    CHECK(r.because[0].time_unix_s == doctest::Approx(1.7e9));
+
+    // Holding again what is held is refused; the history is unchanged.
+    CHECK_THROWS_AS(q.hold(Scope::serial(s), "again", kOperator), QuarantineRefused);
+
+    // Release: quality role and a reason, else nothing is written.
+    CHECK_THROWS_WITH_AS(q.release(Scope::serial(s), "retested ok", kOperator),
+                         doctest::Contains("needs the role 'quality'"), QuarantineRefused);
+    CHECK_THROWS_WITH_AS(q.release(Scope::serial(s), "  ", kQuality), doctest::Contains("reason is required"),
+                         UsageError);
+    CHECK_THROWS_AS(q.release(Scope::serial(s), "ok", Actor{"", "quality"}), UsageError);
+    CHECK(store.quarantine_events().size() == 1);
+    q.release(Scope::serial(s), "retested: K 0.4 mV/day", kQuality);
+    r = look.lookup(s);
+    CHECK(r.state == CellState::released);
+    CHECK(r.may_ship);
+    // Nothing left to release.
+    CHECK_THROWS_WITH_AS(q.release(Scope::serial(s), "again", kQuality), doctest::Contains("not held"),
+                         QuarantineRefused);
+
+    // Held again, then scrapped: terminal, whatever comes after.
+    q.hold(Scope::serial(s), "customer return", kOperator);
+    CHECK_THROWS_AS(q.scrap(Scope::serial(s), "swollen", kOperator), QuarantineRefused);  // role
+    q.scrap(Scope::serial(s), "swollen", kQuality);
+    CHECK(look.lookup(s).state == CellState::scrapped);
+    CHECK_THROWS_WITH_AS(q.hold(Scope::serial(s), "x", kOperator), doctest::Contains("scrapped"),
+                         QuarantineRefused);
+    CHECK_THROWS_AS(q.release(Scope::serial(s), "x", kQuality), QuarantineRefused);
+    CHECK_THROWS_AS(q.scrap(Scope::serial(s), "x", kQuality), QuarantineRefused);
+    CHECK_FALSE(look.may_ship(s));
+
+    // Append-only: every decision is one more event, oldest first, none changed.
+    const auto hist = q.history_of_serial(s);
+    REQUIRE(hist.size() == 4);
+    CHECK(hist[0].action == QuarantineAction::hold);
+    CHECK(hist[0].reason == "K-value 6.1 mV/day");
+    CHECK(hist[0].actor == "ana");
+    CHECK(hist[0].role == "operator");
+    CHECK(hist[1].action == QuarantineAction::release);
+    CHECK(hist[1].role == "quality");
+    CHECK(hist[3].action == QuarantineAction::scrap);
+    CHECK(hist[0].id < hist[1].id);
+    CHECK(hist[1].id < hist[2].id);
+}
+
+TEST_CASE("quarantine: precedence of serial, lot and window scopes") {
+    TempDir tmp;
+    Store store = create(tmp / "q.db");
+    const std::string a = make_serial("0042", {2023, 3, 14}, 1);
+    const std::string b = make_serial("0042", {2023, 3, 14}, 2);
+    const std::string c = make_serial("0043", {2023, 3, 15}, 1);
+    const std::string d = make_serial("0050", {2023, 5, 2}, 1);
+    for (const auto& s : {a, b, c, d}) store.write(record(s));
+    Quarantine q(store);
+    LookupSession look(store);
+    auto state = [&](const std::string& s) { return look.lookup(s).state; };
+
+    // A lot hold holds every unit of the lot (lot ids are normalized: "42" is lot 0042).
+    q.hold(Scope::lot("42"), "lot outlier rate 4.1 % (p = 3e-9)", Actor{"screen", "screening"});
+    CHECK(state(a) == CellState::held);
+    CHECK(state(b) == CellState::held);
+    CHECK(state(c) == CellState::clear);
+    CHECK(q.history_of_lot("0042").size() == 1);
+
+    // Quality releases one unit of the held lot individually: it may ship, its siblings stay held.
+    q.release(Scope::serial(a), "retested, K 0.3 mV/day", kQuality);
+    CHECK(state(a) == CellState::released);
+    CHECK(state(b) == CellState::held);
+
+    // A window hold made later covers the released unit again (the latest covering hold wins).
+    const auto [from, to] = parse_window("2023-03..2023-04");
+    q.hold(Scope::window(from, to), "defect window", kQuality);
+    CHECK(state(a) == CellState::held);
+    CHECK(state(c) == CellState::held);
+    CHECK(state(d) == CellState::clear);
+
+    // Releasing the lot does not release what the window still holds …
+    q.release(Scope::lot("0042"), "lot dispositioned", kQuality);
+    CHECK(state(b) == CellState::held);
+    REQUIRE(look.lookup(b).because.size() == 1);
+    CHECK(look.lookup(b).because[0].scope == QuarantineScope::window);
+    // … and a lot that only a window holds cannot be released as a lot.
+    CHECK_THROWS_WITH_AS(q.release(Scope::lot("0043"), "x", kQuality), doctest::Contains("never held"),
+                         QuarantineRefused);
+    // Releasing the window releases both lots' units.
+    q.release(Scope::window(from, to), "containment lifted", kQuality);
+    CHECK(state(a) == CellState::released);
+    CHECK(state(b) == CellState::released);
+    CHECK(state(c) == CellState::released);
+    CHECK(state(d) == CellState::clear);
+    CHECK_THROWS_AS(q.release(Scope::window(from, to), "x", kQuality), QuarantineRefused);
+
+    // Scrapping a lot scraps every unit, and nothing brings them back.
+    q.scrap(Scope::lot("0042"), "destroyed", kQuality);
+    CHECK(state(a) == CellState::scrapped);
+    CHECK(state(b) == CellState::scrapped);
+    CHECK_THROWS_AS(q.release(Scope::serial(b), "x", kQuality), QuarantineRefused);
+
+    // Active holds list: targets whose latest event is a hold.
+    q.hold(Scope::serial(d), "p_x 12 mW", kOperator);
+    q.hold(Scope::lot("0050"), "lot drift", kOperator);
+    const auto holds = q.active_holds();
+    REQUIRE(holds.size() == 2);
+    CHECK(holds[0].event.scope == QuarantineScope::serial);
+    CHECK(holds[0].cells_covered == 1);
+    CHECK(holds[1].event.target == "0050");
+    CHECK(holds[1].cells_covered == 1);
+
+    // Bad targets are usage errors naming the place.
+    CHECK_THROWS_WITH_AS(q.hold(Scope::lot("00#1"), "x", kOperator), doctest::Contains("position 3"), UsageError);
+    CHECK_THROWS_WITH_AS(q.hold(Scope::serial("01A3#3E004200001C"), "x", kOperator),
+                         doctest::Contains("position 5"), UsageError);
+}
+
+TEST_CASE("quarantine: lookups normalize serials and report unknown / clear / held / released / scrapped") {
+    TempDir tmp;
+    Store store = create(tmp / "q.db");
+    const std::string ok = make_serial("0042", {2023, 3, 14}, 1);
+    const std::string failed = make_serial("0042", {2023, 3, 14}, 2);
+    const std::string untested = make_serial("0042", {2023, 3, 14}, 3);
+    store.write(record(ok));
+    store.write(record(failed, Verdict::fail));
+    LookupSession look(store);
+
+    // As typed: lower case, dashes, spaces, O for 0 and I for 1.
+    std::string typed = ok;
+    for (auto& ch : typed) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    typed.insert(4, "-");
+    typed.insert(9, " ");
+    LookupResult r = look.lookup(typed);
+    CHECK(r.serial == ok);
+    CHECK(r.status() == "clear");
+    CHECK(r.verdict == Verdict::pass);
+    CHECK(r.lot == "0042");
+    CHECK(r.production_date == "2023-03-14");
+    CHECK(r.may_ship);
+
+    r = look.lookup("01A3#3E004200001C");
+    CHECK(r.status() == "invalid");
+    REQUIRE(r.error);
+    CHECK(r.error->position == 5);
+    CHECK_FALSE(r.may_ship);
+
+    // A unit that failed its test is clear of quarantine but may not ship.
+    r = look.lookup(failed);
+    CHECK(r.status() == "clear");
+    CHECK(r.verdict == Verdict::fail);
+    CHECK_FALSE(r.may_ship);
+
+    // Never tested here: unknown (and may not ship), even though its lot is decoded.
+    r = look.lookup(untested);
+    CHECK(r.status() == "unknown");
+    CHECK(r.lot == "0042");
+    CHECK_FALSE(r.may_ship);
+
+    // A hold made after the session started is seen by the next lookup.
+    Quarantine q(store);
+    q.hold(Scope::lot("0042"), "drift", kOperator);
+    CHECK(look.lookup(ok).status() == "held");
+    CHECK(look.lookup(untested).state == CellState::held);  // the lot hold covers it too
+    CHECK(look.lookup(untested).status() == "unknown");
+
+    // Bulk: same answers, same order.
+    const std::vector<std::string> many{untested, "nonsense", ok, failed};
+    const auto rs = look.lookup_many(many);
+    REQUIRE(rs.size() == 4);
+    CHECK(rs[0].status() == "unknown");
+    CHECK(rs[1].status() == "invalid");
+    CHECK(rs[2].status() == "held");
+    CHECK(rs[3].status() == "held");
+    CHECK(rs[2].input == ok);
+}
+
+TEST_CASE("quarantine: the lookup session decides like Store::status on random histories") {
+    TempDir tmp;
+    Store store = create(tmp / "q.db");
+    std::mt19937_64 rng(7);
+    std::vector<std::string> serials;
+    const std::vector<std::string> lots{"0001", "0002", "0003"};
+    for (int lot = 0; lot < 3; ++lot)
+        for (int k = 0; k < 6; ++k) {
+            const std::string s = make_serial(lots[static_cast<std::size_t>(lot)], {2023, 3 + lot, 10 + k},
+                                              static_cast<std::uint64_t>(k + 1));
+            serials.push_back(s);
+            if (k < 5) store.write(record(s));  // the 6th of each lot stays unknown
+        }
+    const std::vector<std::pair<std::string, std::string>> windows{
+        {"2023-03-01", "2023-03-31"}, {"2023-03-12", "2023-04-12"}, {"2023-05-01", "2023-05-31"}};
+    std::vector<QuarantineEvent> evs;
+    for (int i = 0; i < 120; ++i) {
+        QuarantineEvent e;
+        e.time_unix_s = 1.7e9 + i;
+        const auto pick = rng() % 100;
+        e.action = pick < 55 ? QuarantineAction::hold : pick < 97 ? QuarantineAction::release : QuarantineAction::scrap;
+        switch (rng() % 3) {
+            case 0:
+                e.scope = QuarantineScope::serial;
+                e.target = serials[rng() % serials.size()];
+                break;
+            case 1:
+                e.scope = QuarantineScope::lot;
+                e.target = lots[rng() % lots.size()];
+                break;
+            default: {
+                e.scope = QuarantineScope::window;
+                const auto& w = windows[rng() % windows.size()];
+                e.window_from = w.first;
+                e.window_to = w.second;
+                break;
+            }
+        }
+        e.reason = "r" + std::to_string(i);
+        e.actor = "t";
+        evs.push_back(e);
+    }
+    // Check agreement after every 10 events.
+    LookupSession look(store);
+    std::size_t states_seen[4] = {0, 0, 0, 0};
+    for (std::size_t done = 0; done < evs.size(); done += 10) {
+        store.append_quarantine_batch(std::span(evs).subspan(done, 10));
+        for (const auto& s : serials) {
+            const LookupResult r = look.lookup(s);
+            const auto [lot, date] = Quarantine(store).lot_and_date(s);
+            const CellStatus st = store.status(s, lot, date);
+            CHECK(r.state == st.state);
+            REQUIRE(r.because.size() == st.because.size());
+            for (std::size_t k = 0; k < r.because.size(); ++k) CHECK(r.because[k].id == st.because[k].id);
+            ++states_seen[static_cast<int>(r.state)];
+        }
+    }
+    // The history exercised every state.
+    for (auto n : states_seen) CHECK(n > 0);
+}
+
+TEST_CASE("quarantine: the ship gate records shipments only when every unit may ship") {
+    TempDir tmp;
+    Store store = create(tmp / "q.db");
+    const std::string a = make_serial("0007", {2023, 1, 9}, 1);
+    const std::string b = make_serial("0007", {2023, 1, 9}, 2);
+    store.write(record(a));
+    store.write(record(b));
+    Quarantine q(store);
+    LookupSession look(store);
+    q.hold(Scope::serial(b), "p_x high", kOperator);
+
+    const std::vector<std::string> both{a, b};
+    ShipmentResult res = ship(store, look, both, "SHIP-1", Actor{"dock", "logistics"}, "PO-1");
+    CHECK_FALSE(res.shipped);
+    REQUIRE(res.refused.size() == 1);
+    CHECK(res.refused[0].serial == b);
+    CHECK(shipped_serials(store).empty());
+
+    const std::vector<std::string> one{a};
+    res = ship(store, look, one, "SHIP-1", Actor{"dock", "logistics"}, "PO-1");
+    CHECK(res.shipped);
+    const auto shipped = shipped_serials(store);
+    CHECK(shipped.size() == 1);
+    CHECK(shipped.count(a) == 1);
+    CHECK_THROWS_AS(ship(store, look, one, "", Actor{"dock", "logistics"}, "PO-2"), UsageError);
+}
