@@ -1,0 +1,40 @@
+// eol/station/instrument_factory.hpp — real instrument drivers from the
+// station configuration: a ScpiLoad (dialect file) or Modbus load (register
+// map) per load instrument, a Modbus thermocouple reader per thermo.
+//
+// Lifecycle: the make_* functions read the dialect / map file and build the
+// driver; they do no I/O (call connect() on the result).
+//
+// Errors: eol::instruments::DefinitionError for a dialect or map that cannot
+// be used (file:line: key: what); UsageError naming the instrument's key
+// path when the configuration and the definition disagree (more channels
+// than the dialect has, a map of the wrong kind, the wrong driver for the
+// role). Both end the `eolstation` command with exit code 2.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "eol/instruments/roles.hpp"
+#include "eol/instruments/transport.hpp"
+#include "eol/station/config.hpp"
+
+namespace eol::station {
+
+/// Connect/read timeouts and reconnect policy for one instrument.
+instruments::TransportOptions transport_options(const InstrumentConfig& cfg);
+
+/// A load driver (driver scpi_load or modbus_load).
+std::unique_ptr<instruments::ElectronicLoad> make_load(const InstrumentConfig& cfg);
+/// A thermocouple reader (driver modbus_thermo).
+std::unique_ptr<instruments::TemperatureReader> make_thermo(const InstrumentConfig& cfg);
+
+/// Every configured instrument, by name.
+struct StationInstruments {
+    std::map<std::string, std::unique_ptr<instruments::ElectronicLoad>> loads;
+    std::map<std::string, std::unique_ptr<instruments::TemperatureReader>> thermos;
+};
+StationInstruments make_instruments(const StationConfig& cfg);
+
+}  // namespace eol::station
