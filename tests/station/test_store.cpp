@@ -1,0 +1,919 @@
+// Results store: migrations and version refusal, record round trip, trace
+// codec, append-only events, quarantine state, features, hostile strings,
+// crash safety (SIGKILL mid-batch), and `eolstation db info`.
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "eol/station/serial.hpp"
+#include "eol/station/store.hpp"
+
+namespace fs = std::filesystem;
+using namespace eol::station;
+
+namespace {
+
+// A fresh directory per test case, removed at the end.
+struct TempDir {
+    fs::path dir;
+    TempDir() {
+        static std::atomic<int> n{0};
+        dir = fs::temp_directory_path() / ("eol_store_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+        fs::remove_all(dir);
+        fs::create_directories(dir);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    fs::path operator/(const char* name) const { return dir / name; }
+};
+
+Store create(const fs::path& p) {
+    OpenOptions o;
+    o.create = true;
+    return Store::open(p, o);
+}
+
+// Raw SQLite access, as a different program (or an attacker with the file) would have.
+struct Raw {
+    sqlite3* db = nullptr;
+    explicit Raw(const fs::path& p) { REQUIRE(sqlite3_open(p.c_str(), &db) == SQLITE_OK); }
+    ~Raw() { sqlite3_close(db); }
+    // Returns "" on success, else SQLite's message.
+    std::string exec(const std::string& sql) {
+        char* err = nullptr;
+        const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+        std::string msg = rc == SQLITE_OK ? "" : (err ? err : "error");
+        sqlite3_free(err);
+        return msg;
+    }
+    std::string text(const std::string& sql) {
+        sqlite3_stmt* s = nullptr;
+        REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+        std::string out;
+        if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+            out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+        sqlite3_finalize(s);
+        return out;
+    }
+    std::int64_t integer(const std::string& sql) {
+        sqlite3_stmt* s = nullptr;
+        REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+        std::int64_t v = -1;
+        if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        return v;
+    }
+    std::vector<std::string> column(const std::string& sql) {
+        sqlite3_stmt* s = nullptr;
+        REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+        std::vector<std::string> out;
+        while (sqlite3_step(s) == SQLITE_ROW) out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+        sqlite3_finalize(s);
+        return out;
+    }
+};
+
+const std::vector<std::string> kAllTables{"cells",          "fit_parameters", "measurements",
+                                          "model_fits",     "quarantine_events", "station_events",
+                                          "test_runs",      "traces"};
+
+std::string serial_of(std::string lot, std::uint64_t seq, Date d = {2023, 3, 14}) {
+    SerialSpec s;
+    s.plant = "01";
+    s.line = "A";
+    s.lot = std::move(lot);
+    s.date = d;
+    s.sequence = seq;
+    return SerialScheme::default_scheme().make(s);
+}
+
+TestRecord full_record() {
+    TestRecord r;
+    r.serial = serial_of("0042", 1);
+    r.cell_model = "INR18650-30Q";
+    r.lot = "0042";
+    r.production_date = "2023-03-14";
+    r.station_id = "EOL-01";
+    r.channel = 3;
+    r.recipe_name = "18650-eol";
+    r.recipe_version = "1.2.0";
+    r.start_unix_s = 1678800000.25;
+    r.end_unix_s = 1678800095.5;
+    r.verdict = Verdict::pass;
+    r.measurements = {
+        {"ocv_v", 3.6012345, "V", 3.5, 3.7, true},
+        {"dcir_ohm", 0.0342, "ohm", std::nullopt, 0.05, true},
+        {"k_value", std::numeric_limits<double>::quiet_NaN(), "V/day", std::nullopt, std::nullopt, true},
+        {"t_rise_c", 1.25, "C", -0.5, std::nullopt, false},
+    };
+    for (int i = 0; i < 600; ++i) {
+        const double t = 0.1 * i;
+        r.trace.t_s.push_back(t);
+        const double i_a = (i >= 100 && i < 400) ? 3.0 : 0.0;
+        r.trace.i_a.push_back(i_a);
+        r.trace.v_v.push_back(3.6 - 0.033 * i_a - 0.0001 * (i >= 100 ? std::min(i, 400) - 100 : 0) + 1e-9 * i);
+        r.trace.t_cell_c.push_back(25.0 + 0.002 * std::min(i, 400));
+        r.trace.t_amb_c.push_back(24.5 + 0.01 * std::sin(0.1 * i));
+    }
+    ModelFit ecm{"ecm2", {{"r0_ohm", 0.033}, {"r1_ohm", 0.012}, {"tau1_s", 10.5}, {"r2_ohm", 0.01}, {"tau2_s", 91.0}},
+                 {{"r0_ohm", {0.0325, 0.0335}}, {"tau1_s", {9.8, 11.2}}}, 0.0004, true};
+    ModelFit thermal{"thermal", {{"c_th_j_per_k", 171.0}, {"r_th_k_per_w", 10.8}}, {}, 0.02, false};
+    r.fits = {ecm, thermal};
+    return r;
+}
+
+void check_same_measurements(const std::vector<Measurement>& a, const std::vector<Measurement>& b) {
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        CHECK(a[i].name == b[i].name);
+        if (std::isnan(b[i].value)) CHECK(std::isnan(a[i].value));
+        else CHECK(a[i].value == b[i].value);
+        CHECK(a[i].unit == b[i].unit);
+        CHECK(a[i].low == b[i].low);
+        CHECK(a[i].high == b[i].high);
+        CHECK(a[i].pass == b[i].pass);
+    }
+}
+
+void check_same_column(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        if (std::isnan(want[i])) {
+            CHECK(std::isnan(got[i]));
+        } else if (std::fabs(got[i] - want[i]) > tol) {
+            FAIL_CHECK("sample " << i << ": " << got[i] << " != " << want[i]);
+            return;
+        }
+    }
+}
+
+// A record whose whole content derives from k, for the crash test.
+TestRecord crash_record(std::int64_t k) {
+    TestRecord r;
+    r.serial = serial_of("C001", static_cast<std::uint64_t>(k), {2023, 5, 1});
+    r.cell_model = "crash";
+    r.lot = "C001";
+    r.production_date = "2023-05-01";
+    r.station_id = "crash-station";
+    r.channel = static_cast<int>(k % 8);
+    r.recipe_name = "crash";
+    r.recipe_version = std::to_string(k);
+    r.start_unix_s = 1.0e9 + static_cast<double>(k);
+    r.end_unix_s = r.start_unix_s + 0.5;
+    r.verdict = k % 11 == 0 ? Verdict::fail : Verdict::pass;
+    const int nm = 3 + static_cast<int>(k % 5);
+    for (int j = 0; j < nm; ++j)
+        r.measurements.push_back({"m" + std::to_string(j), static_cast<double>(k * 1000 + j), "V", -1.0, 1e12, true});
+    const int n = 20 + static_cast<int>(k % 40);
+    for (int j = 0; j < n; ++j) {
+        r.trace.t_s.push_back(0.5 * j);
+        r.trace.i_a.push_back(static_cast<double>(k % 7) + 0.001 * j);
+        r.trace.v_v.push_back(3.0 + static_cast<double>((k * 7 + j) % 1000) * 1e-6);
+    }
+    r.fits.push_back({"ecm2", {{"r0_ohm", static_cast<double>(k) * 1e-6}, {"n", static_cast<double>(n)}},
+                      {{"r0_ohm", {0.0, 1.0}}}, static_cast<double>(k), true});
+    return r;
+}
+
+void check_crash_record(Store& st, std::int64_t run_id, std::int64_t k) {
+    const auto got = st.read_record(run_id);
+    REQUIRE(got);
+    const TestRecord want = crash_record(k);
+    CHECK(got->serial == want.serial);
+    CHECK(got->recipe_version == want.recipe_version);
+    CHECK(got->channel == want.channel);
+    CHECK(got->verdict == want.verdict);
+    check_same_measurements(got->measurements, want.measurements);
+    check_same_column(got->trace.t_s, want.trace.t_s, 1e-9);
+    check_same_column(got->trace.i_a, want.trace.i_a, 1e-9);
+    check_same_column(got->trace.v_v, want.trace.v_v, 1e-9);
+    CHECK(got->trace.t_cell_c.empty());
+    REQUIRE(got->fits.size() == 1);
+    CHECK(got->fits[0].parameters == want.fits[0].parameters);
+    CHECK(got->fits[0].ci95 == want.fits[0].ci95);
+    CHECK(got->fits[0].rmse == want.fits[0].rmse);
+}
+
+struct Run {
+    int code;
+    std::string out;
+};
+Run run_cli(const std::string& args) {
+    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
+    std::FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[512];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int status = pclose(p);
+    REQUIRE(WIFEXITED(status));
+    return {WEXITSTATUS(status), out};
+}
+
+QuarantineEvent ev(QuarantineAction a, QuarantineScope s, std::string target, std::string reason = "why") {
+    QuarantineEvent e;
+    e.action = a;
+    e.scope = s;
+    e.target = std::move(target);
+    e.reason = std::move(reason);
+    e.actor = "tester";
+    e.role = a == QuarantineAction::release ? "quality" : "operator";
+    e.time_unix_s = 1.7e9;
+    return e;
+}
+
+QuarantineEvent window_ev(QuarantineAction a, std::string from, std::string to) {
+    QuarantineEvent e = ev(a, QuarantineScope::window, "");
+    e.window_from = std::move(from);
+    e.window_to = std::move(to);
+    return e;
+}
+
+}  // namespace
+
+TEST_CASE("store: migrates an empty file to the latest schema with WAL, foreign keys and app id") {
+    TempDir t;
+    const fs::path p = t / "r.db";
+    CHECK_THROWS_WITH_AS(Store::open(p), doctest::Contains("no such database"), StoreError);
+    CHECK_FALSE(fs::exists(p));
+    {
+        Store st = create(p);
+        CHECK(st.schema_version() == Store::latest_schema_version());
+        CHECK(Store::latest_schema_version() >= 1);
+    }
+    Raw raw(p);
+    CHECK(raw.integer("PRAGMA user_version") == Store::latest_schema_version());
+    CHECK(raw.integer("PRAGMA application_id") == 0x454F4C53);
+    CHECK(raw.text("PRAGMA journal_mode") == "wal");
+    CHECK(raw.column("SELECT name FROM sqlite_schema WHERE type='table' ORDER BY name") == kAllTables);
+    const auto indexes = raw.column("SELECT name FROM sqlite_schema WHERE type='index' AND sql IS NOT NULL");
+    for (const char* ix : {"cells_lot", "cells_production_date", "test_runs_serial", "quarantine_target",
+                           "quarantine_window"})
+        CHECK(std::find(indexes.begin(), indexes.end(), ix) != indexes.end());
+
+    // Reopening an up-to-date store changes nothing; a pre-existing empty file is migrated too.
+    const auto schema_before = raw.column("SELECT sql FROM sqlite_schema ORDER BY name");
+    { Store st = Store::open(p); }
+    CHECK(raw.column("SELECT sql FROM sqlite_schema ORDER BY name") == schema_before);
+    const fs::path empty = t / "empty.db";
+    { std::FILE* f = std::fopen(empty.c_str(), "wb"); std::fclose(f); }
+    CHECK(Store::open(empty).schema_version() == Store::latest_schema_version());
+}
+
+TEST_CASE("store: foreign keys are enforced on the connection") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    TestRecord r = full_record();
+    st.write(r);
+    // A measurement for a run that does not exist is rejected by SQLite itself.
+    Raw raw(t / "r.db");
+    CHECK(raw.exec("PRAGMA foreign_keys=ON; INSERT INTO measurements VALUES (999, 0, 'x', 1, 'V', NULL, NULL, 1)")
+              .find("FOREIGN KEY") != std::string::npos);
+}
+
+TEST_CASE("store: a database newer than this binary is refused, never downgraded") {
+    TempDir t;
+    const fs::path p = t / "r.db";
+    { Store st = create(p); st.write(full_record()); }
+    const int newer = Store::latest_schema_version() + 3;
+    { Raw raw(p); REQUIRE(raw.exec("PRAGMA user_version = " + std::to_string(newer)) == ""); }
+    const std::string both = std::to_string(newer);
+    const std::string known = std::to_string(Store::latest_schema_version());
+    try {
+        (void)Store::open(p);
+        FAIL("opened a newer database");
+    } catch (const SchemaTooNewError& e) {
+        CHECK(e.db_version() == newer);
+        CHECK(e.known_version() == Store::latest_schema_version());
+        const std::string msg = e.what();
+        CHECK(msg.find("schema version " + both) != std::string::npos);
+        CHECK(msg.find("(" + known + ")") != std::string::npos);
+    }
+    OpenOptions ro;
+    ro.read_only = true;
+    CHECK_THROWS_AS(Store::open(p, ro), SchemaTooNewError);
+    CHECK_THROWS_AS(Store::inspect(p), SchemaTooNewError);
+    Raw raw(p);
+    CHECK(raw.integer("PRAGMA user_version") == newer);  // untouched
+    CHECK(raw.integer("SELECT count(*) FROM test_runs") == 1);
+
+    const Run r = run_cli("db info --db " + p.string());
+    CHECK(r.code == 2);
+    CHECK(r.out.find("schema version " + both) != std::string::npos);
+    CHECK(r.out.find("(" + known + ")") != std::string::npos);
+}
+
+TEST_CASE("store: refuses a SQLite file that is not a results store") {
+    TempDir t;
+    const fs::path p = t / "other.db";
+    { Raw raw(p); REQUIRE(raw.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)") == ""); }
+    CHECK_THROWS_WITH_AS(Store::open(p), doctest::Contains("not an eolstation results database"), StoreError);
+    Raw raw(p);
+    CHECK(raw.column("SELECT name FROM sqlite_schema WHERE type='table'") == std::vector<std::string>{"customers"});
+}
+
+TEST_CASE("store: a test record round-trips") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    const TestRecord want = full_record();
+    const std::int64_t id = st.write(want);
+    CHECK(id > 0);
+    const auto got = st.read_record(id);
+    REQUIRE(got);
+    CHECK(got->serial == want.serial);
+    CHECK(got->cell_model == want.cell_model);
+    CHECK(got->lot == want.lot);
+    CHECK(got->production_date == want.production_date);
+    CHECK(got->station_id == want.station_id);
+    CHECK(got->channel == want.channel);
+    CHECK(got->recipe_name == want.recipe_name);
+    CHECK(got->recipe_version == want.recipe_version);
+    CHECK(got->start_unix_s == want.start_unix_s);
+    CHECK(got->end_unix_s == want.end_unix_s);
+    CHECK(got->verdict == Verdict::pass);
+    CHECK(got->abort_reason.empty());
+    check_same_measurements(got->measurements, want.measurements);
+    // Trace: 1e-6 fixed point — values with ≤ 6 decimals are exact, others within 5e-7.
+    check_same_column(got->trace.t_s, want.trace.t_s, 1e-12);
+    check_same_column(got->trace.i_a, want.trace.i_a, 0.0);
+    check_same_column(got->trace.v_v, want.trace.v_v, 5e-7);
+    check_same_column(got->trace.t_cell_c, want.trace.t_cell_c, 1e-12);
+    check_same_column(got->trace.t_amb_c, want.trace.t_amb_c, 5e-7);
+    REQUIRE(got->fits.size() == 2);
+    CHECK(got->fits[0].kind == "ecm2");
+    CHECK(got->fits[0].parameters == want.fits[0].parameters);
+    CHECK(got->fits[0].ci95 == want.fits[0].ci95);
+    CHECK(got->fits[0].rmse == want.fits[0].rmse);
+    CHECK(got->fits[0].converged);
+    CHECK(got->fits[1].kind == "thermal");
+    CHECK(got->fits[1].parameters == want.fits[1].parameters);
+    CHECK(got->fits[1].ci95.empty());
+    CHECK_FALSE(got->fits[1].converged);
+
+    const auto cell = st.cell(want.serial);
+    REQUIRE(cell);
+    CHECK(cell->latest_run_id == id);
+    CHECK_FALSE(st.cell("01A33E0042000AAA"));
+
+    // A later retest becomes the latest run; an aborted one never does.
+    TestRecord again = want;
+    again.start_unix_s += 3600;
+    again.end_unix_s += 3600;
+    again.verdict = Verdict::fail;
+    const std::int64_t id2 = st.write(again);
+    TestRecord aborted = want;
+    aborted.start_unix_s += 7200;
+    aborted.verdict = Verdict::abort;
+    aborted.abort_reason = "contact resistance";
+    aborted.trace = {};
+    aborted.fits.clear();
+    const std::int64_t id3 = st.write(aborted);
+    TestRecord earlier = want;  // written late, but started first
+    earlier.start_unix_s -= 3600;
+    const std::int64_t id4 = st.write(earlier);
+    CHECK(st.cell(want.serial)->latest_run_id == id2);
+    const auto runs = st.runs_for(want.serial);
+    REQUIRE(runs.size() == 4);
+    CHECK(runs[0].id == id4);
+    CHECK(runs[1].id == id);
+    CHECK(runs[2].id == id2);
+    CHECK(runs[3].id == id3);
+    CHECK(runs[3].verdict == Verdict::abort);
+    CHECK(runs[3].abort_reason == "contact resistance");
+    CHECK(st.trace(id3).size() == 0);
+    CHECK(st.count("traces") == 3);
+    CHECK(st.count("cells") == 1);
+}
+
+TEST_CASE("store: the cell is completed, never contradicted") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    TestRecord r = full_record();
+    r.cell_model.clear();
+    r.lot.clear();
+    st.write(r);
+    CHECK(st.cell(r.serial)->cell_model.empty());
+    r.cell_model = "INR18650-30Q";
+    r.lot = "0042";
+    st.write(r);
+    CHECK(st.cell(r.serial)->cell_model == "INR18650-30Q");
+    CHECK(st.cell(r.serial)->lot == "0042");
+    r.lot = "0043";
+    CHECK_THROWS_WITH_AS(st.write(r), doctest::Contains("lot '0043' contradicts the stored cell's '0042'"),
+                         StoreError);
+    CHECK(st.count("test_runs") == 2);
+}
+
+TEST_CASE("store: invalid records name the field and write nothing") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    auto bad = [&](auto mutate, const char* expect) {
+        TestRecord r = full_record();
+        mutate(r);
+        CHECK_THROWS_WITH_AS(st.write(r), doctest::Contains(expect), StoreError);
+    };
+    bad([](TestRecord& r) { r.serial.clear(); }, "serial is empty");
+    bad([](TestRecord& r) { r.production_date = "2023-02-30"; }, "production_date '2023-02-30'");
+    bad([](TestRecord& r) { r.trace.v_v.pop_back(); }, "trace column v_v has 599 samples, t_s has 600");
+    bad([](TestRecord& r) { r.measurements[1].name.clear(); }, "measurements[1] has no name");
+    bad([](TestRecord& r) { r.fits[0].ci95["c1_f"] = {0, 1}; }, "ci95 for 'c1_f'");
+    bad([](TestRecord& r) { r.start_unix_s = std::numeric_limits<double>::infinity(); }, "finite");
+    for (const auto& table : kAllTables) CHECK(st.count(table) == 0);
+    CHECK_THROWS_WITH_AS(st.count("sqlite_schema"), doctest::Contains("not a table of the store"), StoreError);
+}
+
+TEST_CASE("store: write_batch is one transaction") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    std::vector<TestRecord> batch;
+    for (int k = 0; k < 10; ++k) batch.push_back(crash_record(k));
+    batch[7].trace.i_a.pop_back();  // invalid: nothing of the batch may remain
+    CHECK_THROWS_AS(st.write_batch(batch), StoreError);
+    for (const auto& table : kAllTables) CHECK(st.count(table) == 0);
+    batch[7] = crash_record(7);
+    const auto ids = st.write_batch(batch);
+    REQUIRE(ids.size() == 10);
+    for (int k = 0; k < 10; ++k) check_crash_record(st, ids[static_cast<std::size_t>(k)], k);
+    CHECK(st.count("cells") == 10);
+}
+
+TEST_CASE("store: traces are compact; non-finite values survive") {
+    TempDir t;
+    const fs::path p = t / "r.db";
+    Store st = create(p);
+    TestRecord r = full_record();
+    const std::int64_t id = st.write(r);
+    Raw raw(p);
+    const auto bytes = raw.integer("SELECT length(t_s) + length(i_a) + length(v_v) + length(t_cell_c) + "
+                                   "length(t_amb_c) FROM traces WHERE run_id = " + std::to_string(id));
+    const auto raw_bytes = static_cast<std::int64_t>(5 * 8 * r.trace.size());
+    MESSAGE("trace of ", r.trace.size(), " samples x 5 columns: ", bytes, " bytes (float64: ", raw_bytes, ")");
+    CHECK(bytes < raw_bytes / 3);
+    CHECK(raw.integer("SELECT length(t_s) FROM traces") <= 2 + 600 + 8);  // constant step: 1 byte a sample
+
+    TestRecord odd = full_record();
+    odd.serial = serial_of("0042", 2);
+    odd.trace.t_cell_c[5] = std::numeric_limits<double>::quiet_NaN();
+    odd.trace.t_amb_c[7] = std::numeric_limits<double>::infinity();
+    odd.trace.v_v[3] = 1e300;
+    odd.trace.i_a[9] = 0.1 + 1e-12;  // not on the 1e-6 grid: rounded
+    const std::int64_t id2 = st.write(odd);
+    const auto back = st.trace(id2);
+    check_same_column(back.t_cell_c, odd.trace.t_cell_c, 0.0);
+    check_same_column(back.t_amb_c, odd.trace.t_amb_c, 0.0);
+    check_same_column(back.v_v, odd.trace.v_v, 0.0);  // raw float64 column: bit-exact
+    CHECK(back.i_a[9] == 0.1);
+
+    TestRecord short_trace = full_record();
+    short_trace.serial = serial_of("0042", 3);
+    short_trace.trace.t_cell_c.clear();
+    short_trace.trace.t_amb_c.clear();
+    const auto back2 = st.trace(st.write(short_trace));
+    CHECK(back2.size() == 600);
+    CHECK(back2.t_cell_c.empty());
+    CHECK(back2.t_amb_c.empty());
+}
+
+TEST_CASE("store: results and events are append-only, whoever runs the SQL") {
+    TempDir t;
+    const fs::path p = t / "r.db";
+    {
+        Store st = create(p);
+        st.write(full_record());
+        st.append_quarantine(ev(QuarantineAction::hold, QuarantineScope::lot, "0042"));
+        StationEvent se;
+        se.station_id = "EOL-01";
+        se.kind = "estop";
+        se.message = "emergency stop pressed";
+        st.append_station_event(se);
+    }
+    Raw raw(p);
+    CHECK(raw.exec("UPDATE quarantine_events SET action = 'release'").find("append-only") != std::string::npos);
+    CHECK(raw.exec("DELETE FROM quarantine_events").find("append-only") != std::string::npos);
+    CHECK(raw.exec("INSERT OR REPLACE INTO quarantine_events (id, time_unix_s, action, scope, target, reason, actor) "
+                   "VALUES (1, 0, 'release', 'lot', '0042', 'x', 'y')")
+              .find("append-only") != std::string::npos);
+    CHECK(raw.exec("UPDATE station_events SET message = 'nothing happened'").find("append-only") != std::string::npos);
+    CHECK(raw.exec("DELETE FROM station_events").find("append-only") != std::string::npos);
+    CHECK(raw.exec("UPDATE test_runs SET verdict = 'pass'").find("append-only") != std::string::npos);
+    CHECK(raw.exec("DELETE FROM measurements").find("append-only") != std::string::npos);
+    CHECK(raw.exec("UPDATE fit_parameters SET value = 0").find("append-only") != std::string::npos);
+    CHECK(raw.integer("SELECT count(*) FROM quarantine_events WHERE action = 'hold'") == 1);
+    CHECK(raw.integer("SELECT count(*) FROM station_events") == 1);
+    CHECK(raw.integer("SELECT count(*) FROM measurements") == 4);
+    // appending still works
+    CHECK(raw.exec("INSERT INTO quarantine_events (time_unix_s, action, scope, target, reason, actor) "
+                   "VALUES (1, 'release', 'lot', '0042', 'retested', 'q')") == "");
+    // the schema's own checks
+    CHECK(raw.exec("INSERT INTO quarantine_events (time_unix_s, action, scope, target, reason, actor) "
+                   "VALUES (1, 'hold', 'lot', '0042', '', 'q')").find("CHECK") != std::string::npos);
+    CHECK(raw.exec("INSERT INTO quarantine_events (time_unix_s, action, scope, target, reason, actor) "
+                   "VALUES (1, 'hold', 'window', 'x', 'r', 'q')").find("CHECK") != std::string::npos);
+}
+
+TEST_CASE("store: quarantine state by serial, lot and production window") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    // Cells: A1, A2 in lot 0042 (2023-03-14); B1 in lot 0050 (2023-04-02); C1 in lot 0060 (2023-06-01).
+    auto put = [&](const std::string& lot, std::uint64_t seq, Date d) {
+        TestRecord r = crash_record(static_cast<std::int64_t>(seq));
+        r.serial = serial_of(lot, seq, d);
+        r.lot = lot;
+        r.production_date = d.iso();
+        st.write(r);
+        return r.serial;
+    };
+    const std::string a1 = put("0042", 1, {2023, 3, 14}), a2 = put("0042", 2, {2023, 3, 14});
+    const std::string b1 = put("0050", 3, {2023, 4, 2}), c1 = put("0060", 4, {2023, 6, 1});
+    const std::string never = serial_of("0042", 99);
+
+    auto state = [&](const std::string& s) { return st.status(s).state; };
+    CHECK(state(a1) == CellState::clear);
+    CHECK(st.status(a1).known);
+    CHECK_FALSE(st.status(never).known);
+    CHECK(st.status(never).state == CellState::clear);
+
+    // A lot hold holds every cell of the lot, and nothing else.
+    const auto lot_hold = st.append_quarantine(ev(QuarantineAction::hold, QuarantineScope::lot, "0042", "R0 shift"));
+    CHECK(state(a1) == CellState::held);
+    CHECK(state(a2) == CellState::held);
+    CHECK(state(b1) == CellState::clear);
+    const CellStatus s = st.status(a1);
+    REQUIRE(s.because.size() == 1);
+    CHECK(s.because[0].id == lot_hold);
+    CHECK(s.because[0].reason == "R0 shift");
+    CHECK(s.lot == "0042");
+    // A never-tested serial is judged by its decoded lot when the caller gives it.
+    CHECK(st.status(never, "0042", "2023-03-14").state == CellState::held);
+
+    // A window hold covers production dates inside it.
+    st.append_quarantine(window_ev(QuarantineAction::hold, "2023-04-01", "2023-04-30"));
+    CHECK(state(b1) == CellState::held);
+    CHECK(st.status(b1).because[0].target == "2023-04-01..2023-04-30");
+    CHECK(state(c1) == CellState::clear);
+
+    // An individual release after retest overrides the earlier lot hold for that serial only.
+    st.append_quarantine(ev(QuarantineAction::release, QuarantineScope::serial, a1, "retested ok"));
+    CHECK(state(a1) == CellState::released);
+    CHECK(state(a2) == CellState::held);
+
+    // ...but a new lot hold after that release holds it again.
+    st.append_quarantine(ev(QuarantineAction::hold, QuarantineScope::lot, "0042", "second look"));
+    CHECK(state(a1) == CellState::held);
+
+    // A serial hold is not cleared by releasing the lot.
+    st.append_quarantine(ev(QuarantineAction::hold, QuarantineScope::serial, a2, "outlier: P_x"));
+    st.append_quarantine(ev(QuarantineAction::release, QuarantineScope::lot, "0042", "lot cleared"));
+    CHECK(state(a1) == CellState::released);
+    CHECK(state(a2) == CellState::held);
+    REQUIRE(st.status(a2).because.size() == 1);
+    CHECK(st.status(a2).because[0].reason == "outlier: P_x");
+
+    // Releasing the window releases its cells; scrap is terminal.
+    st.append_quarantine(window_ev(QuarantineAction::release, "2023-04-01", "2023-04-30"));
+    CHECK(state(b1) == CellState::released);
+    st.append_quarantine(ev(QuarantineAction::scrap, QuarantineScope::serial, b1, "internal short"));
+    st.append_quarantine(ev(QuarantineAction::release, QuarantineScope::serial, b1, "oops"));
+    CHECK(state(b1) == CellState::scrapped);
+    CHECK(st.status(b1).because[0].reason == "internal short");
+
+    // status_many agrees with status, in the caller's order, unknown serials included.
+    const std::vector<std::string> ask{c1, never, b1, a2, a1, a1, "NOT-A-SERIAL"};
+    const auto many = st.status_many(ask);
+    REQUIRE(many.size() == ask.size());
+    for (std::size_t i = 0; i < ask.size(); ++i) {
+        const CellStatus one = st.status(ask[i]);
+        CHECK(many[i].serial == ask[i]);
+        CHECK(many[i].state == one.state);
+        CHECK(many[i].known == one.known);
+        CHECK(many[i].because.size() == one.because.size());
+    }
+
+    CHECK(st.quarantine_events().size() == 9);
+    CHECK(st.quarantine_events(8).size() == 1);
+    CHECK(st.quarantine_events_for(a2, "0042", "2023-03-14").size() == 4);
+
+    // Validation.
+    CHECK_THROWS_WITH_AS(st.append_quarantine(ev(QuarantineAction::hold, QuarantineScope::lot, "0042", "")),
+                         doctest::Contains("reason is required"), StoreError);
+    auto no_actor = ev(QuarantineAction::hold, QuarantineScope::lot, "0042");
+    no_actor.actor.clear();
+    CHECK_THROWS_WITH_AS(st.append_quarantine(no_actor), doctest::Contains("actor is required"), StoreError);
+    CHECK_THROWS_WITH_AS(st.append_quarantine(window_ev(QuarantineAction::hold, "2023-05-01", "2023-04-01")),
+                         doctest::Contains("ends before it starts"), StoreError);
+    CHECK_THROWS_WITH_AS(st.append_quarantine(window_ev(QuarantineAction::hold, "2023-04", "2023-05")),
+                         doctest::Contains("YYYY-MM-DD"), StoreError);
+    CHECK(st.count("quarantine_events") == 9);
+}
+
+TEST_CASE("store: status_many also reads serial events one by one when they outnumber the query") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    std::vector<QuarantineEvent> holds;
+    for (int k = 0; k < 20; ++k) holds.push_back(ev(QuarantineAction::hold, QuarantineScope::serial, serial_of("0001", static_cast<std::uint64_t>(k))));
+    st.append_quarantine_batch(holds);
+    const std::vector<std::string> ask{serial_of("0001", 3), serial_of("0001", 50)};
+    const auto many = st.status_many(ask);
+    CHECK(many[0].state == CellState::held);
+    CHECK(many[1].state == CellState::clear);
+}
+
+TEST_CASE("store: cells and the features of their latest run, by lot and date") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    for (int k = 0; k < 12; ++k) {
+        TestRecord r = crash_record(k);
+        r.verdict = Verdict::pass;
+        const Date d{2023, 1 + k % 3, 10};
+        r.lot = k % 2 ? "ODD0" : "EVEN";
+        r.serial = serial_of(r.lot, static_cast<std::uint64_t>(k), d);
+        r.production_date = d.iso();
+        r.measurements[0].value = std::numeric_limits<double>::quiet_NaN();  // left out of features
+        r.fits.push_back({"thermal", {{"r_th_k_per_w", 11.0}}, {}, 0.5, false});  // not converged: left out
+        st.write(r);
+        if (k == 5) {  // a retest: its values must win
+            r.start_unix_s += 100;
+            r.measurements[1].value = -5.0;
+            st.write(r);
+        }
+    }
+    int n = 0;
+    st.for_each_latest({}, [&](const CellFeatures& cf) {
+        ++n;
+        const std::int64_t k = std::stoll(cf.run.recipe_version);
+        CHECK(cf.cell.latest_run_id == cf.run.id);
+        CHECK_FALSE(cf.get("m0"));
+        CHECK(cf.get("m1") == (k == 5 ? -5.0 : static_cast<double>(k * 1000 + 1)));
+        CHECK(cf.get("ecm2.r0_ohm") == static_cast<double>(k) * 1e-6);
+        CHECK(cf.get("ecm2.rmse") == static_cast<double>(k));
+        CHECK_FALSE(cf.get("thermal.rmse"));
+        CHECK_FALSE(cf.get("thermal.r_th_k_per_w"));
+    });
+    CHECK(n == 12);
+
+    std::set<std::string> lots;
+    n = 0;
+    CellFilter by_lot;
+    by_lot.lot = "ODD0";
+    st.for_each_latest(by_lot, [&](const CellFeatures& cf) {
+        ++n;
+        lots.insert(cf.cell.lot);
+    });
+    CHECK(n == 6);
+    CHECK(lots == std::set<std::string>{"ODD0"});
+
+    CellFilter feb;
+    feb.date_from = "2023-02-01";
+    feb.date_to = "2023-02-28";
+    std::vector<std::string> dates;
+    st.for_each_cell(feb, [&](const CellInfo& c) { dates.push_back(c.production_date); });
+    CHECK(dates == std::vector<std::string>(4, "2023-02-10"));
+    CellFilter since;
+    since.date_from = "2023-02-01";
+    n = 0;
+    st.for_each_cell(since, [&](const CellInfo&) { ++n; });
+    CHECK(n == 8);
+    std::string prev;
+    n = 0;
+    st.for_each_cell({}, [&](const CellInfo& c) {
+        CHECK(prev < c.serial);
+        prev = c.serial;
+        ++n;
+        // re-entering the store from the callback is allowed
+        st.for_each_cell({}, [](const CellInfo&) {});
+    });
+    CHECK(n == 12);
+}
+
+TEST_CASE("store: hostile strings are data, never SQL") {
+    TempDir t;
+    const fs::path p = t / "r.db";
+    Store st = create(p);
+    TestRecord r = full_record();
+    r.serial = "X'); DROP TABLE cells;--";
+    r.cell_model = "O'Brien \"quoted\" `tick` ]bracket[";
+    r.lot = std::string("L\0T'", 4);
+    r.station_id = std::string("st\0ation", 8);
+    r.recipe_name = "'; DELETE FROM test_runs; --";
+    r.recipe_version = "1' OR '1'='1";
+    r.abort_reason = "Robert'); DROP TABLE test_runs;--";
+    r.measurements[0].name = std::string("a'b\"c\0d", 7);
+    r.measurements[0].unit = "Ω·m ' \\ %_";
+    r.fits[0].kind = "ecm2'; DROP TABLE model_fits; --";
+    r.fits[0].parameters[std::string("r'0\0x", 5)] = 1.5;
+    const std::int64_t id = st.write(r);
+
+    const auto got = st.read_record(id);
+    REQUIRE(got);
+    CHECK(got->serial == r.serial);
+    CHECK(got->cell_model == r.cell_model);
+    CHECK(got->lot == r.lot);
+    CHECK(got->lot.size() == 4);
+    CHECK(got->station_id == r.station_id);
+    CHECK(got->recipe_name == r.recipe_name);
+    CHECK(got->recipe_version == r.recipe_version);
+    CHECK(got->abort_reason == r.abort_reason);
+    CHECK(got->measurements[0].name == r.measurements[0].name);
+    CHECK(got->measurements[0].unit == r.measurements[0].unit);
+    CHECK(got->fits[0].kind == r.fits[0].kind);
+    CHECK(got->fits[0].parameters == r.fits[0].parameters);
+    CHECK(st.runs_for(r.serial).size() == 1);
+    CHECK(st.runs_for("X").empty());
+    CHECK(st.runs_for("' OR '1'='1").empty());
+    CHECK_FALSE(st.cell("%"));
+
+    auto hostile = ev(QuarantineAction::hold, QuarantineScope::serial, r.serial, std::string("why'\0--", 7));
+    st.append_quarantine(hostile);
+    const CellStatus s = st.status(r.serial);
+    CHECK(s.state == CellState::held);
+    CHECK(s.lot == r.lot);
+    REQUIRE(s.because.size() == 1);
+    CHECK(s.because[0].reason == hostile.reason);
+    CHECK(st.status("X").state == CellState::clear);
+    CellFilter f;
+    f.lot = r.lot;
+    int n = 0;
+    st.for_each_cell(f, [&](const CellInfo& c) {
+        CHECK(c.serial == r.serial);
+        ++n;
+    });
+    CHECK(n == 1);
+
+    Raw raw(p);
+    CHECK(raw.column("SELECT name FROM sqlite_schema WHERE type='table' ORDER BY name") == kAllTables);
+    CHECK(raw.integer("SELECT count(*) FROM cells") == 1);
+    CHECK(raw.integer("SELECT count(*) FROM test_runs") == 1);
+    CHECK(raw.integer("SELECT count(*) FROM model_fits") == 2);
+    CHECK(raw.text("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("store: station events") {
+    TempDir t;
+    Store st = create(t / "r.db");
+    for (int k = 0; k < 5; ++k) {
+        StationEvent e;
+        e.station_id = "EOL-01";
+        e.kind = k == 2 ? "estop" : "start";
+        e.message = "event " + std::to_string(k);
+        e.detail_json = k == 4 ? "" : R"({"k":)" + std::to_string(k) + "}";
+        e.time_unix_s = k == 3 ? 0.0 : 1.7e9 + k;
+        st.append_station_event(e);
+    }
+    const auto events = st.station_events(3);
+    REQUIRE(events.size() == 3);
+    CHECK(events[0].message == "event 4");
+    CHECK(events[0].detail_json == "{}");
+    CHECK(events[1].time_unix_s > 1.7e9 + 100);  // 0 = now
+    CHECK(events[2].kind == "estop");
+    CHECK(events[2].detail_json == R"({"k":2})");
+    CHECK(st.station_events().size() == 5);
+}
+
+TEST_CASE("store: db info reports versions, counts, journal mode; read-only and without migrating") {
+    TempDir t;
+    const fs::path p = t / "r.db";
+    {
+        Store st = create(p);
+        std::vector<TestRecord> batch;
+        for (int k = 0; k < 7; ++k) batch.push_back(crash_record(k));
+        st.write_batch(batch);
+        st.append_quarantine(ev(QuarantineAction::hold, QuarantineScope::lot, "C001"));
+        const DbInfo i = st.info();
+        CHECK(i.schema_version == Store::latest_schema_version());
+        CHECK(i.known_version == Store::latest_schema_version());
+        CHECK(i.journal_mode == "wal");
+        CHECK(i.page_size > 0);
+        CHECK(i.file_size_bytes > 0);
+    }
+    const DbInfo i = Store::inspect(p);
+    std::map<std::string, std::int64_t> counts(i.table_counts.begin(), i.table_counts.end());
+    CHECK(counts.size() == kAllTables.size());
+    CHECK(counts["cells"] == 7);
+    CHECK(counts["test_runs"] == 7);
+    CHECK(counts["traces"] == 7);
+    CHECK(counts["model_fits"] == 7);
+    CHECK(counts["fit_parameters"] == 14);
+    CHECK(counts["quarantine_events"] == 1);
+    CHECK(counts["station_events"] == 0);
+    std::int64_t m = 0;
+    for (int k = 0; k < 7; ++k) m += 3 + k % 5;
+    CHECK(counts["measurements"] == m);
+
+    Run r = run_cli("db info --json --db " + p.string());
+    REQUIRE(r.code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["schema_version"] == Store::latest_schema_version());
+    CHECK(j["known_version"] == Store::latest_schema_version());
+    CHECK(j["journal_mode"] == "wal");
+    CHECK(j["tables"]["measurements"] == m);
+    CHECK(j["tables"]["cells"] == 7);
+    CHECK(j["file_size_bytes"].get<std::int64_t>() > 0);
+
+    r = run_cli("db info --db " + p.string());
+    CHECK(r.code == 0);
+    CHECK(r.out.find("journal mode    wal") != std::string::npos);
+    CHECK(r.out.find("test_runs") != std::string::npos);
+
+    // A file that does not exist is not created.
+    r = run_cli("db info --db " + (t / "missing.db").string());
+    CHECK(r.code == 2);
+    CHECK(r.out.find("no such database") != std::string::npos);
+    CHECK_FALSE(fs::exists(t / "missing.db"));
+    CHECK(run_cli("db info").code == 2);
+}
+
+TEST_CASE("store: crash safety — SIGKILL a writer mid-batch, reopen, nothing committed lost, nothing partial") {
+    TempDir t;
+    const fs::path p = t / "crash.db";
+    constexpr int kBatch = 10;
+    std::mt19937 rng(2024);
+    std::int64_t reported_total = 0;
+    for (int round = 0; round < 3; ++round) {
+        int fds[2];
+        REQUIRE(::pipe(fds) == 0);
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            // Child: write batches forever; after each commit report the total.
+            ::close(fds[0]);
+            try {
+                Store st = create(p);
+                std::int64_t k = st.count("test_runs");
+                std::vector<TestRecord> batch;
+                for (int i = 0; i < 100000; ++i) {
+                    batch.clear();
+                    for (int b = 0; b < kBatch; ++b) batch.push_back(crash_record(k + b));
+                    st.write_batch(batch);
+                    k += kBatch;
+                    if (::write(fds[1], &k, sizeof k) != static_cast<ssize_t>(sizeof k)) ::_exit(4);
+                }
+            } catch (...) {
+                ::_exit(3);
+            }
+            ::_exit(0);
+        }
+        ::close(fds[1]);
+        // Wait for the first commit, then let it run 200–500 ms and kill it.
+        pollfd pfd{fds[0], POLLIN, 0};
+        REQUIRE(::poll(&pfd, 1, 60000) == 1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 300));
+        REQUIRE(::kill(pid, SIGKILL) == 0);
+        int status = 0;
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+        REQUIRE_MESSAGE(WIFSIGNALED(status), "the writer ended by itself, status ", status);
+        CHECK(WTERMSIG(status) == SIGKILL);
+        std::int64_t v = 0;
+        while (::read(fds[0], &v, sizeof v) == static_cast<ssize_t>(sizeof v)) reported_total = std::max(reported_total, v);
+        ::close(fds[0]);
+
+        // Reopen: recovery of the WAL happens here.
+        Store st = Store::open(p);
+        Raw raw(p);
+        CHECK(raw.text("PRAGMA integrity_check") == "ok");
+        CHECK(raw.integer("SELECT count(*) FROM pragma_foreign_key_check") == 0);
+        const std::int64_t runs = st.count("test_runs");
+        MESSAGE("round ", round, ": ", reported_total, " records reported committed, ", runs, " in the store");
+        CHECK(runs >= reported_total);           // nothing committed is lost
+        CHECK(runs % kBatch == 0);               // no partial batch
+        CHECK(runs <= reported_total + kBatch);  // at most the batch committed just before the kill
+        // Every run is whole, and they are exactly records 0..runs-1.
+        const auto ids = raw.column("SELECT id FROM test_runs ORDER BY start_unix_s");
+        REQUIRE(static_cast<std::int64_t>(ids.size()) == runs);
+        for (std::int64_t k = 0; k < runs; ++k) {
+            const auto run_id = std::stoll(ids[static_cast<std::size_t>(k)]);
+            const auto info = st.run(run_id);
+            REQUIRE(info);
+            REQUIRE(info->start_unix_s == 1.0e9 + static_cast<double>(k));
+            check_crash_record(st, run_id, k);
+        }
+        // No orphans anywhere.
+        CHECK(raw.integer("SELECT count(*) FROM measurements WHERE run_id NOT IN (SELECT id FROM test_runs)") == 0);
+        CHECK(raw.integer("SELECT count(*) FROM traces WHERE run_id NOT IN (SELECT id FROM test_runs)") == 0);
+        CHECK(raw.integer("SELECT count(*) FROM model_fits WHERE run_id NOT IN (SELECT id FROM test_runs)") == 0);
+        CHECK(raw.integer("SELECT count(*) FROM fit_parameters WHERE fit_id NOT IN (SELECT id FROM model_fits)") == 0);
+        CHECK(raw.integer("SELECT count(*) FROM cells WHERE serial NOT IN (SELECT serial FROM test_runs)") == 0);
+        CHECK(raw.integer("SELECT count(*) FROM test_runs WHERE id NOT IN (SELECT run_id FROM traces)") == 0);
+        CHECK(st.count("cells") == runs);
+        reported_total = runs;
+    }
+    CHECK(reported_total > 0);
+}
