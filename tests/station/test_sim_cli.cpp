@@ -1,0 +1,366 @@
+// End to end through the real `eolstation` binary: `sim` runs the simulated
+// instruments of a temporary station file on free loopback ports, then
+// `instruments probe` and `instruments load … pulse` talk to them like they
+// would to real hardware; SIGTERM stops the simulator with exit code 0.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eol/station/config.hpp"
+#include "eol/station/sim_station.hpp"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::uint16_t free_port() {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(s >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(s);
+    return ntohs(a.sin_port);
+}
+
+struct Child {
+    pid_t pid = -1;
+    int out = -1, err = -1;
+};
+
+Child spawn(const std::vector<std::string>& args) {
+    int po[2], pe[2];
+    REQUIRE(::pipe(po) == 0);
+    REQUIRE(::pipe(pe) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+    posix_spawn_file_actions_addclose(&fa, po[0]);
+    posix_spawn_file_actions_addclose(&fa, pe[0]);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    Child c;
+    const int rc = posix_spawn(&c.pid, argv[0], &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(po[1]);
+    ::close(pe[1]);
+    REQUIRE_MESSAGE(rc == 0, "cannot run " << args[0]);
+    c.out = po[0];
+    c.err = pe[0];
+    return c;
+}
+
+struct Result {
+    int exit = -1;
+    std::string out, err;
+};
+
+// Runs to completion (at most 120 s) and collects both streams.
+Result run(const std::vector<std::string>& args) {
+    Child c = spawn(args);
+    Result r;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    bool out_open = true, err_open = true;
+    while (out_open || err_open) {
+        pollfd p[2] = {{c.out, POLLIN, 0}, {c.err, POLLIN, 0}};
+        ::poll(p, 2, 200);
+        char buf[4096];
+        for (int k = 0; k < 2; ++k) {
+            if (!(p[k].revents & (POLLIN | POLLHUP))) continue;
+            const ssize_t n = ::read(p[k].fd, buf, sizeof buf);
+            if (n <= 0) (k == 0 ? out_open : err_open) = false;
+            else (k == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+            ::kill(c.pid, SIGKILL);
+            break;
+        }
+    }
+    int status = 0;
+    ::waitpid(c.pid, &status, 0);
+    ::close(c.out);
+    ::close(c.err);
+    r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r;
+}
+
+// `eolstation sim` in the background; reads its server lines.
+class SimProcess {
+public:
+    explicit SimProcess(const fs::path& config) {
+        child_ = spawn({EOL_CLI, "sim", "--config", config.string()});
+    }
+    ~SimProcess() {
+        if (child_.pid > 0) {
+            ::kill(child_.pid, SIGKILL);
+            ::waitpid(child_.pid, nullptr, 0);
+        }
+        ::close(child_.out);
+        ::close(child_.err);
+    }
+    /// The next stdout line (at most `timeout_s`); empty when none came.
+    std::string line(double timeout_s = 30) {
+        const auto deadline = std::chrono::steady_clock::now() +
+                              std::chrono::milliseconds(static_cast<int>(timeout_s * 1000));
+        while (buf_.find('\n') == std::string::npos) {
+            if (std::chrono::steady_clock::now() > deadline) return {};
+            pollfd p{child_.out, POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0) continue;
+            char b[1024];
+            const ssize_t n = ::read(child_.out, b, sizeof b);
+            if (n <= 0) return {};
+            buf_.append(b, static_cast<std::size_t>(n));
+        }
+        const auto nl = buf_.find('\n');
+        std::string l = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return l;
+    }
+    /// SIGTERM, then the exit code (at most 20 s).
+    int terminate() {
+        ::kill(child_.pid, SIGTERM);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        int status = 0;
+        while (::waitpid(child_.pid, &status, WNOHANG) == 0) {
+            if (std::chrono::steady_clock::now() > deadline) return -1;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        child_.pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+private:
+    Child child_;
+    std::string buf_;
+};
+
+struct Ports {
+    std::uint16_t keysight = free_port(), siglent = free_port(), itech = free_port(),
+                  m97 = free_port(), tc = free_port();
+};
+
+std::string config_text(const Ports& p, const std::string& extra = "") {
+    const std::string c = EOL_CONFIG_DIR;
+    return "[station]\n"
+           "id = \"SIM-TEST\"\n"
+           "recipe = \"" + c + "/recipes/eol-18650.toml\"\n"
+           "serial_scheme = \"" + c + "/serial-scheme.toml\"\n"
+           "store = \"test.db\"\n"
+           "ambient = { thermo = \"tc1\", channel = 7 }\n\n"
+           "[instruments.load1]\n"
+           "driver = \"scpi_load\"\n"
+           "address = \"tcp://127.0.0.1:" + std::to_string(p.keysight) + "\"\n"
+           "dialect = \"" + c + "/dialects/keysight-el30000.toml\"\n"
+           "channels = 2\n\n"
+           "[instruments.load2]\n"
+           "driver = \"scpi_load\"\n"
+           "address = \"tcp://127.0.0.1:" + std::to_string(p.siglent) + "\"\n"
+           "dialect = \"" + c + "/dialects/siglent-sdl1000x.toml\"\n\n"
+           "[instruments.load3]\n"
+           "driver = \"scpi_load\"\n"
+           "address = \"tcp://127.0.0.1:" + std::to_string(p.itech) + "\"\n"
+           "dialect = \"" + c + "/dialects/itech-it8500.toml\"\n\n"
+           "[instruments.load4]\n"
+           "driver = \"modbus_load\"\n"
+           "address = \"tcp://127.0.0.1:" + std::to_string(p.m97) + "\"\n"
+           "map = \"" + c + "/maps/maynuo-m97.toml\"\n\n"
+           "[instruments.tc1]\n"
+           "driver = \"modbus_thermo\"\n"
+           "address = \"tcp://127.0.0.1:" + std::to_string(p.tc) + "\"\n"
+           "map = \"" + c + "/maps/icpdas-et7018z.toml\"\n"
+           "channels = 8\n\n" +
+           extra +
+           "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n\n"
+           "[[channels]]\nposition = 2\nload = \"load1\"\nload_channel = 2\nthermo = \"tc1\"\nthermo_channel = 1\n\n"
+           "[[channels]]\nposition = 3\nload = \"load2\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 2\n\n"
+           "[[channels]]\nposition = 4\nload = \"load3\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 3\n\n"
+           "[[channels]]\nposition = 5\nload = \"load4\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 4\n\n"
+           "[limits]\nocv_min_v = 3.4\nocv_max_v = 4.2\nr0_max_ohm = 0.045\ndcir_max_ohm = 0.06\n"
+           "temp_rise_max_k = 3.0\nk_max_mv_per_day = 2.0\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n"
+           "[screening]\nfeatures = [\"ocv_v\"]\n\n"
+           "[sim]\ntime_scale = 100.0\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\n"
+           "production_date = 2023-03-14\ncells = 20\n";
+}
+
+struct TempDir {
+    fs::path dir;
+    TempDir() {
+        dir = fs::temp_directory_path() / ("eol-sim-cli-" + std::to_string(::getpid()) + "-" +
+                                           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+        fs::create_directories(dir);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    fs::path write(const std::string& name, const std::string& text) const {
+        std::ofstream(dir / name) << text;
+        return dir / name;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("sim cli: sim + instruments probe + instruments load pulse through the real binary") {
+    TempDir tmp;
+    const Ports ports;
+    const fs::path config = tmp.write("station.toml", config_text(ports));
+
+    SimProcess sim(config);
+    std::vector<std::string> lines;
+    for (int k = 0; k < 5; ++k) lines.push_back(sim.line());
+    const std::string c = EOL_CONFIG_DIR;
+    CHECK(lines[0] == "scpi-load load1 127.0.0.1:" + std::to_string(ports.keysight) + " " + c +
+                          "/dialects/keysight-el30000.toml");
+    CHECK(lines[1] == "scpi-load load2 127.0.0.1:" + std::to_string(ports.siglent) + " " + c +
+                          "/dialects/siglent-sdl1000x.toml");
+    CHECK(lines[2] == "scpi-load load3 127.0.0.1:" + std::to_string(ports.itech) + " " + c +
+                          "/dialects/itech-it8500.toml");
+    CHECK(lines[3] == "modbus-load load4 127.0.0.1:" + std::to_string(ports.m97) + " " + c +
+                          "/maps/maynuo-m97.toml");
+    CHECK(lines[4] == "modbus-thermo tc1 127.0.0.1:" + std::to_string(ports.tc) + " " + c +
+                          "/maps/icpdas-et7018z.toml");
+
+    // probe: every instrument answers with its identity and a reading.
+    const Result probe = run({EOL_CLI, "instruments", "probe", "--config", config.string(), "--json"});
+    CHECK_MESSAGE(probe.exit == 0, probe.err);
+    const json pj = json::parse(probe.out);
+    REQUIRE(pj["instruments"].size() == 5);
+    for (const auto& i : pj["instruments"]) {
+        CAPTURE(i.dump());
+        CHECK(i["ok"] == true);
+    }
+    CHECK(pj["instruments"][0]["identity"]["model"] == "EL34243A");
+    CHECK(pj["instruments"][1]["identity"]["manufacturer"] == "Siglent Technologies");
+    CHECK(pj["instruments"][2]["identity"]["model"] == "IT8512B+");
+    const double ocv = pj["instruments"][0]["reading"]["v_v"].get<double>();
+    CHECK(ocv > 3.9);
+    CHECK(ocv < 4.15);
+    // The thermocouple module reads the cells and, on channel 7, the ambient.
+    const auto& tc = pj["instruments"][4]["reading"]["channels"];
+    REQUIRE(tc.size() == 8);
+    CHECK(tc[0]["status"] == "ok");
+    CHECK(tc[0]["temp_c"].get<double>() == doctest::Approx(25.0).epsilon(0.02));
+    CHECK(tc[5]["status"] == "open");  // nothing taped to channel 5
+    CHECK(tc[7]["status"] == "ok");
+
+    // load pulse on load1 channel 2 = position 2: ΔV/ΔI is that cell's R0.
+    const std::string kd = c + "/dialects/keysight-el30000.toml";
+    const std::string ka = "tcp://127.0.0.1:" + std::to_string(ports.keysight);
+    const Result pulse = run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", ka, "--channel",
+                              "2", "--json", "pulse", "--profile", "0:0.505,2.5:0.5,0:0.3", "--interval",
+                              "0.01"});
+    REQUIRE_MESSAGE(pulse.exit == 0, pulse.err);
+    const json d = json::parse(pulse.out);
+    const auto v = d["v_v"].get<std::vector<double>>();
+    const auto i = d["i_a"].get<std::vector<double>>();
+    REQUIRE(v.size() == 131);
+    REQUIRE(i.size() == 131);
+    CHECK(std::abs(i[40]) < 0.01);
+    CHECK(i[51] == doctest::Approx(2.5).epsilon(0.01));
+    CHECK(std::abs(i[110]) < 0.01);
+    double v0 = 0, i0 = 0;
+    for (int k = 46; k < 51; ++k) {
+        v0 += v[static_cast<std::size_t>(k)] / 5;
+        i0 += i[static_cast<std::size_t>(k)] / 5;
+    }
+    const double r0 = (v0 - v[51]) / (i[51] - i0);
+    // The same configuration builds the same lot in-process: position 2 holds
+    // the lot's second cell.
+    const eol::station::StationConfig cfg = eol::station::load_station_config(config);
+    eol::station::SimStation twin(cfg);
+    CHECK(twin.serial_at(2) == twin.lot_serials()[1]);
+    CHECK(r0 == doctest::Approx(twin.lot_params(1).r0_ohm).epsilon(0.03));
+
+    // Other load actions: measure under a set current, then off.
+    CHECK(run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", ka, "set-current", "1"}).exit == 0);
+    CHECK(run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", ka, "input", "on"}).exit == 0);
+    const Result m = run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", ka, "--json", "measure"});
+    REQUIRE(m.exit == 0);
+    CHECK(json::parse(m.out)["i_a"].get<double>() == doctest::Approx(1.0).epsilon(0.01));
+    CHECK(run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", ka, "input", "off"}).exit == 0);
+    const Result id = run({EOL_CLI, "instruments", "load", "--dialect", c + "/dialects/itech-it8500.toml",
+                           "--address", "tcp://127.0.0.1:" + std::to_string(ports.itech), "identify"});
+    CHECK(id.exit == 0);
+    CHECK(id.out == "ITECH Ltd. IT8512B+ (serial SIM800001, firmware 1.35-1.31)\n");
+
+    // An instrument nobody simulates: probe exits 1 and names it and why,
+    // while the others still report.
+    const std::uint16_t dead = free_port();
+    const fs::path with_ghost = tmp.write(
+        "ghost.toml", config_text(ports, "[instruments.ghost]\ndriver = \"scpi_load\"\naddress = "
+                                         "\"tcp://127.0.0.1:" + std::to_string(dead) + "\"\ndialect = \"" +
+                                         kd + "\"\ntimeout_s = 0.5\nconnect_timeout_s = 0.5\n\n"));
+    const Result gp = run({EOL_CLI, "instruments", "probe", "--config", with_ghost.string()});
+    CHECK(gp.exit == 1);
+    CHECK(gp.out.find("FAIL  ghost") != std::string::npos);
+    CHECK(gp.out.find("ok    load1") != std::string::npos);
+    CHECK(gp.err.find("1 of 6 instruments failed") != std::string::npos);
+    CHECK(gp.err.find("ghost (ghost: connect") != std::string::npos);
+    CHECK(gp.err.find("Connection refused") != std::string::npos);
+
+    CHECK(sim.terminate() == 0);
+}
+
+TEST_CASE("sim cli: usage and configuration errors exit 2 with a message") {
+    TempDir tmp;
+    const Ports ports;
+    const std::string kd = std::string(EOL_CONFIG_DIR) + "/dialects/keysight-el30000.toml";
+    // No action for `instruments load`.
+    CHECK(run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", "tcp://127.0.0.1:1"}).exit == 2);
+    // A profile that does not parse names the step and the character.
+    const Result bad = run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", "tcp://127.0.0.1:1",
+                            "pulse", "--profile", "0:1,2:x", "--interval", "0.01"});
+    CHECK(bad.exit == 2);
+    CHECK(bad.err.find("--profile: step 2 at character 7: duration 'x' is not a number") != std::string::npos);
+    // A broken dialect file names file:line and the key.
+    const fs::path broken = tmp.write("broken.toml", "[dialect]\nname = \"x\"\nchannel_style = \"sideways\"\n");
+    const Result bd = run({EOL_CLI, "instruments", "load", "--dialect", broken.string(), "--address",
+                           "tcp://127.0.0.1:1", "identify"});
+    CHECK(bd.exit == 2);
+    CHECK(bd.err.find(broken.string() + ":3: dialect.channel_style: 'sideways' is not one of none, prefix, suffix") !=
+          std::string::npos);
+    // More channels than the dialect has: the simulator refuses the configuration.
+    std::string text = config_text(ports);
+    const auto at = text.find("channels = 2");
+    REQUIRE(at != std::string::npos);
+    text.replace(at, 12, "channels = 4");
+    const fs::path four = tmp.write("four.toml", text);
+    const Result s4 = run({EOL_CLI, "sim", "--config", four.string()});
+    CHECK(s4.exit == 2);
+    CHECK(s4.err.find("instruments.load1.channels: 4 channels, but dialect 'keysight-el30000'") != std::string::npos);
+    // A port already in use: sim exits 2 naming the instrument and the address.
+    const fs::path config = tmp.write("station.toml", config_text(ports));
+    SimProcess first(config);
+    REQUIRE_FALSE(first.line().empty());
+    const Result second = run({EOL_CLI, "sim", "--config", config.string()});
+    CHECK(second.exit == 2);
+    CHECK(second.err.find("sim: instrument 'load1'") != std::string::npos);
+    CHECK(second.err.find("127.0.0.1:" + std::to_string(ports.keysight)) != std::string::npos);
+    CHECK(first.terminate() == 0);
+}
