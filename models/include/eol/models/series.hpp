@@ -4,20 +4,35 @@
 //
 // A Series is a plain value. validate() checks what every fit needs (equal
 // column lengths, finite values, strictly increasing time) and throws
-// InputError naming the column and the 0-based sample index at fault.
+// InputError naming the column and the 0-based sample index at fault; callers
+// that read files map that index back to a file line (InputError::sample()).
+//
+// stitch_time() repairs a logger time column that restarts or jumps at step
+// changes (see ../shared/data/real/README.md) into one monotonic time base.
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace eol::models {
 
-/// Input that no fit can use: names what is wrong and where.
+/// Input that no fit can use: names what is wrong and where. column() and
+/// sample() are set when the fault is one sample of one column.
 class InputError : public std::invalid_argument {
 public:
-    using std::invalid_argument::invalid_argument;
+    explicit InputError(const std::string& what, std::string column = {},
+                        std::optional<std::size_t> sample = std::nullopt)
+        : std::invalid_argument(what), column_(std::move(column)), sample_(sample) {}
+    const std::string& column() const noexcept { return column_; }
+    std::optional<std::size_t> sample() const noexcept { return sample_; }
+
+private:
+    std::string column_;
+    std::optional<std::size_t> sample_;
 };
 
 struct Series {
@@ -32,6 +47,24 @@ struct Series {
     /// Throws InputError unless t, I and V (and T columns when `need_cell_temp`)
     /// have equal lengths ≥ `min_samples`, are finite, and t strictly increases.
     void validate(std::size_t min_samples, bool need_cell_temp = false) const;
+
+    /// Samples [first, last) as a new Series (all non-empty columns).
+    Series slice(std::size_t first, std::size_t last) const;
 };
+
+/// Result of stitch_time: the repaired time base and where it was repaired.
+struct StitchedTime {
+    std::vector<double> t_s;             // strictly increasing, t_s[0] = input[0]
+    std::vector<std::size_t> repaired;   // sample indices k whose interval t[k]-t[k-1] was replaced
+    double nominal_dt_s = 0.0;           // the interval used for repaired gaps (median interval)
+};
+
+/// One monotonic time base from a logger time column whose clock restarts or
+/// jumps at step changes. Every interval that is not positive, or longer than
+/// `max_gap_factor` × the median positive interval, is taken as a clock
+/// artefact and replaced by the median interval; all others are kept as
+/// recorded. Throws InputError for fewer than 2 samples, non-finite times or
+/// no positive interval at all.
+StitchedTime stitch_time(const std::vector<double>& t_s, double max_gap_factor = 5.0);
 
 }  // namespace eol::models

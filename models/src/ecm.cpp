@@ -1,0 +1,517 @@
+#include "eol/models/ecm.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <string>
+
+#include "fit_common.hpp"
+#include "varpro.hpp"
+
+namespace eol::models {
+namespace {
+
+using detail::Layout;
+using detail::SmallMat;
+using detail::SmallVec;
+
+constexpr int kMaxRc = 3;
+constexpr int kMaxGrid = 14;
+
+/// One O(N) pass: RC states for unit resistance, their derivatives with
+/// respect to log τ (second recursion), and the Gram matrix of
+///   [1, −I, −x_k, (−e_k), −∂x_k/∂θ_k, (−∂e_k/∂θ_k), y].
+template <int NRC, bool FREE>
+struct EcmPass {
+    static constexpr int L = 2 + NRC + (FREE ? NRC : 0);
+    static constexpr int D = FREE ? 2 * NRC : NRC;
+    static constexpr int Q = L + D + 1;
+    static constexpr std::size_t kN = static_cast<std::size_t>(NRC);
+    using Acc = detail::GramAcc<Q>;
+
+    const detail::Prepared& p;
+
+    static Layout layout() {
+        Layout lay;
+        lay.n_lin = L;
+        lay.n_deriv = D;
+        lay.n_theta = NRC;
+        for (int k = 0; k < NRC; ++k) {
+            lay.deriv_theta[static_cast<std::size_t>(k)] = k;
+            lay.deriv_lin[static_cast<std::size_t>(k)] = 2 + k;
+            if (FREE) {
+                lay.deriv_theta[static_cast<std::size_t>(NRC + k)] = k;
+                lay.deriv_lin[static_cast<std::size_t>(NRC + k)] = 2 + NRC + k;
+            }
+        }
+        return lay;
+    }
+
+    typedef double v4d __attribute__((vector_size(32)));
+
+    /// The pass proper. States of all pairs live in one 4-lane vector each
+    /// (lanes ≥ NRC stay zero), so the recursions run in registers.
+    template <bool SUB>
+    EOL_ALWAYS_INLINE static void body(const detail::Prepared& p, const double* theta, const detail::Row* rows,
+                                       std::size_t n_rows, Acc& acc) {
+        v4d inv_tau = {0, 0, 0, 0}, x = {0, 0, 0, 0}, dx = {0, 0, 0, 0}, e = {0, 0, 0, 0};
+        v4d a = {0, 0, 0, 0}, b = {0, 0, 0, 0}, g = {0, 0, 0, 0};
+        for (std::size_t k = 0; k < kN; ++k) {
+            inv_tau[k] = std::exp(-theta[k]);
+            e[k] = 1.0;
+        }
+        const std::size_t n = p.n;
+        const double* t = p.t;
+        const double* dt = p.dt.data();
+        const double* cur = p.i;
+        const double* v = p.v;
+        const double v_ref = p.v_ref;
+        // With a row subset (SUB), only those rows enter the Gram matrix, scaled
+        // by the square root of their weight; the recursion sees every sample.
+        std::size_t next = 0;
+        double h_prev = -1.0;
+        for (std::size_t s = 0; s < n; ++s) {
+            if (s > 0) {
+                const double h = dt[s], ip = cur[s - 1];
+                if (h != h_prev) {  // uniform stretches reuse the exponentials
+                    for (std::size_t k = 0; k < kN; ++k) {
+                        const double em1 = std::expm1(-h * inv_tau[k]);
+                        a[k] = 1.0 + em1;
+                        b[k] = -em1;
+                        g[k] = (1.0 + em1) * h * inv_tau[k];  // ∂a/∂log τ
+                    }
+                    h_prev = h;
+                }
+                dx = a * dx + g * (x - ip);
+                x = a * x + b * ip;
+                if (FREE) e = a * e;
+            }
+            double w = 1.0;
+            if (SUB) {
+                if (next >= n_rows) break;
+                if (rows[next].index != s) continue;
+                w = rows[next++].sqrt_weight;
+            }
+            // Each 4-lane store starts where the previous block's valid lanes end.
+            double* z = acc.slot();
+            z[0] = w;
+            z[1] = -w * cur[s];
+            const v4d xs = -w * x;
+            __builtin_memcpy(z + 2, &xs, sizeof xs);
+            if (FREE) {
+                const v4d es = -w * e;
+                __builtin_memcpy(z + 2 + kN, &es, sizeof es);
+            }
+            const v4d dxs = -w * dx;
+            __builtin_memcpy(z + L, &dxs, sizeof dxs);
+            if (FREE) {
+                const v4d des = (-w * (t[s] - t[0])) * e * inv_tau;
+                __builtin_memcpy(z + L + kN, &des, sizeof des);
+            }
+            z[Q - 1] = w * (v[s] - v_ref);
+            acc.commit();
+        }
+        acc.flush();
+    }
+
+    EOL_TARGET_AVX2 static void body_avx2(const detail::Prepared& p, const double* theta, const detail::Row* rows,
+                                          std::size_t n_rows, Acc& acc) {
+        if (rows)
+            body<true>(p, theta, rows, n_rows, acc);
+        else
+            body<false>(p, theta, rows, n_rows, acc);
+    }
+    static void body_base(const detail::Prepared& p, const double* theta, const detail::Row* rows,
+                          std::size_t n_rows, Acc& acc) {
+        if (rows)
+            body<true>(p, theta, rows, n_rows, acc);
+        else
+            body<false>(p, theta, rows, n_rows, acc);
+    }
+
+    const std::vector<detail::Row>* subset = nullptr;  // null: every row
+
+    void operator()(const SmallVec& theta, SmallMat& m) const {
+        Acc acc;
+        const detail::Row* rows = subset ? subset->data() : nullptr;
+        const std::size_t n_rows = subset ? subset->size() : 0;
+        if (detail::cpu_has_avx2())
+            body_avx2(p, theta.data(), rows, n_rows, acc);
+        else
+            body_base(p, theta.data(), rows, n_rows, acc);
+        acc.unpack(m);
+    }
+};
+
+/// States of all grid time constants, recorded at the selected rows only:
+/// zsel row r = sqrt(w)·[1, −I, −x_j…, (−e_j…), y] at rows[r].
+EOL_ALWAYS_INLINE void grid_states_body(const detail::Prepared& p, const double* a_unit, int m, bool free_state,
+                                        const detail::Row* rows, std::size_t n_rows, double* zsel, int q) {
+    constexpr std::size_t kG = static_cast<std::size_t>(kMaxGrid);
+    const auto mm = static_cast<std::size_t>(m);
+    double x[kG] = {}, e[kG], a[kG] = {}, b[kG] = {};
+    for (std::size_t j = 0; j < kG; ++j) e[j] = 1.0;
+    double h_prev = -1.0;
+    std::size_t next = 0;
+    for (std::size_t s = 0; s < p.n && next < n_rows; ++s) {
+        if (s > 0) {
+            const double h = p.dt[s], ip = p.i[s - 1];
+            if (h != h_prev) {
+                for (std::size_t j = 0; j < mm; ++j) {
+                    const double em1 = std::expm1(-h * a_unit[j]);
+                    a[j] = 1.0 + em1;
+                    b[j] = -em1;
+                }
+                h_prev = h;
+            }
+            for (std::size_t j = 0; j < kG; ++j) x[j] = a[j] * x[j] + b[j] * ip;
+            if (free_state)
+                for (std::size_t j = 0; j < kG; ++j) e[j] *= a[j];
+        }
+        if (rows[next].index != s) continue;
+        const double w = rows[next].sqrt_weight;
+        double* z = zsel + next * static_cast<std::size_t>(q);
+        ++next;
+        z[0] = w;
+        z[1] = -w * p.i[s];
+        for (std::size_t j = 0; j < mm; ++j) {
+            z[2 + j] = -w * x[j];
+            if (free_state) z[2 + mm + j] = -w * e[j];
+        }
+        z[q - 1] = w * (p.v[s] - p.v_ref);
+    }
+}
+EOL_TARGET_AVX2 void grid_states_avx2(const detail::Prepared& p, const double* a_unit, int m, bool free_state,
+                                      const detail::Row* rows, std::size_t n_rows, double* zsel, int q) {
+    grid_states_body(p, a_unit, m, free_state, rows, n_rows, zsel, q);
+}
+void grid_states_base(const detail::Prepared& p, const double* a_unit, int m, bool free_state,
+                      const detail::Row* rows, std::size_t n_rows, double* zsel, int q) {
+    grid_states_body(p, a_unit, m, free_state, rows, n_rows, zsel, q);
+}
+
+/// Circuit voltage by the held-current recursion over (snapped) intervals.
+std::vector<double> voltage(std::size_t n, const std::vector<double>& dt, const double* i_a,
+                            const EcmParams& p) {
+    const std::size_t nk = p.rc.size();
+    std::vector<double> v(n);
+    std::array<double, kMaxRc + 8> vk{}, a{}, b{};
+    if (nk > vk.size()) throw InputError("ecm_voltage: too many RC pairs");
+    for (std::size_t k = 0; k < nk && k < p.v0_v.size(); ++k) vk[k] = p.v0_v[k];
+    double h_prev = -1.0;
+    for (std::size_t s = 0; s < n; ++s) {
+        if (s > 0) {
+            const double h = dt[s];
+            if (h != h_prev) {
+                for (std::size_t k = 0; k < nk; ++k) {
+                    const double em1 = std::expm1(-h / p.rc[k].tau_s);
+                    a[k] = 1.0 + em1;
+                    b[k] = -em1 * p.rc[k].r_ohm;
+                }
+                h_prev = h;
+            }
+            for (std::size_t k = 0; k < nk; ++k) vk[k] = a[k] * vk[k] + b[k] * i_a[s - 1];
+        }
+        double v_s = p.ocv_v - p.r0_ohm * i_a[s];
+        for (std::size_t k = 0; k < nk; ++k) v_s -= vk[k];
+        v[s] = v_s;
+    }
+    return v;
+}
+
+/// Σ (V − model)² by the same recursion, without storing the model.
+double residual_ss(const detail::Prepared& p, const EcmParams& prm) {
+    const std::size_t nk = prm.rc.size();
+    std::array<double, kMaxRc> vk{}, a{}, b{};
+    for (std::size_t k = 0; k < nk && k < prm.v0_v.size(); ++k) vk[k] = prm.v0_v[k];
+    double h_prev = -1.0, ss = 0.0;
+    for (std::size_t s = 0; s < p.n; ++s) {
+        if (s > 0) {
+            const double h = p.dt[s];
+            if (h != h_prev) {
+                for (std::size_t k = 0; k < nk; ++k) {
+                    const double em1 = std::expm1(-h / prm.rc[k].tau_s);
+                    a[k] = 1.0 + em1;
+                    b[k] = -em1 * prm.rc[k].r_ohm;
+                }
+                h_prev = h;
+            }
+            for (std::size_t k = 0; k < nk; ++k) vk[k] = a[k] * vk[k] + b[k] * p.i[s - 1];
+        }
+        double r = p.v[s] - prm.ocv_v + prm.r0_ohm * p.i[s];
+        for (std::size_t k = 0; k < nk; ++k) r += vk[k];
+        ss += r * r;
+    }
+    return ss;
+}
+
+/// Deterministic start: geometric τ grid, Gram matrix of all grid states on a
+/// weighted row subset (every row just after a current change, log-spaced
+/// rows later), best combination of n grid values by projected residual.
+SmallVec grid_start(const detail::Prepared& p, const std::vector<detail::Row>& rows, int nrc, bool free_state) {
+    const double tau_lo = 2.0 * p.dt_med;
+    const double tau_hi = std::max(p.span, 4.0 * tau_lo);
+    int m = static_cast<int>(std::ceil(std::log(tau_hi / tau_lo) / std::log(3.0))) + 1;
+    m = std::clamp(m, nrc + 1, kMaxGrid);
+    std::array<double, kMaxGrid> grid{}, inv{};
+    for (std::size_t j = 0; j < static_cast<std::size_t>(m); ++j) {
+        grid[j] = tau_lo * std::pow(tau_hi / tau_lo, static_cast<double>(j) / (m - 1));
+        inv[j] = 1.0 / grid[j];
+    }
+    const int per = free_state ? 2 : 1;
+    const int q = 2 + per * m + 1;
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> zsel(
+        static_cast<Eigen::Index>(rows.size()), q);
+    if (detail::cpu_has_avx2())
+        grid_states_avx2(p, inv.data(), m, free_state, rows.data(), rows.size(), zsel.data(), q);
+    else
+        grid_states_base(p, inv.data(), m, free_state, rows.data(), rows.size(), zsel.data(), q);
+    const Eigen::MatrixXd gram = zsel.transpose() * zsel;
+
+    // Enumerate index combinations j0 < j1 < … of size nrc.
+    std::array<int, kMaxRc> idx{};
+    for (int k = 0; k < nrc; ++k) idx[static_cast<std::size_t>(k)] = k;
+    double best = std::numeric_limits<double>::infinity();
+    std::array<int, kMaxRc> best_idx = idx;
+    const int nl = 2 + per * nrc;
+    std::array<int, detail::kMaxCols> cols{};
+    while (true) {
+        cols[0] = 0;
+        cols[1] = 1;
+        for (int k = 0; k < nrc; ++k) {
+            cols[static_cast<std::size_t>(2 + k)] = 2 + idx[static_cast<std::size_t>(k)];
+            if (free_state) cols[static_cast<std::size_t>(2 + nrc + k)] = 2 + m + idx[static_cast<std::size_t>(k)];
+        }
+        SmallMat g(nl, nl);
+        SmallVec b(nl), c;
+        for (int r = 0; r < nl; ++r) {
+            b(r) = gram(cols[static_cast<std::size_t>(r)], q - 1);
+            for (int cc = 0; cc < nl; ++cc)
+                g(r, cc) = gram(cols[static_cast<std::size_t>(r)], cols[static_cast<std::size_t>(cc)]);
+        }
+        if (detail::solve_spd(g, b, c)) {
+            const double ss = gram(q - 1, q - 1) - b.dot(c);
+            if (ss < best) {
+                best = ss;
+                best_idx = idx;
+            }
+        }
+        // next combination
+        int k = nrc - 1;
+        while (k >= 0 && idx[static_cast<std::size_t>(k)] == m - nrc + k) --k;
+        if (k < 0) break;
+        ++idx[static_cast<std::size_t>(k)];
+        for (int j = k + 1; j < nrc; ++j) idx[static_cast<std::size_t>(j)] = idx[static_cast<std::size_t>(j - 1)] + 1;
+    }
+    SmallVec theta(nrc);
+    for (int k = 0; k < nrc; ++k)
+        theta(k) = std::log(grid[static_cast<std::size_t>(best_idx[static_cast<std::size_t>(k)])]);
+    return theta;
+}
+
+std::string fmt_num(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", x);
+    return buf;
+}
+
+template <int NRC, bool FREE>
+EcmFit solve(const detail::Prepared& p, const EcmOptions& opt) {
+    using Pass = EcmPass<NRC, FREE>;
+    const Layout lay = Pass::layout();
+    detail::SearchLimits lim;
+    lim.lo = SmallVec::Constant(NRC, std::log(p.dt_med / 10.0));
+    lim.hi = SmallVec::Constant(NRC, std::log(50.0 * p.span));
+    lim.max_iterations = opt.max_iterations;
+    lim.dof = static_cast<double>(p.n) - (Pass::L + NRC);
+    double yy = 0.0;
+    for (std::size_t s = 0; s < p.n; ++s) yy += (p.v[s] - p.v_ref) * (p.v[s] - p.v_ref);
+    lim.ss_floor = 1e-13 * yy;
+    const std::vector<detail::Row> rows = detail::select_rows(p);
+    SmallVec start = grid_start(p, rows, NRC, FREE);
+    int iterations = 0, passes = 2;  // grid and residual passes
+    if (rows.size() < p.n) {
+        // Long records: converge on the weighted row subset first (its passes
+        // skip most of the Gram work), then polish on every row.
+        Pass sub{p};
+        sub.subset = &rows;
+        const detail::SearchResult coarse = detail::search(lay, sub, start, lim);
+        start = coarse.theta;
+        iterations += coarse.iterations;
+        passes += coarse.passes;
+    }
+    const Pass pass{p};
+    if (rows.size() < p.n) lim.lambda0 = 1e-6;  // near the optimum already
+    const detail::SearchResult res = detail::search(lay, pass, start, lim);
+    const SmallMat& m = res.gram;
+    const detail::Eval& ev = res.eval;
+    EcmFit fit;
+    fit.samples = p.n;
+    fit.iterations = iterations + res.iterations;
+    fit.passes = passes + res.passes;
+    fit.converged = res.converged && ev.ok;
+    if (!ev.ok) throw InputError("circuit fit failed: the basis is singular at the optimum (the window does not excite the RC branches)");
+
+    // Exact residual (not through the Gram matrix).
+    EcmParams prm;
+    prm.ocv_v = ev.c(0) + p.v_ref;
+    prm.r0_ohm = ev.c(1);
+    for (int k = 0; k < NRC; ++k) prm.rc.push_back({ev.c(2 + k), std::exp(res.theta(k))});
+    if (FREE)
+        for (int k = 0; k < NRC; ++k) prm.v0_v.push_back(ev.c(2 + NRC + k));
+    const double ss = residual_ss(p, prm);
+    fit.rmse_v = std::sqrt(ss / static_cast<double>(p.n));
+
+    // Covariance of (c, θ) from the full Jacobian.
+    const int np = Pass::L + NRC;
+    const double dof = static_cast<double>(p.n) - np;
+    const double s2 = ss / dof;
+    const double tq = detail::t975(dof);
+    SmallMat cov;
+    const bool cov_ok = detail::solve_spd(detail::full_jtj(lay, m, ev.c), SmallMat::Identity(np, np), cov);
+    auto half = [&](int i) {
+        return cov_ok && cov(i, i) >= 0.0 ? tq * std::sqrt(s2 * cov(i, i)) : std::numeric_limits<double>::infinity();
+    };
+    fit.ocv_v = {prm.ocv_v, half(0), true};
+    fit.r0_ohm = {prm.r0_ohm, half(1), true};
+
+    std::array<int, kMaxRc> order{};
+    std::iota(order.begin(), order.begin() + NRC, 0);
+    std::sort(order.begin(), order.begin() + NRC,
+              [&](int a, int b) { return res.theta(a) < res.theta(b); });
+    for (int o = 0; o < NRC; ++o) {
+        const int k = order[static_cast<std::size_t>(o)];
+        const int ir = 2 + k, it = Pass::L + k;
+        const double r = ev.c(ir), tau = std::exp(res.theta(k)), c = tau / r;
+        EcmRc rc;
+        rc.r_ohm = {r, half(ir), true};
+        rc.tau_s = {tau, cov_ok ? tq * tau * std::sqrt(std::max(0.0, s2 * cov(it, it))) : std::numeric_limits<double>::infinity(), true};
+        double rel_c = std::numeric_limits<double>::infinity();
+        if (cov_ok) {
+            const double v = s2 * (cov(it, it) + cov(ir, ir) / (r * r) - 2.0 * cov(it, ir) / r);
+            rel_c = std::sqrt(std::max(0.0, v));
+        }
+        rc.c_f = {c, tq * std::abs(c) * rel_c, true};
+        fit.rc.push_back(rc);
+        if (FREE) fit.v0_v.push_back({ev.c(2 + NRC + k), half(2 + NRC + k), true});
+    }
+
+    // Identifiability.
+    auto flag_pair = [&](int o, const std::string& why) {
+        auto& rc = fit.rc[static_cast<std::size_t>(o)];
+        rc.r_ohm.identifiable = rc.tau_s.identifiable = rc.c_f.identifiable = false;
+        fit.notes.push_back(why);
+    };
+    for (int o = 0; o < NRC; ++o) {
+        const auto& rc = fit.rc[static_cast<std::size_t>(o)];
+        const std::string tn = "tau" + std::to_string(o + 1) + "_s";
+        if (rc.tau_s.value > p.span)
+            flag_pair(o, tn + ": " + fmt_num(rc.tau_s.value) + " s is longer than the window (" +
+                             fmt_num(p.span) + " s)");
+        if (rc.tau_s.value < p.dt_med) {
+            flag_pair(o, tn + ": " + fmt_num(rc.tau_s.value) + " s is shorter than the sampling interval (" +
+                             fmt_num(p.dt_med) + " s)");
+            fit.r0_ohm.identifiable = false;
+            fit.notes.push_back("r0_ohm: shares the step with RC pair " + std::to_string(o + 1) +
+                                " (time constant below the sampling interval)");
+        }
+        if (rc.r_ohm.value <= 0.0)
+            flag_pair(o, "r" + std::to_string(o + 1) + "_ohm: non-physical (" + fmt_num(rc.r_ohm.value) + " ohm)");
+        if (o + 1 < NRC && fit.rc[static_cast<std::size_t>(o + 1)].tau_s.value < 1.5 * rc.tau_s.value) {
+            const std::string why = tn + ", tau" + std::to_string(o + 2) + "_s: within a factor 1.5 (" +
+                                    fmt_num(rc.tau_s.value) + " s, " +
+                                    fmt_num(fit.rc[static_cast<std::size_t>(o + 1)].tau_s.value) +
+                                    " s): the pairs collapse";
+            flag_pair(o, why);
+            auto& nxt = fit.rc[static_cast<std::size_t>(o + 1)];
+            nxt.r_ohm.identifiable = nxt.tau_s.identifiable = nxt.c_f.identifiable = false;
+        }
+    }
+    auto wide = [&](Estimate& e, const std::string& name) {
+        if (!(e.ci95 <= 0.5 * std::abs(e.value))) {
+            if (e.identifiable)
+                fit.notes.push_back(name + ": 95 % interval ±" + fmt_num(e.ci95) + " is wider than half the value " +
+                                    fmt_num(e.value));
+            e.identifiable = false;
+        }
+    };
+    wide(fit.ocv_v, "ocv_v");
+    wide(fit.r0_ohm, "r0_ohm");
+    for (int o = 0; o < NRC; ++o) {
+        auto& rc = fit.rc[static_cast<std::size_t>(o)];
+        const std::string k = std::to_string(o + 1);
+        wide(rc.r_ohm, "r" + k + "_ohm");
+        wide(rc.tau_s, "tau" + k + "_s");
+        wide(rc.c_f, "c" + k + "_f");
+    }
+    return fit;
+}
+
+}  // namespace
+
+EcmParams EcmFit::params() const {
+    EcmParams p;
+    p.ocv_v = ocv_v.value;
+    p.r0_ohm = r0_ohm.value;
+    for (const auto& b : rc) p.rc.push_back({b.r_ohm.value, b.tau_s.value});
+    for (const auto& v : v0_v) p.v0_v.push_back(v.value);
+    return p;
+}
+
+EcmFit fit_ecm(const Series& s, const EcmOptions& opt) {
+    if (opt.rc_pairs < 1 || opt.rc_pairs > kMaxRc)
+        throw InputError("rc_pairs must be 1, 2 or 3 (got " + std::to_string(opt.rc_pairs) + ")");
+    const int nrc = opt.rc_pairs;
+    const std::size_t n_par = static_cast<std::size_t>(2 + 2 * nrc + (opt.free_initial_state ? nrc : 0));
+    const detail::Prepared p = detail::prepare(s, n_par + 2, false);
+    detail::require_current_change(p);
+    const bool fr = opt.free_initial_state;
+    const detail::FlushDenormals ftz;
+    switch (nrc) {
+        case 1: return fr ? solve<1, true>(p, opt) : solve<1, false>(p, opt);
+        case 2: return fr ? solve<2, true>(p, opt) : solve<2, false>(p, opt);
+        default: return fr ? solve<3, true>(p, opt) : solve<3, false>(p, opt);
+    }
+}
+
+std::vector<double> ecm_voltage(const std::vector<double>& t_s, const std::vector<double>& i_a,
+                                const EcmParams& p) {
+    const std::size_t n = std::min(t_s.size(), i_a.size());
+    return voltage(n, detail::snap_intervals(t_s.data(), n), i_a.data(), p);
+}
+
+std::vector<double> ecm_joule_power_w(const std::vector<double>& t_s, const std::vector<double>& i_a,
+                                      const EcmParams& p) {
+    const std::size_t n = std::min(t_s.size(), i_a.size()), nk = p.rc.size();
+    if (nk > kMaxRc + 8) throw InputError("ecm_joule_power_w: too many RC pairs");
+    const std::vector<double> dt = detail::snap_intervals(t_s.data(), n);
+    std::vector<double> pw(n, 0.0);
+    std::array<double, kMaxRc + 8> vk{}, a{}, f1{}, f2{};
+    for (std::size_t k = 0; k < nk && k < p.v0_v.size(); ++k) vk[k] = p.v0_v[k];
+    double h_prev = -1.0;
+    for (std::size_t s = 1; s < n; ++s) {
+        const double h = dt[s], cur = i_a[s - 1];
+        if (h != h_prev) {
+            for (std::size_t k = 0; k < nk; ++k) {
+                const double tau = p.rc[k].tau_s;
+                a[k] = std::exp(-h / tau);
+                f1[k] = tau * (1.0 - a[k]);
+                f2[k] = 0.5 * tau * (1.0 - a[k] * a[k]);
+            }
+            h_prev = h;
+        }
+        double e = std::max(p.r0_ohm, 0.0) * cur * cur * h;
+        for (std::size_t k = 0; k < nk; ++k) {
+            const double r = p.rc[k].r_ohm, vinf = r * cur, d = vk[k] - vinf;
+            if (r > 0.0)  // ∫ (v∞ + d·e^{−s/τ})² / R ds over the interval
+                e += (vinf * vinf * h + 2.0 * vinf * d * f1[k] + d * d * f2[k]) / r;
+            vk[k] = vinf + d * a[k];
+        }
+        pw[s] = e / h;
+    }
+    return pw;
+}
+
+}  // namespace eol::models
