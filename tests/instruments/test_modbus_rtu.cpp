@@ -1,5 +1,5 @@
 // Modbus RTU end to end: the simulated module serves one end of a socat pty
-// pair, the real driver talks to the other end.
+// pair, the real driver (and the real CLI) talk to the other end.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "eol/instruments/errors.hpp"
 #include "instruments/test_modbus_util.hpp"
@@ -133,4 +135,24 @@ TEST_CASE("modbus rtu: a request for another unit is not answered") {
     } catch (const instruments::TimeoutError& e) {
         CHECK(e.command() == "FC03 holding register 0 ×8");
     }
+}
+
+TEST_CASE("modbus rtu: eolstation instruments thermo reads an RTU module") {
+    RtuRig rig("moxa-iologik-e1262.toml", 3);
+    int status = -1;
+    const std::string out =
+        test::run_command(std::string(EOL_CLI) + " instruments thermo --map " +
+                test::map_path("moxa-iologik-e1262.toml") + " --address '" +
+                rig.client_address(1) + "' --unit 3 --json",
+            status);
+    CAPTURE(out);
+    REQUIRE(status == 0);
+    const auto j = nlohmann::json::parse(out);
+    CHECK(j["unit"] == 3);
+    CHECK(j["model"] == "ioLogik E1262");
+    REQUIRE(j["channels"].size() == 8);
+    CHECK(j["channels"][0]["status"] == "ok");
+    CHECK(std::abs(j["channels"][1]["temp_c"].get<double>() - rig.fixture->truth(1).temp_c) < 0.15);
+    CHECK(j["channels"][5]["status"] == "open");
+    CHECK(j["channels"][5]["temp_c"].is_null());
 }

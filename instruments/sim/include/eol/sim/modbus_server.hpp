@@ -14,12 +14,14 @@
 // physics before the reply (refresh()) and reads back after writes
 // (apply_writes()). An idle client is dropped after `idle_timeout_s` without
 // a request (the indication timeout); a client that stalls mid-request is
-// dropped after 1 s. Up to `max_clients` clients; more are refused (closed).
+// dropped after 0.5 s (the server waits for it meanwhile: it is a test
+// double). Up to `max_clients` clients; more are refused (closed).
 //
 // Faults (faults.hpp), consulted on every request: latency_s (delay before
-// the reply), drop_connection (close instead of replying), garbage_reply
-// (random bytes that are not a valid reply), truncated_reply (the first
-// half of the real reply), no_reply (swallow requests while set),
+// the reply), drop_connection (close instead of replying; RTU: no reply),
+// garbage_reply (a frame that does not answer the request: an unknown
+// function code on TCP, a bad CRC on RTU), truncated_reply (the first half
+// of the real reply), no_reply (swallow requests while set),
 // modbus_exception (an exception response with that code via
 // modbus_reply_exception). burnout_channels is the thermocouple server's.
 //
