@@ -423,6 +423,11 @@ public:
         check(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
         return *this;
     }
+    // No copy: the bytes must stay alive until the statement is reset.
+    Q& text_ref(int i, std::string_view v) {
+        check(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8));
+        return *this;
+    }
     Q& real(int i, double v) {
         check(sqlite3_bind_double(s_, i, v));
         return *this;
@@ -1215,18 +1220,40 @@ std::vector<CellStatus> Store::status_many(std::span<const std::string> serials)
     }
     std::size_t next_event = 0;
 
-    std::vector<std::size_t> order(serials.size());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return serials[a] < serials[b]; });
+    // Visit in key order (B-tree locality, merge with serial_events). Sort
+    // packed keys: the first 16 bytes big-endian, then the length; only
+    // longer strings with equal first 16 bytes compare in full.
+    struct Key {
+        std::uint64_t hi = 0, lo = 0;
+        std::size_t len = 0;
+        std::size_t idx = 0;
+    };
+    std::vector<Key> keys(serials.size());
+    for (std::size_t i = 0; i < serials.size(); ++i) {
+        const std::string& x = serials[i];
+        Key& k = keys[i];
+        for (std::size_t b = 0; b < 16; ++b) {
+            const std::uint64_t byte = b < x.size() ? static_cast<unsigned char>(x[b]) : 0u;
+            (b < 8 ? k.hi : k.lo) |= byte << (8 * (7 - (b % 8)));
+        }
+        k.len = x.size();
+        k.idx = i;
+    }
+    std::sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
+        if (a.hi != b.hi) return a.hi < b.hi;
+        if (a.lo != b.lo) return a.lo < b.lo;
+        if (a.len > 16 && b.len > 16) return serials[a.idx] < serials[b.idx];
+        return a.len < b.len;
+    });
     std::vector<CellStatus> out(serials.size());
     std::vector<const QuarantineEvent*> events;
     std::vector<QuarantineEvent> fetched;  // serial events read one by one
     Q cq(*impl_, "SELECT lot, production_date FROM cells WHERE serial = ?1");
-    for (std::size_t idx : order) {
-        const std::string& s = serials[idx];
-        CellStatus& st = out[idx];
+    for (const Key& key : keys) {
+        const std::string& s = serials[key.idx];
+        CellStatus& st = out[key.idx];
         st.serial = s;
-        cq.text(1, s);
+        cq.text_ref(1, s);
         st.known = cq.step();
         if (st.known) {
             st.lot = cq.col_text(0);

@@ -456,7 +456,7 @@ TEST_CASE("store: write_batch is one transaction") {
     CHECK(st.count("cells") == 10);
 }
 
-TEST_CASE("store: traces are compact; non-finite values survive") {
+TEST_CASE("store: traces are compact and non-finite values survive") {
     TempDir t;
     const fs::path p = t / "r.db";
     Store st = create(p);
@@ -788,7 +788,7 @@ TEST_CASE("store: station events") {
     CHECK(st.station_events().size() == 5);
 }
 
-TEST_CASE("store: db info reports versions, counts, journal mode; read-only and without migrating") {
+TEST_CASE("store: db info reports versions, counts and journal mode, read-only, without migrating") {
     TempDir t;
     const fs::path p = t / "r.db";
     {

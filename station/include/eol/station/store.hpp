@@ -233,7 +233,8 @@ public:
     /// Visits the cells matching `filter` (ordered by serial).
     void for_each_cell(const CellFilter& filter, const std::function<void(const CellInfo&)>& visit);
     /// Visits the cells matching `filter` that have a completed run, with the
-    /// features of their latest one (ordered by run id).
+    /// features of their latest one (ordered by serial). The callback may use
+    /// the store (re-entrant statements are prepared afresh).
     void for_each_latest(const CellFilter& filter, const std::function<void(const CellFeatures&)>& visit);
 
     // ---- quarantine ----
