@@ -37,9 +37,14 @@
 //     (|x| ≥ 2^52·1e-6) value is stored as raw little-endian float64.
 //   - Model fits: a model_fits row (kind, rmse, converged) plus one
 //     fit_parameters row per parameter (value, ci95 low/high).
-//   - quarantine_events and station_events are append-only: triggers reject
-//     UPDATE, DELETE and re-use of an id (INSERT OR REPLACE), whoever runs
-//     the SQL.
+//   - Results (test_runs, measurements, traces, model_fits, fit_parameters)
+//     and events (quarantine_events, station_events) are append-only:
+//     triggers reject UPDATE, DELETE and re-use of a key (INSERT OR
+//     REPLACE), whoever runs the SQL. Only a cell row changes: empty fields
+//     are completed and latest_run_id advances.
+//   - Indexes: cells by serial (primary key, WITHOUT ROWID), lot and
+//     production date; test_runs by (serial, start); quarantine_events by
+//     (scope, target) and, for windows, (from, to).
 //
 // Quarantine state of a serial (status()). Applicable events are those whose
 // scope is the serial itself, its lot, or a production window [from, to]
