@@ -66,6 +66,7 @@ struct EcmPass {
         const double* t = p.t;
         const double* dt = p.dt.data();
         const double* cur = p.i;
+        const double* held = p.ih;
         const double* v = p.v;
         const double v_ref = p.v_ref;
         // With a row subset (SUB), only those rows enter the Gram matrix, scaled
@@ -74,7 +75,7 @@ struct EcmPass {
         double h_prev = -1.0;
         for (std::size_t s = 0; s < n; ++s) {
             if (s > 0) {
-                const double h = dt[s], ip = cur[s - 1];
+                const double h = dt[s], ip = held[s - 1];
                 if (h != h_prev) {  // uniform stretches reuse the exponentials
                     for (std::size_t k = 0; k < kN; ++k) {
                         const double em1 = std::expm1(-h * inv_tau[k]);
@@ -157,7 +158,7 @@ EOL_ALWAYS_INLINE void grid_states_body(const detail::Prepared& p, const double*
     std::size_t next = 0;
     for (std::size_t s = 0; s < p.n && next < n_rows; ++s) {
         if (s > 0) {
-            const double h = p.dt[s], ip = p.i[s - 1];
+            const double h = p.dt[s], ip = p.ih[s - 1];
             if (h != h_prev) {
                 for (std::size_t j = 0; j < mm; ++j) {
                     const double em1 = std::expm1(-h * a_unit[j]);
@@ -238,7 +239,7 @@ double residual_ss(const detail::Prepared& p, const EcmParams& prm) {
                 }
                 h_prev = h;
             }
-            for (std::size_t k = 0; k < nk; ++k) vk[k] = a[k] * vk[k] + b[k] * p.i[s - 1];
+            for (std::size_t k = 0; k < nk; ++k) vk[k] = a[k] * vk[k] + b[k] * p.ih[s - 1];
         }
         double r = p.v[s] - prm.ocv_v + prm.r0_ohm * p.i[s];
         for (std::size_t k = 0; k < nk; ++k) r += vk[k];
@@ -250,9 +251,10 @@ double residual_ss(const detail::Prepared& p, const EcmParams& prm) {
 /// Deterministic start: geometric τ grid, Gram matrix of all grid states on a
 /// weighted row subset (every row just after a current change, log-spaced
 /// rows later), best combination of n grid values by projected residual.
-SmallVec grid_start(const detail::Prepared& p, const std::vector<detail::Row>& rows, int nrc, bool free_state) {
+std::vector<SmallVec> grid_starts(const detail::Prepared& p, const std::vector<detail::Row>& rows, int nrc,
+                                  bool free_state, std::size_t n_starts) {
     const double tau_lo = 2.0 * p.dt_med;
-    const double tau_hi = std::max(p.span, 4.0 * tau_lo);
+    const double tau_hi = std::max(4.0 * p.span, 4.0 * tau_lo);
     int m = static_cast<int>(std::ceil(std::log(tau_hi / tau_lo) / std::log(3.0))) + 1;
     m = std::clamp(m, nrc + 1, kMaxGrid);
     std::array<double, kMaxGrid> grid{}, inv{};
@@ -273,8 +275,7 @@ SmallVec grid_start(const detail::Prepared& p, const std::vector<detail::Row>& r
     // Enumerate index combinations j0 < j1 < … of size nrc.
     std::array<int, kMaxRc> idx{};
     for (int k = 0; k < nrc; ++k) idx[static_cast<std::size_t>(k)] = k;
-    double best = std::numeric_limits<double>::infinity();
-    std::array<int, kMaxRc> best_idx = idx;
+    std::vector<std::pair<double, std::array<int, kMaxRc>>> ranked;
     const int nl = 2 + per * nrc;
     std::array<int, detail::kMaxCols> cols{};
     while (true) {
@@ -291,13 +292,7 @@ SmallVec grid_start(const detail::Prepared& p, const std::vector<detail::Row>& r
             for (int cc = 0; cc < nl; ++cc)
                 g(r, cc) = gram(cols[static_cast<std::size_t>(r)], cols[static_cast<std::size_t>(cc)]);
         }
-        if (detail::solve_spd(g, b, c)) {
-            const double ss = gram(q - 1, q - 1) - b.dot(c);
-            if (ss < best) {
-                best = ss;
-                best_idx = idx;
-            }
-        }
+        if (detail::solve_spd(g, b, c)) ranked.push_back({gram(q - 1, q - 1) - b.dot(c), idx});
         // next combination
         int k = nrc - 1;
         while (k >= 0 && idx[static_cast<std::size_t>(k)] == m - nrc + k) --k;
@@ -305,10 +300,20 @@ SmallVec grid_start(const detail::Prepared& p, const std::vector<detail::Row>& r
         ++idx[static_cast<std::size_t>(k)];
         for (int j = k + 1; j < nrc; ++j) idx[static_cast<std::size_t>(j)] = idx[static_cast<std::size_t>(j - 1)] + 1;
     }
-    SmallVec theta(nrc);
-    for (int k = 0; k < nrc; ++k)
-        theta(k) = std::log(grid[static_cast<std::size_t>(best_idx[static_cast<std::size_t>(k)])]);
-    return theta;
+    std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (ranked.empty()) {  // every combination singular: start from the middle of the grid
+        std::array<int, kMaxRc> mid{};
+        for (int k = 0; k < nrc; ++k) mid[static_cast<std::size_t>(k)] = (m - nrc) / 2 + k;
+        ranked.push_back({0.0, mid});
+    }
+    std::vector<SmallVec> starts;
+    for (std::size_t r = 0; r < ranked.size() && r < n_starts; ++r) {
+        SmallVec theta(nrc);
+        for (int k = 0; k < nrc; ++k)
+            theta(k) = std::log(grid[static_cast<std::size_t>(ranked[r].second[static_cast<std::size_t>(k)])]);
+        starts.push_back(theta);
+    }
+    return starts;
 }
 
 std::string fmt_num(double x) {
@@ -329,28 +334,44 @@ EcmFit solve(const detail::Prepared& p, const EcmOptions& opt) {
     double yy = 0.0;
     for (std::size_t s = 0; s < p.n; ++s) yy += (p.v[s] - p.v_ref) * (p.v[s] - p.v_ref);
     lim.ss_floor = 1e-13 * yy;
+    // Start: the best few combinations of the τ grid, each refined by the
+    // search, the best result kept (deterministic; several starts guard
+    // against the local minima of sums of exponentials). Long records are
+    // searched on a reduced record first and only polished on every sample.
     const std::vector<detail::Row> rows = detail::select_rows(p);
-    SmallVec start = grid_start(p, rows, NRC, FREE);
+    const bool reduced = rows.size() < p.n;
+    detail::Compressed comp;
+    if (reduced) detail::compress(p, rows, comp);
+    const detail::Prepared& pc = reduced ? comp.p : p;
+    Pass coarse_pass{pc};
+    if (reduced) coarse_pass.subset = &comp.rows;
+    constexpr std::size_t kStarts = 3;
+    const std::vector<SmallVec> starts = grid_starts(pc, reduced ? comp.rows : rows, NRC, FREE, kStarts);
     int iterations = 0, passes = 2;  // grid and residual passes
-    if (rows.size() < p.n) {
-        // Long records: converge on the weighted row subset first (its passes
-        // skip most of the Gram work), then polish on every row.
-        Pass sub{p};
-        sub.subset = &rows;
-        const detail::SearchResult coarse = detail::search(lay, sub, start, lim);
-        start = coarse.theta;
-        iterations += coarse.iterations;
-        passes += coarse.passes;
+    detail::SearchResult res;
+    bool have = false;
+    for (const SmallVec& st : starts) {
+        detail::SearchResult r = detail::search(lay, coarse_pass, st, lim);
+        iterations += r.iterations;
+        passes += r.passes;
+        if (!have || (r.eval.ok && r.eval.ss < res.eval.ss)) {
+            res = std::move(r);
+            have = true;
+        }
     }
-    const Pass pass{p};
-    if (rows.size() < p.n) lim.lambda0 = 1e-6;  // near the optimum already
-    const detail::SearchResult res = detail::search(lay, pass, start, lim);
+    if (reduced) {
+        lim.lambda0 = 1e-6;  // near the optimum already
+        const Pass pass{p};
+        res = detail::search(lay, pass, res.theta, lim);
+        iterations += res.iterations;
+        passes += res.passes;
+    }
     const SmallMat& m = res.gram;
     const detail::Eval& ev = res.eval;
     EcmFit fit;
     fit.samples = p.n;
-    fit.iterations = iterations + res.iterations;
-    fit.passes = passes + res.passes;
+    fit.iterations = iterations;
+    fit.passes = passes;
     fit.converged = res.converged && ev.ok;
     if (!ev.ok) throw InputError("circuit fit failed: the basis is singular at the optimum (the window does not excite the RC branches)");
 

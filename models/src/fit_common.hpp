@@ -124,7 +124,8 @@ struct Prepared {
     const double* t = nullptr;
     const double* i = nullptr;
     const double* v = nullptr;
-    std::vector<double> dt;  // dt[0] = 0, see snap_intervals
+    const double* ih = nullptr;  // current held over (t[s−1], t[s]], stored at s−1 (= i for raw data)
+    std::vector<double> dt;      // dt[0] = 0, see snap_intervals
     double v_ref = 0.0;      // mean voltage (centres the target)
     double dt_med = 0.0;     // median interval
     double span = 0.0;       // t[n−1] − t[0]
@@ -152,5 +153,21 @@ struct Row {
     double sqrt_weight;
 };
 std::vector<Row> select_rows(const Prepared& p);
+
+/// The record reduced to the selected rows, for finding a start: each row
+/// keeps its time, current and voltage; the current held up to it is the
+/// time-weighted mean of the original held currents (exact where the current
+/// was constant, and the rows are dense after every change). `rows` are all
+/// samples of the reduced record with the weights of the original selection.
+/// Holds pointers into itself: not copyable.
+struct Compressed {
+    Prepared p;
+    std::vector<double> t, i, ih, v;
+    std::vector<Row> rows;
+    Compressed() = default;
+    Compressed(const Compressed&) = delete;
+    Compressed& operator=(const Compressed&) = delete;
+};
+void compress(const Prepared& full, const std::vector<Row>& rows, Compressed& out);
 
 }  // namespace eol::models::detail
