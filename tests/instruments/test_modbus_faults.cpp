@@ -18,7 +18,7 @@ using sim::TcChannel;
 namespace {
 
 struct Rig : test::ThermoRig {
-    explicit Rig(double timeout_s = 0.3)
+    explicit Rig(double timeout_s = 0.5)
         : test::ThermoRig(instruments::load_register_map(test::map_path("icpdas-et7018z.toml")),
                           test::make_fixture(2), {TcChannel::cell(0), TcChannel::cell(1)},
                           timeout_s) {}
@@ -45,14 +45,14 @@ E expect(Rig& rig) {
 }  // namespace
 
 TEST_CASE("modbus fault: added latency within the timeout is tolerated, beyond it times out") {
-    Rig rig(0.3);
+    Rig rig(0.5);
     rig.set([](auto& s) { s.latency_s = 0.05; });
     CHECK(rig.reads_ok());
-    rig.set([](auto& s) { s.latency_s = 0.6; });
+    rig.set([](auto& s) { s.latency_s = 1.0; });
     const auto e = expect<instruments::TimeoutError>(rig);
-    CHECK(e.detail().find("0.300 s") != std::string::npos);
+    CHECK(e.detail().find("0.500 s") != std::string::npos);
     rig.set([](auto& s) { s.latency_s = 0; });
-    std::this_thread::sleep_for(std::chrono::milliseconds(700));  // the late reply is gone
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));  // the server is free again
     CHECK(rig.reads_ok());
 }
 
