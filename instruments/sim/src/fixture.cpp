@@ -85,7 +85,9 @@ double Fixture::current_at(const Position& p, double t) const {
         double edge = p.trigger_s;
         for (const auto& s : p.steps) {
             edge += s.duration_s;
-            if (t < edge) return std::max(0.0, s.current_a);
+            // Step edges and logger instants are sums of doubles that round
+            // differently; an instant within 1 ns of an edge belongs to the next step.
+            if (t < edge - 1e-9) return std::max(0.0, s.current_a);
         }
     }
     const auto& s = p.setting;
