@@ -56,7 +56,7 @@ TEST_CASE("modbus fault: added latency within the timeout is tolerated, beyond i
     CHECK(rig.reads_ok());
 }
 
-TEST_CASE("modbus fault: a dropped connection is a ConnectionError; the next scan reconnects") {
+TEST_CASE("modbus fault: a dropped connection is a ConnectionError, the next scan reconnects") {
     Rig rig;
     rig.set([](auto& s) { s.drop_connection = true; });
     const auto e = expect<instruments::ConnectionError>(rig);
@@ -64,7 +64,7 @@ TEST_CASE("modbus fault: a dropped connection is a ConnectionError; the next sca
     CHECK(rig.reads_ok());
 }
 
-TEST_CASE("modbus fault: a garbage reply is a ProtocolError; the next scan works") {
+TEST_CASE("modbus fault: a garbage reply is a ProtocolError, the next scan works") {
     Rig rig;
     rig.set([](auto& s) { s.garbage_reply = true; });
     const auto e = expect<instruments::ProtocolError>(rig);
@@ -72,7 +72,7 @@ TEST_CASE("modbus fault: a garbage reply is a ProtocolError; the next scan works
     CHECK(rig.reads_ok());
 }
 
-TEST_CASE("modbus fault: a truncated reply times out waiting for the rest; the next scan works") {
+TEST_CASE("modbus fault: a truncated reply times out waiting for the rest, the next scan works") {
     Rig rig;
     rig.set([](auto& s) { s.truncated_reply = true; });
     expect<instruments::TimeoutError>(rig);

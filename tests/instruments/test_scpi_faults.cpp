@@ -27,7 +27,7 @@ instruments::PulseSpec short_pulse() {
 
 }  // namespace
 
-TEST_CASE("scpi faults: added latency delays replies; beyond the timeout it is a TimeoutError") {
+TEST_CASE("scpi faults: added latency delays replies, beyond the timeout it is a TimeoutError") {
     test::SimLoad sim(keysight());
     auto load = sim.driver(0.3);
     load->connect();
@@ -50,7 +50,7 @@ TEST_CASE("scpi faults: added latency delays replies; beyond the timeout it is a
     CHECK(load->measure(1).v_v > 3.0);  // reconnected, in step again
 }
 
-TEST_CASE("scpi faults: a dropped connection is a ConnectionError; the next call reconnects") {
+TEST_CASE("scpi faults: a dropped connection is a ConnectionError, the next call reconnects") {
     test::SimLoad sim(keysight());
     auto load = sim.driver();
     load->connect();

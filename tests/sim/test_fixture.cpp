@@ -165,7 +165,7 @@ TEST_CASE("fixture: readings are noisy and quantized like an instrument's") {
     CHECK(f.measure_temp_c(0) == doctest::Approx(25.0).epsilon(0.01));
 }
 
-TEST_CASE("fixture: positions are checked; empty positions read nothing") {
+TEST_CASE("fixture: positions are checked, empty positions read nothing") {
     auto clock = frozen();
     Fixture f(2, clock);
     f.load_cell(0, "S", CellParams{});

@@ -45,7 +45,7 @@ struct Rig {
 
 }  // namespace
 
-TEST_CASE("scpi server: port 0 binds an ephemeral port; two servers get two ports") {
+TEST_CASE("scpi server: port 0 binds an ephemeral port, two servers get two ports") {
     Rig a("keysight-el30000"), b("keysight-el30000");
     CHECK(a.server->port() != 0);
     CHECK(b.server->port() != 0);
@@ -104,7 +104,7 @@ TEST_CASE("scpi server: commands are matched against the dialect, case- and blan
     CHECK(c.query("SYST:ERR?").starts_with("-222,"));
 }
 
-TEST_CASE("scpi server: unknown commands queue -113; *CLS clears; the queue overflows at 20") {
+TEST_CASE("scpi server: unknown commands queue -113, *CLS clears, the queue overflows at 20") {
     Rig rig("siglent-sdl1000x");
     auto c = rig.client();
     c.write(":FROB 1");
