@@ -87,7 +87,7 @@ TEST_CASE("pat: selection-based quantiles equal the sort-based definition") {
     }
 }
 
-TEST_CASE("pat: missing values are skipped; bad input is an error") {
+TEST_CASE("pat: missing values are skipped, bad input is an error") {
     std::vector<double> x{kNaN, 1, 2, kNaN, 3, 4, 5};
     std::vector<double> scratch;
     const RobustSummary s = robust_summary(x, scratch);
