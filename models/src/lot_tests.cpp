@@ -213,9 +213,14 @@ LotTestResult test_groups(std::span<const std::uint8_t> outlier, std::span<const
         if (settings.by_week) windows(GroupKind::week, week_code, iso_week_key);
     }
 
-    r.tests = r.groups.size();
+    r.tests = 0;
+    for (auto& g : r.groups) {
+        g.tested = g.cells >= settings.min_cells;
+        r.tests += g.tested ? 1u : 0u;
+    }
     r.alpha_per_test = r.tests > 0 ? settings.alpha / static_cast<double>(r.tests) : settings.alpha;
     for (auto& g : r.groups) {
+        if (!g.tested) continue;
         g.p_value = binomial_upper_tail(g.outliers, g.cells, r.baseline_rate);
         g.held = g.p_value < r.alpha_per_test;
     }

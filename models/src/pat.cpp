@@ -205,6 +205,10 @@ PatFeatureResult pat_feature(std::span<const double> column,
     for (std::size_t c = 0; c < n_lots; ++c) {
         auto v = lot_values(c);
         bool dynamic = false;
+        if (!settings.dynamic) {
+            r.lot_limits[c] = r.static_limits;
+            continue;
+        }
         if (v.size() >= settings.min_dynamic_count) {
             PatLimits d = pat_limits(v, settings.k, dyn_spec, scratch);
             if (d.source != PatSource::spec_only) {

@@ -113,6 +113,26 @@ TEST_CASE("lots: a lot with an outlier rate far above the baseline is held, the 
     CHECK(p7 > 0.2 / 12);
     CHECK_FALSE(r2.groups[7].held);
 
+    // Groups below min_cells are listed, not tested, and not counted in the correction.
+    std::vector<std::uint8_t> out3 = out;
+    std::vector<std::uint32_t> lot3 = lot;
+    for (int i = 0; i < 5; ++i) {
+        lot3.push_back(12);
+        out3.push_back(1);  // a tiny lot of outliers only
+    }
+    std::vector<std::string> names3 = names;
+    names3.push_back("tiny");
+    LotTestSettings min20 = st;
+    min20.min_cells = 20;
+    const LotTestResult r3 = test_groups(out3, lot3, names3, {}, min20);
+    REQUIRE(r3.groups.size() == 13);
+    CHECK(r3.tests == 12);
+    CHECK_FALSE(r3.groups[12].tested);
+    CHECK_FALSE(r3.groups[12].held);
+    CHECK(r3.groups[12].p_value == 1.0);
+    min20.min_cells = 0;
+    CHECK(test_groups(out3, lot3, names3, {}, min20).groups[12].held);
+
     CHECK_THROWS_AS(test_groups(out, std::vector<std::uint32_t>(5, 0), names, {}, st), InputError);
     LotTestSettings bad = st;
     bad.alpha = 0.0;

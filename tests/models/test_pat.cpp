@@ -204,6 +204,12 @@ TEST_CASE("pat: a lot below the minimum count falls back to the static limits, n
     PatFeatureResult r10 = pat_feature(col, lot, 3, {}, SpecLimits{0.5, 2.0}, st, names);
     CHECK(r10.lot_limits[1].source == PatSource::dynamic_lot);
     CHECK(r10.lot_limits[1].high < r10.static_limits.high);
+    // Static mode: every lot judged by the static limits.
+    PatSettings stat = st;
+    stat.dynamic = false;
+    PatFeatureResult rs = pat_feature(col, lot, 3, {}, SpecLimits{0.5, 2.0}, stat, names);
+    CHECK(rs.lot_limits[0].source == PatSource::static_reference);
+    CHECK(rs.lot_limits[0].high == rs.static_limits.high);
     // No lots at all: one lot.
     PatFeatureResult single = pat_feature(col, {}, 0, {}, SpecLimits{}, st);
     CHECK(single.lot_limits.size() == 1);

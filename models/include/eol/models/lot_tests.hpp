@@ -51,6 +51,7 @@ struct GroupTest {
     std::size_t outliers = 0;
     double rate = 0.0;           // outliers / cells
     double p_value = 1.0;        // P(X ≥ outliers | cells, baseline)
+    bool tested = false;         // cells ≥ min_cells
     bool held = false;           // p_value < alpha / tests
 };
 
@@ -60,11 +61,12 @@ struct LotTestSettings {
     bool by_lot = true;
     bool by_month = true;
     bool by_week = true;
+    std::size_t min_cells = 0;   // smaller groups are listed but not tested (p = 1, not counted in m)
 };
 
 struct LotTestResult {
     double baseline_rate = 0.0;
-    std::size_t tests = 0;       // groups tested (Bonferroni m)
+    std::size_t tests = 0;       // groups tested (Bonferroni m): those with ≥ min_cells cells
     double alpha_per_test = 0.0; // alpha / tests
     std::vector<GroupTest> groups;  // lots (code order), then months, then weeks (time order)
 };

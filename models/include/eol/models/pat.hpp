@@ -76,6 +76,7 @@ struct PatSettings {
     std::size_t min_reference_lots = 6;      // static limits adequate from …
     std::size_t min_reference_parts = 30;    // … this many lots of this many parts
     bool dynamic_within_static = true;       // dynamic limits also clipped to static
+    bool dynamic = true;                     // false: every lot is judged by the static limits
 };
 
 /// median ± k·robust_sigma of `values` (NaN skipped) intersected with `spec`.
