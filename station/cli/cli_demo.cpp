@@ -1,6 +1,200 @@
-// eolstation demo … — (not yet written; adds no subcommand until it is)
+// eolstation demo — the main job on its embedded default: the shipped config
+// written to a work folder, simulated instruments on loopback (real SCPI and
+// Modbus servers over the cell physics), a virtual lot fed through the
+// fixture, each cell run through the recipe by the real drivers, fitted,
+// written to the SQLite store, screened, and a lot summary printed.
+#include <fmt/core.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <cmath>
+#include <thread>
+
 #include "commands.hpp"
+#include "embedded_config.hpp"
+#include "eol/sim/fixture.hpp"
+#include "eol/station/config.hpp"
+#include "eol/station/instrument_factory.hpp"
+#include "eol/station/runner.hpp"
+#include "eol/station/serial.hpp"
+#include "eol/station/sim_station.hpp"
+#include "eol/station/store.hpp"
+
+namespace fs = std::filesystem;
 
 namespace eol::cli {
-void add_demo_commands(CLI::App& /*app*/) {}
+namespace {
+
+struct DemoOptions {
+    std::string out = "eolstation-demo";
+    std::string config;  // empty: the embedded default
+    int cells = 20;
+    double time_scale = 200.0;
+    std::uint64_t seed = 2023;
+};
+
+fs::path materialize_config(const fs::path& dir) {
+    for (const auto& f : embedded_config()) {
+        const fs::path p = dir / fs::path(std::string(f.path));
+        fs::create_directories(p.parent_path());
+        std::ofstream o(p, std::ios::binary | std::ios::trunc);
+        o.write(f.text.data(), static_cast<std::streamsize>(f.text.size()));
+        if (!o) throw std::runtime_error("cannot write " + p.string());
+    }
+    return dir / "station.example.toml";
+}
+
+struct Station {
+    std::map<std::string, std::unique_ptr<instruments::ElectronicLoad>> loads;
+    std::map<std::string, std::unique_ptr<instruments::TemperatureReader>> thermos;
+    std::map<std::string, std::mutex> locks;
+};
+
+void run_demo(const DemoOptions& o) {
+    const fs::path out = o.out;
+    fs::create_directories(out);
+    const fs::path cfg_file = o.config.empty() ? materialize_config(out / "config") : fs::path(o.config);
+    station::StationConfig cfg = station::load_station_config(cfg_file);
+    const fs::path db = out / "eolstation.db";
+    fmt::print("eolstation demo\n  config   {}{}\n  store    {}\n  time     {}x (simulated seconds per wall second)\n",
+               cfg_file.string(), o.config.empty() ? " (embedded default, written out)" : "", db.string(),
+               o.time_scale);
+
+    // Positions the demo drives: those whose load does hardware-timed pulses.
+    std::vector<const station::ChannelConfig*> used;
+    for (const auto& ch : cfg.channels) {
+        const auto* inst = cfg.find_instrument(ch.load);
+        if (inst && inst->driver == station::InstrumentConfig::Driver::scpi_load) used.push_back(&ch);
+        else
+            fmt::print("  position {} ({}: Modbus load, software-timed pulses) is left out at {}x\n", ch.position,
+                       ch.load, o.time_scale);
+    }
+    if (used.empty()) throw station::UsageError("demo: no fixture position with a SCPI load in " + cfg_file.string());
+
+    // The simulated instruments on ephemeral loopback ports (so a running
+    // `eolstation sim` on the configured ports does not collide).
+    cfg.sim.time_scale = o.time_scale;
+    cfg.sim.seed = o.seed;
+    cfg.sim.cells = o.cells;
+    if (cfg.sim.short_fraction <= 0) cfg.sim.short_fraction = 0.05;
+    for (auto& inst : cfg.instruments) {
+        inst.endpoint.port = 0;
+        inst.address = inst.endpoint.to_string();
+    }
+    station::SimStation sim(cfg);
+    sim.start();
+    for (const auto& srv : sim.servers()) {
+        fmt::print("  sim      {} {} on {}\n", srv.kind, srv.name, srv.address);
+        for (auto& inst : cfg.instruments)
+            if (inst.name == srv.name) {
+                inst.address = "tcp://" + srv.address;
+                inst.endpoint = instruments::parse_address(inst.address);
+            }
+    }
+
+    // The real drivers, over loopback.
+    Station st;
+    for (const auto& inst : cfg.instruments) {
+        if (inst.is_load()) {
+            if (inst.driver != station::InstrumentConfig::Driver::scpi_load) continue;
+            auto load = station::make_load(inst);
+            load->connect();
+            const auto id = load->identify();
+            fmt::print("  driver   {}: {} {}\n", inst.name, id.manufacturer, id.model);
+            st.loads[inst.name] = std::move(load);
+        } else {
+            auto tc = station::make_thermo(inst);
+            tc->connect();
+            fmt::print("  driver   {}: {} thermocouple channels\n", inst.name, tc->channels());
+            st.thermos[inst.name] = std::move(tc);
+        }
+        st.locks[inst.name];
+    }
+
+    const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
+    const auto& serials = sim.lot_serials();
+    std::size_t shorted = 0;
+    for (std::size_t k = 0; k < serials.size(); ++k) shorted += std::isfinite(sim.lot_params(k).r_isc_ohm);
+    fmt::print("  lot      {} made {}: {} cells, {} of them with an internal short (the simulator knows which; "
+               "the station does not)\n\n",
+               cfg.sim.lot, cfg.sim.production_date, serials.size(), shorted);
+
+    auto store = station::Store::open(db, {.create = true});
+    std::vector<station::TestRecord> records;
+    fmt::print("{:<18} {:>3} {:>7} {:>8} {:>8} {:>7} {:>6} {:>8} {:>7}  {}\n", "serial", "pos", "ocv_v", "dcir_mΩ",
+               "r0_mΩ", "tau1_s", "rise_K", "p_x_mW", "verdict", "notes");
+    for (std::size_t next = 0; next < serials.size();) {
+        std::vector<std::pair<const station::ChannelConfig*, std::size_t>> round;
+        for (const auto* ch : used) {
+            if (next >= serials.size()) break;
+            sim.fixture()->load_cell(static_cast<std::size_t>(ch->position - 1), serials[next],
+                                     sim.lot_params(next));
+            round.emplace_back(ch, next++);
+        }
+        std::vector<station::TestRecord> done(round.size());
+        std::vector<std::thread> threads;
+        for (std::size_t r = 0; r < round.size(); ++r) {
+            threads.emplace_back([&, r] {
+                const auto* ch = round[r].first;
+                station::ChannelIo io;
+                io.load = st.loads.at(ch->load).get();
+                io.load_channel = ch->load_channel;
+                io.load_mutex = &st.locks.at(ch->load);
+                io.thermo = st.thermos.at(ch->thermo).get();
+                io.thermo_channel = ch->thermo_channel;
+                io.thermo_mutex = &st.locks.at(ch->thermo);
+                if (cfg.ambient && cfg.ambient->thermo == ch->thermo) io.ambient_channel = cfg.ambient->channel;
+                const auto d = scheme.decode(serials[round[r].second]);
+                station::CellIdentity id{d.value.serial, cfg.recipe.cell_model, d.value.lot,
+                                         d.value.production_date ? d.value.production_date->iso() : ""};
+                done[r] = station::run_recipe(cfg.recipe, cfg.limits, io, id,
+                                             {cfg.station_id, ch->position, o.time_scale});
+            });
+        }
+        for (auto& t : threads) t.join();
+        store.write_batch(done);
+        for (auto& rec : done) {
+            auto get = [&](const char* n) {
+                for (const auto& m : rec.measurements)
+                    if (m.name == n) return m.value;
+                return std::nan("");
+            };
+            std::string notes;
+            for (const auto& m : rec.measurements)
+                if (!m.pass) notes += (notes.empty() ? "" : ", ") + m.name + " out of limits";
+            if (!rec.abort_reason.empty()) notes = rec.abort_reason;
+            fmt::print("{:<18} {:>3} {:>7.4f} {:>8.2f} {:>8.2f} {:>7.2f} {:>6.2f} {:>8.1f} {:>7}  {}\n", rec.serial,
+                       rec.channel, get("ocv_v"), get("dcir_ohm") * 1e3, get("r0_ohm") * 1e3, get("tau1_s"),
+                       get("temp_rise_k"), get("p_x_w") * 1e3, std::string(station::to_string(rec.verdict)), notes);
+            records.push_back(std::move(rec));
+        }
+    }
+    int pass = 0;
+    for (const auto& r : records) pass += r.verdict == station::Verdict::pass;
+    fmt::print("\n{} of {} cells passed the recipe limits; {} records written to {}\n", pass, records.size(),
+               records.size(), db.string());
+}
+
+}  // namespace
+
+void add_demo_commands(CLI::App& app) {
+    auto opts = std::make_shared<DemoOptions>();
+    auto* cmd = app.add_subcommand(
+        "demo", "Run the station on simulated instruments over loopback: a virtual lot through the recipe, "
+                "fits, the results store, screening and a lot summary");
+    cmd->add_option("--out", opts->out, "Work folder for the written config and the store")->capture_default_str();
+    cmd->add_option("--config", opts->config, "A station file instead of the embedded default")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--cells", opts->cells, "Cells in the virtual lot")->check(CLI::Range(1, 10000))
+        ->capture_default_str();
+    cmd->add_option("--time-scale", opts->time_scale, "Simulated seconds per wall second")
+        ->check(CLI::Range(1.0, 2000.0))->capture_default_str();
+    cmd->add_option("--seed", opts->seed, "Seed of the virtual lot")->capture_default_str();
+    cmd->callback([opts] { run_demo(*opts); });
+}
+
 }  // namespace eol::cli
