@@ -9,11 +9,11 @@
 namespace eol::models::detail {
 namespace {
 
-/// Median of f(k) for k in [1, n), from at most ~4096 evenly strided k.
+/// Median of f(k) for k in [1, n), from at most ~1024 evenly strided k.
 template <class F>
 double strided_median(std::size_t n, F f) {
     if (n < 2) return 0.0;
-    const std::size_t stride = std::max<std::size_t>(1, (n - 1) / 4096);
+    const std::size_t stride = std::max<std::size_t>(1, (n - 1) / 1024);
     std::vector<double> v;
     v.reserve((n - 1) / stride + 1);
     for (std::size_t k = 1; k < n; k += stride) v.push_back(f(k));
@@ -26,10 +26,13 @@ double strided_median(std::size_t n, F f) {
 
 std::vector<double> snap_intervals(const double* t, std::size_t n) {
     std::vector<double> dt(n, 0.0);
+    double ref = 0.0;  // the current run's interval
     for (std::size_t k = 1; k < n; ++k) {
-        double h = t[k] - t[k - 1];
-        if (k > 1 && std::abs(h - dt[k - 1]) <= 1e-9 * dt[k - 1]) h = dt[k - 1];
-        dt[k] = h;
+        const double h = t[k] - t[k - 1];
+        // A branch, not a select: within a run the prediction holds and no
+        // iteration waits on the previous one.
+        if (__builtin_expect(std::abs(h - ref) > 1e-9 * ref, 0)) ref = h;
+        dt[k] = ref;
     }
     return dt;
 }
@@ -47,36 +50,44 @@ Prepared prepare(const Series& s, std::size_t min_samples, bool need_cell_temp) 
     p.i = s.i_a.data();
     p.v = s.v_v.data();
     p.ih = p.i;
-    p.dt.assign(n, 0.0);
-    bool ok = std::isfinite(p.t[0]) && std::isfinite(p.i[0]) && std::isfinite(p.v[0]);
-    double sum = p.v[0], lo = p.i[0], hi = p.i[0];
-    for (std::size_t k = 1; k < n; ++k) {
-        const double t = p.t[k], i = p.i[k], v = p.v[k];
-        ok = ok && std::isfinite(t) && std::isfinite(i) && std::isfinite(v) && t > p.t[k - 1];
-        double h = t - p.t[k - 1];
-        if (std::abs(h - p.dt[k - 1]) <= 1e-9 * p.dt[k - 1]) h = p.dt[k - 1];  // see snap_intervals
-        p.dt[k] = h;
-        sum += v;
-        lo = std::min(lo, i);
-        hi = std::max(hi, i);
-    }
+    // Simple loops the compiler vectorises; the summaries keep 4 partial
+    // accumulators so that no loop waits on its previous iteration.
+    bool ok = true;
+    for (std::size_t k = 0; k < n; ++k) ok &= std::isfinite(p.t[k]) & std::isfinite(p.i[k]) & std::isfinite(p.v[k]);
+    for (std::size_t k = 1; k < n; ++k) ok &= p.t[k] > p.t[k - 1];
     if (need_cell_temp)
-        for (double x : s.t_cell_c) ok = ok && std::isfinite(x);
-    for (double x : s.t_amb_c) ok = ok && std::isfinite(x);
+        for (double x : s.t_cell_c) ok &= std::isfinite(x);
+    for (double x : s.t_amb_c) ok &= std::isfinite(x);
     if (!ok) s.validate(min_samples, need_cell_temp);  // throws with the sample at fault
-    p.dt_med = strided_median(n, [&](std::size_t k) { return p.dt[k]; });
-    p.i_noise = strided_median(n, [&](std::size_t k) { return std::abs(p.i[k] - p.i[k - 1]); }) /
+    p.dt = snap_intervals(p.t, n);
+    double sum[4] = {0, 0, 0, 0}, lo[4], hi[4];
+    for (int j = 0; j < 4; ++j) lo[j] = hi[j] = p.i[0];
+    std::size_t k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (std::size_t j = 0; j < 4; ++j) {
+            sum[j] += p.v[k + j];
+            lo[j] = std::min(lo[j], p.i[k + j]);
+            hi[j] = std::max(hi[j], p.i[k + j]);
+        }
+    for (; k < n; ++k) {
+        sum[0] += p.v[k];
+        lo[0] = std::min(lo[0], p.i[k]);
+        hi[0] = std::max(hi[0], p.i[k]);
+    }
+    p.v_ref = (sum[0] + sum[1] + sum[2] + sum[3]) / static_cast<double>(n);
+    p.i_span = std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3])) -
+               std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]));
+    p.i_max_abs = std::max(std::abs(std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3]))),
+                           std::abs(std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]))));
+    p.dt_med = strided_median(n, [&](std::size_t j) { return p.dt[j]; });
+    p.i_noise = strided_median(n, [&](std::size_t j) { return std::abs(p.i[j] - p.i[j - 1]); }) /
                 0.954;  // median |ΔI| of white noise is 0.954 σ
     p.span = p.t[n - 1] - p.t[0];
-    p.v_ref = sum / static_cast<double>(n);
-    p.i_span = hi - lo;
     return p;
 }
 
 void require_current_change(const Prepared& p) {
-    double imax = 0.0;
-    for (std::size_t k = 0; k < p.n; ++k) imax = std::max(imax, std::abs(p.i[k]));
-    const bool exact = p.i_span <= 1e-9 * std::max(1.0, imax);
+    const bool exact = p.i_span <= 1e-9 * std::max(1.0, p.i_max_abs);
     const bool in_noise = p.i_span <= 10.0 * p.i_noise && p.i_span <= 0.05;
     if (exact || in_noise) {
         char buf[160];

@@ -19,6 +19,7 @@ namespace eol::models::detail {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define EOL_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define EOL_ALWAYS_INLINE __attribute__((always_inline)) inline
+#define EOL_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 inline bool cpu_has_avx2() {
     static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     return has;
@@ -26,6 +27,7 @@ inline bool cpu_has_avx2() {
 #else
 #define EOL_TARGET_AVX2
 #define EOL_ALWAYS_INLINE inline
+#define EOL_ALWAYS_INLINE_LAMBDA
 inline bool cpu_has_avx2() { return false; }
 #endif
 
@@ -43,19 +45,15 @@ struct GramAcc {
     static constexpr std::size_t B = 32;                 // samples per block
 
     alignas(64) double acc[P][P] = {};
-    alignas(64) double buf[B][P + 4] = {};  // slack for 4-lane stores past the last column
-    std::size_t fill = 0;
+    alignas(64) double buf[B][P + 4] = {};  // rows of z; slack for 4-lane stores past the last column
 
-    /// Room for the next sample's z (P doubles, padding left zero).
-    EOL_ALWAYS_INLINE double* slot() { return buf[fill]; }
-    EOL_ALWAYS_INLINE void commit() {
-        if (++fill == B) flush();
-    }
+    /// Folds buf[0..fill) into acc. Callers fill buf rows (padding stays
+    /// zero or is ignored) and flush at most every B rows.
 
     /// Rows [I, I+4) of the upper triangle: columns [I, P), i.e. NV − I/4
     /// vectors per row, 4·(NV − I/4) accumulators held in registers.
     template <std::size_t I>
-    EOL_ALWAYS_INLINE void flush_rows() {
+    EOL_ALWAYS_INLINE void flush_rows(std::size_t fill) {
         constexpr std::size_t V0 = I / 4, NR = NV - V0;
         v4d r0[NR], r1[NR], r2[NR], r3[NR];
         for (std::size_t v = 0; v < NR; ++v) {
@@ -82,13 +80,10 @@ struct GramAcc {
             __builtin_memcpy(&acc[I + 2][4 * (V0 + v)], &r2[v], sizeof(v4d));
             __builtin_memcpy(&acc[I + 3][4 * (V0 + v)], &r3[v], sizeof(v4d));
         }
-        if constexpr (I + 4 < P) flush_rows<I + 4>();
+        if constexpr (I + 4 < P) flush_rows<I + 4>(fill);
     }
 
-    EOL_ALWAYS_INLINE void flush() {
-        flush_rows<0>();
-        fill = 0;
-    }
+    EOL_ALWAYS_INLINE void flush(std::size_t fill) { flush_rows<0>(fill); }
 
     template <class M>
     void unpack(M& m) const {
@@ -130,6 +125,7 @@ struct Prepared {
     double dt_med = 0.0;     // median interval
     double span = 0.0;       // t[n−1] − t[0]
     double i_span = 0.0;     // max I − min I
+    double i_max_abs = 0.0;  // max |I|
     double i_noise = 0.0;    // robust per-sample current noise (from successive differences)
 };
 

@@ -31,7 +31,54 @@ struct ThermalData {
     const double* temp = nullptr;  // cell temperature per sample
     std::vector<double> heat;      // heat[n]: mean heat over (t[n−1], t[n]]
     std::vector<double> amb;       // ambient per sample (held), empty when fitted
+    const double* sqrt_w = nullptr;  // row weights of a reduced record (null: 1)
 };
+
+/// A reduced record for the start search (see detail::compress): the rows of
+/// detail::select_rows with the heat and the ambient averaged over the
+/// intervals each row stands for.
+struct ThermalReduced {
+    detail::Prepared p;
+    std::vector<double> t, temp, w;
+    ThermalData d;
+    ThermalReduced() = default;
+    ThermalReduced(const ThermalReduced&) = delete;
+    ThermalReduced& operator=(const ThermalReduced&) = delete;
+};
+
+void reduce(const ThermalData& full, const std::vector<detail::Row>& rows, ThermalReduced& r) {
+    const detail::Prepared& f = *full.p;
+    const std::size_t m = rows.size();
+    r.t.resize(m);
+    r.temp.resize(m);
+    r.w.resize(m);
+    r.d.heat.assign(m, 0.0);
+    if (!full.amb.empty()) r.d.amb.assign(m, full.amb.back());
+    for (std::size_t j = 0; j < m; ++j) {
+        const std::size_t k = rows[j].index;
+        r.t[j] = f.t[k];
+        r.temp[j] = full.temp[k];
+        r.w[j] = rows[j].sqrt_weight;
+        if (j == 0) continue;
+        double q = 0.0, a = 0.0, span = 0.0;
+        for (std::size_t n = rows[j - 1].index + 1; n <= k; ++n) {
+            q += full.heat[n] * f.dt[n];
+            if (!full.amb.empty()) a += full.amb[n - 1] * f.dt[n];
+            span += f.dt[n];
+        }
+        r.d.heat[j] = q / span;
+        if (!full.amb.empty()) r.d.amb[j - 1] = a / span;
+    }
+    r.p = detail::Prepared{};
+    r.p.n = m;
+    r.p.t = r.t.data();
+    r.p.dt = detail::snap_intervals(r.t.data(), m);
+    r.p.dt_med = f.dt_med;
+    r.p.span = f.span;
+    r.d.p = &r.p;
+    r.d.temp = r.temp.data();
+    r.d.sqrt_w = r.w.data();
+}
 
 /// Gram matrix of [e, F_P, F_1, ∂e, ∂F_P, ∂F_1, (∂F_A), T − F_A] where F_u is
 /// the unit-gain first-order response to u from zero, e = exp(−(t − t0)/τ),
@@ -61,22 +108,46 @@ struct ThermalPass {
         return lay;
     }
 
-    void operator()(const SmallVec& theta, SmallMat& m) const {
+    template <bool WEIGHTED>
+    EOL_ALWAYS_INLINE static void body(const ThermalData& d, double theta, Acc& acc) {
         const detail::Prepared& p = *d.p;
-        const double inv_tau = std::exp(-theta(0));
+        const double inv_tau = std::exp(-theta);
         double e = 1.0, fp = 0.0, dfp = 0.0, fa = 0.0, dfa = 0.0;
-        double a = 0.0, b = 0.0, g = 0.0, h_prev = -1.0;
-        Acc acc;
-        for (std::size_t s = 0; s < p.n; ++s) {
-            if (s > 0) {
-                const double h = p.dt[s];
-                if (h != h_prev) {
-                    const double em1 = std::expm1(-h * inv_tau);
-                    a = 1.0 + em1;
-                    b = -em1;
-                    g = a * h * inv_tau;
-                    h_prev = h;
-                }
+        double a = 0.0, b = 0.0, g = 0.0, h_ref = -1.0, a_ref = 0.0, b_ref = 0.0;
+        std::size_t fill = 0;
+        auto emit = [&](std::size_t s) EOL_ALWAYS_INLINE_LAMBDA {
+            const double w = WEIGHTED ? d.sqrt_w[s] : 1.0;
+            const double de = w * e * (p.t[s] - p.t[0]) * inv_tau;
+            double* z = acc.buf[fill++];
+            z[0] = w * e;
+            z[1] = w * fp;
+            z[2] = w * (1.0 - e);
+            z[3] = de;
+            z[4] = w * dfp;
+            z[5] = -de;
+            if (AMB) z[6] = w * dfa;
+            z[Q - 1] = w * (d.temp[s] - fa);
+        };
+        emit(0);
+        std::size_t s = 1;
+        while (s < p.n) {
+            // As in the circuit pass: exponentials outside the inner loop, and
+            // a series about the last one for jittered intervals (exact to
+            // rounding for |δ| ≤ 1e-3).
+            const double h = p.dt[s];
+            const double dl = (h - h_ref) * inv_tau;
+            if (h_ref > 0.0 && std::abs(dl) <= 1e-3) {
+                const double em = dl * (1.0 - dl * (0.5 - dl * (1.0 / 6.0 - dl * (1.0 / 24.0 - dl * (1.0 / 120.0)))));
+                a = a_ref * (1.0 - em);
+                b = b_ref + a_ref * em;
+            } else {
+                const double em1 = std::expm1(-h * inv_tau);
+                a = a_ref = 1.0 + em1;
+                b = b_ref = -em1;
+                h_ref = h;
+            }
+            g = a * h * inv_tau;
+            do {
                 const double q = d.heat[s];
                 dfp = a * dfp + g * (fp - q);
                 fp = a * fp + b * q;
@@ -86,20 +157,35 @@ struct ThermalPass {
                     fa = a * fa + b * ta;
                 }
                 e *= a;
-            }
-            const double de = e * (p.t[s] - p.t[0]) * inv_tau;
-            double* z = acc.slot();
-            z[0] = e;
-            z[1] = fp;
-            z[2] = 1.0 - e;
-            z[3] = de;
-            z[4] = dfp;
-            z[5] = -de;
-            if (AMB) z[6] = dfa;
-            z[Q - 1] = d.temp[s] - fa;
-            acc.commit();
+                emit(s);
+                ++s;
+                if (fill == Acc::B) {
+                    acc.flush(fill);
+                    fill = 0;
+                }
+            } while (s < p.n && p.dt[s] == h);
         }
-        acc.flush();
+        acc.flush(fill);
+    }
+    EOL_TARGET_AVX2 static void body_avx2(const ThermalData& d, double theta, Acc& acc) {
+        if (d.sqrt_w)
+            body<true>(d, theta, acc);
+        else
+            body<false>(d, theta, acc);
+    }
+    static void body_base(const ThermalData& d, double theta, Acc& acc) {
+        if (d.sqrt_w)
+            body<true>(d, theta, acc);
+        else
+            body<false>(d, theta, acc);
+    }
+
+    void operator()(const SmallVec& theta, SmallMat& m) const {
+        Acc acc;
+        if (detail::cpu_has_avx2())
+            body_avx2(d, theta(0), acc);
+        else
+            body_base(d, theta(0), acc);
         acc.unpack(m);
     }
 };
@@ -155,24 +241,6 @@ ThermalFit solve(const detail::Prepared& p, const ThermalData& d, const ThermalO
     const Pass pass{d};
     const Layout lay = Pass::layout();
 
-    // Start: best of a geometric grid of τ from a few samples to 20 windows.
-    const double tau_lo = std::max(2.0 * p.dt_med, p.span / 500.0), tau_hi = 20.0 * p.span;
-    constexpr int kGrid = 16;
-    SmallMat m;
-    SmallVec theta(1), best_theta(1);
-    double best = kInf;
-    for (int j = 0; j < kGrid; ++j) {
-        theta(0) = std::log(tau_lo) + std::log(tau_hi / tau_lo) * j / (kGrid - 1);
-        pass(theta, m);
-        const detail::Eval ev = detail::evaluate(lay, m);
-        if (ev.ok && ev.ss < best) {
-            best = ev.ss;
-            best_theta = theta;
-        }
-    }
-    if (!std::isfinite(best))
-        throw InputError("thermal fit: the temperature record does not determine the model (singular at every time constant)");
-
     detail::SearchLimits lim;
     lim.lo = SmallVec::Constant(1, std::log(p.dt_med / 10.0));
     lim.hi = SmallVec::Constant(1, std::log(100.0 * p.span));
@@ -183,13 +251,51 @@ ThermalFit solve(const detail::Prepared& p, const ThermalData& d, const ThermalO
     tmean /= static_cast<double>(p.n);
     for (std::size_t s = 0; s < p.n; ++s) tt += (d.temp[s] - tmean) * (d.temp[s] - tmean);
     lim.ss_floor = 1e-13 * tt;
-    const detail::SearchResult res = detail::search(lay, pass, best_theta, lim);
+
+    // Long records: the start search runs on a reduced record, the result is
+    // polished on every sample.
+    const std::vector<detail::Row> rows = detail::select_rows(p);
+    const bool reduced = rows.size() < p.n;
+    ThermalReduced red;
+    if (reduced) reduce(d, rows, red);
+    const Pass coarse{reduced ? red.d : d};
+
+    // Start: the best two points of a geometric grid of τ from a few samples
+    // to 20 windows, each refined; the better result is kept.
+    const double tau_lo = std::max(2.0 * p.dt_med, p.span / 500.0), tau_hi = 20.0 * p.span;
+    constexpr int kGrid = 16;
+    SmallMat m;
+    std::vector<std::pair<double, double>> ranked;  // (ss, log τ)
+    for (int j = 0; j < kGrid; ++j) {
+        SmallVec theta(1);
+        theta(0) = std::log(tau_lo) + std::log(tau_hi / tau_lo) * j / (kGrid - 1);
+        coarse(theta, m);
+        const detail::Eval ev = detail::evaluate(lay, m);
+        if (ev.ok) ranked.push_back({ev.ss, theta(0)});
+    }
+    if (ranked.empty())
+        throw InputError("thermal fit: the temperature record does not determine the model (singular at every time constant)");
+    std::sort(ranked.begin(), ranked.end());
+    detail::SearchResult res;
+    int iterations = 0;
+    for (std::size_t r = 0; r < ranked.size() && r < 2; ++r) {
+        SmallVec theta(1);
+        theta(0) = ranked[r].second;
+        detail::SearchResult cand = detail::search(lay, coarse, theta, lim);
+        iterations += cand.iterations;
+        if (r == 0 || (cand.eval.ok && cand.eval.ss < res.eval.ss)) res = std::move(cand);
+    }
+    if (reduced) {
+        lim.lambda0 = 1e-6;
+        res = detail::search(lay, pass, res.theta, lim);
+        iterations += res.iterations;
+    }
     const detail::Eval& ev = res.eval;
     if (!ev.ok) throw InputError("thermal fit failed: the basis is singular at the optimum");
 
     ThermalFit fit;
     fit.samples = p.n;
-    fit.iterations = res.iterations;
+    fit.iterations = iterations;
     fit.converged = res.converged;
     const double tau = std::exp(res.theta(0));
     const double t0 = ev.c(0), r = ev.c(1), c2 = ev.c(2);

@@ -70,9 +70,9 @@ struct SearchLimits {
     double lambda0 = 1e-3;     // initial Marquardt damping
     // Converged when the undamped step would lower the residual sum of squares
     // by less than gain_tol × SS/dof: the parameters would move by less than
-    // ~1 % of their standard error. ss_floor: a residual at rounding level.
+    // 1e-4 of their standard error. ss_floor: a residual at rounding level.
     double dof = 1.0;
-    double gain_tol = 1e-4;
+    double gain_tol = 1e-8;
     double ss_floor = 0.0;
 };
 
