@@ -68,7 +68,14 @@ void parallel_for(std::size_t n, unsigned threads, F&& f) {
     if (error) std::rethrow_exception(error);
 }
 
-std::string percent(double rate) { return cat(rate * 100.0, "%"); }
+// v with `sig` significant digits.
+std::string num(double v, int sig = 4) {
+    std::ostringstream os;
+    os.precision(sig);
+    os << v;
+    return os.str();
+}
+std::string percent(double rate) { return num(rate * 100.0, 3) + "%"; }
 
 }  // namespace
 
@@ -402,17 +409,17 @@ ScreeningResult screen(const FeatureTable& table, const ScreeningSettings& setti
 std::vector<std::string> reasons(const FlaggedCell& cell, const ScreeningResult& result) {
     std::vector<std::string> out;
     for (const auto& v : cell.pat) {
-        out.push_back(cat("PAT: ", result.features[v.feature], " ", v.value, v.high ? " above " : " below ", v.limit,
-                          " (", to_string(v.source), ")"));
+        out.push_back(cat("PAT: ", result.features[v.feature], " ", num(v.value, 6), v.high ? " above " : " below ",
+                          num(v.limit, 6), " (", to_string(v.source), " limit)"));
     }
     if ((cell.flags & kFlagMcd) != 0) {
-        std::string s = cat("MCD: d² ", cell.distance_sq, " > ", cell.cutoff_sq);
+        std::string s = cat("MCD: d² ", num(cell.distance_sq), " > ", num(cell.cutoff_sq));
         if (!cell.top.empty()) {
             s += " (";
             for (std::size_t k = 0; k < cell.top.size(); ++k) {
                 const auto& c = cell.top[k];
-                s += cat(k > 0 ? ", " : "", result.features[c.feature], " ",
-                         std::round(c.share * 1000.0) / 10.0, "% z ", std::round(c.z * 10.0) / 10.0);
+                s += cat(k > 0 ? ", " : "", result.features[c.feature], " ", num(c.share * 100.0, 3), "% (z ",
+                         num(c.z, 2), ")");
             }
             s += ")";
         }
@@ -422,7 +429,7 @@ std::vector<std::string> reasons(const FlaggedCell& cell, const ScreeningResult&
         const GroupTest& gt = result.lots.groups[g];
         out.push_back(cat("held: ", to_string(gt.kind), " ", gt.key, " outlier rate ", percent(gt.rate), " (",
                           gt.outliers, "/", gt.cells, ") vs baseline ", percent(result.lots.baseline_rate),
-                          ", p = ", gt.p_value));
+                          ", p = ", num(gt.p_value, 3)));
     }
     return out;
 }

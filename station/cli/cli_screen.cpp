@@ -1,6 +1,411 @@
-// eolstation screen … — (not yet written; adds no subcommand until it is)
+// eolstation screen — screening of a feature table (PAT, FAST-MCD, lot and
+// production-window containment) without a store:
+//
+//   eolstation screen --features FILE.csv [--json] [--k 6] [--quantile 0.999] …
+//
+// The CSV has a header row: `serial` plus one column per feature, and
+// optionally a lot column and a date column (YYYY-MM-DD). Without a lot
+// column, lot and production date come from the serials when every serial
+// decodes under the serial scheme. Empty, NA and nan cells are missing values.
+// Each flagged serial is printed with its robust distance and its reasons,
+// then the lots and windows held whole. Exit 1 when anything is flagged or
+// held (a domain "no"), 0 when the table is clean, 2 on bad input.
+//
+// The source of the table is one function (load_csv_table); a store-backed
+// source (`screen --db`) plugs in next to it and shares options and output.
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
 #include "commands.hpp"
+#include "eol/models/screening.hpp"
+#include "eol/station/csv.hpp"
+#include "eol/station/serial.hpp"
 
 namespace eol::cli {
-void add_screen_commands(CLI::App& /*app*/) {}
+namespace {
+
+using nlohmann::json;
+using station::UsageError;
+namespace m = eol::models;
+
+struct ScreenOptions {
+    std::string features_csv;  // --features
+    std::string serial_column = "serial";
+    std::string lot_column = "lot";
+    std::string date_column = "date";
+    bool lot_column_given = false, date_column_given = false;
+    std::string scheme;                    // serial scheme for lot/date from the serials
+    std::vector<std::string> columns;      // subset of features (default: all)
+    std::vector<std::string> specs;        // NAME=LOW:HIGH
+    std::vector<std::string> reference_lots;
+    double k = 6.0;
+    double quantile = 0.999;
+    std::size_t min_count = 20;
+    double alpha = 0.01;
+    std::uint32_t seed = 0;
+    std::string missing = "marginal";
+    unsigned threads = 0;
+    bool json = false;
+};
+
+// A feature table and the serials of its rows.
+struct LoadedTable {
+    m::FeatureTable table;
+    std::string source;
+    std::vector<std::string> notes;
+};
+
+bool is_missing(std::string_view s) {
+    return s.empty() || s == "NA" || s == "na" || s == "NaN" || s == "nan" || s == "null";
+}
+
+double parse_number(const station::CsvTable& csv, std::size_t row, const std::string& column, const std::string& s) {
+    if (is_missing(s)) return std::numeric_limits<double>::quiet_NaN();
+    const char* b = s.data();
+    const char* e = s.data() + s.size();
+    if (b != e && *b == '+') ++b;
+    double v = 0.0;
+    const auto [ptr, ec] = std::from_chars(b, e, v);
+    if (ec != std::errc() || ptr != e || !std::isfinite(v))
+        throw UsageError(fmt::format("{}: column '{}': '{}' is not a number", csv.where(row), column, s));
+    return v;
+}
+
+LoadedTable load_csv_table(const ScreenOptions& o) {
+    const station::CsvTable csv = station::CsvTable::read_file(o.features_csv);
+    LoadedTable out;
+    out.source = o.features_csv;
+    m::FeatureTable& t = out.table;
+    const std::size_t n = csv.rows();
+    if (n == 0) throw UsageError(fmt::format("{}: no data rows", o.features_csv));
+    csv.index(o.serial_column);  // throws naming the columns present
+    const bool has_lot = csv.has(o.lot_column);
+    const bool has_date = csv.has(o.date_column);
+    if (o.lot_column_given && !has_lot) csv.index(o.lot_column);
+    if (o.date_column_given && !has_date) csv.index(o.date_column);
+
+    std::vector<std::string> feature_cols;
+    if (!o.columns.empty()) {
+        for (const auto& c : o.columns) {
+            csv.index(c);
+            feature_cols.push_back(c);
+        }
+    } else {
+        for (const auto& c : csv.columns())
+            if (c != o.serial_column && !(has_lot && c == o.lot_column) && !(has_date && c == o.date_column))
+                feature_cols.push_back(c);
+    }
+    if (feature_cols.empty())
+        throw UsageError(fmt::format("{}: no feature columns (only '{}'{})", o.features_csv, o.serial_column,
+                                     has_lot || has_date ? " and lot/date" : ""));
+    t.features = feature_cols;
+    t.rows = n;
+    t.values.resize(n * feature_cols.size());
+    for (std::size_t j = 0; j < feature_cols.size(); ++j) {
+        const auto& col = csv.strings(feature_cols[j]);
+        for (std::size_t i = 0; i < n; ++i) t.values[j * n + i] = parse_number(csv, i, feature_cols[j], col[i]);
+    }
+    t.serials = csv.strings(o.serial_column);
+    for (std::size_t i = 0; i < n; ++i)
+        if (t.serials[i].empty()) throw UsageError(fmt::format("{}: empty serial", csv.where(i)));
+
+    m::LotCoder coder(t.lot_names);
+    if (has_lot) {
+        const auto& lots = csv.strings(o.lot_column);
+        t.lot.resize(n);
+        for (std::size_t i = 0; i < n; ++i) t.lot[i] = coder.code(lots[i].empty() ? "(none)" : lots[i]);
+    }
+    if (has_date) {
+        const auto& dates = csv.strings(o.date_column);
+        t.day.resize(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (dates[i].empty()) {
+                t.day[i] = m::kNoDay;
+                continue;
+            }
+            const auto d = m::parse_iso_day(dates[i]);
+            if (!d)
+                throw UsageError(fmt::format("{}: column '{}': '{}' is not a date (YYYY-MM-DD)", csv.where(i),
+                                             o.date_column, dates[i]));
+            t.day[i] = *d;
+        }
+    }
+    if (!has_lot || !has_date) {
+        // Lot and production date from the serials, if all of them decode.
+        const station::SerialScheme scheme =
+            o.scheme.empty() ? station::SerialScheme::default_scheme() : station::SerialScheme::load(o.scheme);
+        std::vector<std::uint32_t> lots(n);
+        std::vector<std::int32_t> days(n, m::kNoDay);
+        std::size_t bad = 0;
+        std::string first_bad;
+        bool any_date = false;
+        for (std::size_t i = 0; i < n && bad == 0; ++i) {
+            const auto r = scheme.decode(t.serials[i]);
+            if (!r) {
+                ++bad;
+                first_bad = fmt::format("{}: {}", csv.where(i), r.error->message);
+                continue;
+            }
+            lots[i] = coder.code(r.value.lot);
+            if (r.value.production_date) {
+                days[i] = *m::parse_iso_day(r.value.production_date->iso());
+                any_date = true;
+            }
+        }
+        if (bad == 0) {
+            if (!has_lot) t.lot = std::move(lots);
+            if (!has_date && any_date) t.day = std::move(days);
+            out.notes.push_back(fmt::format("{}{} from the serials", !has_lot ? "lots" : "",
+                                            !has_date && any_date ? (!has_lot ? " and dates" : "dates") : ""));
+        } else {
+            if (!has_lot) t.lot_names.clear();
+            out.notes.push_back(fmt::format("no {} column and the serials do not follow the scheme ({}): no {} tests",
+                                            !has_lot ? "lot" : "date", first_bad,
+                                            !has_lot ? "lot" : "production-window"));
+        }
+    }
+    return out;
+}
+
+m::ScreeningSettings settings_from(const ScreenOptions& o, const m::FeatureTable& t) {
+    m::ScreeningSettings s;
+    s.pat.k = o.k;
+    s.pat.min_dynamic_count = o.min_count;
+    s.mcd_quantile = o.quantile;
+    s.mcd.seed = o.seed;
+    s.lots.alpha = o.alpha;
+    s.threads = o.threads;
+    s.reference_lots = o.reference_lots;
+    if (o.missing == "marginal") {
+        s.missing = m::MissingPolicy::marginal;
+    } else if (o.missing == "impute") {
+        s.missing = m::MissingPolicy::impute_median;
+    } else {
+        throw UsageError(fmt::format("--missing: '{}' is not marginal or impute", o.missing));
+    }
+    for (const auto& spec : o.specs) {
+        // NAME=LOW:HIGH, either bound may be empty
+        const auto eq = spec.find('=');
+        const auto colon = spec.find(':', eq == std::string::npos ? 0 : eq);
+        if (eq == std::string::npos || colon == std::string::npos)
+            throw UsageError(fmt::format("--spec '{}': expected NAME=LOW:HIGH (a bound may be empty)", spec));
+        const std::string name = spec.substr(0, eq);
+        t.feature_index(name);  // names the features present when absent
+        auto bound = [&](std::string_view text, double dflt) {
+            if (text.empty()) return dflt;
+            double v = 0.0;
+            const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            if (ec != std::errc() || p != text.data() + text.size())
+                throw UsageError(fmt::format("--spec '{}': '{}' is not a number", spec, text));
+            return v;
+        };
+        const std::string_view sv(spec);
+        m::SpecLimits lim{bound(sv.substr(eq + 1, colon - eq - 1), -std::numeric_limits<double>::infinity()),
+                          bound(sv.substr(colon + 1), std::numeric_limits<double>::infinity())};
+        if (lim.low > lim.high) throw UsageError(fmt::format("--spec '{}': low above high", spec));
+        s.spec[name] = lim;
+    }
+    return s;
+}
+
+json result_json(const LoadedTable& lt, const m::ScreeningResult& r) {
+    const m::FeatureTable& t = lt.table;
+    json j;
+    j["source"] = lt.source;
+    j["cells"] = t.rows;
+    j["features"] = r.features;
+    j["counts"] = {{"flagged", r.count(m::kFlagPat | m::kFlagMcd)},
+                   {"pat", r.count(m::kFlagPat)},
+                   {"mcd", r.count(m::kFlagMcd)},
+                   {"held_by_group", r.count(m::kFlagHeldGroup)}};
+    json cells = json::array();
+    for (const auto& c : r.flagged) {
+        json e{{"serial", t.serials[c.row]},
+               {"row", c.row},
+               {"pat", (c.flags & m::kFlagPat) != 0},
+               {"mcd", (c.flags & m::kFlagMcd) != 0},
+               {"held_by_group", (c.flags & m::kFlagHeldGroup) != 0},
+               {"reasons", m::reasons(c, r)}};
+        if (!std::isnan(c.distance_sq)) {
+            e["distance_sq"] = c.distance_sq;
+            e["distance"] = std::sqrt(c.distance_sq);
+            e["cutoff_sq"] = c.cutoff_sq;
+        }
+        if (!t.lot.empty()) e["lot"] = t.lot_names[t.lot[c.row]];
+        if (!t.day.empty() && t.day[c.row] != m::kNoDay) e["date"] = m::day_to_iso(t.day[c.row]);
+        json pat = json::array();
+        for (const auto& v : c.pat)
+            pat.push_back({{"feature", r.features[v.feature]},
+                           {"value", v.value},
+                           {"limit", v.limit},
+                           {"side", v.high ? "high" : "low"},
+                           {"limits", m::to_string(v.source)}});
+        e["pat_violations"] = pat;
+        json top = json::array();
+        for (const auto& f : c.top) top.push_back({{"feature", r.features[f.feature]}, {"share", f.share}, {"z", f.z}});
+        e["mcd_top_features"] = top;
+        cells.push_back(std::move(e));
+    }
+    j["cells_flagged_or_held"] = std::move(cells);
+    json groups = json::array();
+    for (const auto& g : r.lots.groups)
+        groups.push_back({{"kind", m::to_string(g.kind)}, {"key", g.key},       {"cells", g.cells},
+                          {"outliers", g.outliers},       {"rate", g.rate},     {"p_value", g.p_value},
+                          {"tested", g.tested},           {"held", g.held}});
+    j["groups"] = {{"baseline_rate", r.lots.baseline_rate},
+                   {"tests", r.lots.tests},
+                   {"alpha_per_test", r.lots.alpha_per_test},
+                   {"list", std::move(groups)}};
+    json pat = json::array();
+    for (std::size_t f = 0; f < r.features.size(); ++f) {
+        const auto& p = r.pat[f];
+        pat.push_back({{"feature", r.features[f]},
+                       {"static_low", p.static_limits.low},
+                       {"static_high", p.static_limits.high},
+                       {"median", p.static_limits.stats.median},
+                       {"robust_sigma", p.static_limits.stats.robust_sigma},
+                       {"static_adequate", p.static_adequate},
+                       {"reference_lots", p.reference_lots}});
+    }
+    j["pat"] = std::move(pat);
+    if (r.mcd.ran) {
+        std::vector<double> loc(r.mcd.location.data(), r.mcd.location.data() + r.mcd.location.size());
+        j["mcd"] = {{"rows_fitted", r.mcd.rows_fitted}, {"h", r.mcd.h},       {"cutoff_sq", r.mcd.cutoff_sq},
+                    {"location", loc},                  {"correction", r.mcd.correction}};
+    }
+    json charts = json::array();
+    for (std::size_t f = 0; f < r.charts.size(); ++f) {
+        const auto& ch = r.charts[f];
+        json rules = json::array();
+        for (int k = 0; k < m::kNelsonRules; ++k) {
+            const auto& s = ch.rules[static_cast<std::size_t>(k)];
+            if (!s.fired) continue;
+            rules.push_back({{"rule", k + 1},
+                             {"first_day", m::day_to_iso(s.first_day)},
+                             {"began", m::day_to_iso(s.start_day)},
+                             {"points", s.points}});
+        }
+        charts.push_back({{"feature", r.features[f]}, {"center", ch.center}, {"sigma", ch.sigma},
+                          {"days", ch.points.size()}, {"rules_fired", std::move(rules)}});
+    }
+    j["control_charts"] = std::move(charts);
+    std::vector<std::string> notes = lt.notes;
+    notes.insert(notes.end(), r.notes.begin(), r.notes.end());
+    j["notes"] = notes;
+    return j;
+}
+
+void print_text(const LoadedTable& lt, const m::ScreeningResult& r) {
+    const m::FeatureTable& t = lt.table;
+    const std::size_t outliers = r.count(m::kFlagPat | m::kFlagMcd);
+    fmt::print("screened {} cells × {} features ({}): {} flagged (PAT {}, MCD {}), {} held with their lot/window\n",
+               t.rows, r.features.size(), fmt::join(r.features, ", "), outliers, r.count(m::kFlagPat),
+               r.count(m::kFlagMcd), r.count(m::kFlagHeldGroup));
+    if (r.mcd.ran)
+        fmt::print("MCD: fitted on {} rows (h = {}), cutoff d² {:.4g}\n", r.mcd.rows_fitted, r.mcd.h, r.mcd.cutoff_sq);
+    std::size_t width = 6;
+    for (const auto& c : r.flagged) width = std::max(width, t.serials[c.row].size());
+    bool header = false;
+    for (const auto& c : r.flagged) {
+        if ((c.flags & (m::kFlagPat | m::kFlagMcd)) == 0) continue;  // held only: summarized below
+        if (!header) {
+            fmt::print("\n{:<{}}  {:>8}  {}\n", "SERIAL", width, "DISTANCE", "REASONS");
+            header = true;
+        }
+        const auto why = m::reasons(c, r);
+        const std::string dist = std::isnan(c.distance_sq) ? "-" : fmt::format("{:.2f}", std::sqrt(c.distance_sq));
+        for (std::size_t k = 0; k < why.size(); ++k)
+            fmt::print("{:<{}}  {:>8}  {}\n", k == 0 ? t.serials[c.row] : "", width, k == 0 ? dist : "", why[k]);
+    }
+    bool any_held = false;
+    for (const auto& g : r.lots.groups) {
+        if (!g.held) continue;
+        if (!any_held) fmt::print("\nheld whole (binomial test, Bonferroni alpha {:.3g} per group):\n", r.lots.alpha_per_test);
+        any_held = true;
+        fmt::print("  {} {}: {} of {} cells outliers ({:.2f}% vs baseline {:.2f}%), p = {:.3g}\n", m::to_string(g.kind),
+                   g.key, g.outliers, g.cells, 100.0 * g.rate, 100.0 * r.lots.baseline_rate, g.p_value);
+    }
+    for (std::size_t f = 0; f < r.charts.size(); ++f) {
+        const auto& ch = r.charts[f];
+        for (int k = 0; k < m::kNelsonRules; ++k) {
+            const auto& s = ch.rules[static_cast<std::size_t>(k)];
+            if (s.fired)
+                fmt::print("control chart {}: Nelson rule {} first fired {} (pattern began {})\n", r.features[f], k + 1,
+                           m::day_to_iso(s.first_day), m::day_to_iso(s.start_day));
+        }
+    }
+    std::vector<std::string> notes = lt.notes;
+    notes.insert(notes.end(), r.notes.begin(), r.notes.end());
+    for (const auto& n : notes) fmt::print("note: {}\n", n);
+}
+
+void run_screen(const ScreenOptions& o) {
+    if (o.features_csv.empty()) throw UsageError("screen: give --features FILE.csv");
+    if (!(o.k > 0.0)) throw UsageError(fmt::format("--k {}: must be positive", o.k));
+    if (!(o.quantile > 0.0 && o.quantile < 1.0)) throw UsageError(fmt::format("--quantile {}: outside (0, 1)", o.quantile));
+    if (!(o.alpha > 0.0 && o.alpha < 1.0)) throw UsageError(fmt::format("--alpha {}: outside (0, 1)", o.alpha));
+    const LoadedTable lt = load_csv_table(o);
+    const m::ScreeningSettings s = settings_from(o, lt.table);
+    m::ScreeningResult r;
+    try {
+        r = m::screen(lt.table, s);
+    } catch (const m::InputError& e) {
+        throw UsageError(fmt::format("{}: {}", lt.source, e.what()));
+    }
+    if (o.json) {
+        fmt::print("{}\n", result_json(lt, r).dump(2));
+    } else {
+        print_text(lt, r);
+    }
+    bool any = false;
+    for (auto st : r.status) any = any || st != 0;
+    if (any) set_exit(station::ExitCode::domain_no);
+}
+
+}  // namespace
+
+void add_screen_commands(CLI::App& app) {
+    auto o = std::make_shared<ScreenOptions>();
+    CLI::App* c = app.add_subcommand(
+        "screen",
+        "Screen cells: PAT per feature (median ± k·IQR/1.35 within spec), robust Mahalanobis distance "
+        "(FAST-MCD, chi-square cutoff) and lot/production-window containment (binomial test). Exit 1 when "
+        "any cell is flagged or held.");
+    c->add_option("--features", o->features_csv,
+                  "CSV table to screen: header `serial` plus one column per feature; optional lot and date "
+                  "(YYYY-MM-DD) columns; empty/NA/nan = missing")
+        ->check(CLI::ExistingFile);
+    c->add_flag("--json", o->json, "Print the result as JSON");
+    c->add_option("--k", o->k, "PAT limits at median ± k robust sigma")->capture_default_str();
+    c->add_option("--quantile", o->quantile, "Chi-square quantile of the MCD cutoff")->capture_default_str();
+    c->add_option("--min-count", o->min_count, "Fewer values in a lot: static PAT limits instead of dynamic")
+        ->capture_default_str();
+    c->add_option("--alpha", o->alpha, "Family-wise significance of the lot/window tests (Bonferroni)")
+        ->capture_default_str();
+    c->add_option("--spec", o->specs, "Spec limits NAME=LOW:HIGH (a bound may be empty; repeatable)");
+    c->add_option("--columns", o->columns, "Screen only these feature columns (default: all)")->delimiter(',');
+    c->add_option("--reference-lot", o->reference_lots, "Lots for the static PAT limits (default: all; repeatable)");
+    c->add_option("--serial-column", o->serial_column, "Column of the serials")->capture_default_str();
+    auto* lot = c->add_option("--lot-column", o->lot_column, "Column of the lot ids (default 'lot' when present)");
+    auto* date = c->add_option("--date-column", o->date_column, "Column of the production dates (default 'date' when present)");
+    c->add_option("--scheme", o->scheme, "Serial scheme TOML, to take lot and date from the serials (default: built-in)");
+    c->add_option("--missing", o->missing, "Missing values in MCD: marginal (score on the features present) or impute")
+        ->capture_default_str();
+    c->add_option("--seed", o->seed, "Random seed of FAST-MCD's subsets")->capture_default_str();
+    c->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
+    c->callback([o, lot, date] {
+        o->lot_column_given = lot->count() > 0;
+        o->date_column_given = date->count() > 0;
+        run_screen(*o);
+    });
+}
+
 }  // namespace eol::cli

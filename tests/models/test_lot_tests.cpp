@@ -4,8 +4,14 @@
 // cells that are outliers only in combination.
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
@@ -315,4 +321,74 @@ TEST_CASE("screen: missing values, feature selection, settings errors") {
     FeatureTable broken = t;
     broken.values.pop_back();
     CHECK_THROWS_WITH_AS(screen(broken, {}), doctest::Contains("values for"), InputError);
+}
+
+namespace {
+
+struct Run {
+    int code;
+    std::string out;
+};
+
+Run run_cli(const std::string& args) {
+    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
+    std::FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[512];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int status = pclose(p);
+    REQUIRE(WIFEXITED(status));
+    return {WEXITSTATUS(status), out};
+}
+
+}  // namespace
+
+TEST_CASE("cli: eolstation screen --features screens a CSV without a store") {
+    // The table of the end-to-end test above, written as CSV with lot and date columns.
+    const FeatureTable t = make_table(10, 200, 6, 0.075, 17);
+    const auto dir = std::filesystem::temp_directory_path() / ("eol_screen_cli_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto csv = dir / "cells.csv";
+    {
+        std::ofstream f(csv);
+        f.precision(17);
+        f << "serial,lot,date,r0_ohm,r1_ohm,ocv_v\n";
+        for (std::size_t i = 0; i < t.rows; ++i)
+            f << t.serials[i] << "," << t.lot_names[t.lot[i]] << "," << day_to_iso(t.day[i]) << "," << t.values[i]
+              << "," << t.values[t.rows + i] << "," << (i == 30 ? std::string("NA") : std::to_string(t.values[2 * t.rows + i]))
+              << "\n";
+    }
+    const Run text = run_cli("screen --features '" + csv.string() + "'");
+    INFO(text.out);
+    CHECK(text.code == 1);  // cells flagged: a domain "no"
+    CHECK(text.out.find("screened 2000 cells × 3 features") != std::string::npos);
+    CHECK(text.out.find("S17 ") != std::string::npos);
+    CHECK(text.out.find("PAT: r0_ohm 0.035 above") != std::string::npos);
+    CHECK(text.out.find("lot LOT6:") != std::string::npos);
+    CHECK(text.out.find("scored on the features they have") != std::string::npos);
+
+    const Run js = run_cli("screen --features '" + csv.string() + "' --json --k 8 --quantile 0.9999");
+    CHECK(js.code == 1);
+    CHECK(js.out.find("\"serial\": \"S17\"") != std::string::npos);
+    CHECK(js.out.find("\"held\": true") != std::string::npos);
+
+    // Only the clean columns: nothing flagged, exit 0.
+    const Run clean = run_cli("screen --features '" + csv.string() + "' --columns ocv_v --k 12 --quantile 0.999999");
+    INFO(clean.out);
+    CHECK(clean.code == 0);
+
+    // Bad input: exit 2 with file:line and column.
+    {
+        std::ofstream f(dir / "bad.csv");
+        f << "serial,r0_ohm\nA,0.02\nB,abc\n";
+    }
+    const Run bad = run_cli("screen --features '" + (dir / "bad.csv").string() + "'");
+    CHECK(bad.code == 2);
+    CHECK(bad.out.find("bad.csv:3: column 'r0_ohm': 'abc' is not a number") != std::string::npos);
+    const Run nofeat = run_cli("screen --features '" + csv.string() + "' --columns dcir_ohm");
+    CHECK(nofeat.code == 2);
+    CHECK(nofeat.out.find("dcir_ohm") != std::string::npos);
+    std::filesystem::remove_all(dir);
 }

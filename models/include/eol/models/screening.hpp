@@ -36,6 +36,7 @@
 #include "eol/models/lot_tests.hpp"
 #include "eol/models/mcd.hpp"
 #include "eol/models/pat.hpp"
+#include "eol/models/series.hpp"  // InputError
 
 namespace eol::models {
 
@@ -143,9 +144,9 @@ struct ScreeningResult {
 ScreeningResult screen(const FeatureTable& table, const ScreeningSettings& settings = {});
 
 /// One line per reason a cell is flagged or held, e.g.
-/// "PAT: dcir_ohm 0.0213 above 0.0201 (dynamic)",
-/// "MCD: d² 41.2 > 26.1 (ocv_v 61%, r0_ohm 22%, tau1_s 9%)",
-/// "held: lot L2303A outlier rate 4.1% vs 0.6% (p = 3e-12)".
+/// "PAT: dcir_ohm 0.0213 above 0.0201 (dynamic limit)",
+/// "MCD: d² 41.2 > 26.12 (ocv_v 61% (z -3.1), r0_ohm 22% (z 1.2), tau1_s 9% (z 0.4))",
+/// "held: lot 0042 outlier rate 7.5% (15/200) vs baseline 0.95%, p = 1.29e-09".
 std::vector<std::string> reasons(const FlaggedCell& cell, const ScreeningResult& result);
 
 }  // namespace eol::models
