@@ -29,9 +29,52 @@ struct EcmPass {
     static constexpr int D = FREE ? 2 * NRC : NRC;
     static constexpr int Q = L + D + 1;
     static constexpr std::size_t kN = static_cast<std::size_t>(NRC);
-    using Acc = detail::GramAcc<Q>;
+    // Kernel column order: the columns that change with τ first
+    //   [−x_k, (−e_k), −∂x_k, (−∂e_k)]  (NVAR of them), then the data [1, −I, y],
+    // whose mutual products are computed once (data_gram) instead of per pass.
+    static constexpr int NVAR = FREE ? 4 * NRC : 2 * NRC;
+    static constexpr std::size_t kV = static_cast<std::size_t>(NVAR);
+    using Acc = detail::GramAcc<Q, NVAR>;
 
     const detail::Prepared& p;
+    const std::vector<detail::Row>* subset = nullptr;  // null: every row
+    double data_gram[3][3] = {};
+
+    explicit EcmPass(const detail::Prepared& prep, const std::vector<detail::Row>* rows = nullptr)
+        : p(prep), subset(rows) {
+        auto add = [&](std::size_t s, double w) {
+            const double z[3] = {w, -w * p.i[s], w * (p.v[s] - p.v_ref)};
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) data_gram[a][b] += z[a] * z[b];
+        };
+        if (subset) {
+            for (const auto& r : *subset) add(r.index, r.sqrt_weight);
+            return;
+        }
+        // Every row: from the sums prepare() took (Σ(v − v_ref) = 0).
+        const double n = static_cast<double>(p.n);
+        const double g[3][3] = {{n, -p.sum_i, 0.0}, {-p.sum_i, p.sum_i2, -p.sum_iy}, {0.0, -p.sum_iy, p.v_ss}};
+        for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b) data_gram[a][b] = g[a][b];
+    }
+
+    /// Position in the variable-projection layout [1, −I, −x, (−e) | −∂x, (−∂e) | y]
+    /// of each kernel column.
+    static constexpr int varpro_index(int c) {
+        if (c < NRC) return 2 + c;                                   // −x_k
+        if (FREE && c < 2 * NRC) return 2 + c;                       // −e_k
+        if (c < NVAR) return L + (c - (FREE ? 2 * NRC : NRC));       // −∂x_k, (−∂e_k)
+        return c == NVAR ? 0 : (c == NVAR + 1 ? 1 : Q - 1);          // 1, −I, y
+    }
+
+    void unpack(const Acc& acc, SmallMat& m) const {
+        m.resize(Q, Q);
+        for (int i = 0; i < Q; ++i)
+            for (int j = i; j < Q; ++j) {
+                const double x = i < NVAR ? acc.acc[i][j] : data_gram[i - NVAR][j - NVAR];
+                m(varpro_index(i), varpro_index(j)) = m(varpro_index(j), varpro_index(i)) = x;
+            }
+    }
 
     static Layout layout() {
         Layout lay;
@@ -80,23 +123,24 @@ struct EcmPass {
                 if (next >= n_rows || rows[next].index != s) return;
                 w = rows[next++].sqrt_weight;
             }
-            // Each 4-lane store starts where the previous block's valid lanes end.
+            // Each 4-lane store starts where the previous block's valid lanes
+            // end; the data columns are written last.
             double* z = acc.buf[fill++];
-            z[0] = w;
-            z[1] = -w * cur[s];
             const v4d xs = -w * x;
-            __builtin_memcpy(z + 2, &xs, sizeof xs);
+            __builtin_memcpy(z, &xs, sizeof xs);
             if (FREE) {
                 const v4d es = -w * e;
-                __builtin_memcpy(z + 2 + kN, &es, sizeof es);
+                __builtin_memcpy(z + kN, &es, sizeof es);
             }
             const v4d dxs = -w * dx;
-            __builtin_memcpy(z + L, &dxs, sizeof dxs);
+            __builtin_memcpy(z + (FREE ? 2 * kN : kN), &dxs, sizeof dxs);
             if (FREE) {
                 const v4d des = (-w * (t[s] - t[0])) * e * inv_tau;
-                __builtin_memcpy(z + L + kN, &des, sizeof des);
+                __builtin_memcpy(z + 3 * kN, &des, sizeof des);
             }
-            z[Q - 1] = w * (v[s] - v_ref);
+            z[kV] = w;
+            z[kV + 1] = -w * cur[s];
+            z[kV + 2] = w * (v[s] - v_ref);
         };
         emit(0);
         std::size_t s = 1;
@@ -157,8 +201,6 @@ struct EcmPass {
             body<false>(p, theta, rows, n_rows, acc);
     }
 
-    const std::vector<detail::Row>* subset = nullptr;  // null: every row
-
     void operator()(const SmallVec& theta, SmallMat& m) const {
         Acc acc;
         const detail::Row* rows = subset ? subset->data() : nullptr;
@@ -167,7 +209,7 @@ struct EcmPass {
             body_avx2(p, theta.data(), rows, n_rows, acc);
         else
             body_base(p, theta.data(), rows, n_rows, acc);
-        acc.unpack(m);
+        unpack(acc, m);
     }
 };
 
@@ -356,8 +398,7 @@ EcmFit solve(const detail::Prepared& p, const EcmOptions& opt) {
     lim.hi = SmallVec::Constant(NRC, std::log(50.0 * p.span));
     lim.max_iterations = opt.max_iterations;
     lim.dof = static_cast<double>(p.n) - (Pass::L + NRC);
-    double yy = 0.0;
-    for (std::size_t s = 0; s < p.n; ++s) yy += (p.v[s] - p.v_ref) * (p.v[s] - p.v_ref);
+    const double yy = p.v_ss;
     lim.ss_floor = 1e-13 * yy;
     // Start: the best few combinations of the τ grid, each refined by the
     // search, the best result kept (deterministic; several starts guard
@@ -368,15 +409,16 @@ EcmFit solve(const detail::Prepared& p, const EcmOptions& opt) {
     detail::Compressed comp;
     if (reduced) detail::compress(p, rows, comp);
     const detail::Prepared& pc = reduced ? comp.p : p;
-    Pass coarse_pass{pc};
-    if (reduced) coarse_pass.subset = &comp.rows;
+    const Pass coarse_pass(pc, reduced ? &comp.rows : nullptr);
+    detail::SearchLimits coarse_lim = lim;
+    if (reduced) coarse_lim.gain_tol = 1e-4;  // a start for the polish below
     constexpr std::size_t kStarts = 3;
     const std::vector<SmallVec> starts = grid_starts(pc, reduced ? comp.rows : rows, NRC, FREE, kStarts);
     int iterations = 0, passes = 1;  // the grid pass
     detail::SearchResult res;
     bool have = false;
     for (const SmallVec& st : starts) {
-        detail::SearchResult r = detail::search(lay, coarse_pass, st, lim);
+        detail::SearchResult r = detail::search(lay, coarse_pass, st, coarse_lim);
         iterations += r.iterations;
         passes += r.passes;
         if (!have || (r.eval.ok && r.eval.ss < res.eval.ss)) {
@@ -386,7 +428,7 @@ EcmFit solve(const detail::Prepared& p, const EcmOptions& opt) {
     }
     if (reduced) {
         lim.lambda0 = 1e-6;  // near the optimum already
-        const Pass pass{p};
+        const Pass pass(p);
         res = detail::search(lay, pass, res.theta, lim);
         iterations += res.iterations;
         passes += res.passes;
@@ -407,11 +449,12 @@ EcmFit solve(const detail::Prepared& p, const EcmOptions& opt) {
     for (int k = 0; k < NRC; ++k) prm.rc.push_back({ev.c(2 + k), std::exp(res.theta(k))});
     if (FREE)
         for (int k = 0; k < NRC; ++k) prm.v0_v.push_back(ev.c(2 + NRC + k));
-    // The residual sum of squares from the Gram matrix is exact to ~1e-10
-    // relative unless the fit is at the rounding level of the data; then it
-    // is recomputed sample by sample.
+    // The residual sum of squares from the Gram matrix (yy − bᵀc) loses
+    // digits to cancellation and to the conditioning of the basis; it is
+    // recomputed sample by sample unless the record is long (then one pass
+    // matters for speed) and the residual well above the rounding level.
     double ss = ev.ss;
-    if (!(ss > 1e-6 * yy)) {
+    if (p.n <= 20000 || !(ss > 1e-6 * yy)) {
         ss = residual_ss(p, prm);
         ++fit.passes;
     }

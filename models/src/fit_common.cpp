@@ -1,6 +1,8 @@
 #include "fit_common.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <cstdio>
 #include <numeric>
@@ -22,16 +24,67 @@ double strided_median(std::size_t n, F f) {
     return *mid;
 }
 
+/// One look at t, I, V: any non-finite value or non-increasing time, and the
+/// sums and extremes prepare() needs. Four partial accumulators per sum.
+struct Scan {
+    bool bad = false;
+    double sum_v = 0.0, sum_v2 = 0.0, sum_i = 0.0, sum_i2 = 0.0, sum_iv = 0.0, lo = 0.0, hi = 0.0;
+};
+
+EOL_ALWAYS_INLINE void scan_body(const double* t, const double* i, const double* v, std::size_t n, Scan& sc) {
+    constexpr std::uint64_t kExp = 0x7ff0000000000000ull;  // non-finite: all exponent bits set
+    auto nonfinite = [](double x) {
+        return static_cast<std::uint64_t>((std::bit_cast<std::uint64_t>(x) & kExp) == kExp);
+    };
+    std::uint64_t bad = nonfinite(t[0]) | nonfinite(i[0]) | nonfinite(v[0]);
+    for (std::size_t k = 1; k < n; ++k)
+        bad |= nonfinite(t[k]) | nonfinite(i[k]) | nonfinite(v[k]) | static_cast<std::uint64_t>(!(t[k] > t[k - 1]));
+    double s1[4] = {0, 0, 0, 0}, s2[4] = {0, 0, 0, 0}, si[4] = {0, 0, 0, 0}, si2[4] = {0, 0, 0, 0},
+           siv[4] = {0, 0, 0, 0}, lo[4], hi[4];
+    for (std::size_t j = 0; j < 4; ++j) lo[j] = hi[j] = i[0];
+    auto add = [&](std::size_t j, std::size_t k) {
+        s1[j] += v[k];
+        s2[j] += v[k] * v[k];
+        si[j] += i[k];
+        si2[j] += i[k] * i[k];
+        siv[j] += i[k] * v[k];
+        lo[j] = std::min(lo[j], i[k]);
+        hi[j] = std::max(hi[j], i[k]);
+    };
+    std::size_t k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (std::size_t j = 0; j < 4; ++j) add(j, k + j);
+    for (; k < n; ++k) add(0, k);
+    auto total = [](const double (&x)[4]) { return (x[0] + x[1]) + (x[2] + x[3]); };
+    sc.bad = bad != 0;
+    sc.sum_v = total(s1);
+    sc.sum_v2 = total(s2);
+    sc.sum_i = total(si);
+    sc.sum_i2 = total(si2);
+    sc.sum_iv = total(siv);
+    sc.lo = std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]));
+    sc.hi = std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3]));
+}
+EOL_TARGET_AVX2 void scan_avx2(const double* t, const double* i, const double* v, std::size_t n, Scan& sc) {
+    scan_body(t, i, v, n, sc);
+}
+void scan_base(const double* t, const double* i, const double* v, std::size_t n, Scan& sc) {
+    scan_body(t, i, v, n, sc);
+}
+
 }  // namespace
 
 std::vector<double> snap_intervals(const double* t, std::size_t n) {
     std::vector<double> dt(n, 0.0);
-    double ref = 0.0;  // the current run's interval
+    for (std::size_t k = 1; k < n; ++k) dt[k] = t[k] - t[k - 1];
+    double ref = 0.0, tol = -1.0;  // the current run's interval
     for (std::size_t k = 1; k < n; ++k) {
-        const double h = t[k] - t[k - 1];
         // A branch, not a select: within a run the prediction holds and no
         // iteration waits on the previous one.
-        if (__builtin_expect(std::abs(h - ref) > 1e-9 * ref, 0)) ref = h;
+        if (std::abs(dt[k] - ref) > tol) [[unlikely]] {
+            ref = dt[k];
+            tol = 1e-9 * ref;
+        }
         dt[k] = ref;
     }
     return dt;
@@ -39,8 +92,8 @@ std::vector<double> snap_intervals(const double* t, std::size_t n) {
 
 Prepared prepare(const Series& s, std::size_t min_samples, bool need_cell_temp) {
     const std::size_t n = s.size();
-    // One fused pass checks and summarises; on any fault Series::validate
-    // runs and throws its precise message.
+    // Fast checks first; on any fault Series::validate runs and throws its
+    // precise message (column and sample).
     const bool sizes_ok = n >= std::max<std::size_t>(min_samples, 2) && s.i_a.size() == n && s.v_v.size() == n &&
                           (!need_cell_temp || s.t_cell_c.size() == n) && (s.t_amb_c.empty() || s.t_amb_c.size() == n);
     if (!sizes_ok) s.validate(std::max<std::size_t>(min_samples, 2), need_cell_temp);
@@ -50,35 +103,24 @@ Prepared prepare(const Series& s, std::size_t min_samples, bool need_cell_temp) 
     p.i = s.i_a.data();
     p.v = s.v_v.data();
     p.ih = p.i;
-    // Simple loops the compiler vectorises; the summaries keep 4 partial
-    // accumulators so that no loop waits on its previous iteration.
-    bool ok = true;
-    for (std::size_t k = 0; k < n; ++k) ok &= std::isfinite(p.t[k]) & std::isfinite(p.i[k]) & std::isfinite(p.v[k]);
-    for (std::size_t k = 1; k < n; ++k) ok &= p.t[k] > p.t[k - 1];
+    Scan sc;
+    if (cpu_has_avx2())
+        scan_avx2(p.t, p.i, p.v, n, sc);
+    else
+        scan_base(p.t, p.i, p.v, n, sc);
+    bool bad = sc.bad;
     if (need_cell_temp)
-        for (double x : s.t_cell_c) ok &= std::isfinite(x);
-    for (double x : s.t_amb_c) ok &= std::isfinite(x);
-    if (!ok) s.validate(min_samples, need_cell_temp);  // throws with the sample at fault
+        for (double x : s.t_cell_c) bad |= !std::isfinite(x);
+    for (double x : s.t_amb_c) bad |= !std::isfinite(x);
+    if (bad) s.validate(min_samples, need_cell_temp);  // throws with the sample at fault
     p.dt = snap_intervals(p.t, n);
-    double sum[4] = {0, 0, 0, 0}, lo[4], hi[4];
-    for (int j = 0; j < 4; ++j) lo[j] = hi[j] = p.i[0];
-    std::size_t k = 0;
-    for (; k + 4 <= n; k += 4)
-        for (std::size_t j = 0; j < 4; ++j) {
-            sum[j] += p.v[k + j];
-            lo[j] = std::min(lo[j], p.i[k + j]);
-            hi[j] = std::max(hi[j], p.i[k + j]);
-        }
-    for (; k < n; ++k) {
-        sum[0] += p.v[k];
-        lo[0] = std::min(lo[0], p.i[k]);
-        hi[0] = std::max(hi[0], p.i[k]);
-    }
-    p.v_ref = (sum[0] + sum[1] + sum[2] + sum[3]) / static_cast<double>(n);
-    p.i_span = std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3])) -
-               std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]));
-    p.i_max_abs = std::max(std::abs(std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3]))),
-                           std::abs(std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]))));
+    p.v_ref = sc.sum_v / static_cast<double>(n);
+    p.v_ss = std::max(0.0, sc.sum_v2 - sc.sum_v * p.v_ref);
+    p.sum_i = sc.sum_i;
+    p.sum_i2 = sc.sum_i2;
+    p.sum_iy = sc.sum_iv - p.v_ref * sc.sum_i;
+    p.i_span = sc.hi - sc.lo;
+    p.i_max_abs = std::max(std::abs(sc.hi), std::abs(sc.lo));
     p.dt_med = strided_median(n, [&](std::size_t j) { return p.dt[j]; });
     p.i_noise = strided_median(n, [&](std::size_t j) { return std::abs(p.i[j] - p.i[j - 1]); }) /
                 0.954;  // median |ΔI| of white noise is 0.954 σ
@@ -107,16 +149,22 @@ std::vector<Row> select_rows(const Prepared& p) {
         return rows;
     }
     const double thr = std::max(5.0 * p.i_noise, 0.01 * p.i_span);
-    std::size_t since = 0, stride = 1, countdown = 0;
-    for (std::size_t k = 0; k < p.n; ++k) {
-        if (k > 0 && std::abs(p.i[k] - p.i[k - 1]) > thr) since = 0, stride = 1, countdown = 0;
-        if (stride * 16 <= since) stride *= 2;  // ~8 rows per octave after 16 dense rows
-        if (countdown == 0) {
-            rows.push_back({k, std::sqrt(static_cast<double>(stride))});
-            countdown = stride;
+    // Where the current changes (rare: a branch the predictor gets right).
+    std::vector<std::size_t> starts{0};
+    for (std::size_t k = 1; k < p.n; ++k)
+        if (std::abs(p.i[k] - p.i[k - 1]) > thr) [[unlikely]]
+            starts.push_back(k);
+    starts.push_back(p.n);
+    // In each stretch: 16 rows, then ~8 rows per octave of the time since
+    // the change, each standing for `stride` rows.
+    for (std::size_t c = 0; c + 1 < starts.size(); ++c) {
+        std::size_t k = starts[c], stride = 1;
+        while (k < starts[c + 1]) {
+            if (stride * 16 <= k - starts[c]) stride *= 2;
+            const std::size_t stands_for = std::min(stride, starts[c + 1] - k);
+            rows.push_back({k, std::sqrt(static_cast<double>(stands_for))});
+            k += stride;
         }
-        --countdown;
-        ++since;
     }
     return rows;
 }

@@ -36,7 +36,7 @@ inline bool cpu_has_avx2() { return false; }
 /// compiled to AVX2 in the AVX2 kernels, to SSE2 pairs otherwise), four rows of
 /// the upper triangle at a time, so that accumulators stay in registers and
 /// no load waits on a just-written store.
-template <int Q>
+template <int Q, int NVAR = Q>
 struct GramAcc {
     typedef double v4d __attribute__((vector_size(32)));
     static constexpr std::size_t kQ = static_cast<std::size_t>(Q);
@@ -48,7 +48,9 @@ struct GramAcc {
     alignas(64) double buf[B][P + 4] = {};  // rows of z; slack for 4-lane stores past the last column
 
     /// Folds buf[0..fill) into acc. Callers fill buf rows (padding stays
-    /// zero or is ignored) and flush at most every B rows.
+    /// zero or is ignored) and flush at most every B rows. Only rows below
+    /// NVAR are accumulated: columns from NVAR on are data whose mutual
+    /// products the caller knows already.
 
     /// Rows [I, I+4) of the upper triangle: columns [I, P), i.e. NV − I/4
     /// vectors per row, 4·(NV − I/4) accumulators held in registers.
@@ -80,7 +82,7 @@ struct GramAcc {
             __builtin_memcpy(&acc[I + 2][4 * (V0 + v)], &r2[v], sizeof(v4d));
             __builtin_memcpy(&acc[I + 3][4 * (V0 + v)], &r3[v], sizeof(v4d));
         }
-        if constexpr (I + 4 < P) flush_rows<I + 4>(fill);
+        if constexpr (I + 4 < P && I + 4 < static_cast<std::size_t>(NVAR)) flush_rows<I + 4>(fill);
     }
 
     EOL_ALWAYS_INLINE void flush(std::size_t fill) { flush_rows<0>(fill); }
@@ -122,6 +124,8 @@ struct Prepared {
     const double* ih = nullptr;  // current held over (t[s−1], t[s]], stored at s−1 (= i for raw data)
     std::vector<double> dt;      // dt[0] = 0, see snap_intervals
     double v_ref = 0.0;      // mean voltage (centres the target)
+    double v_ss = 0.0;       // Σ (v − v_ref)²
+    double sum_i = 0.0, sum_i2 = 0.0, sum_iy = 0.0;  // Σ I, Σ I², Σ I·(v − v_ref) (raw records)
     double dt_med = 0.0;     // median interval
     double span = 0.0;       // t[n−1] − t[0]
     double i_span = 0.0;     // max I − min I

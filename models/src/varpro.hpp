@@ -133,7 +133,9 @@ SearchResult search(const Layout& layout, Pass&& pass, SmallVec theta, const Sea
         // Converged when the undamped step is negligible or predicts no gain.
         const SmallVec gn = damped_step(cur, 0.0, fixed);
         const double gain = -(2.0 * cur.jtr.dot(gn) + gn.dot(cur.jtj * gn));
-        if (gn.cwiseAbs().maxCoeff() < 1e-10 || gain <= lim.gain_tol * cur.ss / lim.dof ||
+        // 1e-10·SS: below that the residual sum, formed from the Gram matrix,
+        // cannot resolve a gain, and a search for one only rejects steps.
+        if (gn.cwiseAbs().maxCoeff() < 1e-10 || gain <= lim.gain_tol * cur.ss / lim.dof || gain <= 1e-10 * cur.ss ||
             cur.ss <= lim.ss_floor) {
             res.converged = true;
             break;

@@ -73,9 +73,10 @@ def fit_ecm_scipy(t, i, v, n_rc=2, tau_starts=None, filt=None):
         for k, tau in enumerate(taus):
             p0 += [c[2 + k], np.log(tau)]
         try:
-            r = least_squares(lambda p: ecm_model(p, t, i, n_rc, filt) - v, p0, x_scale='jac',
-                              ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=2000)
-        except Exception:  # a start that overflows
+            with np.errstate(over='ignore', invalid='ignore'):  # far-off trial steps overflow
+                r = least_squares(lambda p: ecm_model(p, t, i, n_rc, filt) - v, p0, x_scale='jac',
+                                  ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=2000)
+        except ValueError:  # a start whose residual is not finite
             continue
         if best is None or r.cost < best.cost:
             best = r
@@ -103,9 +104,11 @@ def fit_thermal_scipy(t, temp, heat, amb):
     best = None
     for tau0 in np.geomspace(span / 50, 5 * span, 6):
         try:
-            r = least_squares(lambda q: thermal_model(q, t, heat, amb) - temp, [np.log(tau0), temp[0], 10.0, 0.0],
-                              x_scale='jac', ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=2000)
-        except Exception:
+            with np.errstate(over='ignore', invalid='ignore'):
+                r = least_squares(lambda q: thermal_model(q, t, heat, amb) - temp,
+                                  [np.log(tau0), temp[0], 10.0, 0.0], x_scale='jac', ftol=1e-12, xtol=1e-12,
+                                  gtol=1e-12, max_nfev=2000)
+        except ValueError:
             continue
         if best is None or r.cost < best.cost:
             best = r
