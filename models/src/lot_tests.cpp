@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <sstream>
@@ -57,7 +58,13 @@ unsigned days_in_month(int y, unsigned m) {
     return m == 2 && leap(y) ? 29u : kDays[m - 1];
 }
 
-std::string two(unsigned v) { return v < 10 ? "0" + std::to_string(v) : std::to_string(v); }
+// "YYYY-MM-DD", "YYYY-MM", "YYYY-Www" (snprintf: GCC 12 warns falsely on
+// chains of std::string + at -O3).
+std::string format_date(int y, unsigned a, unsigned b, const char* pattern) {
+    char buf[32];
+    const int len = std::snprintf(buf, sizeof buf, pattern, y, a, b);
+    return std::string(buf, static_cast<std::size_t>(std::max(0, len)));
+}
 
 // ISO 8601 week-numbering year and week of a day.
 std::pair<int, unsigned> iso_week(std::int32_t day) {
@@ -100,19 +107,19 @@ std::optional<std::int32_t> parse_iso_day(std::string_view text) {
 std::string day_to_iso(std::int32_t day) {
     if (day == kNoDay) return "";
     const Civil c = civil_from_days(day);
-    return std::to_string(c.year) + "-" + two(c.month) + "-" + two(c.day);
+    return format_date(c.year, c.month, c.day, "%04d-%02u-%02u");
 }
 
 std::string month_key(std::int32_t day) {
     if (day == kNoDay) return "";
     const Civil c = civil_from_days(day);
-    return std::to_string(c.year) + "-" + two(c.month);
+    return format_date(c.year, c.month, 0, "%04d-%02u");
 }
 
 std::string iso_week_key(std::int32_t day) {
     if (day == kNoDay) return "";
     const auto [y, w] = iso_week(day);
-    return std::to_string(y) + "-W" + two(w);
+    return format_date(y, w, 0, "%04d-W%02u");
 }
 
 const char* to_string(GroupKind kind) {

@@ -394,6 +394,7 @@ struct Workspace {
     std::vector<double> scratch;                  // selection
     std::vector<double> sample;
     std::vector<std::size_t> band_count, band_below;
+    std::vector<std::vector<std::uint32_t>> add_b, rem_b;  // per block: rows entering / leaving
 
     Workspace(Eigen::Index features, unsigned t) : threads(t), p(features) {
         zbuf.assign(t, std::vector<double>(static_cast<std::size_t>(features) * kTile));
@@ -535,11 +536,15 @@ void select_smallest(const double* d, std::size_t n, std::size_t h, std::uint8_t
     }
 }
 
-// Location and covariance (divided by the count, as sklearn's
-// empirical_covariance) of the rows with mask ≠ 0, accumulated around
-// `center` (any point near the mean; it only controls rounding).
-void support_stats(const ConstRef& x, const std::uint8_t* mask, const Vec& center, Vec& loc, Mat& cov,
-                   Workspace& ws) {
+// Sums over the rows with mask ≠ 0 of z = x - center: s1 = Σz, s2 = Σzzᵀ.
+struct Sums {
+    Vec center;
+    Vec s1;
+    Mat s2;
+    std::size_t count = 0;
+};
+
+Sums support_sums(const ConstRef& x, const std::uint8_t* mask, const Vec& center, Workspace& ws) {
     const auto n = static_cast<std::size_t>(x.rows());
     const Eigen::Index p = x.cols();
     const std::size_t nb = block_count(n);
@@ -558,23 +563,96 @@ void support_stats(const ConstRef& x, const std::uint8_t* mask, const Vec& cente
                                      : stats_rows(cols.data(), r0, m, mask, center.data(), static_cast<int>(p),
                                                   ws.zbuf[t].data(), ws.sel[t].data(), s1, s2);
     });
-    Vec S1 = Vec::Zero(p);
-    Mat S2 = Mat::Zero(p, p);
-    std::size_t count = 0;
+    Sums s;
+    s.center = center;
+    s.s1 = Vec::Zero(p);
+    s.s2 = Mat::Zero(p, p);
     for (std::size_t b = 0; b < nb; ++b) {
         for (std::size_t j = 0; j < pp; ++j) {
-            S1(static_cast<Eigen::Index>(j)) += ws.s1[b * pp + j];
+            s.s1(static_cast<Eigen::Index>(j)) += ws.s1[b * pp + j];
             for (std::size_t l = 0; l <= j; ++l)
-                S2(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(l)) += ws.s2[b * pp * pp + j * pp + l];
+                s.s2(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(l)) += ws.s2[b * pp * pp + j * pp + l];
         }
-        count += ws.cnt[b];
+        s.count += ws.cnt[b];
     }
-    const double c = static_cast<double>(count);
-    const Vec off = S1 / c;
-    loc = center + off;
-    Mat low = S2 / c;
-    low.triangularView<Eigen::StrictlyUpper>() = low.transpose().triangularView<Eigen::StrictlyUpper>();
-    cov = low - off * off.transpose();
+    s.s2.triangularView<Eigen::StrictlyUpper>() = s.s2.transpose().triangularView<Eigen::StrictlyUpper>();
+    return s;
+}
+
+// Location and covariance (divided by the count, as sklearn's
+// empirical_covariance) from the sums.
+void finish_stats(const Sums& s, Vec& loc, Mat& cov) {
+    const double c = static_cast<double>(s.count);
+    const Vec off = s.s1 / c;
+    loc = s.center + off;
+    cov = s.s2 / c - off * off.transpose();
+}
+
+// Location and covariance of the rows with mask ≠ 0, accumulated around
+// `center` (any point near the mean; it only controls rounding).
+void support_stats(const ConstRef& x, const std::uint8_t* mask, const Vec& center, Vec& loc, Mat& cov,
+                   Workspace& ws) {
+    finish_stats(support_sums(x, mask, center, ws), loc, cov);
+}
+
+// Large n: the next support from the new distances, as the rows that enter
+// and leave it (few after the first C-steps), so the sums are updated instead
+// of recomputed. Returns false on ties at the h-th distance (then the caller
+// resolves them and recomputes).
+bool reselect(const double* d, std::size_t n, std::size_t h, std::uint8_t* mask, Workspace& ws,
+              std::vector<std::uint32_t>& added, std::vector<std::uint32_t>& removed) {
+    const double t = kth_smallest(d, n, h, ws);
+    const std::size_t nb = block_count(n);
+    ws.add_b.resize(nb);
+    ws.rem_b.resize(nb);
+    ws.band_count.assign(nb, 0);
+    parallel_for(nb, ws.threads_for(n), [&](std::size_t b, unsigned) {
+        const std::size_t r0 = b * kBlock;
+        const std::size_t m = std::min(kBlock, n - r0);
+        auto& add = ws.add_b[b];
+        auto& rem = ws.rem_b[b];
+        add.clear();
+        rem.clear();
+        const double tt = t;
+        const double* __restrict src = d + r0;
+        std::uint8_t* __restrict out = mask + r0;
+        std::size_t c = 0;
+        for (std::size_t i = 0; i < m; ++i) {
+            const auto in = static_cast<std::uint8_t>(src[i] <= tt);
+            c += in;
+            if (in != out[i]) {
+                (in ? add : rem).push_back(static_cast<std::uint32_t>(r0 + i));
+                out[i] = in;
+            }
+        }
+        ws.band_count[b] = c;
+    });
+    added.clear();
+    removed.clear();
+    std::size_t count = 0;
+    for (std::size_t b = 0; b < nb; ++b) {
+        added.insert(added.end(), ws.add_b[b].begin(), ws.add_b[b].end());
+        removed.insert(removed.end(), ws.rem_b[b].begin(), ws.rem_b[b].end());
+        count += ws.band_count[b];
+    }
+    if (count == h) return true;
+    for (std::size_t i = n; i-- > 0 && count > h;) {  // ties beyond h: drop the last ones
+        if (d[i] == t && mask[i] != 0) {
+            mask[i] = 0;
+            --count;
+        }
+    }
+    return false;
+}
+
+void apply_delta(const ConstRef& x, Sums& s, const std::vector<std::uint32_t>& rows, double sign) {
+    const Eigen::Index p = x.cols();
+    Vec z(p);
+    for (std::uint32_t r : rows) {
+        for (Eigen::Index j = 0; j < p; ++j) z(j) = x(static_cast<Eigen::Index>(r), j) - s.center(j);
+        s.s1 += sign * z;
+        s.s2.noalias() += (sign * z) * z.transpose();
+    }
 }
 
 Vec masked_mean(const ConstRef& x, const std::uint8_t* mask) {
@@ -624,7 +702,12 @@ Candidate c_step(const ConstRef& x, std::size_t h, const std::uint32_t* start, c
         select_smallest(dist.data(), n, h, cur.support.data(), ws);
         center = *init_loc;
     }
-    support_stats(x, cur.support.data(), center, cur.loc, cur.cov, ws);
+    // Large n: sums around a fixed center, updated with the rows that enter
+    // and leave the support; small n: recomputed around the last location.
+    const bool incremental = n >= kParallelRows;
+    Sums sums = support_sums(x, cur.support.data(), center, ws);
+    finish_stats(sums, cur.loc, cur.cov);
+    std::vector<std::uint32_t> added, removed;
     Whitening wcur = whiten(cur.cov);
     cur.logdet = wcur.logdet;
     Mat w_last = wcur.w;  // `precision` in sklearn: of the covariance before the last update
@@ -636,8 +719,18 @@ Candidate c_step(const ConstRef& x, std::size_t h, const std::uint32_t* start, c
         prev_det = cur.logdet;
         w_last = wcur.w;
         distances(x, cur.loc, w_last, dist.data(), ws);
-        select_smallest(dist.data(), n, h, cur.support.data(), ws);
-        support_stats(x, cur.support.data(), prev.loc, cur.loc, cur.cov, ws);
+        if (incremental) {
+            if (reselect(dist.data(), n, h, cur.support.data(), ws, added, removed)) {
+                apply_delta(x, sums, added, 1.0);
+                apply_delta(x, sums, removed, -1.0);
+            } else {
+                sums = support_sums(x, cur.support.data(), sums.center, ws);
+            }
+            finish_stats(sums, cur.loc, cur.cov);
+        } else {
+            select_smallest(dist.data(), n, h, cur.support.data(), ws);
+            support_stats(x, cur.support.data(), prev.loc, cur.loc, cur.cov, ws);
+        }
         wcur = whiten(cur.cov);
         cur.logdet = wcur.logdet;
         ++cur.steps;

@@ -75,18 +75,16 @@ double median_inplace(std::span<double> values) {
     return (v[m] + b) / 2.0;
 }
 
-RobustSummary robust_summary(std::span<const double> values, std::vector<double>& scratch) {
-    scratch.clear();
-    scratch.reserve(values.size());
-    for (double x : values)
-        if (!std::isnan(x)) scratch.push_back(x);
+namespace {
+
+// Median and type-7 quartiles of v (no NaN), reordering v: the median first,
+// then each quartile selected inside its half, about two passes in all.
+RobustSummary summary_inplace(std::span<double> values) {
     RobustSummary s;
-    s.count = scratch.size();
+    s.count = values.size();
     if (s.count == 0) return s;
     const std::size_t n = s.count;
-    double* v = scratch.data();
-    // Median first; the quartiles are then selected inside each half, so the
-    // three statistics cost about two passes in all.
+    double* v = values.data();
     const std::size_t m = (n - 1) / 2;
     std::nth_element(v, v + m, v + n);
     s.median = (n % 2 == 1) ? v[m] : (v[m] + *std::min_element(v + m + 1, v + n)) / 2.0;
@@ -102,17 +100,16 @@ RobustSummary robust_summary(std::span<const double> values, std::vector<double>
     return s;
 }
 
-PatLimits pat_limits(std::span<const double> values, double k, SpecLimits spec,
-                     std::vector<double>& scratch) {
-    if (!(k > 0.0)) throw InputError(cat("PAT k must be positive (got ", k, ")"));
+// median ± k·sigma of a summary intersected with `spec`.
+PatLimits limits_from(const RobustSummary& stats, double k, SpecLimits spec) {
     PatLimits L;
-    L.stats = robust_summary(values, scratch);
+    L.stats = stats;
     L.low = spec.low;
     L.high = spec.high;
     L.source = PatSource::spec_only;
-    if (L.stats.count == 0 || !(L.stats.robust_sigma > 0.0)) return L;
-    const double lo = L.stats.median - k * L.stats.robust_sigma;
-    const double hi = L.stats.median + k * L.stats.robust_sigma;
+    if (stats.count == 0 || !(stats.robust_sigma > 0.0)) return L;
+    const double lo = stats.median - k * stats.robust_sigma;
+    const double hi = stats.median + k * stats.robust_sigma;
     L.source = PatSource::static_reference;  // caller says which
     if (lo >= spec.low) {
         L.low = lo;
@@ -125,6 +122,22 @@ PatLimits pat_limits(std::span<const double> values, double k, SpecLimits spec,
         L.spec_clipped_high = true;
     }
     return L;
+}
+
+}  // namespace
+
+RobustSummary robust_summary(std::span<const double> values, std::vector<double>& scratch) {
+    scratch.clear();
+    scratch.reserve(values.size());
+    for (double x : values)
+        if (!std::isnan(x)) scratch.push_back(x);
+    return summary_inplace(scratch);
+}
+
+PatLimits pat_limits(std::span<const double> values, double k, SpecLimits spec,
+                     std::vector<double>& scratch) {
+    if (!(k > 0.0)) throw InputError(cat("PAT k must be positive (got ", k, ")"));
+    return limits_from(robust_summary(values, scratch), k, spec);
 }
 
 PatFeatureResult pat_feature(std::span<const double> column,
@@ -166,20 +179,37 @@ PatFeatureResult pat_feature(std::span<const double> column,
         return std::span<const double>(grouped.data() + offsets[c], offsets[c + 1] - offsets[c]);
     };
 
+    if (!(settings.k > 0.0)) throw InputError(cat("PAT k must be positive (got ", settings.k, ")"));
     PatFeatureResult r;
-    std::vector<double> scratch;
-    // Static limits: the reference lots pooled.
+    // Per-lot summaries first, in place (selection reorders only inside each
+    // lot's segment), then the static summary over the reference lots.
+    std::vector<RobustSummary> lot_stats(n_lots);
+    if (settings.dynamic)
+        for (std::size_t c = 0; c < n_lots; ++c)
+            if (offsets[c + 1] - offsets[c] >= settings.min_dynamic_count)
+                lot_stats[c] = summary_inplace(std::span<double>(grouped.data() + offsets[c], offsets[c + 1] - offsets[c]));
     {
-        std::vector<double> pooled;
+        bool all_reference = true;
         for (std::size_t c = 0; c < n_lots; ++c) {
-            if (!reference_lot.empty() && reference_lot[c] == 0) continue;
-            auto v = lot_values(c);
-            pooled.insert(pooled.end(), v.begin(), v.end());
-            if (v.size() >= settings.min_reference_parts) ++r.reference_lots;
+            if (!reference_lot.empty() && reference_lot[c] == 0) {
+                all_reference = false;
+                continue;
+            }
+            if (offsets[c + 1] - offsets[c] >= settings.min_reference_parts) ++r.reference_lots;
         }
-        r.static_limits = pat_limits(pooled, settings.k, spec, scratch);
-        if (r.static_limits.source != PatSource::spec_only)
-            r.static_limits.source = PatSource::static_reference;
+        RobustSummary st;
+        if (all_reference) {
+            st = summary_inplace(grouped);  // the last use of the grouping
+        } else {
+            std::vector<double> pooled;
+            for (std::size_t c = 0; c < n_lots; ++c) {
+                if (reference_lot[c] == 0) continue;
+                auto v = lot_values(c);
+                pooled.insert(pooled.end(), v.begin(), v.end());
+            }
+            st = summary_inplace(pooled);
+        }
+        r.static_limits = limits_from(st, settings.k, spec);
         r.static_adequate = r.reference_lots >= settings.min_reference_lots &&
                             r.static_limits.source == PatSource::static_reference;
         if (r.static_limits.source == PatSource::spec_only) {
@@ -210,7 +240,7 @@ PatFeatureResult pat_feature(std::span<const double> column,
             continue;
         }
         if (v.size() >= settings.min_dynamic_count) {
-            PatLimits d = pat_limits(v, settings.k, dyn_spec, scratch);
+            PatLimits d = limits_from(lot_stats[c], settings.k, dyn_spec);
             if (d.source != PatSource::spec_only) {
                 d.source = PatSource::dynamic_lot;
                 r.lot_limits[c] = d;

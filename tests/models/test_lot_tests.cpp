@@ -82,7 +82,7 @@ TEST_CASE("lots: a lot with an outlier rate far above the baseline is held, the 
     std::vector<std::uint32_t> lot;
     std::vector<std::string> names;
     for (std::uint32_t c = 0; c < 12; ++c) {
-        names.push_back("L" + std::to_string(c));
+        names.push_back(std::string("L").append(std::to_string(c)));
         for (int i = 0; i < 500; ++i) {
             lot.push_back(c);
             out.push_back(c == 7 ? (i % 50 < 3) : (i % 100 == 0));
@@ -192,7 +192,7 @@ FeatureTable make_table(std::uint32_t lots, int per_lot, std::uint32_t bad_lot, 
     LotCoder coder(t.lot_names);
     const std::int32_t start = *parse_iso_day("2023-01-02");
     for (std::uint32_t c = 0; c < lots; ++c) {
-        const std::uint32_t code = coder.code("LOT" + std::to_string(c));
+        const std::uint32_t code = coder.code(std::string("LOT").append(std::to_string(c)));
         for (int i = 0; i < per_lot; ++i) {
             const double a = nd(rng), b = nd(rng), e = nd(rng);
             double x0 = 0.020 + 0.0004 * a;
@@ -207,7 +207,7 @@ FeatureTable make_table(std::uint32_t lots, int per_lot, std::uint32_t bad_lot, 
             ocv.push_back(x2);
             t.lot.push_back(code);
             t.day.push_back(start + static_cast<std::int32_t>(c));
-            t.serials.push_back("S" + std::to_string(t.serials.size()));
+            t.serials.push_back(std::string("S").append(std::to_string(t.serials.size())));
         }
     }
     r0[gross] = 0.035;
@@ -348,7 +348,7 @@ Run run_cli(const std::string& args) {
 TEST_CASE("cli: eolstation screen --features screens a CSV without a store") {
     // The table of the end-to-end test above, written as CSV with lot and date columns.
     const FeatureTable t = make_table(10, 200, 6, 0.075, 17);
-    const auto dir = std::filesystem::temp_directory_path() / ("eol_screen_cli_" + std::to_string(::getpid()));
+    const auto dir = std::filesystem::temp_directory_path() / std::string("eol_screen_cli_").append(std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     const auto csv = dir / "cells.csv";
     {
