@@ -237,7 +237,10 @@ void run(const Args& a) {
        << ", \"total_s\": " << first.total_s << ", \"mcd_outliers\": " << mcd_out
        << ", \"pat_outliers\": " << r.count(m::kFlagPat) << ", \"held_groups\": \"" << held << "\""
        << ", \"full_c_steps\": " << r.mcd.full_c_steps << ", \"max_subsets\": " << a.max_subsets
-       << ", \"peak_rss_mb\": " << rss_peak << ", \"table_rss_mb\": " << rss_table << "}\n";
+       << ", \"peak_rss_mb\": " << rss_peak << ", \"table_rss_mb\": " << rss_table << ", \"location\": [";
+    js.precision(17);
+    for (Eigen::Index j = 0; j < r.mcd.location.size(); ++j) js << (j > 0 ? ", " : "") << r.mcd.location(j);
+    js << "]}\n";
 }
 
 }  // namespace
