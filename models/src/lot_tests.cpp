@@ -177,20 +177,27 @@ LotTestResult test_groups(std::span<const std::uint8_t> outlier, std::span<const
                       cells[c], outs[c]);
         }
     }
-    if (!day_of_row.empty() && (settings.by_month || settings.by_week)) {
-        // Per distinct day first (dense counters over the day range), then windows.
-        std::int32_t lo = std::numeric_limits<std::int32_t>::max(), hi = std::numeric_limits<std::int32_t>::min();
-        for (auto d : day_of_row) {
-            if (d == kNoDay) continue;
-            lo = std::min(lo, d);
-            hi = std::max(hi, d);
-        }
+    const std::size_t n_lot_groups = r.groups.size();
+
+    // Windows: counts per distinct day (dense over the day range), then per
+    // month / ISO week. `skip_lot[c]`: leave lot c's cells out.
+    std::vector<std::uint8_t> skip_lot;
+    std::int32_t lo = std::numeric_limits<std::int32_t>::max(), hi = std::numeric_limits<std::int32_t>::min();
+    for (auto d : day_of_row) {
+        if (d == kNoDay) continue;
+        lo = std::min(lo, d);
+        hi = std::max(hi, d);
+    }
+    auto per_day_counts = [&]() {
         std::map<std::int32_t, std::pair<std::size_t, std::size_t>> per_day;
+        auto skipped = [&](std::size_t i) {
+            return !skip_lot.empty() && !lot_of_row.empty() && skip_lot[lot_of_row[i]] != 0;
+        };
         if (lo <= hi && static_cast<std::int64_t>(hi) - lo < 4'000'000) {
             const auto span = static_cast<std::size_t>(static_cast<std::int64_t>(hi) - lo + 1);
             std::vector<std::size_t> cells(span, 0), outs(span, 0);
             for (std::size_t i = 0; i < n; ++i) {
-                if (day_of_row[i] == kNoDay) continue;
+                if (day_of_row[i] == kNoDay || skipped(i)) continue;
                 const auto k = static_cast<std::size_t>(day_of_row[i] - lo);
                 ++cells[k];
                 outs[k] += outlier[i] != 0 ? 1u : 0u;
@@ -199,38 +206,78 @@ LotTestResult test_groups(std::span<const std::uint8_t> outlier, std::span<const
                 if (cells[k] > 0) per_day[lo + static_cast<std::int32_t>(k)] = {cells[k], outs[k]};
         } else {
             for (std::size_t i = 0; i < n; ++i) {
-                if (day_of_row[i] == kNoDay) continue;
+                if (day_of_row[i] == kNoDay || skipped(i)) continue;
                 auto& e = per_day[day_of_row[i]];
                 ++e.first;
                 e.second += outlier[i] != 0 ? 1u : 0u;
             }
         }
-        auto windows = [&](GroupKind kind, auto code_of, auto key_of) {
-            std::map<std::uint32_t, std::pair<std::size_t, std::size_t>> agg;
+        return per_day;
+    };
+    // Window code → (cells, outliers) for one kind.
+    auto window_counts = [&](const auto& per_day, auto code_of) {
+        std::map<std::uint32_t, std::pair<std::size_t, std::size_t>> agg;
+        for (const auto& [day, e] : per_day) {
+            auto& a = agg[code_of(day)];
+            a.first += e.first;
+            a.second += e.second;
+        }
+        return agg;
+    };
+    const bool windows = !day_of_row.empty() && (settings.by_month || settings.by_week);
+    if (windows) {
+        const auto per_day = per_day_counts();
+        auto add_kind = [&](GroupKind kind, auto code_of, auto key_of) {
             std::map<std::uint32_t, std::int32_t> example;
-            for (const auto& [day, e] : per_day) {
-                const std::uint32_t c = code_of(day);
-                agg[c].first += e.first;
-                agg[c].second += e.second;
-                example.emplace(c, day);
-            }
-            for (const auto& [c, e] : agg) add_group(kind, key_of(example[c]), c, e.first, e.second);
+            for (const auto& [day, e] : per_day) example.emplace(code_of(day), day);
+            for (const auto& [c, e] : window_counts(per_day, code_of)) add_group(kind, key_of(example[c]), c, e.first, e.second);
         };
-        if (settings.by_month) windows(GroupKind::month, month_code, month_key);
-        if (settings.by_week) windows(GroupKind::week, week_code, iso_week_key);
+        if (settings.by_month) add_kind(GroupKind::month, month_code, month_key);
+        if (settings.by_week) add_kind(GroupKind::week, week_code, iso_week_key);
     }
 
+    // Bonferroni over every group big enough to test (decided on the full counts).
     r.tests = 0;
     for (auto& g : r.groups) {
         g.tested = g.cells >= settings.min_cells;
         r.tests += g.tested ? 1u : 0u;
     }
     r.alpha_per_test = r.tests > 0 ? settings.alpha / static_cast<double>(r.tests) : settings.alpha;
-    for (auto& g : r.groups) {
-        if (!g.tested) continue;
-        g.p_value = binomial_upper_tail(g.outliers, g.cells, r.baseline_rate);
+    auto test = [&](GroupTest& g) {
+        if (!g.tested) return;
+        g.p_value = g.cells > 0 ? binomial_upper_tail(g.outliers, g.cells, r.baseline_rate) : 1.0;
         g.held = g.p_value < r.alpha_per_test;
+    };
+    for (std::size_t k = 0; k < n_lot_groups; ++k) test(r.groups[k]);
+
+    // Windows are judged on the cells outside the lots already held, so one bad
+    // lot does not hold the month it was made in; a drift spread over many
+    // lots (each below the lot threshold) still does.
+    if (windows && settings.windows_exclude_held_lots) {
+        for (std::size_t k = 0; k < n_lot_groups; ++k) {
+            if (!r.groups[k].held) continue;
+            if (skip_lot.empty()) skip_lot.assign(lot_names.size() + 1, 0);
+            if (r.groups[k].code >= skip_lot.size()) skip_lot.resize(r.groups[k].code + 1, 0);
+            skip_lot[r.groups[k].code] = 1;
+        }
+        if (!skip_lot.empty()) {
+            const auto per_day = per_day_counts();
+            const auto months = window_counts(per_day, month_code);
+            const auto weeks = window_counts(per_day, week_code);
+            for (std::size_t k = n_lot_groups; k < r.groups.size(); ++k) {
+                GroupTest& g = r.groups[k];
+                const auto& m = g.kind == GroupKind::month ? months : weeks;
+                const auto it = m.find(g.code);
+                const std::size_t cells = it == m.end() ? 0 : it->second.first;
+                const std::size_t outs = it == m.end() ? 0 : it->second.second;
+                g.excluded = g.cells - cells;
+                g.cells = cells;
+                g.outliers = outs;
+                g.rate = cells > 0 ? static_cast<double>(outs) / static_cast<double>(cells) : 0.0;
+            }
+        }
     }
+    for (std::size_t k = n_lot_groups; k < r.groups.size(); ++k) test(r.groups[k]);
     return r;
 }
 

@@ -8,8 +8,9 @@
 //    square root when the scatter is singular, like sklearn's pinvh):
 //    d² = |W(x - μ)|²;
 //  - the h smallest distances are found by selection, not by sorting;
-//  - support statistics are accumulated around the previous location (one
-//    pass, no cancellation);
+//  - support statistics are accumulated around a nearby centre (one pass, no
+//    cancellation); on large n they are updated with the rows that enter and
+//    leave the support instead of recomputed at each C-step;
 //  - a candidate's final distance vector is computed only for the winner;
 //  - identical starting estimates are iterated once.
 // The random subsets come from an exact re-implementation of numpy's legacy
@@ -20,7 +21,6 @@
 #include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -30,6 +30,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "eol/models/pat.hpp"
 #include "eol/models/series.hpp"
@@ -245,7 +246,7 @@ std::size_t stats_rows(const double* const* cols, std::size_t r0, std::size_t m,
     return count;
 }
 
-// Fixed-p kernels. For p ≤ kMaxFixedP the loops over features unroll
+// Fixed-p kernels. For p ≤ kMaxFixedKernelP the loops over features unroll
 // completely and the loop over rows vectorizes; they are compiled twice, for
 // the baseline ISA and (x86-64) for AVX2+FMA, chosen at run time. FMA
 // contraction makes the two differ in the last bits, not more.

@@ -14,18 +14,23 @@ namespace eol::station {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kMinK = 0.01;  // mV/day: floor of k_log10_mv_per_day
 
 constexpr DerivedFeature kDerived[] = {
     {"k_mv_per_day", "mV/day", "self-discharge: OCV lost per day since an earlier run of the same serial"},
+    {"k_log10_mv_per_day", "log10(mV/day)",
+     "log10 of the K-value (floored at 0.01 mV/day): self-discharge of good cells is right-skewed, its log "
+     "is near normal, as the multivariate distance assumes"},
     {"heat_rise_k_per_w", "K/W", "temperature rise of the heat step per watt of I²R heating"},
     {"thermal_rmse_k", "K", "residual of the thermal fit"},
     {"p_x_mw", "mW", "unexplained heat of the thermal fit, in mW"},
 };
 
-enum class Kind { k_value, heat_rise, thermal_rmse, p_x_mw, stored };
+enum class Kind { k_value, k_log, heat_rise, thermal_rmse, p_x_mw, stored };
 
 Kind kind_of(std::string_view name) {
     if (name == "k_mv_per_day") return Kind::k_value;
+    if (name == "k_log10_mv_per_day") return Kind::k_log;
     if (name == "heat_rise_k_per_w") return Kind::heat_rise;
     if (name == "thermal_rmse_k") return Kind::thermal_rmse;
     if (name == "p_x_mw") return Kind::p_x_mw;
@@ -85,9 +90,10 @@ FeatureTable build_feature_table(Store& store, const CellFilter& filter, std::sp
             double v = kNaN;
             switch (kinds[j]) {
                 case Kind::k_value:
+                case Kind::k_log:
                     if (!k_done) k = k_value(store, cf, options.min_k_interval_days);  // the store nests reads
                     k_done = true;
-                    v = k;
+                    v = kinds[j] == Kind::k_value ? k : std::log10(std::max(k, kMinK));
                     break;
                 case Kind::heat_rise: {
                     const double rise = get(cf, "temp_rise_k"), heat = get(cf, "thermal.p_heat_w");

@@ -5,9 +5,15 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -72,6 +78,31 @@ TestRecord record(const std::string& serial, Verdict verdict = Verdict::pass, do
     m.unit = "V";
     r.measurements.push_back(m);
     return r;
+}
+
+struct Run {
+    int code = -1;
+    std::string out;
+};
+
+Run run_cli(const std::string& args) {
+    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
+    std::FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    Run r;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    const int st = pclose(p);
+    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+std::string read_text(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
 }
 
 const Actor kOperator{"ana", "operator"};
@@ -377,4 +408,124 @@ TEST_CASE("quarantine: the ship gate records shipments only when every unit may 
     CHECK(shipped.size() == 1);
     CHECK(shipped.count(a) == 1);
     CHECK_THROWS_AS(ship(store, look, one, "", Actor{"dock", "logistics"}, "PO-2"), UsageError);
+}
+
+TEST_CASE("quarantine CLI: lookup exit codes as a ship gate, decisions by policy, recall export") {
+    TempDir tmp;
+    const fs::path db = tmp / "q.db";
+    const std::string a = make_serial("0042", {2023, 3, 14}, 1);
+    const std::string b = make_serial("0042", {2023, 3, 14}, 2);
+    const std::string failed = make_serial("0043", {2023, 3, 15}, 1);
+    const std::string may = make_serial("0050", {2023, 5, 2}, 1);
+    {
+        Store store = create(db);
+        store.write(record(a));
+        store.write(record(b));
+        store.write(record(failed, Verdict::fail));
+        store.write(record(may));
+    }
+    const std::string D = " --db " + db.string();
+
+    Run r = run_cli("lookup " + a + D);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("clear") != std::string::npos);
+    CHECK(r.out.find("may ship") != std::string::npos);
+    r = run_cli("lookup " + a + " " + failed + D);
+    CHECK(r.code == 1);
+    CHECK(r.out.find("last test: fail") != std::string::npos);
+    r = run_cli("lookup 01A3#3E004200001C" + D);
+    CHECK(r.code == 1);
+    CHECK(r.out.find("position 5") != std::string::npos);
+    r = run_cli("lookup " + a + " --db " + (tmp / "missing.db").string());
+    CHECK(r.code == 2);
+
+    // Hold by an operator; release refused without the quality role, then allowed.
+    r = run_cli("quarantine hold --serial " + a + " --reason 'K 6.1 mV/day' --actor ana --role operator" + D);
+    CHECK(r.code == 0);
+    r = run_cli("lookup " + a + D);
+    CHECK(r.code == 1);
+    CHECK(r.out.find("held") != std::string::npos);
+    CHECK(r.out.find("K 6.1 mV/day") != std::string::npos);
+    r = run_cli("quarantine release --serial " + a + " --reason retested --actor ana --role operator" + D);
+    CHECK(r.code == 1);
+    CHECK(r.out.find("quality") != std::string::npos);
+    r = run_cli("quarantine release --serial " + a + " --actor lee --role quality" + D);  // no --reason
+    CHECK(r.code == 2);
+    r = run_cli("quarantine release --serial " + a + " --reason retested --actor lee --role quality" + D);
+    CHECK(r.code == 0);
+    CHECK(run_cli("lookup " + a + D).code == 0);
+    CHECK(run_cli("quarantine hold --serial " + a + " --lot 42 --reason x --actor ana --role operator" + D).code == 2);
+
+    // A window hold, listed; the bulk lookup from a file, as JSON.
+    r = run_cli("quarantine hold --window 2023-03..2023-04 --reason 'defect window' --actor lee --role quality" + D);
+    CHECK(r.code == 0);
+    r = run_cli("quarantine list --json" + D);
+    CHECK(r.code == 0);
+    const auto list = nlohmann::json::parse(r.out);
+    REQUIRE(list.size() == 1);
+    CHECK(list[0]["target"] == "2023-03-01..2023-04-30");
+    CHECK(list[0]["cells_covered"] == 3);
+    {
+        std::ofstream f(tmp / "serials.txt");
+        f << a << "\n\n" << may << "\n" << "not-a-serial\n";
+    }
+    r = run_cli("lookup --json --file " + (tmp / "serials.txt").string() + D);
+    CHECK(r.code == 1);
+    const auto j = nlohmann::json::parse(r.out);
+    REQUIRE(j["results"].size() == 3);
+    CHECK(j["results"][0]["status"] == "held");
+    CHECK(j["results"][0]["because"][0]["scope"] == "window");
+    CHECK(j["results"][1]["status"] == "clear");
+    CHECK(j["results"][1]["may_ship"] == true);
+    CHECK(j["results"][2]["status"] == "invalid");
+    CHECK(j["results"][2]["source"].get<std::string>().find("serials.txt:4") != std::string::npos);
+    CHECK(run_cli("lookup " + may + D).code == 0);
+
+    r = run_cli("quarantine show " + a + D);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("release") != std::string::npos);
+    CHECK(r.out.find("2023-03-01..2023-04-30") != std::string::npos);
+
+    // The ship gate refuses a held unit and records nothing; ships a clear one.
+    CHECK(run_cli("ship " + b + " " + may + " --actor dock" + D).code == 1);
+    CHECK(run_cli("ship " + may + " --actor dock --reference PO-9" + D).code == 0);
+
+    // Recall export: every stored serial made in the window, with its state.
+    const fs::path csv = tmp / "recall.csv";
+    r = run_cli("recall export --window 2023-03..2023-04 --out " + csv.string() + D);
+    CHECK(r.code == 0);
+    const std::string text = read_text(csv);
+    CHECK(text.rfind("serial,lot,production_date,state,shipped,shipped_utc\n", 0) == 0);
+    CHECK(text.find(a + ",0042,2023-03-14,held,no,") != std::string::npos);
+    CHECK(text.find(failed + ",0043,2023-03-15,held,no,") != std::string::npos);
+    CHECK(text.find(may) == std::string::npos);  // May is outside the window
+    std::size_t lines = 0;
+    for (char c : text) lines += c == '\n' ? 1 : 0;
+    CHECK(lines == 4);
+    r = run_cli("recall export --lot 50" + D);
+    CHECK(r.code == 0);
+    CHECK(r.out.find(may + ",0050,2023-05-02,clear,yes,") != std::string::npos);
+    CHECK(run_cli("recall export --window 2023-13" + D).code == 2);
+}
+
+TEST_CASE("quarantine CLI: sim-production writes a new store and its truth") {
+    TempDir tmp;
+    const fs::path db = tmp / "p.db";
+    const fs::path truth = tmp / "truth.csv";
+    Run r = run_cli("sim-production --db " + db.string() + " --cells 3 --from 2023-03-01 --to 2023-03-01 --truth " +
+                    truth.string() + " --json --threads 1");
+    CHECK(r.code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["cells"] == 3);
+    CHECK(j["lots"] == 1);
+    const std::string text = read_text(truth);
+    CHECK(text.rfind("serial,lot,production_date,defect_lot,shorted,", 0) == 0);
+    std::size_t lines = 0;
+    for (char c : text) lines += c == '\n' ? 1 : 0;
+    CHECK(lines == 4);
+    // Never into a store that already holds cells.
+    r = run_cli("sim-production --db " + db.string() + " --cells 3 --from 2023-03-01 --to 2023-03-01 --quiet");
+    CHECK(r.code == 2);
+    CHECK(r.out.find("already holds 3 cells") != std::string::npos);
+    CHECK(run_cli("sim-production --db " + (tmp / "x.db").string() + " --from 2023-02-30").code == 2);
 }

@@ -9,10 +9,13 @@
 // Method: variable projection. For fixed τ the model is linear in (OCV, R0,
 // R1..Rn) and those are solved exactly; the τ are searched in log τ by
 // Levenberg–Marquardt on the projected residual with the Golub–Pereyra
-// Jacobian (derivatives of the recursion by a second recursion), started from
-// the best combination of a deterministic geometric τ grid spanning
-// [2·median Δt, window length]. No random restarts. Each iteration is one
-// O(N) pass; nothing is allocated inside the search.
+// Jacobian (derivatives of the recursion by a second recursion). Starts: the
+// three best combinations of a geometric τ grid over [2·median Δt,
+// 4·window length], each refined, the best result kept — deterministic, no
+// random restarts. Each iteration is one O(N) pass accumulating a small Gram
+// matrix; nothing is allocated inside the search. Records over 3000 samples
+// are searched on a reduced record first (every sample just after a current
+// change, ~8 per octave of time later, weighted) and polished on all samples.
 //
 // Unless `free_initial_state` is set, the RC branches are taken as relaxed at
 // the first sample (the window starts at rest or with the first current).
@@ -27,9 +30,10 @@
 // τ shorter than the median sampling interval, two τ within a factor 1.5,
 // a negative resistance, or a 95 % half-width wider than half the value.
 //
-// Errors: InputError for an empty or too short window, non-finite values,
-// time not strictly increasing, a current with no change to fit (constant
-// within its noise), or rc_pairs outside 1..3.
+// Errors: InputError for an empty or too short window (fewer than 2 + 2n + 2
+// samples), non-finite values, time not strictly increasing, a current with
+// no change to fit (constant within its noise), or rc_pairs outside 1..3.
+// A non-positive R0 is reported, flagged, with a note on the current's sign.
 #pragma once
 
 #include <cstddef>
@@ -94,7 +98,8 @@ std::vector<double> ecm_voltage(const std::vector<double>& t_s, const std::vecto
 
 /// Heat dissipated in R0 and the Rk over each interval (t[n−1], t[n]]
 /// (exact integral with the current held), divided by the interval: the
-/// average power in W for interval n, index 0 is 0.
+/// average power in W for interval n, index 0 is 0. Branches with a
+/// non-positive resistance (a non-physical fit) contribute nothing.
 std::vector<double> ecm_joule_power_w(const std::vector<double>& t_s,
                                       const std::vector<double>& i_a, const EcmParams& p);
 

@@ -8,7 +8,9 @@
 // family of all groups tested (lots + months + weeks together) is protected
 // by Bonferroni: a group is held when p < alpha / m, m = number of groups
 // tested, so the chance of holding any group of an in-control production is
-// at most alpha.
+// at most alpha. Lots are tested first; a window is then tested on its cells
+// outside the lots already held (so one bad lot does not hold the month it
+// was made in, while a drift spread over many lots still holds the window).
 //
 // Days are integers: days since 1970-01-01 (proleptic Gregorian), kNoDay when
 // unknown. Pure computation. Errors: InputError (mismatched lengths, rates or
@@ -47,8 +49,9 @@ struct GroupTest {
     GroupKind kind = GroupKind::lot;
     std::string key;             // lot name, "2023-03" or "2023-W11"
     std::uint32_t code = 0;      // lot code / day-derived code (see group_of_row)
-    std::size_t cells = 0;
+    std::size_t cells = 0;       // cells tested (a window: outside held lots, see below)
     std::size_t outliers = 0;
+    std::size_t excluded = 0;    // a window's cells in held lots, left out of its test
     double rate = 0.0;           // outliers / cells
     double p_value = 1.0;        // P(X ≥ outliers | cells, baseline)
     bool tested = false;         // cells ≥ min_cells
@@ -62,6 +65,7 @@ struct LotTestSettings {
     bool by_month = true;
     bool by_week = true;
     std::size_t min_cells = 0;   // smaller groups are listed but not tested (p = 1, not counted in m)
+    bool windows_exclude_held_lots = true;  // test windows on the cells outside held lots
 };
 
 struct LotTestResult {

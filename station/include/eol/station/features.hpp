@@ -13,6 +13,10 @@
 //                           run with ocv_v at least `min_k_interval_days`
 //                           before the latest is used; Δt from the runs'
 //                           start times. NaN without such a run.
+//        k_log10_mv_per_day log10(max(K, 0.01 mV/day)): good cells' self-
+//                           discharge is right-skewed; its log is close to
+//                           normal, as the multivariate distance assumes
+//                           (NaN stays NaN).
 //        heat_rise_k_per_w  temperature rise of the heat step per watt of
 //                           I²R heating: temp_rise_k / thermal.p_heat_w.
 //                           An internal short heats beyond I²R: larger.

@@ -1,0 +1,460 @@
+// Screening over the store: the feature table (K-value across runs and
+// stations, derived and fit values), screen_store (dry run, holds in one
+// transaction, already-held, re-screening that lists shipped units), the
+// simulated production (records, fits, determinism) and the screen's
+// accuracy on a small simulated production (confusion matrix).
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "eol/station/config.hpp"
+#include "eol/station/features.hpp"
+#include "eol/station/production_sim.hpp"
+#include "eol/station/quarantine.hpp"
+#include "eol/station/screen_store.hpp"
+#include "eol/station/serial.hpp"
+#include "eol/station/store.hpp"
+
+namespace fs = std::filesystem;
+using namespace eol::station;
+
+namespace {
+
+struct TempDir {
+    fs::path dir;
+    TempDir() {
+        static std::atomic<int> n{0};
+        dir = fs::temp_directory_path() /
+              ("eol_screen_store_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+        fs::remove_all(dir);
+        fs::create_directories(dir);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    fs::path operator/(const char* name) const { return dir / name; }
+};
+
+Store create(const fs::path& p) {
+    OpenOptions o;
+    o.create = true;
+    return Store::open(p, o);
+}
+
+std::string make_serial(const std::string& lot, Date date, std::uint64_t seq) {
+    SerialSpec s;
+    s.plant = "01";
+    s.line = "A";
+    s.lot = lot;
+    s.date = date;
+    s.sequence = seq;
+    return SerialScheme::default_scheme().make(s);
+}
+
+TestRecord record(const std::string& serial, const std::string& station, double start,
+                  const std::map<std::string, double>& values) {
+    const DecodeResult d = SerialScheme::default_scheme().decode(serial);
+    REQUIRE(d.ok());
+    TestRecord r;
+    r.serial = serial;
+    r.cell_model = "INR18650-30Q";
+    r.lot = d.value.lot;
+    r.production_date = d.value.production_date->iso();
+    r.station_id = station;
+    r.recipe_name = station == "FORM-01" ? "formation" : "eol-18650";
+    r.recipe_version = "1";
+    r.start_unix_s = start;
+    r.end_unix_s = start + 100;
+    r.verdict = Verdict::pass;
+    for (const auto& [name, v] : values) {
+        Measurement m;
+        m.name = name;
+        m.value = v;
+        m.unit = "-";
+        r.measurements.push_back(m);
+    }
+    return r;
+}
+
+constexpr double kDay = 86400.0;
+constexpr double kT0 = 1.6725e9;  // 2023-01-03
+
+}  // namespace
+
+TEST_CASE("features: latest runs, K-value across stations, derived and fit values") {
+    TempDir tmp;
+    Store store = create(tmp / "f.db");
+    const std::string a = make_serial("0001", {2023, 1, 2}, 1);
+    const std::string b = make_serial("0001", {2023, 1, 2}, 2);
+    const std::string c = make_serial("0002", {2023, 1, 3}, 1);
+    // a: formation OCV, EOL 5 days later; an older EOL run in between is not the latest.
+    store.write(record(a, "FORM-01", kT0, {{"ocv_v", 4.000}}));
+    store.write(record(a, "EOL-01", kT0 + 2 * kDay, {{"ocv_v", 3.999}, {"temp_rise_k", 9.0}}));
+    TestRecord eol = record(a, "EOL-01", kT0 + 5 * kDay, {{"ocv_v", 3.990}, {"temp_rise_k", 1.5}, {"p_x_w", 0.002}});
+    ModelFit th;
+    th.kind = "thermal";
+    th.converged = true;
+    th.rmse = 0.02;
+    th.parameters = {{"p_heat_w", 0.5}, {"r_th_k_per_w", 11.0}};
+    eol.fits.push_back(th);
+    store.write(eol);
+    // b: one run only — no K-value.
+    store.write(record(b, "EOL-01", kT0 + 4 * kDay, {{"ocv_v", 4.001}, {"temp_rise_k", 1.4}}));
+    // c: the earlier OCV is only 2 hours before: too close for a K-value.
+    store.write(record(c, "FORM-01", kT0 + 4 * kDay, {{"ocv_v", 4.000}}));
+    store.write(record(c, "EOL-01", kT0 + 4 * kDay + 7200, {{"ocv_v", 3.998}}));
+
+    const std::vector<std::string> names{"ocv_v",          "k_mv_per_day",   "k_log10_mv_per_day", "heat_rise_k_per_w",
+                                         "thermal_rmse_k", "p_x_mw",         "thermal.r_th_k_per_w", "no_such_feature"};
+    const FeatureTable t = build_feature_table(store, {}, names);
+    REQUIRE(t.rows() == 3);
+    REQUIRE(t.cols() == names.size());
+    CHECK(t.serials[0] == a);  // ordered by serial
+    CHECK(t.serials[1] == b);
+    CHECK(t.lots[2] == "0002");
+    CHECK(t.production_dates[0] == "2023-01-02");
+    CHECK(t.at(0, 0) == doctest::Approx(3.990));
+    CHECK(t.at(0, 1) == doctest::Approx(2.0));  // (4.000 - 3.990) V · 1000 / 5 days
+    CHECK(t.at(0, 2) == doctest::Approx(std::log10(2.0)));
+    CHECK(t.at(0, 3) == doctest::Approx(3.0));  // 1.5 K / 0.5 W
+    CHECK(t.at(0, 4) == doctest::Approx(0.02));
+    CHECK(t.at(0, 5) == doctest::Approx(2.0));
+    CHECK(t.at(0, 6) == doctest::Approx(11.0));
+    CHECK(std::isnan(t.at(1, 1)));
+    CHECK(std::isnan(t.at(1, 2)));
+    CHECK(std::isnan(t.at(2, 1)));
+    CHECK(std::isnan(t.at(1, 3)));  // no thermal fit
+    CHECK(t.missing[1] == 2);
+    CHECK(t.missing[7] == 3);
+
+    CellFilter lot2;
+    lot2.lot = "0002";
+    CHECK(build_feature_table(store, lot2, names).rows() == 1);
+    CHECK_THROWS_AS(build_feature_table(store, {}, std::vector<std::string>{}), UsageError);
+    CHECK_THROWS_WITH_AS(build_feature_table(store, {}, std::vector<std::string>{"ocv_v", "ocv_v"}),
+                         doctest::Contains("twice"), UsageError);
+    CHECK(derived_features().size() >= 4);
+}
+
+namespace {
+
+// Six lots of 50 cells with ocv_v, r0_ohm, p_x_w ~ normal; two p_x outliers
+// in lot 0002 and a bad lot 0006 (10 of its cells with high p_x).
+std::vector<std::string> fill_lots(Store& store) {
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> n01(0.0, 1.0);
+    const std::vector<Date> dates{{2023, 1, 10}, {2023, 1, 20}, {2023, 2, 1},
+                                  {2023, 2, 10}, {2023, 2, 20}, {2023, 3, 1}};
+    std::vector<TestRecord> recs;
+    std::vector<std::string> serials;
+    for (std::size_t lot = 0; lot < dates.size(); ++lot) {
+        for (std::uint64_t k = 1; k <= 50; ++k) {
+            const std::string s = make_serial(fmt::format("{:04d}", lot + 1), dates[lot], k);
+            double px = 0.002 * n01(rng);
+            if (lot == 1 && k <= 2) px = 0.05;
+            if (lot == 5 && k <= 10) px = 0.04;
+            recs.push_back(record(s, "EOL-01", kT0 + static_cast<double>(lot) * 10 * kDay + static_cast<double>(k),
+                                  {{"ocv_v", 4.0 + 0.002 * n01(rng)},
+                                   {"r0_ohm", 0.033 + 0.001 * n01(rng)},
+                                   {"p_x_w", px}}));
+            serials.push_back(s);
+        }
+    }
+    store.write_batch(recs);
+    return serials;
+}
+
+ScreeningConfig lot_config() {
+    ScreeningConfig c;
+    c.features = {"ocv_v", "r0_ohm", "p_x_w"};
+    c.lot_alpha = 0.001;
+    c.lot_baseline_rate = 0.01;
+    c.lot_min_count = 20;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("screen_store: a dry run writes nothing; apply holds outliers and failed lots in one go") {
+    TempDir tmp;
+    Store store = create(tmp / "s.db");
+    const std::vector<std::string> serials = fill_lots(store);
+    const Actor screen_actor{"screen", "screening"};
+    const ScreeningConfig config = lot_config();
+
+    ScreenReport dry = screen_store(store, config, {}, false, screen_actor);
+    CHECK(dry.cells_screened == 300);
+    CHECK_FALSE(dry.applied);
+    CHECK(store.quarantine_events().empty());
+    std::set<std::string> flagged;
+    for (const auto& c : dry.cells) flagged.insert(c.serial);
+    CHECK(flagged.count(serials[50]) == 1);   // lot 0002, p_x 0.05
+    CHECK(flagged.count(serials[51]) == 1);
+    CHECK(flagged.count(serials[250]) == 1);  // lot 0006
+    for (const auto& c : dry.cells)
+        if (c.serial == serials[50]) {
+            REQUIRE_FALSE(c.reasons.empty());
+            CHECK(c.reasons.front().find("p_x_w") != std::string::npos);
+        }
+    // Lot 0006 fails the binomial test (10 of 50); lot 0002 (2 of 50) does not.
+    bool lot6 = false;
+    for (const auto& g : dry.groups) {
+        if (g.scope == QuarantineScope::lot && g.target == "0006") {
+            lot6 = true;
+            CHECK(g.outliers >= 10);
+            CHECK(g.reason.find("binomial") != std::string::npos);
+        }
+        CHECK_FALSE((g.scope == QuarantineScope::lot && g.target == "0002"));
+        if (g.scope == QuarantineScope::window) CHECK(g.window_from >= "2023-02-27");  // only March (and its week)
+    }
+    CHECK(lot6);
+
+    // The lot filter screens one lot only.
+    ScreenFilter one;
+    one.lot = "1";
+    CHECK(screen_store(store, config, one, false, screen_actor).cells_screened == 50);
+    ScreenFilter since;
+    since.since = Date{2023, 2, 15};
+    CHECK(screen_store(store, config, since, false, screen_actor).cells_screened == 100);
+
+    // Apply: every hold in one batch.
+    ScreenReport applied = screen_store(store, config, {}, true, screen_actor);
+    CHECK(applied.applied);
+    CHECK(applied.event_ids.size() == applied.cells.size() + applied.groups.size());
+    CHECK(store.quarantine_events().size() == applied.event_ids.size());
+    LookupSession look(store);
+    CHECK(look.lookup(serials[50]).state == CellState::held);
+    CHECK(look.lookup(serials[260]).state == CellState::held);  // lot 0006, not an outlier itself
+    CHECK(look.lookup(serials[0]).state == CellState::clear);
+    const auto ev = store.quarantine_events();
+    CHECK(ev.front().actor == "screen");
+    CHECK(ev.front().role == "screening");
+    CHECK(ev.front().reason.rfind("screen: ", 0) == 0);
+
+    // Screening again finds them all held already: nothing new is written.
+    ScreenReport again = screen_store(store, config, {}, true, screen_actor);
+    CHECK(again.event_ids.empty());
+    for (const auto& c : again.cells) CHECK(c.already_held);
+    for (const auto& g : again.groups) CHECK(g.already_held);
+
+    CHECK_THROWS_AS(screen_store(store, config, {}, true, Actor{"", ""}), UsageError);
+    ScreeningConfig bad = config;
+    bad.features.push_back("nonexistent_feature");
+    CHECK_THROWS_WITH_AS(screen_store(store, bad, {}, false, screen_actor), doctest::Contains("nonexistent_feature"),
+                         UsageError);
+}
+
+TEST_CASE("screen_store: re-screening with new settings lists units that already shipped") {
+    TempDir tmp;
+    Store store = create(tmp / "s.db");
+    const std::vector<std::string> serials = fill_lots(store);
+    LookupSession look(store);
+    // Lot 0003 ships (all clear).
+    const std::vector<std::string> lot3(serials.begin() + 100, serials.begin() + 150);
+    REQUIRE(ship(store, look, lot3, "SHIP-01", Actor{"dock", "logistics"}, "PO-7").shipped);
+
+    ScreeningConfig tight = lot_config();
+    tight.pat_k = 1.5;               // far tighter: many more cells would now be held
+    tight.lot_baseline_rate = 0.0;   // lots against the overall outlier rate
+    const ScreenReport rep = screen_store(store, tight, {}, false, Actor{"qe", "quality"});
+    REQUIRE_FALSE(rep.shipped.empty());
+    std::set<std::string> flagged;
+    for (const auto& c : rep.cells) flagged.insert(c.serial);
+    const auto shipped = shipped_serials(store);
+    auto grouped = [&](const std::string& serial) {
+        const DecodedSerial d = SerialScheme::default_scheme().decode(serial).value;
+        for (const auto& g : rep.groups)
+            if (g.scope == QuarantineScope::lot ? g.target == d.lot
+                                                : (g.window_from <= d.production_date->iso() &&
+                                                   d.production_date->iso() <= g.window_to))
+                return true;
+        return false;
+    };
+    std::size_t expected = 0;
+    for (const auto& s : lot3) expected += (flagged.count(s) || grouped(s)) ? 1u : 0u;
+    CHECK(expected > 0);
+    CHECK(rep.shipped.size() == expected);
+    for (const auto& u : rep.shipped) {
+        CHECK(shipped.count(u.serial) == 1);
+        CHECK(u.lot == "0003");
+        CHECK(u.why == (flagged.count(u.serial) ? "outlier" : u.why));
+        CHECK_FALSE(u.why.empty());
+        CHECK(u.shipped_unix_s > 0);
+    }
+    // Units that did not ship are not listed, whatever would hold them.
+    for (const auto& u : rep.shipped) CHECK(std::find(lot3.begin(), lot3.end(), u.serial) != lot3.end());
+}
+
+namespace {
+
+Recipe reduced_recipe() {
+    // The shipped recipe with a coarser pulse log and without the heat step:
+    // the same pipeline at a fraction of the fitting work (this suite runs
+    // under sanitizers); tools/screen_accuracy runs the full recipe at 20k.
+    Recipe r = load_recipe(fs::path(EOL_CONFIG_DIR) / "recipes" / "eol-18650.toml");
+    std::vector<RecipeStep> steps;
+    for (auto& s : r.steps) {
+        if (s.kind() == StepKind::heat) continue;
+        if (auto* p = std::get_if<PulseParams>(&s.params)) p->sample_interval_s = 0.25;
+        steps.push_back(s);
+    }
+    r.steps = steps;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("production sim: formation and EOL records with the recipe's measurements and sane fits") {
+    TempDir tmp;
+    Store store = create(tmp / "p.db");
+    ProductionSpec spec;
+    spec.cells = 8;
+    spec.from = {2023, 3, 1};
+    spec.to = {2023, 3, 2};
+    spec.defect_window = std::pair{Date{2023, 3, 2}, Date{2023, 3, 2}};
+    spec.defect_short_fraction = 1.0;  // day 2: every cell shorted
+    spec.background_short_fraction = 0.0;
+    spec.fixture_wait_s = 1800;
+    spec.seed = 3;
+    spec.threads = 2;
+    const ProductionSummary sum = simulate_production(store, spec);
+    REQUIRE(sum.truth.size() == 8);
+    CHECK(sum.lots == 2);
+    CHECK(sum.defect_lots == 1);
+    CHECK(sum.shorted == 4);
+    CHECK(store.count("cells") == 8);
+    CHECK(store.count("test_runs") == 16);
+
+    const Recipe& shipped = load_recipe(fs::path(EOL_CONFIG_DIR) / "recipes" / "eol-18650.toml");
+    std::vector<double> k_good, k_short;
+    for (const CellTruth& t : sum.truth) {
+        const auto cell = store.cell(t.serial);
+        REQUIRE(cell);
+        CHECK(cell->lot == t.lot);
+        const auto runs = store.runs_for(t.serial);
+        REQUIRE(runs.size() == 2);
+        CHECK(runs[0].station_id == "FORM-01");
+        CHECK(runs[1].station_id == "EOL-01");
+        CHECK(*cell->latest_run_id == runs[1].id);
+        CHECK(runs[1].start_unix_s - runs[0].start_unix_s == doctest::Approx(t.rest_days * kDay).epsilon(0.02));
+        const auto ms = store.measurements(runs[1].id);
+        CHECK(ms.size() == shipped.measurements().size());
+        std::map<std::string, double> v;
+        for (const auto& m : ms) v[m.name] = m.value;
+        const auto fits = store.fits(runs[1].id);
+        REQUIRE(fits.size() == 2);
+        CHECK(fits[0].kind == "ecm2");
+        CHECK(fits[1].kind == "thermal");
+        if (t.shorted) continue;
+        CHECK(v["r0_ohm"] == doctest::Approx(t.r0_ohm).epsilon(0.05));
+        CHECK(v["c_th_j_per_k"] > 120);
+        CHECK(v["c_th_j_per_k"] < 230);
+        CHECK(v["r_th_k_per_w"] > 8.5);
+        CHECK(v["r_th_k_per_w"] < 14.0);
+        CHECK(std::abs(v["p_x_w"]) < 0.02);
+        CHECK(runs[1].verdict == Verdict::pass);
+    }
+    const FeatureTable ft = build_feature_table(store, {}, std::vector<std::string>{"k_mv_per_day"});
+    for (std::size_t i = 0; i < ft.rows(); ++i) {
+        for (const auto& t : sum.truth)
+            if (t.serial == ft.serials[i]) (t.shorted ? k_short : k_good).push_back(ft.at(i, 0));
+    }
+    REQUIRE(k_good.size() == 4);
+    REQUIRE(k_short.size() == 4);
+    // Good cells lose well under 2 mV/day; a 100 Ω–5 kΩ short several times that.
+    for (double k : k_good) CHECK(k < 2.0);
+    for (double k : k_short) CHECK(k > 4.0);
+
+    // The same spec with one thread: the same values (per-cell RNG streams).
+    Store other = create(tmp / "p1.db");
+    ProductionSpec one = spec;
+    one.threads = 1;
+    const ProductionSummary sum1 = simulate_production(other, one);
+    REQUIRE(sum1.truth.size() == sum.truth.size());
+    for (std::size_t i = 0; i < sum.truth.size(); ++i) {
+        CHECK(sum1.truth[i].serial == sum.truth[i].serial);
+        const auto a = store.measurements(*store.cell(sum.truth[i].serial)->latest_run_id);
+        const auto b = other.measurements(*other.cell(sum.truth[i].serial)->latest_run_id);
+        REQUIRE(a.size() == b.size());
+        for (std::size_t k = 0; k < a.size(); ++k) CHECK(a[k].value == doctest::Approx(b[k].value).epsilon(1e-9));
+    }
+
+    // Bad specs.
+    ProductionSpec weekend = spec;
+    weekend.from = weekend.to = {2023, 3, 4};  // a Saturday
+    CHECK_THROWS_AS(simulate_production(other, weekend), UsageError);
+}
+
+TEST_CASE("accuracy: the screen holds every shorted cell and the defect lots of a small production") {
+    TempDir tmp;
+    Store store = create(tmp / "a.db");
+    const Recipe recipe = reduced_recipe();
+    ProductionSpec spec;
+    spec.cells = 500;
+    spec.from = {2023, 2, 1};
+    spec.to = {2023, 6, 30};
+    spec.defect_window = parse_window("2023-03..2023-04");
+    // A small production has little statistical power: a stronger defect than
+    // the 20k run's (tools/screen_accuracy) keeps the lot tests meaningful.
+    spec.defect_short_fraction = 0.15;
+    spec.defect_r0_shift_rel = 0.06;
+    spec.background_short_fraction = 0.005;
+    spec.recipe = &recipe;
+    spec.fixture_wait_s = 600;
+    spec.seed = 1;
+    spec.threads = 2;
+    const ProductionSummary sum = simulate_production(store, spec);
+    REQUIRE(sum.truth.size() == 500);
+    REQUIRE(sum.shorted > 10);
+
+    // The screen sees only the store (never the truth).
+    ScreeningConfig config;
+    config.features = {"ocv_v", "dcir_ohm", "r0_ohm", "r1_ohm", "tau1_s", "k_log10_mv_per_day"};
+    config.mcd_quantile = 0.9999;  // ~500 cells: small-sample MCD distances run large
+    const ScreenReport rep = screen_store(store, config, {}, true, Actor{"screen", "screening"});
+    CHECK(rep.cells_screened == 500);
+
+    // Judge by what the ship gate now says.
+    LookupSession look(store);
+    std::vector<std::string> serials;
+    for (const auto& t : sum.truth) serials.push_back(t.serial);
+    const auto states = look.lookup_many(serials);
+    std::size_t short_held = 0, short_free = 0, good_bad_lot_held = 0, good_bad_lot_free = 0, good_held = 0,
+                good_free = 0;
+    std::map<std::string, std::pair<bool, bool>> lots;  // lot → (defect, all held)
+    for (std::size_t i = 0; i < serials.size(); ++i) {
+        const CellTruth& t = sum.truth[i];
+        const bool held = states[i].state == CellState::held;
+        auto& l = lots.try_emplace(t.lot, t.defect_lot, true).first->second;
+        l.second = l.second && held;
+        if (t.shorted) (held ? short_held : short_free)++;
+        else if (t.defect_lot) (held ? good_bad_lot_held : good_bad_lot_free)++;
+        else (held ? good_held : good_free)++;
+    }
+    std::size_t defect_lot_held = 0, defect_lot_free = 0, good_lot_held = 0, good_lot_free = 0;
+    for (const auto& [lot, l] : lots) {
+        if (l.first) (l.second ? defect_lot_held : defect_lot_free)++;
+        else (l.second ? good_lot_held : good_lot_free)++;
+    }
+    MESSAGE("cells: shorted held ", short_held, " / not ", short_free, "; good in defect lots held ",
+            good_bad_lot_held, " / not ", good_bad_lot_free, "; good in good lots held ", good_held, " / not ",
+            good_free);
+    MESSAGE("lots: defect held ", defect_lot_held, " / not ", defect_lot_free, "; good held ", good_lot_held,
+            " / not ", good_lot_free);
+    CHECK(short_free == 0);
+    CHECK(defect_lot_free == 0);
+    CHECK(defect_lot_held == sum.defect_lots);
+    CHECK(good_lot_held == 0);
+    CHECK(static_cast<double>(good_held) < 0.005 * static_cast<double>(good_held + good_free));
+}
