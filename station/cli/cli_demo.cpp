@@ -4,6 +4,7 @@
 // fixture, each cell run through the recipe by the real drivers, fitted,
 // written to the SQLite store, screened, and a lot summary printed.
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include <atomic>
 #include <filesystem>
@@ -19,7 +20,9 @@
 #include "eol/sim/fixture.hpp"
 #include "eol/station/config.hpp"
 #include "eol/station/instrument_factory.hpp"
+#include "eol/station/quarantine.hpp"
 #include "eol/station/runner.hpp"
+#include "eol/station/screen_store.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/sim_station.hpp"
 #include "eol/station/store.hpp"
@@ -177,6 +180,34 @@ void run_demo(const DemoOptions& o) {
     for (const auto& r : records) pass += r.verdict == station::Verdict::pass;
     fmt::print("\n{} of {} cells passed the recipe limits; {} records written to {}\n", pass, records.size(),
                records.size(), db.string());
+
+    // Screening of the stored lot, holds written as quarantine events.
+    const station::Actor screener{"eolstation demo", "screening"};
+    const auto rep = station::screen_store(store, cfg.screening, {}, true, screener, &cfg.limits);
+    fmt::print("\nscreening  {} cells, features {}\n", rep.cells_screened, fmt::join(rep.features, ", "));
+    for (const auto& c : rep.cells) {
+        fmt::print("  hold     {}", c.serial);
+        for (const auto& why : c.reasons) fmt::print("  [{}]", why);
+        fmt::print("\n");
+    }
+    for (const auto& g : rep.groups) fmt::print("  hold     {} ({})\n", g.group, g.reason);
+    for (const auto& n : rep.notes) fmt::print("  note     {}\n", n);
+    if (rep.cells.empty() && rep.groups.empty()) fmt::print("  nothing to hold\n");
+
+    // The ship gate, and how it compares with what the simulator knows.
+    station::LookupSession gate(store, scheme);
+    std::size_t may_ship = 0, short_caught = 0, good_held = 0;
+    for (std::size_t k = 0; k < serials.size(); ++k) {
+        const auto r = gate.lookup(serials[k]);
+        const bool is_short = std::isfinite(sim.lot_params(k).r_isc_ohm);
+        may_ship += r.may_ship;
+        if (is_short && !r.may_ship) ++short_caught;
+        if (!is_short && !r.may_ship) ++good_held;
+    }
+    fmt::print("\nship gate  {} of {} cells may ship; shorted cells stopped: {} of {}; good cells stopped: {}\n",
+               may_ship, serials.size(), short_caught, shorted, good_held);
+    fmt::print("next       eolstation lookup --db {} SERIAL...   |   eolstation quarantine list --db {}\n",
+               db.string(), db.string());
 }
 
 }  // namespace

@@ -252,20 +252,27 @@ public:
         sample(t_start, false);
         draw(p.current_a);
         const double t_on = now_s();
-        double next = t_on + p.sample_interval_s;
-        while (next <= t_on + p.duration_s + 1e-9) {
-            sleep_until_s(next);
-            sample(now_s(), true);
-            next += p.sample_interval_s;
-        }
+        // Sample on the interval grid until the step's time is up. The step
+        // ends on time even when sampling is slower than the interval (a
+        // loaded host, a fast simulated clock): late grid points are skipped,
+        // never appended to the step.
+        auto sample_until = [&](double t0, double duration_s, bool loaded) {
+            const double end = t0 + duration_s;
+            double next = t0 + p.sample_interval_s;
+            while (next <= end + 1e-9) {
+                sleep_until_s(next);
+                sample(now_s(), loaded);
+                const double t = now_s();
+                if (t >= end) break;
+                next += p.sample_interval_s;
+                if (next < t) next += std::ceil((t - next) / p.sample_interval_s) * p.sample_interval_s;
+                if (next > end) next = end;
+            }
+        };
+        sample_until(t_on, p.duration_s, true);
         input_off();
         const double t_off = now_s();
-        next = t_off + p.sample_interval_s;
-        while (next <= t_off + p.cooling_s + 1e-9) {
-            sleep_until_s(next);
-            sample(now_s(), false);
-            next += p.sample_interval_s;
-        }
+        sample_until(t_off, p.cooling_s, false);
         double t_max = -INFINITY;
         for (double t : s.t_cell_c) t_max = std::max(t_max, t);
         const double rise = t_max - s.t_cell_c.front();
