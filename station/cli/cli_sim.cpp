@@ -8,12 +8,31 @@
 // (or, with --json, one JSON array), flushes, and runs until SIGTERM or
 // SIGINT; then it stops the servers and exits 0. Configuration errors and
 // ports that cannot be bound exit 2.
+//
+// Fault injection at run time: one command per line on stdin, one reply line
+// on stdout ("ok …" or "error: … (stdin line N)"); end of input is ignored.
+//   fault NAME latency S                 added before every reply (wall s; 0 = off)
+//   fault NAME drop|garbage|truncate     the next reply (one-shot)
+//   fault NAME silence on|off            swallow requests (clients time out)
+//   fault NAME scpi-error TEXT           queued on the next SCPI command
+//   fault NAME modbus-exception CODE     the next Modbus request (1..11)
+//   fault NAME burnout CH[,CH…]|none     thermocouple channels reading open
+//   fault NAME clear                     every fault of NAME off
+//   faults                               every server's fault settings
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <signal.h>
 
+#include <cmath>
 #include <cstdio>
+#include <set>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -22,6 +41,107 @@
 
 namespace eol::cli {
 namespace {
+
+std::string describe(const sim::FaultSettings& f) {
+    std::string out;
+    auto add = [&](const std::string& x) { out += (out.empty() ? "" : " ") + x; };
+    if (f.latency_s > 0) add(fmt::format("latency {} s", f.latency_s));
+    if (f.drop_connection) add("drop");
+    if (f.garbage_reply) add("garbage");
+    if (f.truncated_reply) add("truncate");
+    if (f.no_reply) add("silence");
+    if (!f.scpi_error.empty()) add("scpi-error " + f.scpi_error);
+    if (f.modbus_exception != 0) add(fmt::format("modbus-exception {}", f.modbus_exception));
+    if (!f.burnout_channels.empty()) add(fmt::format("burnout {}", fmt::join(f.burnout_channels, ",")));
+    return out.empty() ? "none" : out;
+}
+
+/// Applies one control line; returns the reply. Throws std::invalid_argument
+/// with the reason for a bad line.
+std::string control(station::SimStation& sim, const std::vector<station::SimServerInfo>& servers,
+                    const std::string& line) {
+    std::istringstream in(line);
+    std::string verb;
+    in >> verb;
+    if (verb.empty() || verb[0] == '#') return {};
+    if (verb == "faults") {
+        std::string out;
+        for (const auto& srv : servers)
+            out += fmt::format("{}{} {}", out.empty() ? "ok " : "; ", srv.name, describe(sim.faults(srv.name).get()));
+        return out;
+    }
+    if (verb != "fault") throw std::invalid_argument("unknown command '" + verb + "' (fault, faults)");
+    std::string name, what;
+    in >> name >> what;
+    bool known = false;
+    for (const auto& srv : servers) known = known || srv.name == name;
+    if (!known) {
+        std::vector<std::string> names;
+        for (const auto& srv : servers) names.push_back(srv.name);
+        throw std::invalid_argument(fmt::format("no simulated instrument '{}' (have: {})", name, fmt::join(names, ", ")));
+    }
+    std::string rest;
+    std::getline(in >> std::ws, rest);
+    auto number = [&](const char* field) {
+        std::size_t used = 0;
+        double v = 0;
+        try {
+            v = std::stod(rest, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || used != rest.size() || !std::isfinite(v))
+            throw std::invalid_argument(fmt::format("{}: '{}' is not a number", field, rest));
+        return v;
+    };
+    auto& faults = sim.faults(name);
+    if (what == "latency") {
+        const double s = number("latency");
+        if (s < 0 || s > 60) throw std::invalid_argument("latency: 0..60 s");
+        faults.update([&](sim::FaultSettings& f) { f.latency_s = s; });
+    } else if (what == "drop" || what == "garbage" || what == "truncate") {
+        faults.update([&](sim::FaultSettings& f) {
+            (what == "drop" ? f.drop_connection : what == "garbage" ? f.garbage_reply : f.truncated_reply) = true;
+        });
+    } else if (what == "silence") {
+        if (rest != "on" && rest != "off") throw std::invalid_argument("silence: on or off");
+        faults.update([&](sim::FaultSettings& f) { f.no_reply = rest == "on"; });
+    } else if (what == "scpi-error") {
+        if (rest.empty()) throw std::invalid_argument("scpi-error: the error text, e.g. -222,\"Data out of range\"");
+        faults.update([&](sim::FaultSettings& f) { f.scpi_error = rest; });
+    } else if (what == "modbus-exception") {
+        const double c = number("modbus-exception");
+        if (c < 1 || c > 11 || c != std::floor(c)) throw std::invalid_argument("modbus-exception: a code 1..11");
+        faults.update([&](sim::FaultSettings& f) { f.modbus_exception = static_cast<int>(c); });
+    } else if (what == "burnout") {
+        std::set<int> chans;
+        if (rest != "none") {
+            std::istringstream list(rest);
+            std::string item;
+            while (std::getline(list, item, ',')) {
+                std::size_t used = 0;
+                int ch = -1;
+                try {
+                    ch = std::stoi(item, &used);
+                } catch (const std::exception&) {
+                    used = 0;
+                }
+                if (used == 0 || used != item.size() || ch < 0 || ch > 255)
+                    throw std::invalid_argument(fmt::format("burnout: '{}' is not a channel number", item));
+                chans.insert(ch);
+            }
+            if (chans.empty()) throw std::invalid_argument("burnout: channel list or none");
+        }
+        faults.update([&](sim::FaultSettings& f) { f.burnout_channels = chans; });
+    } else if (what == "clear") {
+        faults.set({});
+    } else {
+        throw std::invalid_argument(fmt::format(
+            "unknown fault '{}' (latency, drop, garbage, truncate, silence, scpi-error, modbus-exception, burnout, clear)",
+            what));
+    }
+    return fmt::format("ok {} {}", name, describe(faults.get()));
+}
 
 struct SimOptions {
     std::string config;
@@ -59,9 +179,38 @@ void run_sim(const SimOptions& o) {
                servers.size(), sim.fixture()->size(), cfg.sim.lot, sim.lot_serials().size(),
                cfg.sim.time_scale);
 
+    // The control reader outlives nothing: it takes `mutex` and checks
+    // `stopped` before touching the simulator, and is detached at exit.
+    struct Shared {
+        std::mutex mutex;
+        bool stopped = false;
+    };
+    auto shared = std::make_shared<Shared>();
+    std::thread([&sim, servers, shared] {
+        std::string line;
+        for (int n = 1; std::getline(std::cin, line); ++n) {
+            std::lock_guard lk(shared->mutex);
+            if (shared->stopped) return;
+            std::string reply;
+            try {
+                reply = control(sim, servers, line);
+            } catch (const std::exception& e) {
+                reply = fmt::format("error: {} (stdin line {})", e.what(), n);
+            }
+            if (!reply.empty()) {
+                fmt::print("{}\n", reply);
+                std::fflush(stdout);
+            }
+        }
+    }).detach();
+
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    sim.stop();
+    {
+        std::lock_guard lk(shared->mutex);
+        shared->stopped = true;
+        sim.stop();
+    }
     fmt::print(stderr, "sim: stopped ({})\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 }
 

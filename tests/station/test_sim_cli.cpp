@@ -49,14 +49,20 @@ std::uint16_t free_port() {
 struct Child {
     pid_t pid = -1;
     int out = -1, err = -1;
+    int in = -1;  // the child's stdin, when asked for
 };
 
-Child spawn(const std::vector<std::string>& args) {
-    int po[2], pe[2];
+Child spawn(const std::vector<std::string>& args, bool with_stdin = false) {
+    int po[2], pe[2], pi[2] = {-1, -1};
     REQUIRE(::pipe(po) == 0);
     REQUIRE(::pipe(pe) == 0);
+    if (with_stdin) REQUIRE(::pipe(pi) == 0);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+    if (with_stdin) {
+        posix_spawn_file_actions_adddup2(&fa, pi[0], 0);
+        posix_spawn_file_actions_addclose(&fa, pi[1]);
+    }
     posix_spawn_file_actions_adddup2(&fa, po[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
     posix_spawn_file_actions_addclose(&fa, po[0]);
@@ -69,6 +75,10 @@ Child spawn(const std::vector<std::string>& args) {
     posix_spawn_file_actions_destroy(&fa);
     ::close(po[1]);
     ::close(pe[1]);
+    if (with_stdin) {
+        ::close(pi[0]);
+        c.in = pi[1];
+    }
     REQUIRE_MESSAGE(rc == 0, "cannot run " << args[0]);
     c.out = po[0];
     c.err = pe[0];
@@ -112,8 +122,14 @@ Result run(const std::vector<std::string>& args) {
 // `eolstation sim` in the background; reads its server lines.
 class SimProcess {
 public:
-    explicit SimProcess(const fs::path& config) {
-        child_ = spawn({EOL_CLI, "sim", "--config", config.string()});
+    explicit SimProcess(const fs::path& config, bool with_stdin = false) {
+        child_ = spawn({EOL_CLI, "sim", "--config", config.string()}, with_stdin);
+    }
+    /// Writes one line to the simulator's stdin (its fault control).
+    void send(const std::string& text) {
+        REQUIRE(child_.in >= 0);
+        const std::string l = text + "\n";
+        REQUIRE(::write(child_.in, l.data(), l.size()) == static_cast<ssize_t>(l.size()));
     }
     ~SimProcess() {
         if (child_.pid > 0) {
@@ -122,6 +138,7 @@ public:
         }
         ::close(child_.out);
         ::close(child_.err);
+        if (child_.in >= 0) ::close(child_.in);
     }
     /// The next stdout line (at most `timeout_s`); empty when none came.
     std::string line(double timeout_s = 30) {
@@ -323,6 +340,78 @@ TEST_CASE("sim cli: sim + instruments probe + instruments load pulse through the
     CHECK(gp.err.find("1 of 6 instruments failed") != std::string::npos);
     CHECK(gp.err.find("ghost (ghost: connect") != std::string::npos);
     CHECK(gp.err.find("Connection refused") != std::string::npos);
+
+    CHECK(sim.terminate() == 0);
+}
+
+TEST_CASE("sim cli: faults switched at run time on stdin reach the real drivers") {
+    TempDir tmp;
+    const Ports ports;
+    const fs::path config = tmp.write("station.toml", config_text(ports));
+    SimProcess sim(config, true);
+    for (int k = 0; k < 5; ++k) REQUIRE_FALSE(sim.line().empty());
+    const std::string c = EOL_CONFIG_DIR;
+    const std::string map = c + "/maps/icpdas-et7018z.toml";
+    const std::string tca = "tcp://127.0.0.1:" + std::to_string(ports.tc);
+    const std::string kd = c + "/dialects/keysight-el30000.toml";
+    const std::string ka = "tcp://127.0.0.1:" + std::to_string(ports.keysight);
+
+    auto thermo = [&] {
+        const Result r = run({EOL_CLI, "instruments", "thermo", "--map", map, "--address", tca, "--json"});
+        REQUIRE_MESSAGE(r.exit == 0, r.err);
+        return json::parse(r.out);
+    };
+    auto status_of = [](const json& j, std::size_t ch) { return j["channels"][ch]["status"].get<std::string>(); };
+    CHECK(status_of(thermo(), 3) == "ok");
+
+    // Thermocouple burn-out on channels 1 and 3, then cleared.
+    sim.send("fault tc1 burnout 1,3");
+    CHECK(sim.line() == "ok tc1 burnout 1,3");
+    json j = thermo();
+    CHECK(status_of(j, 0) == "ok");
+    CHECK(status_of(j, 1) == "open");
+    CHECK(status_of(j, 3) == "open");
+    sim.send("fault tc1 clear");
+    CHECK(sim.line() == "ok tc1 none");
+    CHECK(status_of(thermo(), 3) == "ok");
+
+    // A Modbus exception on the next request: the driver names it; the one after is fine.
+    sim.send("fault tc1 modbus-exception 4");
+    CHECK(sim.line() == "ok tc1 modbus-exception 4");
+    const Result ex = run({EOL_CLI, "instruments", "thermo", "--map", map, "--address", tca});
+    CHECK(ex.exit != 0);
+    CHECK(ex.err.find("xception") != std::string::npos);
+    CHECK(status_of(thermo(), 0) == "ok");
+
+    // A queued SCPI error is drained and reported after a configuration command.
+    sim.send("fault load1 scpi-error -222,\"Data out of range\"");
+    CHECK(sim.line() == "ok load1 scpi-error -222,\"Data out of range\"");
+    const Result se = run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", ka, "set-current", "1"});
+    CHECK(se.exit != 0);
+    CHECK(se.err.find("-222") != std::string::npos);
+
+    // Silence: the driver times out naming the instrument's command; then back.
+    sim.send("fault load1 silence on");
+    CHECK(sim.line() == "ok load1 silence");
+    const Result to = run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", ka, "--timeout", "0.5",
+                           "identify"});
+    CHECK(to.exit != 0);
+    CHECK(to.err.find("no reply within 0.5 s") != std::string::npos);
+    sim.send("fault load1 silence off");
+    CHECK(sim.line() == "ok load1 none");
+    CHECK(run({EOL_CLI, "instruments", "load", "--dialect", kd, "--address", ka, "identify"}).exit == 0);
+
+    // Bad control lines are answered with an error naming the line; nothing changes.
+    sim.send("fault nosuch latency 1");
+    std::string l = sim.line();
+    CHECK(l.find("error: no simulated instrument 'nosuch'") == 0);
+    CHECK(l.find("(stdin line 7)") != std::string::npos);
+    sim.send("fault tc1 latency abc");
+    CHECK(sim.line().find("error: latency: 'abc' is not a number") == 0);
+    sim.send("faults");
+    l = sim.line();
+    CHECK(l.find("ok load1 none") == 0);
+    CHECK(l.find("tc1 none") != std::string::npos);
 
     CHECK(sim.terminate() == 0);
 }

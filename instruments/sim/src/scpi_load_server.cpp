@@ -668,11 +668,13 @@ struct ScpiLoadServer::Impl::Session : std::enable_shared_from_this<Session> {
             close();
             return;
         }
+        auto reply = impl.handle_line(line, selected);
+        // After the command, as the instrument's own error would be (a *CLS
+        // must not swallow the injected error).
         if (!f.scpi_error.empty()) {
             std::lock_guard lk(impl.mu);
             impl.push_error(f.scpi_error);
         }
-        auto reply = impl.handle_line(line, selected);
         if (!reply) {
             read();
             return;
