@@ -9,6 +9,12 @@ target_compile_options(eol_warnings INTERFACE
   -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual
   $<$<BOOL:${EOL_WARNINGS_AS_ERRORS}>:-Werror>)
 
+# GCC 12 at -O2/-O3 reports std::string concatenation ("x" + std::string) as
+# overlapping memcpy (-Wrestrict, GCC PR 105329, a false positive fixed in 13).
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  target_compile_options(eol_warnings INTERFACE -Wno-restrict)
+endif()
+
 if(EOL_SANITIZE)
   target_compile_options(eol_warnings INTERFACE
     -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
