@@ -1,7 +1,16 @@
-// eolstation screen — screening of a feature table (PAT, FAST-MCD, lot and
-// production-window containment) without a store:
+// eolstation screen — screening (PAT, FAST-MCD, lot and production-window
+// containment) of a feature table without a store, or of the results store
+// with quarantine holds:
 //
 //   eolstation screen --features FILE.csv [--json] [--k 6] [--quantile 0.999] …
+//   eolstation screen --db FILE [--config STATION.toml] [--lot L | --since DATE]
+//                     [--apply --actor NAME [--role R]] [--json]
+//
+// --db: station::screen_store() over the stored cells (features from the
+// station's [screening] section, or the built-in list below); a dry run
+// prints what would be held and why; --apply writes the holds in one
+// transaction; units that would now be held but already shipped are listed
+// apart (recall them). Exit 1 when any cell is an outlier or any group fails.
 //
 // The CSV has a header row: `serial` plus one column per feature, and
 // optionally a lot column and a date column (YYYY-MM-DD). Without a lot
@@ -17,6 +26,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <optional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -26,8 +37,11 @@
 
 #include "commands.hpp"
 #include "eol/models/screening.hpp"
+#include "eol/station/config.hpp"
 #include "eol/station/csv.hpp"
+#include "eol/station/screen_store.hpp"
 #include "eol/station/serial.hpp"
+#include "eol/station/store.hpp"
 
 namespace eol::cli {
 namespace {
@@ -38,6 +52,14 @@ namespace m = eol::models;
 
 struct ScreenOptions {
     std::string features_csv;  // --features
+    std::string db;            // --db
+    std::string config;        // --config (station TOML: [screening], [limits])
+    std::string lot;           // --lot
+    std::string since;         // --since
+    bool apply = false;
+    std::string actor;
+    std::string role = "screening";
+    bool k_given = false, quantile_given = false, min_count_given = false, alpha_given = false;
     std::string serial_column = "serial";
     std::string lot_column = "lot";
     std::string date_column = "date";
@@ -347,11 +369,165 @@ void print_text(const LoadedTable& lt, const m::ScreeningResult& r) {
     for (const auto& n : notes) fmt::print("note: {}\n", n);
 }
 
+// ---------------------------------------------------------------- --db
+
+// Without --config: the shipped station's [screening] thresholds and these
+// features (the self-discharge K-value, as its log, is what finds the small
+// internal shorts; see docs/screening.md).
+const std::vector<std::string>& default_db_features() {
+    static const std::vector<std::string> f{"ocv_v",  "dcir_ohm",    "r0_ohm", "r1_ohm",
+                                            "tau1_s", "temp_rise_k", "p_x_w",  "k_log10_mv_per_day"};
+    return f;
+}
+
+std::string group_line(const station::ScreenedGroup& g) {
+    return fmt::format("{} {}: {}{}", to_string(g.scope), g.target, g.reason, g.already_held ? " [already held]" : "");
+}
+
+json db_json(const ScreenOptions& o, const station::ScreenReport& r) {
+    json cells = json::array();
+    for (const auto& c : r.cells) {
+        json e{{"serial", c.serial},         {"lot", c.lot},
+               {"production_date", c.production_date},
+               {"pat", (c.flags & m::kFlagPat) != 0},
+               {"mcd", (c.flags & m::kFlagMcd) != 0},
+               {"reasons", c.reasons},       {"already_held", c.already_held},
+               {"scrapped", c.scrapped}};
+        if (std::isfinite(c.distance_sq)) {
+            e["distance_sq"] = c.distance_sq;
+            e["distance"] = std::sqrt(c.distance_sq);
+        }
+        cells.push_back(std::move(e));
+    }
+    json groups = json::array();
+    for (const auto& g : r.groups) {
+        json e{{"scope", to_string(g.scope)}, {"target", g.target},   {"group", g.group},
+               {"cells", g.cells},            {"outliers", g.outliers}, {"rate", g.rate},
+               {"p_value", g.p_value},        {"reason", g.reason},   {"already_held", g.already_held}};
+        if (g.scope == station::QuarantineScope::window) {
+            e["window_from"] = g.window_from;
+            e["window_to"] = g.window_to;
+        }
+        groups.push_back(std::move(e));
+    }
+    json shipped = json::array();
+    for (const auto& u : r.shipped)
+        shipped.push_back({{"serial", u.serial},
+                           {"lot", u.lot},
+                           {"production_date", u.production_date},
+                           {"shipped_unix_s", u.shipped_unix_s},
+                           {"why", u.why}});
+    json missing = json::object();
+    for (std::size_t j = 0; j < r.features.size() && j < r.missing.size(); ++j) missing[r.features[j]] = r.missing[j];
+    return json{{"db", o.db},
+                {"applied", r.applied},
+                {"cells_screened", r.cells_screened},
+                {"features", r.features},
+                {"missing", missing},
+                {"baseline_rate", r.baseline_rate},
+                {"outliers", r.outliers},
+                {"cells", std::move(cells)},
+                {"groups", std::move(groups)},
+                {"cells_held_by_groups", r.cells_held_by_groups},
+                {"shipped", std::move(shipped)},
+                {"event_ids", r.event_ids},
+                {"notes", r.notes},
+                {"seconds", r.seconds}};
+}
+
+void print_db_text(const ScreenOptions& o, const station::ScreenReport& r) {
+    fmt::print("screened {} cells × {} features ({}) from {}: {} outlier cells, {} lots/windows failed "
+               "({} cells in them), baseline outlier rate {:.2f} %\n",
+               r.cells_screened, r.features.size(), fmt::join(r.features, ", "), o.db, r.outliers, r.groups.size(),
+               r.cells_held_by_groups, 100.0 * r.baseline_rate);
+    const char* verb = r.applied ? "held" : "would hold";
+    std::size_t new_groups = 0, new_cells = 0;
+    for (const auto& g : r.groups) new_groups += g.already_held ? 0 : 1;
+    for (const auto& c : r.cells) new_cells += (c.already_held || c.scrapped) ? 0 : 1;
+    if (!r.groups.empty()) {
+        fmt::print("\n{} whole ({} new):\n", verb, new_groups);
+        for (const auto& g : r.groups) fmt::print("  {}\n", group_line(g));
+    }
+    if (!r.cells.empty()) {
+        fmt::print("\n{} by serial ({} new):\n", verb, new_cells);
+        std::string out;
+        for (const auto& c : r.cells) {
+            const std::string dist =
+                std::isfinite(c.distance_sq) ? fmt::format("d {:.2f}", std::sqrt(c.distance_sq)) : "d -";
+            out += fmt::format("  {}  lot {} {}  {}{}{}: {}\n", c.serial, c.lot, c.production_date, dist,
+                               c.already_held ? " [already held]" : "", c.scrapped ? " [scrapped]" : "",
+                               fmt::join(c.reasons, "; "));
+        }
+        std::fwrite(out.data(), 1, out.size(), stdout);
+    }
+    if (!r.shipped.empty()) {
+        fmt::print("\nwould now be held but ALREADY SHIPPED ({}): recall them\n", r.shipped.size());
+        for (const auto& u : r.shipped)
+            fmt::print("  {}  lot {} {}  ({})\n", u.serial, u.lot, u.production_date, u.why);
+    }
+    for (const auto& n : r.notes) fmt::print("note: {}\n", n);
+    if (r.applied)
+        fmt::print("applied: {} hold event{} written in one transaction by {} ({})\n", r.event_ids.size(),
+                   r.event_ids.size() == 1 ? "" : "s", o.actor, o.role);
+    else if (new_groups + new_cells > 0)
+        fmt::print("dry run: nothing written (--apply --actor NAME writes the holds)\n");
+}
+
+void run_screen_db(const ScreenOptions& o) {
+    if (!o.lot.empty() && !o.since.empty()) throw UsageError("screen: give --lot or --since, not both");
+    if (o.apply && o.actor.empty()) throw UsageError("screen --apply: --actor NAME is needed (every hold names who)");
+    if (o.apply && o.role.empty()) throw UsageError("screen --apply: --role must not be empty");
+    station::ScreeningConfig config;
+    std::optional<station::Limits> limits;
+    if (!o.config.empty()) {
+        const station::StationConfig sc = station::load_station_config(o.config);
+        config = sc.screening;
+        limits = sc.limits;
+    } else {
+        config.features = default_db_features();
+    }
+    if (!o.columns.empty()) config.features = o.columns;
+    if (o.k_given) config.pat_k = o.k;
+    if (o.quantile_given) config.mcd_quantile = o.quantile;
+    if (o.alpha_given) config.lot_alpha = o.alpha;
+    if (o.min_count_given) config.pat_min_count = static_cast<int>(o.min_count);
+    station::ScreenFilter filter;
+    if (!o.lot.empty()) filter.lot = o.lot;
+    if (!o.since.empty()) {
+        const auto d = station::Date::parse_iso(o.since);
+        if (!d) throw UsageError(fmt::format("--since: '{}' is not a valid date (YYYY-MM-DD)", o.since));
+        filter.since = *d;
+    }
+    station::OpenOptions oo;
+    oo.read_only = !o.apply;
+    station::Store store = station::Store::open(o.db, oo);
+    station::ScreenReport r;
+    try {
+        r = station::screen_store(store, config, filter, o.apply, station::Actor{o.actor, o.role},
+                                  limits ? &*limits : nullptr);
+    } catch (const m::InputError& e) {
+        throw UsageError(fmt::format("{}: {}", o.db, e.what()));
+    }
+    if (o.json) {
+        fmt::print("{}\n", db_json(o, r).dump(2));
+    } else {
+        print_db_text(o, r);
+    }
+    if (r.outliers > 0 || !r.groups.empty()) set_exit(station::ExitCode::domain_no);
+}
+
 void run_screen(const ScreenOptions& o) {
-    if (o.features_csv.empty()) throw UsageError("screen: give --features FILE.csv");
+    if (!o.features_csv.empty() && !o.db.empty()) throw UsageError("screen: give --features FILE.csv or --db FILE, not both");
     if (!(o.k > 0.0)) throw UsageError(fmt::format("--k {}: must be positive", o.k));
     if (!(o.quantile > 0.0 && o.quantile < 1.0)) throw UsageError(fmt::format("--quantile {}: outside (0, 1)", o.quantile));
     if (!(o.alpha > 0.0 && o.alpha < 1.0)) throw UsageError(fmt::format("--alpha {}: outside (0, 1)", o.alpha));
+    if (!o.db.empty()) {
+        run_screen_db(o);
+        return;
+    }
+    if (!o.lot.empty() || !o.since.empty() || o.apply || !o.config.empty())
+        throw UsageError("screen: --lot, --since, --apply and --config go with --db");
+    if (o.features_csv.empty()) throw UsageError("screen: give --features FILE.csv or --db FILE");
     const LoadedTable lt = load_csv_table(o);
     const m::ScreeningSettings s = settings_from(o, lt.table);
     m::ScreeningResult r;
@@ -377,18 +553,30 @@ void add_screen_commands(CLI::App& app) {
     CLI::App* c = app.add_subcommand(
         "screen",
         "Screen cells: PAT per feature (median ± k·IQR/1.35 within spec), robust Mahalanobis distance "
-        "(FAST-MCD, chi-square cutoff) and lot/production-window containment (binomial test). Exit 1 when "
-        "any cell is flagged or held.");
+        "(FAST-MCD, chi-square cutoff) and lot/production-window containment (binomial test), of a CSV table (--features) or of the results "
+        "store (--db: dry run by default, --apply writes the holds; shipped units that would now be held "
+        "are listed for recall). Exit 1 when any cell is flagged or held.");
     c->add_option("--features", o->features_csv,
                   "CSV table to screen: header `serial` plus one column per feature; optional lot and date "
                   "(YYYY-MM-DD) columns; empty/NA/nan = missing")
         ->check(CLI::ExistingFile);
+    c->add_option("--db", o->db, "Screen the cells of this results store (SQLite) and hold by serial/lot/window")
+        ->check(CLI::ExistingFile);
+    c->add_option("--config", o->config,
+                  "With --db: station TOML whose [screening] and [limits] to use (default: built-in features "
+                  "incl. the K-value and the shipped thresholds)")
+        ->check(CLI::ExistingFile);
+    c->add_option("--lot", o->lot, "With --db: screen only this lot");
+    c->add_option("--since", o->since, "With --db: screen only cells produced on or after this date (YYYY-MM-DD)");
+    c->add_flag("--apply", o->apply, "With --db: write the holds (one transaction); default is a dry run");
+    c->add_option("--actor", o->actor, "With --apply: who holds (recorded in every event)");
+    c->add_option("--role", o->role, "With --apply: the actor's role")->capture_default_str();
     c->add_flag("--json", o->json, "Print the result as JSON");
-    c->add_option("--k", o->k, "PAT limits at median ± k robust sigma")->capture_default_str();
-    c->add_option("--quantile", o->quantile, "Chi-square quantile of the MCD cutoff")->capture_default_str();
-    c->add_option("--min-count", o->min_count, "Fewer values in a lot: static PAT limits instead of dynamic")
+    auto* k_opt = c->add_option("--k", o->k, "PAT limits at median ± k robust sigma")->capture_default_str();
+    auto* q_opt = c->add_option("--quantile", o->quantile, "Chi-square quantile of the MCD cutoff")->capture_default_str();
+    auto* mc_opt = c->add_option("--min-count", o->min_count, "Fewer values in a lot: static PAT limits instead of dynamic")
         ->capture_default_str();
-    c->add_option("--alpha", o->alpha, "Family-wise significance of the lot/window tests (Bonferroni)")
+    auto* a_opt = c->add_option("--alpha", o->alpha, "Family-wise significance of the lot/window tests (Bonferroni)")
         ->capture_default_str();
     c->add_option("--spec", o->specs, "Spec limits NAME=LOW:HIGH (a bound may be empty; repeatable)");
     c->add_option("--columns", o->columns, "Screen only these feature columns (default: all)")->delimiter(',');
@@ -401,9 +589,13 @@ void add_screen_commands(CLI::App& app) {
         ->capture_default_str();
     c->add_option("--seed", o->seed, "Random seed of FAST-MCD's subsets")->capture_default_str();
     c->add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
-    c->callback([o, lot, date] {
+    c->callback([o, lot, date, k_opt, q_opt, mc_opt, a_opt] {
         o->lot_column_given = lot->count() > 0;
         o->date_column_given = date->count() > 0;
+        o->k_given = k_opt->count() > 0;
+        o->quantile_given = q_opt->count() > 0;
+        o->min_count_given = mc_opt->count() > 0;
+        o->alpha_given = a_opt->count() > 0;
         run_screen(*o);
     });
 }

@@ -3,11 +3,17 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <cstring>
+#include <filesystem>
+#include <memory>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <sqlite3.h>
+#include <thread>
 
 namespace eol::station {
 
@@ -405,19 +411,156 @@ LookupResult LookupSession::lookup(std::string_view input) {
     return r;
 }
 
+namespace {
+
+constexpr std::size_t kBulkThreshold = 256;  // fewer serials: the store's point reads
+
+// Normalizes and decodes inputs[i] into out[i], split over the cores (pure
+// computation; each result is independent).
+void prepare_all(const SerialScheme& scheme, std::span<const std::string> inputs, std::vector<LookupResult>& out) {
+    const std::size_t n = inputs.size();
+    auto part = [&](std::size_t a, std::size_t b) {
+        for (std::size_t i = a; i < b; ++i) {
+            out[i].input = inputs[i];
+            prepare(scheme, out[i]);
+        }
+    };
+    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    const std::size_t threads = n < 20000 ? 1 : std::min<std::size_t>(hw, 8);
+    if (threads == 1) {
+        part(0, n);
+        return;
+    }
+    std::vector<std::thread> pool;
+    for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(part, t * n / threads, (t + 1) * n / threads);
+    part(0, n / threads);
+    for (auto& th : pool) th.join();
+}
+
+// The cells of many serials in one read snapshot: a read-only connection of
+// its own to the store's file, one prepared join (cell → latest run's
+// verdict) stepped over the serials in key order, so consecutive probes walk
+// the same B-tree pages. Returns false (caller falls back to the store's
+// point reads) when the file cannot be opened that way, e.g. an in-memory
+// store.
+struct BulkCell {
+    bool known = false;
+    std::string lot, date;
+    std::optional<Verdict> verdict;
+};
+
+class BulkReader {
+public:
+    explicit BulkReader(const std::filesystem::path& path) {
+        if (path.empty() || path == ":memory:" || !std::filesystem::exists(path)) return;
+        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+            return;
+        sqlite3_busy_timeout(db_, 5000);
+        constexpr std::string_view sql =
+            "SELECT c.lot, c.production_date, r.verdict FROM cells c LEFT JOIN test_runs r ON r.id = c.latest_run_id "
+            "WHERE c.serial = ?1";
+        if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &q_, nullptr) != SQLITE_OK) return;
+        ok_ = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK;
+    }
+    ~BulkReader() {
+        if (q_) sqlite3_finalize(q_);
+        if (db_) {
+            sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+            sqlite3_close(db_);
+        }
+    }
+    BulkReader(const BulkReader&) = delete;
+    BulkReader& operator=(const BulkReader&) = delete;
+    bool ok() const { return ok_; }
+
+    /// Reads one serial; false on an SQLite error.
+    bool read(std::string_view serial, BulkCell& out) {
+        out = BulkCell{};
+        sqlite3_bind_text(q_, 1, serial.data(), static_cast<int>(serial.size()), SQLITE_STATIC);
+        int rc = sqlite3_step(q_);
+        if (rc == SQLITE_ROW) {
+            out.known = true;
+            out.lot = text(0);
+            out.date = text(1);
+            if (sqlite3_column_type(q_, 2) != SQLITE_NULL) out.verdict = verdict_from_string(text(2));
+            rc = sqlite3_step(q_);  // serial is the key: done
+        }
+        sqlite3_reset(q_);
+        return rc == SQLITE_DONE;
+    }
+
+private:
+    std::string_view text(int col) {
+        const auto* p = sqlite3_column_text(q_, col);
+        return p ? std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(q_, col)))
+                 : std::string_view();
+    }
+    sqlite3* db_ = nullptr;
+    sqlite3_stmt* q_ = nullptr;
+    bool ok_ = false;
+};
+
+}  // namespace
+
 std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string> inputs) {
     std::vector<LookupResult> out(inputs.size());
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-        out[i].input = inputs[i];
-        prepare(scheme_, out[i]);
-    }
+    prepare_all(scheme_, inputs, out);
     refresh();
-    std::vector<std::size_t> order;
+    // Valid inputs in key order: a fixed-width key (serials of the scheme are
+    // short; longer ones compare by their first 24 characters, then in full).
+    struct Key {
+        std::array<char, 24> k;
+        std::uint32_t i;
+    };
+    std::vector<Key> order;
     order.reserve(out.size());
-    for (std::size_t i = 0; i < out.size(); ++i)
-        if (!out[i].error) order.push_back(i);
-    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return out[a].serial < out[b].serial; });
-    for (std::size_t i : order) judge(out[i]);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        if (out[i].error) continue;
+        Key key{};
+        std::copy_n(out[i].serial.data(), std::min<std::size_t>(24, out[i].serial.size()), key.k.data());
+        key.i = static_cast<std::uint32_t>(i);
+        order.push_back(key);
+    }
+    std::sort(order.begin(), order.end(), [&](const Key& a, const Key& b) {
+        const int c = std::memcmp(a.k.data(), b.k.data(), a.k.size());
+        if (c != 0) return c < 0;
+        return out[a.i].serial < out[b.i].serial;
+    });
+    std::unique_ptr<BulkReader> bulk;
+    if (order.size() >= kBulkThreshold) {
+        bulk = std::make_unique<BulkReader>(store_.path());
+        if (!bulk->ok()) bulk.reset();
+    }
+    if (!bulk) {
+        for (const Key& k : order) judge(out[k.i]);
+        return out;
+    }
+    BulkCell cell;
+    const LookupResult* prev = nullptr;
+    for (const Key& k : order) {
+        LookupResult& r = out[k.i];
+        if (prev && prev->serial == r.serial) {  // a repeated serial: same answer
+            const std::string input = std::move(r.input);
+            r = *prev;
+            r.input = input;
+            continue;
+        }
+        if (!bulk->read(r.serial, cell)) {
+            judge(r);  // an SQLite error: the store's own read (throws StoreError)
+        } else {
+            if (cell.known) {
+                r.known = true;
+                r.lot = std::move(cell.lot);
+                r.production_date = std::move(cell.date);
+                r.verdict = cell.verdict;
+            }
+            const auto ev = applicable(r.serial, r.lot, r.production_date);
+            r.state = ev.empty() ? CellState::clear : decide_state(r.serial, ev, &r.because);
+            r.may_ship = r.known && r.verdict == Verdict::pass &&
+                         (r.state == CellState::clear || r.state == CellState::released);
+        }
+        prev = &r;
+    }
     return out;
 }
 
