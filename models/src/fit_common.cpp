@@ -39,23 +39,34 @@ EOL_ALWAYS_INLINE void scan_body(const double* t, const double* i, const double*
     std::uint64_t bad = nonfinite(t[0]) | nonfinite(i[0]) | nonfinite(v[0]);
     for (std::size_t k = 1; k < n; ++k)
         bad |= nonfinite(t[k]) | nonfinite(i[k]) | nonfinite(v[k]) | static_cast<std::uint64_t>(!(t[k] > t[k - 1]));
-    double s1[4] = {0, 0, 0, 0}, s2[4] = {0, 0, 0, 0}, si[4] = {0, 0, 0, 0}, si2[4] = {0, 0, 0, 0},
-           siv[4] = {0, 0, 0, 0}, lo[4], hi[4];
-    for (std::size_t j = 0; j < 4; ++j) lo[j] = hi[j] = i[0];
-    auto add = [&](std::size_t j, std::size_t k) {
-        s1[j] += v[k];
-        s2[j] += v[k] * v[k];
-        si[j] += i[k];
-        si2[j] += i[k] * i[k];
-        siv[j] += i[k] * v[k];
-        lo[j] = std::min(lo[j], i[k]);
-        hi[j] = std::max(hi[j], i[k]);
-    };
+    // The sums in explicit 4-lane vectors (GCC vector extension; AVX2 in the
+    // AVX2 build), lane j summing the samples k ≡ j (mod 4).
+    typedef double v4d __attribute__((vector_size(32)));
+    v4d s1 = {0, 0, 0, 0}, s2 = s1, si = s1, si2 = s1, siv = s1;
+    v4d lo = {i[0], i[0], i[0], i[0]}, hi = lo;
     std::size_t k = 0;
-    for (; k + 4 <= n; k += 4)
-        for (std::size_t j = 0; j < 4; ++j) add(j, k + j);
-    for (; k < n; ++k) add(0, k);
-    auto total = [](const double (&x)[4]) { return (x[0] + x[1]) + (x[2] + x[3]); };
+    for (; k + 4 <= n; k += 4) {
+        v4d vv, ii;
+        __builtin_memcpy(&vv, v + k, sizeof vv);
+        __builtin_memcpy(&ii, i + k, sizeof ii);
+        s1 += vv;
+        s2 += vv * vv;
+        si += ii;
+        si2 += ii * ii;
+        siv += ii * vv;
+        lo = ii < lo ? ii : lo;
+        hi = ii > hi ? ii : hi;
+    }
+    for (; k < n; ++k) {
+        s1[0] += v[k];
+        s2[0] += v[k] * v[k];
+        si[0] += i[k];
+        si2[0] += i[k] * i[k];
+        siv[0] += i[k] * v[k];
+        lo[0] = std::min(lo[0], i[k]);
+        hi[0] = std::max(hi[0], i[k]);
+    }
+    auto total = [](const v4d& x) { return (x[0] + x[1]) + (x[2] + x[3]); };
     sc.bad = bad != 0;
     sc.sum_v = total(s1);
     sc.sum_v2 = total(s2);
@@ -76,16 +87,29 @@ void scan_base(const double* t, const double* i, const double* v, std::size_t n,
 
 std::vector<double> snap_intervals(const double* t, std::size_t n) {
     std::vector<double> dt(n, 0.0);
-    for (std::size_t k = 1; k < n; ++k) dt[k] = t[k] - t[k - 1];
     double ref = 0.0, tol = -1.0;  // the current run's interval
-    for (std::size_t k = 1; k < n; ++k) {
-        // A branch, not a select: within a run the prediction holds and no
-        // iteration waits on the previous one.
-        if (std::abs(dt[k] - ref) > tol) [[unlikely]] {
-            ref = dt[k];
+    constexpr std::size_t kBlock = 8;
+    std::size_t k = 1;
+    while (k < n) {
+        // Within a run, whole blocks whose intervals all match the run's
+        // (a vectorised test) are filled at once; the rest goes one by one.
+        if (k + kBlock <= n) {
+            int near = 0;
+            for (std::size_t j = 0; j < kBlock; ++j)
+                near += std::abs((t[k + j] - t[k + j - 1]) - ref) <= tol ? 1 : 0;
+            if (near == static_cast<int>(kBlock)) {
+                for (std::size_t j = 0; j < kBlock; ++j) dt[k + j] = ref;
+                k += kBlock;
+                continue;
+            }
+        }
+        const double d = t[k] - t[k - 1];
+        if (std::abs(d - ref) > tol) {
+            ref = d;
             tol = 1e-9 * ref;
         }
         dt[k] = ref;
+        ++k;
     }
     return dt;
 }
@@ -151,9 +175,19 @@ std::vector<Row> select_rows(const Prepared& p) {
     const double thr = std::max(5.0 * p.i_noise, 0.01 * p.i_span);
     // Where the current changes (rare: a branch the predictor gets right).
     std::vector<std::size_t> starts{0};
-    for (std::size_t k = 1; k < p.n; ++k)
-        if (std::abs(p.i[k] - p.i[k - 1]) > thr) [[unlikely]]
-            starts.push_back(k);
+    constexpr std::size_t kBlock = 8;
+    for (std::size_t k = 1; k < p.n;) {
+        if (k + kBlock <= p.n) {  // skip blocks without a change (a vectorised test)
+            int moved = 0;
+            for (std::size_t j = 0; j < kBlock; ++j) moved |= std::abs(p.i[k + j] - p.i[k + j - 1]) > thr ? 1 : 0;
+            if (moved == 0) {
+                k += kBlock;
+                continue;
+            }
+        }
+        if (std::abs(p.i[k] - p.i[k - 1]) > thr) starts.push_back(k);
+        ++k;
+    }
     starts.push_back(p.n);
     // In each stretch: 16 rows, then ~8 rows per octave of the time since
     // the change, each standing for `stride` rows.

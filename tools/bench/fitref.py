@@ -163,3 +163,27 @@ def windows(i_dis, lvl):
             out.append((max(0, k - 10), r))
         k = e
     return out
+
+
+def joule_power(t, i, r0, rc):
+    """Mean heat of the circuit over each interval (t[n−1], t[n]] with the
+    current held at i[n−1]: R0·I² + Σ Vk²/Rk integrated exactly, divided by
+    the interval (index 0 is 0), as eol::models::ecm_joule_power_w.
+    rc: [(R, τ), ...]; non-positive R contribute nothing."""
+    n = len(t)
+    p = np.zeros(n)
+    dt = np.diff(t)
+    ih = i[:-1]
+    e = max(r0, 0.0) * ih ** 2 * dt
+    for r, tau in rc:
+        a = np.exp(-dt / tau)
+        x = np.zeros(n)
+        x[1:] = ltv_filter(t, i, tau)[1:]  # unit-R branch voltage at each sample
+        vinf = r * ih
+        d = r * x[:-1] - vinf
+        if r > 0:
+            f1 = tau * (1 - a)
+            f2 = 0.5 * tau * (1 - a * a)
+            e = e + (vinf ** 2 * dt + 2 * vinf * d * f1 + d ** 2 * f2) / r
+    p[1:] = e / dt
+    return p

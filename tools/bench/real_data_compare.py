@@ -11,8 +11,9 @@ as in the file, negative on discharge), runs `eolstation fit ecm|thermal
 
 Requirement checked (exit 1 if violated): for every pulse window our RMSE
 is no worse than SciPy's (to 1 ppb) and R0 is within 2 % of SciPy's. For the thermal
-windows SciPy gets the same heat input (I²·heating_ohm as reported by
-eolstation) and our RMSE must be no worse.
+windows SciPy gets the same heat input (the Joule heat per interval of the
+window's circuit fit, computed here from `eolstation fit ecm` and checked
+against the heating_ohm eolstation reports) and our RMSE must be no worse.
 
 Usage: real_data_compare.py [--eolstation PATH] [--file PATH]
 """
@@ -73,8 +74,9 @@ def main():
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         print("\nECM, OCV + R0 + 2 RC, each 6 A pulse + relaxation")
-        hdr = (f"{'window':>13} {'n':>4} | {'R0 ours':>9} {'R0 SciPy':>9} {'diff':>7} | "
-               f"{'RMSE ours':>10} {'RMSE SciPy':>10} {'ppb':>7} | {'tau1/tau2 ours':>15} {'tau1/tau2 SciPy':>16} | ok")
+        hdr = (f"{'window':>13} {'n':>4} | {'R0 ours':>9} {'R0 SciPy':>9} {'diff':>7} | {'R1 ours/SciPy mΩ':>17} | "
+               f"{'tau1 ours/SciPy s':>17} | {'R2 ours/SciPy mΩ':>17} | {'tau2 ours/SciPy s':>17} | "
+               f"{'RMSE ours':>10} {'RMSE SciPy':>10} {'ppb':>6} | ok")
         print(hdr)
         print("-" * len(hdr))
         for k, (lo, hi) in enumerate(fitref.windows(i_dis, 6)):
@@ -86,14 +88,15 @@ def main():
             good = ours["rmse_v"] <= ref["rmse_v"] * (1 + TOL) and abs(diff) <= 2.0
             ok &= good
             print(f"{lo:>6}-{hi:<6} {hi - lo:>4} | {ours['r0_ohm'] * 1e3:>7.3f}mΩ {ref['r0_ohm'] * 1e3:>7.3f}mΩ "
-                  f"{diff:>+6.2f}% | {ours['rmse_v'] * 1e3:>8.6f}mV {ref['rmse_v'] * 1e3:>8.6f}mV "
-                  f"{(ours['rmse_v'] / ref['rmse_v'] - 1) * 1e9:>+7.2f} | "
-                  f"{ours['tau1_s']:>6.2f}/{ours['tau2_s']:<8.1f} {ref['tau1_s']:>6.2f}/{ref['tau2_s']:<9.1f} | "
-                  f"{'yes' if good else 'NO'}")
+                  f"{diff:>+6.2f}% | {ours['r1_ohm'] * 1e3:>8.3f}/{ref['r1_ohm'] * 1e3:<8.3f} | "
+                  f"{ours['tau1_s']:>8.3f}/{ref['tau1_s']:<8.3f} | {ours['r2_ohm'] * 1e3:>8.3f}/{ref['r2_ohm'] * 1e3:<8.3f} | "
+                  f"{ours['tau2_s']:>8.1f}/{ref['tau2_s']:<8.1f} | "
+                  f"{ours['rmse_v'] * 1e3:>8.6f}mV {ref['rmse_v'] * 1e3:>8.6f}mV "
+                  f"{(ours['rmse_v'] / ref['rmse_v'] - 1) * 1e9:>+6.2f} | {'yes' if good else 'NO'}")
 
-        print("\nThermal, heat I²·R_heat (R_heat from our circuit fit, same for SciPy), ambient = chamber column")
+        print("\nThermal, heat R0·I² + Σ Vk²/Rk of the window's 2 RC circuit fit (same heat for SciPy), ambient = chamber column")
         hdr = (f"{'window':>13} {'n':>5} | {'R_heat':>7} | {'C_th ours':>9} {'SciPy':>7} | {'R_th ours':>9} "
-               f"{'SciPy':>6} | {'tau ours':>8} {'SciPy':>6} | {'RMSE ours':>10} {'SciPy':>9} {'ppb':>7} | ok")
+               f"{'SciPy':>6} | {'tau ours':>8} {'SciPy':>6} | {'P_x ours/SciPy mW':>17} | {'RMSE ours':>10} {'SciPy':>9} {'ppb':>7} | ok")
         print(hdr)
         print("-" * len(hdr))
         for k, (lo, hi) in enumerate(fitref.windows(i_dis, 3)):
@@ -101,14 +104,24 @@ def main():
             write_csv(path, [t[lo:hi], i_raw[lo:hi], v[lo:hi], tc[lo:hi], ta[lo:hi]],
                       ["time", "current", "voltage", "cell_temp", "ambient_temp"])
             ours = run(a.eolstation, ["fit", "thermal", "--csv", path, "--discharge-negative", "--json"])
-            ii = i_dis[lo:hi]
-            heat = np.concatenate([[0.0], ii[:-1] ** 2 * ours["heating_ohm"]])
+            ii, tt = i_dis[lo:hi], t[lo:hi]
+            # The same heat as ours: the circuit's own Joule heat per interval
+            # (R0·I² + Σ Vk²/Rk) of the same 2 RC fit of the window, pairs
+            # slower than the window taken as the state-of-charge change.
+            circ = run(a.eolstation, ["fit", "ecm", "--csv", path, "--rc", "2", "--discharge-negative", "--json"])
+            pairs = [(circ[f"r{k}_ohm"], circ[f"tau{k}_s"]) for k in (1, 2)
+                     if circ[f"tau{k}_s"] <= tt[-1] - tt[0]]
+            heat = fitref.joule_power(tt, ii, circ["r0_ohm"], pairs)
+            r_eff = float(np.sum(heat[1:] * np.diff(tt)) / np.sum(ii[:-1] ** 2 * np.diff(tt)))
+            if abs(r_eff / ours["heating_ohm"] - 1) > 1e-6:
+                sys.exit(f"heat window {k}: SciPy's heat ({r_eff} ohm) is not ours ({ours['heating_ohm']} ohm)")
             ref = fitref.fit_thermal_scipy(t[lo:hi], tc[lo:hi], heat, ta[lo:hi])
             good = ours["rmse_k"] <= ref["rmse_k"] * (1 + TOL)
             ok &= good
             print(f"{lo:>6}-{hi:<6} {hi - lo:>5} | {ours['heating_ohm'] * 1e3:>5.1f}mΩ | "
                   f"{ours['c_th_j_per_k']:>9.1f} {ref['c_th_j_per_k']:>7.1f} | {ours['r_th_k_per_w']:>9.2f} "
                   f"{ref['r_th_k_per_w']:>6.2f} | {ours['tau_s']:>8.0f} {ref['tau_s']:>6.0f} | "
+                  f"{ours['p_extra_w'] * 1e3:>8.2f}/{ref['p_extra_w'] * 1e3:<8.2f} | "
                   f"{ours['rmse_k'] * 1e3:>8.5f}mK {ref['rmse_k'] * 1e3:>7.5f}mK "
                   f"{(ours['rmse_k'] / ref['rmse_k'] - 1) * 1e9:>+7.2f} | {'yes' if good else 'NO'}")
     print("\nrequirement (RMSE no worse than SciPy's, to 1 ppb; R0 within 2 %):", "met" if ok else "NOT MET")

@@ -8,9 +8,17 @@
 // (P[n] is the mean heat over the interval ending at sample n).
 //
 // Heating P, in order of preference by the caller (ThermalOptions::heating):
-//   circuit        P = I²·R_heat, R_heat the effective (Joule-heat weighted)
-//                  resistance of an equivalent-circuit fit (fit_ecm) of the same
-//                  window's (t, I, V): (R0·I² + Σ Vk²/Rk) integrated over ∫I².
+//   circuit        P = R0·I² + Σ Vk²/Rk per interval, the Joule heat of an
+//                  equivalent-circuit fit (fit_ecm, heating_rc_pairs) of the same
+//                  window's (t, I, V), so the heat of the RC branches lags the
+//                  current as it does in the cell. A pair slower than the window
+//                  is the open-circuit voltage following the charge drawn (the
+//                  state of charge), not a resistance: it adds no heat (noted).
+//                  Over a long step that changes the state of charge, give the
+//                  circuit one pair more than the polarisation needs (3 for a
+//                  10-minute step): with too few, the state-of-charge change takes
+//                  a polarisation pair and the fit shows the timing error as a
+//                  negative P_x. heating_ohm reports ∫P dt / ∫I² dt.
 //   overpotential  P = I·(OCV₀ − V), OCV₀ the voltage at rest before the current
 //                  starts (the window must start at rest). Includes the heat of
 //                  the state-of-charge (OCV) change, a proxy for the reversible heat.

@@ -1,0 +1,123 @@
+// `eolstation fit ecm|thermal` input errors through the real CLI: exit code 2
+// and a message naming the file, the line and the column (or the option) for
+// an empty file, a header without rows, a window too short to fit, a
+// non-finite value, time going backwards, a constant current and a missing
+// column; and a good file fits (exit 0, JSON).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+int run_cli(const std::string& args, std::string& out) {
+    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
+    FILE* f = popen(cmd.c_str(), "r");
+    REQUIRE(f != nullptr);
+    out.clear();
+    char buf[4096];
+    std::size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    const int status = pclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/// A 1 Hz pulse record (header on line 1, sample k on line k + 2): rest, a
+/// 6 A pulse from 5 s to 15 s, rest; the voltage of a 30 mΩ + 15 mΩ/5 s cell,
+/// the temperature of a 100 J/K, 10 K/W body. `edit(k, row)` may change a row.
+template <class Edit>
+std::string write_csv(const std::string& name, int samples, Edit edit) {
+    const std::string path = std::string(EOL_BINARY_DIR) + "/" + name;
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs("time,current,voltage,cell_temp,ambient_temp\n", f);
+    double v1 = 0.0, temp = 25.0, ip = 0.0;
+    for (int k = 0; k < samples; ++k) {
+        const double i = (k >= 5 && k < 15) ? 6.0 : 0.0;
+        if (k > 0) {
+            const double a = std::exp(-1.0 / 5.0), at = std::exp(-1.0 / 1000.0);
+            v1 = a * v1 + 0.015 * (1.0 - a) * ip;
+            temp = at * temp + (1.0 - at) * (25.0 + 10.0 * ip * ip * 0.045);
+        }
+        const double noise = 1e-4 * std::sin(1.7 * k);  // deterministic, not on the model
+        std::string row = std::to_string(k) + "," + std::to_string(i + 1e-3 * std::cos(2.3 * k)) + "," +
+                          std::to_string(4.0 - 0.030 * i - v1 + noise) + "," + std::to_string(temp) + ",25.0";
+        edit(k, row);
+        std::fprintf(f, "%s\n", row.c_str());
+        ip = i;
+    }
+    std::fclose(f);
+    return path;
+}
+
+std::string write_csv(const std::string& name, int samples) {
+    return write_csv(name, samples, [](int, std::string&) {});
+}
+
+}  // namespace
+
+TEST_CASE("fit CLI: a good pulse file fits, and every input error names file, line and column") {
+    std::string out;
+    const std::string good = write_csv("cli_good.csv", 60);
+    REQUIRE(run_cli("fit ecm --csv " + good + " --rc 1 --json", out) == 0);
+    const auto j = nlohmann::json::parse(out);
+    CHECK(j.at("r0_ohm").get<double>() == doctest::Approx(0.030).epsilon(0.05));
+
+    // Empty file and a header without rows.
+    const std::string empty = std::string(EOL_BINARY_DIR) + "/cli_empty.csv";
+    std::fclose(std::fopen(empty.c_str(), "w"));
+    CHECK(run_cli("fit ecm --csv " + empty, out) == 2);
+    CHECK(out.find("cli_empty.csv") != std::string::npos);
+    CHECK(out.find("empty") != std::string::npos);
+    const std::string header = write_csv("cli_header.csv", 0);
+    CHECK(run_cli("fit ecm --csv " + header, out) == 2);
+    CHECK(out.find("cli_header.csv") != std::string::npos);
+    CHECK(out.find("empty") != std::string::npos);
+
+    // Too short for the parameters asked.
+    const std::string shrt = write_csv("cli_short.csv", 4);
+    CHECK(run_cli("fit ecm --csv " + shrt + " --rc 2", out) == 2);
+    CHECK(out.find("cli_short.csv") != std::string::npos);
+    CHECK(out.find("too short") != std::string::npos);
+
+    // A non-finite value: the line (sample 20 is on line 22) and the column.
+    const std::string nan = write_csv("cli_nan.csv", 60, [](int k, std::string& row) {
+        if (k == 20) row = "20,6.0,nan,25.1,25.0";
+    });
+    CHECK(run_cli("fit ecm --csv " + nan, out) == 2);
+    CHECK(out.find("cli_nan.csv:22: column 'voltage'") != std::string::npos);
+    const std::string inf = write_csv("cli_inf.csv", 60, [](int k, std::string& row) {
+        if (k == 7) row = "7,inf,3.8,25.1,25.0";
+    });
+    CHECK(run_cli("fit ecm --csv " + inf, out) == 2);
+    CHECK(out.find("cli_inf.csv:9: column 'current'") != std::string::npos);
+
+    // Time not increasing: the line where it goes back.
+    const std::string back = write_csv("cli_back.csv", 60, [](int k, std::string& row) {
+        if (k == 30) row.replace(0, 2, "28");
+    });
+    CHECK(run_cli("fit ecm --csv " + back, out) == 2);
+    CHECK(out.find("cli_back.csv:32: column 'time': time is not increasing at sample 30") != std::string::npos);
+
+    // Constant current: nothing to fit (for the circuit and for the heat).
+    const std::string flat = write_csv("cli_flat.csv", 60, [](int k, std::string& row) {
+        row = std::to_string(k) + ",2.0," + std::to_string(3.9 - 1e-4 * k) + ",25.0,25.0";
+    });
+    CHECK(run_cli("fit ecm --csv " + flat, out) == 2);
+    CHECK(out.find("cli_flat.csv") != std::string::npos);
+    CHECK(out.find("current is constant") != std::string::npos);
+    CHECK(run_cli("fit thermal --csv " + flat, out) == 2);
+    CHECK(out.find("current is constant") != std::string::npos);
+
+    // Missing columns: a name the header lacks, and too few names for thermal.
+    CHECK(run_cli("fit ecm --csv " + good + " --columns time,current,volts", out) == 2);
+    CHECK(out.find("cli_good.csv") != std::string::npos);
+    CHECK(out.find("no column 'volts'") != std::string::npos);
+    CHECK(run_cli("fit thermal --csv " + good + " --columns time,current,voltage", out) == 2);
+    CHECK(out.find("--columns") != std::string::npos);
+
+    for (const auto& p : {good, empty, header, shrt, nan, inf, back, flat}) std::remove(p.c_str());
+}
