@@ -224,9 +224,10 @@ ScreeningResult screen(const FeatureTable& table, const ScreeningSettings& setti
         for (auto m : missing_mask) complete += m == 0 ? 1u : 0u;
         const bool impute = settings.missing == MissingPolicy::impute_median;
         const std::size_t fit_rows = impute ? n : complete;
-        if (fit_rows <= p + 1) {
+        const std::size_t need = std::max(p + 2, settings.mcd_min_rows_per_feature * p);
+        if (fit_rows < need) {
             res.notes.push_back(cat("MCD skipped: ", fit_rows, " ", impute ? "" : "complete ", "row(s) for ", p,
-                                    " features (need more than ", p + 1, ")"));
+                                    " features (need at least ", need, ")"));
         } else {
             const bool identity_cols = table.features.size() == p && [&] {
                 for (std::size_t j = 0; j < p; ++j)

@@ -1,4 +1,5 @@
 #include "eol/station/config.hpp"
+#include "eol/station/features.hpp"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -990,6 +991,10 @@ void read_screening(Tbl& root, ScreeningConfig& s, const Recipe* recipe) {
         std::vector<std::string> known;
         if (recipe)
             for (const auto* m : recipe->measurements()) known.push_back(m->name);
+        // Derived features (features.hpp) are known too; a fit value
+        // "<kind>.<param>" cannot be checked before a fit exists.
+        if (recipe)
+            for (const auto& d : derived_features()) known.emplace_back(d.name);
         for (std::size_t i = 0; i < fa->size(); ++i) {
             const toml::node& n = *fa->get(i);
             const std::string path = fmt::format("screening.features[{}]", i);
@@ -1004,7 +1009,8 @@ void read_screening(Tbl& root, ScreeningConfig& s, const Recipe* recipe) {
                 root.sink().error(n.source(), path, fmt::format("feature '{}' listed twice", f));
                 continue;
             }
-            if (recipe && std::find(known.begin(), known.end(), f) == known.end()) {
+            if (recipe && f.find('.') == std::string::npos &&
+                std::find(known.begin(), known.end(), f) == known.end()) {
                 std::string msg = fmt::format("'{}' is not a measurement of recipe '{}'", f,
                                               recipe->name);
                 const std::string guess = did_you_mean(f, known);

@@ -109,7 +109,27 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
     }
 
     ScreenReport rep;
-    const FeatureTable table = build_feature_table(store, cf, config.features);
+    FeatureTable table = build_feature_table(store, cf, config.features);
+    // A derived feature that needs history (the K-value needs two OCV
+    // readings days apart) may have no value yet anywhere, e.g. at a station
+    // without formation records: screened without it, with a note. Any
+    // other feature without a value is a configuration error (below).
+    {
+        std::vector<std::string> keep;
+        for (std::size_t j = 0; j < table.cols(); ++j) {
+            bool derived = false;
+            for (const auto& d : derived_features()) derived = derived || table.names[j] == d.name;
+            if (derived && table.rows() > 0 && table.missing[j] == table.rows())
+                rep.notes.push_back(fmt::format("feature '{}' (derived) has no value in any of the {} cells (for "
+                                                "the K-value: no earlier OCV reading of the serial): screened "
+                                                "without it",
+                                                table.names[j], table.rows()));
+            else
+                keep.push_back(table.names[j]);
+        }
+        if (keep.empty()) throw UsageError("screen: none of the configured features has a value in any cell");
+        if (keep.size() < table.cols()) table = build_feature_table(store, cf, keep);
+    }
     rep.cells_screened = table.rows();
     rep.features = table.names;
     rep.missing = table.missing;
@@ -129,7 +149,8 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
         }
 
     const models::FeatureTable mt = to_screening_table(table);
-    const models::ScreeningSettings settings = screening_settings(config, limits);
+    models::ScreeningSettings settings = screening_settings(config, limits);
+    settings.features = table.names;  // without the derived features dropped above
     const models::ScreeningResult res = models::screen(mt, settings);
     rep.baseline_rate = res.lots.baseline_rate;
     for (std::size_t k = 0; k < res.notes.size() && k < kMaxNotes; ++k) rep.notes.push_back(res.notes[k]);

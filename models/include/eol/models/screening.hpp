@@ -80,6 +80,12 @@ struct ScreeningSettings {
     bool use_mcd = true;
     McdSettings mcd;
     double mcd_quantile = 0.999;                  // flag d² > χ²_p(mcd_quantile)
+    // MCD needs n > 5·p rows at the very least (Rousseeuw & Van Driessen
+    // 1999), and the χ²_p cut-off holds only for n ≫ p (Hardin & Rocke 2005):
+    // with 40 cells × 8 features a lot of good cells had 5 of 40 flagged.
+    // Fewer than this many rows per feature: MCD is skipped with a note (PAT
+    // still runs).
+    std::size_t mcd_min_rows_per_feature = 10;
     MissingPolicy missing = MissingPolicy::marginal;
     std::size_t top_features = 3;                 // features reported per MCD outlier
     bool lot_tests = true;
