@@ -456,6 +456,9 @@ public:
         if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
             return;
         sqlite3_busy_timeout(db_, 5000);
+        // Reads map the file instead of copying pages through pread (capped
+        // by the library's SQLITE_MAX_MMAP_SIZE), with a larger page cache.
+        sqlite3_exec(db_, "PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -131072", nullptr, nullptr, nullptr);
         constexpr std::string_view sql =
             "SELECT c.lot, c.production_date, r.verdict FROM cells c LEFT JOIN test_runs r ON r.id = c.latest_run_id "
             "WHERE c.serial = ?1";
@@ -526,28 +529,45 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
         if (c != 0) return c < 0;
         return out[a.i].serial < out[b.i].serial;
     });
-    std::unique_ptr<BulkReader> bulk;
+    // Large batches: the key-ordered serials in contiguous slices, one
+    // read-only connection and thread per slice (WAL readers do not block
+    // each other; each slice reads one snapshot, as consecutive single
+    // lookups would). The event cache is only read here.
+    std::vector<std::unique_ptr<BulkReader>> readers;
     if (order.size() >= kBulkThreshold) {
-        bulk = std::make_unique<BulkReader>(store_.path());
-        if (!bulk->ok()) bulk.reset();
+        const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+        const std::size_t slices = std::clamp<std::size_t>(order.size() / kBulkThreshold, 1, std::min<std::size_t>(hw, 4));
+        for (std::size_t t = 0; t < slices; ++t) {
+            readers.push_back(std::make_unique<BulkReader>(store_.path()));
+            if (!readers.back()->ok()) {
+                readers.clear();
+                break;
+            }
+        }
     }
-    if (!bulk) {
+    if (readers.empty()) {
         for (const Key& k : order) judge(out[k.i]);
         return out;
     }
-    BulkCell cell;
-    const LookupResult* prev = nullptr;
-    for (const Key& k : order) {
-        LookupResult& r = out[k.i];
-        if (prev && prev->serial == r.serial) {  // a repeated serial: same answer
-            const std::string input = std::move(r.input);
-            r = *prev;
-            r.input = input;
-            continue;
-        }
-        if (!bulk->read(r.serial, cell)) {
-            judge(r);  // an SQLite error: the store's own read (throws StoreError)
-        } else {
+    std::vector<std::vector<std::uint32_t>> failed(readers.size());
+    auto slice = [&](std::size_t t) {
+        const std::size_t from = t * order.size() / readers.size(), to = (t + 1) * order.size() / readers.size();
+        BulkReader& bulk = *readers[t];
+        BulkCell cell;
+        const LookupResult* prev = nullptr;
+        for (std::size_t j = from; j < to; ++j) {
+            LookupResult& r = out[order[j].i];
+            if (prev && prev->serial == r.serial) {  // a repeated serial: same answer
+                std::string input = std::move(r.input);
+                r = *prev;
+                r.input = std::move(input);
+                continue;
+            }
+            if (!bulk.read(r.serial, cell)) {
+                failed[t].push_back(order[j].i);  // retried below on the store's own connection
+                prev = nullptr;
+                continue;
+            }
             if (cell.known) {
                 r.known = true;
                 r.lot = std::move(cell.lot);
@@ -558,9 +578,15 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
             r.state = ev.empty() ? CellState::clear : decide_state(r.serial, ev, &r.because);
             r.may_ship = r.known && r.verdict == Verdict::pass &&
                          (r.state == CellState::clear || r.state == CellState::released);
+            prev = &r;
         }
-        prev = &r;
-    }
+    };
+    std::vector<std::thread> pool;
+    for (std::size_t t = 1; t < readers.size(); ++t) pool.emplace_back(slice, t);
+    slice(0);
+    for (auto& th : pool) th.join();
+    for (const auto& f : failed)
+        for (const std::uint32_t i : f) judge(out[i]);  // an SQLite error: the store's read (throws StoreError)
     return out;
 }
 

@@ -7,7 +7,9 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -381,6 +383,64 @@ TEST_CASE("quarantine: the lookup session decides like Store::status on random h
     }
     // The history exercised every state.
     for (auto n : states_seen) CHECK(n > 0);
+}
+
+TEST_CASE("quarantine: bulk lookups in parallel slices answer like single lookups") {
+    TempDir tmp;
+    Store store = create(tmp / "bulk.db");
+    std::vector<std::string> serials;
+    std::vector<TestRecord> recs;
+    for (int lot = 1; lot <= 4; ++lot)
+        for (int k = 1; k <= 300; ++k) {
+            char l[8];
+            std::snprintf(l, sizeof l, "%04d", lot);
+            const std::string s = make_serial(l, {2023, 2 + lot, 1 + k % 28}, static_cast<std::uint64_t>(k));
+            serials.push_back(s);
+            if (k % 10 != 0) recs.push_back(record(s));  // every 10th stays unknown
+        }
+    store.write_batch(recs);
+    Quarantine q(store);
+    q.hold(Scope::lot("0002"), "drift", kOperator);
+    q.hold(Scope::serial(serials[5]), "outlier", kOperator);
+    q.hold(Scope::window(Date{2023, 5, 1}, Date{2023, 5, 10}), "window", kOperator);
+    // Inputs as typed: lower case, dashes, repeats, and some nonsense; shuffled.
+    std::vector<std::string> inputs;
+    for (std::size_t i = 0; i < serials.size(); ++i) {
+        std::string s = serials[i];
+        if (i % 7 == 0) for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (i % 11 == 0) s.insert(4, "-");
+        inputs.push_back(s);
+        if (i % 50 == 0) inputs.push_back(serials[i]);
+    }
+    inputs.push_back("nonsense");
+    inputs.push_back("");
+    std::mt19937_64 rng(3);
+    std::shuffle(inputs.begin(), inputs.end(), rng);
+    REQUIRE(inputs.size() >= 1024);  // several slices on any machine with 2+ threads
+
+    LookupSession look(store);
+    const auto bulk = look.lookup_many(inputs);
+    REQUIRE(bulk.size() == inputs.size());
+    std::size_t held = 0, may_ship = 0, unknown = 0, invalid = 0;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const LookupResult one = look.lookup(inputs[i]);
+        CAPTURE(inputs[i]);
+        CHECK(bulk[i].input == inputs[i]);
+        CHECK(bulk[i].serial == one.serial);
+        CHECK(bulk[i].status() == one.status());
+        CHECK(bulk[i].may_ship == one.may_ship);
+        CHECK(bulk[i].lot == one.lot);
+        CHECK(bulk[i].verdict == one.verdict);
+        REQUIRE(bulk[i].because.size() == one.because.size());
+        held += bulk[i].state == CellState::held;
+        may_ship += bulk[i].may_ship;
+        unknown += bulk[i].status() == "unknown";
+        invalid += bulk[i].status() == "invalid";
+    }
+    CHECK(held > 300);     // lot 0002 and more
+    CHECK(may_ship > 500);
+    CHECK(unknown > 0);
+    CHECK(invalid == 2);
 }
 
 TEST_CASE("quarantine: the ship gate records shipments only when every unit may ship") {
