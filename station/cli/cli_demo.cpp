@@ -239,7 +239,15 @@ void run_demo(const DemoOptions& o) {
         fmt::print("\n");
     }
     for (const auto& g : rep.groups) fmt::print("  hold     {} ({})\n", g.group, g.reason);
-    for (const auto& n : rep.notes) fmt::print("  note     {}\n", n);
+    std::size_t pat_notes = 0;  // one or two per feature on a small lot; summarized
+    for (const auto& n : rep.notes) {
+        if (n.rfind("PAT ", 0) == 0) ++pat_notes;
+        else fmt::print("  note     {}\n", n);
+    }
+    if (pat_notes > 0)
+        fmt::print("  note     {} PAT notes (a single lot: no reference lots for static limits; "
+                   "`eolstation screen --db {}` lists them)\n",
+                   pat_notes, db.string());
     if (rep.cells.empty() && rep.groups.empty()) fmt::print("  nothing to hold\n");
 
     // The ship gate, and how it compares with what the simulator knows.
