@@ -3,6 +3,8 @@
 // history, lookups (normalization, statuses, ship gate), shipments, and the
 // lookup session agreeing with the store's own status() on random histories.
 #include <doctest/doctest.h>
+
+#include "support/cli_test.hpp"
 #include <unistd.h>
 
 #include <sys/wait.h>
@@ -28,21 +30,9 @@ using namespace eol::station;
 
 namespace {
 
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        static std::atomic<int> n{0};
-        dir = fs::temp_directory_path() /
-              ("eol_quarantine_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-        fs::remove_all(dir);
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    fs::path operator/(const char* name) const { return dir / name; }
-};
+using eol::test::Run;
+using eol::test::run_cli;
+using eol::test::TempDir;
 
 Store create(const fs::path& p) {
     OpenOptions o;
@@ -79,24 +69,6 @@ TestRecord record(const std::string& serial, Verdict verdict = Verdict::pass, do
     m.value = 3.95;
     m.unit = "V";
     r.measurements.push_back(m);
-    return r;
-}
-
-struct Run {
-    int code = -1;
-    std::string out;
-};
-
-Run run_cli(const std::string& args) {
-    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
-    std::FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    Run r;
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    const int st = pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return r;
 }
 

@@ -4,6 +4,8 @@
 // (already held: nothing new), filters (--lot, --since), re-screening with new
 // settings listing units that already shipped, and usage errors (exit 2).
 #include <doctest/doctest.h>
+
+#include "support/cli_test.hpp"
 #include <fmt/format.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,39 +29,9 @@ using nlohmann::json;
 
 namespace {
 
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        static std::atomic<int> n{0};
-        dir = fs::temp_directory_path() /
-              ("eol_screen_cli_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-        fs::remove_all(dir);
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    fs::path operator/(const char* name) const { return dir / name; }
-};
-
-struct Run {
-    int code = -1;
-    std::string out;
-};
-
-Run run_cli(const std::string& args) {
-    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
-    std::FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    Run r;
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    const int st = pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
+using eol::test::Run;
+using eol::test::run_cli;
+using eol::test::TempDir;
 
 std::string make_serial(const std::string& lot, Date date, std::uint64_t seq) {
     SerialSpec s;

@@ -4,6 +4,8 @@
 // simulated production (records, fits, determinism) and the screen's
 // accuracy on a small simulated production (confusion matrix).
 #include <doctest/doctest.h>
+
+#include "support/cli_test.hpp"
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -30,21 +32,7 @@ using namespace eol::station;
 
 namespace {
 
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        static std::atomic<int> n{0};
-        dir = fs::temp_directory_path() /
-              ("eol_screen_store_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-        fs::remove_all(dir);
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    fs::path operator/(const char* name) const { return dir / name; }
-};
+using eol::test::TempDir;
 
 Store create(const fs::path& p) {
     OpenOptions o;

@@ -2,6 +2,8 @@
 // codec, append-only events, quarantine state, features, hostile strings,
 // crash safety (SIGKILL mid-batch), and `eolstation db info`.
 #include <doctest/doctest.h>
+
+#include "support/cli_test.hpp"
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -30,20 +32,9 @@ using namespace eol::station;
 namespace {
 
 // A fresh directory per test case, removed at the end.
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        static std::atomic<int> n{0};
-        dir = fs::temp_directory_path() / ("eol_store_test_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-        fs::remove_all(dir);
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    fs::path operator/(const char* name) const { return dir / name; }
-};
+using eol::test::Run;
+using eol::test::run_cli;
+using eol::test::TempDir;
 
 Store create(const fs::path& p) {
     OpenOptions o;
@@ -210,23 +201,6 @@ void check_crash_record(Store& st, std::int64_t run_id, std::int64_t k) {
     CHECK(got->fits[0].parameters == want.fits[0].parameters);
     CHECK(got->fits[0].ci95 == want.fits[0].ci95);
     CHECK(got->fits[0].rmse == want.fits[0].rmse);
-}
-
-struct Run {
-    int code;
-    std::string out;
-};
-Run run_cli(const std::string& args) {
-    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
-    std::FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[512];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    REQUIRE(WIFEXITED(status));
-    return {WEXITSTATUS(status), out};
 }
 
 QuarantineEvent ev(QuarantineAction a, QuarantineScope s, std::string target, std::string reason = "why") {
