@@ -94,6 +94,35 @@ struct EcmPass {
 
     typedef double v4d __attribute__((vector_size(32)));
 
+    /// The held-current update's coefficients for an interval h: a = e^{−h/τ},
+    /// b = 1 − a, per pair. An interval close to the last exponentiated one
+    /// (a jittered logger) reuses it: a = a_ref·e^{−δ}, δ = (h − h_ref)/τ, by a
+    /// series exact to rounding for |δ| ≤ 1e-3; otherwise a fresh expm1.
+    struct IntervalCoeffs {
+        double h_ref = -1.0;
+        v4d a_ref = {0, 0, 0, 0}, b_ref = {0, 0, 0, 0};
+
+        EOL_ALWAYS_INLINE void update(double h, v4d inv_tau, v4d& a, v4d& b) {
+            const v4d d = (h - h_ref) * inv_tau;
+            double dmax = 0.0;
+            for (std::size_t k = 0; k < kN; ++k) dmax = std::max(dmax, std::abs(d[k]));
+            if (h_ref > 0.0 && dmax <= 1e-3) {
+                const v4d em = d * (1.0 - d * (0.5 - d * (1.0 / 6.0 - d * (1.0 / 24.0 - d * (1.0 / 120.0)))));
+                a = a_ref * (1.0 - em);
+                b = b_ref + a_ref * em;
+            } else {
+                for (std::size_t k = 0; k < kN; ++k) {
+                    const double em1 = std::expm1(-h * inv_tau[k]);
+                    a[k] = 1.0 + em1;
+                    b[k] = -em1;
+                }
+                a_ref = a;
+                b_ref = b;
+                h_ref = h;
+            }
+        }
+    };
+
     /// The pass proper. States of all pairs live in one 4-lane vector each
     /// (lanes ≥ NRC stay zero), so the recursions run in registers.
     template <bool SUB>
@@ -115,8 +144,7 @@ struct EcmPass {
         // With a row subset (SUB), only those rows enter the Gram matrix, scaled
         // by the square root of their weight; the recursion sees every sample.
         std::size_t next = 0, fill = 0;
-        double h_ref = -1.0;
-        v4d a_ref = a, b_ref = b;
+        IntervalCoeffs coeffs;
         auto emit = [&](std::size_t s) EOL_ALWAYS_INLINE_LAMBDA {
             double w = 1.0;
             if (SUB) {
@@ -148,26 +176,7 @@ struct EcmPass {
             // New interval: the exponentials (library calls) are computed here,
             // outside the inner loop, so its state stays in registers.
             const double h = dt[s];
-            // A jittered interval close to the last exponentiated one:
-            // a = a_ref·e^{−δ}, δ = (h − h_ref)/τ, by a series exact to rounding
-            // for |δ| ≤ 1e-3; otherwise a fresh expm1.
-            const v4d d = (h - h_ref) * inv_tau;
-            double dmax = 0.0;
-            for (std::size_t k = 0; k < kN; ++k) dmax = std::max(dmax, std::abs(d[k]));
-            if (h_ref > 0.0 && dmax <= 1e-3) {
-                const v4d em = d * (1.0 - d * (0.5 - d * (1.0 / 6.0 - d * (1.0 / 24.0 - d * (1.0 / 120.0)))));
-                a = a_ref * (1.0 - em);
-                b = b_ref + a_ref * em;
-            } else {
-                for (std::size_t k = 0; k < kN; ++k) {
-                    const double em1 = std::expm1(-h * inv_tau[k]);
-                    a[k] = 1.0 + em1;
-                    b[k] = -em1;
-                }
-                a_ref = a;
-                b_ref = b;
-                h_ref = h;
-            }
+            coeffs.update(h, inv_tau, a, b);
             g = a * h * inv_tau;  // ∂a/∂log τ
             // All following samples with the same interval, up to a full block.
             do {
@@ -219,28 +228,11 @@ struct EcmPass {
             d2 += z * (v[s] - v_ref);
         };
         add(0);
-        double h_ref = -1.0;
-        v4d a_ref = a, b_ref = b;
+        IntervalCoeffs coeffs;
         std::size_t s = 1;
         while (s < n) {
             const double h = dt[s];
-            const v4d d = (h - h_ref) * inv_tau;
-            double dmax = 0.0;
-            for (std::size_t k = 0; k < kN; ++k) dmax = std::max(dmax, std::abs(d[k]));
-            if (h_ref > 0.0 && dmax <= 1e-3) {
-                const v4d em = d * (1.0 - d * (0.5 - d * (1.0 / 6.0 - d * (1.0 / 24.0 - d * (1.0 / 120.0)))));
-                a = a_ref * (1.0 - em);
-                b = b_ref + a_ref * em;
-            } else {
-                for (std::size_t k = 0; k < kN; ++k) {
-                    const double em1 = std::expm1(-h * inv_tau[k]);
-                    a[k] = 1.0 + em1;
-                    b[k] = -em1;
-                }
-                a_ref = a;
-                b_ref = b;
-                h_ref = h;
-            }
+            coeffs.update(h, inv_tau, a, b);
             g = a * h * inv_tau;
             do {
                 const double ip = held[s - 1];
