@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "support/cli_test.hpp"
+#include "support/station_test.hpp"
 #include <unistd.h>
 
 #include <sys/wait.h>
@@ -32,23 +33,9 @@ namespace {
 
 using eol::test::Run;
 using eol::test::run_cli;
+using eol::test::create_store;
 using eol::test::TempDir;
-
-Store create(const fs::path& p) {
-    OpenOptions o;
-    o.create = true;
-    return Store::open(p, o);
-}
-
-std::string make_serial(const std::string& lot, Date date, std::uint64_t seq) {
-    SerialSpec s;
-    s.plant = "01";
-    s.line = "A";
-    s.lot = lot;
-    s.date = date;
-    s.sequence = seq;
-    return SerialScheme::default_scheme().make(s);
-}
+using eol::test::make_serial;
 
 TestRecord record(const std::string& serial, Verdict verdict = Verdict::pass, double start = 1.68e9) {
     const DecodeResult d = SerialScheme::default_scheme().decode(serial);
@@ -106,7 +93,7 @@ TEST_CASE("quarantine: production windows parse as months or dates, with errors 
 
 TEST_CASE("quarantine: clear -> held -> released, and scrapped is terminal") {
     TempDir tmp;
-    Store store = create(tmp / "q.db");
+    Store store = create_store(tmp / "q.db");
     const std::string s = make_serial("0042", {2023, 3, 14}, 1);
     store.write(record(s));
     Quarantine q(store);
@@ -170,7 +157,7 @@ TEST_CASE("quarantine: clear -> held -> released, and scrapped is terminal") {
 
 TEST_CASE("quarantine: precedence of serial, lot and window scopes") {
     TempDir tmp;
-    Store store = create(tmp / "q.db");
+    Store store = create_store(tmp / "q.db");
     const std::string a = make_serial("0042", {2023, 3, 14}, 1);
     const std::string b = make_serial("0042", {2023, 3, 14}, 2);
     const std::string c = make_serial("0043", {2023, 3, 15}, 1);
@@ -239,7 +226,7 @@ TEST_CASE("quarantine: precedence of serial, lot and window scopes") {
 
 TEST_CASE("quarantine: lookups normalize serials and report unknown / clear / held / released / scrapped") {
     TempDir tmp;
-    Store store = create(tmp / "q.db");
+    Store store = create_store(tmp / "q.db");
     const std::string ok = make_serial("0042", {2023, 3, 14}, 1);
     const std::string failed = make_serial("0042", {2023, 3, 14}, 2);
     const std::string untested = make_serial("0042", {2023, 3, 14}, 3);
@@ -298,7 +285,7 @@ TEST_CASE("quarantine: lookups normalize serials and report unknown / clear / he
 
 TEST_CASE("quarantine: the lookup session decides like Store::status on random histories") {
     TempDir tmp;
-    Store store = create(tmp / "q.db");
+    Store store = create_store(tmp / "q.db");
     std::mt19937_64 rng(7);
     std::vector<std::string> serials;
     const std::vector<std::string> lots{"0001", "0002", "0003"};
@@ -359,7 +346,7 @@ TEST_CASE("quarantine: the lookup session decides like Store::status on random h
 
 TEST_CASE("quarantine: bulk lookups in parallel slices answer like single lookups") {
     TempDir tmp;
-    Store store = create(tmp / "bulk.db");
+    Store store = create_store(tmp / "bulk.db");
     std::vector<std::string> serials;
     std::vector<TestRecord> recs;
     for (int lot = 1; lot <= 4; ++lot)
@@ -417,7 +404,7 @@ TEST_CASE("quarantine: bulk lookups in parallel slices answer like single lookup
 
 TEST_CASE("quarantine: the ship gate records shipments only when every unit may ship") {
     TempDir tmp;
-    Store store = create(tmp / "q.db");
+    Store store = create_store(tmp / "q.db");
     const std::string a = make_serial("0007", {2023, 1, 9}, 1);
     const std::string b = make_serial("0007", {2023, 1, 9}, 2);
     store.write(record(a));
@@ -450,7 +437,7 @@ TEST_CASE("quarantine CLI: lookup exit codes as a ship gate, decisions by policy
     const std::string failed = make_serial("0043", {2023, 3, 15}, 1);
     const std::string may = make_serial("0050", {2023, 5, 2}, 1);
     {
-        Store store = create(db);
+        Store store = create_store(db);
         store.write(record(a));
         store.write(record(b));
         store.write(record(failed, Verdict::fail));

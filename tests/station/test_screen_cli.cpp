@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include "support/cli_test.hpp"
+#include "support/station_test.hpp"
 #include <fmt/format.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,23 +33,12 @@ namespace {
 using eol::test::Run;
 using eol::test::run_cli;
 using eol::test::TempDir;
-
-std::string make_serial(const std::string& lot, Date date, std::uint64_t seq) {
-    SerialSpec s;
-    s.plant = "01";
-    s.line = "A";
-    s.lot = lot;
-    s.date = date;
-    s.sequence = seq;
-    return SerialScheme::default_scheme().make(s);
-}
+using eol::test::make_serial;
 
 // Six lots of 50 cells (ocv_v, r0_ohm, p_x_w ~ normal): two p_x outliers in
 // lot 0002; lot 0006 (2023-03-01) bad, 10 of its cells with a high p_x.
 std::vector<std::string> fill(const fs::path& db) {
-    OpenOptions o;
-    o.create = true;
-    Store store = Store::open(db, o);
+    Store store = eol::test::create_store(db);
     std::mt19937_64 rng(11);
     std::normal_distribution<double> n01(0.0, 1.0);
     const std::vector<Date> dates{{2023, 1, 10}, {2023, 1, 20}, {2023, 2, 1},

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include "support/cli_test.hpp"
+#include "support/station_test.hpp"
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -32,23 +33,9 @@ using namespace eol::station;
 
 namespace {
 
+using eol::test::create_store;
 using eol::test::TempDir;
-
-Store create(const fs::path& p) {
-    OpenOptions o;
-    o.create = true;
-    return Store::open(p, o);
-}
-
-std::string make_serial(const std::string& lot, Date date, std::uint64_t seq) {
-    SerialSpec s;
-    s.plant = "01";
-    s.line = "A";
-    s.lot = lot;
-    s.date = date;
-    s.sequence = seq;
-    return SerialScheme::default_scheme().make(s);
-}
+using eol::test::make_serial;
 
 TestRecord record(const std::string& serial, const std::string& station, double start,
                   const std::map<std::string, double>& values) {
@@ -82,7 +69,7 @@ constexpr double kT0 = 1.6725e9;  // 2023-01-03
 
 TEST_CASE("features: latest runs, K-value across stations, derived and fit values") {
     TempDir tmp;
-    Store store = create(tmp / "f.db");
+    Store store = create_store(tmp / "f.db");
     const std::string a = make_serial("0001", {2023, 1, 2}, 1);
     const std::string b = make_serial("0001", {2023, 1, 2}, 2);
     const std::string c = make_serial("0002", {2023, 1, 3}, 1);
@@ -176,7 +163,7 @@ ScreeningConfig lot_config() {
 
 TEST_CASE("screen_store: a dry run writes nothing; apply holds outliers and failed lots in one go") {
     TempDir tmp;
-    Store store = create(tmp / "s.db");
+    Store store = create_store(tmp / "s.db");
     const std::vector<std::string> serials = fill_lots(store);
     const Actor screen_actor{"screen", "screening"};
     const ScreeningConfig config = lot_config();
@@ -245,7 +232,7 @@ TEST_CASE("screen_store: a dry run writes nothing; apply holds outliers and fail
 
 TEST_CASE("screen_store: re-screening with new settings lists units that already shipped") {
     TempDir tmp;
-    Store store = create(tmp / "s.db");
+    Store store = create_store(tmp / "s.db");
     const std::vector<std::string> serials = fill_lots(store);
     LookupSession look(store);
     // Lot 0003 ships (all clear).
@@ -305,7 +292,7 @@ Recipe reduced_recipe() {
 
 TEST_CASE("production sim: formation and EOL records with the recipe's measurements and sane fits") {
     TempDir tmp;
-    Store store = create(tmp / "p.db");
+    Store store = create_store(tmp / "p.db");
     ProductionSpec spec;
     spec.cells = 8;
     spec.from = {2023, 3, 1};
@@ -365,7 +352,7 @@ TEST_CASE("production sim: formation and EOL records with the recipe's measureme
     for (double k : k_short) CHECK(k > 4.0);
 
     // The same spec with one thread: the same values (per-cell RNG streams).
-    Store other = create(tmp / "p1.db");
+    Store other = create_store(tmp / "p1.db");
     ProductionSpec one = spec;
     one.threads = 1;
     const ProductionSummary sum1 = simulate_production(other, one);
@@ -386,7 +373,7 @@ TEST_CASE("production sim: formation and EOL records with the recipe's measureme
 
 TEST_CASE("accuracy: the screen holds every shorted cell and the defect lots of a small production") {
     TempDir tmp;
-    Store store = create(tmp / "a.db");
+    Store store = create_store(tmp / "a.db");
     const Recipe recipe = reduced_recipe();
     ProductionSpec spec;
     spec.cells = 500;

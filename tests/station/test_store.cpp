@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "support/cli_test.hpp"
+#include "support/station_test.hpp"
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -34,13 +35,8 @@ namespace {
 // A fresh directory per test case, removed at the end.
 using eol::test::Run;
 using eol::test::run_cli;
+using eol::test::create_store;
 using eol::test::TempDir;
-
-Store create(const fs::path& p) {
-    OpenOptions o;
-    o.create = true;
-    return Store::open(p, o);
-}
 
 // Raw SQLite access, as a different program (or an attacker with the file) would have.
 struct Raw {
@@ -230,7 +226,7 @@ TEST_CASE("store: migrates an empty file to the latest schema with WAL, foreign 
     CHECK_THROWS_WITH_AS(Store::open(p), doctest::Contains("no such database"), StoreError);
     CHECK_FALSE(fs::exists(p));
     {
-        Store st = create(p);
+        Store st = create_store(p);
         CHECK(st.schema_version() == Store::latest_schema_version());
         CHECK(Store::latest_schema_version() >= 1);
     }
@@ -255,7 +251,7 @@ TEST_CASE("store: migrates an empty file to the latest schema with WAL, foreign 
 
 TEST_CASE("store: foreign keys are enforced on the connection") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     TestRecord r = full_record();
     st.write(r);
     // A measurement for a run that does not exist is rejected by SQLite itself.
@@ -267,7 +263,7 @@ TEST_CASE("store: foreign keys are enforced on the connection") {
 TEST_CASE("store: a database newer than this binary is refused, never downgraded") {
     TempDir t;
     const fs::path p = t / "r.db";
-    { Store st = create(p); st.write(full_record()); }
+    { Store st = create_store(p); st.write(full_record()); }
     const int newer = Store::latest_schema_version() + 3;
     { Raw raw(p); REQUIRE(raw.exec("PRAGMA user_version = " + std::to_string(newer)) == ""); }
     const std::string both = std::to_string(newer);
@@ -307,7 +303,7 @@ TEST_CASE("store: refuses a SQLite file that is not a results store") {
 
 TEST_CASE("store: a test record round-trips") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     const TestRecord want = full_record();
     const std::int64_t id = st.write(want);
     CHECK(id > 0);
@@ -380,7 +376,7 @@ TEST_CASE("store: a test record round-trips") {
 
 TEST_CASE("store: the cell is completed, never contradicted") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     TestRecord r = full_record();
     r.cell_model.clear();
     r.lot.clear();
@@ -399,7 +395,7 @@ TEST_CASE("store: the cell is completed, never contradicted") {
 
 TEST_CASE("store: invalid records name the field and write nothing") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     auto bad = [&](auto mutate, const char* expect) {
         TestRecord r = full_record();
         mutate(r);
@@ -417,7 +413,7 @@ TEST_CASE("store: invalid records name the field and write nothing") {
 
 TEST_CASE("store: write_batch is one transaction") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     std::vector<TestRecord> batch;
     for (int k = 0; k < 10; ++k) batch.push_back(crash_record(k));
     batch[7].trace.i_a.pop_back();  // invalid: nothing of the batch may remain
@@ -433,7 +429,7 @@ TEST_CASE("store: write_batch is one transaction") {
 TEST_CASE("store: traces are compact and non-finite values survive") {
     TempDir t;
     const fs::path p = t / "r.db";
-    Store st = create(p);
+    Store st = create_store(p);
     TestRecord r = full_record();
     const std::int64_t id = st.write(r);
     Raw raw(p);
@@ -471,7 +467,7 @@ TEST_CASE("store: results and events are append-only, whoever runs the SQL") {
     TempDir t;
     const fs::path p = t / "r.db";
     {
-        Store st = create(p);
+        Store st = create_store(p);
         st.write(full_record());
         st.append_quarantine(ev(QuarantineAction::hold, QuarantineScope::lot, "0042"));
         StationEvent se;
@@ -506,7 +502,7 @@ TEST_CASE("store: results and events are append-only, whoever runs the SQL") {
 
 TEST_CASE("store: quarantine state by serial, lot and production window") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     // Cells: A1, A2 in lot 0042 (2023-03-14); B1 in lot 0050 (2023-04-02); C1 in lot 0060 (2023-06-01).
     auto put = [&](const std::string& lot, std::uint64_t seq, Date d) {
         TestRecord r = crash_record(static_cast<std::int64_t>(seq));
@@ -601,7 +597,7 @@ TEST_CASE("store: quarantine state by serial, lot and production window") {
 
 TEST_CASE("store: status_many also reads serial events one by one when they outnumber the query") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     std::vector<QuarantineEvent> holds;
     for (int k = 0; k < 20; ++k) holds.push_back(ev(QuarantineAction::hold, QuarantineScope::serial, serial_of("0001", static_cast<std::uint64_t>(k))));
     st.append_quarantine_batch(holds);
@@ -613,7 +609,7 @@ TEST_CASE("store: status_many also reads serial events one by one when they outn
 
 TEST_CASE("store: cells and the features of their latest run, by lot and date") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     for (int k = 0; k < 12; ++k) {
         TestRecord r = crash_record(k);
         r.verdict = Verdict::pass;
@@ -681,7 +677,7 @@ TEST_CASE("store: cells and the features of their latest run, by lot and date") 
 TEST_CASE("store: hostile strings are data, never SQL") {
     TempDir t;
     const fs::path p = t / "r.db";
-    Store st = create(p);
+    Store st = create_store(p);
     TestRecord r = full_record();
     r.serial = "X'); DROP TABLE cells;--";
     r.cell_model = "O'Brien \"quoted\" `tick` ]bracket[";
@@ -742,7 +738,7 @@ TEST_CASE("store: hostile strings are data, never SQL") {
 
 TEST_CASE("store: station events") {
     TempDir t;
-    Store st = create(t / "r.db");
+    Store st = create_store(t / "r.db");
     for (int k = 0; k < 5; ++k) {
         StationEvent e;
         e.station_id = "EOL-01";
@@ -766,7 +762,7 @@ TEST_CASE("store: db info reports versions, counts and journal mode, read-only, 
     TempDir t;
     const fs::path p = t / "r.db";
     {
-        Store st = create(p);
+        Store st = create_store(p);
         std::vector<TestRecord> batch;
         for (int k = 0; k < 7; ++k) batch.push_back(crash_record(k));
         st.write_batch(batch);
@@ -830,7 +826,7 @@ TEST_CASE("store: crash safety — SIGKILL a writer mid-batch, reopen, nothing c
             // Child: write batches forever; after each commit report the total.
             ::close(fds[0]);
             try {
-                Store st = create(p);
+                Store st = create_store(p);
                 std::int64_t k = st.count("test_runs");
                 std::vector<TestRecord> batch;
                 for (int i = 0; i < 100000; ++i) {
