@@ -611,6 +611,44 @@ DecodeResult SerialScheme::decode(std::string_view input) const {
     return r;
 }
 
+bool SerialScheme::decode_key(std::string_view input, std::string& serial, std::string& lot,
+                              std::string& date_iso) const {
+    lot.clear();
+    date_iso.clear();
+    if (!normalize_into(input, serial)) return false;
+    Date date;
+    bool dated = false;
+    for (const auto& f : fields_) {
+        const std::string_view text = std::string_view(serial).substr(f.position - 1, f.length);
+        std::int64_t x = 0;
+        if (f.numeric())
+            for (char c : text) x = x * static_cast<std::int64_t>(alphabet_.size()) + index_of(c);
+        switch (f.kind) {
+            case SerialFieldKind::lot: lot.assign(text); break;
+            case SerialFieldKind::year:
+                date.year = static_cast<int>(x + f.base_year);
+                dated = true;
+                break;
+            case SerialFieldKind::month: date.month = static_cast<int>(x); break;
+            case SerialFieldKind::day: date.day = static_cast<int>(x); break;
+            default: break;
+        }
+    }
+    if (!dated) return true;
+    if (!date.valid()) return false;
+    char buf[10] = {};
+    const auto put = [&](int v, std::size_t at, std::size_t digits) {
+        for (std::size_t k = digits; k-- > 0; v /= 10) buf[at + k] = static_cast<char>('0' + v % 10);
+    };
+    put(date.year, 0, 4);
+    buf[4] = '-';
+    put(date.month, 5, 2);
+    buf[7] = '-';
+    put(date.day, 8, 2);
+    date_iso.assign(buf, sizeof buf);
+    return true;
+}
+
 // ---------------------------------------------------------------- make
 
 std::string SerialScheme::make(const SerialSpec& spec) const {

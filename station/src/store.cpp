@@ -808,6 +808,11 @@ int Store::schema_version() const { return impl_->version; }
 const std::filesystem::path& Store::path() const { return impl_->path; }
 
 Store Store::open(const std::filesystem::path& path, const OpenOptions& options) {
+    // No global allocation statistics (nothing here reads them): with them,
+    // every SQLite allocation takes one process-wide mutex, which serialises
+    // connections read in parallel (bulk lookups). Only possible before the
+    // library initialises; a no-op (SQLITE_MISUSE) if someone else came first.
+    [[maybe_unused]] static const int memstatus_off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     auto impl = std::make_unique<Impl>();
     impl->path = path;
     impl->read_only = options.read_only;

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -355,13 +356,24 @@ TEST_CASE("quarantine: bulk lookups in parallel slices answer like single lookup
             std::snprintf(l, sizeof l, "%04d", lot);
             const std::string s = make_serial(l, {2023, 2 + lot, 1 + k % 28}, static_cast<std::uint64_t>(k));
             serials.push_back(s);
-            if (k % 10 != 0) recs.push_back(record(s));  // every 10th stays unknown
+            if (k % 10 == 0) continue;  // every 10th stays unknown
+            recs.push_back(record(s, k % 13 == 0 ? Verdict::fail : Verdict::pass));
+            if (k % 97 == 0) {  // a stored lot unlike the serial's
+                char rw[8];
+                std::snprintf(rw, sizeof rw, "R%03d", k);
+                recs.back().lot = rw;
+            }
         }
     store.write_batch(recs);
     Quarantine q(store);
     q.hold(Scope::lot("0002"), "drift", kOperator);
+    q.hold(Scope::lot("R194"), "rework lot", kOperator);
     q.hold(Scope::serial(serials[5]), "outlier", kOperator);
+    q.hold(Scope::serial(serials[6]), "outlier", kOperator);
+    q.release(Scope::serial(serials[6]), "retested", kQuality);
+    q.scrap(Scope::serial(serials[7]), "vent damage", kQuality);
     q.hold(Scope::window(Date{2023, 5, 1}, Date{2023, 5, 10}), "window", kOperator);
+    q.hold(Scope::serial(serials[320]), "outlier in a held lot", kOperator);
     // Inputs as typed: lower case, dashes, repeats, and some nonsense; shuffled.
     std::vector<std::string> inputs;
     for (std::size_t i = 0; i < serials.size(); ++i) {
@@ -373,33 +385,56 @@ TEST_CASE("quarantine: bulk lookups in parallel slices answer like single lookup
     }
     inputs.push_back("nonsense");
     inputs.push_back("");
+    std::string bad_check = serials[9];
+    bad_check.back() = bad_check.back() == 'A' ? 'B' : 'A';
+    inputs.push_back(bad_check);
     std::mt19937_64 rng(3);
     std::shuffle(inputs.begin(), inputs.end(), rng);
     REQUIRE(inputs.size() >= 1024);  // several slices on any machine with 2+ threads
 
     LookupSession look(store);
     const auto bulk = look.lookup_many(inputs);
+    // A batch below the parallel threshold takes the store's own reads.
+    const std::vector<std::string> few(inputs.begin(), inputs.begin() + 200);
+    const auto small = look.lookup_many(few);
     REQUIRE(bulk.size() == inputs.size());
-    std::size_t held = 0, may_ship = 0, unknown = 0, invalid = 0;
+    REQUIRE(small.size() == few.size());
+    std::size_t held = 0, may_ship = 0, unknown = 0, invalid = 0, stored_lot = 0;
+    std::map<std::string, std::size_t> states;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
         const LookupResult one = look.lookup(inputs[i]);
         CAPTURE(inputs[i]);
-        CHECK(bulk[i].input == inputs[i]);
-        CHECK(bulk[i].serial == one.serial);
-        CHECK(bulk[i].status() == one.status());
-        CHECK(bulk[i].may_ship == one.may_ship);
-        CHECK(bulk[i].lot == one.lot);
-        CHECK(bulk[i].verdict == one.verdict);
-        REQUIRE(bulk[i].because.size() == one.because.size());
+        for (const LookupResult* b : {&bulk[i], i < small.size() ? &small[i] : nullptr}) {
+            if (!b) continue;
+            CHECK(b->input == inputs[i]);
+            CHECK(b->serial == one.serial);
+            CHECK(b->status() == one.status());
+            CHECK(b->may_ship == one.may_ship);
+            CHECK(b->known == one.known);
+            CHECK(b->lot == one.lot);
+            CHECK(b->production_date == one.production_date);
+            CHECK(b->verdict == one.verdict);
+            REQUIRE(static_cast<bool>(b->error) == static_cast<bool>(one.error));
+            if (one.error) CHECK(b->error->message == one.error->message);
+            REQUIRE(b->because.size() == one.because.size());
+            for (std::size_t k = 0; k < one.because.size(); ++k) CHECK(b->because[k].id == one.because[k].id);
+        }
         held += bulk[i].state == CellState::held;
         may_ship += bulk[i].may_ship;
         unknown += bulk[i].status() == "unknown";
         invalid += bulk[i].status() == "invalid";
+        stored_lot += bulk[i].lot.rfind('R', 0) == 0;
+        ++states[std::string(bulk[i].status())];
     }
     CHECK(held > 300);     // lot 0002 and more
     CHECK(may_ship > 500);
     CHECK(unknown > 0);
-    CHECK(invalid == 2);
+    CHECK(invalid == 3);
+    CHECK(stored_lot >= 4);  // the stored lot, not the serial's
+    for (const char* st : {"clear", "held", "released", "scrapped", "unknown", "invalid"}) {
+        CAPTURE(st);
+        CHECK(states[st] > 0);
+    }
 }
 
 TEST_CASE("quarantine: the ship gate records shipments only when every unit may ship") {

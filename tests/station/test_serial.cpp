@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "eol/station/errors.hpp"
 #include "eol/station/serial.hpp"
@@ -416,6 +417,53 @@ TEST_CASE("serial: normalize_into agrees with normalize") {
         CHECK(S().normalize_into(in, out) == full.ok());
         if (full.ok()) CHECK(out == full.serial);
     }
+}
+
+TEST_CASE("serial: decode_key agrees with decode (valid, mistyped, impossible dates, custom schemes)") {
+    std::mt19937_64 rng(7);
+    const std::string chars = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZOIoilz -#";
+    auto agree = [](const SerialScheme& sc, const std::string& in) {
+        CAPTURE(in);
+        std::string serial = "stale", lot = "stale", date = "stale";
+        const auto full = sc.decode(in);
+        REQUIRE(sc.decode_key(in, serial, lot, date) == full.ok());
+        if (!full.ok()) return;
+        CHECK(serial == full.value.serial);
+        CHECK(lot == full.value.lot);
+        CHECK(date == (full.value.production_date ? full.value.production_date->iso() : std::string()));
+    };
+    std::vector<std::string> valid;
+    for (const Date d : {Date{2020, 1, 1}, Date{2023, 2, 28}, Date{2024, 2, 29}, Date{2031, 12, 31}}) {
+        const auto r = S().make_range(spec("A1B2", d, 100), 20);
+        valid.insert(valid.end(), r.begin(), r.end());
+    }
+    std::size_t ok = 0;
+    for (int k = 0; k < 4000; ++k) {
+        std::string in = valid[rng() % valid.size()];
+        const int edits = static_cast<int>(rng() % 3);
+        for (int e = 0; e < edits; ++e) in[rng() % in.size()] = chars[rng() % chars.size()];
+        agree(S(), in);
+        ok += S().decode(in).ok();
+    }
+    CHECK(ok > 1000);  // both outcomes exercised
+    // Impossible dates with a correct check character: month 0 and 13, 2023-02-29.
+    const std::string base = S().make(spec("0042", {2023, 3, 14}, 1));
+    for (const std::string& in : {with(base, 4, '0', true), with(base, 4, 'D', true),
+                                  with(with(base, 4, '2', true), 5, 'V', true), with(base, 5, '0', true)})
+        agree(S(), in);
+    // A scheme without a date or a lot.
+    const SerialScheme plain = SerialScheme::parse(R"(
+length = 8
+alphabet = "0123456789"
+check = "none"
+[[field]]
+name = "serial_no"
+kind = "number"
+position = 1
+length = 8
+)",
+                                                   "plain.toml");
+    for (const char* in : {"12345678", "1234-5678", "1234567", "12A45678"}) agree(plain, in);
 }
 
 TEST_CASE("serial: `eolstation serial check|make` exit codes and output") {

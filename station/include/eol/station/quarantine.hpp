@@ -50,6 +50,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -149,7 +150,9 @@ private:
 struct LookupResult {
     std::string input;                  // as given
     std::string serial;                 // normalized ("" when invalid)
-    std::optional<SerialError> error;   // invalid serial (position etc. inside)
+    // Invalid serial (position etc. inside). Behind a pointer: a bulk lookup
+    // holds a million results and almost none is invalid.
+    std::shared_ptr<const SerialError> error;
     bool known = false;                 // tested at this store
     std::string lot;
     std::string production_date;
@@ -181,6 +184,11 @@ private:
     void judge(LookupResult& r);
     std::vector<const QuarantineEvent*> applicable(const std::string& serial, const std::string& lot,
                                                    const std::string& date) const;
+    // The events of a serial and of a lot (either may be null) plus the
+    // windows containing `date`.
+    std::vector<const QuarantineEvent*> gather(const std::vector<std::size_t>* serial_events,
+                                               const std::vector<std::size_t>* lot_events,
+                                               std::string_view date) const;
 
     Store& store_;
     const SerialScheme& scheme_;

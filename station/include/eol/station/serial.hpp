@@ -171,6 +171,11 @@ public:
     bool normalize_into(std::string_view input, std::string& out) const;
     /// normalize() then decode fields; an impossible date is a bad_field error.
     DecodeResult decode(std::string_view input) const;
+    /// Fast path for bulk use: what decode() gives for the serial, the lot and
+    /// the production date (ISO "YYYY-MM-DD", "" when the scheme has no date),
+    /// without the field list; returns false when decode() would fail (call it
+    /// for the diagnostics). No allocation once the strings have capacity.
+    bool decode_key(std::string_view input, std::string& serial, std::string& lot, std::string& date_iso) const;
 
     /// A valid serial from `spec` (check character computed). Throws
     /// std::invalid_argument naming the field when a value does not fit.
