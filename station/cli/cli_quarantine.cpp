@@ -139,9 +139,17 @@ void run_lookup(const LookupOptions& o) {
     std::size_t blocked = 0;
     for (const auto& r : rs) blocked += r.may_ship ? 0 : 1;
     if (o.json) {
-        json arr = json::array();
-        for (std::size_t i = 0; i < rs.size(); ++i) arr.push_back(lookup_json(rs[i], where[i]));
-        fmt::print("{}\n", json{{"checked", rs.size()}, {"may_not_ship", blocked}, {"results", arr}}.dump(2));
+        // One result per line, written as it is made: a bulk check of a
+        // million serials would otherwise build and indent one huge tree.
+        std::string out = json{{"checked", rs.size()}, {"may_not_ship", blocked}}.dump();
+        out.pop_back();
+        out += ",\"results\":[\n";
+        for (std::size_t i = 0; i < rs.size(); ++i) {
+            out += lookup_json(rs[i], where[i]).dump();
+            out += i + 1 < rs.size() ? ",\n" : "\n";
+        }
+        out += "]}\n";
+        std::fwrite(out.data(), 1, out.size(), stdout);
     } else {
         std::string out;
         for (std::size_t i = 0; i < rs.size(); ++i) {
