@@ -9,17 +9,12 @@
 
 #include "eol/models/pat.hpp"
 #include "eol/models/series.hpp"
+#include "common.hpp"
 
 namespace eol::models {
 namespace {
 
-template <class... A>
-std::string cat(const A&... a) {
-    std::ostringstream os;
-    os.precision(6);
-    (os << ... << a);
-    return os.str();
-}
+using detail::cat;
 
 int side(double v, double center) { return v > center ? 1 : (v < center ? -1 : 0); }
 

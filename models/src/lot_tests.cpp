@@ -11,17 +11,12 @@
 #include <utility>
 
 #include "eol/models/series.hpp"
+#include "common.hpp"
 
 namespace eol::models {
 namespace {
 
-template <class... A>
-std::string cat(const A&... a) {
-    std::ostringstream os;
-    os.precision(6);
-    (os << ... << a);
-    return os.str();
-}
+using detail::cat;
 
 // Howard Hinnant's civil-calendar algorithms (proleptic Gregorian).
 struct Civil {

@@ -34,9 +34,14 @@
 
 #include "eol/models/pat.hpp"
 #include "eol/models/series.hpp"
+#include "common.hpp"
 
 namespace eol::models {
 namespace {
+
+using detail::cat;
+using detail::parallel_for;
+using detail::resolve_threads;
 
 using Mat = Eigen::MatrixXd;
 using Vec = Eigen::VectorXd;
@@ -45,42 +50,6 @@ using ConstRef = Eigen::Ref<const Eigen::MatrixXd>;
 constexpr std::size_t kBlock = 4096;          // rows per block of a data pass
 constexpr std::size_t kParallelRows = 32768;  // below this a pass runs on one thread
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-template <class... A>
-std::string cat(const A&... a) {
-    std::ostringstream os;
-    os.precision(6);
-    (os << ... << a);
-    return os.str();
-}
-
-unsigned resolve_threads(unsigned t) {
-    if (t == 0) t = std::thread::hardware_concurrency();
-    return std::max(1u, t);
-}
-
-// Runs f(item, thread_index) for item in [0, n) on up to `threads` threads.
-template <class F>
-void parallel_for(std::size_t n, unsigned threads, F&& f) {
-    const unsigned t_count = static_cast<unsigned>(std::min<std::size_t>(threads, n));
-    if (t_count <= 1) {
-        for (std::size_t i = 0; i < n; ++i) f(i, 0u);
-        return;
-    }
-    std::atomic<std::size_t> next{0};
-    auto worker = [&](unsigned t) {
-        for (;;) {
-            const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
-            if (i >= n) break;
-            f(i, t);
-        }
-    };
-    std::vector<std::thread> pool;
-    pool.reserve(t_count - 1);
-    for (unsigned t = 1; t < t_count; ++t) pool.emplace_back(worker, t);
-    worker(0);
-    for (auto& th : pool) th.join();
-}
 
 // numpy.random.RandomState(seed): MT19937 seeded with init_genrand(seed);
 // permutation(n) shuffles arange(n) by Fisher–Yates from the top, drawing

@@ -7,9 +7,12 @@
 #include <sstream>
 
 #include "eol/models/series.hpp"
+#include "common.hpp"
 
 namespace eol::models {
 namespace {
+
+using detail::cat;
 
 constexpr double kIqrToSigma = 1.35;
 
@@ -20,14 +23,6 @@ double lerp(double a, double b, double t) {
     return t >= 0.5 ? b - d * (1.0 - t) : a + d * t;
 }
 
-// Message text from pieces (models has no formatting library).
-template <class... A>
-std::string cat(const A&... a) {
-    std::ostringstream os;
-    os.precision(6);
-    (os << ... << a);
-    return os.str();
-}
 
 // The type-7 quantile at h = (n-1)q of v[0,n) when v[first,last) already
 // holds exactly the ranks [first,last) (so selections stay inside it).

@@ -14,59 +14,19 @@
 #include <thread>
 
 #include "eol/models/series.hpp"
+#include "common.hpp"
 
 namespace eol::models {
 namespace {
 
+using detail::cat;
+using detail::parallel_for;
+using detail::resolve_threads;
+
 using Clock = std::chrono::steady_clock;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-template <class... A>
-std::string cat(const A&... a) {
-    std::ostringstream os;
-    os.precision(6);
-    (os << ... << a);
-    return os.str();
-}
-
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-unsigned resolve_threads(unsigned t) {
-    if (t == 0) t = std::thread::hardware_concurrency();
-    return std::max(1u, t);
-}
-
-// f(i) for i in [0, n) on up to `threads` threads; the first exception thrown
-// by any call is rethrown here.
-template <class F>
-void parallel_for(std::size_t n, unsigned threads, F&& f) {
-    const unsigned t_count = static_cast<unsigned>(std::min<std::size_t>(threads, n));
-    if (t_count <= 1) {
-        for (std::size_t i = 0; i < n; ++i) f(i);
-        return;
-    }
-    std::atomic<std::size_t> next{0};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto worker = [&]() {
-        for (;;) {
-            const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
-            if (i >= n) break;
-            try {
-                f(i);
-            } catch (...) {
-                std::lock_guard<std::mutex> lock(error_mutex);
-                if (!error) error = std::current_exception();
-                next.store(n);
-            }
-        }
-    };
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < t_count; ++t) pool.emplace_back(worker);
-    worker();
-    for (auto& th : pool) th.join();
-    if (error) std::rethrow_exception(error);
-}
 
 // v with `sig` significant digits.
 std::string num(double v, int sig = 4) {
@@ -182,7 +142,7 @@ ScreeningResult screen(const FeatureTable& table, const ScreeningSettings& setti
     auto t0 = Clock::now();
     res.pat.resize(p);
     std::vector<std::vector<std::pair<std::size_t, PatViolation>>> violations(p);
-    parallel_for(p, threads, [&](std::size_t j) {
+    parallel_for(p, threads, [&](std::size_t j, unsigned) {
         const auto col = table.column(cols[j]);
         res.pat[j] = pat_feature(col, lot, n_lots, reference, spec[j], settings.pat, table.lot_names);
         const auto& limits = res.pat[j].lot_limits;
@@ -347,7 +307,7 @@ ScreeningResult screen(const FeatureTable& table, const ScreeningSettings& setti
     t0 = Clock::now();
     if (settings.charts && !table.day.empty()) {
         res.charts.resize(p);
-        parallel_for(p, threads, [&](std::size_t j) {
+        parallel_for(p, threads, [&](std::size_t j, unsigned) {
             res.charts[j] = daily_median_chart(table.column(cols[j]), table.day, settings.chart);
         });
     }
