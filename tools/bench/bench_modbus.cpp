@@ -23,6 +23,7 @@
 #include "eol/instruments/modbus_thermo.hpp"
 #include "eol/sim/modbus_load_server.hpp"
 #include "eol/sim/modbus_thermo_server.hpp"
+#include "rate_table.hpp"
 
 using namespace eol;
 
@@ -119,44 +120,21 @@ void BM_driver_load_measure(benchmark::State& state) {
 }
 BENCHMARK(BM_driver_load_measure)->UseRealTime();
 
-/// Console output as usual, and the request rates kept for the summary.
-class Collect : public benchmark::ConsoleReporter {
-public:
-    std::map<std::string, double> rate;
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const auto& r : runs) {
-            auto it = r.counters.find("items_per_second");
-            if (it != r.counters.end()) rate[r.benchmark_name()] = it->second;
-        }
-        ConsoleReporter::ReportRuns(runs);
-    }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    Collect rep;
-    benchmark::RunSpecifiedBenchmarks(&rep);
-    auto get = [&](const char* prefix) {
-        for (const auto& [k, v] : rep.rate)
-            if (k.rfind(prefix, 0) == 0) return v;
-        return 0.0;
-    };
-    const double bare_in = get("BM_bare_libmodbus_read_input_registers");
-    const double client = get("BM_driver_client_read_registers");
-    const double scan = get("BM_driver_thermo_read_all");
-    const double bare_load = get("BM_bare_libmodbus_read_registers_load");
-    const double load = get("BM_driver_load_measure");
-    std::printf("\nModbus register reads per second on loopback (simulated servers)\n");
-    std::printf("%-44s %12s %12s %8s\n", "", "ours", "bare lib", "ratio");
-    auto row = [](const char* what, double ours, double ref) {
-        std::printf("%-44s %12.0f %12.0f %7.2f\n", what, ours, ref, ref > 0 ? ours / ref : 0.0);
-    };
-    row("FC04 ×10, ModbusClient vs modbus_read_input_registers", client, bare_in);
-    row("thermo read_all (requests/s; 3 per scan)", scan, bare_in);
-    row("M97 measure (U, I) vs modbus_read_registers", load, bare_load);
+    eol::bench::RateCollector rates;
+    benchmark::RunSpecifiedBenchmarks(&rates);
+    const double bare_in = rates.rate("BM_bare_libmodbus_read_input_registers");
+    using eol::bench::print_rate_row;
+    eol::bench::print_rate_header("Modbus register reads per second on loopback (simulated servers)", "bare lib");
+    print_rate_row("FC04 ×10, ModbusClient vs modbus_read_input_registers", rates.rate("BM_driver_client_read_registers"),
+                   bare_in);
+    print_rate_row("thermo read_all (requests/s; 3 per scan)", rates.rate("BM_driver_thermo_read_all"), bare_in);
+    print_rate_row("M97 measure (U, I) vs modbus_read_registers", rates.rate("BM_driver_load_measure"),
+                   rates.rate("BM_bare_libmodbus_read_registers_load"));
     benchmark::Shutdown();
     return 0;
 }

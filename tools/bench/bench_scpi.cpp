@@ -29,6 +29,7 @@
 #include "eol/instruments/tcp_transport.hpp"
 #include "eol/sim/fixture.hpp"
 #include "eol/sim/scpi_load_server.hpp"
+#include "rate_table.hpp"
 
 using namespace eol;
 
@@ -154,41 +155,23 @@ void BM_scpi_client_checked_command(benchmark::State& state) {
 }
 BENCHMARK(BM_scpi_client_checked_command)->UseRealTime();
 
-class Collect : public benchmark::ConsoleReporter {
-public:
-    std::map<std::string, double> rate;
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const auto& r : runs) {
-            auto it = r.counters.find("items_per_second");
-            if (it != r.counters.end()) rate[r.benchmark_name()] = it->second;
-        }
-        ConsoleReporter::ReportRuns(runs);
-    }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     server();  // start before timing
-    Collect reporter;
-    benchmark::RunSpecifiedBenchmarks(&reporter);
-    auto get = [&](const char* name) {
-        for (const auto& [k, v] : reporter.rate)
-            if (k.rfind(name, 0) == 0) return v;
-        return 0.0;
-    };
-    std::printf("\nSCPI round trips per second on loopback (simulated %s load)\n",
-                server().dialect.name.c_str());
-    std::printf("%-44s %12s %12s %8s\n", "", "ours", "bare socket", "ratio");
-    auto row = [&](const char* what, double ours, double ref) {
-        std::printf("%-44s %12.0f %12.0f %7.2f\n", what, ours, ref, ref > 0 ? ours / ref : 0.0);
-    };
-    row("query MEAS:VOLT? (ScpiClient)", get("BM_scpi_client_query"), get("BM_bare_socket_query"));
-    row("queries in ScpiLoad::measure (V, I, P)", get("BM_scpi_load_measure"), get("BM_bare_socket_query"));
-    row("command + SYST:ERR? check", get("BM_scpi_client_checked_command"),
-        get("BM_bare_socket_checked_command"));
+    eol::bench::RateCollector rates;
+    benchmark::RunSpecifiedBenchmarks(&rates);
+    using eol::bench::print_rate_row;
+    eol::bench::print_rate_header(
+        ("SCPI round trips per second on loopback (simulated " + server().dialect.name + " load)").c_str(),
+        "bare socket");
+    print_rate_row("query MEAS:VOLT? (ScpiClient)", rates.rate("BM_scpi_client_query"), rates.rate("BM_bare_socket_query"));
+    print_rate_row("queries in ScpiLoad::measure (V, I, P)", rates.rate("BM_scpi_load_measure"),
+                   rates.rate("BM_bare_socket_query"));
+    print_rate_row("command + SYST:ERR? check", rates.rate("BM_scpi_client_checked_command"),
+                   rates.rate("BM_bare_socket_checked_command"));
     server().load->stop();
     return 0;
 }
