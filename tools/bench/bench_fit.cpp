@@ -11,8 +11,9 @@
 //   thermal_2h_circuit  the same with the heating from a circuit fit of the
 //                 record (circuit fit included in the time)
 //
-// The records are generated here (fixed seeds) and written as CSV to
-// --data-dir so that the SciPy script fits the identical data.
+// The records are generated here (fixed seeds); with --data-dir they are also
+// written there as CSV so that the SciPy script fits the identical data
+// (tools/bench/run_fit_bench does that in a temporary directory).
 //
 // Usage: bench_fit [--data-dir DIR] [--json FILE] [--repeat N]
 #include <fmt/core.h>
@@ -125,7 +126,7 @@ Timing time_it(int repeat, F&& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string dir = ".", json_path;
+    std::string dir, json_path;
     int repeat = 200;
     for (int k = 1; k < argc; ++k) {
         const std::string a = argv[k];
@@ -139,8 +140,10 @@ int main(int argc, char** argv) {
     }
     const Series ecm = ecm_record();
     const Series th = thermal_record();
-    write_csv(dir + "/ecm_2rc_40k.csv", ecm);
-    write_csv(dir + "/thermal_2h.csv", th);
+    if (!dir.empty()) {
+        write_csv(dir + "/ecm_2rc_40k.csv", ecm);
+        write_csv(dir + "/thermal_2h.csv", th);
+    }
 
     eol::models::EcmFit ef;
     const Timing te = time_it(repeat, [&] { ef = eol::models::fit_ecm(ecm); });
