@@ -207,4 +207,40 @@ private:
     asio::streambuf buf_;
 };
 
+// The LineTransport operations over a transport's Impl, the same for TCP and
+// serial. Impl has: open() (reopens as needed), close(), bool connected,
+// where(), and lines (a LineIo). Any failure leaves the stream in an unknown
+// state: it is closed, so that the next operation starts on a fresh one.
+template <class Impl, class F>
+auto guarded(Impl& impl, F&& f) {
+    try {
+        return f();
+    } catch (const InstrumentError&) {
+        impl.close();
+        throw;
+    }
+}
+
+template <class Impl>
+void write_line(Impl& impl, std::string_view text, double timeout_s) {
+    impl.open();
+    std::string data;
+    data.reserve(text.size() + 1);
+    data.append(text);
+    data.push_back('\n');
+    guarded(impl, [&] { impl.lines.write(impl.where(), data, timeout_s); });
+}
+
+template <class Impl>
+std::string read_line(Impl& impl, double timeout_s) {
+    if (!impl.connected) throw ConnectionError(impl.where(), "read", "not connected");
+    return guarded(impl, [&] { return impl.lines.read_line(impl.where(), timeout_s); });
+}
+
+template <class Impl>
+std::string read_exact(Impl& impl, std::size_t n, double timeout_s) {
+    if (!impl.connected) throw ConnectionError(impl.where(), "read", "not connected");
+    return guarded(impl, [&] { return impl.lines.read_exact(impl.where(), n, timeout_s); });
+}
+
 }  // namespace eol::instruments::detail

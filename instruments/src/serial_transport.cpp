@@ -69,16 +69,6 @@ struct SerialTransport::Impl {
         connected = false;
     }
 
-    template <class F>
-    auto guarded(F&& f) {
-        try {
-            return f();
-        } catch (const InstrumentError&) {
-            close();
-            throw;
-        }
-    }
-
     Address line;
     TransportOptions opt;
     asio::io_context io;
@@ -96,25 +86,9 @@ void SerialTransport::open() { impl_->open(); }
 void SerialTransport::close() { impl_->close(); }
 bool SerialTransport::is_open() const { return impl_->connected; }
 
-void SerialTransport::write_line(std::string_view text, double timeout_s) {
-    impl_->open();
-    std::string data;
-    data.reserve(text.size() + 1);
-    data.append(text);
-    data.push_back('\n');
-    impl_->guarded([&] { impl_->lines.write(impl_->where(), data, timeout_s); });
-}
-
-std::string SerialTransport::read_line(double timeout_s) {
-    if (!impl_->connected) throw ConnectionError(impl_->where(), "read", "not connected");
-    return impl_->guarded([&] { return impl_->lines.read_line(impl_->where(), timeout_s); });
-}
-
-std::string SerialTransport::read_exact(std::size_t n, double timeout_s) {
-    if (!impl_->connected) throw ConnectionError(impl_->where(), "read", "not connected");
-    return impl_->guarded([&] { return impl_->lines.read_exact(impl_->where(), n, timeout_s); });
-}
-
+void SerialTransport::write_line(std::string_view text, double timeout_s) { detail::write_line(*impl_, text, timeout_s); }
+std::string SerialTransport::read_line(double timeout_s) { return detail::read_line(*impl_, timeout_s); }
+std::string SerialTransport::read_exact(std::size_t n, double timeout_s) { return detail::read_exact(*impl_, n, timeout_s); }
 std::string SerialTransport::describe() const { return impl_->where(); }
 
 }  // namespace eol::instruments

@@ -98,18 +98,6 @@ struct TcpTransport::Impl {
         connected = false;
     }
 
-    // Any failure leaves the stream in an unknown state: close it, so the
-    // next operation starts on a fresh connection.
-    template <class F>
-    auto guarded(F&& f) {
-        try {
-            return f();
-        } catch (const InstrumentError&) {
-            close();
-            throw;
-        }
-    }
-
     std::string host;
     std::uint16_t port;
     TransportOptions opt;
@@ -129,25 +117,9 @@ void TcpTransport::open() { impl_->open(); }
 void TcpTransport::close() { impl_->close(); }
 bool TcpTransport::is_open() const { return impl_->connected; }
 
-void TcpTransport::write_line(std::string_view line, double timeout_s) {
-    impl_->open();
-    std::string data;
-    data.reserve(line.size() + 1);
-    data.append(line);
-    data.push_back('\n');
-    impl_->guarded([&] { impl_->lines.write(impl_->where(), data, timeout_s); });
-}
-
-std::string TcpTransport::read_line(double timeout_s) {
-    if (!impl_->connected) throw ConnectionError(impl_->where(), "read", "not connected");
-    return impl_->guarded([&] { return impl_->lines.read_line(impl_->where(), timeout_s); });
-}
-
-std::string TcpTransport::read_exact(std::size_t n, double timeout_s) {
-    if (!impl_->connected) throw ConnectionError(impl_->where(), "read", "not connected");
-    return impl_->guarded([&] { return impl_->lines.read_exact(impl_->where(), n, timeout_s); });
-}
-
+void TcpTransport::write_line(std::string_view text, double timeout_s) { detail::write_line(*impl_, text, timeout_s); }
+std::string TcpTransport::read_line(double timeout_s) { return detail::read_line(*impl_, timeout_s); }
+std::string TcpTransport::read_exact(std::size_t n, double timeout_s) { return detail::read_exact(*impl_, n, timeout_s); }
 std::string TcpTransport::describe() const { return impl_->where(); }
 
 }  // namespace eol::instruments
