@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -60,7 +61,8 @@ std::string event_line(const QuarantineEvent& e) {
 }
 
 // Serials from the command line and/or a file (one per line; blank lines
-// skipped). `where[i]` names the source of serial i for messages.
+// skipped; "-" is standard input). `where[i]` names the source of serial i
+// for messages.
 void gather(const std::vector<std::string>& args, const std::string& file, std::vector<std::string>& serials,
             std::vector<std::string>& where) {
     for (std::size_t i = 0; i < args.size(); ++i) {
@@ -68,8 +70,13 @@ void gather(const std::vector<std::string>& args, const std::string& file, std::
         where.push_back(fmt::format("argument {}", i + 1));
     }
     if (!file.empty()) {
-        std::ifstream in(file);
-        if (!in) throw UsageError(fmt::format("{}: cannot open", file));
+        std::ifstream opened;
+        if (file != "-") {
+            opened.open(file);
+            if (!opened) throw UsageError(fmt::format("{}: cannot open", file));
+        }
+        std::istream& in = file == "-" ? std::cin : opened;
+        const std::string name = file == "-" ? "stdin" : file;
         std::string line;
         std::size_t n = 0;
         while (std::getline(in, line)) {
@@ -77,8 +84,9 @@ void gather(const std::vector<std::string>& args, const std::string& file, std::
             if (!line.empty() && line.back() == '\r') line.pop_back();
             if (line.find_first_not_of(" \t") == std::string::npos) continue;
             serials.push_back(line);
-            where.push_back(fmt::format("{}:{}", file, n));
+            where.push_back(fmt::format("{}:{}", name, n));
         }
+        if (in.bad()) throw UsageError(fmt::format("{}: read error after line {}", name, n));
     }
     if (serials.empty()) throw UsageError("no serials given (arguments or --file)");
 }
@@ -432,7 +440,7 @@ void add_quarantine_commands(CLI::App& app) {
         "as unknown / clear / held (reason, since) / released / scrapped. Exit 0 only if all may ship, else 1: "
         "usable as a ship gate.");
     lookup->add_option("serials", lk->serials, "Serials as typed or scanned");
-    lookup->add_option("--file", lk->file, "More serials, one per line");
+    lookup->add_option("--file", lk->file, "More serials, one per line (- reads standard input)");
     lookup->add_option("--db", lk->db, "Results store (SQLite)")->required();
     lookup->add_option("--scheme", lk->scheme, "Serial scheme TOML file (default: the built-in scheme)");
     lookup->add_flag("--json", lk->json, "Print JSON");
@@ -446,7 +454,7 @@ void add_quarantine_commands(CLI::App& app) {
         "Ship gate: record a shipment of units when every one may ship; otherwise record nothing, list the "
         "refused units and exit 1");
     shp->add_option("serials", sh->serials, "Serials as typed or scanned");
-    shp->add_option("--file", sh->file, "More serials, one per line");
+    shp->add_option("--file", sh->file, "More serials, one per line (- reads standard input)");
     shp->add_option("--db", sh->db, "Results store (SQLite)")->required();
     shp->add_option("--gate", sh->gate, "Ship gate id (recorded as the station)")->capture_default_str();
     shp->add_option("--actor", sh->actor, "Who ships (required)")->required();

@@ -533,6 +533,14 @@ TEST_CASE("quarantine CLI: lookup exit codes as a ship gate, decisions by policy
     CHECK(j["results"][1]["may_ship"] == true);
     CHECK(j["results"][2]["status"] == "invalid");
     CHECK(j["results"][2]["source"].get<std::string>().find("serials.txt:4") != std::string::npos);
+    // The same list on standard input (a gate's pipeline): same answers, stdin:N named.
+    r = run_cli("lookup --json --file - " + D + " < " + (tmp / "serials.txt").string());
+    CHECK(r.code == 1);
+    const auto js = nlohmann::json::parse(r.out);
+    REQUIRE(js["results"].size() == 3);
+    for (std::size_t k = 0; k < 3; ++k) CHECK(js["results"][k]["status"] == j["results"][k]["status"]);
+    CHECK(js["results"][2]["source"] == "stdin:4");
+    CHECK(run_cli("lookup --file " + (tmp / "no-such.txt").string() + D).code == 2);
     CHECK(run_cli("lookup " + may + D).code == 0);
 
     r = run_cli("quarantine show " + a + D);
