@@ -1,14 +1,11 @@
 // Shared set-up for the Modbus driver tests: a fixture on a real clock, a
 // simulated server on an ephemeral loopback port, and the real driver.
+// (Shell commands: run_command() from support/cli_test.hpp.)
 #pragma once
 
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -21,6 +18,7 @@
 #include "eol/sim/fixture.hpp"
 #include "eol/sim/modbus_load_server.hpp"
 #include "eol/sim/modbus_thermo_server.hpp"
+#include "support/cli_test.hpp"
 
 namespace eol::test {
 
@@ -50,19 +48,6 @@ inline std::shared_ptr<sim::Fixture> make_fixture(std::size_t cells, double ambi
     auto f = std::make_shared<sim::Fixture>(cells, clock, ambient_c, 7);
     for (std::size_t k = 0; k < cells; ++k) f->load_cell(k, "SN" + std::to_string(k), {});
     return f;
-}
-
-/// Runs a shell command; returns its stdout (and stderr if redirected) and sets the exit code.
-inline std::string run_command(const std::string& cmd, int& exit_code) {
-    std::string out;
-    FILE* p = ::popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::array<char, 4096> buf{};
-    std::size_t n = 0;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-    const int st = ::pclose(p);
-    exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
 }
 
 struct ThermoRig {

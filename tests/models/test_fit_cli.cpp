@@ -11,19 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/cli_test.hpp"
+
 namespace {
 
-int run_cli(const std::string& args, std::string& out) {
-    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
-    FILE* f = popen(cmd.c_str(), "r");
-    REQUIRE(f != nullptr);
-    out.clear();
-    char buf[4096];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    const int status = pclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using eol::test::run_cli;
 
 /// A 1 Hz pulse record (header on line 1, sample k on line k + 2): rest, a
 /// 6 A pulse from 5 s to 15 s, rest; the voltage of a 30 mΩ + 15 mΩ/5 s cell,

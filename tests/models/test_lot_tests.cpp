@@ -4,12 +4,8 @@
 // cells that are outliers only in combination.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -20,6 +16,7 @@
 #include "eol/models/lot_tests.hpp"
 #include "eol/models/screening.hpp"
 #include "eol/models/series.hpp"
+#include "support/cli_test.hpp"
 
 using namespace eol::models;
 
@@ -323,33 +320,14 @@ TEST_CASE("screen: missing values, feature selection, settings errors") {
     CHECK_THROWS_WITH_AS(screen(broken, {}), doctest::Contains("values for"), InputError);
 }
 
-namespace {
-
-struct Run {
-    int code;
-    std::string out;
-};
-
-Run run_cli(const std::string& args) {
-    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
-    std::FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[512];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    REQUIRE(WIFEXITED(status));
-    return {WEXITSTATUS(status), out};
-}
-
-}  // namespace
+using eol::test::Run;
+using eol::test::run_cli;
 
 TEST_CASE("cli: eolstation screen --features screens a CSV without a store") {
     // The table of the end-to-end test above, written as CSV with lot and date columns.
     const FeatureTable t = make_table(10, 200, 6, 0.075, 17);
-    const auto dir = std::filesystem::temp_directory_path() / std::string("eol_screen_cli_").append(std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
+    const eol::test::TempDir tmp;
+    const auto& dir = tmp.dir;
     const auto csv = dir / "cells.csv";
     {
         std::ofstream f(csv);
@@ -390,5 +368,4 @@ TEST_CASE("cli: eolstation screen --features screens a CSV without a store") {
     const Run nofeat = run_cli("screen --features '" + csv.string() + "' --columns dcir_ohm");
     CHECK(nofeat.code == 2);
     CHECK(nofeat.out.find("dcir_ohm") != std::string::npos);
-    std::filesystem::remove_all(dir);
 }

@@ -29,13 +29,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <sys/wait.h>
 #include <string>
 #include <vector>
 
 #include "eol/models/ecm.hpp"
 #include "eol/models/series.hpp"
 #include "eol/models/thermal.hpp"
+#include "support/cli_test.hpp"
 
 using eol::models::Series;
 
@@ -116,18 +116,7 @@ Series stitched_record() {
     return s;
 }
 
-/// Runs the real CLI; returns its exit status, stdout in `out`.
-int run_cli(const std::string& args, std::string& out) {
-    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
-    FILE* f = popen(cmd.c_str(), "r");
-    REQUIRE(f != nullptr);
-    out.clear();
-    char buf[4096];
-    std::size_t got;
-    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, got);
-    const int status = pclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using eol::test::run_cli;
 
 /// Writes samples [w.first, w.last) as CSV with the file's sign (discharge negative).
 std::string write_window(const Series& s, const Window& w, const std::string& name) {

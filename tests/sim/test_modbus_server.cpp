@@ -2,12 +2,8 @@
 // libmodbus master and mbpoll (a third-party command-line master).
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
-#include <array>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <map>
 #include <regex>
 #include <thread>
@@ -18,6 +14,7 @@
 #include "eol/instruments/register_map.hpp"
 #include "eol/sim/modbus_load_server.hpp"
 #include "eol/sim/modbus_thermo_server.hpp"
+#include "support/cli_test.hpp"
 
 using namespace eol;
 using instruments::RegisterMap;
@@ -49,17 +46,7 @@ struct Bare {
     }
 };
 
-std::string run(const std::string& cmd, int& exit_code) {
-    std::string out;
-    FILE* p = ::popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::array<char, 4096> buf{};
-    std::size_t n = 0;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-    const int st = ::pclose(p);
-    exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
-}
+using eol::test::run_command;
 
 /// mbpoll's "[ref]: \tvalue" lines.
 std::map<int, long> mbpoll_values(const std::string& out) {
@@ -105,7 +92,7 @@ TEST_CASE("modbus server: mbpoll, a third-party master, reads and writes the sim
     const std::string base = "mbpoll -m tcp -a 1 -1 -p " + std::to_string(server.port());
     int rc = -1;
     // Input registers 30001… (mbpoll references are 1-based): channel values.
-    std::string out = run(base + " -t 3 -r 1 -c 10 127.0.0.1 2>&1", rc);
+    std::string out = run_command(base + " -t 3 -r 1 -c 10 127.0.0.1 2>&1", rc);
     CAPTURE(out);
     REQUIRE(rc == 0);
     auto v = mbpoll_values(out);
@@ -113,14 +100,14 @@ TEST_CASE("modbus server: mbpoll, a third-party master, reads and writes the sim
     CHECK(std::abs(v[1] - 597) < 5);
     CHECK(v[3] == 32767);
     // Write channel 0's type code (holding register 427 = reference 428) to J.
-    out = run(base + " -t 4 -r 428 127.0.0.1 14 2>&1", rc);
+    out = run_command(base + " -t 4 -r 428 127.0.0.1 14 2>&1", rc);
     REQUIRE(rc == 0);
-    out = run(base + " -t 4 -r 428 -c 2 127.0.0.1 2>&1", rc);
+    out = run_command(base + " -t 4 -r 428 -c 2 127.0.0.1 2>&1", rc);
     v = mbpoll_values(out);
     CHECK(v[428] == 14);
     CHECK(v[429] == 15);
     // The new type's full scale (J: 760 °C) is used from now on: 25/760·32767 ≈ 1078.
-    out = run(base + " -t 3 -r 1 -c 1 127.0.0.1 2>&1", rc);
+    out = run_command(base + " -t 3 -r 1 -c 1 127.0.0.1 2>&1", rc);
     v = mbpoll_values(out);
     CHECK(std::abs(v[1] - 1078) < 8);
 }
@@ -132,7 +119,7 @@ TEST_CASE("modbus server: mbpoll reads the simulated M97 load's float registers"
     const std::string base = "mbpoll -m tcp -a 1 -1 -p " + std::to_string(server.port());
     int rc = -1;
     // U at 0x0B00 (reference 2817) as a big-endian float: the cell's OCV.
-    const std::string out = run(base + " -t 4:float -B -r 2817 -c 1 127.0.0.1 2>&1", rc);
+    const std::string out = run_command(base + " -t 4:float -B -r 2817 -c 1 127.0.0.1 2>&1", rc);
     CAPTURE(out);
     REQUIRE(rc == 0);
     const std::regex line(R"(\[2817\]:\s+([0-9.]+))");

@@ -1,10 +1,8 @@
 // Serial numbers: scheme loading, normalization, check character, decoding,
 // making, and the `eolstation serial` commands.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <random>
 #include <set>
 #include <string>
@@ -12,6 +10,7 @@
 
 #include "eol/station/errors.hpp"
 #include "eol/station/serial.hpp"
+#include "support/cli_test.hpp"
 
 using eol::station::Date;
 using eol::station::SerialErrorKind;
@@ -51,22 +50,8 @@ std::string parse_error(std::string_view toml) {
     return "";
 }
 
-struct Run {
-    int code;
-    std::string out;
-};
-Run run_cli(const std::string& args) {
-    const std::string cmd = std::string(EOL_CLI) + " " + args + " 2>&1";
-    std::FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[512];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    REQUIRE(WIFEXITED(status));
-    return {WEXITSTATUS(status), out};
-}
+using eol::test::Run;
+using eol::test::run_cli;
 
 }  // namespace
 
