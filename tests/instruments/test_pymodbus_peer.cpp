@@ -4,12 +4,6 @@
 // fails, not skips, when python3-pymodbus is missing.
 #include <doctest/doctest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,34 +11,22 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "eol/instruments/errors.hpp"
 #include "eol/instruments/modbus_client.hpp"
 #include "instruments/test_modbus_util.hpp"
-
-extern char** environ;
+#include "support/process.hpp"
 
 using namespace eol;
 using instruments::TcStatus;
 
 namespace {
-
-std::uint16_t free_port() {
-    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(s >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    ::close(s);
-    return ntohs(a.sin_port);
-}
 
 /// tools/pymodbus_server.py serving `image` on a free loopback port.
 class PymodbusServer {
@@ -52,23 +34,20 @@ public:
     explicit PymodbusServer(const nlohmann::json& image) {
         REQUIRE_MESSAGE(std::system("/usr/bin/python3 -c 'import pymodbus' 2>/dev/null") == 0,
                         "python3-pymodbus is missing for /usr/bin/python3 (tools/setup installs it)");
-        port_ = free_port();
+        port_ = test::free_port();
         image_ = std::filesystem::temp_directory_path() /
                  ("eol-pymodbus-" + std::to_string(::getpid()) + "-" + std::to_string(port_) + ".json");
         std::ofstream(image_) << image.dump();
-        const std::string script = std::string(EOL_SOURCE_DIR) + "/tools/pymodbus_server.py";
-        const std::string port = std::to_string(port_);
-        const std::string image_path = image_.string();
-        const char* argv[] = {"/usr/bin/python3", script.c_str(), "--port", port.c_str(),
-                              "--image", image_path.c_str(), nullptr};
-        REQUIRE(::posix_spawn(&pid_, "/usr/bin/python3", nullptr, nullptr,
-                              const_cast<char* const*>(argv), environ) == 0);
+        test::Process::Options inherit;
+        inherit.out = inherit.err = test::Process::Stream::inherit;
+        server_.emplace(std::vector<std::string>{"/usr/bin/python3",
+                                                 std::string(EOL_SOURCE_DIR) + "/tools/pymodbus_server.py",
+                                                 "--port", std::to_string(port_), "--image", image_.string()},
+                        inherit);
         // Wait until it accepts connections (or died).
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
         for (;;) {
-            int st = 0;
-            REQUIRE_MESSAGE(::waitpid(pid_, &st, WNOHANG) == 0,
-                            "tools/pymodbus_server.py exited before listening");
+            REQUIRE_MESSAGE(server_->running(), "tools/pymodbus_server.py exited before listening");
             instruments::ModbusClient probe("probe", test::loopback(port_), 0.5);
             try {
                 probe.connect();
@@ -81,11 +60,7 @@ public:
         }
     }
     ~PymodbusServer() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int st = 0;
-            ::waitpid(pid_, &st, 0);
-        }
+        server_.reset();  // SIGTERM, reaped
         std::error_code ec;
         std::filesystem::remove(image_, ec);
     }
@@ -93,8 +68,8 @@ public:
 
 private:
     std::uint16_t port_ = 0;
-    pid_t pid_ = -1;
     std::filesystem::path image_;
+    std::optional<test::Process> server_;
 };
 
 std::vector<instruments::TcReading> read_from_peer(const std::string& map_file,

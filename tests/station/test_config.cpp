@@ -3,19 +3,17 @@
 // shipped example station and recipe load; `eolstation config check` exits 2
 // with the diagnostics on stderr.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cstdlib>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "eol/station/config.hpp"
+#include "support/cli_test.hpp"
+#include "support/process.hpp"
 
 namespace fs = std::filesystem;
 using namespace eol::station;
@@ -25,13 +23,6 @@ namespace {
 void write_file(const fs::path& p, const std::string& text) {
     fs::create_directories(p.parent_path());
     std::ofstream(p) << text;
-}
-
-std::string read_file(const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
 }
 
 /// 1-based line of the first occurrence of `needle` in `text`.
@@ -169,22 +160,14 @@ port = 8081
 
 /// A temporary directory holding a station's referenced files.
 struct Dir {
-    fs::path root;
+    eol::test::TempDir tmp;
+    fs::path root = tmp.dir;
     Dir() {
-        static std::atomic<int> n{0};
-        root = fs::temp_directory_path() /
-               ("eol-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-        fs::remove_all(root);
-        fs::create_directories(root);
         write_file(root / "dialects/d.toml", "# dialect\n");
         write_file(root / "maps/load.toml", "# map\n");
         write_file(root / "maps/tc.toml", "# map\n");
         write_file(root / "serial.toml", "# scheme\n");
         write_file(root / "recipes/test.toml", kRecipe);
-    }
-    ~Dir() {
-        std::error_code ec;
-        fs::remove_all(root, ec);
     }
     fs::path station(const std::string& text, const std::string& name = "station.toml") const {
         write_file(root / name, text);
@@ -231,13 +214,11 @@ struct Run {
     std::string out, err;
 };
 
-Run run_cli(const std::string& args, const fs::path& dir) {
-    const fs::path out = dir / "cli.out", err = dir / "cli.err";
-    const std::string cmd = std::string("'") + EOL_CLI + "' " + args + " >'" + out.string() +
-                            "' 2>'" + err.string() + "'";
-    const int status = std::system(cmd.c_str());
-    REQUIRE(WIFEXITED(status));
-    return {WEXITSTATUS(status), read_file(out), read_file(err)};
+/// `eolstation ARGS` through the shell, stdout and stderr apart.
+Run run_cli(const std::string& args) {
+    const auto r = eol::test::run_process({"/bin/sh", "-c", std::string("'") + EOL_CLI + "' " + args});
+    REQUIRE_FALSE(r.signaled);
+    return {r.exit, r.out, r.err};
 }
 
 }  // namespace
@@ -638,7 +619,7 @@ TEST_CASE("config: eolstation config check exits 2 with every diagnostic on stde
     std::string text = replace(kStation, "timeout_s = 2", "timout_s = 2");
     text = replace(text, "port = 15020", "port = 70000");
     const fs::path file = d.station(text, "bad.toml");
-    const Run bad = run_cli("config check '" + file.string() + "'", d.root);
+    const Run bad = run_cli("config check '" + file.string() + "'");
     CHECK(bad.rc == 2);
     const std::string f = file.lexically_normal().string();
     CHECK(contains(bad.err, f + ":" + std::to_string(line_of(text, "timout_s")) +
@@ -647,27 +628,27 @@ TEST_CASE("config: eolstation config check exits 2 with every diagnostic on stde
     CHECK(contains(bad.err, f + ":" + std::to_string(line_of(text, "port = 70000")) + ":8: plc.port: "));
     CHECK(contains(bad.err, "2 errors"));
 
-    const Run bad_json = run_cli("config check --json '" + file.string() + "'", d.root);
+    const Run bad_json = run_cli("config check --json '" + file.string() + "'");
     CHECK(bad_json.rc == 2);
     const auto j = nlohmann::json::parse(bad_json.out);
     CHECK(j["valid"] == false);
     CHECK(j["errors"].size() == 2);
 
-    const Run good = run_cli("config check '" + d.station(kStation).string() + "'", d.root);
+    const Run good = run_cli("config check '" + d.station(kStation).string() + "'");
     CHECK(good.rc == 0);
     CHECK(contains(good.out, "T-1"));
     CHECK(contains(good.out, "load1"));
     CHECK(contains(good.out, "test-recipe"));
     CHECK(good.err.empty());
 
-    const Run good_json = run_cli("config check --json '" + d.station(kStation).string() + "'", d.root);
+    const Run good_json = run_cli("config check --json '" + d.station(kStation).string() + "'");
     CHECK(good_json.rc == 0);
     const auto g = nlohmann::json::parse(good_json.out);
     CHECK(g["station_id"] == "T-1");
     CHECK(g["channels"].size() == 3);
     CHECK(g["plc"]["port"] == 15020);
 
-    const Run recipe = run_cli("config check --recipe '" + (d.root / "recipes/test.toml").string() + "'", d.root);
+    const Run recipe = run_cli("config check --recipe '" + (d.root / "recipes/test.toml").string() + "'");
     CHECK(recipe.rc == 0);
     CHECK(contains(recipe.out, "valid"));
 }

@@ -4,176 +4,52 @@
 // would to real hardware; SIGTERM stops the simulator with exit code 0.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "eol/station/config.hpp"
 #include "eol/station/sim_station.hpp"
-
-extern char** environ;
+#include "support/cli_test.hpp"
+#include "support/process.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-std::uint16_t free_port() {
-    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(s >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(s);
-    return ntohs(a.sin_port);
-}
-
-struct Child {
-    pid_t pid = -1;
-    int out = -1, err = -1;
-    int in = -1;  // the child's stdin, when asked for
-};
-
-Child spawn(const std::vector<std::string>& args, bool with_stdin = false) {
-    int po[2], pe[2], pi[2] = {-1, -1};
-    REQUIRE(::pipe(po) == 0);
-    REQUIRE(::pipe(pe) == 0);
-    if (with_stdin) REQUIRE(::pipe(pi) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    if (with_stdin) {
-        posix_spawn_file_actions_adddup2(&fa, pi[0], 0);
-        posix_spawn_file_actions_addclose(&fa, pi[1]);
-    }
-    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-    posix_spawn_file_actions_addclose(&fa, po[0]);
-    posix_spawn_file_actions_addclose(&fa, pe[0]);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    Child c;
-    const int rc = posix_spawn(&c.pid, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(po[1]);
-    ::close(pe[1]);
-    if (with_stdin) {
-        ::close(pi[0]);
-        c.in = pi[1];
-    }
-    REQUIRE_MESSAGE(rc == 0, "cannot run " << args[0]);
-    c.out = po[0];
-    c.err = pe[0];
-    return c;
-}
-
-struct Result {
-    int exit = -1;
-    std::string out, err;
-};
+using eol::test::free_port;
+using eol::test::Process;
+using eol::test::TempDir;
+using Result = eol::test::ProcessResult;
 
 // Runs to completion (at most 120 s) and collects both streams.
-Result run(const std::vector<std::string>& args) {
-    Child c = spawn(args);
-    Result r;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    bool out_open = true, err_open = true;
-    while (out_open || err_open) {
-        pollfd p[2] = {{c.out, POLLIN, 0}, {c.err, POLLIN, 0}};
-        ::poll(p, 2, 200);
-        char buf[4096];
-        for (int k = 0; k < 2; ++k) {
-            if (!(p[k].revents & (POLLIN | POLLHUP))) continue;
-            const ssize_t n = ::read(p[k].fd, buf, sizeof buf);
-            if (n <= 0) (k == 0 ? out_open : err_open) = false;
-            else (k == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
-        }
-        if (std::chrono::steady_clock::now() > deadline) {
-            ::kill(c.pid, SIGKILL);
-            break;
-        }
-    }
-    int status = 0;
-    ::waitpid(c.pid, &status, 0);
-    ::close(c.out);
-    ::close(c.err);
-    r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return r;
-}
+Result run(const std::vector<std::string>& args) { return eol::test::run_process(args, 120); }
 
 // `eolstation sim` in the background; reads its server lines.
 class SimProcess {
 public:
-    explicit SimProcess(const fs::path& config, bool with_stdin = false) {
-        child_ = spawn({EOL_CLI, "sim", "--config", config.string()}, with_stdin);
-    }
+    explicit SimProcess(const fs::path& config, bool with_stdin = false)
+        : proc_({EOL_CLI, "sim", "--config", config.string()}, options(with_stdin)) {}
     /// Writes one line to the simulator's stdin (its fault control).
-    void send(const std::string& text) {
-        REQUIRE(child_.in >= 0);
-        const std::string l = text + "\n";
-        REQUIRE(::write(child_.in, l.data(), l.size()) == static_cast<ssize_t>(l.size()));
-    }
-    ~SimProcess() {
-        if (child_.pid > 0) {
-            ::kill(child_.pid, SIGKILL);
-            ::waitpid(child_.pid, nullptr, 0);
-        }
-        ::close(child_.out);
-        ::close(child_.err);
-        if (child_.in >= 0) ::close(child_.in);
-    }
+    void send(const std::string& text) { proc_.send_line(text); }
     /// The next stdout line (at most `timeout_s`); empty when none came.
-    std::string line(double timeout_s = 30) {
-        const auto deadline = std::chrono::steady_clock::now() +
-                              std::chrono::milliseconds(static_cast<int>(timeout_s * 1000));
-        while (buf_.find('\n') == std::string::npos) {
-            if (std::chrono::steady_clock::now() > deadline) return {};
-            pollfd p{child_.out, POLLIN, 0};
-            if (::poll(&p, 1, 100) <= 0) continue;
-            char b[1024];
-            const ssize_t n = ::read(child_.out, b, sizeof b);
-            if (n <= 0) return {};
-            buf_.append(b, static_cast<std::size_t>(n));
-        }
-        const auto nl = buf_.find('\n');
-        std::string l = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        return l;
-    }
+    std::string line(double timeout_s = 30) { return proc_.read_line(timeout_s); }
     /// SIGTERM, then the exit code (at most 20 s).
-    int terminate() {
-        ::kill(child_.pid, SIGTERM);
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-        int status = 0;
-        while (::waitpid(child_.pid, &status, WNOHANG) == 0) {
-            if (std::chrono::steady_clock::now() > deadline) return -1;
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        child_.pid = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
+    int terminate() { return proc_.terminate(SIGTERM, 20); }
 
 private:
-    Child child_;
-    std::string buf_;
+    static Process::Options options(bool with_stdin) {
+        Process::Options o;
+        o.pipe_stdin = with_stdin;
+        o.stop_signal = SIGKILL;
+        return o;
+    }
+    Process proc_;
 };
 
 struct Ports {
@@ -223,23 +99,6 @@ std::string config_text(const Ports& p, const std::string& extra = "") {
            "[sim]\ntime_scale = 100.0\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\n"
            "production_date = 2023-03-14\ncells = 20\n";
 }
-
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        dir = fs::temp_directory_path() / ("eol-sim-cli-" + std::to_string(::getpid()) + "-" +
-                                           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    fs::path write(const std::string& name, const std::string& text) const {
-        std::ofstream(dir / name) << text;
-        return dir / name;
-    }
-};
 
 }  // namespace
 
