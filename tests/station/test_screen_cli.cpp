@@ -7,7 +7,6 @@
 
 #include "support/cli_test.hpp"
 #include "support/station_test.hpp"
-#include <fmt/format.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,7 +14,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -33,50 +31,12 @@ namespace {
 using eol::test::Run;
 using eol::test::run_cli;
 using eol::test::TempDir;
-using eol::test::make_serial;
 
-// Six lots of 50 cells (ocv_v, r0_ohm, p_x_w ~ normal): two p_x outliers in
-// lot 0002; lot 0006 (2023-03-01) bad, 10 of its cells with a high p_x.
+// The six lots of eol::test::fill_lots (two p_x outliers in lot 0002; lot
+// 0006, made 2023-03-01, bad) in a new store at `db`, closed again.
 std::vector<std::string> fill(const fs::path& db) {
     Store store = eol::test::create_store(db);
-    std::mt19937_64 rng(11);
-    std::normal_distribution<double> n01(0.0, 1.0);
-    const std::vector<Date> dates{{2023, 1, 10}, {2023, 1, 20}, {2023, 2, 1},
-                                  {2023, 2, 10}, {2023, 2, 20}, {2023, 3, 1}};
-    std::vector<TestRecord> recs;
-    std::vector<std::string> serials;
-    for (std::size_t lot = 0; lot < dates.size(); ++lot) {
-        for (std::uint64_t k = 1; k <= 50; ++k) {
-            const std::string lot_id = fmt::format("{:04d}", lot + 1);
-            const std::string s = make_serial(lot_id, dates[lot], k);
-            double px = 0.002 * n01(rng);
-            if (lot == 1 && k <= 2) px = 0.05;
-            if (lot == 5 && k <= 10) px = 0.04;
-            TestRecord r;
-            r.serial = s;
-            r.cell_model = "INR18650-30Q";
-            r.lot = lot_id;
-            r.production_date = dates[lot].iso();
-            r.station_id = "EOL-01";
-            r.recipe_name = "eol-18650";
-            r.recipe_version = "1";
-            r.start_unix_s = 1.6725e9 + static_cast<double>(lot) * 864000.0 + static_cast<double>(k);
-            r.end_unix_s = r.start_unix_s + 100;
-            r.verdict = Verdict::pass;
-            for (const auto& [name, v] : std::vector<std::pair<const char*, double>>{
-                     {"ocv_v", 4.0 + 0.002 * n01(rng)}, {"r0_ohm", 0.033 + 0.001 * n01(rng)}, {"p_x_w", px}}) {
-                Measurement m;
-                m.name = name;
-                m.value = v;
-                m.unit = "-";
-                r.measurements.push_back(m);
-            }
-            recs.push_back(std::move(r));
-            serials.push_back(s);
-        }
-    }
-    store.write_batch(recs);
-    return serials;
+    return eol::test::fill_lots(store);
 }
 
 std::size_t events_in(const fs::path& db) {

@@ -7,7 +7,6 @@
 
 #include "support/cli_test.hpp"
 #include "support/station_test.hpp"
-#include <fmt/format.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,7 +14,6 @@
 #include <filesystem>
 #include <algorithm>
 #include <map>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -39,27 +37,8 @@ using eol::test::make_serial;
 
 TestRecord record(const std::string& serial, const std::string& station, double start,
                   const std::map<std::string, double>& values) {
-    const DecodeResult d = SerialScheme::default_scheme().decode(serial);
-    REQUIRE(d.ok());
-    TestRecord r;
-    r.serial = serial;
-    r.cell_model = "INR18650-30Q";
-    r.lot = d.value.lot;
-    r.production_date = d.value.production_date->iso();
-    r.station_id = station;
-    r.recipe_name = station == "FORM-01" ? "formation" : "eol-18650";
-    r.recipe_version = "1";
-    r.start_unix_s = start;
-    r.end_unix_s = start + 100;
-    r.verdict = Verdict::pass;
-    for (const auto& [name, v] : values) {
-        Measurement m;
-        m.name = name;
-        m.value = v;
-        m.unit = "-";
-        r.measurements.push_back(m);
-    }
-    return r;
+    return eol::test::make_record(serial, station, station == "FORM-01" ? "formation" : "eol-18650", start, 100,
+                                  values);
 }
 
 constexpr double kDay = 86400.0;
@@ -124,31 +103,7 @@ TEST_CASE("features: latest runs, K-value across stations, derived and fit value
 
 namespace {
 
-// Six lots of 50 cells with ocv_v, r0_ohm, p_x_w ~ normal; two p_x outliers
-// in lot 0002 and a bad lot 0006 (10 of its cells with high p_x).
-std::vector<std::string> fill_lots(Store& store) {
-    std::mt19937_64 rng(11);
-    std::normal_distribution<double> n01(0.0, 1.0);
-    const std::vector<Date> dates{{2023, 1, 10}, {2023, 1, 20}, {2023, 2, 1},
-                                  {2023, 2, 10}, {2023, 2, 20}, {2023, 3, 1}};
-    std::vector<TestRecord> recs;
-    std::vector<std::string> serials;
-    for (std::size_t lot = 0; lot < dates.size(); ++lot) {
-        for (std::uint64_t k = 1; k <= 50; ++k) {
-            const std::string s = make_serial(fmt::format("{:04d}", lot + 1), dates[lot], k);
-            double px = 0.002 * n01(rng);
-            if (lot == 1 && k <= 2) px = 0.05;
-            if (lot == 5 && k <= 10) px = 0.04;
-            recs.push_back(record(s, "EOL-01", kT0 + static_cast<double>(lot) * 10 * kDay + static_cast<double>(k),
-                                  {{"ocv_v", 4.0 + 0.002 * n01(rng)},
-                                   {"r0_ohm", 0.033 + 0.001 * n01(rng)},
-                                   {"p_x_w", px}}));
-            serials.push_back(s);
-        }
-    }
-    store.write_batch(recs);
-    return serials;
-}
+using eol::test::fill_lots;
 
 ScreeningConfig lot_config() {
     ScreeningConfig c;

@@ -1,13 +1,22 @@
 // tests/support/station_test.hpp — station fixtures the station suites share:
-// a new results store at a path, and a valid serial of the default scheme
-// (plant 01, line A) for a lot, production date and sequence number.
-// Errors: StoreError / UsageError from the station library, as in production.
+// a new results store at a path, a valid serial of the default scheme
+// (plant 01, line A) for a lot, production date and sequence number, a test
+// record for a serial, and the six-lot production the screening tests screen.
+// Errors: StoreError / UsageError from the station library, as in production;
+// doctest REQUIRE failures for a serial the default scheme does not decode.
 #pragma once
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <random>
 #include <string>
+#include <vector>
 
+#include "eol/station/record.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/store.hpp"
 
@@ -27,6 +36,68 @@ inline std::string make_serial(const std::string& lot, station::Date date, std::
     s.date = date;
     s.sequence = seq;
     return station::SerialScheme::default_scheme().make(s);
+}
+
+/// A passing record of an INR18650-30Q cell: lot and production date decoded
+/// from `serial`, run on `station_id` with recipe `recipe_name` version 1 from
+/// `start_unix_s` for `duration_s`, one measurement per entry of `values` (in
+/// name order), all in `unit`.
+inline station::TestRecord make_record(const std::string& serial, const std::string& station_id,
+                                       const std::string& recipe_name, double start_unix_s, double duration_s,
+                                       const std::map<std::string, double>& values, const std::string& unit = "-") {
+    const station::DecodeResult d = station::SerialScheme::default_scheme().decode(serial);
+    REQUIRE(d.ok());
+    station::TestRecord r;
+    r.serial = serial;
+    r.cell_model = "INR18650-30Q";
+    r.lot = d.value.lot;
+    r.production_date = d.value.production_date->iso();
+    r.station_id = station_id;
+    r.recipe_name = recipe_name;
+    r.recipe_version = "1";
+    r.start_unix_s = start_unix_s;
+    r.end_unix_s = start_unix_s + duration_s;
+    r.verdict = station::Verdict::pass;
+    for (const auto& [name, v] : values) {
+        station::Measurement m;
+        m.name = name;
+        m.value = v;
+        m.unit = unit;
+        r.measurements.push_back(m);
+    }
+    return r;
+}
+
+/// Writes six lots of 50 cells (lots 0001…0006 made 2023-01-10 … 2023-03-01,
+/// tested on EOL-01 from 2023-01-03 on, ten days per lot) with ocv_v, r0_ohm
+/// and p_x_w ~ normal (seed 11): two p_x outliers in lot 0002 (its first two
+/// cells) and a bad lot 0006 (its first 10 cells with a high p_x). Returns the
+/// serials in lot order.
+inline std::vector<std::string> fill_lots(station::Store& store) {
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> n01(0.0, 1.0);
+    const std::vector<station::Date> dates{{2023, 1, 10}, {2023, 1, 20}, {2023, 2, 1},
+                                           {2023, 2, 10}, {2023, 2, 20}, {2023, 3, 1}};
+    constexpr double kDay = 86400.0;
+    constexpr double kT0 = 1.6725e9;  // 2023-01-03
+    std::vector<station::TestRecord> recs;
+    std::vector<std::string> serials;
+    for (std::size_t lot = 0; lot < dates.size(); ++lot) {
+        for (std::uint64_t k = 1; k <= 50; ++k) {
+            const std::string s = make_serial(fmt::format("{:04d}", lot + 1), dates[lot], k);
+            double px = 0.002 * n01(rng);
+            if (lot == 1 && k <= 2) px = 0.05;
+            if (lot == 5 && k <= 10) px = 0.04;
+            recs.push_back(make_record(s, "EOL-01", "eol-18650",
+                                       kT0 + static_cast<double>(lot) * 10 * kDay + static_cast<double>(k), 100,
+                                       {{"ocv_v", 4.0 + 0.002 * n01(rng)},
+                                        {"r0_ohm", 0.033 + 0.001 * n01(rng)},
+                                        {"p_x_w", px}}));
+            serials.push_back(s);
+        }
+    }
+    store.write_batch(recs);
+    return serials;
 }
 
 }  // namespace eol::test
