@@ -2,24 +2,15 @@
 // pair, the real driver (and the real CLI) talk to the other end.
 #include <doctest/doctest.h>
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <filesystem>
-#include <thread>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "eol/instruments/errors.hpp"
 #include "instruments/test_modbus_util.hpp"
-
-extern char** environ;
+#include "support/pty_pair.hpp"
 
 using namespace eol;
 using instruments::TcStatus;
@@ -27,51 +18,8 @@ using sim::TcChannel;
 
 namespace {
 
-/// `socat pty,raw,echo=0,link=A pty,raw,echo=0,link=B`, killed on destruction.
-class PtyPair {
-public:
-    PtyPair() {
-        namespace fs = std::filesystem;
-        dir_ = fs::temp_directory_path() /
-               ("eol-rtu-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-        fs::create_directories(dir_);
-        a_ = (dir_ / "a").string();
-        b_ = (dir_ / "b").string();
-        const std::string pa = "pty,raw,echo=0,link=" + a_;
-        const std::string pb = "pty,raw,echo=0,link=" + b_;
-        const char* argv[] = {"socat", pa.c_str(), pb.c_str(), nullptr};
-        const int rc = ::posix_spawnp(&pid_, "socat", nullptr, nullptr,
-                                      const_cast<char* const*>(argv), environ);
-        REQUIRE_MESSAGE(rc == 0, "cannot start socat (tools/setup installs it)");
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        while (!(fs::exists(a_) && fs::exists(b_))) {
-            REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,
-                            "socat did not create the pty pair");
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-    }
-    ~PtyPair() {
-        ::kill(pid_, SIGTERM);
-        int st = 0;
-        ::waitpid(pid_, &st, 0);
-        std::error_code ec;
-        std::filesystem::remove_all(dir_, ec);
-    }
-    const std::string& a() const { return a_; }
-    const std::string& b() const { return b_; }
-
-private:
-    static int& counter() {
-        static int n = 0;
-        return n;
-    }
-    std::filesystem::path dir_;
-    std::string a_, b_;
-    pid_t pid_ = -1;
-};
-
 struct RtuRig {
-    PtyPair pty;
+    test::PtyPair pty;
     std::shared_ptr<sim::Fixture> fixture = test::make_fixture(2);
     std::unique_ptr<sim::ModbusThermoServer> server;
     instruments::RegisterMap map;
@@ -84,12 +32,12 @@ struct RtuRig {
         sim::ModbusServerOptions opt;
         opt.unit = unit;
         server = std::make_unique<sim::ModbusThermoServer>(
-            fixture, map, instruments::parse_address("rtu://" + pty.a() + "?baud=38400"),
+            fixture, map, instruments::parse_address("rtu://" + pty.a.string() + "?baud=38400"),
             std::vector<TcChannel>{TcChannel::cell(0), TcChannel::cell(1)}, opt);
         server->start();
     }
     std::string client_address(int unit) const {
-        return "rtu://" + pty.b() + "?baud=38400&parity=N&unit=" + std::to_string(unit);
+        return "rtu://" + pty.b.string() + "?baud=38400&parity=N&unit=" + std::to_string(unit);
     }
 };
 

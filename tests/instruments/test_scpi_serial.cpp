@@ -4,8 +4,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -18,51 +16,14 @@
 #include "eol/instruments/errors.hpp"
 #include "eol/instruments/scpi.hpp"
 #include "eol/instruments/serial_transport.hpp"
+#include "support/pty_pair.hpp"
 
 using namespace eol;
 namespace fs = std::filesystem;
 
 namespace {
 
-// socat with two linked ptys; killed (by its pid) when done.
-struct PtyPair {
-    pid_t pid = -1;
-    fs::path dir, a, b;
-
-    PtyPair() {
-        dir = fs::temp_directory_path() / ("eol-pty-" + std::to_string(::getpid()));
-        fs::create_directories(dir);
-        a = dir / "a";
-        b = dir / "b";
-        const std::string la = "pty,raw,echo=0,link=" + a.string();
-        const std::string lb = "pty,raw,echo=0,link=" + b.string();
-        pid = ::fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            const int devnull = ::open("/dev/null", O_WRONLY);
-            if (devnull >= 0) ::dup2(devnull, 2);
-            ::execlp("socat", "socat", la.c_str(), lb.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        while (!(fs::exists(a) && fs::exists(b))) {
-            int status = 0;
-            REQUIRE_MESSAGE(::waitpid(pid, &status, WNOHANG) == 0,
-                            "socat exited (is socat installed? tools/setup installs it)");
-            REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "socat made no ptys in 5 s");
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-    }
-    ~PtyPair() {
-        if (pid > 0) {
-            ::kill(pid, SIGTERM);
-            int status = 0;
-            ::waitpid(pid, &status, 0);
-        }
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-};
+using eol::test::PtyPair;
 
 // Answers *IDN?, MEAS:VOLT?, SYST:ERR? and a binary FETC:ARR:VOLT? block;
 // "SILENT?" gets no answer. Runs until stopped.
