@@ -169,16 +169,16 @@ LoadedTable load_csv_table(const ScreenOptions& o) {
         std::size_t bad = 0;
         std::string first_bad;
         bool any_date = false;
+        std::string serial, lot, date;
         for (std::size_t i = 0; i < n && bad == 0; ++i) {
-            const auto r = scheme.decode(t.serials[i]);
-            if (!r) {
+            if (!scheme.decode_key(t.serials[i], serial, lot, date)) {
                 ++bad;
-                first_bad = fmt::format("{}: {}", csv.where(i), r.error->message);
+                first_bad = fmt::format("{}: {}", csv.where(i), scheme.decode(t.serials[i]).error->message);
                 continue;
             }
-            lots[i] = coder.code(r.value.lot);
-            if (r.value.production_date) {
-                days[i] = *m::parse_iso_day(r.value.production_date->iso());
+            lots[i] = coder.code(lot);
+            if (!date.empty()) {
+                days[i] = *m::parse_iso_day(date);
                 any_date = true;
             }
         }
