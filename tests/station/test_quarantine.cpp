@@ -448,6 +448,54 @@ TEST_CASE("quarantine: the ship gate records shipments only when every unit may 
     CHECK_THROWS_AS(ship(store, look, one, "", Actor{"dock", "logistics"}, "PO-2"), UsageError);
 }
 
+TEST_CASE("quarantine CLI: a bulk lookup file (the parallel path) answers like single lookups") {
+    TempDir tmp;
+    const fs::path db = tmp / "bulk.db";
+    std::vector<std::string> lines;
+    {
+        Store store = create_store(db);
+        std::vector<TestRecord> recs;
+        for (int k = 1; k <= 1500; ++k) {
+            const std::string s = make_serial(k % 2 ? "0061" : "0062", {2023, 4, 1 + k % 20}, static_cast<std::uint64_t>(k));
+            lines.push_back(k % 5 == 0 ? s.substr(0, 6) + "-" + s.substr(6) : s);  // some typed with a dash
+            if (k % 9 != 0) recs.push_back(record(s, k % 31 == 0 ? Verdict::fail : Verdict::pass));
+        }
+        store.write_batch(recs);
+        Quarantine q(store);
+        q.hold(Scope::lot("0062"), "drift", kOperator);
+        q.hold(Scope::serial(make_serial("0061", {2023, 4, 2}, 1)), "outlier", kOperator);
+    }
+    lines.push_back("not-a-serial");
+    {
+        std::ofstream f(tmp / "serials.txt");
+        for (const auto& l : lines) f << l << "\n";
+    }
+    const Run r = run_cli("lookup --json --file " + (tmp / "serials.txt").string() + " --db " + db.string());
+    CHECK(r.code == 1);  // held, failed, unknown and invalid units among them
+    const auto j = nlohmann::json::parse(r.out);
+    REQUIRE(j["results"].size() == lines.size());
+    Store store = Store::open(db, OpenOptions{.create = false, .read_only = true});
+    LookupSession look(store);
+    std::size_t may_not = 0;
+    std::map<std::string, std::size_t> seen;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        const LookupResult one = look.lookup(lines[i]);
+        const auto& b = j["results"][i];
+        CAPTURE(lines[i]);
+        CHECK(b["input"] == lines[i]);
+        CHECK(b["status"] == std::string(one.status()));
+        CHECK(b["may_ship"] == one.may_ship);
+        if (!one.error) CHECK(b["serial"] == one.serial);
+        may_not += one.may_ship ? 0 : 1;
+        ++seen[std::string(one.status())];
+    }
+    CHECK(j["may_not_ship"] == may_not);
+    for (const char* st : {"clear", "held", "unknown", "invalid"}) {
+        CAPTURE(st);
+        CHECK(seen[st] > 0);
+    }
+}
+
 TEST_CASE("quarantine CLI: lookup exit codes as a ship gate, decisions by policy, recall export") {
     TempDir tmp;
     const fs::path db = tmp / "q.db";
