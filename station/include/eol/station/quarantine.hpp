@@ -42,8 +42,11 @@
 // LookupSession answers "may this unit ship?" for one or millions of serials:
 // it caches every quarantine event once (they are few next to the cells) and
 // fetches only the events appended since on each call, then needs two
-// primary-key reads per serial (the cell, its latest run); bulk lookups
-// visit the serials in key order. A session is one thread's (like its Store).
+// primary-key reads per serial (the cell, its latest run). Bulk lookups (256
+// serials or more, a store on a file) run on parallel read-only connections of
+// their own, one key range and one statement each (docs/screening.md: 1 M
+// serials against 10 M cells in about 2 s on 2 cores); the session itself is
+// one thread's (like its Store).
 //
 // Errors: UsageError (bad input: serial, lot, window, missing reason/actor),
 // QuarantineRefused (policy), StoreError (the database).
