@@ -381,6 +381,13 @@ std::vector<const QuarantineEvent*> LookupSession::gather(const std::vector<std:
     return out;
 }
 
+namespace {
+// The ship gate's rule: tested here, last test passed, not held or scrapped.
+bool ship_allowed(bool known, std::optional<Verdict> verdict, CellState state) {
+    return known && verdict == Verdict::pass && (state == CellState::clear || state == CellState::released);
+}
+}  // namespace
+
 void LookupSession::judge(LookupResult& r) {
     if (auto c = store_.cell(r.serial)) {
         r.known = true;
@@ -391,8 +398,7 @@ void LookupSession::judge(LookupResult& r) {
     }
     const auto ev = applicable(r.serial, r.lot, r.production_date);
     r.state = ev.empty() ? CellState::clear : decide_state(r.serial, ev, &r.because);
-    r.may_ship = r.known && r.verdict == Verdict::pass &&
-                 (r.state == CellState::clear || r.state == CellState::released);
+    r.may_ship = ship_allowed(r.known, r.verdict, r.state);
 }
 
 namespace {
@@ -599,6 +605,10 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
     // In parallel: normalize each part and put it in key order; then one
     // merge, so that each reader below gets a contiguous range of keys (half
     // the B-tree each, at twice the density, instead of all of it).
+    // Part t of n items: [first, second).
+    auto part = [&](std::size_t n, std::size_t t) {
+        return std::pair{t * n / readers.size(), (t + 1) * n / readers.size()};
+    };
     std::vector<std::vector<Key>> runs(readers.size());
     std::vector<std::exception_ptr> thrown(readers.size());
     auto in_parallel = [&](auto&& work) {
@@ -617,7 +627,7 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
             if (e) std::rethrow_exception(e);
     };
     in_parallel([&](std::size_t t) {
-        const std::size_t from = t * out.size() / readers.size(), to = (t + 1) * out.size() / readers.size();
+        const auto [from, to] = part(out.size(), t);
         prepare_range(from, to);
         runs[t] = key_order(out, from, to);
     });
@@ -651,7 +661,7 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
     std::vector<std::string> arenas(readers.size());
     std::vector<std::vector<std::vector<QuarantineEvent>>> becauses(readers.size());
     in_parallel([&](std::size_t t) {
-        const std::size_t from = t * order.size() / readers.size(), to = (t + 1) * order.size() / readers.size();
+        const auto [from, to] = part(order.size(), t);
         // The serial of place j: the key itself unless it may be cut short.
         auto serial_at = [&](std::size_t j) -> std::string_view {
             const auto& k = order[j].k;
@@ -711,8 +721,7 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
                     o.because = static_cast<std::uint32_t>(becauses[t].size());
                 }
             }
-            o.may_ship = o.known && o.verdict == Verdict::pass &&
-                         (o.state == CellState::clear || o.state == CellState::released);
+            o.may_ship = ship_allowed(o.known, o.verdict, o.state);
         };
         const bool read = readers[t]->read(json, [&](const BulkRow& row) {
             const std::size_t j = from + row.index;
@@ -724,7 +733,7 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
         // else: places from `next` on stay unread; judged below on the store's connection
     });
     in_parallel([&](std::size_t t) {
-        const std::size_t from = t * out.size() / readers.size(), to = (t + 1) * out.size() / readers.size();
+        const auto [from, to] = part(out.size(), t);
         for (std::size_t i = from; i < to; ++i) {
             LookupResult& r = out[i];
             if (r.error) continue;
