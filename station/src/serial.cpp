@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <set>
 #include <stdexcept>
 #include <toml++/toml.h>
@@ -569,12 +570,7 @@ DecodeResult SerialScheme::decode(std::string_view input) const {
         v.name = f.name;
         v.kind = f.kind;
         v.text = d.serial.substr(f.position - 1, f.length);
-        if (f.numeric()) {
-            std::int64_t x = 0;
-            for (char c : v.text) x = x * static_cast<std::int64_t>(alphabet_.size()) + index_of(c);
-            if (f.kind == SerialFieldKind::year) x += f.base_year;
-            v.number = x;
-        }
+        if (f.numeric()) v.number = field_number(f, v.text);
         switch (f.kind) {
             case SerialFieldKind::plant: d.plant = v.text; break;
             case SerialFieldKind::line: d.line = v.text; break;
@@ -620,33 +616,27 @@ bool SerialScheme::decode_key(std::string_view input, std::string& serial, std::
     bool dated = false;
     for (const auto& f : fields_) {
         const std::string_view text = std::string_view(serial).substr(f.position - 1, f.length);
-        std::int64_t x = 0;
-        if (f.numeric())
-            for (char c : text) x = x * static_cast<std::int64_t>(alphabet_.size()) + index_of(c);
         switch (f.kind) {
             case SerialFieldKind::lot: lot.assign(text); break;
             case SerialFieldKind::year:
-                date.year = static_cast<int>(x + f.base_year);
+                date.year = static_cast<int>(field_number(f, text));
                 dated = true;
                 break;
-            case SerialFieldKind::month: date.month = static_cast<int>(x); break;
-            case SerialFieldKind::day: date.day = static_cast<int>(x); break;
+            case SerialFieldKind::month: date.month = static_cast<int>(field_number(f, text)); break;
+            case SerialFieldKind::day: date.day = static_cast<int>(field_number(f, text)); break;
             default: break;
         }
     }
     if (!dated) return true;
     if (!date.valid()) return false;
-    char buf[10] = {};
-    const auto put = [&](int v, std::size_t at, std::size_t digits) {
-        for (std::size_t k = digits; k-- > 0; v /= 10) buf[at + k] = static_cast<char>('0' + v % 10);
-    };
-    put(date.year, 0, 4);
-    buf[4] = '-';
-    put(date.month, 5, 2);
-    buf[7] = '-';
-    put(date.day, 8, 2);
-    date_iso.assign(buf, sizeof buf);
+    fmt::format_to(std::back_inserter(date_iso), "{:04d}-{:02d}-{:02d}", date.year, date.month, date.day);  // as Date::iso()
     return true;
+}
+
+std::int64_t SerialScheme::field_number(const SerialField& f, std::string_view text) const {
+    std::int64_t x = 0;
+    for (char c : text) x = x * static_cast<std::int64_t>(alphabet_.size()) + index_of(c);
+    return f.kind == SerialFieldKind::year ? x + f.base_year : x;
 }
 
 // ---------------------------------------------------------------- make

@@ -196,6 +196,9 @@ private:
     SerialScheme() = default;
     void build_tables();
     int index_of(char c) const { return index_[static_cast<unsigned char>(c)]; }
+    // The value of a numeric field's text (digits of the alphabet, most
+    // significant first), a year field's base_year added.
+    std::int64_t field_number(const SerialField& f, std::string_view text) const;
 
     std::size_t length_ = 0;
     std::string alphabet_;
