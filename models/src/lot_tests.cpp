@@ -2,6 +2,8 @@
 // test of each group's outlier rate. See lot_tests.hpp.
 #include "eol/models/lot_tests.hpp"
 
+#include "eol/models/calendar.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -47,11 +49,6 @@ Civil civil_from_days(std::int32_t z) {
     return {y + (m <= 2 ? 1 : 0), m, d};
 }
 
-bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-unsigned days_in_month(int y, unsigned m) {
-    static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && leap(y) ? 29u : kDays[m - 1];
-}
 
 // "YYYY-MM-DD", "YYYY-MM", "YYYY-Www" (snprintf: GCC 12 warns falsely on
 // chains of std::string + at -O3).
@@ -95,7 +92,7 @@ std::optional<std::int32_t> parse_iso_day(std::string_view text) {
     unsigned y, m, d;
     if (!digits(0, 4, y) || text[4] != '-' || !digits(5, 2, m) || text[7] != '-' || !digits(8, 2, d))
         return std::nullopt;
-    if (m < 1 || m > 12 || d < 1 || d > days_in_month(static_cast<int>(y), m)) return std::nullopt;
+    if (m < 1 || m > 12 || d < 1 || d > static_cast<unsigned>(days_in_month(static_cast<int>(y), static_cast<int>(m)))) return std::nullopt;
     return days_from_civil(static_cast<int>(y), m, d);
 }
 

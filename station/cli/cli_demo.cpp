@@ -25,7 +25,8 @@
 #include "eol/station/config.hpp"
 #include "eol/station/instrument_factory.hpp"
 #include "eol/station/quarantine.hpp"
-#include "eol/station/runner.hpp"
+#include "eol/station/sim_roles.hpp"
+#include "eol/station/steps.hpp"
 #include "eol/station/screen_store.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/sim_station.hpp"
@@ -46,37 +47,20 @@ struct DemoOptions {
 };
 
 // The cell's life before the EOL station, which the screen's K-value needs:
-// the formation station's OCV reading on the production day, then storage
-// for `days`, drained by a normal leakage (log-normal, median 0.05 mA) and,
-// for a shorted cell, by OCV/R_isc (1-hour steps). Returns the formation
-// record; `p.soc0` becomes the state of charge at the EOL fixture.
-station::TestRecord form_and_store(sim::CellParams& p, const std::string& serial, const station::DecodedSerial& d,
-                                   const std::string& cell_model, double t_eol_unix_s, double days,
+// the formation recipe in an in-process fixture `days` before the EOL test,
+// then storage drained by a normal leakage (log-normal, median 0.05 mA) and,
+// for a shorted cell, by OCV/R_isc. Returns the formation record; `p.soc0`
+// becomes the state of charge at the EOL fixture.
+station::TestRecord form_and_store(const station::Recipe& formation, sim::CellParams& p,
+                                   const station::CellIdentity& id, double t_eol_unix_s, double days,
                                    std::mt19937_64& rng) {
-    std::normal_distribution<double> noise(0.0, 0.15e-3);  // formation DMM, 0.15 mV rms
     std::lognormal_distribution<double> leak(std::log(0.05e-3), 0.25);
-    station::TestRecord r;
-    r.serial = serial;
-    r.cell_model = cell_model;
-    r.lot = d.lot;
-    r.production_date = d.production_date ? d.production_date->iso() : "";
-    r.station_id = "FORM-01";
-    r.channel = 1;
-    r.recipe_name = "formation";
-    r.recipe_version = "1";
-    r.start_unix_s = t_eol_unix_s - days * 86400.0;
-    r.end_unix_s = r.start_unix_s + 60.0;
-    const double ocv = sim::ocv_nmc_v(p.soc0) + p.ocv_offset_v + noise(rng);
-    r.measurements.push_back({"ocv_v", ocv, "V", 3.0, 4.25, ocv >= 3.0 && ocv <= 4.25});
-    r.verdict = r.measurements.back().pass ? station::Verdict::pass : station::Verdict::fail;
-    const double leak_a = leak(rng);
-    const int hours = static_cast<int>(std::ceil(days * 24.0));
-    const double h = days * 24.0 / hours;
-    for (int k = 0; k < hours; ++k) {
-        double i_a = leak_a;
-        if (std::isfinite(p.r_isc_ohm)) i_a += (sim::ocv_nmc_v(p.soc0) + p.ocv_offset_v) / p.r_isc_ohm;
-        p.soc0 = std::clamp(p.soc0 - i_a * h / p.capacity_ah, 0.0, 1.0);
-    }
+    station::InProcessRun how;
+    how.station_id = "FORM-01";
+    how.noise_seed = rng();
+    how.unix_start_s = t_eol_unix_s - days * 86400.0;
+    station::TestRecord r = station::run_in_process(formation, station::Limits{60.0, 2.5, 10.0}, p, id, how);
+    p.soc0 = station::storage_soc(p, p.soc0, leak(rng), days * 24.0);
     return r;
 }
 
@@ -96,6 +80,12 @@ struct Station {
     std::map<std::string, std::unique_ptr<instruments::TemperatureReader>> thermos;
     std::map<std::string, std::mutex> locks;
 };
+
+double get(const station::TestRecord& rec, std::string_view name) {
+    for (const auto& m : rec.measurements)
+        if (m.name == name) return m.value;
+    return std::nan("");
+}
 
 void run_demo(const DemoOptions& o) {
     const fs::path out = o.out;
@@ -167,6 +157,13 @@ void run_demo(const DemoOptions& o) {
                cfg.sim.lot, cfg.sim.production_date, serials.size(), shorted);
 
     auto store = station::Store::open(db, {.create = true});
+    station::StoreSink store_sink(store);
+    station::RecordSink* sinks[] = {&store_sink};
+    const station::Recipe formation = embedded_recipe("recipes/formation.toml");
+    station::ScaledWallClock clock(o.time_scale);
+    station::RunContext ctx;
+    ctx.station_id = cfg.station_id;
+    ctx.clock = &clock;
     std::vector<station::TestRecord> records, formed;
     std::mt19937_64 rng(o.seed ^ 0x5eedf0f0u);
     fmt::print("  history  each cell's formation OCV (station FORM-01) {} days before its EOL test; storage "
@@ -175,52 +172,37 @@ void run_demo(const DemoOptions& o) {
     fmt::print("{:<18} {:>3} {:>7} {:>8} {:>8} {:>7} {:>6} {:>8} {:>7}  {}\n", "serial", "pos", "ocv_v", "dcir_mΩ",
                "r0_mΩ", "tau1_s", "rise_K", "p_x_mW", "verdict", "notes");
     for (std::size_t next = 0; next < serials.size();) {
-        std::vector<std::pair<const station::ChannelConfig*, std::size_t>> round;
+        std::vector<station::ChannelJob> round;
+        const double now_unix_s = clock.unix_now_s();
         for (const auto* ch : used) {
             if (next >= serials.size()) break;
+            const auto d = scheme.decode(serials[next]);
+            station::ChannelJob job;
+            job.cell = {d.value.serial, cfg.recipe.cell_model, d.value.lot,
+                        d.value.production_date ? d.value.production_date->iso() : ""};
+            job.position = ch->position;
+            job.io.load = st.loads.at(ch->load).get();
+            job.io.load_channel = ch->load_channel;
+            job.io.load_mutex = &st.locks.at(ch->load);
+            job.io.thermo = st.thermos.at(ch->thermo).get();
+            job.io.thermo_channel = ch->thermo_channel;
+            job.io.thermo_mutex = &st.locks.at(ch->thermo);
+            if (cfg.ambient && cfg.ambient->thermo == ch->thermo) job.io.ambient_channel = cfg.ambient->channel;
             sim::CellParams p = sim.lot_params(next);
-            formed.push_back(form_and_store(p, serials[next], scheme.decode(serials[next]).value,
-                                            cfg.recipe.cell_model, std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(), o.storage_days, rng));
+            formed.push_back(form_and_store(formation, p, job.cell, now_unix_s, o.storage_days, rng));
             sim.fixture()->load_cell(static_cast<std::size_t>(ch->position - 1), serials[next], p);
-            round.emplace_back(ch, next++);
+            round.push_back(std::move(job));
+            ++next;
         }
-        std::vector<station::TestRecord> done(round.size());
-        std::vector<std::thread> threads;
-        for (std::size_t r = 0; r < round.size(); ++r) {
-            threads.emplace_back([&, r] {
-                const auto* ch = round[r].first;
-                station::ChannelIo io;
-                io.load = st.loads.at(ch->load).get();
-                io.load_channel = ch->load_channel;
-                io.load_mutex = &st.locks.at(ch->load);
-                io.thermo = st.thermos.at(ch->thermo).get();
-                io.thermo_channel = ch->thermo_channel;
-                io.thermo_mutex = &st.locks.at(ch->thermo);
-                if (cfg.ambient && cfg.ambient->thermo == ch->thermo) io.ambient_channel = cfg.ambient->channel;
-                const auto d = scheme.decode(serials[round[r].second]);
-                station::CellIdentity id{d.value.serial, cfg.recipe.cell_model, d.value.lot,
-                                         d.value.production_date ? d.value.production_date->iso() : ""};
-                done[r] = station::run_recipe(cfg.recipe, cfg.limits, io, id,
-                                             {cfg.station_id, ch->position, o.time_scale});
-            });
-        }
-        for (auto& t : threads) t.join();
         store.write_batch(formed);
         formed.clear();
-        store.write_batch(done);
-        for (auto& rec : done) {
-            auto get = [&](const char* n) {
-                for (const auto& m : rec.measurements)
-                    if (m.name == n) return m.value;
-                return std::nan("");
-            };
-            std::string notes;
-            for (const auto& m : rec.measurements)
-                if (!m.pass) notes += (notes.empty() ? "" : ", ") + m.name + " out of limits";
-            if (!rec.abort_reason.empty()) notes = rec.abort_reason;
+        // Every position at once; each record goes to the store as it finishes.
+        for (auto& rec : station::run_channels(cfg.recipe, cfg.limits, round, ctx, sinks)) {
+            std::string notes = rec.abort_reason;
             fmt::print("{:<18} {:>3} {:>7.4f} {:>8.2f} {:>8.2f} {:>7.2f} {:>6.2f} {:>8.1f} {:>7}  {}\n", rec.serial,
-                       rec.channel, get("ocv_v"), get("dcir_ohm") * 1e3, get("r0_ohm") * 1e3, get("tau1_s"),
-                       get("temp_rise_k"), get("p_x_w") * 1e3, std::string(station::to_string(rec.verdict)), notes);
+                       rec.channel, get(rec, "ocv_v"), get(rec, "dcir_ohm") * 1e3, get(rec, "r0_ohm") * 1e3,
+                       get(rec, "tau1_s"), get(rec, "temp_rise_k"), get(rec, "p_x_w") * 1e3,
+                       std::string(station::to_string(rec.verdict)), notes);
             records.push_back(std::move(rec));
         }
     }
@@ -231,7 +213,7 @@ void run_demo(const DemoOptions& o) {
 
     // Screening of the stored lot, holds written as quarantine events.
     const station::Actor screener{"eolstation demo", "screening"};
-    const auto rep = station::screen_store(store, cfg.screening, {}, true, screener, &cfg.limits);
+    const auto rep = station::screen_store(store, cfg.screening, {}, true, screener, &cfg.recipe);
     fmt::print("\nscreening  {} cells, features {}\n", rep.cells_screened, fmt::join(rep.features, ", "));
     for (const auto& c : rep.cells) {
         fmt::print("  hold     {}", c.serial);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "embedded_config.hpp"
 #include "eol/station/config.hpp"
 #include "eol/station/production_sim.hpp"
 #include "eol/station/quarantine.hpp"
@@ -30,6 +31,7 @@ struct ProductionOptions {
     unsigned threads = 0;
     std::string truth;
     std::string recipe;
+    std::string formation;
     bool traces = false;
     bool json = false;
     bool quiet = false;
@@ -53,11 +55,11 @@ void run_production(const ProductionOptions& o) {
     spec.seed = o.seed;
     spec.threads = o.threads;
     spec.store_traces = o.traces;
-    std::optional<Recipe> recipe;
-    if (!o.recipe.empty()) {
-        recipe = load_recipe(o.recipe);
-        spec.recipe = &*recipe;
-    }
+    // The shipped recipes (embedded) unless a file is given.
+    const Recipe recipe = o.recipe.empty() ? embedded_recipe("recipes/eol-18650.toml") : load_recipe(o.recipe);
+    const Recipe formation = o.formation.empty() ? embedded_recipe("recipes/formation.toml") : load_recipe(o.formation);
+    spec.recipe = &recipe;
+    spec.formation = &formation;
     OpenOptions oo;
     oo.create = true;
     Store store = Store::open(o.db, oo);
@@ -113,7 +115,8 @@ void add_production_commands(CLI::App& app) {
     c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
     c->add_option("--threads", o->threads, "Worker threads (0 = all cores)")->capture_default_str();
     c->add_option("--truth", o->truth, "Write the ground truth (CSV) here");
-    c->add_option("--recipe", o->recipe, "Recipe TOML whose limits judge the EOL measurements (default: the shipped eol-18650 limits)");
+    c->add_option("--recipe", o->recipe, "EOL recipe TOML: its steps run on every cell, its limits judge them (default: the shipped eol-18650)");
+    c->add_option("--formation", o->formation, "Formation recipe TOML (default: the shipped formation.toml)");
     c->add_flag("--traces", o->traces, "Store each cell's pulse trace (about 10 kB a cell)");
     c->add_flag("--json", o->json, "Print the summary as JSON");
     c->add_flag("--quiet", o->quiet, "No progress on stderr");

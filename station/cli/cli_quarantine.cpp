@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "eol/station/output.hpp"
+#include "eol/station/text.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/store.hpp"
@@ -72,21 +74,18 @@ void gather(const std::vector<std::string>& args, const std::string& file, std::
     if (!file.empty()) {
         std::ifstream opened;
         if (file != "-") {
-            opened.open(file);
+            opened.open(file, std::ios::binary);
             if (!opened) throw UsageError(fmt::format("{}: cannot open", file));
         }
         std::istream& in = file == "-" ? std::cin : opened;
         const std::string name = file == "-" ? "stdin" : file;
-        std::string line;
-        std::size_t n = 0;
-        while (std::getline(in, line)) {
-            ++n;
-            if (!line.empty() && line.back() == '\r') line.pop_back();
-            if (line.find_first_not_of(" \t") == std::string::npos) continue;
-            serials.push_back(line);
-            where.push_back(fmt::format("{}:{}", name, n));
+        const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (in.bad()) throw UsageError(fmt::format("{}: read error", name));
+        // BOM dropped; LF, CRLF or a lone CR end a line; blank and '#' lines skipped.
+        for (auto& l : list_lines(content)) {
+            serials.push_back(std::move(l.text));
+            where.push_back(fmt::format("{}:{}", name, l.number));
         }
-        if (in.bad()) throw UsageError(fmt::format("{}: read error after line {}", name, n));
     }
     if (serials.empty()) throw UsageError("no serials given (arguments or --file)");
 }
@@ -111,7 +110,7 @@ json lookup_json(const LookupResult& r, const std::string& where) {
 }
 
 std::string lookup_line(const LookupResult& r, const std::string& where) {
-    if (r.error) return fmt::format("{}: {}: error: {}", where, r.input, r.error->message);
+    if (r.error) return fmt::format("{}: {}: error: {}", where, printable(r.input), r.error->message);
     std::string s = fmt::format("{}  {}", r.serial, r.status());
     if (r.known && r.state != CellState::clear) s += fmt::format(" ({})", to_string(r.state));
     if (r.status() == "unknown" && r.state != CellState::clear) s += fmt::format(" (and {})", to_string(r.state));
@@ -157,7 +156,7 @@ void run_lookup(const LookupOptions& o) {
             out += i + 1 < rs.size() ? ",\n" : "\n";
         }
         out += "]}\n";
-        std::fwrite(out.data(), 1, out.size(), stdout);
+        write_stdout(out);
     } else {
         std::string out;
         for (std::size_t i = 0; i < rs.size(); ++i) {
@@ -167,7 +166,7 @@ void run_lookup(const LookupOptions& o) {
         }
         if (rs.size() > 1 || o.quiet)
             out += fmt::format("{} checked, {} may ship, {} may not\n", rs.size(), rs.size() - blocked, blocked);
-        std::fwrite(out.data(), 1, out.size(), stdout);
+        write_stdout(out);
     }
     if (blocked > 0) set_exit(ExitCode::domain_no);
 }
@@ -317,16 +316,21 @@ void run_ship(const ShipOptions& o) {
     if (o.json) {
         json refused = json::array();
         for (const auto& r : res.refused) refused.push_back(lookup_json(r, ""));
-        fmt::print("{}\n", json{{"shipped", res.shipped}, {"units", serials.size()}, {"event_id", res.event_id},
-                                {"refused", refused}}
+        fmt::print("{}\n", json{{"shipped", res.shipped}, {"units", res.units}, {"repeats", res.repeats},
+                                {"event_id", res.event_id}, {"refused", refused}}
                                .dump(2));
-    } else if (res.shipped) {
-        fmt::print("shipped {} unit{} through {} (event #{})\n", serials.size(), serials.size() == 1 ? "" : "s",
-                   o.gate, res.event_id);
     } else {
-        for (const auto& r : res.refused) fmt::print("{}\n", lookup_line(r, "input"));
-        fmt::print("NOT shipped: {} of {} unit{} may not ship; nothing recorded\n", res.refused.size(),
-                   serials.size(), serials.size() == 1 ? "" : "s");
+        const std::string repeats =
+            res.repeats ? fmt::format(" ({} repeated input{} counted once)", res.repeats, res.repeats == 1 ? "" : "s")
+                        : std::string();
+        if (res.shipped) {
+            fmt::print("shipped {} unit{} through {} (event #{}){}\n", res.units, res.units == 1 ? "" : "s", o.gate,
+                       res.event_id, repeats);
+        } else {
+            for (const auto& r : res.refused) fmt::print("{}\n", lookup_line(r, "input"));
+            fmt::print("NOT shipped: {} of {} unit{} may not ship; nothing recorded{}\n", res.refused.size(),
+                       res.units, res.units == 1 ? "" : "s", repeats);
+        }
     }
     if (!res.shipped) set_exit(ExitCode::domain_no);
 }
@@ -374,14 +378,10 @@ void run_recall(const RecallOptions& o) {
                             it != shipped.end() ? utc(it->second) : "");
     }
     if (o.out.empty() || o.out == "-") {
-        std::fwrite(text.data(), 1, text.size(), stdout);
+        write_stdout(text);
         return;
     }
-    std::ofstream file(o.out, std::ios::binary);
-    if (!file) throw UsageError(fmt::format("--out {}: cannot write", o.out));
-    file << text;
-    file.close();
-    if (!file) throw UsageError(fmt::format("--out {}: write failed", o.out));
+    write_file_atomically(o.out, text);
     fmt::print(stderr, "{} affected serials written to {}\n", rs.size(), o.out);
 }
 

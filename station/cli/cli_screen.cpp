@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "eol/station/output.hpp"
 #include "eol/models/screening.hpp"
 #include "eol/station/config.hpp"
 #include "eol/station/csv.hpp"
@@ -53,7 +54,7 @@ namespace m = eol::models;
 struct ScreenOptions {
     std::string features_csv;  // --features
     std::string db;            // --db
-    std::string config;        // --config (station TOML: [screening], [limits])
+    std::string config;        // --config (station TOML: [screening], and its recipe's spec limits)
     std::string lot;           // --lot
     std::string since;         // --since
     bool apply = false;
@@ -458,7 +459,7 @@ void print_db_text(const ScreenOptions& o, const station::ScreenReport& r) {
                                c.already_held ? " [already held]" : "", c.scrapped ? " [scrapped]" : "",
                                fmt::join(c.reasons, "; "));
         }
-        std::fwrite(out.data(), 1, out.size(), stdout);
+        station::write_stdout(out);
     }
     if (!r.shipped.empty()) {
         fmt::print("\nwould now be held but ALREADY SHIPPED ({}): recall them\n", r.shipped.size());
@@ -478,11 +479,11 @@ void run_screen_db(const ScreenOptions& o) {
     if (o.apply && o.actor.empty()) throw UsageError("screen --apply: --actor NAME is needed (every hold names who)");
     if (o.apply && o.role.empty()) throw UsageError("screen --apply: --role must not be empty");
     station::ScreeningConfig config;
-    std::optional<station::Limits> limits;
+    std::optional<station::Recipe> recipe;  // its measurements' limits are the spec limits
     if (!o.config.empty()) {
-        const station::StationConfig sc = station::load_station_config(o.config);
+        station::StationConfig sc = station::load_station_config(o.config);
         config = sc.screening;
-        limits = sc.limits;
+        recipe = std::move(sc.recipe);
     } else {
         config.features = default_db_features();
     }
@@ -504,7 +505,7 @@ void run_screen_db(const ScreenOptions& o) {
     station::ScreenReport r;
     try {
         r = station::screen_store(store, config, filter, o.apply, station::Actor{o.actor, o.role},
-                                  limits ? &*limits : nullptr);
+                                  recipe ? &*recipe : nullptr);
     } catch (const m::InputError& e) {
         throw UsageError(fmt::format("{}: {}", o.db, e.what()));
     }
@@ -563,7 +564,7 @@ void add_screen_commands(CLI::App& app) {
     c->add_option("--db", o->db, "Screen the cells of this results store (SQLite) and hold by serial/lot/window")
         ->check(CLI::ExistingFile);
     c->add_option("--config", o->config,
-                  "With --db: station TOML whose [screening] and [limits] to use (default: built-in features "
+                  "With --db: station TOML whose [screening] and recipe spec limits to use (default: built-in features "
                   "incl. the K-value and the shipped thresholds)")
         ->check(CLI::ExistingFile);
     c->add_option("--lot", o->lot, "With --db: screen only this lot");

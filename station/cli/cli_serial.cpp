@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "eol/station/output.hpp"
 #include "eol/station/serial.hpp"
 
 namespace eol::cli {
@@ -123,7 +124,7 @@ void run_make(const MakeOptions& o) {
         text += s;
         text += '\n';
     }
-    std::fwrite(text.data(), 1, text.size(), stdout);
+    station::write_stdout(text);
 }
 
 }  // namespace

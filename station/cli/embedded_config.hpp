@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "eol/station/config.hpp"
+
 namespace eol::cli {
 
 struct EmbeddedFile {
@@ -14,5 +16,9 @@ struct EmbeddedFile {
 };
 
 const std::vector<EmbeddedFile>& embedded_config();
+
+/// A shipped recipe ("recipes/NAME.toml"), parsed; diagnostics name
+/// "config/recipes/NAME.toml". std::out_of_range if not shipped.
+station::Recipe embedded_recipe(std::string_view path);
 
 }  // namespace eol::cli

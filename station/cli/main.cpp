@@ -2,9 +2,12 @@
 // exit codes (0 ok, 1 domain "no", 2 usage or configuration error).
 #include <fmt/core.h>
 
+#include <cstdio>
 #include <exception>
+#include <string>
 
 #include "commands.hpp"
+#include "eol/station/output.hpp"
 
 namespace eol::cli {
 namespace {
@@ -15,6 +18,15 @@ void set_exit(station::ExitCode code) {
 }
 station::ExitCode current_exit() { return g_exit; }
 }  // namespace eol::cli
+
+namespace {
+/// The error line on stderr; never throws (stderr itself may be full).
+void report(const std::string& what) noexcept {
+    std::fputs("eolstation: error: ", stderr);
+    std::fputs(what.c_str(), stderr);
+    std::fputc('\n', stderr);
+}
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"eolstation — end-of-line battery test station", "eolstation"};
@@ -44,7 +56,14 @@ int main(int argc, char** argv) {
         app.exit(e);
         return static_cast<int>(eol::station::ExitCode::usage);
     } catch (const std::exception& e) {
-        fmt::print(stderr, "eolstation: error: {}\n", e.what());
+        eol::station::finish_stdout();  // what was printed before the error goes out first
+        report(e.what());
+        return static_cast<int>(eol::station::ExitCode::usage);
+    }
+    // Output that did not arrive is a failure, not exit 0 (a full disk,
+    // /dev/full, a closed pipe): the reader would take a cut list for whole.
+    if (const auto why = eol::station::finish_stdout()) {
+        report("writing standard output failed: " + *why);
         return static_cast<int>(eol::station::ExitCode::usage);
     }
     return static_cast<int>(eol::cli::current_exit());

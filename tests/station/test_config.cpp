@@ -136,12 +136,6 @@ thermo = "tc1"
 thermo_channel = 2
 
 [limits]
-ocv_min_v = 3.4
-ocv_max_v = 4.2
-r0_max_ohm = 0.045
-dcir_max_ohm = 0.06
-temp_rise_max_k = 3
-k_max_mv_per_day = 2
 temp_abort_c = 60
 v_min_v = 2.5
 i_max_a = 10
@@ -163,10 +157,14 @@ struct Dir {
     eol::test::TempDir tmp;
     fs::path root = tmp.dir;
     Dir() {
-        write_file(root / "dialects/d.toml", "# dialect\n");
-        write_file(root / "maps/load.toml", "# map\n");
-        write_file(root / "maps/tc.toml", "# map\n");
-        write_file(root / "serial.toml", "# scheme\n");
+        // Referenced files must load too: the shipped ones stand in.
+        const fs::path shipped = EOL_CONFIG_DIR;
+        fs::create_directories(root / "dialects");
+        fs::create_directories(root / "maps");
+        fs::copy_file(shipped / "dialects/keysight-el30000.toml", root / "dialects/d.toml");
+        fs::copy_file(shipped / "maps/maynuo-m97.toml", root / "maps/load.toml");
+        fs::copy_file(shipped / "maps/icpdas-et7018z.toml", root / "maps/tc.toml");
+        fs::copy_file(shipped / "serial-scheme.toml", root / "serial.toml");
         write_file(root / "recipes/test.toml", kRecipe);
     }
     fs::path station(const std::string& text, const std::string& name = "station.toml") const {
@@ -321,14 +319,14 @@ TEST_CASE("config: wrong types name the expected and the actual type") {
     Dir d;
     std::string text = replace(kStation, "channels = 8", "channels = \"8\"");
     text = replace(text, "port = 8081", "port = 8081.5");
-    text = replace(text, "ocv_min_v = 3.4", "ocv_min_v = \"3.4\"");
+    text = replace(text, "v_min_v = 2.5", "v_min_v = \"2.5\"");
     const auto ds = errors_of(d, text);
     const Diagnostic ch = one(ds, "instruments.tc1.channels");
     CHECK(ch.message == "expected integer, got string");
     CHECK(ch.line == line_of(text, "channels = \"8\""));
     CHECK(ch.column == column_of(text, "\"8\""));
     CHECK(one(ds, "panel.port").message == "expected integer, got float");
-    CHECK(one(ds, "limits.ocv_min_v").message == "expected number, got string");
+    CHECK(one(ds, "limits.v_min_v").message == "expected number, got string");
 }
 
 TEST_CASE("config: out-of-range values are reported with the allowed range") {
@@ -497,7 +495,7 @@ TEST_CASE("config: several errors in one file are reported at once, in file orde
     std::string text = replace(kStation, "id = \"T-1\"", "id = 1");
     text = replace(text, "channels = 4", "channels = 4\nvendor = \"x\"");
     text = replace(text, "load = \"load2\"", "load = \"nothing\"");
-    text = replace(text, "r0_max_ohm = 0.045", "r0_max_ohm = -0.045");
+    text = replace(text, "v_min_v = 2.5", "v_min_v = -2.5");
     text = replace(text, "pat_k = 5", "pat_k = 50");
     text += "\n[sim]\nproduction_date = \"2023-02-30\"\nlot = \"LOT-1\"\n";
     const auto ds = errors_of(d, text);
@@ -505,7 +503,7 @@ TEST_CASE("config: several errors in one file are reported at once, in file orde
     CHECK(one(ds, "station.id").message == "expected string, got integer");
     CHECK(contains(one(ds, "instruments.load1.vendor").message, "unknown key"));
     CHECK(contains(one(ds, "channels[2].load").message, "no instrument named 'nothing'"));
-    CHECK(contains(one(ds, "limits.r0_max_ohm").message, "out of range"));
+    CHECK(contains(one(ds, "limits.v_min_v").message, "out of range"));
     CHECK(contains(one(ds, "screening.pat_k").message, "out of range: 50"));
     CHECK(one(ds, "sim.production_date").message == "not a calendar date");
     CHECK(contains(one(ds, "sim.lot").message, "0-9 and A-Z without I and O"));
@@ -651,4 +649,30 @@ TEST_CASE("config: eolstation config check exits 2 with every diagnostic on stde
     const Run recipe = run_cli("config check --recipe '" + (d.root / "recipes/test.toml").string() + "'");
     CHECK(recipe.rc == 0);
     CHECK(contains(recipe.out, "valid"));
+}
+
+TEST_CASE("config: a spec limit in [limits] is refused and pointed to the recipe") {
+    Dir d;
+    const std::string text = replace(kStation, "temp_abort_c = 60", "temp_abort_c = 60\nr0_max_ohm = 0.045");
+    const auto ds = errors_of(d, text);
+    const Diagnostic& e = one(ds, "limits.r0_max_ohm");
+    CHECK(contains(e.message, "spec limit"));
+    CHECK(contains(e.message, "[[steps.measurements]]"));
+    CHECK(e.line == line_of(text, "r0_max_ohm = 0.045"));
+}
+
+TEST_CASE("config: a referenced dialect, map or serial scheme that does not load is an error naming its own file:line") {
+    Dir d;
+    write_file(d.root / "dialects/d.toml", "[commands\nbroken = 1\n");
+    write_file(d.root / "maps/tc.toml", std::string("\x01\x02\xff random bytes\n"));
+    write_file(d.root / "serial.toml", "");
+    const auto ds = errors_of(d, kStation);
+    const Diagnostic& dialect = one(ds, "instruments.load1.dialect");
+    CHECK(contains(dialect.message, "dialect file is not usable"));
+    CHECK(contains(dialect.message, (d.root / "dialects/d.toml").string() + ":1"));
+    CHECK(contains(one(ds, "instruments.tc1.map").message, "register map is not usable"));
+    CHECK(contains(one(ds, "station.serial_scheme").message, "serial scheme is not usable"));
+    // A store path that names a folder.
+    fs::create_directories(d.root / "results.db");
+    CHECK(contains(one(errors_of(d, kStation), "station.store").message, "is not a regular file (a directory)"));
 }

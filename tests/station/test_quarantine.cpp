@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "eol/models/calendar.hpp"
+#include "eol/models/lot_tests.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/store.hpp"
@@ -72,8 +74,8 @@ TEST_CASE("quarantine: production windows parse as months or dates, with errors 
     CHECK_THROWS_WITH_AS(parse_window("2023-03..March"), doctest::Contains("'March'"), UsageError);
     CHECK_THROWS_WITH_AS(parse_window("2023-04..2023-03"), doctest::Contains("ends (2023-03-31) before"),
                          UsageError);
-    CHECK(days_in_month(1900, 2) == 28);
-    CHECK(days_in_month(2000, 2) == 29);
+    CHECK(eol::models::days_in_month(1900, 2) == 28);
+    CHECK(eol::models::days_in_month(2000, 2) == 29);
 }
 
 TEST_CASE("quarantine: clear -> held -> released, and scrapped is terminal") {
@@ -614,4 +616,83 @@ TEST_CASE("quarantine CLI: sim-production writes a new store and its truth") {
     CHECK(r.code == 2);
     CHECK(r.out.find("already holds 3 cells") != std::string::npos);
     CHECK(run_cli("sim-production --db " + (tmp / "x.db").string() + " --from 2023-02-30").code == 2);
+}
+
+TEST_CASE("quarantine state: the store's status() and the lookups (single, small and bulk) agree over every event sequence") {
+    // Every sequence of up to three events drawn from {hold, release, scrap}
+    // x {the serial, its lot, a window holding its production date}: 820
+    // cells, each with its own lot and production date so no event reaches
+    // another cell. The one rule (store.hpp quarantine_state) must give every
+    // reader the same state and the same reasons.
+    TempDir tmp;
+    Store store = create_store(tmp / "q.db");
+    const QuarantineAction actions[] = {QuarantineAction::hold, QuarantineAction::release, QuarantineAction::scrap};
+    const QuarantineScope scopes[] = {QuarantineScope::serial, QuarantineScope::lot, QuarantineScope::window};
+    std::vector<std::vector<int>> seqs{{}};
+    for (int len = 1; len <= 3; ++len) {
+        std::vector<std::vector<int>> next;
+        for (const auto& s : seqs)
+            if (static_cast<int>(s.size()) == len - 1)
+                for (int k = 0; k < 9; ++k) {
+                    auto t = s;
+                    t.push_back(k);
+                    next.push_back(t);
+                }
+        seqs.insert(seqs.end(), next.begin(), next.end());
+    }
+    REQUIRE(seqs.size() == 820);
+    std::vector<TestRecord> records;
+    std::vector<QuarantineEvent> events;
+    std::vector<std::string> serials;
+    Date date{2020, 1, 1};
+    for (std::size_t c = 0; c < seqs.size(); ++c) {
+        const std::string lot = fmt::format("{:04d}", c + 1);
+        const std::string serial = make_serial(lot, date, 1);
+        serials.push_back(serial);
+        records.push_back(eol::test::make_record(serial, "EOL-01", "eol", 1.6e9 + static_cast<double>(c), 60.0,
+                                                 {{"ocv_v", 3.6}}, "V"));
+        for (int k : seqs[c]) {
+            QuarantineEvent e;
+            e.action = actions[k / 3];
+            e.scope = scopes[k % 3];
+            e.target = e.scope == QuarantineScope::serial ? serial : e.scope == QuarantineScope::lot ? lot : "";
+            if (e.scope == QuarantineScope::window) e.window_from = e.window_to = date.iso();
+            e.reason = "combination " + std::to_string(c);
+            e.actor = "tester";
+            e.role = "quality";
+            e.time_unix_s = 1.7e9;
+            events.push_back(e);
+        }
+        // The next day (one production date per cell).
+        const auto day = eol::models::parse_iso_day(date.iso());
+        date = *Date::parse_iso(eol::models::day_to_iso(*day + 1));
+    }
+    store.write_batch(records);
+    store.append_quarantine_batch(events);
+
+    LookupSession gate(store);
+    const std::vector<LookupResult> bulk = gate.lookup_many(serials);  // >= 256: the parallel read-only path
+    const std::vector<std::string> few(serials.begin(), serials.begin() + 100);
+    const std::vector<LookupResult> small = gate.lookup_many(few);     // the point-read path
+    std::map<CellState, int> seen;
+    for (std::size_t c = 0; c < serials.size(); ++c) {
+        const CellStatus st = store.status(serials[c]);
+        const LookupResult one = gate.lookup(serials[c]);
+        INFO("combination " << c << " (" << seqs[c].size() << " events)");
+        CHECK(st.known);
+        CHECK(one.state == st.state);
+        CHECK(bulk[c].state == st.state);
+        if (c < few.size()) CHECK(small[c].state == st.state);
+        CHECK(one.because.size() == st.because.size());
+        CHECK(bulk[c].because.size() == st.because.size());
+        for (std::size_t k = 0; k < std::min(one.because.size(), st.because.size()); ++k)
+            CHECK(one.because[k].id == st.because[k].id);
+        CHECK(one.may_ship == (st.state == CellState::clear || st.state == CellState::released));
+        ++seen[st.state];
+    }
+    // Every state is reached by some combination.
+    CHECK(seen[CellState::clear] > 0);
+    CHECK(seen[CellState::held] > 0);
+    CHECK(seen[CellState::released] > 0);
+    CHECK(seen[CellState::scrapped] > 0);
 }

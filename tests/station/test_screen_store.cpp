@@ -32,6 +32,7 @@ using namespace eol::station;
 namespace {
 
 using eol::test::create_store;
+using eol::test::shipped_recipe;
 using eol::test::TempDir;
 using eol::test::make_serial;
 
@@ -232,7 +233,7 @@ Recipe reduced_recipe() {
     // The shipped recipe with a coarser pulse log and without the heat step:
     // the same pipeline at a fraction of the fitting work (this suite runs
     // under sanitizers); tools/screen_accuracy runs the full recipe at 20k.
-    Recipe r = load_recipe(fs::path(EOL_CONFIG_DIR) / "recipes" / "eol-18650.toml");
+    Recipe r = shipped_recipe("eol-18650");
     std::vector<RecipeStep> steps;
     for (auto& s : r.steps) {
         if (s.kind() == StepKind::heat) continue;
@@ -258,6 +259,10 @@ TEST_CASE("production sim: formation and EOL records with the recipe's measureme
     spec.fixture_wait_s = 1800;
     spec.seed = 3;
     spec.threads = 2;
+    const Recipe eol = shipped_recipe("eol-18650");
+    const Recipe formation = shipped_recipe("formation");
+    spec.recipe = &eol;
+    spec.formation = &formation;
     const ProductionSummary sum = simulate_production(store, spec);
     REQUIRE(sum.truth.size() == 8);
     CHECK(sum.lots == 2);
@@ -266,7 +271,7 @@ TEST_CASE("production sim: formation and EOL records with the recipe's measureme
     CHECK(store.count("cells") == 8);
     CHECK(store.count("test_runs") == 16);
 
-    const Recipe& shipped = load_recipe(fs::path(EOL_CONFIG_DIR) / "recipes" / "eol-18650.toml");
+    const Recipe& shipped = eol;
     std::vector<double> k_good, k_short;
     for (const CellTruth& t : sum.truth) {
         const auto cell = store.cell(t.serial);
@@ -286,7 +291,18 @@ TEST_CASE("production sim: formation and EOL records with the recipe's measureme
         REQUIRE(fits.size() == 2);
         CHECK(fits[0].kind == "ecm2");
         CHECK(fits[1].kind == "thermal");
+        // The station's heat step records the I²R it heated with (the
+        // heat_rise_k_per_w feature divides by it), and a record per step.
+        REQUIRE(fits[1].parameters.count("p_heat_w") == 1);
+        CHECK(fits[1].parameters.at("p_heat_w") > 0.05);
+        const auto steps = store.steps(runs[1].id);
+        REQUIRE(steps.size() == shipped.steps.size());
+        for (std::size_t k = 0; k < steps.size(); ++k) {
+            CHECK(steps[k].name == shipped.steps[k].name);
+            CHECK(steps[k].end_unix_s >= steps[k].start_unix_s);
+        }
         if (t.shorted) continue;
+        for (const auto& st : steps) CHECK(st.outcome == StepOutcome::pass);
         CHECK(v["r0_ohm"] == doctest::Approx(t.r0_ohm).epsilon(0.05));
         CHECK(v["c_th_j_per_k"] > 120);
         CHECK(v["c_th_j_per_k"] < 230);
@@ -330,7 +346,9 @@ TEST_CASE("accuracy: the screen holds every shorted cell and the defect lots of 
     TempDir tmp;
     Store store = create_store(tmp / "a.db");
     const Recipe recipe = reduced_recipe();
+    const Recipe formation = shipped_recipe("formation");
     ProductionSpec spec;
+    spec.formation = &formation;
     spec.cells = 500;
     spec.from = {2023, 2, 1};
     spec.to = {2023, 6, 30};

@@ -93,8 +93,7 @@ std::string config_text(const Ports& p, const std::string& extra = "") {
            "[[channels]]\nposition = 3\nload = \"load2\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 2\n\n"
            "[[channels]]\nposition = 4\nload = \"load3\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 3\n\n"
            "[[channels]]\nposition = 5\nload = \"load4\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 4\n\n"
-           "[limits]\nocv_min_v = 3.4\nocv_max_v = 4.2\nr0_max_ohm = 0.045\ndcir_max_ohm = 0.06\n"
-           "temp_rise_max_k = 3.0\nk_max_mv_per_day = 2.0\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n"
+           "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n"
            "[screening]\nfeatures = [\"ocv_v\"]\n\n"
            "[sim]\ntime_scale = 100.0\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\n"
            "production_date = 2023-03-14\ncells = 20\n";

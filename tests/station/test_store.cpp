@@ -2,6 +2,7 @@
 // codec, append-only events, quarantine state, features, hostile strings,
 // crash safety (SIGKILL mid-batch), and `eolstation db info`.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include "support/cli_test.hpp"
 #include "support/station_test.hpp"
@@ -79,8 +80,8 @@ struct Raw {
 };
 
 const std::vector<std::string> kAllTables{"cells",          "fit_parameters", "measurements",
-                                          "model_fits",     "quarantine_events", "station_events",
-                                          "test_runs",      "traces"};
+                                          "model_fits",     "quarantine_events", "run_steps",
+                                          "station_events", "test_runs",      "traces"};
 
 std::string serial_of(std::string lot, std::uint64_t seq, Date d = {2023, 3, 14}) {
     SerialSpec s;
@@ -106,11 +107,16 @@ TestRecord full_record() {
     r.end_unix_s = 1678800095.5;
     r.verdict = Verdict::pass;
     r.measurements = {
-        {"ocv_v", 3.6012345, "V", 3.5, 3.7, true},
-        {"dcir_ohm", 0.0342, "ohm", std::nullopt, 0.05, true},
-        {"k_value", std::numeric_limits<double>::quiet_NaN(), "V/day", std::nullopt, std::nullopt, true},
-        {"t_rise_c", 1.25, "C", -0.5, std::nullopt, false},
+        Measurement::judged("ocv_v", 3.6012345, "V", 3.5, 3.7),
+        Measurement::judged("dcir_ohm", 0.0342, "ohm", std::nullopt, 0.05),
+        Measurement::judged("k_value", std::numeric_limits<double>::quiet_NaN(), "V/day", std::nullopt, std::nullopt),
+        Measurement::judged("t_rise_c", 1.25, "C", 1.5, std::nullopt),
     };
+    r.verdict = Verdict::fail;
+    r.abort_reason = "out of limits: t_rise_c; not measured: k_value";
+    r.steps = {StepRecord{"ocv", "ocv", r.start_unix_s, r.start_unix_s + 1.0, StepOutcome::pass, "", 0, 1, 0, 0},
+               StepRecord{"heat", "heat", r.start_unix_s + 1.0, r.end_unix_s, StepOutcome::fail,
+                          "t_rise_c out of limits", 1, 3, 0, 600}};
     for (int i = 0; i < 600; ++i) {
         const double t = 0.1 * i;
         r.trace.t_s.push_back(t);
@@ -136,7 +142,7 @@ void check_same_measurements(const std::vector<Measurement>& a, const std::vecto
         CHECK(a[i].unit == b[i].unit);
         CHECK(a[i].low == b[i].low);
         CHECK(a[i].high == b[i].high);
-        CHECK(a[i].pass == b[i].pass);
+        CHECK(a[i].outcome == b[i].outcome);
     }
 }
 
@@ -168,7 +174,7 @@ TestRecord crash_record(std::int64_t k) {
     r.verdict = k % 11 == 0 ? Verdict::fail : Verdict::pass;
     const int nm = 3 + static_cast<int>(k % 5);
     for (int j = 0; j < nm; ++j)
-        r.measurements.push_back({"m" + std::to_string(j), static_cast<double>(k * 1000 + j), "V", -1.0, 1e12, true});
+        r.measurements.push_back(Measurement::judged("m" + std::to_string(j), static_cast<double>(k * 1000 + j), "V", -1.0, 1e12));
     const int n = 20 + static_cast<int>(k % 40);
     for (int j = 0; j < n; ++j) {
         r.trace.t_s.push_back(0.5 * j);
@@ -240,13 +246,29 @@ TEST_CASE("store: migrates an empty file to the latest schema with WAL, foreign 
                            "quarantine_window"})
         CHECK(std::find(indexes.begin(), indexes.end(), ix) != indexes.end());
 
-    // Reopening an up-to-date store changes nothing; a pre-existing empty file is migrated too.
+    // Reopening an up-to-date store changes nothing; a pre-existing empty file
+    // becomes a store only when the caller creates stores.
     const auto schema_before = raw.column("SELECT sql FROM sqlite_schema ORDER BY name");
     { Store st = Store::open(p); }
     CHECK(raw.column("SELECT sql FROM sqlite_schema ORDER BY name") == schema_before);
     const fs::path empty = t / "empty.db";
     { std::FILE* f = std::fopen(empty.c_str(), "wb"); std::fclose(f); }
-    CHECK(Store::open(empty).schema_version() == Store::latest_schema_version());
+    CHECK_THROWS_WITH_AS(Store::open(empty), doctest::Contains("not an eolstation store (an empty file)"), StoreError);
+    CHECK_THROWS_WITH_AS(Store::open(empty, OpenOptions{.read_only = true}),
+                         doctest::Contains("not an eolstation store (an empty file)"), StoreError);
+    CHECK(fs::file_size(empty) == 0);  // untouched
+    CHECK(create_store(empty).schema_version() == Store::latest_schema_version());
+}
+
+TEST_CASE("hostile: a FIFO, a folder or a device given as the store is refused at once, never opened") {
+    TempDir t;
+    const fs::path fifo = t / "pipe.db";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH_AS(Store::open(fifo), doctest::Contains("not a regular file (a FIFO)"), StoreError);
+    CHECK_THROWS_WITH_AS(Store::open(fifo, OpenOptions{.read_only = true}), doctest::Contains("a FIFO"), StoreError);
+    CHECK_THROWS_WITH_AS(Store::open(t.dir, OpenOptions{.create = true}), doctest::Contains("a directory"),
+                         StoreError);
+    CHECK_THROWS_WITH_AS(Store::open("/dev/null"), doctest::Contains("a special file"), StoreError);
 }
 
 TEST_CASE("store: foreign keys are enforced on the connection") {
@@ -296,7 +318,7 @@ TEST_CASE("store: refuses a SQLite file that is not a results store") {
     TempDir t;
     const fs::path p = t / "other.db";
     { Raw raw(p); REQUIRE(raw.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)") == ""); }
-    CHECK_THROWS_WITH_AS(Store::open(p), doctest::Contains("not an eolstation results database"), StoreError);
+    CHECK_THROWS_WITH_AS(Store::open(p), doctest::Contains("not an eolstation store"), StoreError);
     Raw raw(p);
     CHECK(raw.column("SELECT name FROM sqlite_schema WHERE type='table'") == std::vector<std::string>{"customers"});
 }
@@ -319,9 +341,27 @@ TEST_CASE("store: a test record round-trips") {
     CHECK(got->recipe_version == want.recipe_version);
     CHECK(got->start_unix_s == want.start_unix_s);
     CHECK(got->end_unix_s == want.end_unix_s);
-    CHECK(got->verdict == Verdict::pass);
-    CHECK(got->abort_reason.empty());
+    CHECK(got->verdict == Verdict::fail);
+    CHECK(got->abort_reason == want.abort_reason);
     check_same_measurements(got->measurements, want.measurements);
+    // Outcomes: pass, pass, unset (not measured: NULL), fail.
+    CHECK(got->measurements[0].outcome == Outcome::pass);
+    CHECK(got->measurements[2].outcome == Outcome::unset);
+    CHECK(got->measurements[3].outcome == Outcome::fail);
+    // The step records.
+    REQUIRE(got->steps.size() == 2);
+    for (std::size_t k = 0; k < 2; ++k) {
+        CHECK(got->steps[k].name == want.steps[k].name);
+        CHECK(got->steps[k].kind == want.steps[k].kind);
+        CHECK(got->steps[k].start_unix_s == want.steps[k].start_unix_s);
+        CHECK(got->steps[k].end_unix_s == want.steps[k].end_unix_s);
+        CHECK(got->steps[k].outcome == want.steps[k].outcome);
+        CHECK(got->steps[k].message == want.steps[k].message);
+        CHECK(got->steps[k].first_measurement == want.steps[k].first_measurement);
+        CHECK(got->steps[k].measurement_count == want.steps[k].measurement_count);
+        CHECK(got->steps[k].first_sample == want.steps[k].first_sample);
+        CHECK(got->steps[k].sample_count == want.steps[k].sample_count);
+    }
     // Trace: 1e-6 fixed point — values with ≤ 6 decimals are exact, others within 5e-7.
     check_same_column(got->trace.t_s, want.trace.t_s, 1e-12);
     check_same_column(got->trace.i_a, want.trace.i_a, 0.0);
@@ -886,4 +926,38 @@ TEST_CASE("store: crash safety — SIGKILL a writer mid-batch, reopen, nothing c
         reported_total = runs;
     }
     CHECK(reported_total > 0);
+}
+
+TEST_CASE("store: a version-1 store migrates to the step records and keeps every result") {
+    TempDir t;
+    const fs::path p = t / "v1.db";
+    std::int64_t old_id = 0;
+    {
+        Store st = create_store(p);
+        TestRecord r = full_record();
+        r.steps.clear();
+        old_id = st.write(r);
+    }
+    {
+        // What a version-1 binary left: no run_steps table, user_version 1.
+        Raw raw(p);
+        REQUIRE(raw.exec("DROP TABLE run_steps; PRAGMA user_version = 1") == "");
+        CHECK(raw.integer("SELECT count(*) FROM sqlite_schema WHERE name = 'run_steps'") == 0);
+    }
+    {
+        Store ro = Store::open(p, OpenOptions{.read_only = true});
+        CHECK(ro.schema_version() == 1);
+        CHECK(ro.steps(old_id).empty());  // read-only: not migrated, read as far as the tables go
+    }
+    Store st = Store::open(p);
+    CHECK(st.schema_version() == Store::latest_schema_version());
+    const auto old = st.read_record(old_id);
+    REQUIRE(old);
+    CHECK(old->serial == full_record().serial);
+    CHECK(old->steps.empty());
+    const std::int64_t id = st.write(full_record());
+    CHECK(st.steps(id).size() == 2);
+    Raw raw(p);
+    CHECK(raw.exec("DELETE FROM run_steps").find("append-only") != std::string::npos);
+    CHECK(raw.exec("UPDATE run_steps SET outcome = 'pass'").find("append-only") != std::string::npos);
 }

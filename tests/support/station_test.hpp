@@ -1,5 +1,5 @@
 // tests/support/station_test.hpp — station fixtures the station suites share:
-// a new results store at a path, a valid serial of the default scheme
+// a shipped recipe, a new results store at a path, a valid serial of the default scheme
 // (plant 01, line A) for a lot, production date and sequence number, a test
 // record for a serial, and the six-lot production the screening tests screen.
 // Errors: StoreError / UsageError from the station library, as in production;
@@ -16,11 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "eol/station/config.hpp"
 #include "eol/station/record.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/store.hpp"
 
 namespace eol::test {
+
+/// A recipe shipped in config/recipes/ ("eol-18650", "formation").
+inline station::Recipe shipped_recipe(const std::string& name) {
+    return station::load_recipe(std::filesystem::path(EOL_CONFIG_DIR) / "recipes" / (name + ".toml"));
+}
 
 inline station::Store create_store(const std::filesystem::path& p) {
     station::OpenOptions o;
@@ -63,6 +69,7 @@ inline station::TestRecord make_record(const std::string& serial, const std::str
         m.name = name;
         m.value = v;
         m.unit = unit;
+        m.outcome = station::judge(v, std::nullopt, std::nullopt);
         r.measurements.push_back(m);
     }
     return r;

@@ -10,8 +10,15 @@ SimClock::SimClock(double scale) : t0_(std::chrono::steady_clock::now()), scale_
     if (!(scale > 0)) throw std::invalid_argument("SimClock scale must be > 0");
 }
 
+std::shared_ptr<SimClock> SimClock::manual() {
+    auto c = std::make_shared<SimClock>(1.0);
+    c->manual_ = true;
+    return c;
+}
+
 double SimClock::now_s() const {
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    const double wall =
+        manual_ ? 0.0 : std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
     std::lock_guard lk(m_);
     return wall * scale_ + offset_s_;
 }

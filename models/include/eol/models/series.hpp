@@ -20,13 +20,14 @@
 
 namespace eol::models {
 
-/// Input that no fit can use: names what is wrong and where. column() and
+/// Input that no fit can use: names what is wrong and where (its own type —
+/// not std::invalid_argument, which means a programming error). column() and
 /// sample() are set when the fault is one sample of one column.
-class InputError : public std::invalid_argument {
+class InputError : public std::runtime_error {
 public:
     explicit InputError(const std::string& what, std::string column = {},
                         std::optional<std::size_t> sample = std::nullopt)
-        : std::invalid_argument(what), column_(std::move(column)), sample_(sample) {}
+        : std::runtime_error(what), column_(std::move(column)), sample_(sample) {}
     const std::string& column() const noexcept { return column_; }
     std::optional<std::size_t> sample() const noexcept { return sample_; }
 

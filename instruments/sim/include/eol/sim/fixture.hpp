@@ -33,6 +33,9 @@ namespace eol::sim {
 class SimClock {
 public:
     explicit SimClock(double scale = 1.0);
+    /// A clock that moves only by skip(): no wall-clock component, so runs
+    /// over it are bit-for-bit repeatable (in-process simulated production).
+    static std::shared_ptr<SimClock> manual();
     double now_s() const;
     double scale() const { return scale_; }
     /// Wall-clock duration for `sim_s` simulated seconds.
@@ -43,6 +46,7 @@ public:
 private:
     std::chrono::steady_clock::time_point t0_;
     double scale_;
+    bool manual_ = false;
     mutable std::mutex m_;
     double offset_s_ = 0.0;
 };

@@ -1,0 +1,284 @@
+// eol/station/config.hpp — the station configuration and test recipes, read
+// from TOML (toml++) and validated before anything touches an instrument.
+//
+// A station file (config/station.example.toml is the commented reference)
+// names the station id, the instruments (driver, address, dialect or
+// register-map file, timeouts), which load channel and thermocouple channel
+// each fixture position uses, the recipe file, limits, screening settings,
+// the serial scheme, the results store, the PLC server and the panel, and the
+// settings `eolstation sim` uses to fill the virtual fixture. A recipe file
+// (config/recipes/eol-18650.toml) is an ordered list of steps, each declaring
+// its measurements and their limits up front (OpenHTF style).
+//
+// Lifecycle: load_station_config() / load_recipe() read, validate and return
+// plain values; nothing is kept open. Relative paths in a file are resolved
+// against that file's directory and returned resolved.
+//
+// Errors: every problem found is collected as a Diagnostic (file, line,
+// column, dotted key path, message) — unknown keys with a did-you-mean, wrong
+// types, out-of-range values, missing required keys (at the line of the
+// table that lacks them), references to instruments that do not exist or are
+// the wrong kind, duplicates, files that do not exist, TOML syntax errors —
+// and thrown once, all together, as ConfigError (a UsageError: exit code 2).
+// Loading the station file also loads and validates its recipe; the recipe's
+// diagnostics name the recipe file.
+//
+// Conventions: fixture positions and load channels are 1-based (as on the
+// load's front panel); thermocouple channels are 0-based (as on the modules).
+// Discharge current is positive. Units are in the names.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "eol/instruments/address.hpp"
+#include "eol/station/errors.hpp"
+
+namespace eol::station {
+
+// ---------------------------------------------------------------- errors
+
+/// One problem in a configuration file. line/column are 1-based; 0 when the
+/// problem has no place in the file (e.g. the file itself is missing).
+struct Diagnostic {
+    std::string file;
+    int line = 0;
+    int column = 0;
+    std::string key_path;  // dotted, e.g. "instruments.load1.timeout_s"; array indices are
+                           // 0-based: "channels[2].load" is the third [[channels]]
+    std::string message;
+
+    /// "file:line:col: key.path: message" (place and key left out when unknown).
+    std::string to_string() const;
+};
+
+/// All diagnostics of one load; what() lists them one per line.
+class ConfigError : public UsageError {
+public:
+    explicit ConfigError(std::vector<Diagnostic> diagnostics);
+    const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+private:
+    std::vector<Diagnostic> diagnostics_;
+};
+
+// ---------------------------------------------------------------- recipe
+
+/// A measurement a step declares: the sequencer must record it under `name`
+/// and judge it against [low, high] (either side optional, inclusive).
+struct MeasurementSpec {
+    std::string name;      // unique within the recipe; [a-z0-9_]
+    std::string quantity;  // what is measured, one of step_quantities(kind); defaults to name
+    std::string unit;      // the quantity's unit (see step_quantities)
+    std::optional<double> low;
+    std::optional<double> high;
+    std::string description;
+};
+
+/// Open circuit, no load, for a fixed time (settling).
+struct RestParams {
+    double duration_s = 0;
+};
+/// Open-circuit voltage: mean of `samples` readings `interval_s` apart.
+struct OcvParams {
+    int samples = 1;
+    double interval_s = 0.1;
+};
+/// IEC 61960 two-level DC resistance: low_c·C for low_s, then high_c·C for
+/// high_s; R = (U1 − U2)/(I2 − I1) at the end of each level. Currents are
+/// C-rates × the recipe's cell capacity_ah.
+struct DcirParams {
+    double low_c = 0.2;
+    double low_s = 10.0;
+    double high_c = 1.0;
+    double high_s = 1.0;
+    double low_a = 0;   // resolved: low_c × capacity_ah
+    double high_a = 0;  // resolved: high_c × capacity_ah
+};
+/// Hardware-timed current pulse recorded by the load's data logger:
+/// pre_s at 0 A, current_a for duration_s, then relaxation_s at 0 A, sampled
+/// every sample_interval_s from the trigger. The trace feeds the
+/// equivalent-circuit fit.
+struct PulseParams {
+    double current_a = 0;
+    double duration_s = 0;
+    double pre_s = 1.0;
+    double relaxation_s = 0;
+    double sample_interval_s = 0.01;
+    /// Logger points the profile needs: (pre + duration + relaxation)/interval, rounded up.
+    std::size_t points() const;
+};
+/// Heating step for the thermal model: current_a for duration_s, then
+/// cooling_s at 0 A; temperature (and V, I) read every sample_interval_s
+/// (software timed).
+struct HeatParams {
+    double current_a = 0;
+    double duration_s = 0;
+    double cooling_s = 0;
+    double sample_interval_s = 1.0;
+};
+
+enum class StepKind { rest, ocv, dcir, pulse, heat };
+std::string_view to_string(StepKind kind);
+
+struct RecipeStep {
+    std::string name;  // unique within the recipe
+    std::variant<RestParams, OcvParams, DcirParams, PulseParams, HeatParams> params;
+    std::vector<MeasurementSpec> measurements;
+    int line = 0;  // where the step starts in the recipe file
+
+    StepKind kind() const { return static_cast<StepKind>(params.index()); }
+    /// Time the step takes at the cell (excluding instrument overhead).
+    double duration_s() const;
+};
+
+struct Recipe {
+    std::filesystem::path file;
+    std::string name;
+    std::string description;
+    std::string cell_model;
+    double capacity_ah = 0;
+    std::vector<RecipeStep> steps;
+
+    /// Every measurement of every step, in order.
+    std::vector<const MeasurementSpec*> measurements() const;
+    const MeasurementSpec* find_measurement(std::string_view name) const;
+    double duration_s() const;
+};
+
+/// A quantity a step kind can produce and its unit.
+struct Quantity {
+    std::string_view name;
+    std::string_view unit;
+};
+/// The quantities a step of `kind` can measure (the sequencer produces these):
+///   rest  —
+///   ocv   ocv_v [V]
+///   dcir  dcir_ohm [ohm]
+///   pulse r0_ohm r1_ohm r2_ohm [ohm], tau1_s tau2_s [s], fit_rmse_v pulse_v_min_v [V]
+///   heat  temp_rise_k [K], c_th_j_per_k [J/K], r_th_k_per_w [K/W], p_x_w [W]
+const std::vector<Quantity>& step_quantities(StepKind kind);
+
+/// Reads and validates a recipe file. Throws ConfigError.
+Recipe load_recipe(const std::filesystem::path& file);
+/// Same, from text (nullopt: read as_file); diagnostics name as_file.
+Recipe parse_recipe(std::optional<std::string_view> toml_text, const std::filesystem::path& as_file);
+
+// ---------------------------------------------------------------- station
+
+struct InstrumentConfig {
+    enum class Driver { scpi_load, modbus_load, modbus_thermo };
+
+    std::string name;  // the key under [instruments]
+    Driver driver = Driver::scpi_load;
+    std::string address;               // as written, e.g. "tcp://127.0.0.1:5025"
+    instruments::Address endpoint;     // parse_address(address)
+    std::filesystem::path definition;  // dialect (scpi_load) or register map (modbus_*), resolved
+    int channels = 1;
+    double timeout_s = 1.0;
+    double connect_timeout_s = 3.0;
+    int unit = 1;  // Modbus unit id (modbus_* only)
+
+    bool is_load() const { return driver != Driver::modbus_thermo; }
+    bool is_thermo() const { return driver == Driver::modbus_thermo; }
+};
+std::string_view to_string(InstrumentConfig::Driver driver);
+
+/// A thermocouple input: instrument name and 0-based channel.
+struct ThermoRef {
+    std::string thermo;
+    int channel = 0;
+};
+
+/// One fixture position and the instrument channels that serve it.
+struct ChannelConfig {
+    int position = 0;  // 1-based fixture position
+    std::string load;  // name of a load instrument
+    int load_channel = 1;  // 1-based
+    std::string thermo;    // name of a modbus_thermo instrument
+    int thermo_channel = 0;  // 0-based
+};
+
+/// Safety limits of the line ([limits], every key required). Spec limits
+/// (what a good cell measures) are the recipe's: each measurement's low/high.
+struct Limits {
+    double temp_abort_c = 0;     // abort the run and switch the load off above this cell temperature
+    double v_min_v = 0;          // abort below this terminal voltage under load
+    double i_max_a = 0;          // no recipe step may command more current
+};
+
+enum class PatMode { dynamic, static_ };
+
+struct ScreeningConfig {
+    std::vector<std::string> features;  // recipe measurement names used for screening
+    PatMode pat_mode = PatMode::dynamic;
+    double pat_k = 6.0;        // limits at median ± k robust sigma
+    int pat_min_count = 20;    // fewer parts: no PAT limits (IQR too poor)
+    int static_pat_min_lots = 6;
+    int static_pat_min_parts = 30;
+    double mcd_quantile = 0.999;          // chi-square cutoff quantile for robust distances
+    double mcd_support_fraction = 0.75;   // h/n for FAST-MCD
+    double lot_alpha = 0.001;             // binomial test significance for holding a lot
+    double lot_baseline_rate = 0.01;      // expected outlier rate of a good lot
+    int lot_min_count = 20;               // lots smaller than this are not tested
+    std::vector<int> nelson_rules{1, 2, 3, 4, 5, 6, 7, 8};  // control-chart rules in force
+};
+
+struct PlcConfig {
+    std::string bind = "0.0.0.0";
+    int port = 1502;
+    int unit = 1;
+    double heartbeat_timeout_s = 2.0;  // PLC heartbeat older than this: make the fixture safe
+};
+
+struct PanelConfig {
+    std::string bind = "127.0.0.1";
+    int port = 8080;
+};
+
+/// How `eolstation sim` fills the virtual fixture ([sim], optional).
+struct SimConfig {
+    double time_scale = 1.0;  // simulated seconds per wall second
+    std::uint64_t seed = 1;
+    double ambient_c = 25.0;
+    std::string lot = "0001";
+    std::string production_date = "2023-03-14";  // YYYY-MM-DD
+    double short_fraction = 0.0;  // fraction of cells with an internal short
+    double r0_shift_rel = 0.0;    // lot-wide R0 shift (a drifting process)
+    int cells = 100;              // cells the simulated line feeds
+};
+
+struct StationConfig {
+    std::filesystem::path file;  // the station file as given
+    std::filesystem::path dir;   // its directory (base of relative paths)
+    std::string station_id;
+    std::filesystem::path recipe_file;    // resolved
+    std::filesystem::path serial_scheme;  // resolved; parsed by the serial module
+    std::filesystem::path store;          // resolved
+    std::vector<InstrumentConfig> instruments;  // in file order
+    std::vector<ChannelConfig> channels;        // sorted by position
+    std::optional<ThermoRef> ambient;           // station ambient thermocouple
+    Limits limits;
+    ScreeningConfig screening;
+    PlcConfig plc;
+    PanelConfig panel;
+    SimConfig sim;
+    Recipe recipe;
+
+    const InstrumentConfig* find_instrument(std::string_view name) const;
+    const ChannelConfig* find_position(int position) const;
+};
+
+/// Reads and validates a station file and the recipe it names. Throws ConfigError.
+StationConfig load_station_config(const std::filesystem::path& file);
+
+/// Same, from text; relative paths resolve against as_file's directory and
+/// diagnostics name as_file.
+StationConfig parse_station_config(std::string_view toml_text, const std::filesystem::path& as_file);
+
+}  // namespace eol::station

@@ -1,0 +1,787 @@
+#include "eol/station/quarantine.hpp"
+
+#include "eol/models/calendar.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cctype>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+#include <numeric>
+#include <sqlite3.h>
+#include <thread>
+
+namespace eol::station {
+
+// ================================================================ scopes and windows
+
+Scope Scope::serial(std::string s) {
+    Scope sc;
+    sc.kind = QuarantineScope::serial;
+    sc.target = std::move(s);
+    return sc;
+}
+
+Scope Scope::lot(std::string l) {
+    Scope sc;
+    sc.kind = QuarantineScope::lot;
+    sc.target = std::move(l);
+    return sc;
+}
+
+Scope Scope::window(Date from, Date to) {
+    Scope sc;
+    sc.kind = QuarantineScope::window;
+    sc.from = from;
+    sc.to = to;
+    sc.target = from.iso() + ".." + to.iso();
+    return sc;
+}
+
+std::string Scope::describe() const { return fmt::format("{} {}", to_string(kind), target); }
+
+namespace {
+
+// "YYYY-MM" or "YYYY-MM-DD" → [first, last] day it names.
+std::optional<std::pair<Date, Date>> parse_window_end(std::string_view t) {
+    if (auto d = Date::parse_iso(t)) return std::pair{*d, *d};
+    if (t.size() != 7 || t[4] != '-') return std::nullopt;
+    for (std::size_t i : {0u, 1u, 2u, 3u, 5u, 6u})
+        if (!std::isdigit(static_cast<unsigned char>(t[i]))) return std::nullopt;
+    const int y = std::stoi(std::string(t.substr(0, 4)));
+    const int m = std::stoi(std::string(t.substr(5, 2)));
+    if (m < 1 || m > 12) return std::nullopt;
+    return std::pair{Date{y, m, 1}, Date{y, m, models::days_in_month(y, m)}};
+}
+
+std::string trim(std::string_view s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+    return std::string(s);
+}
+
+}  // namespace
+
+std::pair<Date, Date> parse_window(std::string_view text) {
+    const std::string t = trim(text);
+    const auto dots = t.find("..");
+    const std::string a = dots == std::string::npos ? t : t.substr(0, dots);
+    const std::string b = dots == std::string::npos ? t : t.substr(dots + 2);
+    const auto from = parse_window_end(a);
+    if (!from)
+        throw UsageError(fmt::format("window '{}': '{}' is not a month (YYYY-MM) or a date (YYYY-MM-DD)", text,
+                                     a));
+    const auto to = parse_window_end(b);
+    if (!to)
+        throw UsageError(fmt::format("window '{}': '{}' is not a month (YYYY-MM) or a date (YYYY-MM-DD)", text,
+                                     b));
+    if (to->second < from->first)
+        throw UsageError(fmt::format("window '{}': ends ({}) before it starts ({})", text, to->second.iso(),
+                                     from->first.iso()));
+    return {from->first, to->second};
+}
+
+// ================================================================ state
+
+// ================================================================ Quarantine
+
+Quarantine::Quarantine(Store& store, const SerialScheme& scheme) : store_(store), scheme_(scheme) {}
+
+Scope Quarantine::normalize(Scope scope) const {
+    switch (scope.kind) {
+        case QuarantineScope::serial: {
+            const NormalizeResult r = scheme_.normalize(scope.target);
+            if (!r) throw UsageError(fmt::format("serial '{}': {}", scope.target, r.error->message));
+            scope.target = r.serial;
+            break;
+        }
+        case QuarantineScope::lot: {
+            std::string lot = trim(scope.target);
+            if (lot.empty()) throw UsageError("lot: empty lot id");
+            for (std::size_t i = 0; i < lot.size(); ++i) {
+                lot[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(lot[i])));
+                if (scheme_.alphabet().find(lot[i]) == std::string::npos)
+                    throw UsageError(fmt::format("lot '{}': character '{}' at position {} is not in the serial "
+                                                 "alphabet ({})",
+                                                 scope.target, scope.target[i], i + 1, scheme_.alphabet()));
+            }
+            if (const SerialField* f = scheme_.field(SerialFieldKind::lot)) {
+                if (lot.size() > f->length)
+                    throw UsageError(fmt::format("lot '{}': longer than the scheme's lot field ({} characters)",
+                                                 scope.target, f->length));
+                lot.insert(0, f->length - lot.size(), scheme_.alphabet().front());
+            }
+            scope.target = lot;
+            break;
+        }
+        case QuarantineScope::window:
+            if (!scope.from.valid() || !scope.to.valid() || scope.to < scope.from)
+                throw UsageError(fmt::format("window {}..{}: needs valid dates, from ≤ to", scope.from.iso(),
+                                             scope.to.iso()));
+            scope.target = scope.from.iso() + ".." + scope.to.iso();
+            break;
+    }
+    return scope;
+}
+
+std::pair<std::string, std::string> Quarantine::lot_and_date(std::string_view serial) {
+    if (const auto c = store_.cell(serial)) return {c->lot, c->production_date};
+    const DecodeResult d = scheme_.decode(serial);
+    if (!d) return {"", ""};
+    return {d.value.lot, d.value.production_date ? d.value.production_date->iso() : std::string()};
+}
+
+std::optional<QuarantineEvent> Quarantine::latest_of_target(const Scope& scope) {
+    std::vector<QuarantineEvent> evs;
+    switch (scope.kind) {
+        case QuarantineScope::serial: evs = store_.quarantine_events_for(scope.target, "", ""); break;
+        case QuarantineScope::lot: evs = store_.quarantine_events_for("", scope.target, ""); break;
+        case QuarantineScope::window: evs = store_.quarantine_events_for("", "", scope.from.iso()); break;
+    }
+    std::optional<QuarantineEvent> latest;
+    for (auto& e : evs)
+        if (e.scope == scope.kind && e.target == scope.target && (!latest || e.id > latest->id)) latest = e;
+    return latest;
+}
+
+std::int64_t Quarantine::append(const Scope& scope, QuarantineAction action, std::string_view reason,
+                                const Actor& actor, double time_unix_s) {
+    QuarantineEvent e;
+    e.time_unix_s = time_unix_s;
+    e.action = action;
+    e.scope = scope.kind;
+    e.target = scope.target;
+    if (scope.kind == QuarantineScope::window) {
+        e.window_from = scope.from.iso();
+        e.window_to = scope.to.iso();
+    }
+    e.reason = std::string(reason);
+    e.actor = actor.name;
+    e.role = actor.role;
+    return store_.append_quarantine(e);
+}
+
+namespace {
+void require_basics(std::string_view what, std::string_view reason, const Actor& actor) {
+    if (trim(reason).empty()) throw UsageError(fmt::format("{}: a reason is required (--reason)", what));
+    if (trim(actor.name).empty()) throw UsageError(fmt::format("{}: an actor is required (--actor)", what));
+}
+void require_quality(std::string_view what, const Actor& actor) {
+    if (actor.role != kQualityRole)
+        throw QuarantineRefused(fmt::format("{} needs the role '{}' (actor '{}' has role '{}')", what,
+                                            kQualityRole, actor.name, actor.role));
+}
+std::string since(const QuarantineEvent& e) {
+    return fmt::format("event #{} by {} ({})", e.id, e.actor, e.reason);
+}
+}  // namespace
+
+std::int64_t Quarantine::hold(const Scope& raw, std::string_view reason, const Actor& actor, double time_unix_s) {
+    require_basics("hold", reason, actor);
+    const Scope scope = normalize(raw);
+    // The check and the event in one write transaction: two decisions on
+    // the same target cannot both pass the check.
+    std::int64_t id = 0;
+    store_.write_transaction([&] {
+        if (scope.kind == QuarantineScope::serial) {
+            const auto [lot, date] = lot_and_date(scope.target);
+            const CellStatus st = store_.status(scope.target, lot, date);
+            if (st.state == CellState::scrapped)
+                throw QuarantineRefused(fmt::format("hold {}: the unit is scrapped ({})", scope.describe(),
+                                                    since(st.because.front())));
+        }
+        if (const auto latest = latest_of_target(scope); latest && latest->action == QuarantineAction::hold)
+            throw QuarantineRefused(fmt::format("hold {}: already held ({})", scope.describe(), since(*latest)));
+        id = append(scope, QuarantineAction::hold, reason, actor, time_unix_s);
+        return true;
+    });
+    return id;
+}
+
+std::int64_t Quarantine::release(const Scope& raw, std::string_view reason, const Actor& actor,
+                                 double time_unix_s) {
+    require_basics("release", reason, actor);
+    require_quality("release", actor);
+    const Scope scope = normalize(raw);
+    // The check and the event in one write transaction: two decisions on
+    // the same target cannot both pass the check.
+    std::int64_t id = 0;
+    store_.write_transaction([&] {
+        if (scope.kind == QuarantineScope::serial) {
+            const auto [lot, date] = lot_and_date(scope.target);
+            const CellStatus st = store_.status(scope.target, lot, date);
+            if (st.state != CellState::held)
+                throw QuarantineRefused(fmt::format("release {}: the unit is {}, not held: nothing to release",
+                                                    scope.describe(), to_string(st.state)));
+        } else {
+            const auto latest = latest_of_target(scope);
+            if (!latest || latest->action != QuarantineAction::hold) {
+                std::string what = latest ? fmt::format("its latest event is a {} ({})", to_string(latest->action),
+                                                        since(*latest))
+                                          : std::string("it was never held");
+                throw QuarantineRefused(fmt::format(
+                    "release {}: no hold of this {} is in force ({}); a unit held by another scope is released "
+                    "through that scope or individually by serial",
+                    scope.describe(), to_string(scope.kind), what));
+            }
+        }
+        id = append(scope, QuarantineAction::release, reason, actor, time_unix_s);
+        return true;
+    });
+    return id;
+}
+
+std::int64_t Quarantine::scrap(const Scope& raw, std::string_view reason, const Actor& actor, double time_unix_s) {
+    require_basics("scrap", reason, actor);
+    require_quality("scrap", actor);
+    const Scope scope = normalize(raw);
+    // The check and the event in one write transaction: two decisions on
+    // the same target cannot both pass the check.
+    std::int64_t id = 0;
+    store_.write_transaction([&] {
+        if (scope.kind == QuarantineScope::serial) {
+            const auto [lot, date] = lot_and_date(scope.target);
+            const CellStatus st = store_.status(scope.target, lot, date);
+            if (st.state == CellState::scrapped)
+                throw QuarantineRefused(fmt::format("scrap {}: already scrapped ({})", scope.describe(),
+                                                    since(st.because.front())));
+        } else if (const auto latest = latest_of_target(scope); latest && latest->action == QuarantineAction::scrap) {
+            throw QuarantineRefused(fmt::format("scrap {}: already scrapped ({})", scope.describe(), since(*latest)));
+        }
+        id = append(scope, QuarantineAction::scrap, reason, actor, time_unix_s);
+        return true;
+    });
+    return id;
+}
+
+std::vector<QuarantineEvent> Quarantine::history_of_serial(std::string_view serial) {
+    const Scope s = normalize(Scope::serial(std::string(serial)));
+    const auto [lot, date] = lot_and_date(s.target);
+    return store_.quarantine_events_for(s.target, lot, date);
+}
+
+std::vector<QuarantineEvent> Quarantine::history_of_lot(std::string_view lot) {
+    const Scope s = normalize(Scope::lot(std::string(lot)));
+    std::vector<QuarantineEvent> out;
+    for (auto& e : store_.quarantine_events_for("", s.target, ""))
+        if (e.scope == QuarantineScope::lot) out.push_back(std::move(e));
+    return out;
+}
+
+std::vector<ActiveHold> Quarantine::active_holds() {
+    std::map<std::pair<QuarantineScope, std::string>, QuarantineEvent> latest;
+    for (auto& e : store_.quarantine_events()) latest[{e.scope, e.target}] = std::move(e);
+    std::vector<ActiveHold> out;
+    for (auto& [key, e] : latest) {
+        if (e.action != QuarantineAction::hold) continue;
+        ActiveHold h;
+        h.event = e;
+        CellFilter f;
+        switch (e.scope) {
+            case QuarantineScope::serial: h.cells_covered = store_.cell(e.target) ? 1 : 0; break;
+            case QuarantineScope::lot:
+                f.lot = e.target;
+                store_.for_each_cell(f, [&](const CellInfo&) { ++h.cells_covered; });
+                break;
+            case QuarantineScope::window:
+                f.date_from = e.window_from;
+                f.date_to = e.window_to;
+                store_.for_each_cell(f, [&](const CellInfo&) { ++h.cells_covered; });
+                break;
+        }
+        out.push_back(std::move(h));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.event.id < b.event.id; });
+    return out;
+}
+
+// ================================================================ lookups
+
+std::string_view LookupResult::status() const {
+    if (error) return "invalid";
+    if (!known) return "unknown";
+    return to_string(state);
+}
+
+LookupSession::LookupSession(Store& store, const SerialScheme& scheme) : store_(store), scheme_(scheme) {
+    refresh();
+}
+
+void LookupSession::refresh() {
+    std::vector<QuarantineEvent> fresh = store_.quarantine_events(last_event_id_);
+    for (auto& e : fresh) {
+        const std::size_t idx = events_.size();
+        last_event_id_ = std::max(last_event_id_, e.id);
+        switch (e.scope) {
+            case QuarantineScope::serial: by_serial_[e.target].push_back(idx); break;
+            case QuarantineScope::lot: by_lot_[e.target].push_back(idx); break;
+            case QuarantineScope::window: windows_.push_back(idx); break;
+        }
+        events_.push_back(std::move(e));
+    }
+}
+
+std::vector<const QuarantineEvent*> LookupSession::applicable(const std::string& serial, const std::string& lot,
+                                                              const std::string& date) const {
+    const auto s = by_serial_.find(serial);
+    const auto l = lot.empty() ? by_lot_.end() : by_lot_.find(lot);
+    return gather(s == by_serial_.end() ? nullptr : &s->second, l == by_lot_.end() ? nullptr : &l->second, date);
+}
+
+std::vector<const QuarantineEvent*> LookupSession::gather(const std::vector<std::size_t>* serial_events,
+                                                          const std::vector<std::size_t>* lot_events,
+                                                          std::string_view date) const {
+    std::vector<const QuarantineEvent*> out;
+    if (serial_events)
+        for (std::size_t i : *serial_events) out.push_back(&events_[i]);
+    if (lot_events)
+        for (std::size_t i : *lot_events) out.push_back(&events_[i]);
+    if (!date.empty())
+        for (std::size_t i : windows_)
+            if (events_[i].window_from <= date && date <= events_[i].window_to) out.push_back(&events_[i]);
+    return out;
+}
+
+namespace {
+// The ship gate's rule: tested here, last test passed, not held or scrapped.
+bool ship_allowed(bool known, std::optional<Verdict> verdict, CellState state) {
+    return known && verdict == Verdict::pass && (state == CellState::clear || state == CellState::released);
+}
+}  // namespace
+
+void LookupSession::judge(LookupResult& r) {
+    if (auto c = store_.cell(r.serial)) {
+        r.known = true;
+        r.lot = std::move(c->lot);
+        r.production_date = std::move(c->production_date);
+        if (c->latest_run_id)
+            if (const auto run = store_.run(*c->latest_run_id)) r.verdict = run->verdict;
+    }
+    const auto ev = applicable(r.serial, r.lot, r.production_date);
+    r.state = ev.empty() ? CellState::clear : quarantine_state(r.serial, ev, &r.because);
+    r.may_ship = ship_allowed(r.known, r.verdict, r.state);
+}
+
+namespace {
+// Normalizes and decodes; on success fills serial (and lot/date from the
+// serial, replaced by the stored ones for known cells).
+void prepare(const SerialScheme& scheme, LookupResult& r) {
+    DecodeResult d = scheme.decode(r.input);
+    if (!d) {
+        r.error = std::make_shared<const SerialError>(std::move(*d.error));
+        return;
+    }
+    r.serial = std::move(d.value.serial);
+    r.lot = std::move(d.value.lot);
+    if (d.value.production_date) r.production_date = d.value.production_date->iso();
+}
+}  // namespace
+
+LookupResult LookupSession::lookup(std::string_view input) {
+    LookupResult r;
+    r.input = std::string(input);
+    prepare(scheme_, r);
+    if (r.error) return r;
+    refresh();
+    judge(r);
+    return r;
+}
+
+namespace {
+
+constexpr std::size_t kBulkThreshold = 256;  // fewer serials: the store's point reads
+
+// The cells of many serials in one read snapshot: a read-only connection of
+// its own to the store's file and one statement that joins the serials (a
+// JSON array, through SQLite's json_each) to their cells and latest runs.
+// One statement instead of a point query per serial keeps the B-tree cursors
+// open between serials (key-ordered serials then walk neighbouring pages);
+// a third less time per serial than bind/step/reset. ok() is false (the
+// caller falls back to the store's point reads) when the file cannot be
+// opened that way, e.g. an in-memory store.
+struct BulkRow {
+    std::size_t index = 0;  // into the serials given to read()
+    std::string_view lot, date;
+    std::optional<Verdict> verdict;
+};
+
+class BulkReader {
+public:
+    explicit BulkReader(const std::filesystem::path& path) {
+        if (path.empty() || path == ":memory:" || !std::filesystem::exists(path)) return;
+        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+            return;
+        sqlite3_busy_timeout(db_, 5000);
+        // Reads map the file instead of copying pages through pread (capped
+        // by the library's SQLITE_MAX_MMAP_SIZE), with a larger page cache.
+        sqlite3_exec(db_, "PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -131072", nullptr, nullptr, nullptr);
+        // CROSS JOIN keeps the serials the outer loop.
+        constexpr std::string_view sql =
+            "SELECT k.key, c.lot, c.production_date, r.verdict FROM json_each(?1) k "
+            "CROSS JOIN cells c ON c.serial = k.value LEFT JOIN test_runs r ON r.id = c.latest_run_id";
+        if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &q_, nullptr) != SQLITE_OK) return;
+        ok_ = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK;
+    }
+    ~BulkReader() {
+        if (q_) sqlite3_finalize(q_);
+        if (db_) {
+            sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+            sqlite3_close(db_);
+        }
+    }
+    BulkReader(const BulkReader&) = delete;
+    BulkReader& operator=(const BulkReader&) = delete;
+    bool ok() const { return ok_; }
+
+    /// Calls on_row(const BulkRow&) for each known serial of `json_serials`
+    /// (a JSON array of strings), in array order. False on an SQLite error
+    /// (rows up to there were delivered).
+    template <typename OnRow>
+    bool read(std::string_view json_serials, OnRow&& on_row) {
+        sqlite3_bind_text64(q_, 1, json_serials.data(), json_serials.size(), SQLITE_STATIC, SQLITE_UTF8);
+        int rc;
+        BulkRow row;
+        while ((rc = sqlite3_step(q_)) == SQLITE_ROW) {
+            row.index = static_cast<std::size_t>(sqlite3_column_int64(q_, 0));
+            row.lot = text(1);
+            row.date = text(2);
+            row.verdict = sqlite3_column_type(q_, 3) == SQLITE_NULL ? std::nullopt : verdict_from_string(text(3));
+            on_row(row);
+        }
+        sqlite3_reset(q_);
+        sqlite3_clear_bindings(q_);
+        return rc == SQLITE_DONE;
+    }
+
+private:
+    std::string_view text(int col) {
+        const auto* p = sqlite3_column_text(q_, col);
+        return p ? std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(q_, col)))
+                 : std::string_view();
+    }
+    sqlite3* db_ = nullptr;
+    sqlite3_stmt* q_ = nullptr;
+    bool ok_ = false;
+};
+
+// Appends `s` to `json` as a JSON string ('"' and '\' escaped, control
+// characters as \u00XX; serials are short and usually need none of it).
+void append_json_string(std::string& json, std::string_view s) {
+    json.push_back('"');
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            json.push_back('\\');
+            json.push_back(c);
+        } else if (u < 0x20) {
+            json += fmt::format("\\u{:04x}", u);
+        } else {
+            json.push_back(c);
+        }
+    }
+    json.push_back('"');
+}
+
+// Valid results in key order: a fixed-width key (serials of the scheme are
+// short; longer ones compare by their first 24 characters, then in full) and
+// the result's index.
+struct Key {
+    std::array<char, 24> k;
+    std::uint32_t i;
+};
+
+struct KeyLess {
+    const std::vector<LookupResult>& out;
+    // The key's bytes as three big-endian words: the same order as memcmp,
+    // without a call per comparison (sorting a million keys is 20 million).
+    static std::uint64_t word(const Key& key, std::size_t w) {
+        std::uint64_t x;
+        std::memcpy(&x, key.k.data() + 8 * w, 8);
+        if constexpr (std::endian::native == std::endian::little) x = __builtin_bswap64(x);
+        return x;
+    }
+    bool operator()(const Key& a, const Key& b) const {
+        for (std::size_t w = 0; w < 3; ++w) {
+            const std::uint64_t x = word(a, w), y = word(b, w);
+            if (x != y) return x < y;
+        }
+        return out[a.i].serial < out[b.i].serial;
+    }
+};
+
+// The valid results among out[from, to) in key order.
+std::vector<Key> key_order(const std::vector<LookupResult>& out, std::size_t from, std::size_t to) {
+    std::vector<Key> keys;
+    keys.reserve(to - from);
+    for (std::size_t i = from; i < to; ++i) {
+        if (out[i].error) continue;
+        Key key{};
+        std::copy_n(out[i].serial.data(), std::min<std::size_t>(24, out[i].serial.size()), key.k.data());
+        key.i = static_cast<std::uint32_t>(i);
+        keys.push_back(key);
+    }
+    std::sort(keys.begin(), keys.end(), KeyLess{out});
+    return keys;
+}
+
+}  // namespace
+
+std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string> inputs) {
+    if (inputs.size() > std::numeric_limits<std::uint32_t>::max())
+        throw UsageError(fmt::format("lookup: {} serials in one batch, at most {}", inputs.size(),
+                                     std::numeric_limits<std::uint32_t>::max()));
+    std::vector<LookupResult> out(inputs.size());
+    refresh();
+    auto prepare_range = [&](std::size_t from, std::size_t to) {
+        for (std::size_t i = from; i < to; ++i) {
+            LookupResult& r = out[i];
+            r.input = inputs[i];
+            if (!scheme_.decode_key(r.input, r.serial, r.lot, r.production_date)) {
+                r.serial.clear();
+                prepare(scheme_, r);  // the full decode, for the diagnostics
+            }
+        }
+    };
+    // Large batches: one thread and one read-only connection per part (WAL
+    // readers do not block each other); each part reads a contiguous range of
+    // keys in its own snapshot, as consecutive single lookups would. The event
+    // cache is only read.
+    std::vector<std::unique_ptr<BulkReader>> readers;
+    if (inputs.size() >= kBulkThreshold) {
+        const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+        const std::size_t parts = std::clamp<std::size_t>(inputs.size() / kBulkThreshold, 1, std::min<std::size_t>(hw, 4));
+        for (std::size_t t = 0; t < parts; ++t) {
+            readers.push_back(std::make_unique<BulkReader>(store_.path()));
+            if (!readers.back()->ok()) {
+                readers.clear();
+                break;
+            }
+        }
+    }
+    if (readers.empty()) {
+        prepare_range(0, out.size());
+        for (const Key& k : key_order(out, 0, out.size())) judge(out[k.i]);
+        return out;
+    }
+    // In parallel: normalize each part and put it in key order; then one
+    // merge, so that each reader below gets a contiguous range of keys (half
+    // the B-tree each, at twice the density, instead of all of it).
+    // Part t of n items: [first, second).
+    auto part = [&](std::size_t n, std::size_t t) {
+        return std::pair{t * n / readers.size(), (t + 1) * n / readers.size()};
+    };
+    std::vector<std::vector<Key>> runs(readers.size());
+    std::vector<std::exception_ptr> thrown(readers.size());
+    auto in_parallel = [&](auto&& work) {
+        auto guarded = [&](std::size_t t) {
+            try {
+                work(t);
+            } catch (...) {
+                thrown[t] = std::current_exception();
+            }
+        };
+        std::vector<std::thread> pool;
+        for (std::size_t t = 1; t < readers.size(); ++t) pool.emplace_back(guarded, t);
+        guarded(0);
+        for (auto& th : pool) th.join();
+        for (const auto& e : thrown)
+            if (e) std::rethrow_exception(e);
+    };
+    in_parallel([&](std::size_t t) {
+        const auto [from, to] = part(out.size(), t);
+        prepare_range(from, to);
+        runs[t] = key_order(out, from, to);
+    });
+    std::vector<Key> order = std::move(runs[0]), merged;
+    for (std::size_t t = 1; t < runs.size(); ++t) {
+        merged.resize(order.size() + runs[t].size());
+        std::merge(order.begin(), order.end(), runs[t].begin(), runs[t].end(), merged.begin(), KeyLess{out});
+        std::swap(order, merged);
+        runs[t] = {};
+    }
+    std::vector<std::uint32_t> pos(out.size());  // result index → place in key order
+    for (std::size_t j = 0; j < order.size(); ++j) pos[order[j].i] = static_cast<std::uint32_t>(j);
+    // Serials with events of their own, in key order: each part walks them
+    // alongside its own key-ordered serials instead of hashing every serial.
+    std::vector<std::pair<std::string_view, const std::vector<std::size_t>*>> serial_events;
+    serial_events.reserve(by_serial_.size());
+    for (const auto& [serial, ev] : by_serial_) serial_events.emplace_back(serial, &ev);
+    std::sort(serial_events.begin(), serial_events.end());
+
+    // Read and decide in key order into compact outcomes (the results
+    // themselves are 1 M scattered structures: they are written afterwards,
+    // in their own order). Stored lot and date go to a per-slice arena.
+    struct Decided {
+        std::uint32_t slice = 0, text = 0, lot_size = 0, date_size = 0;  // lot then date at arenas[slice][text]
+        std::uint32_t because = 0;  // 1 + index into becauses[slice]; 0: none
+        bool read = false, known = false, may_ship = false;
+        CellState state = CellState::clear;
+        std::optional<Verdict> verdict;
+    };
+    std::vector<Decided> outcome(order.size());
+    std::vector<std::string> arenas(readers.size());
+    std::vector<std::vector<std::vector<QuarantineEvent>>> becauses(readers.size());
+    in_parallel([&](std::size_t t) {
+        const auto [from, to] = part(order.size(), t);
+        // The serial of place j: the key itself unless it may be cut short.
+        auto serial_at = [&](std::size_t j) -> std::string_view {
+            const auto& k = order[j].k;
+            const auto n = static_cast<std::size_t>(std::find(k.begin(), k.end(), '\0') - k.begin());
+            return n < k.size() ? std::string_view(k.data(), n) : std::string_view(out[order[j].i].serial);
+        };
+        std::string json = "[";
+        json.reserve((to - from) * 20 + 2);
+        for (std::size_t j = from; j < to; ++j) {
+            if (j > from) json.push_back(',');
+            append_json_string(json, serial_at(j));
+        }
+        json.push_back(']');
+        std::string& arena = arenas[t];
+        std::size_t next = from;     // the next place of the slice to be decided
+        std::size_t next_event = 0;  // into serial_events
+        std::string lot;             // the lot of the last serial (consecutive serials share it) …
+        const std::vector<std::size_t>* lot_events = nullptr;  // … and its events
+        std::vector<QuarantineEvent> because;
+        auto decide = [&](std::size_t j, const BulkRow* cell) {
+            Decided& o = outcome[j];
+            o.slice = static_cast<std::uint32_t>(t);
+            o.read = true;
+            std::string_view cell_lot, date;
+            if (cell) {
+                o.known = true;
+                o.verdict = cell->verdict;
+                o.text = static_cast<std::uint32_t>(arena.size());
+                o.lot_size = static_cast<std::uint32_t>(cell->lot.size());
+                o.date_size = static_cast<std::uint32_t>(cell->date.size());
+                arena.append(cell->lot);
+                arena.append(cell->date);
+                cell_lot = cell->lot;
+                date = cell->date;
+            } else {  // unknown: the lot and date the serial encodes
+                const LookupResult& r = out[order[j].i];
+                cell_lot = r.lot;
+                date = r.production_date;
+            }
+            const std::string_view serial = serial_at(j);
+            while (next_event < serial_events.size() && serial_events[next_event].first < serial) ++next_event;
+            const std::vector<std::size_t>* own =
+                next_event < serial_events.size() && serial_events[next_event].first == serial
+                    ? serial_events[next_event].second
+                    : nullptr;
+            if (cell_lot != lot) {
+                lot.assign(cell_lot);
+                const auto it = lot.empty() ? by_lot_.end() : by_lot_.find(lot);
+                lot_events = it == by_lot_.end() ? nullptr : &it->second;
+            }
+            const auto ev = gather(own, lot_events, date);
+            if (!ev.empty()) {
+                o.state = quarantine_state(serial, ev, &because);
+                if (!because.empty()) {
+                    becauses[t].push_back(std::move(because));
+                    because = {};
+                    o.because = static_cast<std::uint32_t>(becauses[t].size());
+                }
+            }
+            o.may_ship = ship_allowed(o.known, o.verdict, o.state);
+        };
+        const bool read = readers[t]->read(json, [&](const BulkRow& row) {
+            const std::size_t j = from + row.index;
+            for (; next < j; ++next) decide(next, nullptr);  // no cell: unknown
+            decide(next++, &row);
+        });
+        if (read)
+            for (; next < to; ++next) decide(next, nullptr);
+        // else: places from `next` on stay unread; judged below on the store's connection
+    });
+    in_parallel([&](std::size_t t) {
+        const auto [from, to] = part(out.size(), t);
+        for (std::size_t i = from; i < to; ++i) {
+            LookupResult& r = out[i];
+            if (r.error) continue;
+            Decided& o = outcome[pos[i]];
+            if (!o.read) continue;
+            if (o.known) {
+                const std::string_view text = std::string_view(arenas[o.slice]).substr(o.text);
+                r.known = true;
+                r.lot.assign(text.substr(0, o.lot_size));
+                r.production_date.assign(text.substr(o.lot_size, o.date_size));
+                r.verdict = o.verdict;
+            }
+            r.state = o.state;
+            r.may_ship = o.may_ship;
+            if (o.because) r.because = becauses[o.slice][o.because - 1];  // copies: a serial may repeat
+        }
+    });
+    for (std::size_t j = 0; j < order.size(); ++j)
+        if (!outcome[j].read) judge(out[order[j].i]);  // an SQLite error: the store's read (throws StoreError)
+    return out;
+}
+
+// ================================================================ shipping
+
+namespace {
+constexpr std::string_view kShipmentKind = "shipment";
+}
+
+ShipmentResult ship(Store& store, LookupSession& session, std::span<const std::string> serials,
+                    std::string_view gate_id, const Actor& actor, std::string_view reference) {
+    if (trim(gate_id).empty()) throw UsageError("ship: a gate id is required");
+    if (trim(actor.name).empty()) throw UsageError("ship: an actor is required");
+    if (serials.empty()) throw UsageError("ship: no serials");
+    ShipmentResult res;
+    store.write_transaction([&] {
+        res = ShipmentResult{};
+        // Decided under the write lock: the session re-reads the events.
+        std::vector<LookupResult> looked = session.lookup_many(serials);
+        std::unordered_set<std::string> seen;
+        nlohmann::json list = nlohmann::json::array();
+        for (auto& r : looked) {
+            const std::string key = r.serial.empty() ? r.input : r.serial;
+            if (!seen.insert(key).second) {
+                ++res.repeats;
+                continue;
+            }
+            ++res.units;
+            if (!r.may_ship) res.refused.push_back(std::move(r));
+            else list.push_back(r.serial);
+        }
+        if (!res.refused.empty()) return false;
+        StationEvent ev;
+        ev.station_id = std::string(gate_id);
+        ev.kind = std::string(kShipmentKind);
+        ev.message = fmt::format("shipment {}: {} units", reference, list.size());
+        ev.detail_json = nlohmann::json{{"serials", list}, {"actor", actor.name}, {"role", actor.role},
+                                        {"reference", reference}}
+                             .dump();
+        res.event_id = store.append_station_event(ev);
+        res.shipped = true;
+        return true;
+    });
+    return res;
+}
+
+std::unordered_map<std::string, double> shipped_serials(Store& store) {
+    std::unordered_map<std::string, double> out;
+    for (const StationEvent& e : store.station_events(std::numeric_limits<std::size_t>::max())) {
+        if (e.kind != kShipmentKind) continue;
+        const auto j = nlohmann::json::parse(e.detail_json, nullptr, false);
+        if (j.is_discarded() || !j.contains("serials") || !j["serials"].is_array()) continue;
+        for (const auto& s : j["serials"]) {
+            if (!s.is_string()) continue;
+            auto [it, fresh] = out.emplace(s.get<std::string>(), e.time_unix_s);
+            if (!fresh) it->second = std::min(it->second, e.time_unix_s);
+        }
+    }
+    return out;
+}
+
+}  // namespace eol::station

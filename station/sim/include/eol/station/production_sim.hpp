@@ -1,0 +1,122 @@
+// eol/station/production_sim.hpp — a simulated production written to the
+// results store: months of lots, each cell formed, stored for days and
+// tested end-of-line through the simulator's cell physics, with a defect
+// window, and the ground truth for judging a screen.
+//
+// The line: cells are made on working days (Mon–Fri) between `from` and
+// `to`, spread evenly; one lot per production day (lot ids count up from
+// `first_lot`); serials per the serial scheme (plant, line, production date,
+// lot, sequence within the lot). Parameters come from eol::sim::draw_cell
+// (PopulationSpec `population`), plus a normal self-discharge (a leakage
+// current, log-normal) the cell model itself does not have.
+//
+// The defect: lots produced inside `defect_window` draw with
+// short_fraction = defect_short_fraction (internal shorts log-uniform in
+// [short_min_ohm, short_max_ohm] of `population`) and a lot-wide R0 shift of
+// defect_r0_shift_rel × U(0.7, 1.3). `background_short_fraction` of cells in
+// every lot have a short too (isolated defects the screen must also catch).
+//
+// Each cell's history, all through eol::sim::Cell / Fixture (noisy,
+// quantized instrument readings) and the station's own step engine
+// (steps.hpp) over the in-process simulated roles (sim_roles.hpp) — the
+// same steps, fits and judgement the station runs on real instruments:
+//   1. formation station: the `formation` recipe (config/recipes/
+//      formation.toml: a minute's rest, then the OCV) on the production day;
+//   2. storage for U(rest_days_min, rest_days_max) days: SoC drains by the
+//      leakage and the short (OCV²/R_isc), integrated in 1-hour steps (the
+//      last `fixture_wait_s` in the EOL fixture, so a short's heat settles);
+//   3. EOL station: the `recipe` (config/recipes/eol-18650.toml), judged by
+//      its own limits under the safety `limits`. The pulse trace is stored
+//      only with store_traces (~10 kB a cell).
+// Both records go to the store with Store::write_batch, `batch_cells` cells
+// a transaction, in cell order.
+//
+// Determinism: every cell draws from its own RNG seeded by (seed, cell
+// index), so the result does not depend on `threads` (0 = all cores).
+//
+// Errors: UsageError for a bad spec (no working day, cells = 0, a recipe
+// missing; a defect window outside the dates is allowed); StoreError from the
+// store. A cell whose steps fail (a fit that throws, …) is recorded with
+// verdict error, as the station would.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "eol/sim/cell.hpp"
+#include "eol/station/config.hpp"
+#include "eol/station/serial.hpp"
+#include "eol/station/store.hpp"
+
+namespace eol::station {
+
+struct ProductionSpec {
+    std::size_t cells = 20000;
+    Date from{2023, 1, 1};
+    Date to{2023, 6, 30};
+    std::optional<std::pair<Date, Date>> defect_window;  // inclusive production dates
+    double defect_short_fraction = 0.03;
+    double defect_r0_shift_rel = 0.04;
+    double background_short_fraction = 0.0005;
+    sim::PopulationSpec population{};  // the good production (short_fraction/r0_shift ignored)
+    double leak_median_ma = 0.05;      // normal self-discharge current, log-normal
+    double leak_sigma_log = 0.25;
+    double rest_days_min = 3.0;        // formation OCV → EOL test
+    double rest_days_max = 10.0;
+    double ambient_c = 25.0;           // ± 0.5 °C from day to day
+    std::uint64_t seed = 1;
+    unsigned threads = 0;              // 0 = hardware concurrency
+    std::string plant = "01";
+    std::string line = "A";
+    std::uint64_t first_lot = 1;
+    std::string cell_model = "INR18650-30Q";
+    std::string formation_station = "FORM-01";
+    std::string eol_station = "EOL-01";
+    const Recipe* recipe = nullptr;    // the EOL recipe (required)
+    const Recipe* formation = nullptr; // the formation recipe (required)
+    Limits limits{60.0, 2.5, 10.0};    // safety: temp_abort_c, v_min_v, i_max_a
+    double fixture_wait_s = 7200.0;    // storage time spent in the EOL fixture before the test
+    bool store_traces = false;         // keep the pulse trace in the EOL record
+    std::size_t batch_cells = 500;
+};
+
+/// What was really made (for judging a screen; never read by it).
+struct CellTruth {
+    std::string serial;
+    std::string lot;
+    std::string production_date;
+    bool defect_lot = false;
+    bool shorted = false;
+    double r_isc_ohm = 0.0;  // 0 when no short
+    double r0_ohm = 0.0;
+    double leak_ma = 0.0;
+    double rest_days = 0.0;
+    bool eol_pass = false;   // the EOL verdict by the limits
+};
+
+struct ProductionSummary {
+    std::vector<CellTruth> truth;  // in production order
+    std::size_t lots = 0;
+    std::size_t defect_lots = 0;
+    std::size_t shorted = 0;
+    std::size_t eol_failed = 0;
+    double seconds = 0.0;          // wall time
+};
+
+/// Simulates the production and writes it to `store`. `progress(done, total)`
+/// is called from the calling thread after each batch is written.
+ProductionSummary simulate_production(Store& store, const ProductionSpec& spec,
+                                      const SerialScheme& scheme = SerialScheme::default_scheme(),
+                                      const std::function<void(std::size_t, std::size_t)>& progress = {});
+
+/// Truth as CSV: serial,lot,production_date,defect_lot,shorted,r_isc_ohm,r0_ohm,leak_ma,rest_days,eol_pass
+void write_truth_csv(const std::filesystem::path& file, std::span<const CellTruth> truth);
+
+}  // namespace eol::station

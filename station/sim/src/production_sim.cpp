@@ -1,0 +1,239 @@
+#include "eol/station/production_sim.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "eol/models/lot_tests.hpp"
+#include "eol/sim/fixture.hpp"
+#include "eol/station/output.hpp"
+#include "eol/station/sim_roles.hpp"
+#include "eol/station/steps.hpp"
+
+namespace eol::station {
+namespace {
+
+std::uint64_t mix(std::uint64_t x) {  // splitmix64
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+struct Planned {
+    std::size_t day_index = 0;
+    std::string serial, lot, date;
+    std::int32_t day = 0;
+    bool defect = false;
+    double r0_shift = 0.0;
+    double ambient_c = 25.0;
+};
+
+struct Simulated {
+    TestRecord formation, eol;
+    CellTruth truth;
+};
+
+Simulated simulate_cell(const ProductionSpec& spec, const Planned& pl, std::size_t index) {
+    std::mt19937_64 rng(mix(spec.seed * 0x100000001b3ULL + index));
+    sim::PopulationSpec pop = spec.population;
+    pop.r0_shift_rel = pl.defect ? pl.r0_shift : 0.0;
+    pop.short_fraction = pl.defect ? spec.defect_short_fraction : spec.background_short_fraction;
+    const sim::CellParams p = sim::draw_cell(pop, rng);
+    std::uniform_real_distribution<double> u01(0.0, 1.0);
+    std::normal_distribution<double> n01(0.0, 1.0);
+    const double leak_a = spec.leak_median_ma * 1e-3 * std::exp(spec.leak_sigma_log * n01(rng));
+    const double rest_days = spec.rest_days_min + (spec.rest_days_max - spec.rest_days_min) * u01(rng);
+    const double t_form = static_cast<double>(pl.day) * 86400.0 + 6 * 3600.0 + 12 * 3600.0 * u01(rng);
+    const double t_eol = t_form + rest_days * 86400.0;
+    const std::uint64_t noise_seed = mix(spec.seed ^ (index * 0x9e3779b97f4a7c15ULL));
+
+    Simulated out;
+    CellTruth& tr = out.truth;
+    tr.serial = pl.serial;
+    tr.lot = pl.lot;
+    tr.production_date = pl.date;
+    tr.defect_lot = pl.defect;
+    tr.shorted = std::isfinite(p.r_isc_ohm);
+    tr.r_isc_ohm = tr.shorted ? p.r_isc_ohm : 0.0;
+    tr.r0_ohm = p.r0_ohm;
+    tr.leak_ma = leak_a * 1e3;
+    tr.rest_days = rest_days;
+
+    const CellIdentity identity{pl.serial, spec.cell_model, pl.lot, pl.date};
+
+    // 1. Formation: the formation recipe on the production day.
+    InProcessRun form;
+    form.station_id = spec.formation_station;
+    form.ambient_c = pl.ambient_c;
+    form.noise_seed = noise_seed;
+    form.unix_start_s = t_form;
+    out.formation = run_in_process(*spec.formation, spec.limits, p, identity, form);
+
+    // 2. Storage until the cell goes into the EOL fixture.
+    sim::CellParams pe = p;
+    pe.soc0 = storage_soc(p, p.soc0, leak_a, std::max(0.0, (rest_days * 86400.0 - spec.fixture_wait_s) / 3600.0));
+
+    // 3. EOL station: the recipe, after the wait in the fixture (a short's heat settles).
+    InProcessRun eol;
+    eol.station_id = spec.eol_station;
+    eol.ambient_c = pl.ambient_c;
+    eol.noise_seed = noise_seed + 1;
+    eol.wait_s = spec.fixture_wait_s;
+    eol.unix_start_s = t_eol + spec.fixture_wait_s;
+    eol.trace = spec.store_traces ? RunContext::Trace::pulse_only : RunContext::Trace::none;
+    out.eol = run_in_process(*spec.recipe, spec.limits, pe, identity, eol);
+    tr.eol_pass = out.eol.verdict == Verdict::pass;
+    return out;
+}
+
+std::vector<Planned> plan(const ProductionSpec& spec, const SerialScheme& scheme, std::size_t& lots,
+                          std::size_t& defect_lots) {
+    if (spec.cells == 0) throw UsageError("production: cells must be > 0");
+    if (!spec.from.valid() || !spec.to.valid() || spec.to < spec.from)
+        throw UsageError(fmt::format("production: dates {}..{} are not a valid range", spec.from.iso(), spec.to.iso()));
+    const auto d0 = models::parse_iso_day(spec.from.iso());
+    const auto d1 = models::parse_iso_day(spec.to.iso());
+    std::vector<std::int32_t> days;
+    for (std::int32_t d = *d0; d <= *d1; ++d)
+        if (((d % 7) + 7 + 3) % 7 < 5) days.push_back(d);  // 1970-01-01 was a Thursday (3, Monday = 0)
+    if (days.empty()) throw UsageError("production: no working day (Mon–Fri) between the dates");
+    std::vector<Planned> out;
+    out.reserve(spec.cells);
+    lots = defect_lots = 0;
+    const std::size_t n_days = days.size();
+    for (std::size_t k = 0; k < n_days; ++k) {
+        const std::size_t count = (k + 1) * spec.cells / n_days - k * spec.cells / n_days;
+        if (count == 0) continue;
+        const std::string iso = models::day_to_iso(days[k]);
+        const Date date = *Date::parse_iso(iso);
+        const bool defect = spec.defect_window && !(date < spec.defect_window->first) &&
+                            !(spec.defect_window->second < date);
+        std::mt19937_64 lot_rng(mix(spec.seed * 7919 + k + 1));
+        std::uniform_real_distribution<double> u(0.0, 1.0);
+        const double shift = spec.defect_r0_shift_rel * (0.7 + 0.6 * u(lot_rng));
+        const double ambient = spec.ambient_c + (u(lot_rng) - 0.5);
+        SerialSpec s;
+        s.plant = spec.plant;
+        s.line = spec.line;
+        s.lot = fmt::format("{:04d}", spec.first_lot + lots);
+        s.date = date;
+        s.sequence = 1;
+        const std::vector<std::string> serials = scheme.make_range(s, count);
+        const std::string lot = scheme.decode(serials.front()).value.lot;
+        for (const auto& serial : serials) {
+            Planned p;
+            p.day_index = k;
+            p.serial = serial;
+            p.lot = lot;
+            p.date = iso;
+            p.day = days[k];
+            p.defect = defect;
+            p.r0_shift = shift;
+            p.ambient_c = ambient;
+            out.push_back(std::move(p));
+        }
+        ++lots;
+        if (defect) ++defect_lots;
+    }
+    return out;
+}
+
+}  // namespace
+
+ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, const SerialScheme& scheme,
+                                      const std::function<void(std::size_t, std::size_t)>& progress) {
+    if (!spec.recipe || !spec.formation)
+        throw UsageError("production: the EOL recipe and the formation recipe are needed (config/recipes/)");
+    const auto t0 = std::chrono::steady_clock::now();
+    ProductionSummary sum;
+    const std::vector<Planned> planned = plan(spec, scheme, sum.lots, sum.defect_lots);
+    const std::size_t n = planned.size();
+    const std::size_t batch = std::max<std::size_t>(1, spec.batch_cells);
+    unsigned threads = spec.threads ? spec.threads : std::max(1u, std::thread::hardware_concurrency());
+
+    std::vector<std::optional<Simulated>> slot(n);
+    std::atomic<std::size_t> next{0};
+    std::mutex m;
+    std::condition_variable cv;
+    std::size_t done_prefix = 0;  // slots [0, done_prefix) are filled (under m)
+    std::vector<char> filled(n, 0);
+    std::atomic<bool> stop{false};
+    std::exception_ptr error;
+
+    auto worker = [&] {
+        try {
+            for (;;) {
+                if (stop) return;
+                const std::size_t i = next++;
+                if (i >= n) return;
+                Simulated s = simulate_cell(spec, planned[i], i);
+                std::lock_guard lk(m);
+                slot[i] = std::move(s);
+                filled[i] = 1;
+                while (done_prefix < n && filled[done_prefix]) ++done_prefix;
+                cv.notify_all();
+            }
+        } catch (...) {
+            std::lock_guard lk(m);
+            if (!error) error = std::current_exception();
+            stop = true;
+            cv.notify_all();
+        }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t) pool.emplace_back(worker);
+
+    std::vector<TestRecord> records;
+    std::size_t written = 0;
+    try {
+        while (written < n) {
+            const std::size_t end = std::min(n, written + batch);
+            {
+                std::unique_lock lk(m);
+                cv.wait(lk, [&] { return done_prefix >= end || stop; });
+                if (stop) break;
+            }
+            records.clear();
+            for (std::size_t i = written; i < end; ++i) {
+                Simulated& s = *slot[i];
+                records.push_back(std::move(s.formation));
+                records.push_back(std::move(s.eol));
+                sum.shorted += s.truth.shorted ? 1 : 0;
+                sum.eol_failed += s.truth.eol_pass ? 0 : 1;
+                sum.truth.push_back(std::move(s.truth));
+                slot[i].reset();
+            }
+            store.write_batch(records);
+            written = end;
+            if (progress) progress(written, n);
+        }
+    } catch (...) {
+        stop = true;
+        for (auto& t : pool) t.join();
+        throw;
+    }
+    for (auto& t : pool) t.join();
+    if (error) std::rethrow_exception(error);
+    sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return sum;
+}
+
+void write_truth_csv(const std::filesystem::path& file, std::span<const CellTruth> truth) {
+    std::string text = "serial,lot,production_date,defect_lot,shorted,r_isc_ohm,r0_ohm,leak_ma,rest_days,eol_pass\n";
+    for (const auto& t : truth)
+        text += fmt::format("{},{},{},{},{},{:.1f},{:.6f},{:.4f},{:.3f},{}\n", t.serial, t.lot, t.production_date,
+                            t.defect_lot ? 1 : 0, t.shorted ? 1 : 0, t.r_isc_ohm, t.r0_ohm, t.leak_ma, t.rest_days,
+                            t.eol_pass ? 1 : 0);
+    write_file_atomically(file, text);
+}
+
+}  // namespace eol::station

@@ -1,0 +1,145 @@
+// eol/station/steps.hpp — the step engine: every recipe step (rest, OCV,
+// IEC 61960 DCIR, hardware-timed pulse with the load's logger, heating with
+// its cooling) written once, against the instrument roles and a clock, and
+// the recipe run over one fixture position that returns the finished,
+// immutable TestRecord with a StepRecord per step.
+//
+// Everything that runs a recipe runs these steps: the demo and the tests
+// over real sockets to the simulated instruments (ScaledWallClock), the
+// simulated production in-process (eol::station_sim's roles over the cell
+// physics and a clock that skips instead of sleeping), and the controller.
+//
+// Lifecycle: build a ChannelIo over connected drivers (a shared instrument
+// comes with the mutex that serializes its use, or none when the channel
+// has it alone), call run_recipe(). Steps never touch SQL: the caller hands
+// the record to its sinks (record.hpp; the store is one).
+//
+// Outcomes. Each step ends pass (its measurements judged and all passed),
+// fail (one out of limits or not measured), aborted (a safety limit),
+// timeout (an instrument did not answer or finish in time), or error (an
+// instrument, data or fit failure, a step asking more current than
+// limits.i_max_a); the steps after an aborted, timed-out or failed-with-error
+// step are skipped. The record's verdict: abort after a safety abort, error
+// after a timeout or error (abort_reason says which step and why), else
+// decide_verdict() over the measurements. run_recipe() does not throw for
+// anything that happens inside the steps — a fit that throws, bad data or a
+// driver exception becomes the cell's verdict error with its reason — only
+// for a ChannelIo without instruments or a RunContext without a clock
+// (std::logic_error: a programming error).
+//
+// Safety: after every reading while current flows, a cell temperature above
+// limits.temp_abort_c or a terminal voltage below limits.v_min_v aborts the
+// run. In every case the channel's input is switched off before
+// run_recipe() returns (best effort when the instrument itself failed).
+//
+// Timing: recipe durations are station seconds, kept by the StepClock.
+// Measurements: each step declares them (MeasurementSpec); the step's
+// quantities (config.hpp step_quantities) are recorded under the
+// measurement's name and judged once with judge() (record.hpp).
+// Fits: the pulse → "ecm2" (R0 + 2 RC); the heat step → "thermal" (C_th,
+// R_th, τ, P_x, heating resistance, and p_heat_w = I²·R of the step, which
+// the heat_rise_k_per_w feature divides by).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "eol/instruments/roles.hpp"
+#include "eol/models/ecm.hpp"
+#include "eol/models/thermal.hpp"
+#include "eol/station/config.hpp"
+#include "eol/station/record.hpp"
+
+namespace eol::station {
+
+/// Station time for the steps. now_s() is monotonic station seconds;
+/// unix_now_s() is the UTC time records are stamped with; sleep_s() waits
+/// station seconds. Thread-safe (several channels may share one clock).
+class StepClock {
+public:
+    virtual ~StepClock() = default;
+    virtual double now_s() const = 0;
+    virtual double unix_now_s() const = 0;
+    virtual void sleep_s(double station_s) = 0;
+    void sleep_until_s(double station_t) { sleep_s(station_t - now_s()); }
+};
+
+/// Real time: `time_scale` station seconds pass per wall second (1 on a
+/// line; the simulators' scale when driving them). std::invalid_argument
+/// unless time_scale > 0.
+class ScaledWallClock final : public StepClock {
+public:
+    explicit ScaledWallClock(double time_scale = 1.0);
+    double now_s() const override;
+    double unix_now_s() const override;
+    void sleep_s(double station_s) override;
+    double time_scale() const { return time_scale_; }
+
+private:
+    double time_scale_;
+    double t0_steady_s_;
+};
+
+struct ChannelIo {
+    instruments::ElectronicLoad* load = nullptr;
+    int load_channel = 1;
+    std::mutex* load_mutex = nullptr;     // nullptr: the channel has the load alone
+    instruments::TemperatureReader* thermo = nullptr;
+    int thermo_channel = 0;
+    std::mutex* thermo_mutex = nullptr;   // nullptr: the channel has the reader alone
+    std::optional<int> ambient_channel;   // on the same reader
+};
+
+struct CellIdentity {
+    std::string serial;  // normalized
+    std::string cell_model;
+    std::string lot;
+    std::string production_date;  // YYYY-MM-DD or ""
+};
+
+/// The fits the steps run; replaceable (tests make one throw).
+struct StepFits {
+    std::function<models::EcmFit(const models::Series&, const models::EcmOptions&)> ecm;
+    std::function<models::ThermalFit(const models::Series&, const models::ThermalOptions&)> thermal;
+    /// models::fit_ecm and models::fit_thermal.
+    static StepFits standard();
+};
+
+struct RunContext {
+    std::string station_id;
+    int position = 0;
+    StepClock* clock = nullptr;           // required
+    std::shared_ptr<const StepFits> fits; // nullptr: StepFits::standard()
+    /// Trace samples kept in the record: all (true) or only the pulse's (the
+    /// simulated production's compact records, ~10 kB a cell, or none).
+    enum class Trace { all, pulse_only, none } trace = Trace::all;
+};
+
+/// Runs `recipe` on one position; see the top of this header.
+TestRecord run_recipe(const Recipe& recipe, const Limits& limits, const ChannelIo& io, const CellIdentity& cell,
+                      const RunContext& ctx);
+
+/// One position of a multi-channel round.
+struct ChannelJob {
+    ChannelIo io;
+    CellIdentity cell;
+    int position = 0;
+    std::shared_ptr<const StepFits> fits;  // nullptr: the run context's
+};
+
+/// Runs `jobs` concurrently (one worker per job) and hands each finished
+/// record to every sink in turn, one record at a time. A failure inside one
+/// channel never ends the others or the process: whatever escapes a channel
+/// becomes that record's verdict error. Returns the records in job order.
+/// A sink that throws does not stop the round; the first sink error is
+/// rethrown after every channel has finished (a record the store could not
+/// take is an error of the station, never silently lost).
+std::vector<TestRecord> run_channels(const Recipe& recipe, const Limits& limits, std::span<const ChannelJob> jobs,
+                                     const RunContext& ctx, std::span<RecordSink* const> sinks = {});
+
+}  // namespace eol::station

@@ -1,0 +1,488 @@
+#include "eol/station/steps.hpp"
+
+#include <fmt/core.h>
+
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <map>
+#include <stdexcept>
+#include <thread>
+#include <type_traits>
+#include <variant>
+
+#include "eol/instruments/errors.hpp"
+
+namespace eol::station {
+
+// ================================================================ clocks
+
+namespace {
+double steady_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+double system_unix_s() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+ScaledWallClock::ScaledWallClock(double time_scale) : time_scale_(time_scale), t0_steady_s_(steady_s()) {
+    if (!(time_scale > 0) || !std::isfinite(time_scale))
+        throw std::invalid_argument(fmt::format("time scale {} is not a positive number", time_scale));
+}
+double ScaledWallClock::now_s() const { return (steady_s() - t0_steady_s_) * time_scale_; }
+double ScaledWallClock::unix_now_s() const { return system_unix_s(); }
+void ScaledWallClock::sleep_s(double station_s) {
+    if (station_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(station_s / time_scale_));
+}
+
+StepFits StepFits::standard() {
+    StepFits f;
+    f.ecm = [](const models::Series& s, const models::EcmOptions& o) { return models::fit_ecm(s, o); };
+    f.thermal = [](const models::Series& s, const models::ThermalOptions& o) { return models::fit_thermal(s, o); };
+    return f;
+}
+
+namespace {
+
+using Quantities = std::map<std::string, double, std::less<>>;
+
+/// Ends the run early: a safety limit (outcome aborted) or a step that
+/// cannot run (outcome error).
+struct StepStop {
+    StepOutcome outcome;
+    std::string reason;
+};
+
+ModelFit fit_record(const char* kind, bool converged, double rmse) {
+    ModelFit m;
+    m.kind = kind;
+    m.converged = converged;
+    m.rmse = rmse;
+    return m;
+}
+void put(ModelFit& m, const std::string& name, const models::Estimate& e) {
+    m.parameters[name] = e.value;
+    m.ci95[name] = Interval{e.value - e.ci95, e.value + e.ci95};
+}
+
+class Run {
+public:
+    Run(const Recipe& r, const Limits& l, const ChannelIo& io, const RunContext& ctx, const StepFits& fits)
+        : recipe_(r), limits_(l), io_(io), ctx_(ctx), clock_(*ctx.clock), fits_(fits) {}
+
+    TestRecord run(const CellIdentity& cell);
+
+private:
+    template <class F>
+    auto with_load(F&& f) const {
+        if (!io_.load_mutex) return f(*io_.load);
+        std::lock_guard lk(*io_.load_mutex);
+        return f(*io_.load);
+    }
+    template <class F>
+    auto with_thermo(F&& f) const {
+        if (!io_.thermo_mutex) return f(*io_.thermo);
+        std::lock_guard lk(*io_.thermo_mutex);
+        return f(*io_.thermo);
+    }
+
+    double now_s() const { return clock_.now_s(); }
+
+    void input_off() const {
+        with_load([&](instruments::ElectronicLoad& l) { l.set_input(io_.load_channel, false); });
+    }
+    void safe_off() const noexcept {
+        try {
+            input_off();
+        } catch (...) {
+            // The instrument itself failed; the step's reason already says so.
+        }
+    }
+    void draw(double current_a) const {
+        with_load([&](instruments::ElectronicLoad& l) {
+            l.set_mode(io_.load_channel, instruments::LoadMode::cc, current_a);
+            l.set_input(io_.load_channel, true);
+        });
+    }
+    instruments::LoadReading measure() const {
+        return with_load([&](instruments::ElectronicLoad& l) { return l.measure(io_.load_channel); });
+    }
+
+    /// Cell and ambient temperature; throws InstrumentError for a channel that
+    /// does not read ok (an open thermocouple must not pass as a temperature).
+    std::pair<double, double> temperatures() const {
+        const auto all = with_thermo([&](instruments::TemperatureReader& t) { return t.read_all(); });
+        auto pick = [&](int ch) {
+            if (ch < 0 || static_cast<std::size_t>(ch) >= all.size())
+                throw instruments::InstrumentError(io_.thermo->name(), "read channel " + std::to_string(ch),
+                                                   "no such channel");
+            const auto& r = all[static_cast<std::size_t>(ch)];
+            if (r.status != instruments::TcStatus::ok)
+                throw instruments::InstrumentError(io_.thermo->name(), "read channel " + std::to_string(ch),
+                                                   std::string("thermocouple ") + to_string(r.status));
+            return r.temp_c;
+        };
+        const double cell = pick(io_.thermo_channel);
+        const double amb = io_.ambient_channel ? pick(*io_.ambient_channel) : std::nan("");
+        return {cell, amb};
+    }
+
+    void check_safety(double v_v, double temp_c, bool loaded) const {
+        if (temp_c > limits_.temp_abort_c)
+            throw StepStop{StepOutcome::aborted, fmt::format("cell temperature {:.1f} °C above the abort limit {:.1f} °C",
+                                                             temp_c, limits_.temp_abort_c)};
+        if (loaded && v_v < limits_.v_min_v)
+            throw StepStop{StepOutcome::aborted, fmt::format("terminal voltage {:.3f} V under load below {:.3f} V",
+                                                             v_v, limits_.v_min_v)};
+    }
+
+    void check_current(double current_a) const {
+        if (current_a > limits_.i_max_a)
+            throw StepStop{StepOutcome::error,
+                           fmt::format("asks {} A, more than limits.i_max_a = {} A", current_a, limits_.i_max_a)};
+    }
+
+    void append_sample(double t_s, double i_a, double v_v, double temp_c, double amb_c, bool pulse) {
+        if (ctx_.trace == RunContext::Trace::none || (ctx_.trace == RunContext::Trace::pulse_only && !pulse)) return;
+        auto& tr = out_.trace;
+        if (!tr.t_s.empty() && t_s <= tr.t_s.back()) t_s = std::nextafter(tr.t_s.back(), INFINITY);
+        tr.t_s.push_back(t_s);
+        tr.i_a.push_back(i_a);
+        tr.v_v.push_back(v_v);
+        tr.t_cell_c.push_back(temp_c);
+        tr.t_amb_c.push_back(std::isfinite(amb_c) ? amb_c : temp_c);
+    }
+
+    // ---- the steps ----
+
+    void rest(const RestParams& p) {
+        input_off();
+        clock_.sleep_s(p.duration_s);
+    }
+
+    double ocv(const OcvParams& p) {
+        input_off();
+        double sum = 0;
+        const int n = std::max(1, p.samples);
+        for (int k = 0; k < n; ++k) {
+            if (k > 0) clock_.sleep_s(p.interval_s);
+            sum += measure().v_v;
+        }
+        const double v = sum / n;
+        const auto [tc, ta] = temperatures();
+        check_safety(v, tc, false);
+        append_sample(now_s(), 0.0, v, tc, ta, false);
+        return v;
+    }
+
+    // IEC 61960: U and I at the end of the low level, then of the high level.
+    double dcir(const DcirParams& p) {
+        check_current(p.high_a);
+        draw(p.low_a);
+        clock_.sleep_s(p.low_s);
+        const auto r1 = measure();
+        draw(p.high_a);
+        clock_.sleep_s(p.high_s);
+        const auto r2 = measure();
+        input_off();
+        const auto [tc, ta] = temperatures();
+        check_safety(std::min(r1.v_v, r2.v_v), tc, true);
+        if (!(r2.i_a - r1.i_a > 1e-3))
+            throw instruments::InstrumentError(io_.load->name(), "dcir",
+                                               fmt::format("the two current levels did not differ ({} A, {} A)",
+                                                           r1.i_a, r2.i_a));
+        return (r1.v_v - r2.v_v) / (r2.i_a - r1.i_a);
+    }
+
+    Quantities pulse(const PulseParams& p) {
+        check_current(p.current_a);
+        instruments::PulseSpec spec;
+        spec.steps = {{0.0, p.pre_s}, {p.current_a, p.duration_s}, {0.0, p.relaxation_s}};
+        spec.sample_interval_s = p.sample_interval_s;
+        spec.points = p.points();
+        const auto [tc0, ta0] = temperatures();
+        const double t_trigger = now_s();
+        with_load([&](instruments::ElectronicLoad& l) {
+            l.arm_pulse(io_.load_channel, spec);
+            l.trigger(io_.load_channel);
+            return 0;
+        });
+        const double budget_s = std::max(spec.total_s(), p.sample_interval_s * static_cast<double>(spec.points));
+        // Station time for the logger, plus 10 s of wall time for the instrument.
+        const auto wall_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        const double deadline_s = t_trigger + budget_s;
+        for (;;) {
+            const bool done = with_load([&](instruments::ElectronicLoad& l) { return l.pulse_done(io_.load_channel); });
+            if (done) break;
+            if (now_s() > deadline_s && std::chrono::steady_clock::now() > wall_deadline)
+                throw instruments::TimeoutError(io_.load->name(), "pulse", "logger not complete in time");
+            clock_.sleep_s(std::min(0.5, budget_s / 20));
+        }
+        const auto data = with_load([&](instruments::ElectronicLoad& l) { return l.fetch_pulse(io_.load_channel); });
+        input_off();
+        const auto [tc1, ta1] = temperatures();
+        if (data.t_s.size() < 10)
+            throw instruments::ProtocolError(io_.load->name(), "pulse",
+                                             fmt::format("logger returned {} samples", data.t_s.size()));
+        models::Series s;
+        s.t_s = data.t_s;
+        s.i_a = data.i_a;
+        s.v_v = data.v_v;
+        double v_min = INFINITY;
+        for (double v : data.v_v) v_min = std::min(v_min, v);
+        Quantities q{{"pulse_v_min_v", v_min}};
+        check_safety(v_min, std::max(tc0, tc1), true);
+        const double span = data.t_s.back() > 0 ? data.t_s.back() : 1.0;
+        for (std::size_t k = 0; k < data.t_s.size(); ++k) {
+            const double f = data.t_s[k] / span;  // temperatures interpolated between the reads around the pulse
+            append_sample(t_trigger + data.t_s[k], data.i_a[k], data.v_v[k], tc0 + f * (tc1 - tc0),
+                          ta0 + f * (ta1 - ta0), true);
+        }
+        models::EcmOptions opt;
+        opt.rc_pairs = 2;
+        const auto fit = fits_.ecm(s, opt);
+        ModelFit mf = fit_record("ecm2", fit.converged, fit.rmse_v);
+        put(mf, "ocv_v", fit.ocv_v);
+        put(mf, "r0_ohm", fit.r0_ohm);
+        q["r0_ohm"] = fit.r0_ohm.value;
+        q["fit_rmse_v"] = fit.rmse_v;
+        for (std::size_t k = 0; k < fit.rc.size(); ++k) {
+            const auto n = std::to_string(k + 1);
+            put(mf, "r" + n + "_ohm", fit.rc[k].r_ohm);
+            put(mf, "tau" + n + "_s", fit.rc[k].tau_s);
+            put(mf, "c" + n + "_f", fit.rc[k].c_f);
+            q["r" + n + "_ohm"] = fit.rc[k].r_ohm.value;
+            q["tau" + n + "_s"] = fit.rc[k].tau_s.value;
+        }
+        out_.fits.push_back(std::move(mf));
+        return q;
+    }
+
+    Quantities heat(const HeatParams& p) {
+        check_current(p.current_a);
+        models::Series s;
+        auto sample = [&](double t_s, bool loaded) {
+            const auto r = measure();
+            const auto [tc, ta] = temperatures();
+            check_safety(r.v_v, tc, loaded);
+            s.t_s.push_back(t_s);
+            s.i_a.push_back(r.i_a);
+            s.v_v.push_back(r.v_v);
+            s.t_cell_c.push_back(tc);
+            s.t_amb_c.push_back(std::isfinite(ta) ? ta : tc);
+            append_sample(t_s, r.i_a, r.v_v, tc, ta, false);
+        };
+        sample(now_s(), false);
+        draw(p.current_a);
+        const double t_on = now_s();
+        // Sample on the interval grid until the step's time is up. The step
+        // ends on time even when sampling is slower than the interval (a
+        // loaded host, a fast simulated clock): late grid points are skipped,
+        // never appended to the step.
+        auto sample_until = [&](double t0, double duration_s, bool loaded) {
+            const double end = t0 + duration_s;
+            double next = t0 + p.sample_interval_s;
+            while (next <= end + 1e-9) {
+                clock_.sleep_until_s(next);
+                sample(now_s(), loaded);
+                const double t = now_s();
+                if (t >= end) break;
+                next += p.sample_interval_s;
+                if (next < t) next += std::ceil((t - next) / p.sample_interval_s) * p.sample_interval_s;
+                if (next > end) next = end;
+            }
+        };
+        sample_until(t_on, p.duration_s, true);
+        const std::size_t n_on = s.size();
+        input_off();
+        sample_until(now_s(), p.cooling_s, false);
+        double t_max = -INFINITY;
+        for (double t : s.t_cell_c) t_max = std::max(t_max, t);
+        Quantities q{{"temp_rise_k", t_max - s.t_cell_c.front()}};
+
+        // Heating from a circuit fitted to the same window, with three RC
+        // pairs: over a 10-minute step the open-circuit voltage falls with
+        // the charge drawn, and one pair (slower than the window, taken as
+        // that state-of-charge change, no heat) goes to it; the other two
+        // carry the polarisation heat that lags the current. With two pairs
+        // the heat came too early and too large after the current stopped,
+        // and the fit showed it as a P_x of about −20 to −70 mW on good cells.
+        models::ThermalOptions opt;
+        opt.heating_rc_pairs = 3;
+        if (!io_.ambient_channel) s.t_amb_c.clear();
+        const auto fit = fits_.thermal(s, opt);
+        double i_on = 0;  // mean current while loaded (samples 1 .. n_on-1)
+        for (std::size_t k = 1; k < n_on; ++k) i_on += s.i_a[k];
+        if (n_on > 1) i_on /= static_cast<double>(n_on - 1);
+        ModelFit mf = fit_record("thermal", fit.converged, fit.rmse_k);
+        put(mf, "c_th_j_per_k", fit.c_th_j_per_k);
+        put(mf, "r_th_k_per_w", fit.r_th_k_per_w);
+        put(mf, "tau_s", fit.tau_s);
+        put(mf, "heating_ohm", fit.heating_ohm);
+        put(mf, "p_extra_w", fit.p_extra_w);
+        mf.parameters["p_heat_w"] = i_on * i_on * fit.heating_ohm.value;  // I²R of the step
+        out_.fits.push_back(std::move(mf));
+        q["c_th_j_per_k"] = fit.c_th_j_per_k.value;
+        q["r_th_k_per_w"] = fit.r_th_k_per_w.value;
+        q["p_x_w"] = fit.p_extra_w.value;
+        return q;
+    }
+
+    Quantities run_step(const RecipeStep& step) {
+        Quantities q;
+        std::visit(
+            [&](const auto& p) {
+                using P = std::decay_t<decltype(p)>;
+                if constexpr (std::is_same_v<P, RestParams>) rest(p);
+                else if constexpr (std::is_same_v<P, OcvParams>) q["ocv_v"] = ocv(p);
+                else if constexpr (std::is_same_v<P, DcirParams>) q["dcir_ohm"] = dcir(p);
+                else if constexpr (std::is_same_v<P, PulseParams>) q = pulse(p);
+                else q = heat(p);
+            },
+            step.params);
+        return q;
+    }
+
+    const Recipe& recipe_;
+    const Limits& limits_;
+    const ChannelIo& io_;
+    const RunContext& ctx_;
+    StepClock& clock_;
+    const StepFits& fits_;
+    TestRecord out_;
+};
+
+TestRecord Run::run(const CellIdentity& cell) {
+    out_.serial = cell.serial;
+    out_.cell_model = cell.cell_model.empty() ? recipe_.cell_model : cell.cell_model;
+    out_.lot = cell.lot;
+    out_.production_date = cell.production_date;
+    out_.station_id = ctx_.station_id;
+    out_.channel = ctx_.position;
+    out_.recipe_name = recipe_.name;
+    out_.recipe_version = recipe_.file.filename().string();
+    out_.start_unix_s = clock_.unix_now_s();
+    out_.verdict = Verdict::pass;  // until a step says otherwise; decided below
+    const double t0 = now_s();
+    bool stopped = false;
+    for (const RecipeStep& step : recipe_.steps) {
+        StepRecord sr;
+        sr.name = step.name;
+        sr.kind = std::string(to_string(step.kind()));
+        sr.start_unix_s = out_.start_unix_s + (now_s() - t0);
+        sr.first_measurement = out_.measurements.size();
+        sr.first_sample = out_.trace.size();
+        if (stopped) {
+            sr.outcome = StepOutcome::skipped;
+            sr.end_unix_s = sr.start_unix_s;
+            out_.steps.push_back(std::move(sr));
+            continue;
+        }
+        Quantities q;
+        std::optional<StepStop> stop;
+        try {
+            q = run_step(step);
+        } catch (const StepStop& s) {
+            stop = s;
+        } catch (const instruments::TimeoutError& e) {
+            stop = StepStop{StepOutcome::timeout, e.what()};
+        } catch (const std::exception& e) {
+            stop = StepStop{StepOutcome::error, e.what()};
+        } catch (...) {
+            stop = StepStop{StepOutcome::error, "unknown exception"};
+        }
+        if (stop) safe_off();
+        // The step's declared measurements, judged once (not measured when a
+        // stop came first: unset).
+        for (const MeasurementSpec& spec : step.measurements) {
+            const auto it = q.find(spec.quantity.empty() ? spec.name : spec.quantity);
+            out_.measurements.push_back(
+                Measurement::judged(spec.name, it == q.end() ? std::nan("") : it->second, spec.unit, spec.low, spec.high));
+        }
+        sr.measurement_count = out_.measurements.size() - sr.first_measurement;
+        sr.sample_count = out_.trace.size() - sr.first_sample;
+        sr.end_unix_s = out_.start_unix_s + (now_s() - t0);
+        if (stop) {
+            sr.outcome = stop->outcome;
+            sr.message = stop->reason;
+            stopped = true;
+            out_.verdict = stop->outcome == StepOutcome::aborted ? Verdict::abort : Verdict::error;
+            out_.abort_reason = fmt::format("step '{}': {}", step.name, stop->reason);
+        } else {
+            sr.outcome = StepOutcome::pass;
+            for (std::size_t k = sr.first_measurement; k < out_.measurements.size(); ++k) {
+                const Measurement& m = out_.measurements[k];
+                if (m.outcome == Outcome::pass) continue;
+                sr.outcome = StepOutcome::fail;
+                sr.message += fmt::format("{}{} {}", sr.message.empty() ? "" : ", ", m.name,
+                                          m.outcome == Outcome::fail ? "out of limits" : "not measured");
+            }
+        }
+        out_.steps.push_back(std::move(sr));
+    }
+    if (!stopped) decide_verdict(out_);
+    out_.end_unix_s = out_.start_unix_s + (now_s() - t0);
+    return std::move(out_);
+}
+
+}  // namespace
+
+TestRecord run_recipe(const Recipe& recipe, const Limits& limits, const ChannelIo& io, const CellIdentity& cell,
+                      const RunContext& ctx) {
+    if (!io.load || !io.thermo) throw std::logic_error("run_recipe: the channel needs a load and a thermocouple reader");
+    if (!ctx.clock) throw std::logic_error("run_recipe: the run context has no clock");
+    static const StepFits standard = StepFits::standard();
+    Run run(recipe, limits, io, ctx, ctx.fits ? *ctx.fits : standard);
+    return run.run(cell);
+}
+
+std::vector<TestRecord> run_channels(const Recipe& recipe, const Limits& limits, std::span<const ChannelJob> jobs,
+                                     const RunContext& ctx, std::span<RecordSink* const> sinks) {
+    std::vector<TestRecord> done(jobs.size());
+    std::mutex sink_mutex;
+    std::exception_ptr sink_error;
+    auto work = [&](std::size_t k) {
+        const ChannelJob& job = jobs[k];
+        RunContext c = ctx;
+        c.position = job.position;
+        if (job.fits) c.fits = job.fits;
+        TestRecord rec;
+        try {
+            rec = run_recipe(recipe, limits, job.io, job.cell, c);
+        } catch (const std::exception& e) {
+            rec.verdict = Verdict::error;
+            rec.abort_reason = e.what();
+        } catch (...) {
+            rec.verdict = Verdict::error;
+            rec.abort_reason = "unknown exception";
+        }
+        if (rec.serial.empty()) {  // the run never started: still a record of this cell
+            rec.serial = job.cell.serial;
+            rec.cell_model = job.cell.cell_model;
+            rec.lot = job.cell.lot;
+            rec.production_date = job.cell.production_date;
+            rec.station_id = ctx.station_id;
+            rec.channel = job.position;
+            rec.recipe_name = recipe.name;
+            rec.recipe_version = recipe.file.filename().string();
+        }
+        std::lock_guard lk(sink_mutex);
+        for (RecordSink* sink : sinks) {
+            try {
+                sink->consume(rec);
+            } catch (...) {
+                if (!sink_error) sink_error = std::current_exception();
+            }
+        }
+        done[k] = std::move(rec);
+    };
+    std::vector<std::thread> workers;
+    workers.reserve(jobs.size());
+    for (std::size_t k = 0; k < jobs.size(); ++k) workers.emplace_back(work, k);
+    for (auto& w : workers) w.join();
+    if (sink_error) std::rethrow_exception(sink_error);
+    return done;
+}
+
+}  // namespace eol::station

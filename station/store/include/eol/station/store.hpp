@@ -1,0 +1,314 @@
+// eol/station/store.hpp — the results store: one SQLite database file holding
+// every cell, test run, measurement, trace, model fit, quarantine event and
+// station event.
+//
+// Lifecycle. Store::open(path, options) opens (or, with create, makes) the
+// file and migrates it to the newest schema this binary knows (PRAGMA
+// user_version; the migration list is in store.cpp, append-only). A database
+// whose version is newer than the binary's is refused with SchemaTooNewError
+// naming both versions — never downgraded or written. A read_only open never
+// migrates (an older database is readable only as far as its tables go: use it
+// for inspect()). A Store is one connection: use it from one thread at a time;
+// open one Store per thread or process (WAL: many readers, one writer at a
+// time; other writers wait up to busy_timeout_ms).
+//
+// Durability. journal_mode=WAL, foreign_keys=ON, synchronous=FULL on every
+// connection: every write this store makes is verdict-bearing (a test result
+// or a quarantine decision), so each commit is fsynced before the call
+// returns — a committed record survives a process crash and a power loss.
+// (NORMAL would only risk the last commits on power loss, but a lost verdict
+// or hold is exactly what must not happen; batches amortize the fsync.)
+// Each write call is ONE transaction: it is wholly there or wholly absent.
+//
+// Security. All SQL uses bound parameters through cached prepared
+// statements; strings (including quotes and NUL bytes) are stored verbatim.
+//
+// Storage notes.
+//   - Times: UTC unix seconds as REAL; production dates as "YYYY-MM-DD" TEXT
+//     (sorts and range-compares correctly).
+//   - NaN measurement/fit values are stored as NULL and read back as NaN;
+//     absent limits are NULL.
+//   - Traces: one row per run, one BLOB per column. A column is stored as
+//     fixed-point integers at 1e-6 of its unit (1 µs, 1 µA, 1 µV, 1 µ°C),
+//     delta-encoded (first or second order, whichever is smaller), zig-zag
+//     LEB128 varints — typically 1–3 bytes a sample instead of 8. Values that
+//     are the nearest double of a 6-decimal number read back bit-identical;
+//     others read back within 5e-7. A column with a non-finite or huge
+//     (|x| ≥ 2^52·1e-6) value is stored as raw little-endian float64.
+//   - Model fits: a model_fits row (kind, rmse, converged) plus one
+//     fit_parameters row per parameter (value, ci95 low/high).
+//   - Results (test_runs, measurements, traces, model_fits, fit_parameters)
+//     and events (quarantine_events, station_events) are append-only:
+//     triggers reject UPDATE, DELETE and re-use of a key (INSERT OR
+//     REPLACE), whoever runs the SQL. Only a cell row changes: empty fields
+//     are completed and latest_run_id advances.
+//   - Indexes: cells by serial (primary key, WITHOUT ROWID), lot and
+//     production date; test_runs by (serial, start); quarantine_events by
+//     (scope, target) and, for windows, (from, to).
+//
+// Quarantine state of a serial (status()). Applicable events are those whose
+// scope is the serial itself, its lot, or a production window [from, to]
+// containing its production date. Each distinct target (the serial, the lot,
+// each window "from..to") has its own latest event. Then:
+//   - any applicable scrap            → scrapped (terminal);
+//   - else a target whose latest event is hold makes the cell held, except
+//     that a serial-scope release overrides lot/window holds made before it
+//     (a unit released individually after retest);
+//   - else any release                → released;
+//   - else                            → clear.
+// A single status() is one primary-key read of cells and one indexed read
+// of quarantine_events.
+//
+// Errors: StoreError (SQLite failures name the operation and SQLite's
+// message; invalid records name the field), SchemaTooNewError.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "eol/station/record.hpp"
+
+namespace eol::station {
+
+class StoreError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// The database was written by a newer eolstation than this one.
+class SchemaTooNewError : public StoreError {
+public:
+    SchemaTooNewError(const std::string& what, int db_version, int known_version)
+        : StoreError(what), db_version_(db_version), known_version_(known_version) {}
+    int db_version() const { return db_version_; }
+    int known_version() const { return known_version_; }
+
+private:
+    int db_version_;
+    int known_version_;
+};
+
+struct OpenOptions {
+    bool create = false;        // create the file when missing (else: StoreError)
+    bool read_only = false;     // no writes, no migrations
+    int busy_timeout_ms = 5000; // wait for another writer's lock this long
+};
+
+struct CellInfo {
+    std::string serial;
+    std::string cell_model;
+    std::string lot;
+    std::string production_date;
+    std::optional<std::int64_t> latest_run_id;  // latest completed (pass/fail) run by start time
+};
+
+struct RunInfo {
+    std::int64_t id = 0;
+    std::string serial;
+    std::string station_id;
+    int channel = 0;
+    std::string recipe_name;
+    std::string recipe_version;
+    double start_unix_s = 0.0;
+    double end_unix_s = 0.0;
+    Verdict verdict = Verdict::error;
+    std::string abort_reason;
+};
+
+/// Which cells to visit: all, one lot, or production dates in [from, to]
+/// (inclusive "YYYY-MM-DD"; either end may be empty = open).
+struct CellFilter {
+    std::optional<std::string> lot;
+    std::string date_from;
+    std::string date_to;
+};
+
+/// A cell with the features of its latest completed run, for screening:
+/// every measurement by name, and for each converged fit "<kind>.<param>"
+/// and "<kind>.rmse". NaN values are left out.
+struct CellFeatures {
+    CellInfo cell;
+    RunInfo run;
+    std::vector<std::pair<std::string, double>> features;  // in storage order
+    std::optional<double> get(std::string_view name) const;
+};
+
+enum class QuarantineAction { hold, release, scrap };
+enum class QuarantineScope { serial, lot, window };
+std::string_view to_string(QuarantineAction a);
+std::string_view to_string(QuarantineScope s);
+std::optional<QuarantineAction> quarantine_action_from_string(std::string_view text);
+std::optional<QuarantineScope> quarantine_scope_from_string(std::string_view text);
+
+struct QuarantineEvent {
+    std::int64_t id = 0;        // assigned by the store (increasing)
+    double time_unix_s = 0.0;
+    QuarantineAction action = QuarantineAction::hold;
+    QuarantineScope scope = QuarantineScope::serial;
+    /// serial scope: the serial; lot scope: the lot id; window scope:
+    /// "FROM..TO" (filled from window_from/to when empty).
+    std::string target;
+    std::string window_from;    // window scope only: inclusive production dates
+    std::string window_to;
+    std::string reason;         // required
+    std::string actor;          // required: who
+    std::string role;           // e.g. "operator", "quality" (policy is the caller's)
+};
+
+enum class CellState { clear, held, released, scrapped };
+std::string_view to_string(CellState s);
+
+struct CellStatus {
+    std::string serial;
+    bool known = false;             // the serial is in cells
+    std::string lot;                // from cells (or the caller) — empty when unknown
+    std::string production_date;
+    CellState state = CellState::clear;
+    /// held: the holds in force (oldest first); released: the deciding
+    /// release; scrapped: the first scrap; clear: empty.
+    std::vector<QuarantineEvent> because;
+};
+
+/// THE quarantine state rule (the one the top of this header describes),
+/// over the events applicable to `serial` (its own, its lot's, the windows
+/// containing its production date; any order). Every caller — status(),
+/// status_many(), the quality module's lookups and ship gate — decides with
+/// this function. `because` (optional) receives what CellStatus::because says.
+CellState quarantine_state(std::string_view serial, std::span<const QuarantineEvent* const> events,
+                           std::vector<QuarantineEvent>* because = nullptr);
+
+struct StationEvent {
+    std::int64_t id = 0;        // assigned by the store
+    double time_unix_s = 0.0;
+    std::string station_id;
+    std::string kind;           // e.g. "start", "estop", "instrument_fault"
+    std::string message;
+    std::string detail_json = "{}";
+};
+
+struct DbInfo {
+    std::filesystem::path path;
+    int schema_version = 0;         // the file's
+    int known_version = 0;          // this binary's newest
+    std::string journal_mode;
+    std::uintmax_t file_size_bytes = 0;   // the main file
+    std::uintmax_t wal_size_bytes = 0;    // the -wal file, 0 when none
+    std::int64_t page_size = 0;
+    std::int64_t page_count = 0;
+    std::vector<std::pair<std::string, std::int64_t>> table_counts;  // user tables, by name
+};
+
+class Store {
+public:
+    /// Opens (see the top of this header). Throws StoreError, SchemaTooNewError.
+    static Store open(const std::filesystem::path& path, const OpenOptions& options = {});
+    /// Opens read-only without migrating and describes the file.
+    static DbInfo inspect(const std::filesystem::path& path);
+    /// The newest schema version this binary knows.
+    static int latest_schema_version();
+
+    Store(Store&&) noexcept;
+    Store& operator=(Store&&) noexcept;
+    ~Store();
+
+    int schema_version() const;
+    const std::filesystem::path& path() const;
+
+    // ---- decisions: check and write in one transaction ----
+    /// Runs `body` as ONE write transaction (BEGIN IMMEDIATE … COMMIT): the
+    /// database's write lock is held from the start, so what `body` reads
+    /// is what it writes against — a decision (may this unit ship? is it
+    /// already held?) and the write it justifies cannot be raced by another
+    /// writer, process or connection. Commits when `body` returns true;
+    /// rolls back when it returns false or throws (the exception goes on).
+    /// The store's own writes inside `body` join the transaction, and so do
+    /// nested write_transaction calls. Readers on other connections that
+    /// start after it began see the same committed state (no one else can
+    /// commit meanwhile). StoreError on a read-only store or when the lock
+    /// is not had within busy_timeout_ms.
+    bool write_transaction(const std::function<bool()>& body);
+
+    // ---- writing test records (one transaction per call) ----
+    /// Writes the cell (inserted, or completed where the stored fields are
+    /// empty), the run, its measurements, trace and fits. Returns the run id.
+    /// StoreError when the record is invalid (names the field) or its cell
+    /// model/lot/production date contradict the stored cell.
+    std::int64_t write(const TestRecord& record);
+    /// All records in one transaction; returns their run ids in order.
+    std::vector<std::int64_t> write_batch(std::span<const TestRecord> records);
+
+    // ---- reading results ----
+    std::optional<CellInfo> cell(std::string_view serial);
+    /// The serial's runs, oldest start first.
+    std::vector<RunInfo> runs_for(std::string_view serial);
+    std::optional<RunInfo> run(std::int64_t run_id);
+    std::vector<Measurement> measurements(std::int64_t run_id);
+    std::vector<StepRecord> steps(std::int64_t run_id);  // in run order; empty for records made without steps
+    models::Series trace(std::int64_t run_id);       // empty when none stored
+    std::vector<ModelFit> fits(std::int64_t run_id);
+    /// The whole record of a run, as written (trace within the codec's
+    /// resolution).
+    std::optional<TestRecord> read_record(std::int64_t run_id);
+    /// Visits the cells matching `filter` (ordered by serial).
+    void for_each_cell(const CellFilter& filter, const std::function<void(const CellInfo&)>& visit);
+    /// Visits the cells matching `filter` that have a completed run, with the
+    /// features of their latest one (ordered by serial). The callback may use
+    /// the store (re-entrant statements are prepared afresh).
+    void for_each_latest(const CellFilter& filter, const std::function<void(const CellFeatures&)>& visit);
+
+    // ---- quarantine ----
+    /// Appends an event (validated: target, reason, actor non-empty; window
+    /// dates valid and ordered). Returns its id.
+    std::int64_t append_quarantine(const QuarantineEvent& event);
+    std::vector<std::int64_t> append_quarantine_batch(std::span<const QuarantineEvent> events);
+    /// All events, oldest first, with id > after_id.
+    std::vector<QuarantineEvent> quarantine_events(std::int64_t after_id = 0);
+    /// The events applicable to a serial with this lot and production date.
+    std::vector<QuarantineEvent> quarantine_events_for(std::string_view serial, std::string_view lot,
+                                                       std::string_view production_date);
+    /// State of a stored serial (lot and date from cells; an unknown serial
+    /// is judged by serial-scope events only).
+    CellStatus status(std::string_view serial);
+    /// State of a serial with the given lot and production date (e.g. decoded
+    /// from the serial when it was never tested here).
+    CellStatus status(std::string_view serial, std::string_view lot, std::string_view production_date);
+    /// status() of many serials (same order): loads lot/window events once
+    /// and reads cells in key order.
+    std::vector<CellStatus> status_many(std::span<const std::string> serials);
+
+    // ---- station events ----
+    std::int64_t append_station_event(const StationEvent& event);
+    /// The most recent `limit` events, newest first.
+    std::vector<StationEvent> station_events(std::size_t limit = 100);
+
+    // ---- information ----
+    DbInfo info();
+    std::int64_t count(std::string_view table);  // one of the store's tables, else StoreError
+
+private:
+    struct Impl;
+    explicit Store(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+/// The store as a RecordSink (record.hpp): each record consumed is written
+/// in its own transaction (Store::write); a failure throws StoreError.
+class StoreSink : public RecordSink {
+public:
+    explicit StoreSink(Store& store) : store_(store) {}
+    void consume(const TestRecord& record) override { store_.write(record); }
+
+private:
+    Store& store_;
+};
+
+}  // namespace eol::station

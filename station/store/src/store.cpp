@@ -1,0 +1,1497 @@
+#include "eol/station/store.hpp"
+
+#include <fmt/core.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <unordered_map>
+
+#include "eol/station/serial.hpp"
+
+namespace eol::station {
+
+// ================================================================ enums
+
+std::string_view to_string(QuarantineAction a) {
+    switch (a) {
+        case QuarantineAction::hold: return "hold";
+        case QuarantineAction::release: return "release";
+        case QuarantineAction::scrap: return "scrap";
+    }
+    return "hold";
+}
+
+std::string_view to_string(QuarantineScope s) {
+    switch (s) {
+        case QuarantineScope::serial: return "serial";
+        case QuarantineScope::lot: return "lot";
+        case QuarantineScope::window: return "window";
+    }
+    return "serial";
+}
+
+std::string_view to_string(CellState s) {
+    switch (s) {
+        case CellState::clear: return "clear";
+        case CellState::held: return "held";
+        case CellState::released: return "released";
+        case CellState::scrapped: return "scrapped";
+    }
+    return "clear";
+}
+
+std::optional<QuarantineAction> quarantine_action_from_string(std::string_view t) {
+    for (auto a : {QuarantineAction::hold, QuarantineAction::release, QuarantineAction::scrap})
+        if (to_string(a) == t) return a;
+    return std::nullopt;
+}
+
+std::optional<QuarantineScope> quarantine_scope_from_string(std::string_view t) {
+    for (auto s : {QuarantineScope::serial, QuarantineScope::lot, QuarantineScope::window})
+        if (to_string(s) == t) return s;
+    return std::nullopt;
+}
+
+std::optional<double> CellFeatures::get(std::string_view name) const {
+    for (const auto& [n, v] : features)
+        if (n == name) return v;
+    return std::nullopt;
+}
+
+namespace {
+
+// ================================================================ schema
+
+constexpr std::int32_t kApplicationId = 0x454F4C53;  // "EOLS"
+
+struct Migration {
+    int version;
+    const char* sql;
+};
+
+// Append-only: never edit a migration that has shipped; add the next version.
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE cells (
+    serial          TEXT PRIMARY KEY NOT NULL,
+    cell_model      TEXT NOT NULL DEFAULT '',
+    lot             TEXT NOT NULL DEFAULT '',
+    production_date TEXT NOT NULL DEFAULT '',
+    latest_run_id   INTEGER REFERENCES test_runs(id)
+) WITHOUT ROWID;
+CREATE INDEX cells_lot ON cells(lot);
+CREATE INDEX cells_production_date ON cells(production_date);
+
+CREATE TABLE test_runs (
+    id             INTEGER PRIMARY KEY,
+    serial         TEXT NOT NULL REFERENCES cells(serial),
+    station_id     TEXT NOT NULL,
+    channel        INTEGER NOT NULL,
+    recipe_name    TEXT NOT NULL,
+    recipe_version TEXT NOT NULL,
+    start_unix_s   REAL NOT NULL,
+    end_unix_s     REAL NOT NULL,
+    verdict        TEXT NOT NULL CHECK (verdict IN ('pass', 'fail', 'abort', 'error')),
+    abort_reason   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX test_runs_serial ON test_runs(serial, start_unix_s);
+
+CREATE TABLE measurements (
+    run_id INTEGER NOT NULL REFERENCES test_runs(id),
+    seq    INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    value  REAL,
+    unit   TEXT NOT NULL,
+    low    REAL,
+    high   REAL,
+    pass   INTEGER NOT NULL CHECK (pass IN (0, 1)),
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE traces (
+    run_id    INTEGER PRIMARY KEY REFERENCES test_runs(id),
+    n_samples INTEGER NOT NULL,
+    t_s       BLOB NOT NULL,
+    i_a       BLOB,
+    v_v       BLOB,
+    t_cell_c  BLOB,
+    t_amb_c   BLOB
+);
+
+CREATE TABLE model_fits (
+    id        INTEGER PRIMARY KEY,
+    run_id    INTEGER NOT NULL REFERENCES test_runs(id),
+    kind      TEXT NOT NULL,
+    rmse      REAL,
+    converged INTEGER NOT NULL CHECK (converged IN (0, 1))
+);
+CREATE INDEX model_fits_run ON model_fits(run_id);
+
+CREATE TABLE fit_parameters (
+    fit_id    INTEGER NOT NULL REFERENCES model_fits(id),
+    name      TEXT NOT NULL,
+    value     REAL,
+    ci95_low  REAL,
+    ci95_high REAL,
+    PRIMARY KEY (fit_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE quarantine_events (
+    id          INTEGER PRIMARY KEY,
+    time_unix_s REAL NOT NULL,
+    action      TEXT NOT NULL CHECK (action IN ('hold', 'release', 'scrap')),
+    scope       TEXT NOT NULL CHECK (scope IN ('serial', 'lot', 'window')),
+    target      TEXT NOT NULL CHECK (length(target) > 0),
+    window_from TEXT,
+    window_to   TEXT,
+    reason      TEXT NOT NULL CHECK (length(reason) > 0),
+    actor       TEXT NOT NULL CHECK (length(actor) > 0),
+    role        TEXT NOT NULL DEFAULT '',
+    CHECK ((scope = 'window') = (window_from IS NOT NULL AND window_to IS NOT NULL)),
+    CHECK (scope <> 'window' OR window_from <= window_to)
+);
+CREATE INDEX quarantine_target ON quarantine_events(scope, target);
+CREATE INDEX quarantine_window ON quarantine_events(window_from, window_to) WHERE scope = 'window';
+
+CREATE TABLE station_events (
+    id          INTEGER PRIMARY KEY,
+    time_unix_s REAL NOT NULL,
+    station_id  TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    detail      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX station_events_time ON station_events(time_unix_s);
+)sql"},
+    // 2: the step records of a run (StepRecord): timing, outcome, and the
+    // ranges of the run's measurements and trace samples each step made.
+    {2, R"sql(
+CREATE TABLE run_steps (
+    run_id            INTEGER NOT NULL REFERENCES test_runs(id),
+    seq               INTEGER NOT NULL,
+    name              TEXT NOT NULL,
+    kind              TEXT NOT NULL,
+    start_unix_s      REAL NOT NULL,
+    end_unix_s        REAL NOT NULL,
+    outcome           TEXT NOT NULL CHECK (outcome IN ('pass', 'fail', 'aborted', 'timeout', 'error', 'skipped')),
+    message           TEXT NOT NULL DEFAULT '',
+    first_measurement INTEGER NOT NULL,
+    measurement_count INTEGER NOT NULL,
+    first_sample      INTEGER NOT NULL,
+    sample_count      INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TRIGGER run_steps_no_update BEFORE UPDATE ON run_steps BEGIN
+    SELECT RAISE(ABORT, 'run_steps is append-only: UPDATE rejected'); END;
+CREATE TRIGGER run_steps_no_delete BEFORE DELETE ON run_steps BEGIN
+    SELECT RAISE(ABORT, 'run_steps is append-only: DELETE rejected'); END;
+CREATE TRIGGER run_steps_no_replace BEFORE INSERT ON run_steps
+    WHEN EXISTS (SELECT 1 FROM run_steps WHERE run_id = NEW.run_id AND seq = NEW.seq) BEGIN
+    SELECT RAISE(ABORT, 'run_steps is append-only: key already used'); END;
+)sql"},
+};
+
+// Appended to migration 1: results and events are records of fact.
+constexpr const char* kImmutableTables[] = {"test_runs", "measurements", "traces", "model_fits",
+                                            "fit_parameters", "quarantine_events", "station_events"};
+
+std::string immutability_triggers() {
+    std::string sql;
+    for (const char* t : kImmutableTables) {
+        sql += fmt::format(
+            "CREATE TRIGGER {0}_no_update BEFORE UPDATE ON {0} BEGIN "
+            "SELECT RAISE(ABORT, '{0} is append-only: UPDATE rejected'); END;\n"
+            "CREATE TRIGGER {0}_no_delete BEFORE DELETE ON {0} BEGIN "
+            "SELECT RAISE(ABORT, '{0} is append-only: DELETE rejected'); END;\n",
+            t);
+    }
+    // INSERT OR REPLACE on an existing id would delete the old row without
+    // firing the delete trigger (recursive_triggers is off): refuse re-use.
+    for (auto [t, key] : {std::pair{"quarantine_events", "id"}, std::pair{"station_events", "id"},
+                          std::pair{"test_runs", "id"}, std::pair{"traces", "run_id"},
+                          std::pair{"model_fits", "id"}}) {
+        sql += fmt::format(
+            "CREATE TRIGGER {0}_no_replace BEFORE INSERT ON {0} "
+            "WHEN EXISTS (SELECT 1 FROM {0} WHERE {1} = NEW.{1}) BEGIN "
+            "SELECT RAISE(ABORT, '{0} is append-only: {1} already used'); END;\n",
+            t, key);
+    }
+    for (auto [t, k1, k2] : {std::tuple{"measurements", "run_id", "seq"},
+                             std::tuple{"fit_parameters", "fit_id", "name"}}) {
+        sql += fmt::format(
+            "CREATE TRIGGER {0}_no_replace BEFORE INSERT ON {0} "
+            "WHEN EXISTS (SELECT 1 FROM {0} WHERE {1} = NEW.{1} AND {2} = NEW.{2}) BEGIN "
+            "SELECT RAISE(ABORT, '{0} is append-only: key already used'); END;\n",
+            t, k1, k2);
+    }
+    return sql;
+}
+
+constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
+
+constexpr const char* kTables[] = {"cells",          "test_runs",         "measurements",
+                                   "traces",         "model_fits",        "fit_parameters",
+                                   "quarantine_events", "station_events", "run_steps"};
+
+// ================================================================ trace codec
+//
+// Column BLOB: byte 0 = format, then
+//   0: n × float64 little-endian
+//   1, 2: byte 1 = decimal exponent k (values are integers q = round(x·10^k)),
+//         then n zig-zag LEB128 varints of the order-1 (q[i]−q[i−1]) or
+//         order-2 (second difference) deltas, with q[−1] = q[−2] = 0.
+
+constexpr int kFixedExponent = 6;
+constexpr double kFixedScale = 1e6;
+constexpr double kFixedLimit = 4503599627370496.0;  // 2^52
+
+void put_varint(std::vector<unsigned char>& out, std::int64_t v) {
+    auto u = (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
+    while (u >= 0x80) {
+        out.push_back(static_cast<unsigned char>(u | 0x80));
+        u >>= 7;
+    }
+    out.push_back(static_cast<unsigned char>(u));
+}
+
+void put_f64(std::vector<unsigned char>& out, double x) {
+    auto u = std::bit_cast<std::uint64_t>(x);
+    for (int b = 0; b < 8; ++b) out.push_back(static_cast<unsigned char>(u >> (8 * b)));
+}
+
+std::vector<unsigned char> encode_column(const std::vector<double>& v) {
+    const bool fixed = std::all_of(v.begin(), v.end(), [](double x) {
+        return std::isfinite(x) && std::fabs(x * kFixedScale) < kFixedLimit;
+    });
+    std::vector<unsigned char> out;
+    if (!fixed) {
+        out.reserve(1 + 8 * v.size());
+        out.push_back(0);
+        for (double x : v) put_f64(out, x);
+        return out;
+    }
+    std::vector<std::int64_t> q(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) q[i] = std::llround(v[i] * kFixedScale);
+    std::vector<unsigned char> o1{1, kFixedExponent}, o2{2, kFixedExponent};
+    o1.reserve(2 + 3 * v.size());
+    o2.reserve(2 + 3 * v.size());
+    std::int64_t prev = 0, prev_d = 0;
+    for (std::int64_t x : q) {
+        const std::int64_t d = x - prev;
+        put_varint(o1, d);
+        put_varint(o2, d - prev_d);
+        prev = x;
+        prev_d = d;
+    }
+    return o1.size() <= o2.size() ? o1 : o2;
+}
+
+std::vector<double> decode_column(const unsigned char* p, std::size_t size, std::size_t n,
+                                  std::string_view what) {
+    auto corrupt = [&](std::string_view why) {
+        return StoreError(fmt::format("trace column {} is corrupt: {}", what, why));
+    };
+    if (size == 0) throw corrupt("empty");
+    std::vector<double> out;
+    out.reserve(n);
+    const unsigned char fmt_byte = p[0];
+    if (fmt_byte == 0) {
+        if (size != 1 + 8 * n) throw corrupt(fmt::format("{} bytes for {} float64 samples", size, n));
+        for (std::size_t i = 0; i < n; ++i) {
+            std::uint64_t u = 0;
+            for (int b = 0; b < 8; ++b) u |= static_cast<std::uint64_t>(p[1 + 8 * i + static_cast<std::size_t>(b)]) << (8 * b);
+            out.push_back(std::bit_cast<double>(u));
+        }
+        return out;
+    }
+    if ((fmt_byte != 1 && fmt_byte != 2) || size < 2) throw corrupt(fmt::format("unknown format {}", fmt_byte));
+    const double scale = std::pow(10.0, static_cast<double>(p[1]));
+    std::size_t pos = 2;
+    std::int64_t prev = 0, prev_d = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint64_t u = 0;
+        int shift = 0;
+        for (;;) {
+            if (pos >= size || shift > 63) throw corrupt(fmt::format("truncated at sample {}", i));
+            const unsigned char b = p[pos++];
+            u |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+            if (!(b & 0x80)) break;
+            shift += 7;
+        }
+        const auto z = static_cast<std::int64_t>(u >> 1) ^ -static_cast<std::int64_t>(u & 1);
+        const std::int64_t d = fmt_byte == 1 ? z : prev_d + z;
+        const std::int64_t x = prev + d;
+        out.push_back(static_cast<double>(x) / scale);
+        prev = x;
+        prev_d = d;
+    }
+    if (pos != size) throw corrupt(fmt::format("{} bytes after the last sample", size - pos));
+    return out;
+}
+
+// ================================================================ sqlite RAII
+
+struct DbClose {
+    void operator()(sqlite3* d) const { sqlite3_close_v2(d); }
+};
+struct StmtFinalize {
+    void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbClose>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
+
+double now_unix_s() {
+    using namespace std::chrono;
+    return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+// ================================================================ connection
+
+namespace {
+struct Conn {
+    std::filesystem::path path;
+    DbPtr db;
+    int version = 0;
+    bool read_only = false;
+    int tx_depth = 0;  // open transactions (ReadTx/Tx) on this connection
+    std::unordered_map<std::string_view, StmtPtr> cache;
+
+    /// SQLite's message, with the operating system's reason when there is
+    /// one: "disk I/O error" alone does not say the disk is full.
+    std::string reason() const {
+        std::string msg = sqlite3_errmsg(db.get());
+        const int code = sqlite3_extended_errcode(db.get());
+        const int os = sqlite3_system_errno(db.get());
+        if (os == ENOSPC || code == SQLITE_FULL) return "disk full (" + msg + ")";
+        if ((code & 0xff) == SQLITE_IOERR && os != 0) msg += fmt::format(" ({})", std::strerror(os));
+        return msg;
+    }
+
+    [[noreturn]] void fail(std::string_view what) const {
+        throw StoreError(fmt::format("{}: {}: {}", path.string(), what, reason()));
+    }
+
+    void exec(const char* sql) {
+        char* err = nullptr;
+        if (sqlite3_exec(db.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
+            sqlite3_free(err);
+            throw StoreError(fmt::format("{}: {}", path.string(), reason()));
+        }
+    }
+
+    std::int64_t pragma_int(const char* sql) {
+        sqlite3_stmt* raw = nullptr;
+        if (sqlite3_prepare_v2(db.get(), sql, -1, &raw, nullptr) != SQLITE_OK) fail(sql);
+        StmtPtr s(raw);
+        if (sqlite3_step(s.get()) != SQLITE_ROW) fail(sql);
+        return sqlite3_column_int64(s.get(), 0);
+    }
+
+    std::string pragma_text(const char* sql) {
+        sqlite3_stmt* raw = nullptr;
+        if (sqlite3_prepare_v2(db.get(), sql, -1, &raw, nullptr) != SQLITE_OK) fail(sql);
+        StmtPtr s(raw);
+        if (sqlite3_step(s.get()) != SQLITE_ROW) fail(sql);
+        const auto* t = sqlite3_column_text(s.get(), 0);
+        return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+    }
+};
+
+// A statement in use: the cached one for `sql` (a string literal: the cache
+// keeps the view), or a
+// private one when the cached one is already stepping (a callback re-entered
+// the store). Reset and unbound when it goes out of scope.
+class Q {
+public:
+    Q(Conn& impl, std::string_view sql) : impl_(impl) {
+        auto it = impl.cache.find(sql);
+        if (it != impl.cache.end() && !sqlite3_stmt_busy(it->second.get())) {
+            s_ = it->second.get();
+            return;
+        }
+        sqlite3_stmt* raw = nullptr;
+        const unsigned flags = it == impl.cache.end() ? SQLITE_PREPARE_PERSISTENT : 0;
+        if (sqlite3_prepare_v3(impl.db.get(), sql.data(), static_cast<int>(sql.size()), flags, &raw,
+                               nullptr) != SQLITE_OK)
+            impl.fail(fmt::format("preparing {}", sql.substr(0, 60)));
+        if (it == impl.cache.end()) {
+            impl.cache.emplace(sql, StmtPtr(raw));
+            s_ = raw;
+        } else {
+            own_.reset(raw);
+            s_ = raw;
+        }
+    }
+    ~Q() { reset(); }
+    /// Ready to bind and step again.
+    void reset() {
+        sqlite3_reset(s_);
+        sqlite3_clear_bindings(s_);
+    }
+    Q(const Q&) = delete;
+    Q& operator=(const Q&) = delete;
+
+    Q& text(int i, std::string_view v) {
+        check(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+        return *this;
+    }
+    // No copy: the bytes must stay alive until the statement is reset.
+    Q& text_ref(int i, std::string_view v) {
+        check(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8));
+        return *this;
+    }
+    Q& real(int i, double v) {
+        check(sqlite3_bind_double(s_, i, v));
+        return *this;
+    }
+    Q& real(int i, const std::optional<double>& v) {
+        check(v ? sqlite3_bind_double(s_, i, *v) : sqlite3_bind_null(s_, i));
+        return *this;
+    }
+    Q& int64(int i, std::int64_t v) {
+        check(sqlite3_bind_int64(s_, i, v));
+        return *this;
+    }
+    Q& null(int i) {
+        check(sqlite3_bind_null(s_, i));
+        return *this;
+    }
+    // The bytes must stay alive until the statement is reset.
+    Q& blob(int i, const std::vector<unsigned char>& v) {
+        check(sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC));
+        return *this;
+    }
+
+    /// True when a row is ready; false when done.
+    bool step() {
+        const int rc = sqlite3_step(s_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        impl_.fail(fmt::format("{}", std::string_view(sqlite3_sql(s_)).substr(0, 60)));
+    }
+    void run() {
+        if (step()) impl_.fail("statement returned a row unexpectedly");
+    }
+
+    bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+    std::string col_text(int c) const {
+        const auto* p = sqlite3_column_text(s_, c);
+        const int n = sqlite3_column_bytes(s_, c);
+        return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n)) : std::string();
+    }
+    double col_real(int c) const {
+        return is_null(c) ? std::numeric_limits<double>::quiet_NaN() : sqlite3_column_double(s_, c);
+    }
+    std::optional<double> col_opt(int c) const {
+        return is_null(c) ? std::nullopt : std::optional<double>(sqlite3_column_double(s_, c));
+    }
+    std::int64_t col_int(int c) const { return sqlite3_column_int64(s_, c); }
+    std::pair<const unsigned char*, std::size_t> col_blob(int c) const {
+        const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(s_, c));
+        const int n = sqlite3_column_bytes(s_, c);
+        return {p, static_cast<std::size_t>(n)};
+    }
+
+private:
+    void check(int rc) {
+        if (rc != SQLITE_OK) impl_.fail("binding a parameter");
+    }
+    Conn& impl_;
+    sqlite3_stmt* s_ = nullptr;
+    StmtPtr own_;
+};
+
+// A read transaction: one snapshot (and one WAL read-lock round) for many
+// statements instead of one per statement. Inside a write transaction it
+// joins it (the snapshot is the writer's).
+class ReadTx {
+public:
+    explicit ReadTx(Conn& impl) : impl_(impl), outer_(impl.tx_depth == 0) {
+        if (outer_) Q(impl_, "BEGIN").run();
+        ++impl_.tx_depth;
+    }
+    ~ReadTx() {
+        --impl_.tx_depth;
+        if (outer_ && sqlite3_exec(impl_.db.get(), "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+            sqlite3_exec(impl_.db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    ReadTx(const ReadTx&) = delete;
+    ReadTx& operator=(const ReadTx&) = delete;
+
+private:
+    Conn& impl_;
+    bool outer_;
+};
+
+// A write transaction: BEGIN IMMEDIATE takes the write lock at once (a
+// writer waits busy_timeout_ms for it, never upgrades a read snapshot
+// later). Nested in another write transaction it joins it: the outermost
+// commits, and an exception unwinding through any level rolls all back.
+class Tx {
+public:
+    explicit Tx(Conn& impl) : impl_(impl), outer_(impl.tx_depth == 0) {
+        if (outer_) Q(impl_, "BEGIN IMMEDIATE").run();
+        ++impl_.tx_depth;
+    }
+    void commit() {
+        if (outer_) Q(impl_, "COMMIT").run();
+        done_ = true;
+    }
+    ~Tx() {
+        --impl_.tx_depth;
+        if (!done_ && outer_) sqlite3_exec(impl_.db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    Tx(const Tx&) = delete;
+    Tx& operator=(const Tx&) = delete;
+
+private:
+    Conn& impl_;
+    bool outer_;
+    bool done_ = false;
+};
+
+// ---------------------------------------------------------------- row readers
+
+constexpr const char* kRunColumns =
+    "id, serial, station_id, channel, recipe_name, recipe_version, start_unix_s, end_unix_s, verdict, "
+    "abort_reason";
+
+RunInfo read_run_row(const Q& q, int c0 = 0) {
+    RunInfo r;
+    r.id = q.col_int(c0);
+    r.serial = q.col_text(c0 + 1);
+    r.station_id = q.col_text(c0 + 2);
+    r.channel = static_cast<int>(q.col_int(c0 + 3));
+    r.recipe_name = q.col_text(c0 + 4);
+    r.recipe_version = q.col_text(c0 + 5);
+    r.start_unix_s = q.col_real(c0 + 6);
+    r.end_unix_s = q.col_real(c0 + 7);
+    r.verdict = verdict_from_string(q.col_text(c0 + 8)).value_or(Verdict::error);
+    r.abort_reason = q.col_text(c0 + 9);
+    return r;
+}
+
+CellInfo read_cell_row(const Q& q, int c0 = 0) {
+    CellInfo c;
+    c.serial = q.col_text(c0);
+    c.cell_model = q.col_text(c0 + 1);
+    c.lot = q.col_text(c0 + 2);
+    c.production_date = q.col_text(c0 + 3);
+    if (!q.is_null(c0 + 4)) c.latest_run_id = q.col_int(c0 + 4);
+    return c;
+}
+
+constexpr const char* kEventColumns =
+    "id, time_unix_s, action, scope, target, window_from, window_to, reason, actor, role";
+
+QuarantineEvent read_event_row(const Q& q) {
+    QuarantineEvent e;
+    e.id = q.col_int(0);
+    e.time_unix_s = q.col_real(1);
+    e.action = quarantine_action_from_string(q.col_text(2)).value_or(QuarantineAction::hold);
+    e.scope = quarantine_scope_from_string(q.col_text(3)).value_or(QuarantineScope::serial);
+    e.target = q.col_text(4);
+    e.window_from = q.col_text(5);
+    e.window_to = q.col_text(6);
+    e.reason = q.col_text(7);
+    e.actor = q.col_text(8);
+    e.role = q.col_text(9);
+    return e;
+}
+
+// ---------------------------------------------------------------- validation
+
+void validate(const TestRecord& r) {
+    const std::string who = r.serial.empty() ? std::string("record") : fmt::format("record for {}", r.serial);
+    if (r.serial.empty()) throw StoreError("record: serial is empty");
+    if (!r.production_date.empty() && !Date::parse_iso(r.production_date))
+        throw StoreError(fmt::format("{}: production_date '{}' is not a valid YYYY-MM-DD date", who,
+                                     r.production_date));
+    if (!std::isfinite(r.start_unix_s) || !std::isfinite(r.end_unix_s))
+        throw StoreError(fmt::format("{}: start_unix_s and end_unix_s must be finite", who));
+    const std::size_t n = r.trace.t_s.size();
+    for (auto [col, name] : {std::pair{&r.trace.i_a, "i_a"}, std::pair{&r.trace.v_v, "v_v"},
+                             std::pair{&r.trace.t_cell_c, "t_cell_c"}, std::pair{&r.trace.t_amb_c, "t_amb_c"}}) {
+        if (!col->empty() && col->size() != n)
+            throw StoreError(fmt::format("{}: trace column {} has {} samples, t_s has {}", who, name,
+                                         col->size(), n));
+    }
+    for (std::size_t i = 0; i < r.measurements.size(); ++i)
+        if (r.measurements[i].name.empty())
+            throw StoreError(fmt::format("{}: measurements[{}] has no name", who, i));
+    for (std::size_t i = 0; i < r.fits.size(); ++i) {
+        const ModelFit& f = r.fits[i];
+        if (f.kind.empty()) throw StoreError(fmt::format("{}: fits[{}] has no kind", who, i));
+        for (const auto& [name, ci] : f.ci95)
+            if (!f.parameters.count(name))
+                throw StoreError(fmt::format("{}: fits[{}] ({}): ci95 for '{}', which is not a parameter", who,
+                                             i, f.kind, name));
+    }
+}
+
+std::int64_t write_one(Conn& impl, const TestRecord& r) {
+    validate(r);
+    sqlite3* db = impl.db.get();
+    {
+        Q sel(impl, "SELECT cell_model, lot, production_date FROM cells WHERE serial = ?1");
+        sel.text(1, r.serial);
+        if (sel.step()) {
+            const std::string stored[3] = {sel.col_text(0), sel.col_text(1), sel.col_text(2)};
+            const std::string_view given[3] = {r.cell_model, r.lot, r.production_date};
+            const char* names[3] = {"cell model", "lot", "production date"};
+            bool fill = false;
+            for (int k = 0; k < 3; ++k) {
+                if (!stored[k].empty() && !given[k].empty() && stored[k] != given[k])
+                    throw StoreError(fmt::format("record for {}: {} '{}' contradicts the stored cell's '{}'",
+                                                 r.serial, names[k], given[k], stored[k]));
+                fill = fill || (stored[k].empty() && !given[k].empty());
+            }
+            if (fill) {
+                Q up(impl,
+                     "UPDATE cells SET cell_model = CASE WHEN cell_model = '' THEN ?2 ELSE cell_model END, "
+                     "lot = CASE WHEN lot = '' THEN ?3 ELSE lot END, "
+                     "production_date = CASE WHEN production_date = '' THEN ?4 ELSE production_date END "
+                     "WHERE serial = ?1");
+                up.text(1, r.serial).text(2, r.cell_model).text(3, r.lot).text(4, r.production_date).run();
+            }
+        } else {
+            Q ins(impl, "INSERT INTO cells (serial, cell_model, lot, production_date) VALUES (?1, ?2, ?3, ?4)");
+            ins.text(1, r.serial).text(2, r.cell_model).text(3, r.lot).text(4, r.production_date).run();
+        }
+    }
+    std::int64_t run_id = 0;
+    {
+        Q ins(impl,
+              "INSERT INTO test_runs (serial, station_id, channel, recipe_name, recipe_version, start_unix_s, "
+              "end_unix_s, verdict, abort_reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        ins.text(1, r.serial)
+            .text(2, r.station_id)
+            .int64(3, r.channel)
+            .text(4, r.recipe_name)
+            .text(5, r.recipe_version)
+            .real(6, r.start_unix_s)
+            .real(7, r.end_unix_s)
+            .text(8, to_string(r.verdict))
+            .text(9, r.abort_reason)
+            .run();
+        run_id = sqlite3_last_insert_rowid(db);
+    }
+    for (std::size_t i = 0; i < r.measurements.size(); ++i) {
+        const Measurement& m = r.measurements[i];
+        Q ins(impl,
+              "INSERT INTO measurements (run_id, seq, name, value, unit, low, high, pass) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+        ins.int64(1, run_id)
+            .int64(2, static_cast<std::int64_t>(i))
+            .text(3, m.name)
+            .real(4, m.value)
+            .text(5, m.unit)
+            .real(6, m.low)
+            .real(7, m.high)
+            .int64(8, m.outcome == Outcome::pass ? 1 : 0)
+            .run();
+    }
+    for (std::size_t i = 0; i < r.steps.size(); ++i) {
+        const StepRecord& st = r.steps[i];
+        Q ins(impl,
+              "INSERT INTO run_steps (run_id, seq, name, kind, start_unix_s, end_unix_s, outcome, message, "
+              "first_measurement, measurement_count, first_sample, sample_count) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+        ins.int64(1, run_id)
+            .int64(2, static_cast<std::int64_t>(i))
+            .text(3, st.name)
+            .text(4, st.kind)
+            .real(5, st.start_unix_s)
+            .real(6, st.end_unix_s)
+            .text(7, to_string(st.outcome))
+            .text(8, st.message)
+            .int64(9, static_cast<std::int64_t>(st.first_measurement))
+            .int64(10, static_cast<std::int64_t>(st.measurement_count))
+            .int64(11, static_cast<std::int64_t>(st.first_sample))
+            .int64(12, static_cast<std::int64_t>(st.sample_count))
+            .run();
+    }
+    if (!r.trace.t_s.empty()) {
+        const auto t = encode_column(r.trace.t_s);
+        std::vector<unsigned char> cols[4];
+        const std::vector<double>* src[4] = {&r.trace.i_a, &r.trace.v_v, &r.trace.t_cell_c, &r.trace.t_amb_c};
+        Q ins(impl,
+              "INSERT INTO traces (run_id, n_samples, t_s, i_a, v_v, t_cell_c, t_amb_c) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+        ins.int64(1, run_id).int64(2, static_cast<std::int64_t>(r.trace.t_s.size())).blob(3, t);
+        for (int k = 0; k < 4; ++k) {
+            if (src[k]->empty()) {
+                ins.null(4 + k);
+            } else {
+                cols[k] = encode_column(*src[k]);
+                ins.blob(4 + k, cols[k]);
+            }
+        }
+        ins.run();
+    }
+    for (const ModelFit& f : r.fits) {
+        std::int64_t fit_id = 0;
+        {
+            Q ins(impl, "INSERT INTO model_fits (run_id, kind, rmse, converged) VALUES (?1, ?2, ?3, ?4)");
+            ins.int64(1, run_id).text(2, f.kind).real(3, f.rmse).int64(4, f.converged ? 1 : 0).run();
+            fit_id = sqlite3_last_insert_rowid(db);
+        }
+        for (const auto& [name, value] : f.parameters) {
+            Q ins(impl,
+                  "INSERT INTO fit_parameters (fit_id, name, value, ci95_low, ci95_high) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)");
+            ins.int64(1, fit_id).text(2, name).real(3, value);
+            if (const auto it = f.ci95.find(name); it != f.ci95.end())
+                ins.real(4, it->second.low).real(5, it->second.high);
+            ins.run();
+        }
+    }
+    if (r.verdict == Verdict::pass || r.verdict == Verdict::fail) {
+        Q up(impl,
+             "UPDATE cells SET latest_run_id = ?1 WHERE serial = ?2 AND (latest_run_id IS NULL OR "
+             "(SELECT start_unix_s FROM test_runs WHERE id = cells.latest_run_id) <= ?3)");
+        up.int64(1, run_id).text(2, r.serial).real(3, r.start_unix_s).run();
+    }
+    return run_id;
+}
+
+// ---------------------------------------------------------------- quarantine state
+
+std::string window_target(std::string_view from, std::string_view to) { return fmt::format("{}..{}", from, to); }
+
+void decide(CellStatus& st, std::vector<const QuarantineEvent*>& events) {
+    st.state = quarantine_state(st.serial, events, &st.because);
+}
+
+void validate_event(QuarantineEvent& e) {
+    if (e.target.empty() && e.scope != QuarantineScope::window)
+        throw StoreError(fmt::format("quarantine event: {} scope needs a target", to_string(e.scope)));
+    if (e.reason.empty()) throw StoreError("quarantine event: reason is required");
+    if (e.actor.empty()) throw StoreError("quarantine event: actor is required");
+    if (!std::isfinite(e.time_unix_s)) throw StoreError("quarantine event: time_unix_s must be finite");
+    if (e.time_unix_s == 0.0) e.time_unix_s = now_unix_s();
+    if (e.scope == QuarantineScope::window) {
+        const auto from = Date::parse_iso(e.window_from);
+        const auto to = Date::parse_iso(e.window_to);
+        if (!from || !to)
+            throw StoreError(fmt::format("quarantine event: window needs valid YYYY-MM-DD dates, got '{}'..'{}'",
+                                         e.window_from, e.window_to));
+        if (*to < *from)
+            throw StoreError(fmt::format("quarantine event: window {}..{} ends before it starts", e.window_from,
+                                         e.window_to));
+        const std::string t = window_target(e.window_from, e.window_to);
+        if (!e.target.empty() && e.target != t)
+            throw StoreError(fmt::format("quarantine event: window target '{}' is not '{}'", e.target, t));
+        e.target = t;
+    } else if (!e.window_from.empty() || !e.window_to.empty()) {
+        throw StoreError(fmt::format("quarantine event: window dates on a {} scope", to_string(e.scope)));
+    }
+}
+
+std::int64_t append_event(Conn& impl, QuarantineEvent e) {
+    validate_event(e);
+    Q ins(impl,
+          "INSERT INTO quarantine_events (time_unix_s, action, scope, target, window_from, window_to, reason, "
+          "actor, role) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    ins.real(1, e.time_unix_s).text(2, to_string(e.action)).text(3, to_string(e.scope)).text(4, e.target);
+    if (e.scope == QuarantineScope::window) ins.text(5, e.window_from).text(6, e.window_to);
+    ins.text(7, e.reason).text(8, e.actor).text(9, e.role).run();
+    return sqlite3_last_insert_rowid(impl.db.get());
+}
+
+}  // namespace
+
+// ================================================================ Store
+
+struct Store::Impl : Conn {};
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::Store(Store&&) noexcept = default;
+Store& Store::operator=(Store&&) noexcept = default;
+Store::~Store() = default;
+
+CellState quarantine_state(std::string_view serial, std::span<const QuarantineEvent* const> events,
+                           std::vector<QuarantineEvent>* because) {
+    std::vector<const QuarantineEvent*> ev(events.begin(), events.end());
+    std::sort(ev.begin(), ev.end(), [](const auto* a, const auto* b) { return a->id < b->id; });
+    if (because) because->clear();
+    for (const auto* e : ev) {
+        if (e->action == QuarantineAction::scrap) {
+            if (because) because->push_back(*e);
+            return CellState::scrapped;
+        }
+    }
+    // Latest event per target (events are few per unit: a flat scan is fastest).
+    std::vector<const QuarantineEvent*> latest;
+    for (const auto* e : ev) {
+        auto it = std::find_if(latest.begin(), latest.end(), [&](const QuarantineEvent* l) {
+            return l->scope == e->scope && l->target == e->target;
+        });
+        if (it == latest.end()) latest.push_back(e);
+        else *it = e;  // ids ascend
+    }
+    std::int64_t serial_release = 0;
+    for (const auto* e : latest)
+        if (e->scope == QuarantineScope::serial && e->target == serial && e->action == QuarantineAction::release)
+            serial_release = e->id;
+    const QuarantineEvent* last_release = nullptr;
+    bool held = false;
+    for (const auto* e : latest) {
+        if (e->action == QuarantineAction::hold) {
+            if (e->scope != QuarantineScope::serial && e->id < serial_release) continue;
+            held = true;
+            if (because) because->push_back(*e);
+        } else if (e->action == QuarantineAction::release && (!last_release || e->id > last_release->id)) {
+            last_release = e;
+        }
+    }
+    if (held) {
+        if (because)
+            std::sort(because->begin(), because->end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+        return CellState::held;
+    }
+    if (last_release) {
+        if (because) because->push_back(*last_release);
+        return CellState::released;
+    }
+    return CellState::clear;
+}
+
+bool Store::write_transaction(const std::function<bool()>& body) {
+    if (impl_->read_only) throw StoreError(fmt::format("{}: opened read-only: no write transaction", impl_->path.string()));
+    Tx tx(*impl_);
+    if (!body()) return false;  // ~Tx rolls back (when outermost)
+    tx.commit();
+    return true;
+}
+
+int Store::latest_schema_version() { return kLatestVersion; }
+int Store::schema_version() const { return impl_->version; }
+const std::filesystem::path& Store::path() const { return impl_->path; }
+
+Store Store::open(const std::filesystem::path& path, const OpenOptions& options) {
+    // No global allocation statistics (nothing here reads them): with them,
+    // every SQLite allocation takes one process-wide mutex, which serialises
+    // connections read in parallel (bulk lookups). Only possible before the
+    // library initialises; a no-op (SQLITE_MISUSE) if someone else came first.
+    [[maybe_unused]] static const int memstatus_off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    auto impl = std::make_unique<Impl>();
+    impl->path = path;
+    impl->read_only = options.read_only;
+    std::error_code ec;
+    const auto st = std::filesystem::status(path, ec);
+    if (!std::filesystem::exists(st) && (!options.create || options.read_only))
+        throw StoreError(fmt::format("{}: no such database", path.string()));
+    // A FIFO, a device or a folder would block or confuse SQLite's open().
+    if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+        throw StoreError(fmt::format("{}: not an eolstation store: not a regular file ({})", path.string(),
+                                     std::filesystem::is_directory(st) ? "a directory"
+                                     : std::filesystem::is_fifo(st)    ? "a FIFO"
+                                                                       : "a special file"));
+    const bool existed = std::filesystem::exists(st);
+    auto open_db = [&](const std::string& name, int extra) {
+        int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE | extra;
+        flags |= options.read_only ? SQLITE_OPEN_READONLY
+                                   : (SQLITE_OPEN_READWRITE | (options.create ? SQLITE_OPEN_CREATE : 0));
+        sqlite3* raw = nullptr;
+        const int rc = sqlite3_open_v2(name.c_str(), &raw, flags, nullptr);
+        impl->db.reset(raw);
+        if (rc != SQLITE_OK) {
+            const std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+            throw StoreError(fmt::format("{}: cannot open: {}", path.string(), msg));
+        }
+        sqlite3_busy_timeout(raw, options.busy_timeout_ms);
+        sqlite3_extended_result_codes(raw, 1);
+    };
+    open_db(path.string(), 0);
+    if (options.read_only &&
+        sqlite3_exec(impl->db.get(), "PRAGMA user_version", nullptr, nullptr, nullptr) == SQLITE_CANTOPEN) {
+        // A WAL database on read-only media (or a folder this user cannot
+        // write): its -shm cannot be made. Read it as immutable — nobody can
+        // write it there either — so a ship gate still answers.
+        std::string uri = "file:";
+        for (const char c : std::filesystem::absolute(path).string()) {
+            if (c == '?' || c == '#' || c == '%') uri += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+            else uri += c;
+        }
+        open_db(uri + "?immutable=1", SQLITE_OPEN_URI);
+    }
+    impl->exec("PRAGMA foreign_keys = ON");
+    impl->exec("PRAGMA cache_size = -32768");
+
+    auto check_file = [&](Impl& i) {
+        const auto version = static_cast<int>(i.pragma_int("PRAGMA user_version"));
+        if (version > kLatestVersion)
+            throw SchemaTooNewError(
+                fmt::format("{}: the database has schema version {}, newer than this eolstation knows ({}); "
+                            "use a newer eolstation — it will not be downgraded",
+                            path.string(), version, kLatestVersion),
+                version, kLatestVersion);
+        const auto app = static_cast<std::int32_t>(i.pragma_int("PRAGMA application_id"));
+        const auto tables = i.pragma_int("SELECT count(*) FROM sqlite_schema");
+        if ((app != 0 && app != kApplicationId) || (app == 0 && tables > 0))
+            throw StoreError(fmt::format("{}: not an eolstation store (another SQLite database)", path.string()));
+        // An empty file (or an empty SQLite database) becomes a store only
+        // when the caller creates stores (sim-production, demo, the station).
+        if (app == 0 && tables == 0 && existed && !options.create)
+            throw StoreError(fmt::format("{}: not an eolstation store (an empty file)", path.string()));
+        return version;
+    };
+    impl->version = check_file(*impl);
+    if (options.read_only) return Store(std::move(impl));
+
+    if (impl->pragma_text("PRAGMA journal_mode = WAL") != "wal")
+        throw StoreError(fmt::format("{}: cannot switch to WAL journal mode", path.string()));
+    impl->exec("PRAGMA synchronous = FULL");
+
+    for (const Migration& m : kMigrations) {
+        if (m.version <= impl->version) continue;
+        impl->exec("BEGIN IMMEDIATE");
+        try {
+            impl->version = check_file(*impl);  // another process may have migrated meanwhile
+            if (m.version > impl->version) {
+                impl->exec(m.sql);
+                if (m.version == 1) {
+                    impl->exec(immutability_triggers().c_str());
+                    impl->exec(fmt::format("PRAGMA application_id = {}", kApplicationId).c_str());
+                }
+                impl->exec(fmt::format("PRAGMA user_version = {}", m.version).c_str());
+                impl->version = m.version;
+            }
+            impl->exec("COMMIT");
+        } catch (...) {
+            sqlite3_exec(impl->db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
+    }
+    return Store(std::move(impl));
+}
+
+DbInfo Store::inspect(const std::filesystem::path& path) {
+    OpenOptions o;
+    o.read_only = true;
+    return open(path, o).info();
+}
+
+// ---------------------------------------------------------------- writing
+
+std::int64_t Store::write(const TestRecord& record) {
+    Tx tx(*impl_);
+    const std::int64_t id = write_one(*impl_, record);
+    tx.commit();
+    return id;
+}
+
+std::vector<std::int64_t> Store::write_batch(std::span<const TestRecord> records) {
+    std::vector<std::int64_t> ids;
+    ids.reserve(records.size());
+    Tx tx(*impl_);
+    for (const auto& r : records) ids.push_back(write_one(*impl_, r));
+    tx.commit();
+    return ids;
+}
+
+// ---------------------------------------------------------------- reading
+
+std::optional<CellInfo> Store::cell(std::string_view serial) {
+    Q q(*impl_, "SELECT serial, cell_model, lot, production_date, latest_run_id FROM cells WHERE serial = ?1");
+    q.text(1, serial);
+    if (!q.step()) return std::nullopt;
+    return read_cell_row(q);
+}
+
+std::vector<RunInfo> Store::runs_for(std::string_view serial) {
+    Q q(*impl_,
+        "SELECT id, serial, station_id, channel, recipe_name, recipe_version, start_unix_s, end_unix_s, verdict, "
+        "abort_reason FROM test_runs WHERE serial = ?1 ORDER BY start_unix_s, id");
+    q.text(1, serial);
+    std::vector<RunInfo> out;
+    while (q.step()) out.push_back(read_run_row(q));
+    return out;
+}
+
+std::optional<RunInfo> Store::run(std::int64_t run_id) {
+    Q q(*impl_,
+        "SELECT id, serial, station_id, channel, recipe_name, recipe_version, start_unix_s, end_unix_s, verdict, "
+        "abort_reason FROM test_runs WHERE id = ?1");
+    q.int64(1, run_id);
+    if (!q.step()) return std::nullopt;
+    return read_run_row(q);
+}
+
+std::vector<Measurement> Store::measurements(std::int64_t run_id) {
+    Q q(*impl_, "SELECT name, value, unit, low, high, pass FROM measurements WHERE run_id = ?1 ORDER BY seq");
+    q.int64(1, run_id);
+    std::vector<Measurement> out;
+    while (q.step()) {
+        Measurement m;
+        m.name = q.col_text(0);
+        m.value = q.col_real(1);
+        m.unit = q.col_text(2);
+        m.low = q.col_opt(3);
+        m.high = q.col_opt(4);
+        // Stored as pass 0/1; a NULL value was not measured (unset).
+        m.outcome = !std::isfinite(m.value) ? Outcome::unset : q.col_int(5) != 0 ? Outcome::pass : Outcome::fail;
+        out.push_back(std::move(m));
+    }
+    return out;
+}
+
+models::Series Store::trace(std::int64_t run_id) {
+    Q q(*impl_, "SELECT n_samples, t_s, i_a, v_v, t_cell_c, t_amb_c FROM traces WHERE run_id = ?1");
+    q.int64(1, run_id);
+    models::Series s;
+    if (!q.step()) return s;
+    const auto n = static_cast<std::size_t>(q.col_int(0));
+    std::vector<double>* dst[5] = {&s.t_s, &s.i_a, &s.v_v, &s.t_cell_c, &s.t_amb_c};
+    const char* names[5] = {"t_s", "i_a", "v_v", "t_cell_c", "t_amb_c"};
+    for (int k = 0; k < 5; ++k) {
+        if (q.is_null(1 + k)) continue;
+        const auto [p, size] = q.col_blob(1 + k);
+        *dst[k] = decode_column(p, size, n, fmt::format("{} of run {}", names[k], run_id));
+    }
+    return s;
+}
+
+std::vector<StepRecord> Store::steps(std::int64_t run_id) {
+    std::vector<StepRecord> out;
+    if (impl_->version < 2) return out;  // a read-only open of an older store
+    Q q(*impl_,
+        "SELECT name, kind, start_unix_s, end_unix_s, outcome, message, first_measurement, measurement_count, "
+        "first_sample, sample_count FROM run_steps WHERE run_id = ?1 ORDER BY seq");
+    q.int64(1, run_id);
+    while (q.step()) {
+        StepRecord st;
+        st.name = q.col_text(0);
+        st.kind = q.col_text(1);
+        st.start_unix_s = q.col_real(2);
+        st.end_unix_s = q.col_real(3);
+        st.outcome = step_outcome_from_string(q.col_text(4)).value_or(StepOutcome::error);
+        st.message = q.col_text(5);
+        st.first_measurement = static_cast<std::size_t>(q.col_int(6));
+        st.measurement_count = static_cast<std::size_t>(q.col_int(7));
+        st.first_sample = static_cast<std::size_t>(q.col_int(8));
+        st.sample_count = static_cast<std::size_t>(q.col_int(9));
+        out.push_back(std::move(st));
+    }
+    return out;
+}
+
+std::vector<ModelFit> Store::fits(std::int64_t run_id) {
+    Q q(*impl_,
+        "SELECT f.id, f.kind, f.rmse, f.converged, p.name, p.value, p.ci95_low, p.ci95_high "
+        "FROM model_fits f LEFT JOIN fit_parameters p ON p.fit_id = f.id WHERE f.run_id = ?1 "
+        "ORDER BY f.id, p.name");
+    q.int64(1, run_id);
+    std::vector<ModelFit> out;
+    std::int64_t current = -1;
+    while (q.step()) {
+        if (q.col_int(0) != current) {
+            current = q.col_int(0);
+            ModelFit f;
+            f.kind = q.col_text(1);
+            f.rmse = q.col_real(2);
+            f.converged = q.col_int(3) != 0;
+            out.push_back(std::move(f));
+        }
+        if (q.is_null(4)) continue;
+        const std::string name = q.col_text(4);
+        out.back().parameters[name] = q.col_real(5);
+        if (!q.is_null(6) || !q.is_null(7)) out.back().ci95[name] = Interval{q.col_real(6), q.col_real(7)};
+    }
+    return out;
+}
+
+std::optional<TestRecord> Store::read_record(std::int64_t run_id) {
+    const auto r = run(run_id);
+    if (!r) return std::nullopt;
+    TestRecord t;
+    t.serial = r->serial;
+    if (const auto c = cell(r->serial)) {
+        t.cell_model = c->cell_model;
+        t.lot = c->lot;
+        t.production_date = c->production_date;
+    }
+    t.station_id = r->station_id;
+    t.channel = r->channel;
+    t.recipe_name = r->recipe_name;
+    t.recipe_version = r->recipe_version;
+    t.start_unix_s = r->start_unix_s;
+    t.end_unix_s = r->end_unix_s;
+    t.verdict = r->verdict;
+    t.abort_reason = r->abort_reason;
+    t.measurements = measurements(run_id);
+    t.steps = steps(run_id);
+    t.trace = trace(run_id);
+    t.fits = fits(run_id);
+    return t;
+}
+
+namespace {
+// Binds the filter of for_each_cell / for_each_latest to one of three
+// statements (all / lot / dates) given by the caller.
+struct FilterBounds {
+    bool all = false;
+    std::string from;
+    std::string to;
+};
+FilterBounds bounds(const CellFilter& f) {
+    FilterBounds b;
+    if (f.date_from.empty() && f.date_to.empty()) {
+        b.all = true;
+        b.from = "";
+        b.to = "\x7f";
+    } else {
+        b.from = f.date_from.empty() ? "0000-00-00" : f.date_from;
+        b.to = f.date_to.empty() ? "9999-99-99" : f.date_to;
+    }
+    return b;
+}
+}  // namespace
+
+void Store::for_each_cell(const CellFilter& filter, const std::function<void(const CellInfo&)>& visit) {
+    const FilterBounds b = bounds(filter);
+    auto loop = [&](Q& q) {
+        while (q.step()) visit(read_cell_row(q));
+    };
+    if (filter.lot) {
+        Q q(*impl_,
+            "SELECT serial, cell_model, lot, production_date, latest_run_id FROM cells "
+            "WHERE lot = ?1 AND production_date BETWEEN ?2 AND ?3 ORDER BY serial");
+        q.text(1, *filter.lot).text(2, b.from).text(3, b.to);
+        loop(q);
+    } else if (b.all) {
+        Q q(*impl_, "SELECT serial, cell_model, lot, production_date, latest_run_id FROM cells ORDER BY serial");
+        loop(q);
+    } else {
+        Q q(*impl_,
+            "SELECT serial, cell_model, lot, production_date, latest_run_id FROM cells "
+            "WHERE production_date BETWEEN ?1 AND ?2 ORDER BY serial");
+        q.text(1, b.from).text(2, b.to);
+        loop(q);
+    }
+}
+
+void Store::for_each_latest(const CellFilter& filter, const std::function<void(const CellFeatures&)>& visit) {
+    const FilterBounds b = bounds(filter);
+#define EOL_LATEST_SELECT                                                                                    \
+    "SELECT c.serial, c.cell_model, c.lot, c.production_date, c.latest_run_id, r.id, r.serial, r.station_id, " \
+    "r.channel, r.recipe_name, r.recipe_version, r.start_unix_s, r.end_unix_s, r.verdict, r.abort_reason "     \
+    "FROM cells c JOIN test_runs r ON r.id = c.latest_run_id "
+    auto loop = [&](Q& q) {
+        CellFeatures cf;
+        while (q.step()) {
+            cf.cell = read_cell_row(q, 0);
+            cf.run = read_run_row(q, 5);
+            cf.features.clear();
+            {
+                Q m(*impl_, "SELECT name, value FROM measurements WHERE run_id = ?1 ORDER BY seq");
+                m.int64(1, cf.run.id);
+                while (m.step())
+                    if (!m.is_null(1)) cf.features.emplace_back(m.col_text(0), m.col_real(1));
+            }
+            {
+                Q f(*impl_,
+                    "SELECT f.id, f.kind, f.rmse, p.name, p.value FROM model_fits f "
+                    "LEFT JOIN fit_parameters p ON p.fit_id = f.id "
+                    "WHERE f.run_id = ?1 AND f.converged = 1 ORDER BY f.id, p.name");
+                f.int64(1, cf.run.id);
+                std::int64_t current = -1;
+                while (f.step()) {
+                    const std::string kind = f.col_text(1);
+                    if (f.col_int(0) != current) {
+                        current = f.col_int(0);
+                        if (!f.is_null(2)) cf.features.emplace_back(kind + ".rmse", f.col_real(2));
+                    }
+                    if (!f.is_null(3) && !f.is_null(4)) cf.features.emplace_back(kind + "." + f.col_text(3), f.col_real(4));
+                }
+            }
+            visit(cf);
+        }
+    };
+    if (filter.lot) {
+        Q q(*impl_, EOL_LATEST_SELECT "WHERE c.lot = ?1 AND c.production_date BETWEEN ?2 AND ?3 ORDER BY c.serial");
+        q.text(1, *filter.lot).text(2, b.from).text(3, b.to);
+        loop(q);
+    } else if (b.all) {
+        Q q(*impl_, EOL_LATEST_SELECT "ORDER BY c.serial");
+        loop(q);
+    } else {
+        Q q(*impl_, EOL_LATEST_SELECT "WHERE c.production_date BETWEEN ?1 AND ?2 ORDER BY c.serial");
+        q.text(1, b.from).text(2, b.to);
+        loop(q);
+    }
+#undef EOL_LATEST_SELECT
+}
+
+// ---------------------------------------------------------------- quarantine
+
+std::int64_t Store::append_quarantine(const QuarantineEvent& event) {
+    Tx tx(*impl_);
+    const std::int64_t id = append_event(*impl_, event);
+    tx.commit();
+    return id;
+}
+
+std::vector<std::int64_t> Store::append_quarantine_batch(std::span<const QuarantineEvent> events) {
+    std::vector<std::int64_t> ids;
+    ids.reserve(events.size());
+    Tx tx(*impl_);
+    for (const auto& e : events) ids.push_back(append_event(*impl_, e));
+    tx.commit();
+    return ids;
+}
+
+std::vector<QuarantineEvent> Store::quarantine_events(std::int64_t after_id) {
+    Q q(*impl_,
+        "SELECT id, time_unix_s, action, scope, target, window_from, window_to, reason, actor, role "
+        "FROM quarantine_events WHERE id > ?1 ORDER BY id");
+    q.int64(1, after_id);
+    std::vector<QuarantineEvent> out;
+    while (q.step()) out.push_back(read_event_row(q));
+    return out;
+}
+
+std::vector<QuarantineEvent> Store::quarantine_events_for(std::string_view serial, std::string_view lot,
+                                                          std::string_view production_date) {
+    Q q(*impl_,
+        "SELECT id, time_unix_s, action, scope, target, window_from, window_to, reason, actor, role "
+        "FROM quarantine_events WHERE (scope = 'serial' AND target = ?1) OR (scope = 'lot' AND target = ?2) "
+        "OR (scope = 'window' AND window_from <= ?3 AND window_to >= ?3) ORDER BY id");
+    q.text(1, serial);
+    if (lot.empty()) q.null(2);
+    else q.text(2, lot);
+    if (production_date.empty()) q.null(3);
+    else q.text(3, production_date);
+    std::vector<QuarantineEvent> out;
+    while (q.step()) out.push_back(read_event_row(q));
+    return out;
+}
+
+namespace {
+CellStatus decide_owned(std::string_view serial, std::string_view lot, std::string_view date, bool known,
+                        const std::vector<QuarantineEvent>& events) {
+    CellStatus st;
+    st.serial = std::string(serial);
+    st.known = known;
+    st.lot = std::string(lot);
+    st.production_date = std::string(date);
+    std::vector<const QuarantineEvent*> ptrs;
+    ptrs.reserve(events.size());
+    for (const auto& e : events) ptrs.push_back(&e);
+    decide(st, ptrs);
+    return st;
+}
+}  // namespace
+
+CellStatus Store::status(std::string_view serial) {
+    std::string lot, date;
+    bool known = false;
+    {
+        Q q(*impl_, "SELECT lot, production_date FROM cells WHERE serial = ?1");
+        q.text(1, serial);
+        if ((known = q.step())) {
+            lot = q.col_text(0);
+            date = q.col_text(1);
+        }
+    }
+    return decide_owned(serial, lot, date, known, quarantine_events_for(serial, lot, date));
+}
+
+CellStatus Store::status(std::string_view serial, std::string_view lot, std::string_view production_date) {
+    bool known = false;
+    {
+        Q q(*impl_, "SELECT 1 FROM cells WHERE serial = ?1");
+        q.text(1, serial);
+        known = q.step();
+    }
+    return decide_owned(serial, lot, production_date, known, quarantine_events_for(serial, lot, production_date));
+}
+
+std::vector<CellStatus> Store::status_many(std::span<const std::string> serials) {
+    const ReadTx snapshot(*impl_);
+    // Lot and window events are few: load them once.
+    std::unordered_map<std::string, std::vector<QuarantineEvent>> by_lot;
+    std::vector<QuarantineEvent> windows;
+    {
+        Q q(*impl_,
+            "SELECT id, time_unix_s, action, scope, target, window_from, window_to, reason, actor, role "
+            "FROM quarantine_events WHERE scope IN ('lot', 'window') ORDER BY id");
+        while (q.step()) {
+            QuarantineEvent e = read_event_row(q);
+            if (e.scope == QuarantineScope::lot) by_lot[e.target].push_back(std::move(e));
+            else windows.push_back(std::move(e));
+        }
+    }
+    // Serial-scope events: when they are fewer than the serials asked, load
+    // them all, sorted by target, and merge-walk them with the sorted query.
+    std::int64_t n_serial_events = 0;
+    {
+        Q q(*impl_, "SELECT count(*) FROM quarantine_events WHERE scope = 'serial'");
+        if (q.step()) n_serial_events = q.col_int(0);
+    }
+    const bool preload = static_cast<std::size_t>(n_serial_events) <= serials.size();
+    std::vector<QuarantineEvent> serial_events;
+    if (preload && n_serial_events > 0) {
+        Q q(*impl_,
+            "SELECT id, time_unix_s, action, scope, target, window_from, window_to, reason, actor, role "
+            "FROM quarantine_events WHERE scope = 'serial' ORDER BY target, id");
+        while (q.step()) serial_events.push_back(read_event_row(q));
+    }
+    std::size_t next_event = 0;
+
+    // Visit in key order (B-tree locality, merge with serial_events). Sort
+    // packed keys: the first 16 bytes big-endian, then the length; only
+    // longer strings with equal first 16 bytes compare in full.
+    struct Key {
+        std::uint64_t hi = 0, lo = 0;
+        std::size_t len = 0;
+        std::size_t idx = 0;
+    };
+    std::vector<Key> keys(serials.size());
+    for (std::size_t i = 0; i < serials.size(); ++i) {
+        const std::string& x = serials[i];
+        Key& k = keys[i];
+        for (std::size_t b = 0; b < 16; ++b) {
+            const std::uint64_t byte = b < x.size() ? static_cast<unsigned char>(x[b]) : 0u;
+            (b < 8 ? k.hi : k.lo) |= byte << (8 * (7 - (b % 8)));
+        }
+        k.len = x.size();
+        k.idx = i;
+    }
+    std::sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
+        if (a.hi != b.hi) return a.hi < b.hi;
+        if (a.lo != b.lo) return a.lo < b.lo;
+        if (a.len > 16 && b.len > 16) return serials[a.idx] < serials[b.idx];
+        return a.len < b.len;
+    });
+    std::vector<CellStatus> out(serials.size());
+    std::vector<const QuarantineEvent*> events;
+    std::vector<QuarantineEvent> fetched;  // serial events read one by one
+    Q cq(*impl_, "SELECT lot, production_date FROM cells WHERE serial = ?1");
+    for (const Key& key : keys) {
+        const std::string& s = serials[key.idx];
+        CellStatus& st = out[key.idx];
+        st.serial = s;
+        cq.text_ref(1, s);
+        st.known = cq.step();
+        if (st.known) {
+            st.lot = cq.col_text(0);
+            st.production_date = cq.col_text(1);
+        }
+        cq.reset();
+        events.clear();
+        if (preload) {
+            while (next_event < serial_events.size() && serial_events[next_event].target < s) ++next_event;
+            for (std::size_t k = next_event; k < serial_events.size() && serial_events[k].target == s; ++k)
+                events.push_back(&serial_events[k]);
+        } else {
+            fetched.clear();
+            Q q(*impl_,
+                "SELECT id, time_unix_s, action, scope, target, window_from, window_to, reason, actor, role "
+                "FROM quarantine_events WHERE scope = 'serial' AND target = ?1");
+            q.text(1, s);
+            while (q.step()) fetched.push_back(read_event_row(q));
+            for (const auto& e : fetched) events.push_back(&e);
+        }
+        if (!by_lot.empty() && !st.lot.empty())
+            if (const auto it = by_lot.find(st.lot); it != by_lot.end())
+                for (const auto& e : it->second) events.push_back(&e);
+        if (!st.production_date.empty())
+            for (const auto& w : windows)
+                if (w.window_from <= st.production_date && st.production_date <= w.window_to) events.push_back(&w);
+        decide(st, events);
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------- station events
+
+std::int64_t Store::append_station_event(const StationEvent& event) {
+    Tx tx(*impl_);
+    Q ins(*impl_,
+          "INSERT INTO station_events (time_unix_s, station_id, kind, message, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
+    ins.real(1, event.time_unix_s == 0.0 ? now_unix_s() : event.time_unix_s)
+        .text(2, event.station_id)
+        .text(3, event.kind)
+        .text(4, event.message)
+        .text(5, event.detail_json.empty() ? std::string_view("{}") : std::string_view(event.detail_json))
+        .run();
+    const std::int64_t id = sqlite3_last_insert_rowid(impl_->db.get());
+    tx.commit();
+    return id;
+}
+
+std::vector<StationEvent> Store::station_events(std::size_t limit) {
+    Q q(*impl_,
+        "SELECT id, time_unix_s, station_id, kind, message, detail FROM station_events ORDER BY id DESC LIMIT ?1");
+    q.int64(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+    std::vector<StationEvent> out;
+    while (q.step()) {
+        StationEvent e;
+        e.id = q.col_int(0);
+        e.time_unix_s = q.col_real(1);
+        e.station_id = q.col_text(2);
+        e.kind = q.col_text(3);
+        e.message = q.col_text(4);
+        e.detail_json = q.col_text(5);
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------- information
+
+std::int64_t Store::count(std::string_view table) {
+    for (const char* t : kTables) {
+        if (table != t) continue;
+        // The name comes from our own list, never from the caller.
+        const std::string sql = fmt::format("SELECT count(*) FROM \"{}\"", t);
+        return impl_->pragma_int(sql.c_str());
+    }
+    throw StoreError(fmt::format("count: '{}' is not a table of the store", table));
+}
+
+DbInfo Store::info() {
+    DbInfo i;
+    i.path = impl_->path;
+    i.schema_version = impl_->version;
+    i.known_version = kLatestVersion;
+    i.journal_mode = impl_->pragma_text("PRAGMA journal_mode");
+    i.page_size = impl_->pragma_int("PRAGMA page_size");
+    i.page_count = impl_->pragma_int("PRAGMA page_count");
+    std::error_code ec;
+    i.file_size_bytes = std::filesystem::file_size(impl_->path, ec);
+    if (ec) i.file_size_bytes = 0;
+    std::filesystem::path wal = impl_->path;
+    wal += "-wal";
+    i.wal_size_bytes = std::filesystem::exists(wal, ec) ? std::filesystem::file_size(wal, ec) : 0;
+    if (ec) i.wal_size_bytes = 0;
+    std::vector<std::string> names;
+    {
+        Q q(*impl_, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name");
+        while (q.step()) names.push_back(q.col_text(0));
+    }
+    for (const auto& n : names) {
+        std::string quoted;
+        for (char c : n) {
+            quoted += c;
+            if (c == '"') quoted += '"';
+        }
+        const std::string sql = fmt::format("SELECT count(*) FROM \"{}\"", quoted);
+        i.table_counts.emplace_back(n, impl_->pragma_int(sql.c_str()));
+    }
+    return i;
+}
+
+}  // namespace eol::station
