@@ -202,7 +202,7 @@ TEST_CASE("hostile: modbus server: 40 clients at once are all served") {
     CHECK(server->refused() == 0);
 }
 
-TEST_CASE("hostile: modbus server: a flood past max_clients is refused and counted; its clients keep being served") {
+TEST_CASE("hostile: modbus server: a flood past max_clients is refused and counted, its clients keep being served") {
     auto server = thermo_server();
     Bare first(server->port());
     REQUIRE(first.read());
@@ -220,7 +220,7 @@ TEST_CASE("hostile: modbus server: a flood past max_clients is refused and count
     CHECK(server->running());
 }
 
-TEST_CASE("hostile: modbus server: latency is per request; clearing it answers every held request at once") {
+TEST_CASE("hostile: modbus server: latency is per request, clearing it answers every held request at once") {
     auto server = thermo_server();
     constexpr int kClients = 20;
     std::vector<std::unique_ptr<Bare>> clients;
@@ -253,7 +253,7 @@ TEST_CASE("hostile: modbus server: latency is per request; clearing it answers e
     CHECK(since_s(t0) < 1.5);
 }
 
-TEST_CASE("hostile: scpi server: a flood past max_clients is refused; clearing latency answers at once") {
+TEST_CASE("hostile: scpi server: a flood past max_clients is refused, clearing latency answers at once") {
     auto fx = fixture();
     auto server = std::make_unique<sim::ScpiLoadServer>(
         instruments::load_dialect(std::string(EOL_CONFIG_DIR) + "/dialects/keysight-el30000.toml"), fx);
