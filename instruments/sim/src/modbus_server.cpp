@@ -312,7 +312,7 @@ void ModbusServer::run() {
     };
 
     auto accept_one = [&] {
-        int c = ::accept4(I.listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+        const int c = ::accept4(I.listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) {
             // Out of descriptors (EMFILE/ENFILE): the listening socket stays
             // readable; wait a little instead of spinning on it.
@@ -327,14 +327,13 @@ void ModbusServer::run() {
         const int low = instruments::fd_below_setsize(c);
         if (low < 0) {
             refuse(c, fmt::format("no descriptor below FD_SETSIZE ({}) is free for it "
-                                       "(libmodbus waits with select())",
-                                       FD_SETSIZE));
+                                  "(libmodbus waits with select())",
+                                  FD_SETSIZE));
             return;
         }
-        c = low;
         const int one = 1;
-        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        I.clients.push_back({c, Clock::now(), std::nullopt});
+        ::setsockopt(low, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        I.clients.push_back({low, Clock::now(), std::nullopt});
     };
 
     std::vector<pollfd> fds;
