@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -218,6 +219,50 @@ TEST_CASE("hostile: modbus server: a flood past max_clients is refused and count
         return b.read();
     }));
     CHECK(server->running());
+}
+
+TEST_CASE("hostile: modbus server: clients that send half a request hold up nobody and are dropped") {
+    auto server = thermo_server();
+    std::vector<int> stalled;
+    const std::uint8_t half[] = {0x00, 0x01, 0x00, 0x00, 0x00};  // 5 of the MBAP header's 7 bytes
+    for (int k = 0; k < 30; ++k) {
+        stalled.push_back(connect_raw(server->port()));
+        REQUIRE(::send(stalled.back(), half, sizeof half, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof half));
+    }
+    // A well-behaved client is answered at once, not after 30 × 0.5 s.
+    Bare good(server->port());
+    const auto t0 = Clock::now();
+    for (int k = 0; k < 5; ++k) CHECK(good.read());
+    CHECK(since_s(t0) < 0.5);
+    // A request that arrives in two parts is answered.
+    const int split = connect_raw(server->port());
+    const std::uint8_t req[] = {0x00, 0x07, 0x00, 0x00, 0x00, 0x06, 0x01, 0x03, 0x00, 0x00, 0x00, 0x08};
+    REQUIRE(::send(split, req, 4, MSG_NOSIGNAL) == 4);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    REQUIRE(::send(split, req + 4, sizeof req - 4, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof req - 4));
+    std::uint8_t reply[64];
+    std::size_t got = 0;
+    while (got < 9 + 16) {
+        pollfd p{split, POLLIN, 0};
+        if (::poll(&p, 1, 2000) != 1) break;
+        const ssize_t n = ::recv(split, reply + got, sizeof reply - got, 0);
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    CHECK(got == 9 + 16);  // MBAP + FC03 + byte count + 8 registers
+    CHECK(reply[1] == 0x07);  // its transaction id
+    ::close(split);
+    // The stalled ones are dropped after 0.5 s: their sockets read end of
+    // stream, or a reset (the server closed with their half request unread).
+    for (int fd : stalled) {
+        pollfd p{fd, POLLIN, 0};
+        CHECK(::poll(&p, 1, 3000) == 1);
+        char b;
+        const ssize_t n = ::recv(fd, &b, 1, 0);
+        CHECK((n == 0 || (n < 0 && errno == ECONNRESET)));
+        ::close(fd);
+    }
+    CHECK(good.read());
 }
 
 TEST_CASE("hostile: modbus server: latency is per request, clearing it answers every held request at once") {

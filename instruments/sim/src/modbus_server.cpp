@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -26,6 +27,9 @@ namespace eol::sim {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+/// A TCP client that sent part of a request and nothing more for this long is dropped.
+constexpr auto kStalledRequest = std::chrono::milliseconds(500);
 
 std::uint16_t crc16(const std::uint8_t* p, std::size_t n) {
     std::uint16_t crc = 0xFFFF;
@@ -56,6 +60,21 @@ void write_all(int fd, const std::uint8_t* p, std::size_t n) {
     }
 }
 
+/// Modbus TCP: whether a whole request (MBAP header and the length it
+/// announces) is buffered on `fd`, so modbus_receive() will not wait for the
+/// rest. True as well for what modbus_receive() rejects at once (end of
+/// stream, a length beyond any ADU) and when the socket cannot be asked.
+bool tcp_request_buffered(int fd) {
+    int avail = 0;
+    if (::ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0) return true;
+    std::uint8_t h[7];
+    const ssize_t n = ::recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
+    if (n < static_cast<ssize_t>(sizeof h)) return n <= 0;
+    const int length = (h[4] << 8) | h[5];  // unit id + PDU
+    if (length < 2 || 6 + length > MODBUS_TCP_MAX_ADU_LENGTH) return true;
+    return avail >= 6 + length;
+}
+
 }  // namespace
 
 struct ModbusServer::Impl {
@@ -70,6 +89,7 @@ struct ModbusServer::Impl {
         int fd;
         Clock::time_point last;
         std::optional<Pending> pending;
+        std::optional<Clock::time_point> partial_since;  // part of a request buffered since
     };
     modbus_t* ctx = nullptr;
     bool rtu = false;
@@ -333,7 +353,7 @@ void ModbusServer::run() {
         }
         const int one = 1;
         ::setsockopt(low, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        I.clients.push_back({low, Clock::now(), std::nullopt});
+        I.clients.push_back({low, Clock::now(), std::nullopt, std::nullopt});
     };
 
     std::vector<pollfd> fds;
@@ -346,7 +366,11 @@ void ModbusServer::run() {
             if (p) wake_at = std::min(wake_at, due(*p));
         };
         consider(line_pending);
-        for (const auto& c : I.clients) consider(c.pending);
+        for (const auto& c : I.clients) {
+            consider(c.pending);
+            // Half a request: look again shortly (poll() would report it readable at once).
+            if (c.partial_since) wake_at = std::min(wake_at, now + std::chrono::milliseconds(10));
+        }
         const auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(
             std::max(Clock::duration::zero(), wake_at - now));
 
@@ -355,9 +379,10 @@ void ModbusServer::run() {
         const bool listen_paused = !I.rtu && now < I.accept_paused_until;
         fds.push_back({I.rtu ? I.line_fd : I.listen_fd,
                        static_cast<short>((I.rtu && line_pending) || listen_paused ? 0 : POLLIN), 0});
-        // A client with a held request is not read until it is answered.
+        // A client with a held request is not read until it is answered; one
+        // with half a request is looked at on the 10 ms tick.
         for (const auto& c : I.clients)
-            fds.push_back({c.fd, static_cast<short>(c.pending ? 0 : POLLIN), 0});
+            fds.push_back({c.fd, static_cast<short>(c.pending || c.partial_since ? 0 : POLLIN), 0});
         const int n = ::poll(fds.data(), fds.size(), static_cast<int>(wait_ms.count()));
         if (n < 0 && errno != EINTR) break;
         if (stop_ || (fds[0].revents & POLLIN)) break;
@@ -388,7 +413,17 @@ void ModbusServer::run() {
                 }
                 continue;
             }
-            if (ev & (POLLIN | POLLHUP | POLLERR)) {
+            if (c.partial_since || (ev & (POLLIN | POLLHUP | POLLERR))) {
+                // TCP: read only whole requests, so that a client sending half
+                // a request cannot hold up the others (modbus_receive() would
+                // wait for the rest); one that stalls mid-request is dropped
+                // after kStalledRequest.
+                if (!(ev & (POLLHUP | POLLERR)) && !tcp_request_buffered(c.fd)) {
+                    if (!c.partial_since) c.partial_since = now;
+                    if (now - *c.partial_since > kStalledRequest) drop(k);
+                    continue;
+                }
+                c.partial_since.reset();
                 c.last = Clock::now();
                 Pending p;
                 const Got got = receive(c.fd, p);

@@ -13,9 +13,11 @@
 // modbus_reply() from a modbus_mapping_t that the subclass refreshes from the
 // physics before the reply (refresh()) and reads back after writes
 // (apply_writes()). An idle client is dropped after `idle_timeout_s` without
-// a request (the indication timeout); a client that stalls mid-request is
-// dropped after 0.5 s (the server waits for it meanwhile: it is a test
-// double).
+// a request (the indication timeout). TCP requests are handed to
+// modbus_receive() only once they are whole in the socket buffer, so a
+// client that sends half a request holds up nobody; it is dropped when the
+// rest has not come 0.5 s later. (RTU: the line is read as it comes, a
+// stalled frame waits at most 0.5 s.)
 //
 // Connections: up to `max_clients` (default kModbusMaxClients = 64) at once;
 // more are refused (accepted and closed at once). modbus_receive() waits
