@@ -15,10 +15,14 @@
 //        | pulse --profile "A:s,A:s,…" --interval S [--points N]
 //                                     drives one SCPI load directly; exit 1
 //                                     when the load fails (typed error)
-// Usage and configuration errors (bad flags, files, dialects) exit 2.
+// Usage and configuration errors (bad flags, files, dialects) exit 2; so do
+// numbers outside their range, naming it: --timeout in (0, 60] s,
+// --interval in (0, 3600] s, --points in 1..100000000 (NaN and ∞ never pass).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -183,7 +187,7 @@ struct LoadOptions {
     std::string input;
     std::string profile;
     double interval_s = 0;
-    std::size_t points = 0;
+    std::int64_t points = 0;  // 0: the whole profile
 };
 
 std::vector<instruments::PulseStep> parse_profile(const std::string& text) {
@@ -315,16 +319,25 @@ void add_load_commands(CLI::App& inst) {
         "pulse", "Hardware-timed current profile with the load's data logger; prints t, V, I");
     pulse->add_option("--profile", o->profile, "Steps \"A:s,A:s,…\" (current A, duration s)")->required();
     pulse->add_option("--interval", o->interval_s, "Logger sample interval, seconds")->required();
-    pulse->add_option("--points", o->points, "Logger points (default: the whole profile)");
+    pulse->add_option("--points", o->points, "Logger points, 1..100000000 (default: the whole profile)");
     pulse->callback([o] {
         instruments::PulseSpec spec;
         spec.steps = parse_profile(o->profile);
         check_seconds_option("--timeout", o->timeout_s, kMaxCliTimeout_s);
         check_seconds_option("--interval", o->interval_s, instruments::kMaxTimeout_s);
         spec.sample_interval_s = o->interval_s;
-        spec.points = o->points > 0 ? o->points
-                                    : static_cast<std::size_t>(std::ceil(spec.total_s() / o->interval_s - 1e-9));
-        if (spec.points == 0) spec.points = 1;
+        // The most any dialect may allow (dialect.max_logger_points); the load's own limit is checked by the driver.
+        constexpr std::int64_t kMaxPoints = 100000000;
+        if (o->points != 0 && (o->points < 1 || o->points > kMaxPoints))
+            throw station::UsageError(
+                fmt::format("--points {}: outside the allowed range 1..{}", o->points, kMaxPoints));
+        const double whole = std::max(1.0, std::ceil(spec.total_s() / o->interval_s - 1e-9));
+        if (o->points == 0 && whole > static_cast<double>(kMaxPoints))
+            throw station::UsageError(fmt::format(
+                "--profile / --interval: {} s every {} s is {:.0f} logger points, more than the {} allowed; "
+                "give a longer --interval or --points",
+                spec.total_s(), o->interval_s, whole, kMaxPoints));
+        spec.points = o->points > 0 ? static_cast<std::size_t>(o->points) : static_cast<std::size_t>(whole);
         with_load(*o, [&](instruments::ScpiLoad& l) {
             const auto d = l.run_pulse(o->channel, spec);
             l.set_input(o->channel, false);

@@ -3,7 +3,8 @@
 // Commissioning: reads every channel of a Modbus thermocouple module once and
 // prints °C and the status per channel. Exit 0 when the module answered
 // (whatever the channels say), 1 when it did not (the error names the
-// instrument, the request and what came back), 2 for a bad map or address.
+// instrument, the request and what came back), 2 for a bad map or address,
+// or a --timeout outside (0, 60] s (NaN and ∞ included).
 #include <cmath>
 #include <iostream>
 #include <memory>

@@ -263,7 +263,7 @@ TEST_CASE("hostile: sim cli: holding more than FD_SETSIZE descriptors, sim refus
     CHECK(err.find("bit out of range") == std::string::npos);
 }
 
-TEST_CASE("hostile: instruments cli: --timeout and --interval outside their range are usage errors naming it") {
+TEST_CASE("hostile: instruments cli: --timeout, --interval and --points outside their range are usage errors naming it") {
     for (const std::string v : {"nan", "-1", "0", "inf", "1e9"}) {
         CAPTURE(v);
         const ProcessResult load = test::run_process({EOL_CLI, "instruments", "load", "--dialect", kKeysight,
@@ -288,4 +288,23 @@ TEST_CASE("hostile: instruments cli: --timeout and --interval outside their rang
                           60);
     CHECK(pulse.exit == 2);
     CHECK(pulse.err.find("--interval: inf s is outside the allowed range (0, 3600] s") != std::string::npos);
+    for (const std::string v : {"-1", "0x", "100000001"}) {
+        CAPTURE(v);
+        const ProcessResult points =
+            test::run_process({EOL_CLI, "instruments", "load", "--dialect", kKeysight, "--address",
+                               "tcp://127.0.0.1:1", "pulse", "--profile", "1:1", "--interval", "0.1", "--points=" + v},
+                              60);
+        CHECK(points.exit == 2);
+    }
+    const ProcessResult minus = test::run_process({EOL_CLI, "instruments", "load", "--dialect", kKeysight, "--address",
+                                                   "tcp://127.0.0.1:1", "pulse", "--profile", "1:1", "--interval",
+                                                   "0.1", "--points=-1"},
+                                                  60);
+    CHECK(minus.err.find("--points -1: outside the allowed range 1..100000000") != std::string::npos);
+    const ProcessResult many = test::run_process({EOL_CLI, "instruments", "load", "--dialect", kKeysight, "--address",
+                                                  "tcp://127.0.0.1:1", "pulse", "--profile", "1:1000000", "--interval",
+                                                  "1e-6"},
+                                                 60);
+    CHECK(many.exit == 2);
+    CHECK(many.err.find("1000000000000 logger points, more than the 100000000 allowed") != std::string::npos);
 }
