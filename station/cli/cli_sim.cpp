@@ -10,7 +10,8 @@
 // ports that cannot be bound exit 2.
 //
 // Fault injection at run time: one command per line on stdin, one reply line
-// on stdout ("ok …" or "error: … (stdin line N)"); end of input is ignored.
+// on stdout ("ok …" or "error: … (stdin line N)"); end of input is ignored;
+// a line longer than 4096 bytes is an error (the rest of it is skipped).
 //   fault NAME latency S                 added before every reply (wall s, 0..60; 0 = off)
 //   fault NAME drop|garbage|truncate     the next reply (one-shot)
 //   fault NAME silence on|off            swallow requests (clients time out)
@@ -165,6 +166,33 @@ std::string control(station::SimStation& sim, const station::StationConfig& cfg,
     return fmt::format("ok {} {}", name, describe(faults.get()));
 }
 
+/// Longest control line read from stdin; the rest of a longer one is skipped
+/// (a line without end must not grow without bound).
+constexpr std::size_t kMaxControlLineBytes = 4096;
+
+/// The next line of `in` without its newline (and a trailing CR), at most
+/// kMaxControlLineBytes of it: `too_long` says the rest was skipped. False at
+/// the end of input with nothing read.
+bool read_control_line(std::istream& in, std::string& line, bool& too_long) {
+    line.clear();
+    too_long = false;
+    std::streambuf* sb = in.rdbuf();
+    bool any = false;
+    for (;;) {
+        const auto c = sb->sbumpc();
+        if (c == std::char_traits<char>::eof()) {
+            in.setstate(std::ios::eofbit);
+            break;
+        }
+        any = true;
+        if (c == '\n') break;
+        if (line.size() < kMaxControlLineBytes) line += static_cast<char>(c);
+        else too_long = true;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return any;
+}
+
 struct SimOptions {
     std::string config;
     bool json = false;
@@ -210,11 +238,15 @@ void run_sim(const SimOptions& o) {
     auto shared = std::make_shared<Shared>();
     std::thread([&sim, &cfg, servers, shared] {
         std::string line;
-        for (int n = 1; std::getline(std::cin, line); ++n) {
+        bool too_long = false;
+        for (int n = 1; read_control_line(std::cin, line, too_long); ++n) {
             std::lock_guard lk(shared->mutex);
             if (shared->stopped) return;
             std::string reply;
             try {
+                if (too_long)
+                    throw std::invalid_argument(
+                        fmt::format("line longer than {} bytes, ignored", kMaxControlLineBytes));
                 reply = control(sim, cfg, servers, line);
             } catch (const std::exception& e) {
                 reply = fmt::format("error: {} (stdin line {})", e.what(), n);

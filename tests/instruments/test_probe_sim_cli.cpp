@@ -187,6 +187,9 @@ TEST_CASE("hostile: sim cli: fault commands the instrument cannot have are refus
         sim.send_line(line);
         CHECK(sim.read_line(10) == reply);
     }
+    // A line without end (here 200 KiB) is cut off, not grown without bound.
+    sim.send_line("fault tc1 latency " + std::string(200 * 1024, '9'));
+    CHECK(sim.read_line(10) == "error: line longer than 4096 bytes, ignored (stdin line 9)");
     sim.send_line("faults");
     CHECK(sim.read_line(10) == "ok load1 none; tc1 none");
     // What the protocols do have is accepted.
