@@ -3,12 +3,11 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <fstream>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include "eol/instruments/errors.hpp"
+#include "eol/instruments/toml_file.hpp"
 
 namespace eol::instruments {
 namespace {
@@ -280,14 +279,7 @@ bool Dialect::identity_matches(std::string_view idn) const {
 
 Dialect parse_dialect(std::string_view text, const std::string& source) {
     Reader r(source);
-    toml::table root;
-    try {
-        root = toml::parse(text, source);
-    } catch (const toml::parse_error& e) {
-        throw DefinitionError(source + ":" + std::to_string(e.source().begin.line) + ":" +
-                              std::to_string(e.source().begin.column) + ": TOML syntax: " +
-                              std::string(e.description()));
-    }
+    const toml::table root = parse_toml_text(text, source);
     r.known_keys(root, "", {"dialect", "commands", "pulse", "protection", "simulator"});
 
     Dialect d;
@@ -477,11 +469,7 @@ Dialect parse_dialect(std::string_view text, const std::string& source) {
 }
 
 Dialect load_dialect(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw DefinitionError(file.string() + ": cannot open dialect file");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    Dialect d = parse_dialect(ss.str(), file.string());
+    Dialect d = parse_dialect(read_toml_file(file), file.string());
     d.file = file;
     return d;
 }

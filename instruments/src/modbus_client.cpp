@@ -1,13 +1,26 @@
 #include "eol/instruments/modbus_client.hpp"
 
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
 #include <modbus/modbus.h>
 
 #include "eol/instruments/errors.hpp"
+#include "eol/instruments/select_fd.hpp"
+#include "eol/instruments/transport.hpp"
 
 namespace eol::instruments {
 
@@ -45,7 +58,7 @@ ModbusClient::ModbusClient(std::string instrument, Address address, double timeo
         throw ConnectionError(instrument_, "connect",
                               "address " + address_.to_string() +
                                   " is a SCPI serial line; Modbus needs tcp:// or rtu://");
-    if (!(timeout_s_ > 0)) throw std::invalid_argument("Modbus timeout must be > 0");
+    check_duration_s(timeout_s_, instrument_ + ": Modbus reply timeout");
 }
 
 ModbusClient::~ModbusClient() = default;
@@ -67,6 +80,68 @@ void split_timeout(double s, std::uint32_t& sec, std::uint32_t& usec) {
         usec -= 1000000;
     }
 }
+std::string fd_setsize_detail(int fd) {
+    return fmt::format("descriptor {} is not below FD_SETSIZE ({}) and no lower one is free: this process "
+                       "holds too many descriptors (libmodbus waits with select())",
+                       fd, FD_SETSIZE);
+}
+
+// Connects a TCP socket to the address within timeout_s, waiting with
+// poll() (libmodbus' own connect waits with select(), which aborts the
+// process on a descriptor ≥ FD_SETSIZE); the socket is moved below
+// FD_SETSIZE for libmodbus' receive path, non-blocking as libmodbus leaves
+// its own, with TCP_NODELAY. Throws ConnectionError.
+int tcp_connect(const std::string& instrument, const Address& a, double timeout_s) {
+    const std::string what = "connect " + a.to_string();
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const std::string port = std::to_string(a.port);
+    if (const int rc = ::getaddrinfo(a.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+        throw ConnectionError(instrument, what, "cannot resolve '" + a.host + "': " + ::gai_strerror(rc));
+    const std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(found, ::freeaddrinfo);
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(timeout_s));
+    std::string last = "no address";
+    for (const addrinfo* ai = found; ai; ai = ai->ai_next) {
+        const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            last = std::strerror(errno);
+            continue;
+        }
+        int err = ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : errno;
+        while (err == EINPROGRESS || err == EINTR) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+            pollfd p{fd, POLLOUT, 0};
+            const int n = left > 0 ? ::poll(&p, 1, static_cast<int>(left)) : 0;
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                err = ETIMEDOUT;
+                break;
+            }
+            socklen_t len = sizeof err;
+            if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        }
+        if (err != 0) {
+            ::close(fd);
+            last = err == ETIMEDOUT ? fmt::format("no connection within {:.3f} s", timeout_s)
+                                    : std::string(std::strerror(err));
+            continue;
+        }
+        const int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        const int low = fd_below_setsize(fd);
+        if (low < 0) {
+            ::close(fd);
+            throw ConnectionError(instrument, what, fd_setsize_detail(fd));
+        }
+        return low;
+    }
+    throw ConnectionError(instrument, what, last);
+}
+
 }  // namespace
 
 void ModbusClient::connect() {
@@ -91,9 +166,19 @@ void ModbusClient::connect() {
         modbus_set_byte_timeout(ctx_->mb, sec, usec);
     }
     modbus_set_slave(ctx_->mb, address_.unit);
-    if (modbus_connect(ctx_->mb) == -1)
-        throw ConnectionError(instrument_, "connect " + address_.to_string(),
-                              modbus_strerror(errno));
+    if (address_.kind == Address::Kind::tcp) {
+        modbus_set_socket(ctx_->mb, tcp_connect(instrument_, address_, timeout_s_));
+    } else {
+        if (modbus_connect(ctx_->mb) == -1)
+            throw ConnectionError(instrument_, "connect " + address_.to_string(), modbus_strerror(errno));
+        const int fd = modbus_get_socket(ctx_->mb);
+        const int low = fd_below_setsize(fd);
+        if (low < 0) {
+            modbus_close(ctx_->mb);
+            throw ConnectionError(instrument_, "connect " + address_.to_string(), fd_setsize_detail(fd));
+        }
+        modbus_set_socket(ctx_->mb, low);
+    }
     ctx_->connected = true;
 }
 

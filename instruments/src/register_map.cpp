@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "eol/instruments/errors.hpp"
+#include "eol/instruments/toml_file.hpp"
 
 namespace eol::instruments {
 
@@ -425,27 +426,11 @@ RegisterMap parse_root(const toml::table& tbl, const std::string& source) {
 }  // namespace
 
 RegisterMap parse_register_map(std::string_view toml_text, const std::string& source) {
-    toml::table tbl;
-    try {
-        tbl = toml::parse(toml_text, source);
-    } catch (const toml::parse_error& e) {
-        throw DefinitionError(fmt::format("{}:{}:{}: {}", source, e.source().begin.line,
-                                          e.source().begin.column, e.description()));
-    }
-    return parse_root(tbl, source);
+    return parse_root(parse_toml_text(toml_text, source), source);
 }
 
 RegisterMap load_register_map(const std::string& path) {
-    toml::table tbl;
-    try {
-        tbl = toml::parse_file(path);
-    } catch (const toml::parse_error& e) {
-        if (e.source().begin.line == 0)  // could not read the file at all
-            throw DefinitionError(fmt::format("{}: {}", path, e.description()));
-        throw DefinitionError(fmt::format("{}:{}:{}: {}", path, e.source().begin.line,
-                                          e.source().begin.column, e.description()));
-    }
-    return parse_root(tbl, path);
+    return parse_root(parse_toml_file(path), path);
 }
 
 // ------------------------------------------------------------------ codec ----

@@ -191,6 +191,7 @@ std::string format_number(double v) { return fmt::format("{}", v); }
 ScpiClient::ScpiClient(std::string name, std::unique_ptr<LineTransport> transport, double timeout_s)
     : name_(std::move(name)), transport_(std::move(transport)), timeout_s_(timeout_s) {
     if (!transport_) throw std::invalid_argument("ScpiClient: no transport");
+    check_duration_s(timeout_s_, name_ + ": SCPI reply timeout");
 }
 
 void ScpiClient::rethrow_transport(std::string_view command) {

@@ -115,6 +115,8 @@ Protection ScpiLoad::protection(int channel) {
     return dialect_.protection.decode(static_cast<std::uint64_t>(s));
 }
 
+void ScpiLoad::check_error_queue() { client_.check_errors(dialect_.text(Cmd::error_query)); }
+
 void ScpiLoad::clear_protection(int channel) {
     check_channel(channel);
     client_.command(cmd(Cmd::protection_clear, channel));

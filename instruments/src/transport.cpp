@@ -2,10 +2,18 @@
 
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 #include "eol/instruments/serial_transport.hpp"
 #include "eol/instruments/tcp_transport.hpp"
 
 namespace eol::instruments {
+
+void check_duration_s(double value_s, std::string_view what, double max_s) {
+    if (!(value_s > 0 && value_s <= max_s))  // false for NaN
+        throw std::invalid_argument(fmt::format("{}: {} s is outside the allowed range (0, {}] s", what,
+                                                value_s, max_s));
+}
 
 std::unique_ptr<LineTransport> make_line_transport(const Address& address,
                                                    const TransportOptions& options) {

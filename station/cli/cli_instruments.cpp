@@ -3,16 +3,26 @@
 // Commissioning commands that work without a station run:
 //   probe --config FILE [--json]      every configured instrument: identity
 //                                     and one reading; exit 1 naming each
-//                                     instrument that failed and why
+//                                     instrument that failed and why — no
+//                                     answer, a load with entries in its
+//                                     error queue (SYST:ERR? per dialect),
+//                                     or a thermocouple channel the station
+//                                     uses (a fixture position's or the
+//                                     ambient) that does not read ok (open,
+//                                     over/under range, stale)
 //   load --dialect FILE --address ADDR [--channel N] [--timeout S] [--json]
 //        identify | measure | set-current A | input on|off
 //        | pulse --profile "A:s,A:s,…" --interval S [--points N]
 //                                     drives one SCPI load directly; exit 1
 //                                     when the load fails (typed error)
-// Usage and configuration errors (bad flags, files, dialects) exit 2.
+// Usage and configuration errors (bad flags, files, dialects) exit 2; so do
+// numbers outside their range, naming it: --timeout in (0, 60] s,
+// --interval in (0, 3600] s, --points in 1..100000000 (NaN and ∞ never pass).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -41,12 +51,37 @@ std::string identity_text(const instruments::Identity& id) {
                        id.firmware);
 }
 
+/// Longest --timeout of the commissioning commands, as for timeout_s in a station file.
+constexpr double kMaxCliTimeout_s = 60.0;
+
+/// A duration option (--timeout, --interval) in (0, max_s] s, else a usage
+/// error naming the option, the value and the allowed range (exit 2).
+void check_seconds_option(const char* option, double value_s, double max_s) {
+    try {
+        instruments::check_duration_s(value_s, option, max_s);
+    } catch (const std::invalid_argument& e) {
+        throw station::UsageError(e.what());
+    }
+}
+
 json error_json(const instruments::InstrumentError& e) {
     return {{"instrument", e.instrument()}, {"command", e.command()}, {"detail", e.detail()},
             {"message", e.what()}};
 }
 
 // ------------------------------------------------------------------ probe
+
+/// What the station uses channel `ch` of thermocouple module `thermo` for:
+/// "position 3", "ambient" (several joined); empty when nothing.
+std::string channel_use(const station::StationConfig& cfg, const std::string& thermo, int ch) {
+    std::string use;
+    for (const auto& c : cfg.channels)
+        if (c.thermo == thermo && c.thermo_channel == ch)
+            use += fmt::format("{}position {}", use.empty() ? "" : ", ", c.position);
+    if (cfg.ambient && cfg.ambient->thermo == thermo && cfg.ambient->channel == ch)
+        use += std::string(use.empty() ? "" : ", ") + "ambient";
+    return use;
+}
 
 struct ProbeOptions {
     std::string config;
@@ -71,10 +106,12 @@ void run_probe(const ProbeOptions& o) {
                 load.connect();
                 const auto id = load.identify();
                 const auto r = load.measure(1);
-                load.close();
                 j["identity"] = identity_json(id);
                 j["reading"] = {{"channel", 1}, {"v_v", r.v_v}, {"i_a", r.i_a}, {"p_w", r.p_w}};
                 text = fmt::format("{}  ch1 {:.4f} V {:.4f} A {:.3f} W", identity_text(id), r.v_v, r.i_a, r.p_w);
+                // An error queued on the load (during the probe or before) is a failure.
+                load.check_error_queue();
+                load.close();
             } else {
                 auto& tc = *all.thermos.at(ic.name);
                 tc.connect();
@@ -96,6 +133,23 @@ void run_probe(const ProbeOptions& o) {
                 }
                 j["reading"] = {{"channels", chans}};
                 text = identity_text(id) + "  " + list;
+                // Every channel the station uses must read a temperature.
+                std::vector<std::string> bad;
+                for (int ch = 0; ch < ic.channels; ++ch) {
+                    const std::string use = channel_use(cfg, ic.name, ch);
+                    if (use.empty()) continue;
+                    const auto k = static_cast<std::size_t>(ch);
+                    if (k >= readings.size())
+                        bad.push_back(fmt::format("channel {} ({}) was not read", ch, use));
+                    else if (readings[k].status != instruments::TcStatus::ok)
+                        bad.push_back(fmt::format("channel {} ({}) reads {}", ch, use,
+                                                  instruments::to_string(readings[k].status)));
+                }
+                if (!bad.empty()) {
+                    std::string detail;
+                    for (const auto& b : bad) detail += (detail.empty() ? "" : "; ") + b;
+                    throw instruments::DeviceError(ic.name, "read channels", detail);
+                }
             }
             j["ok"] = true;
         } catch (const instruments::InstrumentError& e) {
@@ -133,7 +187,7 @@ struct LoadOptions {
     std::string input;
     std::string profile;
     double interval_s = 0;
-    std::size_t points = 0;
+    std::int64_t points = 0;  // 0: the whole profile
 };
 
 std::vector<instruments::PulseStep> parse_profile(const std::string& text) {
@@ -172,6 +226,7 @@ std::vector<instruments::PulseStep> parse_profile(const std::string& text) {
 }
 
 std::unique_ptr<instruments::ScpiLoad> open_load(const LoadOptions& o) {
+    check_seconds_option("--timeout", o.timeout_s, kMaxCliTimeout_s);
     instruments::Dialect d;
     instruments::Address a;
     try {
@@ -221,7 +276,7 @@ void add_load_commands(CLI::App& inst) {
     load->add_option("--dialect", o->dialect, "Dialect table (config/dialects/*.toml)")->required();
     load->add_option("--address", o->address, "tcp://HOST:PORT or serial:///dev/ttyX?baud=N")->required();
     load->add_option("--channel", o->channel, "Load channel, 1-based")->capture_default_str();
-    load->add_option("--timeout", o->timeout_s, "Reply timeout, seconds")->capture_default_str();
+    load->add_option("--timeout", o->timeout_s, "Reply timeout, seconds, in (0, 60]")->capture_default_str();
     load->add_flag("--json", o->json, "Print JSON");
     load->require_subcommand(1);
     load->fallthrough();
@@ -264,16 +319,25 @@ void add_load_commands(CLI::App& inst) {
         "pulse", "Hardware-timed current profile with the load's data logger; prints t, V, I");
     pulse->add_option("--profile", o->profile, "Steps \"A:s,A:s,…\" (current A, duration s)")->required();
     pulse->add_option("--interval", o->interval_s, "Logger sample interval, seconds")->required();
-    pulse->add_option("--points", o->points, "Logger points (default: the whole profile)");
+    pulse->add_option("--points", o->points, "Logger points, 1..100000000 (default: the whole profile)");
     pulse->callback([o] {
         instruments::PulseSpec spec;
         spec.steps = parse_profile(o->profile);
-        if (!(o->interval_s > 0))
-            throw station::UsageError(fmt::format("--interval {}: must be > 0 s", o->interval_s));
+        check_seconds_option("--timeout", o->timeout_s, kMaxCliTimeout_s);
+        check_seconds_option("--interval", o->interval_s, instruments::kMaxTimeout_s);
         spec.sample_interval_s = o->interval_s;
-        spec.points = o->points > 0 ? o->points
-                                    : static_cast<std::size_t>(std::ceil(spec.total_s() / o->interval_s - 1e-9));
-        if (spec.points == 0) spec.points = 1;
+        // The most any dialect may allow (dialect.max_logger_points); the load's own limit is checked by the driver.
+        constexpr std::int64_t kMaxPoints = 100000000;
+        if (o->points != 0 && (o->points < 1 || o->points > kMaxPoints))
+            throw station::UsageError(
+                fmt::format("--points {}: outside the allowed range 1..{}", o->points, kMaxPoints));
+        const double whole = std::max(1.0, std::ceil(spec.total_s() / o->interval_s - 1e-9));
+        if (o->points == 0 && whole > static_cast<double>(kMaxPoints))
+            throw station::UsageError(fmt::format(
+                "--profile / --interval: {} s every {} s is {:.0f} logger points, more than the {} allowed; "
+                "give a longer --interval or --points",
+                spec.total_s(), o->interval_s, whole, kMaxPoints));
+        spec.points = o->points > 0 ? static_cast<std::size_t>(o->points) : static_cast<std::size_t>(whole);
         with_load(*o, [&](instruments::ScpiLoad& l) {
             const auto d = l.run_pulse(o->channel, spec);
             l.set_input(o->channel, false);

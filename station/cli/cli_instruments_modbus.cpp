@@ -3,7 +3,8 @@
 // Commissioning: reads every channel of a Modbus thermocouple module once and
 // prints °C and the status per channel. Exit 0 when the module answered
 // (whatever the channels say), 1 when it did not (the error names the
-// instrument, the request and what came back), 2 for a bad map or address.
+// instrument, the request and what came back), 2 for a bad map or address,
+// or a --timeout outside (0, 60] s (NaN and ∞ included).
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "commands.hpp"
 #include "eol/instruments/errors.hpp"
 #include "eol/instruments/modbus_thermo.hpp"
+#include "eol/instruments/transport.hpp"
 
 namespace eol::cli {
 namespace {
@@ -26,7 +28,15 @@ struct ThermoOptions {
     bool json = false;
 };
 
+/// Longest --timeout, as for timeout_s in a station file.
+constexpr double kMaxCliTimeout_s = 60.0;
+
 void run_thermo(const ThermoOptions& o) {
+    try {
+        instruments::check_duration_s(o.timeout_s, "--timeout", kMaxCliTimeout_s);
+    } catch (const std::invalid_argument& e) {
+        throw station::UsageError(e.what());
+    }
     instruments::RegisterMap map;
     instruments::Address address;
     try {
@@ -111,8 +121,7 @@ void add_instruments_modbus_commands(CLI::App& instruments) {
         ->required();
     cmd->add_option("--unit", o->unit, "Modbus unit id (overrides the address's unit)")
         ->check(CLI::Range(0, 247));
-    cmd->add_option("--timeout", o->timeout_s, "response timeout in seconds (default 1)")
-        ->check(CLI::PositiveNumber);
+    cmd->add_option("--timeout", o->timeout_s, "response timeout in seconds, in (0, 60] (default 1)");
     cmd->add_flag("--json", o->json, "print the readings as JSON");
     cmd->callback([o] { run_thermo(*o); });
 }

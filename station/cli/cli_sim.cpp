@@ -10,15 +10,21 @@
 // ports that cannot be bound exit 2.
 //
 // Fault injection at run time: one command per line on stdin, one reply line
-// on stdout ("ok …" or "error: … (stdin line N)"); end of input is ignored.
-//   fault NAME latency S                 added before every reply (wall s; 0 = off)
+// on stdout ("ok …" or "error: … (stdin line N)"); end of input is ignored;
+// a line longer than 4096 bytes is an error (the rest of it is skipped).
+//   fault NAME latency S                 added before every reply (wall s, 0..60; 0 = off)
 //   fault NAME drop|garbage|truncate     the next reply (one-shot)
 //   fault NAME silence on|off            swallow requests (clients time out)
-//   fault NAME scpi-error TEXT           queued on the next SCPI command
-//   fault NAME modbus-exception CODE     the next Modbus request (1..11)
+//   fault NAME scpi-error TEXT           queued on the next SCPI command (scpi-load only)
+//   fault NAME modbus-exception CODE     the next Modbus request, code 1..11
+//                                        (modbus-load, modbus-thermo only)
 //   fault NAME burnout CH[,CH…]|none     thermocouple channels reading open
+//                                        (modbus-thermo only; CH within the
+//                                        instrument's configured channels, 0-based)
 //   fault NAME clear                     every fault of NAME off
 //   faults                               every server's fault settings
+// A fault the instrument's protocol does not have, or a channel it does not
+// have, is an error naming what it does have; nothing changes then.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <signal.h>
@@ -32,6 +38,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <nlohmann/json.hpp>
 
@@ -58,8 +65,8 @@ std::string describe(const sim::FaultSettings& f) {
 
 /// Applies one control line; returns the reply. Throws std::invalid_argument
 /// with the reason for a bad line.
-std::string control(station::SimStation& sim, const std::vector<station::SimServerInfo>& servers,
-                    const std::string& line) {
+std::string control(station::SimStation& sim, const station::StationConfig& cfg,
+                    const std::vector<station::SimServerInfo>& servers, const std::string& line) {
     std::istringstream in(line);
     std::string verb;
     in >> verb;
@@ -73,9 +80,10 @@ std::string control(station::SimStation& sim, const std::vector<station::SimServ
     if (verb != "fault") throw std::invalid_argument("unknown command '" + verb + "' (fault, faults)");
     std::string name, what;
     in >> name >> what;
-    bool known = false;
-    for (const auto& srv : servers) known = known || srv.name == name;
-    if (!known) {
+    const station::SimServerInfo* server = nullptr;
+    for (const auto& srv : servers)
+        if (srv.name == name) server = &srv;
+    if (!server) {
         std::vector<std::string> names;
         for (const auto& srv : servers) names.push_back(srv.name);
         throw std::invalid_argument(fmt::format("no simulated instrument '{}' (have: {})", name, fmt::join(names, ", ")));
@@ -94,6 +102,13 @@ std::string control(station::SimStation& sim, const std::vector<station::SimServ
             throw std::invalid_argument(fmt::format("{}: '{}' is not a number", field, rest));
         return v;
     };
+    // Faults of one protocol only.
+    auto only_for = [&](std::initializer_list<std::string_view> kinds) {
+        for (auto k : kinds)
+            if (server->kind == k) return;
+        throw std::invalid_argument(fmt::format("{}: {} is a {} simulator; {} applies to {} only", what, name,
+                                                server->kind, what, fmt::join(kinds, ", ")));
+    };
     auto& faults = sim.faults(name);
     if (what == "latency") {
         const double s = number("latency");
@@ -107,13 +122,18 @@ std::string control(station::SimStation& sim, const std::vector<station::SimServ
         if (rest != "on" && rest != "off") throw std::invalid_argument("silence: on or off");
         faults.update([&](sim::FaultSettings& f) { f.no_reply = rest == "on"; });
     } else if (what == "scpi-error") {
+        only_for({"scpi-load"});
         if (rest.empty()) throw std::invalid_argument("scpi-error: the error text, e.g. -222,\"Data out of range\"");
         faults.update([&](sim::FaultSettings& f) { f.scpi_error = rest; });
     } else if (what == "modbus-exception") {
+        only_for({"modbus-load", "modbus-thermo"});
         const double c = number("modbus-exception");
         if (c < 1 || c > 11 || c != std::floor(c)) throw std::invalid_argument("modbus-exception: a code 1..11");
         faults.update([&](sim::FaultSettings& f) { f.modbus_exception = static_cast<int>(c); });
     } else if (what == "burnout") {
+        only_for({"modbus-thermo"});
+        const station::InstrumentConfig* ic = cfg.find_instrument(name);
+        const int channels = ic ? ic->channels : 0;
         std::set<int> chans;
         if (rest != "none") {
             std::istringstream list(rest);
@@ -126,8 +146,11 @@ std::string control(station::SimStation& sim, const std::vector<station::SimServ
                 } catch (const std::exception&) {
                     used = 0;
                 }
-                if (used == 0 || used != item.size() || ch < 0 || ch > 255)
+                if (used == 0 || used != item.size())
                     throw std::invalid_argument(fmt::format("burnout: '{}' is not a channel number", item));
+                if (ch < 0 || ch >= channels)
+                    throw std::invalid_argument(fmt::format("burnout: channel {} is out of range: {} has channels 0..{}",
+                                                            ch, name, channels - 1));
                 chans.insert(ch);
             }
             if (chans.empty()) throw std::invalid_argument("burnout: channel list or none");
@@ -141,6 +164,33 @@ std::string control(station::SimStation& sim, const std::vector<station::SimServ
             what));
     }
     return fmt::format("ok {} {}", name, describe(faults.get()));
+}
+
+/// Longest control line read from stdin; the rest of a longer one is skipped
+/// (a line without end must not grow without bound).
+constexpr std::size_t kMaxControlLineBytes = 4096;
+
+/// The next line of `in` without its newline (and a trailing CR), at most
+/// kMaxControlLineBytes of it: `too_long` says the rest was skipped. False at
+/// the end of input with nothing read.
+bool read_control_line(std::istream& in, std::string& line, bool& too_long) {
+    line.clear();
+    too_long = false;
+    std::streambuf* sb = in.rdbuf();
+    bool any = false;
+    for (;;) {
+        const auto c = sb->sbumpc();
+        if (c == std::char_traits<char>::eof()) {
+            in.setstate(std::ios::eofbit);
+            break;
+        }
+        any = true;
+        if (c == '\n') break;
+        if (line.size() < kMaxControlLineBytes) line += static_cast<char>(c);
+        else too_long = true;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return any;
 }
 
 struct SimOptions {
@@ -186,14 +236,18 @@ void run_sim(const SimOptions& o) {
         bool stopped = false;
     };
     auto shared = std::make_shared<Shared>();
-    std::thread([&sim, servers, shared] {
+    std::thread([&sim, &cfg, servers, shared] {
         std::string line;
-        for (int n = 1; std::getline(std::cin, line); ++n) {
+        bool too_long = false;
+        for (int n = 1; read_control_line(std::cin, line, too_long); ++n) {
             std::lock_guard lk(shared->mutex);
             if (shared->stopped) return;
             std::string reply;
             try {
-                reply = control(sim, servers, line);
+                if (too_long)
+                    throw std::invalid_argument(
+                        fmt::format("line longer than {} bytes, ignored", kMaxControlLineBytes));
+                reply = control(sim, cfg, servers, line);
             } catch (const std::exception& e) {
                 reply = fmt::format("error: {} (stdin line {})", e.what(), n);
             }

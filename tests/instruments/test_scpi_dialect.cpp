@@ -147,7 +147,7 @@ TEST_CASE("scpi dialect: errors name file:line and the key") {
         (void)instruments::load_dialect("/nonexistent/dialect.toml");
         FAIL("expected a DefinitionError");
     } catch (const instruments::DefinitionError& e) {
-        CHECK(std::string(e.what()) == "/nonexistent/dialect.toml: cannot open dialect file");
+        CHECK(std::string(e.what()) == "/nonexistent/dialect.toml: cannot open: No such file or directory");
     }
 }
 

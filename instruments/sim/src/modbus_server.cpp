@@ -5,21 +5,31 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "eol/instruments/select_fd.hpp"
 
 namespace eol::sim {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+/// A TCP client that sent part of a request and nothing more for this long is dropped.
+constexpr auto kStalledRequest = std::chrono::milliseconds(500);
 
 std::uint16_t crc16(const std::uint8_t* p, std::size_t n) {
     std::uint16_t crc = 0xFFFF;
@@ -33,8 +43,14 @@ std::uint16_t crc16(const std::uint8_t* p, std::size_t n) {
 }
 
 void write_all(int fd, const std::uint8_t* p, std::size_t n) {
+    bool socket = true;
     while (n > 0) {
-        const ssize_t w = ::write(fd, p, n);
+        // send(MSG_NOSIGNAL): a client that has gone must not SIGPIPE the process.
+        ssize_t w = socket ? ::send(fd, p, n, MSG_NOSIGNAL) : ::write(fd, p, n);
+        if (w < 0 && socket && errno == ENOTSOCK) {  // an RTU line (tty, pty)
+            socket = false;
+            continue;
+        }
         if (w < 0) {
             if (errno == EINTR) continue;
             return;  // the client is gone; its next poll says so
@@ -44,12 +60,36 @@ void write_all(int fd, const std::uint8_t* p, std::size_t n) {
     }
 }
 
+/// Modbus TCP: whether a whole request (MBAP header and the length it
+/// announces) is buffered on `fd`, so modbus_receive() will not wait for the
+/// rest. True as well for what modbus_receive() rejects at once (end of
+/// stream, a length beyond any ADU) and when the socket cannot be asked.
+bool tcp_request_buffered(int fd) {
+    int avail = 0;
+    if (::ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0) return true;
+    std::uint8_t h[7];
+    const ssize_t n = ::recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
+    if (n < static_cast<ssize_t>(sizeof h)) return n <= 0;
+    const int length = (h[4] << 8) | h[5];  // unit id + PDU
+    if (length < 2 || 6 + length > MODBUS_TCP_MAX_ADU_LENGTH) return true;
+    return avail >= 6 + length;
+}
+
 }  // namespace
 
 struct ModbusServer::Impl {
+    /// A request received and held back by a latency fault.
+    struct Pending {
+        std::vector<std::uint8_t> query;
+        int rc = 0;
+        FaultSettings faults;  // taken when it arrived (one-shot faults included)
+        Clock::time_point since;
+    };
     struct Client {
         int fd;
         Clock::time_point last;
+        std::optional<Pending> pending;
+        std::optional<Clock::time_point> partial_since;  // part of a request buffered since
     };
     modbus_t* ctx = nullptr;
     bool rtu = false;
@@ -58,6 +98,9 @@ struct ModbusServer::Impl {
     int wake[2] = {-1, -1};
     int capture[2] = {-1, -1};  // replies built here when they must not go out at once
     std::vector<Client> clients;
+    Clock::time_point accept_paused_until{};
+    Clock::time_point refused_logged_at{};
+    std::uint64_t refused_unlogged = 0;
 
     ~Impl() {
         for (auto& c : clients) ::close(c.fd);
@@ -128,6 +171,17 @@ void ModbusServer::start() {
             throw std::runtime_error(fmt::format("{}: cannot open {}: {}", name_, listen_.device,
                                                  modbus_strerror(errno)));
         impl->line_fd = modbus_get_socket(impl->ctx);
+        if (impl->line_fd >= FD_SETSIZE) {
+            // libmodbus waits for the line with select(): move it below FD_SETSIZE or give up.
+            const int low = instruments::fd_below_setsize(impl->line_fd);
+            if (low < 0)
+                throw std::runtime_error(fmt::format(
+                    "{}: cannot serve {}: its descriptor {} is not below FD_SETSIZE ({}) and no lower one "
+                    "is free (libmodbus waits with select())",
+                    name_, listen_.device, impl->line_fd, FD_SETSIZE));
+            modbus_set_socket(impl->ctx, low);
+            impl->line_fd = low;
+        }
     }
     // Never wait without a bound, even if poll() said "readable" for a reason
     // libmodbus does not expect.
@@ -152,35 +206,53 @@ void ModbusServer::stop() {
 
 void ModbusServer::run() {
     Impl& I = *impl_;
-    std::vector<std::uint8_t> query(MODBUS_TCP_MAX_ADU_LENGTH);
     const int header = modbus_get_header_length(I.ctx);
+    using Pending = Impl::Pending;
 
     auto drop = [&](std::size_t k) {
         ::close(I.clients[k].fd);
         I.clients.erase(I.clients.begin() + static_cast<std::ptrdiff_t>(k));
     };
 
-    // Answers one request on `fd`; false when the client is to be dropped.
-    auto serve = [&](int fd) -> bool {
+    enum class Got { request, nothing, gone };
+    // Reads one request from `fd` (< FD_SETSIZE: modbus_receive() uses select()).
+    auto receive = [&](int fd, Pending& p) -> Got {
+        p.query.resize(MODBUS_TCP_MAX_ADU_LENGTH);
         modbus_set_socket(I.ctx, fd);
-        const int rc = modbus_receive(I.ctx, query.data());
-        if (rc == 0) return true;  // RTU: addressed to another unit
+        const int rc = modbus_receive(I.ctx, p.query.data());
+        if (rc == 0) return Got::nothing;  // RTU: addressed to another unit
         if (rc < 0) {
-            if (I.rtu) modbus_flush(I.ctx);
-            return I.rtu;  // TCP: closed by the peer, garbage or stalled mid-request
+            if (I.rtu) {
+                modbus_flush(I.ctx);
+                return Got::nothing;
+            }
+            return Got::gone;  // TCP: closed by the peer, garbage or stalled mid-request
         }
         ++requests_;
-        const FaultSettings f = faults_.take();
-        if (f.no_reply) return true;
-        if (f.latency_s > 0) {
-            const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                  std::chrono::duration<double>(f.latency_s));
-            while (!stop_ && Clock::now() < until)
-                std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
+        p.rc = rc;
+        p.faults = faults_.take();
+        p.since = Clock::now();
+        if (p.faults.no_reply) return Got::nothing;
+        return Got::request;
+    };
+
+    // When a request held back by a latency fault is due: the latency in
+    // force NOW counts, so clearing (or shortening) the fault releases every
+    // held request at once.
+    auto due = [&](const Pending& p) {
+        const double latency_s = std::min(faults_.get().latency_s, p.faults.latency_s);
+        return p.since + std::chrono::duration_cast<Clock::duration>(
+                             std::chrono::duration<double>(std::max(0.0, latency_s)));
+    };
+
+    // Answers a received request on `fd`; false when the client is to be dropped.
+    auto answer = [&](int fd, const Pending& p) -> bool {
+        const FaultSettings& f = p.faults;
+        const std::uint8_t* query = p.query.data();
         if (f.drop_connection) return I.rtu;  // RTU has no connection: no reply
+        modbus_set_socket(I.ctx, fd);
         if (f.modbus_exception != 0) {
-            modbus_reply_exception(I.ctx, query.data(), static_cast<unsigned>(f.modbus_exception));
+            modbus_reply_exception(I.ctx, query, static_cast<unsigned>(f.modbus_exception));
             return true;
         }
         if (f.garbage_reply) {
@@ -215,14 +287,14 @@ void ModbusServer::run() {
         default: break;
         }
         if (w_addr < 0 && !f.truncated_reply) {
-            modbus_reply(I.ctx, query.data(), rc, map_);
+            modbus_reply(I.ctx, query, p.rc, map_);
             return true;
         }
         // Let libmodbus build the reply into a socket pair: a write must act
         // on the simulation before the client hears it is done, and a
         // truncated reply is half of the real one.
         modbus_set_socket(I.ctx, I.capture[0]);
-        modbus_reply(I.ctx, query.data(), rc, map_);
+        modbus_reply(I.ctx, query, p.rc, map_);
         modbus_set_socket(I.ctx, fd);
         std::uint8_t buf[MODBUS_TCP_MAX_ADU_LENGTH + 8];
         const ssize_t n = ::recv(I.capture[1], buf, sizeof buf, MSG_DONTWAIT);
@@ -235,43 +307,136 @@ void ModbusServer::run() {
         return true;
     };
 
+    // A received request: answered now, or held until its latency is over.
+    auto handle = [&](int fd, std::optional<Pending>& slot, Pending&& p) -> bool {
+        if (p.faults.latency_s > 0 && Clock::now() < due(p)) {
+            slot = std::move(p);
+            return true;
+        }
+        return answer(fd, p);
+    };
+
+    // Refusals are logged at most once a second (a flood must not flood stderr).
+    auto refuse = [&](int fd, const std::string& why) {
+        ::close(fd);
+        ++refused_;
+        const auto now = Clock::now();
+        ++I.refused_unlogged;
+        if (now - I.refused_logged_at >= std::chrono::seconds(1)) {
+            std::fprintf(stderr, "sim: %s at %s: refused %llu client connection(s): %s\n", name_.c_str(),
+                         address().c_str(), static_cast<unsigned long long>(I.refused_unlogged), why.c_str());
+            std::fflush(stderr);
+            I.refused_unlogged = 0;
+            I.refused_logged_at = now;
+        }
+    };
+
+    auto accept_one = [&] {
+        const int c = ::accept4(I.listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) {
+            // Out of descriptors (EMFILE/ENFILE): the listening socket stays
+            // readable; wait a little instead of spinning on it.
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                I.accept_paused_until = Clock::now() + std::chrono::milliseconds(100);
+            return;
+        }
+        if (static_cast<int>(I.clients.size()) >= opt_.max_clients) {
+            refuse(c, fmt::format("{} clients connected, the limit of this server", I.clients.size()));
+            return;
+        }
+        const int low = instruments::fd_below_setsize(c);
+        if (low < 0) {
+            refuse(c, fmt::format("no descriptor below FD_SETSIZE ({}) is free for it "
+                                  "(libmodbus waits with select())",
+                                  FD_SETSIZE));
+            return;
+        }
+        const int one = 1;
+        ::setsockopt(low, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        I.clients.push_back({low, Clock::now(), std::nullopt, std::nullopt});
+    };
+
     std::vector<pollfd> fds;
+    std::optional<Pending> line_pending;  // RTU
     while (!stop_) {
+        // Wake up for the first held reply that falls due (or every 100 ms).
+        auto now = Clock::now();
+        auto wake_at = now + std::chrono::milliseconds(100);
+        auto consider = [&](const std::optional<Pending>& p) {
+            if (p) wake_at = std::min(wake_at, due(*p));
+        };
+        consider(line_pending);
+        for (const auto& c : I.clients) {
+            consider(c.pending);
+            // Half a request: look again shortly (poll() would report it readable at once).
+            if (c.partial_since) wake_at = std::min(wake_at, now + std::chrono::milliseconds(10));
+        }
+        const auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(
+            std::max(Clock::duration::zero(), wake_at - now));
+
         fds.clear();
         fds.push_back({I.wake[0], POLLIN, 0});
-        fds.push_back({I.rtu ? I.line_fd : I.listen_fd, POLLIN, 0});
-        for (const auto& c : I.clients) fds.push_back({c.fd, POLLIN, 0});
-        const int n = ::poll(fds.data(), fds.size(), 100);
+        const bool listen_paused = !I.rtu && now < I.accept_paused_until;
+        fds.push_back({I.rtu ? I.line_fd : I.listen_fd,
+                       static_cast<short>((I.rtu && line_pending) || listen_paused ? 0 : POLLIN), 0});
+        // A client with a held request is not read until it is answered; one
+        // with half a request is looked at on the 10 ms tick.
+        for (const auto& c : I.clients)
+            fds.push_back({c.fd, static_cast<short>(c.pending || c.partial_since ? 0 : POLLIN), 0});
+        const int n = ::poll(fds.data(), fds.size(), static_cast<int>(wait_ms.count()));
         if (n < 0 && errno != EINTR) break;
         if (stop_ || (fds[0].revents & POLLIN)) break;
+
         if (I.rtu) {
-            if (fds[1].revents & POLLIN) serve(I.line_fd);
+            if (line_pending && Clock::now() >= due(*line_pending)) {
+                answer(I.line_fd, *line_pending);
+                line_pending.reset();
+            } else if (!line_pending && (fds[1].revents & POLLIN)) {
+                Pending p;
+                if (receive(I.line_fd, p) == Got::request) handle(I.line_fd, line_pending, std::move(p));
+            }
             continue;
         }
         // Clients first (indices shift when one is dropped: walk backwards).
+        now = Clock::now();
         for (std::size_t k = I.clients.size(); k-- > 0;) {
+            auto& c = I.clients[k];
             const short ev = fds[k + 2].revents;
-            if (ev & (POLLIN | POLLHUP | POLLERR)) {
-                I.clients[k].last = Clock::now();
-                if (!serve(I.clients[k].fd)) drop(k);
-            }
-        }
-        if (fds[1].revents & POLLIN) {
-            const int c = ::accept4(I.listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-            if (c >= 0) {
-                if (static_cast<int>(I.clients.size()) >= opt_.max_clients) {
-                    ::close(c);
-                } else {
-                    const int one = 1;
-                    ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    I.clients.push_back({c, Clock::now()});
+            if (c.pending) {
+                if (ev & (POLLHUP | POLLERR)) {
+                    drop(k);
+                } else if (now >= due(*c.pending)) {
+                    const Pending p = std::move(*c.pending);
+                    c.pending.reset();
+                    c.last = Clock::now();
+                    if (!answer(c.fd, p)) drop(k);
                 }
+                continue;
+            }
+            if (c.partial_since || (ev & (POLLIN | POLLHUP | POLLERR))) {
+                // TCP: read only whole requests, so that a client sending half
+                // a request cannot hold up the others (modbus_receive() would
+                // wait for the rest); one that stalls mid-request is dropped
+                // after kStalledRequest.
+                if (!(ev & (POLLHUP | POLLERR)) && !tcp_request_buffered(c.fd)) {
+                    if (!c.partial_since) c.partial_since = now;
+                    if (now - *c.partial_since > kStalledRequest) drop(k);
+                    continue;
+                }
+                c.partial_since.reset();
+                c.last = Clock::now();
+                Pending p;
+                const Got got = receive(c.fd, p);
+                if (got == Got::gone || (got == Got::request && !handle(c.fd, c.pending, std::move(p))))
+                    drop(k);
             }
         }
+        if (fds[1].revents & POLLIN) accept_one();
         // The indication timeout: idle clients are dropped.
-        const auto now = Clock::now();
+        now = Clock::now();
         for (std::size_t k = I.clients.size(); k-- > 0;)
-            if (std::chrono::duration<double>(now - I.clients[k].last).count() > opt_.idle_timeout_s)
+            if (!I.clients[k].pending &&
+                std::chrono::duration<double>(now - I.clients[k].last).count() > opt_.idle_timeout_s)
                 drop(k);
     }
 }

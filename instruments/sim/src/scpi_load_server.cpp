@@ -15,6 +15,8 @@
 #pragma GCC diagnostic pop
 #include <cctype>
 #include <charconv>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <deque>
 #include <mutex>
@@ -617,6 +619,10 @@ struct ScpiLoadServer::Impl {
     std::uint16_t bound_port = 0;
     std::mutex sessions_m;
     std::set<std::shared_ptr<Session>> sessions;
+    asio::steady_timer accept_retry{io};
+    std::atomic<std::uint64_t> refused{0};
+    std::uint64_t refused_unlogged = 0;  // I/O thread only
+    std::chrono::steady_clock::time_point refused_logged_at{};
 };
 
 struct ScpiLoadServer::Impl::Session : std::enable_shared_from_this<Session> {
@@ -695,15 +701,31 @@ struct ScpiLoadServer::Impl::Session : std::enable_shared_from_this<Session> {
             out += '\n';
         }
         if (f.latency_s > 0) {
-            timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                std::chrono::duration<double>(f.latency_s)));
-            timer.async_wait([self = shared_from_this()](const error_code& ec) {
-                if (ec) return;
-                self->write();
-            });
+            held_since = std::chrono::steady_clock::now();
+            held_latency_s = f.latency_s;
+            wait_latency();
         } else {
             write();
         }
+    }
+
+    // The reply waits out its latency in short slices: the latency in force
+    // now counts, so clearing the fault sends every held reply at once.
+    void wait_latency() {
+        using Clock = std::chrono::steady_clock;
+        const double latency_s = std::min(held_latency_s, impl.faults.get().latency_s);
+        const auto due = held_since + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(std::max(0.0, latency_s)));
+        const auto now = Clock::now();
+        if (now >= due) {
+            write();
+            return;
+        }
+        timer.expires_after(std::min<Clock::duration>(due - now, std::chrono::milliseconds(50)));
+        timer.async_wait([self = shared_from_this()](const error_code& ec) {
+            if (ec) return;
+            self->wait_latency();
+        });
     }
 
     void write() {
@@ -723,17 +745,50 @@ struct ScpiLoadServer::Impl::Session : std::enable_shared_from_this<Session> {
     asio::streambuf buf;
     std::string out;
     int selected = 1;
+    std::chrono::steady_clock::time_point held_since{};  // a reply held by a latency fault
+    double held_latency_s = 0;
 };
 
 void ScpiLoadServer::Impl::accept() {
     acceptor.async_accept([this](const error_code& ec, tcp::socket s) {
-        if (ec) return;  // closed
-        auto session = std::make_shared<Session>(*this, std::move(s));
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;  // closed
+        if (ec) {
+            // Out of descriptors (EMFILE) or a connection reset before it was
+            // accepted: try again a little later rather than spinning or giving up.
+            accept_retry.expires_after(std::chrono::milliseconds(100));
+            accept_retry.async_wait([this](const error_code& e) {
+                if (!e) accept();
+            });
+            return;
+        }
+        std::size_t open_sessions = 0;
         {
             std::lock_guard lk(sessions_m);
-            sessions.insert(session);
+            open_sessions = sessions.size();
         }
-        session->start();
+        if (open_sessions >= opt.max_clients) {
+            error_code ignored;
+            s.close(ignored);
+            ++refused;
+            ++refused_unlogged;
+            const auto now = std::chrono::steady_clock::now();
+            if (now - refused_logged_at >= std::chrono::seconds(1)) {
+                std::fprintf(stderr, "sim: %s at %s:%u: refused %llu client connection(s): %zu clients "
+                             "connected, the limit of this server\n",
+                             opt.name.c_str(), opt.host.c_str(), static_cast<unsigned>(bound_port),
+                             static_cast<unsigned long long>(refused_unlogged), open_sessions);
+                std::fflush(stderr);
+                refused_unlogged = 0;
+                refused_logged_at = now;
+            }
+        } else {
+            auto session = std::make_shared<Session>(*this, std::move(s));
+            {
+                std::lock_guard lk(sessions_m);
+                sessions.insert(session);
+            }
+            session->start();
+        }
         accept();
     });
 }
@@ -771,6 +826,7 @@ void ScpiLoadServer::stop() {
     asio::post(I.io, [&I] {
         error_code ignored;
         I.acceptor.close(ignored);
+        I.accept_retry.cancel();
         std::set<std::shared_ptr<Impl::Session>> all;
         {
             std::lock_guard lk(I.sessions_m);
@@ -793,6 +849,8 @@ std::string ScpiLoadServer::endpoint() const {
 const std::string& ScpiLoadServer::name() const { return impl_->opt.name; }
 const Dialect& ScpiLoadServer::dialect() const { return impl_->dialect; }
 Faults& ScpiLoadServer::faults() { return impl_->faults; }
+
+std::uint64_t ScpiLoadServer::refused() const { return impl_->refused; }
 
 std::vector<std::string> ScpiLoadServer::error_queue() const {
     std::lock_guard lk(impl_->mu);

@@ -13,6 +13,12 @@
 // attempt, its failure is a ConnectionError. A Modbus exception response
 // leaves the connection up.
 //
+// Descriptors: libmodbus waits with select(), which aborts the process on a
+// descriptor ≥ FD_SETSIZE (1024). TCP connections are made here with
+// poll() instead of modbus_connect(), and every connection's descriptor is
+// moved below FD_SETSIZE (select_fd.hpp) — when none is free, connect()
+// fails with a ConnectionError saying so, the process goes on.
+//
 // Errors (errors.hpp), all naming the instrument, the function code, the
 // table, start address and count ("FC04 input register 2048 ×8"), and what
 // came back:

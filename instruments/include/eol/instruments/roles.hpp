@@ -81,6 +81,11 @@ public:
     virtual void set_input(int channel, bool on) = 0;
     virtual LoadReading measure(int channel) = 0;
     virtual Protection protection(int channel) = 0;
+    /// Reads (and so clears) the device's error queue — SCPI: the dialect's
+    /// error query (SYST:ERR?) until "0,No error" — and throws DeviceError
+    /// naming the query and every entry when there was any. A load without
+    /// an error queue (Modbus) has nothing to report: the default does nothing.
+    virtual void check_error_queue() {}
 
     virtual void arm_pulse(int channel, const PulseSpec& spec) = 0;
     virtual void trigger(int channel) = 0;

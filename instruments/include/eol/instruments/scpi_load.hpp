@@ -48,6 +48,7 @@ public:
     void set_input(int channel, bool on) override;
     LoadReading measure(int channel) override;
     Protection protection(int channel) override;
+    void check_error_queue() override;
 
     void arm_pulse(int channel, const PulseSpec& spec) override;
     void trigger(int channel) override;

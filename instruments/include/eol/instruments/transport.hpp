@@ -31,6 +31,15 @@
 
 namespace eol::instruments {
 
+/// Longest reply / connect timeout a driver accepts (1 h): anything longer,
+/// zero, negative, NaN or infinite is a mistake, never "wait forever".
+inline constexpr double kMaxTimeout_s = 3600.0;
+
+/// For timeouts and other durations: throws std::invalid_argument
+/// "WHAT: VALUE s is outside the allowed range
+/// (0, MAX] s" unless 0 < value_s ≤ max_s (NaN and ±∞ are outside).
+void check_duration_s(double value_s, std::string_view what, double max_s = kMaxTimeout_s);
+
 struct TransportOptions {
     double connect_timeout_s = 3.0;   // per connection attempt
     double io_timeout_s = 2.0;        // default for reads and writes

@@ -8,17 +8,34 @@
 // stop() (joins promptly, within ~0.1 s; also done by the destructor).
 // start() after stop() is not supported.
 //
-// Serving: the server accepts TCP clients itself and polls all sockets;
-// each request is read with modbus_receive() and answered with
+// Serving: the server accepts TCP clients itself and waits on all sockets
+// with poll(); each request is read with modbus_receive() and answered with
 // modbus_reply() from a modbus_mapping_t that the subclass refreshes from the
 // physics before the reply (refresh()) and reads back after writes
 // (apply_writes()). An idle client is dropped after `idle_timeout_s` without
-// a request (the indication timeout); a client that stalls mid-request is
-// dropped after 0.5 s (the server waits for it meanwhile: it is a test
-// double). Up to `max_clients` clients; more are refused (closed).
+// a request (the indication timeout). TCP requests are handed to
+// modbus_receive() only once they are whole in the socket buffer, so a
+// client that sends half a request holds up nobody; it is dropped when the
+// rest has not come 0.5 s later. (RTU: the line is read as it comes, a
+// stalled frame waits at most 0.5 s.)
+//
+// Connections: up to `max_clients` (default kModbusMaxClients = 64) at once;
+// more are refused (accepted and closed at once). modbus_receive() waits
+// with select(), which cannot take a descriptor ≥ FD_SETSIZE (1024; glibc
+// aborts the process): a client whose descriptor is that high is moved to
+// the lowest free one below it, or refused when there is none — so a
+// process holding thousands of sockets keeps serving instead of aborting.
+// Refusals are counted (refused()) and logged to stderr ("sim: NAME at
+// ADDRESS: refused N client connection(s): why"), at most once a second. Out of
+// descriptors (EMFILE), the server pauses accepting for 100 ms rather than
+// spinning. An RTU line whose descriptor is ≥ FD_SETSIZE is moved below it
+// the same way, or start() throws.
 //
 // Faults (faults.hpp), consulted on every request: latency_s (delay before
-// the reply), drop_connection (close instead of replying; RTU: no reply),
+// the reply: the request is held, not slept on, so other clients are served
+// meanwhile and each waits its own latency; the latency in force when the
+// reply falls due counts, so clearing the fault answers every held request at
+// once), drop_connection (close instead of replying; RTU: no reply),
 // garbage_reply (a frame that does not answer the request: an unknown
 // function code on TCP, a bad CRC on RTU), truncated_reply (the first half
 // of the real reply), no_reply (swallow requests while set),
@@ -42,9 +59,12 @@
 
 namespace eol::sim {
 
+/// Default cap on simultaneous TCP clients of one simulated Modbus server.
+inline constexpr int kModbusMaxClients = 64;
+
 struct ModbusServerOptions {
     double idle_timeout_s = 10.0;  // drop a client that sent nothing for this long
-    int max_clients = 16;
+    int max_clients = kModbusMaxClients;  // more are refused
     int unit = 1;                  // RTU: the slave id answered; TCP answers any unit
 };
 
@@ -65,6 +85,9 @@ public:
     Faults& faults() { return faults_; }
     /// Requests answered (or faulted) since start.
     std::uint64_t requests() const { return requests_; }
+    /// Client connections refused since start (over max_clients, or no
+    /// descriptor below FD_SETSIZE for them).
+    std::uint64_t refused() const { return refused_; }
 
 protected:
     /// `listen`: tcp (host, port 0 = ephemeral) or rtu (device, line settings).
@@ -94,7 +117,7 @@ private:
     std::unique_ptr<Impl> impl_;
     std::thread thread_;
     std::atomic<bool> running_{false}, stop_{false};
-    std::atomic<std::uint64_t> requests_{0};
+    std::atomic<std::uint64_t> requests_{0}, refused_{0};
     std::uint16_t port_ = 0;
 };
 

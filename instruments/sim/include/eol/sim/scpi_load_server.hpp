@@ -20,7 +20,11 @@
 //
 // Lifecycle: construct → start() (binds, listens, starts its I/O thread;
 // port 0 picks a free port, see port()) → stop() (or destroy). Several
-// clients may be connected at once. start() throws std::runtime_error naming
+// clients may be connected at once, up to max_clients (default
+// kScpiMaxClients = 64); more are accepted and closed at once, counted
+// (refused()) and logged to stderr at most once a second ("sim: NAME at
+// HOST:PORT: refused N client connection(s): …"). Out of descriptors, it retries
+// accepting after 100 ms. start() throws std::runtime_error naming
 // host:port if it cannot listen. Thread-safe accessors.
 #pragma once
 
@@ -36,6 +40,9 @@
 
 namespace eol::sim {
 
+/// Default cap on simultaneous clients of one simulated SCPI load.
+inline constexpr std::size_t kScpiMaxClients = 64;
+
 struct ScpiLoadServerOptions {
     std::string name = "scpi-load";  // for logs
     std::string host = "127.0.0.1";
@@ -43,6 +50,7 @@ struct ScpiLoadServerOptions {
     /// Fixture position (0-based) of channel 1, 2, …; empty: channel k ↔ position k−1
     /// for every channel of the dialect. At most dialect.channels entries.
     std::vector<std::size_t> positions;
+    std::size_t max_clients = kScpiMaxClients;  // more are refused
 };
 
 class ScpiLoadServer {
@@ -70,6 +78,8 @@ public:
     std::vector<std::string> error_queue() const;
     /// Commands executed so far (all clients).
     std::uint64_t commands() const;
+    /// Client connections refused since start (over max_clients).
+    std::uint64_t refused() const;
 
 private:
     struct Impl;
