@@ -709,6 +709,7 @@ ThermalJointFit fit_extended(const std::vector<const Series*>& series, const std
     const int nf = np + 1;  // + log τ
     Eigen::MatrixXd jtj = Eigen::MatrixXd::Zero(nf, nf);
     std::vector<double> rmse(nw, 0.0);
+    double lag1 = 0.0;
     for (std::size_t k = 0; k < nw; ++k) {
         ExtWindow& w = ws[k];
         const int off = 1 + m * static_cast<int>(k);
@@ -720,7 +721,7 @@ ThermalJointFit fit_extended(const std::vector<const Series*>& series, const std
         idx[0] = 0;
         for (int i = 0; i < m; ++i) idx[static_cast<std::size_t>(1 + i)] = off + i;
         idx[static_cast<std::size_t>(m + 1)] = np;
-        double ssk = 0.0;
+        double ssk = 0.0, e_prev = 0.0;
         for (std::size_t s = 0; s < w.p->n; ++s) {
             const double* z = &w.cols[s * static_cast<std::size_t>(q)];
             double row[8];
@@ -731,13 +732,25 @@ ThermalJointFit fit_extended(const std::vector<const Series*>& series, const std
                     jtj(idx[static_cast<std::size_t>(i)], idx[static_cast<std::size_t>(jj)]) += row[i] * row[jj];
             const double e = w.temp[s] - w.offset - mid[s];
             ssk += e * e;
+            if (s > 0) lag1 += e * e_prev;
+            e_prev = e;
         }
         rmse[k] = std::sqrt(ssk / static_cast<double>(w.p->n));
     }
     j.samples = n_total;
     j.rmse_k = std::sqrt(sol.ss / static_cast<double>(n_total));
     const double dof = static_cast<double>(n_total) - static_cast<double>(nf);
-    const double s2 = sol.ss / dof, tq = detail::t975(dof);
+    // The residuals of a real record are far from white (the chamber's
+    // control cycle, the sensor's own lag): the variance is inflated by
+    // (1 + ρ)/(1 − ρ), ρ the lag-1 autocorrelation of the residuals (an AR(1)
+    // effective sample size). Still a lower bound when the model misses a
+    // slow effect: the spread between windows is the honest figure.
+    const double rho = std::clamp(lag1 / sol.ss, 0.0, 0.999);
+    const double inflate = std::min((1.0 + rho) / (1.0 - rho), static_cast<double>(n_total) / 10.0);
+    if (inflate > 2.0)
+        j.notes.push_back("intervals: residuals correlated (lag-1 " + fmt_num(rho) + "), variances inflated " +
+                          fmt_num(inflate) + "x");
+    const double s2 = sol.ss / dof * std::max(1.0, inflate), tq = detail::t975(dof);
     Eigen::VectorXd dsc(nf);
     for (int i = 0; i < nf; ++i) dsc(i) = jtj(i, i) > 0.0 ? 1.0 / std::sqrt(jtj(i, i)) : 1.0;
     Eigen::MatrixXd cov = Eigen::MatrixXd::Constant(nf, nf, kInf);
