@@ -5,7 +5,11 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
+
+#include <Eigen/Dense>
 
 #include "fit_common.hpp"
 #include "varpro.hpp"
@@ -353,6 +357,10 @@ ThermalFit solve(const detail::Prepared& p, const ThermalData& d, const ThermalO
         const double px = c2 / r;
         const double vpx = var(2, 2) / (r * r) + c2 * c2 * var(1, 1) / (r * r * r * r) - 2.0 * c2 * var(2, 1) / (r * r * r);
         fit.p_extra_w = {px, std::hypot(tq * std::sqrt(std::max(0.0, vpx)), std::abs(px) * rho_h), true};
+        const double cpr = var(2, 1) / r - c2 * var(1, 1) / (r * r);
+        fit.corr_p_extra_r_th = (vpx > 0.0 && var(1, 1) > 0.0 && std::isfinite(vpx))
+                                    ? cpr / std::sqrt(vpx * var(1, 1))
+                                    : std::numeric_limits<double>::quiet_NaN();
     } else {
         fit.p_extra_w = {0.0, kInf, false};
         fit.ambient_c = {c2, tq * std::sqrt(std::max(0.0, var(2, 2))), true};
@@ -362,26 +370,32 @@ ThermalFit solve(const detail::Prepared& p, const ThermalData& d, const ThermalO
     return fit;
 }
 
-}  // namespace
 
-ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
-    const detail::Prepared p = detail::prepare(s, 8, true);
-    const detail::FlushDenormals ftz;
+/// Heat and ambient of one window, as both fits read them.
+struct WindowInput {
+    detail::Prepared p;
     ThermalData d;
-    d.p = &p;
+    Estimate heat_ohm;
+    std::string source, amb_source;
+    double amb_mean = 0.0, energy = 0.0;
+    std::size_t last_heat = 0;
+    std::vector<std::string> notes;
+};
+
+void prepare_window(const Series& s, const ThermalOptions& opt, WindowInput& w) {
+    w.p = detail::prepare(s, 8, true);
+    const detail::Prepared& p = w.p;
+    ThermalData& d = w.d;
+    d.p = &w.p;
     d.temp = s.t_cell_c.data();
     d.heat.assign(p.n, 0.0);
-    std::vector<std::string> notes;
-
-    Estimate heat_ohm;
-    std::string source;
     switch (opt.heating) {
         case HeatingSource::fixed: {
             if (!(opt.heating_ohm > 0.0) || !std::isfinite(opt.heating_ohm))
                 throw InputError("heating_ohm must be a positive resistance (got " + fmt_num(opt.heating_ohm) + ")");
             for (std::size_t k = 1; k < p.n; ++k) d.heat[k] = p.i[k - 1] * p.i[k - 1] * opt.heating_ohm;
-            heat_ohm = {opt.heating_ohm, 0.0, true};
-            source = "fixed";
+            w.heat_ohm = {opt.heating_ohm, 0.0, true};
+            w.source = "fixed";
             break;
         }
         case HeatingSource::circuit: {
@@ -390,8 +404,8 @@ ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
             // after the current stops. I²·R_heat with the same total energy
             // puts that heat too early, and over a window not much longer
             // than τ the fit turns the timing error into a large, negative P_x.
-            heat_ohm = heating_from_circuit(s, p, opt, notes, d.heat);
-            source = "circuit";
+            w.heat_ohm = heating_from_circuit(s, p, opt, w.notes, d.heat);
+            w.source = "circuit";
             break;
         }
         case HeatingSource::overpotential: {
@@ -406,50 +420,427 @@ ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
             for (std::size_t k = 0; k < rest; ++k) ocv += p.v[k];
             ocv /= static_cast<double>(rest);
             for (std::size_t k = 1; k < p.n; ++k) d.heat[k] = p.i[k - 1] * (ocv - p.v[k - 1]);
-            heat_ohm = {effective_ohm(p, d.heat), 0.0, true};
-            source = "overpotential";
+            w.heat_ohm = {effective_ohm(p, d.heat), 0.0, true};
+            w.source = "overpotential";
             break;
         }
     }
-    double energy = 0.0, qmax = 0.0;
-    std::size_t last_heat = 0;
+    double qmax = 0.0;
     for (std::size_t k = 1; k < p.n; ++k) {
-        energy += d.heat[k] * p.dt[k];
+        w.energy += d.heat[k] * p.dt[k];
         qmax = std::max(qmax, d.heat[k]);
     }
-    if (!(energy > 0.0))
+    if (!(w.energy > 0.0))
         throw InputError("no heat in the window: the current is zero (or the heating is not positive); nothing to fit",
                          "current");
     for (std::size_t k = 1; k < p.n; ++k)
-        if (d.heat[k] > 0.05 * qmax) last_heat = k;
+        if (d.heat[k] > 0.05 * qmax) w.last_heat = k;
 
-    std::string amb_source;
-    double amb_mean = 0.0;
     if (opt.ambient_c) {
         if (!std::isfinite(*opt.ambient_c)) throw InputError("ambient temperature is not finite");
         d.amb.assign(p.n, *opt.ambient_c);
-        amb_source = "fixed";
+        w.amb_source = "fixed";
     } else if (!s.t_amb_c.empty()) {
         d.amb = s.t_amb_c;
-        amb_source = "column";
+        w.amb_source = "column";
     }
-    for (double x : d.amb) amb_mean += x;
-    if (!d.amb.empty()) amb_mean /= static_cast<double>(d.amb.size());
+    for (double x : d.amb) w.amb_mean += x;
+    if (!d.amb.empty()) w.amb_mean /= static_cast<double>(d.amb.size());
+}
 
-    ThermalFit fit = d.amb.empty() ? solve<false>(p, d, opt, heat_ohm) : solve<true>(p, d, opt, heat_ohm);
-    fit.heating_ohm = heat_ohm;
-    fit.heating_source = source;
-    if (d.amb.empty()) {
-        fit.ambient_source = "fitted";
-    } else {
-        fit.ambient_c = {amb_mean, 0.0, true};
-        fit.ambient_source = amb_source;
+bool extended_model(const ThermalOptions& o) {
+    return o.reversible_heat || o.sensor_offset_c.has_value() || o.offset_from_rest || o.ambient_drift;
+}
+
+// ---- extended model: dense variable projection over one shared log τ ------------------------
+
+/// Columns of one window at one τ: [F_P, e, 1 − e, (F_I), (F_ramp)] and the
+/// target T − o − F[T_amb], all per sample; F the unit-gain first-order lag
+/// from zero of a quantity held over each interval.
+struct ExtWindow {
+    const detail::Prepared* p = nullptr;
+    const double* temp = nullptr;
+    const std::vector<double>* heat = nullptr;  // per interval (index 0 unused)
+    const std::vector<double>* amb = nullptr;   // per sample, held
+    double offset = 0.0;
+    int m = 0;                     // local linear parameters: T0, c, (b), (d)
+    std::vector<double> cols;      // n × (m + 2): F_P, local columns, target
+};
+
+struct ExtLayout {
+    bool entropic = false, drift = false;
+    int m() const { return 2 + (entropic ? 1 : 0) + (drift ? 1 : 0); }
+};
+
+/// Fills w.cols at time constant `tau`.
+void ext_columns(ExtWindow& w, const ExtLayout& lay, double tau) {
+    const detail::Prepared& p = *w.p;
+    const int q = w.m + 2;
+    w.cols.assign(p.n * static_cast<std::size_t>(q), 0.0);
+    double fp = 0.0, fi = 0.0, fr = 0.0, fa = 0.0, h_prev = -1.0, a = 0.0;
+    const double t0 = p.t[0];
+    for (std::size_t s = 0; s < p.n; ++s) {
+        if (s > 0) {
+            const double h = p.dt[s];
+            if (h != h_prev) {
+                a = std::exp(-h / tau);
+                h_prev = h;
+            }
+            const double b = 1.0 - a;
+            fp = a * fp + b * (*w.heat)[s];
+            fi = a * fi + b * p.ih[s - 1];
+            fr = a * fr + b * (p.t[s - 1] - t0) * 1e-3;  // ramp in K per ks: columns of like size
+            fa = a * fa + b * (*w.amb)[s - 1];
+        }
+        const double e = std::exp(-(p.t[s] - t0) / tau);
+        double* z = &w.cols[s * static_cast<std::size_t>(q)];
+        int c = 0;
+        z[c++] = fp;
+        z[c++] = e;
+        z[c++] = 1.0 - e;
+        if (lay.entropic) z[c++] = fi;
+        if (lay.drift) z[c++] = fr;
+        z[c] = w.temp[s] - w.offset - fa;
     }
-    fit.mean_heat_w = energy / p.span;
-    fit.notes.insert(fit.notes.begin(), notes.begin(), notes.end());
+}
 
-    // Identifiability.
-    const double cooling_s = p.t[p.n - 1] - p.t[last_heat];
+/// Linear solve of all windows at one τ. x = [R_th, per window (T0, c, (b), (d))].
+struct ExtSolve {
+    Eigen::VectorXd x;
+    double ss = kInf;
+    bool ok = false;
+};
+
+ExtSolve ext_solve(std::vector<ExtWindow>& ws, const ExtLayout& lay, double tau) {
+    const int m = lay.m();
+    const int np = 1 + m * static_cast<int>(ws.size());
+    Eigen::MatrixXd A = Eigen::MatrixXd::Zero(np, np);
+    Eigen::VectorXd rhs = Eigen::VectorXd::Zero(np);
+    for (std::size_t k = 0; k < ws.size(); ++k) {
+        ExtWindow& w = ws[k];
+        ext_columns(w, lay, tau);
+        const int q = m + 2;
+        Eigen::MatrixXd g = Eigen::MatrixXd::Zero(q, q);
+        for (std::size_t s = 0; s < w.p->n; ++s) {
+            const double* z = &w.cols[s * static_cast<std::size_t>(q)];
+            for (int i = 0; i < q; ++i)
+                for (int j = 0; j <= i; ++j) g(i, j) += z[i] * z[j];
+        }
+        const int off = 1 + m * static_cast<int>(k);
+        A(0, 0) += g(0, 0);
+        rhs(0) += g(q - 1, 0);
+        for (int i = 0; i < m; ++i) {
+            A(off + i, 0) = A(0, off + i) = g(1 + i, 0);
+            rhs(off + i) = g(q - 1, 1 + i);
+            for (int j = 0; j <= i; ++j) A(off + i, off + j) = A(off + j, off + i) = g(1 + i, 1 + j);
+        }
+    }
+    ExtSolve r;
+    Eigen::VectorXd dscale(np);
+    for (int i = 0; i < np; ++i) dscale(i) = A(i, i) > 0.0 ? 1.0 / std::sqrt(A(i, i)) : 1.0;
+    const Eigen::MatrixXd As = dscale.asDiagonal() * A * dscale.asDiagonal();
+    Eigen::LDLT<Eigen::MatrixXd> ldlt(As);
+    if (ldlt.info() != Eigen::Success) return r;
+    const Eigen::VectorXd z = ldlt.solve(dscale.asDiagonal() * rhs);
+    if (!z.allFinite()) return r;
+    r.x = dscale.asDiagonal() * z;
+    // Exact residual from the columns.
+    double ss = 0.0;
+    for (std::size_t k = 0; k < ws.size(); ++k) {
+        const ExtWindow& w = ws[k];
+        const int q = m + 2, off = 1 + m * static_cast<int>(k);
+        for (std::size_t s = 0; s < w.p->n; ++s) {
+            const double* zz = &w.cols[s * static_cast<std::size_t>(q)];
+            double pred = r.x(0) * zz[0];
+            for (int i = 0; i < m; ++i) pred += r.x(off + i) * zz[1 + i];
+            const double e = zz[q - 1] - pred;
+            ss += e * e;
+        }
+    }
+    r.ss = ss;
+    r.ok = std::isfinite(ss);
+    return r;
+}
+
+/// Model prediction (temperature minus offset) of window w at τ with fixed x.
+std::vector<double> ext_predict(ExtWindow& w, const ExtLayout& lay, double tau, const Eigen::VectorXd& x, int off) {
+    ext_columns(w, lay, tau);
+    const int m = lay.m(), q = m + 2;
+    std::vector<double> out(w.p->n);
+    for (std::size_t s = 0; s < w.p->n; ++s) {
+        const double* z = &w.cols[s * static_cast<std::size_t>(q)];
+        double pred = x(0) * z[0];
+        for (int i = 0; i < m; ++i) pred += x(off + i) * z[1 + i];
+        // target = T − o − F_amb, so the prediction of T − o is pred + F_amb = pred + (T − o − target)
+        out[s] = pred + (w.temp[s] - w.offset - z[q - 1]);
+    }
+    return out;
+}
+
+/// Offset of the cell's sensor from the rest at the start of the window:
+/// mean(T_cell − T_amb) over the leading rest, if it is long (≥ 60 samples
+/// and ≥ 60 s) and the cell temperature is flat over it (the means of its
+/// first and last thirds within 0.03 K). Else nullopt with the reason.
+std::optional<double> offset_from_rest(const detail::Prepared& p, const double* temp, const std::vector<double>& amb,
+                                       std::string& why) {
+    const double thr = std::max({5.0 * p.i_noise, 0.01 * p.i_span, 1e-6});
+    std::size_t rest = 0;
+    while (rest < p.n && std::abs(p.i[rest]) <= thr) ++rest;
+    if (rest < 60 || p.t[rest - 1] - p.t[0] < 60.0) {
+        why = "the rest before the current is " + std::to_string(rest) + " samples (needs 60 and 60 s)";
+        return std::nullopt;
+    }
+    const std::size_t third = rest / 3;
+    double first = 0.0, last = 0.0, diff = 0.0;
+    for (std::size_t k = 0; k < third; ++k) first += temp[k];
+    for (std::size_t k = rest - third; k < rest; ++k) last += temp[k];
+    first /= static_cast<double>(third);
+    last /= static_cast<double>(third);
+    if (std::abs(last - first) > 0.03) {
+        why = "the cell temperature moves by " + fmt_num(last - first) + " K over the rest before the current (not at "
+              "equilibrium)";
+        return std::nullopt;
+    }
+    for (std::size_t k = 0; k < rest; ++k) diff += temp[k] - amb[k];
+    return diff / static_cast<double>(rest);
+}
+
+ThermalJointFit fit_extended(const std::vector<const Series*>& series, const std::vector<WindowInput*>& in,
+                             const ThermalOptions& opt) {
+    (void)series;
+    ExtLayout lay;
+    lay.entropic = opt.reversible_heat;
+    lay.drift = opt.ambient_drift;
+    const int m = lay.m();
+    const std::size_t nw = in.size();
+    ThermalJointFit j;
+    std::vector<ExtWindow> ws(nw);
+    std::vector<std::string> offset_src(nw, "none");
+    std::vector<std::optional<double>> offset(nw);
+    double span_max = 0.0, dt_min = kInf;
+    std::size_t n_total = 0;
+    for (std::size_t k = 0; k < nw; ++k) {
+        WindowInput& w = *in[k];
+        if (w.d.amb.empty())
+            throw InputError("the extended thermal model needs the ambient temperature (a column or ambient_c)");
+        ExtWindow& e = ws[k];
+        e.p = &w.p;
+        e.temp = w.d.temp;
+        e.heat = &w.d.heat;
+        e.amb = &w.d.amb;
+        e.m = m;
+        if (opt.sensor_offset_c) {
+            if (!std::isfinite(*opt.sensor_offset_c)) throw InputError("sensor_offset_c is not finite");
+            offset[k] = *opt.sensor_offset_c;
+            offset_src[k] = "given";
+        } else if (opt.offset_from_rest) {
+            std::string why;
+            offset[k] = offset_from_rest(w.p, w.d.temp, w.d.amb, why);
+            if (offset[k])
+                offset_src[k] = "rest";
+            else
+                w.notes.push_back("sensor_offset_c: not estimated from the rest: " + why);
+        }
+        e.offset = offset[k].value_or(0.0);
+        span_max = std::max(span_max, w.p.span);
+        dt_min = std::min(dt_min, w.p.dt_med);
+        n_total += w.p.n;
+    }
+    const int np = 1 + m * static_cast<int>(nw);
+    if (static_cast<double>(n_total) < 2.0 * (np + 1))
+        throw InputError("thermal fit: too few samples for the extended model");
+
+    // τ: a geometric grid, then golden-section search around the best point.
+    const double lo = std::log(std::max(2.0 * dt_min, span_max / 500.0)), hi = std::log(20.0 * span_max);
+    constexpr int kGrid = 28;
+    const double step = (hi - lo) / (kGrid - 1);
+    int best = -1;
+    double best_ss = kInf;
+    std::vector<double> grid_ss(kGrid, kInf);
+    for (int g = 0; g < kGrid; ++g) {
+        const ExtSolve r = ext_solve(ws, lay, std::exp(lo + step * g));
+        ++j.iterations;
+        if (r.ok) grid_ss[static_cast<std::size_t>(g)] = r.ss;
+        if (r.ok && r.ss < best_ss) {
+            best_ss = r.ss;
+            best = g;
+        }
+    }
+    if (best < 0)
+        throw InputError("thermal fit: the temperature record does not determine the model (singular at every time constant)");
+    double a = lo + step * std::max(0, best - 1), b = lo + step * std::min(kGrid - 1, best + 1);
+    const double gr = 0.5 * (std::sqrt(5.0) - 1.0);
+    double x1 = b - gr * (b - a), x2 = a + gr * (b - a);
+    auto f = [&](double th) {
+        ++j.iterations;
+        const ExtSolve r = ext_solve(ws, lay, std::exp(th));
+        return r.ok ? r.ss : kInf;
+    };
+    double f1 = f(x1), f2 = f(x2);
+    int it = 0;
+    while (b - a > 1e-7 && it < std::max(20, opt.max_iterations)) {
+        ++it;
+        if (f1 < f2) {
+            b = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = b - gr * (b - a);
+            f1 = f(x1);
+        } else {
+            a = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = a + gr * (b - a);
+            f2 = f(x2);
+        }
+    }
+    const double theta = 0.5 * (a + b);
+    const double tau = std::exp(theta);
+    const ExtSolve sol = ext_solve(ws, lay, tau);
+    if (!sol.ok) throw InputError("thermal fit failed: the basis is singular at the optimum");
+    j.converged = b - a <= 1e-7 && best > 0 && best < kGrid - 1;
+    if (best == 0 || best == kGrid - 1)
+        j.notes.push_back("tau_s: the best time constant is at the edge of the searched range");
+    const Eigen::VectorXd& x = sol.x;
+
+    // Full Jacobian: the linear columns and ∂(prediction)/∂log τ (central
+    // difference with the linear parameters held), Gram assembled per window.
+    const double hth = 1e-4;
+    const int nf = np + 1;  // + log τ
+    Eigen::MatrixXd jtj = Eigen::MatrixXd::Zero(nf, nf);
+    std::vector<double> rmse(nw, 0.0);
+    double lag1 = 0.0;
+    for (std::size_t k = 0; k < nw; ++k) {
+        ExtWindow& w = ws[k];
+        const int off = 1 + m * static_cast<int>(k);
+        const std::vector<double> up = ext_predict(w, lay, std::exp(theta + hth), x, off);
+        const std::vector<double> dn = ext_predict(w, lay, std::exp(theta - hth), x, off);
+        const std::vector<double> mid = ext_predict(w, lay, tau, x, off);  // leaves the columns at τ
+        const int q = m + 2;
+        std::vector<int> idx(static_cast<std::size_t>(m + 2));
+        idx[0] = 0;
+        for (int i = 0; i < m; ++i) idx[static_cast<std::size_t>(1 + i)] = off + i;
+        idx[static_cast<std::size_t>(m + 1)] = np;
+        double ssk = 0.0, e_prev = 0.0;
+        for (std::size_t s = 0; s < w.p->n; ++s) {
+            const double* z = &w.cols[s * static_cast<std::size_t>(q)];
+            double row[8];
+            for (int i = 0; i <= m; ++i) row[i] = z[i];
+            row[m + 1] = (up[s] - dn[s]) / (2.0 * hth);
+            for (int i = 0; i <= m + 1; ++i)
+                for (int jj = 0; jj <= m + 1; ++jj)
+                    jtj(idx[static_cast<std::size_t>(i)], idx[static_cast<std::size_t>(jj)]) += row[i] * row[jj];
+            const double e = w.temp[s] - w.offset - mid[s];
+            ssk += e * e;
+            if (s > 0) lag1 += e * e_prev;
+            e_prev = e;
+        }
+        rmse[k] = std::sqrt(ssk / static_cast<double>(w.p->n));
+    }
+    j.samples = n_total;
+    j.rmse_k = std::sqrt(sol.ss / static_cast<double>(n_total));
+    const double dof = static_cast<double>(n_total) - static_cast<double>(nf);
+    // The residuals of a real record are far from white (the chamber's
+    // control cycle, the sensor's own lag): the variance is inflated by
+    // (1 + ρ)/(1 − ρ), ρ the lag-1 autocorrelation of the residuals (an AR(1)
+    // effective sample size). Still a lower bound when the model misses a
+    // slow effect: the spread between windows is the honest figure.
+    const double rho = std::clamp(lag1 / sol.ss, 0.0, 0.999);
+    const double inflate = std::min((1.0 + rho) / (1.0 - rho), static_cast<double>(n_total) / 10.0);
+    if (inflate > 2.0)
+        j.notes.push_back("intervals: residuals correlated (lag-1 " + fmt_num(rho) + "), variances inflated " +
+                          fmt_num(inflate) + "x");
+    const double s2 = sol.ss / dof * std::max(1.0, inflate), tq = detail::t975(dof);
+    Eigen::VectorXd dsc(nf);
+    for (int i = 0; i < nf; ++i) dsc(i) = jtj(i, i) > 0.0 ? 1.0 / std::sqrt(jtj(i, i)) : 1.0;
+    Eigen::MatrixXd cov = Eigen::MatrixXd::Constant(nf, nf, kInf);
+    {
+        const Eigen::MatrixXd js = dsc.asDiagonal() * jtj * dsc.asDiagonal();
+        Eigen::LDLT<Eigen::MatrixXd> ldlt(js);
+        if (ldlt.info() == Eigen::Success) {
+            const Eigen::MatrixXd inv = ldlt.solve(Eigen::MatrixXd::Identity(nf, nf));
+            if (inv.allFinite() && inv.diagonal().minCoeff() > 0.0)
+                cov = s2 * (dsc.asDiagonal() * inv * dsc.asDiagonal());
+        }
+    }
+    auto var = [&](int i, int jj) { return cov(i, jj); };
+    auto half = [&](double v) { return std::isfinite(v) ? tq * std::sqrt(std::max(0.0, v)) : kInf; };
+    const int it_theta = np;
+    const double r = x(0);
+    // Relative uncertainty of the heating (95 %), worst window, in quadrature as in the plain fit.
+    double rho_h = 0.0;
+    for (const WindowInput* w : in)
+        if (w->heat_ohm.value > 0.0) rho_h = std::max(rho_h, w->heat_ohm.ci95 / w->heat_ohm.value);
+
+    j.r_th_k_per_w = {r, std::hypot(half(var(0, 0)), std::abs(r) * rho_h), true};
+    j.tau_s = {tau, tau * half(var(it_theta, it_theta)), true};
+    const double c = tau / r;
+    const double rel_c2 = var(it_theta, it_theta) + var(0, 0) / (r * r) - 2.0 * var(it_theta, 0) / r;
+    j.c_th_j_per_k = {c, std::hypot(std::abs(c) * half(rel_c2), std::abs(c) * rho_h), true};
+
+    for (std::size_t k = 0; k < nw; ++k) {
+        const int off = 1 + m * static_cast<int>(k);
+        ThermalFit fit;
+        fit.extended = true;
+        fit.samples = in[k]->p.n;
+        fit.iterations = j.iterations;
+        fit.converged = j.converged;
+        fit.rmse_k = rmse[k];
+        fit.r_th_k_per_w = j.r_th_k_per_w;
+        fit.tau_s = j.tau_s;
+        fit.c_th_j_per_k = j.c_th_j_per_k;
+        fit.t0_c = {x(off) + ws[k].offset, half(var(off, off)), true};
+        const int ic = off + 1;
+        const double cc = x(ic);
+        fit.steady_offset_k = {cc + ws[k].offset, half(var(ic, ic)), true};
+        // P_x = c/R (c here is R·P_x: the offset was taken off the target).
+        const double px = cc / r;
+        const double vpx = var(ic, ic) / (r * r) + cc * cc * var(0, 0) / (r * r * r * r) - 2.0 * cc * var(ic, 0) / (r * r * r);
+        const double cpr = var(ic, 0) / r - cc * var(0, 0) / (r * r);
+        fit.corr_p_extra_r_th = (vpx > 0.0 && var(0, 0) > 0.0) ? cpr / std::sqrt(vpx * var(0, 0))
+                                                                : std::numeric_limits<double>::quiet_NaN();
+        fit.offset_source = offset_src[k];
+        if (offset[k]) {
+            fit.sensor_offset_c = {*offset[k], 0.0, true};
+            fit.p_extra_w = {px, std::hypot(half(vpx), std::abs(px) * rho_h), true};
+            fit.p_extra_identifiable = true;
+        } else {
+            const double nan = std::numeric_limits<double>::quiet_NaN();
+            fit.sensor_offset_c = {nan, nan, false};
+            fit.p_extra_w = {nan, nan, false};
+            fit.p_extra_identifiable = false;
+            fit.notes.push_back("p_extra_w: not identifiable: in one window a constant P_x and the offset between the "
+                                "cell and the ambient sensor have the same shape; steady_offset_k = offset + R_th*P_x = " +
+                                fmt_num(fit.steady_offset_k.value) + " K (give sensor_offset_c)");
+        }
+        int next = off + 2;
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        if (lay.entropic) {
+            const int ib = next++;
+            const double bb = x(ib), kk = bb / r;
+            const double vk = var(ib, ib) / (r * r) + bb * bb * var(0, 0) / (r * r * r * r) - 2.0 * bb * var(ib, 0) / (r * r * r);
+            fit.entropic_v = {kk, half(vk), true};
+            const double ckr = var(ib, 0) / r - bb * var(0, 0) / (r * r);
+            fit.corr_entropic_r_th = (vk > 0.0 && var(0, 0) > 0.0) ? ckr / std::sqrt(vk * var(0, 0)) : nan;
+        } else {
+            fit.entropic_v = {nan, nan, false};
+            fit.corr_entropic_r_th = nan;
+        }
+        if (lay.drift) {
+            const int id = next++;
+            fit.ambient_drift_k_per_s = {x(id) * 1e-3, half(var(id, id)) * 1e-3, true};
+        } else {
+            fit.ambient_drift_k_per_s = {nan, nan, false};
+        }
+        j.windows.push_back(std::move(fit));
+    }
+    return j;
+}
+
+/// Identifiability flags shared by the plain and the extended single-window fit.
+void flag_identifiability(const WindowInput& w, ThermalFit& fit) {
+    const detail::Prepared& p = w.p;
+    const double cooling_s = p.t[p.n - 1] - p.t[w.last_heat];
     fit.heating_only = cooling_s < std::max(0.05 * p.span, 10.0 * p.dt_med);
     if (fit.heating_only && p.span < 3.0 * fit.tau_s.value) {
         fit.c_th_j_per_k.identifiable = fit.r_th_k_per_w.identifiable = fit.tau_s.identifiable = false;
@@ -474,7 +865,78 @@ ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
     wide(fit.tau_s, "tau_s", fit.tau_s.value);
     if (fit.p_extra_w.identifiable) wide(fit.p_extra_w, "p_extra_w", fit.mean_heat_w);
     wide(fit.heating_ohm, "heating_ohm", fit.heating_ohm.value);
+}
+
+}  // namespace
+
+ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
+    const detail::FlushDenormals ftz;
+    WindowInput w;
+    prepare_window(s, opt, w);
+    const detail::Prepared& p = w.p;
+    ThermalData& d = w.d;
+
+    ThermalFit fit;
+    if (extended_model(opt)) {
+        ThermalJointFit j = fit_extended({&s}, {&w}, opt);
+        fit = std::move(j.windows.front());
+        fit.iterations = j.iterations;
+        fit.converged = j.converged;
+        fit.notes.insert(fit.notes.begin(), j.notes.begin(), j.notes.end());
+    } else {
+        fit = d.amb.empty() ? solve<false>(p, d, opt, w.heat_ohm) : solve<true>(p, d, opt, w.heat_ohm);
+        fit.p_extra_identifiable = false;
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        fit.entropic_v = fit.steady_offset_k = fit.sensor_offset_c = fit.ambient_drift_k_per_s = {nan, nan, false};
+        fit.corr_entropic_r_th = nan;
+        if (!d.amb.empty())
+            fit.notes.push_back(
+                "p_extra_w: assumes no offset between the cell and the ambient sensor; a sensor offset o adds o/R_th "
+                "(set sensor_offset_c or offset_from_rest to separate them)");
+    }
+    fit.heating_ohm = w.heat_ohm;
+    fit.heating_source = w.source;
+    if (d.amb.empty()) {
+        fit.ambient_source = "fitted";
+    } else {
+        fit.ambient_c = {w.amb_mean, 0.0, true};
+        fit.ambient_source = w.amb_source;
+    }
+    fit.mean_heat_w = w.energy / p.span;
+    fit.notes.insert(fit.notes.begin(), w.notes.begin(), w.notes.end());
+    flag_identifiability(w, fit);
     return fit;
+}
+
+ThermalJointFit fit_thermal_joint(const std::vector<Series>& windows, const ThermalOptions& opt) {
+    if (windows.empty()) throw InputError("joint thermal fit: no windows");
+    const detail::FlushDenormals ftz;
+    std::vector<std::unique_ptr<WindowInput>> ws;
+    std::vector<WindowInput*> in;
+    std::vector<const Series*> ser;
+    for (std::size_t k = 0; k < windows.size(); ++k) {
+        ws.push_back(std::make_unique<WindowInput>());
+        try {
+            prepare_window(windows[k], opt, *ws.back());
+        } catch (const InputError& e) {
+            throw InputError("window " + std::to_string(k) + ": " + e.what(), e.column(), e.sample());
+        }
+        in.push_back(ws.back().get());
+        ser.push_back(&windows[k]);
+    }
+    ThermalJointFit j = fit_extended(ser, in, opt);
+    for (std::size_t k = 0; k < in.size(); ++k) {
+        ThermalFit& f = j.windows[k];
+        const WindowInput& w = *in[k];
+        f.heating_ohm = w.heat_ohm;
+        f.heating_source = w.source;
+        f.ambient_c = {w.amb_mean, 0.0, true};
+        f.ambient_source = w.amb_source;
+        f.mean_heat_w = w.energy / w.p.span;
+        f.notes.insert(f.notes.begin(), w.notes.begin(), w.notes.end());
+        flag_identifiability(w, f);
+    }
+    return j;
 }
 
 std::vector<double> thermal_temperature(const std::vector<double>& t_s, const std::vector<double>& heat_w,

@@ -12,7 +12,23 @@ constexpr std::array<double, 11> kSoc{0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.
 constexpr std::array<double, 11> kOcv{3.00, 3.45, 3.55, 3.62, 3.68, 3.75,
                                       3.84, 3.93, 4.02, 4.10, 4.18};
 
+// SoC → dU/dT (V/K), same SoC grid: negative at low SoC, positive when full
+// (the sign change near mid SoC of NMC/graphite cells; magnitude ≤ 0.3 mV/K).
+constexpr std::array<double, 11> kDuDt{-0.30e-3, -0.20e-3, -0.10e-3, -0.05e-3, 0.0,    0.05e-3,
+                                       0.10e-3,  0.15e-3,  0.20e-3,  0.25e-3,  0.30e-3};
+
+double interp(const std::array<double, 11>& y, double soc) {
+    soc = std::clamp(soc, 0.0, 1.0);
+    const auto it = std::upper_bound(kSoc.begin(), kSoc.end(), soc);
+    if (it == kSoc.end()) return y.back();
+    const auto k = static_cast<std::size_t>(it - kSoc.begin());
+    const double f = (soc - kSoc[k - 1]) / (kSoc[k] - kSoc[k - 1]);
+    return y[k - 1] + f * (y[k] - y[k - 1]);
+}
+
 }  // namespace
+
+double entropic_du_dt_v_per_k(double soc) { return interp(kDuDt, soc); }
 
 double ocv_nmc_v(double soc) {
     soc = std::clamp(soc, 0.0, 1.0);
@@ -35,7 +51,14 @@ double Cell::terminal_v(double i_a) const { return ocv_v() - i_a * p_.r0_ohm - s
 double Cell::heat_w(double i_a) const {
     double q = i_a * i_a * p_.r0_ohm + s_.v1_v * s_.v1_v / p_.r1_ohm + s_.v2_v * s_.v2_v / p_.r2_ohm;
     if (std::isfinite(p_.r_isc_ohm) && p_.r_isc_ohm > 0) q += ocv_v() * ocv_v() / p_.r_isc_ohm;
-    return q;
+    return q + reversible_heat_w(i_a);
+}
+
+double Cell::reversible_heat_w(double i_a) const {
+    if (p_.entropic_scale == 0.0) return 0.0;
+    double i_total = i_a;
+    if (std::isfinite(p_.r_isc_ohm) && p_.r_isc_ohm > 0) i_total += ocv_v() / p_.r_isc_ohm;
+    return -i_total * (s_.temp_c + 273.15) * p_.entropic_scale * entropic_du_dt_v_per_k(s_.soc);
 }
 
 void Cell::advance(double dt_s, double i_a, double ambient_c) {

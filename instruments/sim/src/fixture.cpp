@@ -41,6 +41,12 @@ Fixture::Fixture(std::size_t positions, std::shared_ptr<SimClock> clock, double 
         pos_[k].rng.seed(seed * 1000003ULL + k);
         pos_[k].t_s = now;
     }
+    // Thermocouple offsets from their own stream, so that they do not move
+    // the noise sequences of a fixture with t_offset_c = 0.
+    std::mt19937_64 off_rng(seed ^ 0x3c6ef372fe94f82bULL);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    amb_offset_c_ = noise_.t_offset_c * u(off_rng);
+    for (auto& P : pos_) P.t_offset_c = noise_.t_offset_c * u(off_rng);
 }
 
 Fixture::Position& Fixture::at(std::size_t pos) {
@@ -236,12 +242,18 @@ double Fixture::measure_temp_c(std::size_t pos) {
     auto& P = at(pos);
     sync(P, clock_->now_s());
     const double t = P.cell ? P.cell->state().temp_c : ambient_c_;
-    return quantize_noise(P.rng, t, noise_.t_sd_c, noise_.t_res_c);
+    return quantize_noise(P.rng, t + P.t_offset_c, noise_.t_sd_c, noise_.t_res_c);
 }
 
 double Fixture::measure_ambient_c() {
     std::lock_guard lk(m_);
-    return quantize_noise(amb_rng_, ambient_c_, noise_.t_sd_c, noise_.t_res_c);
+    return quantize_noise(amb_rng_, ambient_c_ + amb_offset_c_, noise_.t_sd_c, noise_.t_res_c);
+}
+
+double Fixture::thermocouple_offset_c(std::size_t pos) const {
+    std::lock_guard lk(m_);
+    if (pos >= pos_.size()) throw std::out_of_range("fixture position " + std::to_string(pos));
+    return pos_[pos].t_offset_c;
 }
 
 CellState Fixture::truth(std::size_t pos) {

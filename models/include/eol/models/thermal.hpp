@@ -42,6 +42,34 @@
 // flagged and `heating_only` is set. Also flagged: a 95 % half-width wider
 // than half the value (for P_x: wider than half the mean heating power).
 //
+// Extended model (any of reversible_heat, sensor_offset_c, offset_from_rest,
+// ambient_drift set; the defaults keep the plain model above):
+//
+//   T_cell,meas = T + o,   C_th·dT/dt = P(t) + k·I(t) + P_x − (T − T_amb − d·(t − t0))/R_th
+//
+//   k·I      reversible (entropic) heat, k = −T·dU/dT in V (= W per A,
+//            discharge positive; k < 0 when discharge cools the cell),
+//            fitted per window (reversible_heat).
+//   T0       free start-of-window temperature: the cell need not be at
+//            equilibrium when the window starts (decays with τ).
+//   o        offset of the cell's sensor against the ambient sensor: given
+//            (sensor_offset_c, a channel calibration) or estimated from the
+//            rest at the start of the window (offset_from_rest: only when the
+//            rest is long and the cell temperature is flat over it).
+//   d        optional slow drift of the cell's true ambient against the
+//            ambient sensor (ambient_drift).
+// For fixed τ the model is linear in (R_th, T0, c, R_th·k, d) with
+// c = o + R_th·P_x. In one window a constant sensor offset and a constant
+// P_x have the same shape: c is determined, P_x only once o is known. With
+// o unknown, p_extra_w is NaN and p_extra_identifiable is false; the fitted
+// c is reported as steady_offset_k. Under a constant-current step the
+// reversible heat k·I has almost the shape of the Joule heat, so R_th (and
+// C_th) trade against k: their intervals say how well one window separates
+// them; τ is determined by the shape alone. fit_thermal_joint fits several
+// windows of one cell with shared τ and R_th (hence C_th).
+// corr_p_extra_r_th is the correlation of P_x with R_th from the covariance
+// (also in the plain model).
+//
 // Errors: InputError for the window errors of Series::validate (cell
 // temperature required), no heat (zero current), non-positive heating_ohm,
 // and the circuit fit's errors when heating comes from the circuit.
@@ -65,6 +93,11 @@ struct ThermalOptions {
     int heating_rc_pairs = 2;          // circuit used for HeatingSource::circuit
     std::optional<double> ambient_c;   // constant ambient; else t_amb_c; else fitted
     int max_iterations = 100;
+    // Extended model (see above); all off = the plain model.
+    bool reversible_heat = false;           // fit k·I beside the Joule heat
+    std::optional<double> sensor_offset_c;  // calibrated T_cell − T_amb sensor offset, K
+    bool offset_from_rest = false;          // else: estimate it from the leading rest
+    bool ambient_drift = false;             // fit a linear drift of the true ambient
 };
 
 struct ThermalFit {
@@ -82,9 +115,37 @@ struct ThermalFit {
     std::string heating_source;  // "circuit", "overpotential", "fixed"
     std::string ambient_source;  // "fixed", "column", "fitted"
     std::vector<std::string> notes;
+    // Extended model (NaN / "none" where not fitted).
+    Estimate entropic_v;            // k = −T·dU/dT, V (reversible heat per ampere)
+    Estimate steady_offset_k;       // c = sensor offset + R_th·P_x
+    Estimate sensor_offset_c;       // the offset used, or NaN
+    Estimate ambient_drift_k_per_s; // d
+    std::string offset_source = "none";  // "none", "given", "rest"
+    bool extended = false;               // the extended model was fitted
+    // P_x is separable from the sensor offset only when the offset is known
+    // (given or from a rest at equilibrium). The plain model assumes a zero
+    // offset: there this is false too, and p_extra_w keeps its old meaning.
+    bool p_extra_identifiable = false;
+    double corr_p_extra_r_th = 0.0;  // correlation of P_x with R_th (NaN if unknown)
+    double corr_entropic_r_th = 0.0; // correlation of k with R_th (extended, reversible_heat)
 };
 
 ThermalFit fit_thermal(const Series& s, const ThermalOptions& options = {});
+
+/// Several windows of one cell (e.g. each heating step with its cooling
+/// rest) fitted together: τ and R_th (so C_th) shared, every other term of
+/// the extended model per window. The options apply to every window
+/// (sensor_offset_c: the same calibrated channel offset for all).
+struct ThermalJointFit {
+    Estimate c_th_j_per_k, r_th_k_per_w, tau_s;
+    std::vector<ThermalFit> windows;  // per-window T0, k, c, P_x, rmse (τ, R_th, C_th: the shared ones)
+    double rmse_k = 0.0;
+    std::size_t samples = 0;
+    int iterations = 0;
+    bool converged = false;
+    std::vector<std::string> notes;
+};
+ThermalJointFit fit_thermal_joint(const std::vector<Series>& windows, const ThermalOptions& options = {});
 
 /// Cell temperature of the model for given heat per interval (heat_w[n] over
 /// (t[n−1], t[n]], index 0 unused) and ambient per sample (held).

@@ -8,6 +8,11 @@
 // sub-steps of at most 0.5 s with the same exact exponential for temperature.
 // Discharge current is positive. A Cell is a value type, not thread-safe.
 //
+// Reversible (entropic) heat: −I·T·dU/dT with T in kelvin and dU/dT from
+// entropic_du_dt_v_per_k(SoC) (an NMC/graphite-like curve, −0.3 … +0.3 mV/K)
+// times CellParams::entropic_scale (0 = none, the default; 1 = the curve).
+// With dU/dT > 0 a discharge cools the cell and a charge warms it.
+//
 // Population draws parameters for a production: nominal values with
 // cell-to-cell spread, an optional lot-wide R0 shift and a fraction of cells
 // with internal shorts, so lots and defects can be simulated.
@@ -23,6 +28,10 @@ namespace eol::sim {
 /// charge `soc` in [0, 1] (clamped), by monotone interpolation of a table.
 double ocv_nmc_v(double soc);
 
+/// Entropic coefficient dU/dT in V/K of the NMC cell at `soc` (clamped):
+/// −0.3 mV/K when empty, through 0 near 40 % to +0.3 mV/K when full.
+double entropic_du_dt_v_per_k(double soc);
+
 struct CellParams {
     double capacity_ah = 3.0;
     double r0_ohm = 0.033;
@@ -35,6 +44,7 @@ struct CellParams {
     double r_isc_ohm = std::numeric_limits<double>::infinity();  // internal short; inf = none
     double soc0 = 0.8;            // state of charge when loaded into the fixture
     double ocv_offset_v = 0.0;    // cell-to-cell OCV spread
+    double entropic_scale = 0.0;  // × entropic_du_dt_v_per_k(SoC); 1 = realistic, 0 = no reversible heat
 };
 
 struct CellState {
@@ -54,8 +64,11 @@ public:
     double ocv_v() const;
     /// Terminal voltage while `i_a` flows (after the last advance()).
     double terminal_v(double i_a) const;
-    /// Heat dissipated at current `i_a`: I²R0 + Σ V_k²/R_k + OCV²/R_isc.
+    /// Heat dissipated at current `i_a`: I²R0 + Σ V_k²/R_k + OCV²/R_isc
+    /// + reversible heat −(I + I_isc)·T·dU/dT (may be negative).
     double heat_w(double i_a) const;
+    /// The reversible part of heat_w alone.
+    double reversible_heat_w(double i_a) const;
 
     const CellParams& params() const { return p_; }
     const CellState& state() const { return s_; }

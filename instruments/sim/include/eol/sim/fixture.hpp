@@ -74,6 +74,11 @@ struct MeasurementNoise {
     double v_sd_v = 0.0003, v_res_v = 0.0001;
     double i_sd_a = 0.001, i_res_a = 0.0001;
     double t_sd_c = 0.02, t_res_c = 0.01;
+    // Per-channel thermocouple offsets (type K: ±0.5 K is ordinary): every
+    // position's cell thermocouple and the ambient one read a constant offset
+    // drawn uniformly in ±t_offset_c from the fixture's seed (deterministic).
+    // 0 (the default) = ideal sensors.
+    double t_offset_c = 0.0;
 };
 
 class Fixture {
@@ -111,6 +116,9 @@ public:
     /// Noise-free state for tests.
     CellState truth(std::size_t pos);
     double ambient_c() const { return ambient_c_; }
+    /// The constant offsets the thermocouples read (truth for tests).
+    double thermocouple_offset_c(std::size_t pos) const;
+    double ambient_offset_c() const { return amb_offset_c_; }
 
 private:
     struct Position {
@@ -125,6 +133,7 @@ private:
         std::size_t points = 0;
         LoggedSamples log;
         std::mt19937_64 rng;
+        double t_offset_c = 0.0;  // this position's thermocouple offset
     };
 
     void sync(Position& p, double now);
@@ -137,6 +146,7 @@ private:
     MeasurementNoise noise_;
     std::vector<Position> pos_;
     std::mt19937_64 amb_rng_;
+    double amb_offset_c_ = 0.0;
     mutable std::mutex m_;
 };
 
