@@ -442,7 +442,7 @@ TEST_CASE("config: a TOML syntax error is reported with line and column") {
     REQUIRE(ds.size() == 1);
     CHECK(ds[0].line == line_of(text, "channels = = 4"));
     CHECK(ds[0].column >= 12);
-    CHECK(contains(ds[0].message, "TOML syntax error"));
+    CHECK(contains(ds[0].message, "TOML syntax"));
 
     const std::string dup = replace(kStation, "[panel]\n", "[panel]\nport = 1\n");  // port twice
     const auto ds2 = errors_of(d, dup);
@@ -675,4 +675,28 @@ TEST_CASE("config: a referenced dialect, map or serial scheme that does not load
     // A store path that names a folder.
     fs::create_directories(d.root / "results.db");
     CHECK(contains(one(errors_of(d, kStation), "station.store").message, "is not a regular file (a directory)"));
+}
+
+TEST_CASE("hostile: deeply nested or huge TOML in a station file, a recipe or a serial scheme is an error at its place, not a crash") {
+    Dir d;
+    const std::string deep = "[" + [] {
+        std::string s = "a";
+        for (int k = 0; k < 100000; ++k) s += ".a";
+        return s;
+    }() + "]\n";
+    // The station file itself.
+    auto ds = errors_of(d, deep);
+    REQUIRE_FALSE(ds.empty());
+    CHECK(ds[0].line == 1);
+    CHECK(contains(ds[0].message, "nesting deeper than 32"));
+    // Its recipe.
+    write_file(d.root / "recipes/test.toml", "x = " + std::string(50000, '[') + "\n");
+    ds = errors_of(d, kStation);
+    bool recipe_named = false;
+    for (const auto& e : ds) recipe_named = recipe_named || (contains(e.file, "test.toml") && contains(e.message, "nesting"));
+    CHECK(recipe_named);
+    // A serial scheme of 2 MiB.
+    write_file(d.root / "recipes/test.toml", kRecipe);
+    write_file(d.root / "serial.toml", "# " + std::string(2u << 20, 'x') + "\n");
+    CHECK(contains(one(errors_of(d, kStation), "station.serial_scheme").message, "serial scheme is not usable"));
 }

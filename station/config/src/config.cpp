@@ -3,6 +3,7 @@
 #include "eol/station/serial.hpp"
 #include "eol/instruments/register_map.hpp"
 #include "eol/instruments/dialect.hpp"
+#include "eol/instruments/toml_file.hpp"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -446,12 +447,14 @@ bool is_loopback_host(const std::string& h) {
     return h == "localhost" || h == "::1" || h.rfind("127.", 0) == 0;
 }
 
-/// Parses the document; a syntax error becomes one diagnostic.
+/// Parses the document through the project's one bounded TOML reader
+/// (instruments/toml_file.hpp: size and nesting bounded before toml++); a
+/// syntax error or a bound exceeded becomes one diagnostic at its place.
 std::optional<toml::table> parse_toml(Sink& sink, std::string_view text, const std::string& name) {
     try {
-        return toml::parse(text, name);
-    } catch (const toml::parse_error& e) {
-        sink.error(e.source(), "", fmt::format("TOML syntax error: {}", e.description()));
+        return instruments::parse_toml_text(text, name);
+    } catch (const instruments::TomlError& e) {
+        sink.add(static_cast<int>(e.line()), static_cast<int>(e.column()), "", e.message());
         return std::nullopt;
     }
 }
@@ -464,17 +467,12 @@ std::optional<std::string> read_text_file(Sink& sink, const fs::path& file, std:
                                       : fmt::format("{} does not exist", what));
         return std::nullopt;
     }
-    std::FILE* f = std::fopen(file.c_str(), "rb");
-    if (!f) {
-        sink.add(0, 0, "", fmt::format("{} cannot be read", what));
+    try {
+        return instruments::read_toml_file(file);  // bounded size; never blocks
+    } catch (const instruments::TomlError& e) {
+        sink.add(0, 0, "", fmt::format("{}: {}", what, e.message()));
         return std::nullopt;
     }
-    std::string data;
-    char buf[8192];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
-    std::fclose(f);
-    return data;
 }
 
 /// Sorts by file (in order of first appearance), then line and column.

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <toml++/toml.h>
 
+#include "eol/instruments/toml_file.hpp"
 #include "eol/models/calendar.hpp"
 #include "eol/station/errors.hpp"
 #include "eol/station/text.hpp"
@@ -217,10 +218,9 @@ struct Loader {
 SerialScheme SerialScheme::parse(std::string_view toml_text, std::string_view source) {
     toml::table root;
     try {
-        root = toml::parse(toml_text, std::string(source));
-    } catch (const toml::parse_error& e) {
-        throw UsageError(fmt::format("{}:{}:{}: {}", source, e.source().begin.line,
-                                     e.source().begin.column, e.description()));
+        root = instruments::parse_toml_text(toml_text, source);  // bounded: toml_file.hpp
+    } catch (const instruments::TomlError& e) {
+        throw UsageError(e.what());
     }
     Loader L{std::string(source), {}};
     const toml::source_region whole = root.source();
@@ -417,13 +417,10 @@ SerialScheme SerialScheme::parse(std::string_view toml_text, std::string_view so
 
 SerialScheme SerialScheme::load(const std::filesystem::path& file) {
     std::string text;
-    {
-        std::FILE* f = std::fopen(file.c_str(), "rb");
-        if (!f) throw UsageError(fmt::format("{}: cannot open serial scheme file", file.string()));
-        char buf[4096];
-        std::size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-        std::fclose(f);
+    try {
+        text = instruments::read_toml_file(file);  // regular files only, bounded, never blocks on a FIFO
+    } catch (const instruments::TomlError& e) {
+        throw UsageError(e.what());
     }
     return parse(text, file.string());
 }
