@@ -23,6 +23,7 @@
 #include "eol/instruments/register_map.hpp"
 #include "eol/sim/modbus_thermo_server.hpp"
 #include "eol/sim/scpi_load_server.hpp"
+#include "support/station_text.hpp"
 #include "support/cli_test.hpp"
 #include "support/process.hpp"
 
@@ -59,12 +60,8 @@ std::string station_text(std::uint16_t load_port, std::uint16_t tc_port) {
            "map = \"" + kEt7018 + "\"\n"
            "channels = 8\ntimeout_s = 2.0\nconnect_timeout_s = 2.0\n\n"
            "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n\n"
-           "[[channels]]\nposition = 2\nload = \"load1\"\nload_channel = 2\nthermo = \"tc1\"\nthermo_channel = 1\n\n"
-           "[limits]\nocv_min_v = 3.4\nocv_max_v = 4.2\nr0_max_ohm = 0.045\ndcir_max_ohm = 0.06\n"
-           "temp_rise_max_k = 3.0\nk_max_mv_per_day = 2.0\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n"
-           "[screening]\nfeatures = [\"ocv_v\"]\n\n"
-           "[sim]\ntime_scale = 100.0\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\n"
-           "production_date = 2023-03-14\ncells = 20\n";
+           "[[channels]]\nposition = 2\nload = \"load1\"\nload_channel = 2\nthermo = \"tc1\"\nthermo_channel = 1\n\n" +
+           eol::test::station_tail_toml();
 }
 
 /// The load and the module simulated in this process, on ephemeral ports.

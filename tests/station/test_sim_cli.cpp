@@ -14,6 +14,7 @@
 
 #include "eol/station/config.hpp"
 #include "eol/station/sim_station.hpp"
+#include "support/station_text.hpp"
 #include "support/cli_test.hpp"
 #include "support/process.hpp"
 
@@ -92,11 +93,8 @@ std::string config_text(const Ports& p, const std::string& extra = "") {
            "[[channels]]\nposition = 2\nload = \"load1\"\nload_channel = 2\nthermo = \"tc1\"\nthermo_channel = 1\n\n"
            "[[channels]]\nposition = 3\nload = \"load2\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 2\n\n"
            "[[channels]]\nposition = 4\nload = \"load3\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 3\n\n"
-           "[[channels]]\nposition = 5\nload = \"load4\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 4\n\n"
-           "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n"
-           "[screening]\nfeatures = [\"ocv_v\"]\n\n"
-           "[sim]\ntime_scale = 100.0\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\n"
-           "production_date = 2023-03-14\ncells = 20\n";
+           "[[channels]]\nposition = 5\nload = \"load4\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 4\n\n" +
+           eol::test::station_tail_toml();
 }
 
 }  // namespace
