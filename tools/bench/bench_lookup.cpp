@@ -37,6 +37,7 @@
 
 #include <fmt/format.h>
 
+#include "eol/models/calendar.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/store.hpp"
@@ -90,7 +91,7 @@ struct Maker {
         Date d{2020, 1, 1};
         for (std::size_t i = 0; i < kLots; ++i) {
             days.push_back(d);
-            if (++d.day > days_in_month(d.year, d.month)) {
+            if (++d.day > eol::models::days_in_month(d.year, d.month)) {
                 d.day = 1;
                 if (++d.month > 12) {
                     d.month = 1;

@@ -153,8 +153,8 @@ std::optional<QuarantineEvent> Quarantine::latest_of_target(const Scope& scope) 
     return latest;
 }
 
-std::int64_t Quarantine::append(const Scope& scope, QuarantineAction action, std::string_view reason,
-                                const Actor& actor, double time_unix_s) {
+std::int64_t Quarantine::decide(const Scope& scope, QuarantineAction action, std::string_view reason,
+                                const Actor& actor, double time_unix_s, const std::function<void()>& check) {
     QuarantineEvent e;
     e.time_unix_s = time_unix_s;
     e.action = action;
@@ -167,7 +167,15 @@ std::int64_t Quarantine::append(const Scope& scope, QuarantineAction action, std
     e.reason = std::string(reason);
     e.actor = actor.name;
     e.role = actor.role;
-    return store_.append_quarantine(e);
+    // The check and the event in one write transaction: two decisions on
+    // the same target cannot both pass the check.
+    std::int64_t id = 0;
+    store_.write_transaction([&] {
+        check();  // throws QuarantineRefused
+        id = store_.append_quarantine(e);
+        return true;
+    });
+    return id;
 }
 
 namespace {
@@ -188,10 +196,7 @@ std::string since(const QuarantineEvent& e) {
 std::int64_t Quarantine::hold(const Scope& raw, std::string_view reason, const Actor& actor, double time_unix_s) {
     require_basics("hold", reason, actor);
     const Scope scope = normalize(raw);
-    // The check and the event in one write transaction: two decisions on
-    // the same target cannot both pass the check.
-    std::int64_t id = 0;
-    store_.write_transaction([&] {
+    return decide(scope, QuarantineAction::hold, reason, actor, time_unix_s, [&] {
         if (scope.kind == QuarantineScope::serial) {
             const auto [lot, date] = lot_and_date(scope.target);
             const CellStatus st = store_.status(scope.target, lot, date);
@@ -201,10 +206,7 @@ std::int64_t Quarantine::hold(const Scope& raw, std::string_view reason, const A
         }
         if (const auto latest = latest_of_target(scope); latest && latest->action == QuarantineAction::hold)
             throw QuarantineRefused(fmt::format("hold {}: already held ({})", scope.describe(), since(*latest)));
-        id = append(scope, QuarantineAction::hold, reason, actor, time_unix_s);
-        return true;
     });
-    return id;
 }
 
 std::int64_t Quarantine::release(const Scope& raw, std::string_view reason, const Actor& actor,
@@ -212,10 +214,7 @@ std::int64_t Quarantine::release(const Scope& raw, std::string_view reason, cons
     require_basics("release", reason, actor);
     require_quality("release", actor);
     const Scope scope = normalize(raw);
-    // The check and the event in one write transaction: two decisions on
-    // the same target cannot both pass the check.
-    std::int64_t id = 0;
-    store_.write_transaction([&] {
+    return decide(scope, QuarantineAction::release, reason, actor, time_unix_s, [&] {
         if (scope.kind == QuarantineScope::serial) {
             const auto [lot, date] = lot_and_date(scope.target);
             const CellStatus st = store_.status(scope.target, lot, date);
@@ -234,20 +233,14 @@ std::int64_t Quarantine::release(const Scope& raw, std::string_view reason, cons
                     scope.describe(), to_string(scope.kind), what));
             }
         }
-        id = append(scope, QuarantineAction::release, reason, actor, time_unix_s);
-        return true;
     });
-    return id;
 }
 
 std::int64_t Quarantine::scrap(const Scope& raw, std::string_view reason, const Actor& actor, double time_unix_s) {
     require_basics("scrap", reason, actor);
     require_quality("scrap", actor);
     const Scope scope = normalize(raw);
-    // The check and the event in one write transaction: two decisions on
-    // the same target cannot both pass the check.
-    std::int64_t id = 0;
-    store_.write_transaction([&] {
+    return decide(scope, QuarantineAction::scrap, reason, actor, time_unix_s, [&] {
         if (scope.kind == QuarantineScope::serial) {
             const auto [lot, date] = lot_and_date(scope.target);
             const CellStatus st = store_.status(scope.target, lot, date);
@@ -257,10 +250,7 @@ std::int64_t Quarantine::scrap(const Scope& raw, std::string_view reason, const 
         } else if (const auto latest = latest_of_target(scope); latest && latest->action == QuarantineAction::scrap) {
             throw QuarantineRefused(fmt::format("scrap {}: already scrapped ({})", scope.describe(), since(*latest)));
         }
-        id = append(scope, QuarantineAction::scrap, reason, actor, time_unix_s);
-        return true;
     });
-    return id;
 }
 
 std::vector<QuarantineEvent> Quarantine::history_of_serial(std::string_view serial) {

@@ -53,6 +53,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -138,8 +139,10 @@ public:
     std::pair<std::string, std::string> lot_and_date(std::string_view normalized_serial);
 
 private:
-    std::int64_t append(const Scope& scope, QuarantineAction action, std::string_view reason,
-                        const Actor& actor, double time_unix_s);
+    /// Runs `check` (throws QuarantineRefused) and appends the event in ONE
+    /// write transaction.
+    std::int64_t decide(const Scope& scope, QuarantineAction action, std::string_view reason, const Actor& actor,
+                        double time_unix_s, const std::function<void()>& check);
     std::optional<QuarantineEvent> latest_of_target(const Scope& scope);
 
     Store& store_;
