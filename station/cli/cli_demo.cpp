@@ -265,10 +265,10 @@ void add_demo_commands(CLI::App& app) {
     cmd->add_option("--cells", opts->cells, "Cells in the virtual lot")->check(CLI::Range(1, 10000))
         ->capture_default_str();
     cmd->add_option("--time-scale", opts->time_scale, "Simulated seconds per wall second")
-        ->check(CLI::Range(1.0, 2000.0))->capture_default_str();
+        ->check(finite_range(1.0, 2000.0))->capture_default_str();
     cmd->add_option("--seed", opts->seed, "Seed of the virtual lot")->capture_default_str();
     cmd->add_option("--storage-days", opts->storage_days, "Days between formation and the EOL test (K-value)")
-        ->check(CLI::Range(0.5, 60.0))->capture_default_str();
+        ->check(finite_range(0.5, 60.0))->capture_default_str();
     cmd->callback([opts] { run_demo(*opts); });
 }
 

@@ -296,11 +296,12 @@ void add_fit_commands(CLI::App& app) {
                    "Column names: time,current,voltage,cell_temp[,ambient_temp] (s, A, V, °C, °C); by default "
                    "ambient_temp is used when the file has it");
     th->add_flag("--discharge-negative", t->discharge_negative, sign);
-    th->add_option("--ambient", t->ambient, "Constant ambient temperature in °C (instead of a column)");
+    th->add_option("--ambient", t->ambient, "Constant ambient temperature in °C (instead of a column)")
+        ->check(finite_range(-80.0, 200.0));
     th->add_option("--heating", t->heating, "Heat source: circuit or overpotential")
         ->check(CLI::IsMember({"circuit", "overpotential"}));
     th->add_option("--heating-ohm", t->heating_ohm, "Fixed effective heating resistance in ohm (P = I²·R)")
-        ->check(CLI::PositiveNumber);
+        ->check(finite_range(1e-9, 1e6));
     th->add_option("--heating-rc", t->heating_rc, "RC pairs of the circuit fit used for the heating")
         ->check(CLI::Range(1, 3));
     th->add_flag("--json", t->json_out, "Print JSON");

@@ -107,11 +107,11 @@ void add_production_commands(CLI::App& app) {
     c->add_option("--to", o->to, "Last production date")->capture_default_str();
     c->add_option("--defect-window", o->defect_window, "Production window of the defective lots, e.g. 2023-03..2023-04");
     c->add_option("--defect-short-fraction", o->defect_short_fraction, "Fraction of shorted cells in defect lots")
-        ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+        ->capture_default_str()->check(finite_range(0.0, 1.0));
     c->add_option("--defect-r0-shift", o->defect_r0_shift, "Lot-wide relative R0 shift of defect lots (± 30 % per lot)")
-        ->capture_default_str()->check(CLI::Range(-0.5, 1.0));
+        ->capture_default_str()->check(finite_range(-0.5, 1.0));
     c->add_option("--background-short-fraction", o->background_short_fraction,
-                  "Fraction of shorted cells in every lot")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+                  "Fraction of shorted cells in every lot")->capture_default_str()->check(finite_range(0.0, 1.0));
     c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
     c->add_option("--threads", o->threads, "Worker threads (0 = all cores)")->capture_default_str();
     c->add_option("--truth", o->truth, "Write the ground truth (CSV) here");

@@ -9,9 +9,26 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
+
 #include "eol/station/errors.hpp"
 
 namespace eol::cli {
+
+/// A number option in [lo, hi]: NaN, infinities and values outside are
+/// refused with the allowed range (CLI::Range lets NaN through).
+inline CLI::Validator finite_range(double lo, double hi) {
+    return CLI::Validator(
+        [lo, hi](std::string& text) -> std::string {
+            double v = 0;
+            if (!CLI::detail::lexical_cast(text, v)) return "'" + text + "' is not a number";
+            if (!std::isfinite(v) || v < lo || v > hi)
+                return "'" + text + "' is outside the allowed range [" + CLI::detail::to_string(lo) + ", " +
+                       CLI::detail::to_string(hi) + "]";
+            return {};
+        },
+        "NUMBER in [" + CLI::detail::to_string(lo) + ", " + CLI::detail::to_string(hi) + "]");
+}
 
 void set_exit(station::ExitCode code);
 station::ExitCode current_exit();

@@ -700,3 +700,12 @@ TEST_CASE("hostile: deeply nested or huge TOML in a station file, a recipe or a 
     write_file(d.root / "serial.toml", "# " + std::string(2u << 20, 'x') + "\n");
     CHECK(contains(one(errors_of(d, kStation), "station.serial_scheme").message, "serial scheme is not usable"));
 }
+
+TEST_CASE("hostile: an over-long station id names the limit and does not echo the text back") {
+    Dir d;
+    const std::string huge(3u << 20 >> 4, 'X');  // 196,608 characters
+    const auto ds = errors_of(d, replace(kStation, "id = \"T-1\"", "id = \"" + huge + "\""));
+    const Diagnostic& e = one(ds, "station.id");
+    CHECK(contains(e.message, "196608 characters long; at most 64"));
+    CHECK(e.message.size() < 200);
+}

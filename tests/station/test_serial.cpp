@@ -478,3 +478,11 @@ TEST_CASE("serial: `eolstation serial check|make` exit codes and output") {
     r = run_cli(std::string("serial check --scheme ") + EOL_CONFIG_DIR + "/serial-scheme.toml 01A33E004200001C");
     CHECK(r.code == 0);
 }
+
+TEST_CASE("hostile: serial make with a start near 2^64 is refused, never wrapped") {
+    const eol::test::Run r = eol::test::run_cli("serial make --lot 0001 --date 2023-03-14 --start 18446744073709551615 --count 2");
+    CHECK(r.code == 2);
+    CHECK(r.out.find("do not fit") != std::string::npos);
+    const eol::test::Run r2 = eol::test::run_cli("serial make --lot 0001 --date 2023-03-14 --start 18446744073709551616");
+    CHECK(r2.code == 2);
+}

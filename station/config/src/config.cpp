@@ -1,6 +1,7 @@
 #include "eol/station/config.hpp"
 #include "eol/station/feature_catalog.hpp"
 #include "eol/station/serial.hpp"
+#include "eol/station/text.hpp"
 #include "eol/instruments/register_map.hpp"
 #include "eol/instruments/dialect.hpp"
 #include "eol/instruments/toml_file.hpp"
@@ -943,9 +944,12 @@ void read_station_table(Tbl& root, const fs::path& dir, StationConfig& cfg, bool
     if (!st) return;
     Tbl s(root.sink(), *st, "station");
     if (auto id = s.text("id", true)) {
-        if (!is_name(*id, true))
+        constexpr std::size_t kMaxStationId = 64;  // it is printed, stored with every record, sent to the PLC
+        if (id->size() > kMaxStationId)
+            s.bad("id", fmt::format("the station id is {} characters long; at most {}", id->size(), kMaxStationId));
+        else if (!is_name(*id, true))
             s.bad("id", fmt::format("'{}' is not a valid station id (letters, digits, '_', '-')",
-                                    *id));
+                                    printable(*id)));
         cfg.station_id = *id;
     }
     if (auto p = existing_file(s, "recipe", true, dir, "recipe file")) {

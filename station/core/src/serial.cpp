@@ -701,7 +701,11 @@ std::vector<std::string> SerialScheme::make_range(const SerialSpec& spec, std::s
     out.reserve(count);
     SerialSpec sp = spec;
     if (const SerialField* f = field(SerialFieldKind::sequence); f && count > 0) {
-        if (spec.sequence + (count - 1) >= capacity(*f) || spec.sequence + (count - 1) < spec.sequence)
+        if (spec.sequence + (count - 1) < spec.sequence)  // would wrap past 2^64
+            throw std::invalid_argument(fmt::format(
+                "{} sequences from {} do not fit the {}-character field '{}' (max {})", count, spec.sequence,
+                f->length, f->name, capacity(*f) - 1));
+        if (spec.sequence + (count - 1) >= capacity(*f))
             throw std::invalid_argument(fmt::format(
                 "sequences {}…{} do not fit the {}-character field '{}' (max {})", spec.sequence,
                 spec.sequence + (count - 1), f->length, f->name, capacity(*f) - 1));

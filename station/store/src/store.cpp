@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -374,6 +375,10 @@ struct Conn {
         const int os = sqlite3_system_errno(db.get());
         if (os == ENOSPC || code == SQLITE_FULL) return "disk full (" + msg + ")";
         if ((code & 0xff) == SQLITE_IOERR && os != 0) msg += fmt::format(" ({})", std::strerror(os));
+        // "unable to open database file" / "readonly database" do not say why.
+        if (!read_only && ((code & 0xff) == SQLITE_CANTOPEN || (code & 0xff) == SQLITE_READONLY) &&
+            ::access(path.c_str(), W_OK) != 0)
+            msg += fmt::format(" ({}: this command writes to the store)", std::strerror(errno));
         return msg;
     }
 
@@ -918,7 +923,17 @@ Store Store::open(const std::filesystem::path& path, const OpenOptions& options)
         sqlite3_exec(impl->db.get(), "PRAGMA user_version", nullptr, nullptr, nullptr) == SQLITE_CANTOPEN) {
         // A WAL database on read-only media (or a folder this user cannot
         // write): its -shm cannot be made. Read it as immutable — nobody can
-        // write it there either — so a ship gate still answers.
+        // write it there either — so a ship gate still answers. Not when its
+        // -wal holds commits the main file lacks: immutable reads ignore the
+        // -wal, and a hold in it would be missed.
+        const std::filesystem::path wal = path.string() + "-wal";
+        std::error_code wal_ec;
+        if (const auto n = std::filesystem::file_size(wal, wal_ec); !wal_ec && n > 0)
+            throw StoreError(fmt::format(
+                "{}: cannot be read here: the folder is read-only and its write-ahead log ({}, {} bytes) holds "
+                "commits not yet in the database file, which SQLite reads only by writing a -shm beside it; copy "
+                "the store with its -wal to a writable folder",
+                path.string(), wal.string(), n));
         std::string uri = "file:";
         for (const char c : std::filesystem::absolute(path).string()) {
             if (c == '?' || c == '#' || c == '%') uri += fmt::format("%{:02X}", static_cast<unsigned char>(c));
