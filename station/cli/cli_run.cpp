@@ -13,12 +13,14 @@
 // serve: connects every instrument, then runs until SIGTERM or SIGINT. Work
 // comes from standard input, one line per request:
 //   CHANNEL SERIAL     test a cell on fixture position CHANNEL
+//   abort CHANNEL      operator abort of the cell under test (load off, record stored)
 //   reset CHANNEL      reset a faulted channel (its load input confirmed off)
 //   status             one line per channel
 //   # …                a comment; empty lines are ignored
 // Replies, one line each, on standard output:
 //   started channel N serial S
 //   result channel N serial S verdict V[ reason R]
+//   aborting channel N   (its result line follows: verdict abort)
 //   reset channel N ok
 //   status channel N STATE[ serial S verdict V]
 //   error: line K: WHAT
@@ -266,6 +268,15 @@ void handle_line(asio::io_context& io, station::Controller& controller, LineOut&
             }
             return;
         }
+        if (first == "abort") {
+            if (rest.size() != 1) return error("abort takes one channel number: abort CHANNEL");
+            const auto pos = position_number(rest[0]);
+            if (!pos) return error(fmt::format("channel '{}' is not a number", station::printable(rest[0])));
+            if (!controller.abort(*pos, fmt::format("operator abort (stdin line {})", n)))
+                return error(fmt::format("channel {} is not testing", *pos));
+            out.line(fmt::format("aborting channel {}", *pos));
+            return;
+        }
         if (first == "reset") {
             if (rest.size() != 1) return error("reset takes one channel number: reset CHANNEL");
             const auto pos = position_number(rest[0]);
@@ -276,7 +287,7 @@ void handle_line(asio::io_context& io, station::Controller& controller, LineOut&
         }
         const auto pos = position_number(first);
         if (!pos)
-            return error(fmt::format("'{}' is neither a channel number nor a command (CHANNEL SERIAL, reset CHANNEL, status)",
+            return error(fmt::format("'{}' is neither a channel number nor a command (CHANNEL SERIAL, abort CHANNEL, reset CHANNEL, status)",
                                      station::printable(first)));
         if (rest.empty()) return error(fmt::format("channel {}: no serial (CHANNEL SERIAL)", *pos));
         // A serial may be typed with spaces (the scheme drops them).

@@ -303,7 +303,7 @@ TEST_CASE("controller cli: serve tests four channels at once, each record attrib
     for (const auto& l : srv.seen)
         if (l.rfind("error: ", 0) == 0) errors += l + "\n";
     CAPTURE(errors);
-    CHECK(contains(errors, "error: line 5: 'banana' is neither a channel number nor a command"));
+    CHECK(contains(errors, "error: line 5: 'banana' is neither a channel number nor a command (CHANNEL SERIAL, abort CHANNEL"));
     CHECK(contains(errors, "error: line 6: no fixture position 9"));
     CHECK(contains(errors, "error: line 7: position 1 is testing " + cells[1]));
     CHECK(contains(errors, "error: line 8: channel 2: no serial"));
@@ -418,4 +418,40 @@ TEST_CASE("hostile: controller over-temperature abort holds the cell as hazardou
     const Result again = st.run_cell(s, 4);
     CHECK(again.exit == 1);
     CHECK(json::parse(again.out)["verdict"] == "hold");
+}
+
+TEST_CASE("hostile: controller serve operator abort mid-test: abort, load off, the channel tests again") {
+    StationFile f;
+    f.time_scale = 100;
+    SimStation st(f);
+    Serve srv(st);
+    const std::string s = serial(901);
+    srv.send("abort 4");  // line 1: nothing under test
+    CHECK(srv.wait_for("error: ", 10) == "error: line 1: channel 4 is not testing");
+    srv.send("4 " + s);
+    REQUIRE(srv.wait_for("started channel 4") != "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // 3 A flowing in the heat step
+    CHECK(std::abs(st.load_current_a("itech-it8500.toml", st.ports.itech, 1)) > 1.0);
+    const auto t0 = std::chrono::steady_clock::now();
+    srv.send("abort 4");  // line 3
+    CHECK(srv.wait_for("aborting ", 10) == "aborting channel 4");
+    const std::string l = srv.wait_for("result ", 10);
+    const double latency_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("operator abort to result line (load read back off): " << latency_s << " s");
+    CHECK(contains(l, "result channel 4 serial " + s + " verdict abort reason step 'heat': operator abort (stdin line 3)"));
+    CHECK(latency_s < 2.0);
+    CHECK(std::abs(st.load_current_a("itech-it8500.toml", st.ports.itech, 1)) < 0.05);
+    srv.send("status");
+    CHECK(srv.wait_for("status channel 4", 10) == "status channel 4 aborted serial " + s + " verdict abort");
+    srv.send("4 " + serial(902));  // aborted (not faulted): no reset needed
+    CHECK(srv.wait_for("started channel 4", 10) != "");
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::abort);
+    // The second cell was interrupted by the shutdown: stored as aborted too.
+    const auto second = runs_of(st.db(), serial(902));
+    REQUIRE(second.size() == 1);
+    CHECK(second[0].verdict == eol::station::Verdict::abort);
+    CHECK(contains(second[0].abort_reason, "SIGTERM"));
 }

@@ -413,7 +413,13 @@ CellResult Controller::test(int position, std::string_view serial) {
     return std::move(*out);
 }
 
-void Controller::abort(int position, const std::string& reason) { impl_->channel(position).clock.abort(reason); }
+bool Controller::abort(int position, const std::string& reason) {
+    Channel& c = impl_->channel(position);
+    std::lock_guard lk(impl_->mutex);
+    if (c.state != ChannelState::testing) return false;
+    c.clock.abort(reason);
+    return true;
+}
 
 void Controller::abort_all(const std::string& reason) {
     std::lock_guard lk(impl_->mutex);

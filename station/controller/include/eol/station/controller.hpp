@@ -138,8 +138,9 @@ public:
     /// start() and wait for the result.
     CellResult test(int position, std::string_view serial);
 
-    /// Interrupts the cell on `position` (if any); it ends aborted with `reason`.
-    void abort(int position, const std::string& reason);
+    /// Interrupts the cell on `position`; it ends aborted with `reason`.
+    /// False when the channel is not testing (nothing to abort).
+    bool abort(int position, const std::string& reason);
     void abort_all(const std::string& reason);
     /// Leaves faulted: switches the load input off and confirms it, then idle.
     /// ControllerRefused when the channel is testing or the input cannot be
