@@ -392,7 +392,7 @@ TEST_CASE("hostile: controller run with a load gone silent mid-test: error, load
     CHECK(runs[0].verdict == eol::station::Verdict::error);
 }
 
-TEST_CASE("hostile: controller over-temperature abort holds the cell as hazardous; retest answered hold") {
+TEST_CASE("hostile: controller over-temperature abort holds the cell as hazardous, a retest is answered hold") {
     StationFile f;
     f.time_scale = 100;
     f.temp_abort_c = 25.3;  // ambient 25 °C: the cell warms past it under the DCIR / heating current
@@ -454,4 +454,25 @@ TEST_CASE("hostile: controller serve operator abort mid-test: abort, load off, t
     REQUIRE(second.size() == 1);
     CHECK(second[0].verdict == eol::station::Verdict::abort);
     CHECK(contains(second[0].abort_reason, "SIGTERM"));
+}
+
+TEST_CASE("hostile: controller run SIGTERM in the middle of a test: exit 1, aborted record, load off") {
+    StationFile f;
+    f.time_scale = 100;
+    SimStation st(f);
+    const std::string s = serial(1001);
+    Process r({EOL_CLI, "run", "--config", st.config.string(), "--serial", s, "--channel", "1", "--json",
+               "--time-scale", st.scale()});
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // inside the heat step
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) > 1.0);
+    CHECK(r.terminate(SIGTERM, 20) == 1);
+    const json j = json::parse(r.read_line(5));
+    CHECK(j["verdict"] == "abort");
+    CHECK(contains(j["reason"].get<std::string>(), "station shutdown (SIGTERM)"));
+    CHECK(j["load_off_confirmed"] == true);
+    CHECK(j["stored"] == true);
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) < 0.05);
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::abort);
 }
