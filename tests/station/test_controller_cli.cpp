@@ -476,3 +476,31 @@ TEST_CASE("hostile: controller run SIGTERM in the middle of a test: exit 1, abor
     REQUIRE(runs.size() == 1);
     CHECK(runs[0].verdict == eol::station::Verdict::abort);
 }
+
+TEST_CASE("hostile: controller serve answers a held serial hold while its load is silent (never touched)") {
+    SimStation st;
+    Serve srv(st);
+    const std::string held = serial(1101);
+    srv.send("status");
+    REQUIRE(srv.wait_for("status channel 5", 20) != "");  // connected and serving
+    {
+        // Held by quality while the server runs: the lookup sees new events.
+        eol::station::OpenOptions o;
+        auto store = eol::station::Store::open(st.db(), o);
+        eol::station::Quarantine q(store);
+        q.hold(eol::station::Scope::lot("0042"), "lot under investigation", {"qa-ben", "operator"});
+    }
+    st.fault("fault load1 silence on");  // any command to load1 would now time out
+    const auto t0 = std::chrono::steady_clock::now();
+    srv.send("1 " + held);
+    const std::string l = srv.wait_for("result ", 10);
+    const double answer_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CAPTURE(l);
+    CHECK(contains(l, "result channel 1 serial " + held + " verdict hold reason held: hold lot 0042 by qa-ben (lot under investigation)"));
+    CHECK(answer_s < 1.0);  // a load1 command would have taken its 1 s timeout
+    srv.send("status");
+    CHECK(srv.wait_for("status channel 1", 10) == "status channel 1 complete serial " + held + " verdict hold");
+    st.fault("fault load1 clear");
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    CHECK(runs_of(st.db(), held).empty());
+}

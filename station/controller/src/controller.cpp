@@ -107,10 +107,13 @@ struct Channel {
     std::thread worker;
 };
 
+/// "held: hold lot 0042 by qa (why)[; …]" (the state, not LookupResult::status(),
+/// which says "unknown" for a unit never tested here even when its lot is held).
 std::string describe_holds(const LookupResult& r) {
-    std::string out = std::string(r.status());
+    const std::string state(to_string(r.state));
+    std::string out = state;
     for (const QuarantineEvent& e : r.because)
-        out += fmt::format("{} {} {} {} by {} ({})", out.size() == r.status().size() ? ":" : ";", to_string(e.action),
+        out += fmt::format("{} {} {} {} by {} ({})", out.size() == state.size() ? ":" : ";", to_string(e.action),
                            to_string(e.scope), printable(e.target), printable(e.actor), printable(e.reason));
     return out;
 }
