@@ -175,10 +175,13 @@ void run_one(const RunOptions& o) {
     if (!known) throw station::UsageError(fmt::format("--channel {}: no such fixture position in {}", o.channel, o.config));
 
     // SIGTERM / SIGINT abort the cell (an event loop of its own, beside the test).
+    // A shutdown, not just an abort: a signal that comes before the cell has
+    // started makes start() refuse, instead of being lost.
     asio::io_context io;
     asio::signal_set signals(io, SIGTERM, SIGINT);
+    std::vector<std::string> signal_problems;
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-        if (!ec) controller.abort_all(fmt::format("station shutdown ({})", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+        if (!ec) signal_problems = controller.shutdown(fmt::format("station shutdown ({})", sig == SIGINT ? "SIGINT" : "SIGTERM"));
     });
     std::thread loop([&] { io.run(); });
     station::CellResult r;
@@ -195,9 +198,10 @@ void run_one(const RunOptions& o) {
         loop.join();
         throw;
     }
-    const auto problems = controller.shutdown("run finished");
+    auto problems = controller.shutdown("run finished");  // {} when a signal's shutdown ran first
     io.stop();
-    loop.join();
+    loop.join();  // a signal's shutdown, if any, has finished
+    problems.insert(problems.end(), signal_problems.begin(), signal_problems.end());
     if (o.json) std::cout << to_json(r).dump() << std::endl;
     else std::fputs(to_text(r).c_str(), stdout);
     for (const auto& p : problems) fmt::print(stderr, "eolstation run: {}\n", p);

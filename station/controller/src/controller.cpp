@@ -276,25 +276,42 @@ struct Controller::Impl {
         }
         {
             std::lock_guard lk(store_mutex);
-            try {
-                store->write(rec);
-                res.stored = true;
-            } catch (const std::exception& e) {
-                rec.verdict = Verdict::error;
-                rec.abort_reason = fmt::format("the record could not be stored in {}: {}{}{}", store_path.string(),
-                                               e.what(), rec.abort_reason.empty() ? "" : "; ", rec.abort_reason);
-            }
-            if (aborted_for_over_temperature(rec)) {
+            // The record, and for an over-temperature abort the hazardous
+            // hold, in ONE transaction (Quarantine joins it): a crash cannot
+            // leave the abort stored without its hold.
+            const bool hazardous = aborted_for_over_temperature(rec);
+            const std::string hold_reason = "hazardous: aborted for over-temperature at test (" + rec.abort_reason + ")";
+            auto hold = [&] {
                 try {
                     Quarantine q(*store, scheme);
-                    q.hold(Scope::serial(rec.serial), "hazardous: aborted for over-temperature at test (" + rec.abort_reason + ")",
-                           Actor{"eolstation controller", "station"});
-                    res.held_hazardous = true;
+                    q.hold(Scope::serial(rec.serial), hold_reason, Actor{"eolstation controller", "station"});
                 } catch (const QuarantineRefused&) {
-                    res.held_hazardous = true;  // already held (by someone else meanwhile)
-                } catch (const std::exception& e) {
-                    rec.abort_reason += fmt::format("; the hazardous hold could not be recorded: {}", e.what());
+                    // already held (by someone else meanwhile): held it is
                 }
+                res.held_hazardous = true;
+            };
+            try {
+                store->write_transaction([&] {
+                    store->write(rec);
+                    if (hazardous) hold();
+                    return true;
+                });
+                res.stored = true;
+            } catch (const std::exception& e) {
+                res.held_hazardous = false;
+                if (hazardous) {
+                    // The record alone rather than neither; the hold's failure said.
+                    try {
+                        store->write(rec);
+                        res.stored = true;
+                        rec.abort_reason += fmt::format("; the hazardous hold could not be recorded: {}", e.what());
+                    } catch (const std::exception&) {
+                    }
+                }
+                if (!res.stored)
+                    rec.abort_reason = fmt::format("the record could not be stored in {}: {}{}{}", store_path.string(),
+                                                   e.what(), rec.abort_reason.empty() ? "" : "; ", rec.abort_reason);
+                if (!res.stored) rec.verdict = Verdict::error;
             }
             for (RecordSink* s : sinks) {
                 try {

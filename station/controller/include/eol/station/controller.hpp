@@ -27,8 +27,9 @@
 // input is switched off and confirmed off by a reading (|I| < 50 mA),
 // retried for ControllerOptions::make_safe_timeout_s; a cell aborted for
 // over-temperature is held in quarantine (serial scope, reason "hazardous:
-// …", actor "eolstation controller", role "station"). The record goes to the
-// store (in a transaction of its own) and then to every added sink; a record
+// …", actor "eolstation controller", role "station") in the same store
+// transaction as its record. The record goes to the store (one transaction
+// per record) and then to every added sink; a record
 // the store refuses turns the result into verdict error (never a silent
 // pass) and faults the channel.
 //
