@@ -504,3 +504,74 @@ TEST_CASE("hostile: controller serve answers a held serial hold while its load i
     CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
     CHECK(runs_of(st.db(), held).empty());
 }
+
+TEST_CASE("hostile: controller serve sixteen channels at once, every record whole and attributed to its serial") {
+    // 16 positions: eight two-channel Keysight loads, two 8-channel
+    // thermocouple modules (each shared by 8 positions), at 100x.
+    TempDir tmp;
+    const std::string c = EOL_CONFIG_DIR;
+    std::string text = "[station]\nid = \"CTL-16\"\nrecipe = \"" + c + "/recipes/eol-18650.toml\"\nserial_scheme = \"" +
+                       c + "/serial-scheme.toml\"\nstore = \"test.db\"\n\n";
+    for (int k = 1; k <= 8; ++k)
+        text += "[instruments.load" + std::to_string(k) + "]\ndriver = \"scpi_load\"\naddress = \"tcp://127.0.0.1:" +
+                std::to_string(free_port()) + "\"\ndialect = \"" + c + "/dialects/keysight-el30000.toml\"\nchannels = 2\n\n";
+    for (int k = 1; k <= 2; ++k)
+        text += "[instruments.tc" + std::to_string(k) + "]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:" +
+                std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n";
+    for (int p = 1; p <= 16; ++p)
+        text += "[[channels]]\nposition = " + std::to_string(p) + "\nload = \"load" + std::to_string((p + 1) / 2) +
+                "\"\nload_channel = " + std::to_string(2 - p % 2) + "\nthermo = \"tc" + std::to_string(p <= 8 ? 1 : 2) +
+                "\"\nthermo_channel = " + std::to_string((p - 1) % 8) + "\n\n";
+    text += "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n[screening]\nfeatures = [\"ocv_v\"]\n\n"
+            "[sim]\ntime_scale = 100.0\nseed = 11\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 40\n";
+    const fs::path config = tmp.write("station.toml", text);
+    Process::Options so;
+    so.stop_signal = SIGKILL;
+    Process sim({EOL_CLI, "sim", "--config", config.string()}, so);
+    for (int k = 0; k < 10; ++k) REQUIRE_MESSAGE(!sim.read_line(30).empty(), "sim did not start");
+    Process srv({EOL_CLI, "serve", "--config", config.string(), "--time-scale", "100"}, Serve::options());
+    std::map<int, std::string> cells;
+    for (int p = 1; p <= 16; ++p) {
+        cells[p] = serial(2000 + static_cast<std::uint64_t>(p));
+        srv.send_line(std::to_string(p) + " " + cells[p]);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    std::map<int, std::string> verdicts;
+    std::vector<std::string> seen;
+    while (verdicts.size() < 16 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(55)) {
+        const std::string l = srv.read_line(1);
+        if (l.empty()) continue;
+        seen.push_back(l);
+        if (l.rfind("result ", 0) != 0) continue;
+        std::istringstream in(l);
+        std::string w1, w2, w3, s, w5, verdict;
+        int pos = 0;
+        in >> w1 >> w2 >> pos >> w3 >> s >> w5 >> verdict;
+        CAPTURE(l);
+        CHECK(s == cells[pos]);
+        verdicts[pos] = verdict;
+    }
+    const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("16 cells at 100x: " << wall_s << " s wall");
+    CAPTURE(json(seen).dump());
+    REQUIRE(verdicts.size() == 16);
+    for (const auto& [pos, v] : verdicts) {
+        CAPTURE(pos);
+        CHECK(v == "pass");
+    }
+    CHECK(srv.terminate(SIGTERM, 20) == 0);
+    eol::station::OpenOptions o;
+    o.read_only = true;
+    auto store = eol::station::Store::open(tmp.dir / "test.db", o);
+    for (const auto& [pos, s] : cells) {
+        const auto runs = store.runs_for(s);
+        REQUIRE(runs.size() == 1);
+        CHECK(runs[0].channel == pos);
+        const auto rec = store.read_record(runs[0].id);
+        REQUIRE(rec);
+        CHECK(rec->serial == s);
+        CHECK(rec->steps.size() == 6);
+        CHECK(rec->fits.size() == 2);
+        CHECK(rec->measurements.size() == 13);
+    }
+}
