@@ -43,5 +43,6 @@ void add_sim_commands(CLI::App& app);          // sim
 void add_screen_commands(CLI::App& app);       // screen
 void add_quarantine_commands(CLI::App& app);   // quarantine, lookup, recall (cli_quarantine.cpp)
 void add_demo_commands(CLI::App& app);         // demo
+void add_run_commands(CLI::App& app);          // run, serve (cli_run.cpp)
 
 }  // namespace eol::cli

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     eol::cli::add_screen_commands(app);
     eol::cli::add_quarantine_commands(app);
     eol::cli::add_demo_commands(app);
+    eol::cli::add_run_commands(app);
 
     try {
         app.parse(argc, argv);

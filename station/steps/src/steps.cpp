@@ -45,6 +45,10 @@ StepFits StepFits::standard() {
 
 namespace {
 
+/// How an over-temperature abort's step message begins
+/// (aborted_for_over_temperature() looks for it).
+constexpr std::string_view kOverTemperature = "cell temperature";
+
 using Quantities = std::map<std::string, double, std::less<>>;
 
 /// Ends the run early: a safety limit (outcome aborted) or a step that
@@ -130,8 +134,8 @@ private:
 
     void check_safety(double v_v, double temp_c, bool loaded) const {
         if (temp_c > limits_.temp_abort_c)
-            throw StepStop{StepOutcome::aborted, fmt::format("cell temperature {:.1f} °C above the abort limit {:.1f} °C",
-                                                             temp_c, limits_.temp_abort_c)};
+            throw StepStop{StepOutcome::aborted, fmt::format("{} {:.1f} °C above the abort limit {:.1f} °C",
+                                                             kOverTemperature, temp_c, limits_.temp_abort_c)};
         if (loaded && v_v < limits_.v_min_v)
             throw StepStop{StepOutcome::aborted, fmt::format("terminal voltage {:.3f} V under load below {:.3f} V",
                                                              v_v, limits_.v_min_v)};
@@ -385,6 +389,8 @@ TestRecord Run::run(const CellIdentity& cell) {
             q = run_step(step);
         } catch (const StepStop& s) {
             stop = s;
+        } catch (const RunAborted& e) {
+            stop = StepStop{StepOutcome::aborted, e.what()};
         } catch (const instruments::TimeoutError& e) {
             stop = StepStop{StepOutcome::timeout, e.what()};
         } catch (const std::exception& e) {
@@ -427,6 +433,13 @@ TestRecord Run::run(const CellIdentity& cell) {
 }
 
 }  // namespace
+
+bool aborted_for_over_temperature(const TestRecord& record) {
+    if (record.verdict != Verdict::abort) return false;
+    for (const StepRecord& s : record.steps)
+        if (s.outcome == StepOutcome::aborted && s.message.starts_with(kOverTemperature)) return true;
+    return false;
+}
 
 TestRecord run_recipe(const Recipe& recipe, const Limits& limits, const ChannelIo& io, const CellIdentity& cell,
                       const RunContext& ctx) {

@@ -46,6 +46,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,19 @@ private:
     double time_scale_;
     double t0_steady_s_;
 };
+
+/// Stops a run on purpose (an operator, a shutdown, a monitor): thrown by
+/// the run's StepClock::sleep_s (or anything else the steps call), it ends
+/// the current step as aborted with what() as its reason, switches the
+/// channel's input off and skips the remaining steps (verdict abort).
+class RunAborted : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Whether `record` was aborted because the cell temperature went over
+/// limits.temp_abort_c (the safety abort whose cell is held as hazardous).
+bool aborted_for_over_temperature(const TestRecord& record);
 
 struct ChannelIo {
     instruments::ElectronicLoad* load = nullptr;

@@ -1,0 +1,163 @@
+// eol/station/controller.hpp — the station controller: the configured
+// instruments, connected once and shared between fixture positions, and per
+// position a state machine that tests one cell at a time through the step
+// engine (steps.hpp), hands each record to its sinks (the results store
+// first) and keeps the channel safe.
+//
+// Channel states (ChannelState):
+//
+//   idle ──start──▶ testing ──▶ complete   (pass, fail; a hold never leaves idle/complete)
+//                          ├──▶ aborted    (a safety limit of the cell, an operator, a shutdown)
+//                          └──▶ faulted    (verdict error: an instrument failed or timed out, an
+//                                           open thermocouple; or the load input could not be
+//                                           confirmed off after the run)
+//   complete, aborted ──start──▶ testing
+//   faulted ──fault_reset (load input confirmed off)──▶ idle
+//
+// Starting a cell: the serial is normalized and validated with the station's
+// serial scheme (ControllerRefused naming the position of a bad character);
+// a serial that is held or scrapped — its own hold, its lot's, a production
+// window's — is answered verdict "hold" WITHOUT touching the channel's
+// instruments (not even connecting them); otherwise the channel's load and
+// thermocouple reader are connected (once per instrument) and the recipe runs
+// on a worker thread of its own. A busy, faulted or unknown channel refuses
+// (ControllerRefused).
+//
+// After every run: when the verdict is abort or error, the channel's load
+// input is switched off and confirmed off by a reading (|I| < 50 mA),
+// retried for ControllerOptions::make_safe_timeout_s; a cell aborted for
+// over-temperature is held in quarantine (serial scope, reason "hazardous:
+// …", actor "eolstation controller", role "station") in the same store
+// transaction as its record. The record goes to the store (one transaction
+// per record) and then to every added sink; a record
+// the store refuses turns the result into verdict error (never a silent
+// pass) and faults the channel.
+//
+// Concurrency: one mutex per instrument serializes every command to it
+// (several positions of a two-channel load, every position's thermocouple on
+// one module never interleave); a thread per active channel runs the
+// (blocking) step engine; the store is one connection behind its own mutex.
+// The Boost.Asio part is the commands' event loop (signals, input); the step
+// engine is not asynchronous yet (docs/controller.md).
+//
+// Stopping: abort()/abort_all() interrupt a running cell at its next clock
+// wait (the run's clock throws RunAborted): the step ends aborted, the input
+// is switched off, the aborted record is stored. shutdown() aborts every
+// channel, waits for the workers, switches every configured load channel off
+// (best effort, reported) and closes the store; the destructor calls it.
+//
+// Errors: ControllerRefused (a domain "no": bad serial, busy or faulted
+// channel), UsageError (unknown position, configuration), StoreError. A
+// failure inside one channel never ends the process or another channel: it
+// becomes that cell's verdict error.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "eol/station/config.hpp"
+#include "eol/station/record.hpp"
+#include "eol/station/serial.hpp"
+
+namespace eol::station {
+
+enum class ChannelState { idle, testing, complete, aborted, faulted };
+/// "idle", "testing", "complete", "aborted", "faulted".
+std::string_view to_string(ChannelState s);
+
+/// A request the controller does not carry out (bad serial, busy or faulted
+/// channel): a domain "no", exit code 1.
+class ControllerRefused : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// The answer for one cell.
+struct CellResult {
+    int position = 0;
+    std::string serial;       // normalized
+    std::string verdict;      // "pass", "fail", "hold", "abort", "error"
+    std::string reason;       // why not pass (the failing limits, the hold, the cause); empty on pass
+    std::optional<TestRecord> record;  // absent for a hold (nothing was tested)
+    bool load_off_confirmed = true;    // after an abort or error: the input was read back off
+    bool held_hazardous = false;       // quarantined after an over-temperature abort
+    bool stored = false;               // the record is in the store
+};
+
+/// What a panel or PLC shows of one channel (a copy, taken under the lock).
+struct ChannelSnapshot {
+    int position = 0;
+    ChannelState state = ChannelState::idle;
+    std::string serial;   // the cell under test, or the last one
+    std::string verdict;  // of the last cell ("" before the first)
+    std::string reason;
+    double since_unix_s = 0;  // when the state was entered
+};
+
+struct ControllerOptions {
+    /// Station seconds per wall second: 1 on a line; the simulators' scale
+    /// when driving `eolstation sim` ([sim] time_scale).
+    double time_scale = 1.0;
+    /// Wall seconds to confirm a load input off after an abort or error.
+    double make_safe_timeout_s = 10.0;
+    /// The results store; default: the station file's `store` (created when missing).
+    std::optional<std::filesystem::path> store;
+};
+
+class Controller {
+public:
+    /// Opens (creates) the store and loads the serial scheme; builds the
+    /// instrument drivers (no I/O yet). Throws UsageError, StoreError.
+    explicit Controller(StationConfig cfg, ControllerOptions options = {});
+    ~Controller();
+    Controller(const Controller&) = delete;
+    Controller& operator=(const Controller&) = delete;
+
+    const StationConfig& config() const;
+    const SerialScheme& scheme() const;
+    std::filesystem::path store_path() const;
+
+    /// A further sink for every finished record (after the store). Add
+    /// sinks before the first start().
+    void add_sink(RecordSink& sink);
+
+    /// Connects every instrument a fixture position uses (what `serve` does
+    /// at start). Throws the first instrument's error, naming it.
+    void connect_all();
+
+    /// Starts a cell on `position`. `done` is called once with the result:
+    /// for a hold before start() returns (from the caller's thread), else
+    /// from the channel's worker when the cell finishes. Throws
+    /// ControllerRefused / UsageError without calling `done`.
+    void start(int position, std::string_view serial, std::function<void(const CellResult&)> done);
+    /// start() and wait for the result.
+    CellResult test(int position, std::string_view serial);
+
+    /// Interrupts the cell on `position`; it ends aborted with `reason`.
+    /// False when the channel is not testing (nothing to abort).
+    bool abort(int position, const std::string& reason);
+    void abort_all(const std::string& reason);
+    /// Leaves faulted: switches the load input off and confirms it, then idle.
+    /// ControllerRefused when the channel is testing or the input cannot be
+    /// confirmed off (the channel stays faulted).
+    void fault_reset(int position);
+
+    std::vector<ChannelSnapshot> snapshot() const;
+
+    /// abort_all(reason), waits for every worker (records stored), every
+    /// configured load channel off (best effort; failures returned, one line
+    /// each), store closed. Idempotent; start() refuses afterwards.
+    std::vector<std::string> shutdown(const std::string& reason);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace eol::station

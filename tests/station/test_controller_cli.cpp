@@ -1,0 +1,577 @@
+// The station controller end to end through the real binary: `eolstation
+// sim` serves the simulated instruments of a temporary station file on free
+// loopback ports, and `eolstation run` / `eolstation serve` test cells on
+// them with the real drivers — pass, fail on limits, a held serial answered
+// without touching an instrument, several channels at once, SIGTERM in the
+// middle of a test, safety causes injected through the simulator's faults.
+// After every abort the test reads the load back itself (`eolstation
+// instruments load … measure`): the input must be off.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eol/station/quarantine.hpp"
+#include "eol/station/serial.hpp"
+#include "eol/station/store.hpp"
+#include "support/cli_test.hpp"
+#include "support/process.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+using eol::test::free_port;
+using eol::test::Process;
+using eol::test::TempDir;
+using Result = eol::test::ProcessResult;
+
+Result run(const std::vector<std::string>& args, double timeout_s = 60) {
+    return eol::test::run_process(args, timeout_s);
+}
+
+struct Ports {
+    std::uint16_t keysight = free_port(), siglent = free_port(), itech = free_port(), m97 = free_port(),
+                  tc = free_port();
+};
+
+struct StationFile {
+    double time_scale = 400;
+    std::string recipe = std::string(EOL_CONFIG_DIR) + "/recipes/eol-18650.toml";
+    double temp_abort_c = 60.0;
+};
+
+// The example station's instruments on `p` (load1: two-channel Keysight,
+// load2: Siglent, load3: ITECH, load4: Maynuo Modbus, tc1: ET-7018Z).
+std::string config_text(const Ports& p, const StationFile& s) {
+    const std::string c = EOL_CONFIG_DIR;
+    auto port = [](std::uint16_t n) { return std::to_string(n); };
+    return "[station]\nid = \"CTL-TEST\"\nrecipe = \"" + s.recipe + "\"\nserial_scheme = \"" + c +
+           "/serial-scheme.toml\"\nstore = \"test.db\"\nambient = { thermo = \"tc1\", channel = 7 }\n\n"
+           "[instruments.load1]\ndriver = \"scpi_load\"\naddress = \"tcp://127.0.0.1:" + port(p.keysight) +
+           "\"\ndialect = \"" + c + "/dialects/keysight-el30000.toml\"\nchannels = 2\n\n"
+           "[instruments.load2]\ndriver = \"scpi_load\"\naddress = \"tcp://127.0.0.1:" + port(p.siglent) +
+           "\"\ndialect = \"" + c + "/dialects/siglent-sdl1000x.toml\"\n\n"
+           "[instruments.load3]\ndriver = \"scpi_load\"\naddress = \"tcp://127.0.0.1:" + port(p.itech) +
+           "\"\ndialect = \"" + c + "/dialects/itech-it8500.toml\"\n\n"
+           "[instruments.load4]\ndriver = \"modbus_load\"\naddress = \"tcp://127.0.0.1:" + port(p.m97) +
+           "\"\nmap = \"" + c + "/maps/maynuo-m97.toml\"\n\n"
+           "[instruments.tc1]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:" + port(p.tc) +
+           "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n"
+           "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n\n"
+           "[[channels]]\nposition = 2\nload = \"load1\"\nload_channel = 2\nthermo = \"tc1\"\nthermo_channel = 1\n\n"
+           "[[channels]]\nposition = 3\nload = \"load2\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 2\n\n"
+           "[[channels]]\nposition = 4\nload = \"load3\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 3\n\n"
+           "[[channels]]\nposition = 5\nload = \"load4\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 4\n\n"
+           "[limits]\ntemp_abort_c = " + std::to_string(s.temp_abort_c) + "\nv_min_v = 2.5\ni_max_a = 10.0\n\n"
+           "[screening]\nfeatures = [\"ocv_v\"]\n\n"
+           "[sim]\ntime_scale = " + std::to_string(s.time_scale) +
+           "\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 20\n";
+}
+
+// A valid serial of lot 0042, 2023-03-14.
+std::string serial(std::uint64_t sequence) {
+    eol::station::SerialSpec s;
+    s.plant = "01";
+    s.line = "A";
+    s.lot = "0042";
+    s.date = {2023, 3, 14};
+    s.sequence = sequence;
+    return eol::station::SerialScheme::default_scheme().make(s);
+}
+
+// A temporary station: its file, and `eolstation sim` serving it (stdin piped
+// for faults; killed at the end).
+struct SimStation {
+    TempDir tmp;
+    Ports ports;
+    StationFile file;
+    fs::path config;
+    std::unique_ptr<Process> sim;
+
+    explicit SimStation(StationFile f = {}) : file(std::move(f)) {
+        config = tmp.write("station.toml", config_text(ports, file));
+        Process::Options o;
+        o.pipe_stdin = true;
+        o.stop_signal = SIGKILL;
+        sim = std::make_unique<Process>(std::vector<std::string>{EOL_CLI, "sim", "--config", config.string()}, o);
+        for (int k = 0; k < 5; ++k) REQUIRE_MESSAGE(!sim->read_line(30).empty(), "sim did not start");
+    }
+    fs::path db() const { return tmp.dir / "test.db"; }
+    std::string scale() const { return std::to_string(file.time_scale); }
+    void fault(const std::string& line) {
+        sim->send_line(line);
+        const std::string reply = sim->read_line(10);
+        REQUIRE_MESSAGE(reply.rfind("ok ", 0) == 0, line << " -> " << reply);
+    }
+    /// The load current of a load channel, read by the real binary.
+    double load_current_a(const std::string& dialect, std::uint16_t port, int channel) {
+        const Result m = run({EOL_CLI, "instruments", "load", "--dialect",
+                              std::string(EOL_CONFIG_DIR) + "/dialects/" + dialect, "--address",
+                              "tcp://127.0.0.1:" + std::to_string(port), "--channel", std::to_string(channel),
+                              "--json", "measure"});
+        REQUIRE_MESSAGE(m.exit == 0, m.err);
+        return json::parse(m.out)["i_a"].get<double>();
+    }
+    Result run_cell(const std::string& s, int channel, double timeout_s = 60) {
+        return run({EOL_CLI, "run", "--config", config.string(), "--serial", s, "--channel", std::to_string(channel),
+                    "--json", "--time-scale", scale()},
+                   timeout_s);
+    }
+};
+
+// The runs of a serial in the store.
+std::vector<eol::station::RunInfo> runs_of(const fs::path& db, const std::string& s) {
+    eol::station::OpenOptions o;
+    o.read_only = true;
+    auto store = eol::station::Store::open(db, o);
+    return store.runs_for(s);
+}
+
+// `eolstation serve` with stdin piped.
+struct Serve {
+    Process proc;
+    std::vector<std::string> seen;
+    explicit Serve(const SimStation& st)
+        : proc({EOL_CLI, "serve", "--config", st.config.string(), "--time-scale", st.scale()}, options()) {}
+    static Process::Options options() {
+        Process::Options o;
+        o.pipe_stdin = true;
+        o.stop_signal = SIGKILL;
+        return o;
+    }
+    void send(const std::string& l) { proc.send_line(l); }
+    /// The next stdout line that starts with `prefix` (others kept in `seen`).
+    std::string wait_for(const std::string& prefix, double timeout_s = 50) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+        while (std::chrono::steady_clock::now() < deadline) {
+            const std::string l = proc.read_line(1);
+            if (l.empty()) continue;
+            seen.push_back(l);
+            if (l.rfind(prefix, 0) == 0) return l;
+        }
+        return {};
+    }
+};
+
+bool contains(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("controller cli: run passes a good cell, prints its record and stores it") {
+    SimStation st;
+    const std::string s = serial(101);
+    const auto t0 = std::chrono::steady_clock::now();
+    const Result r = st.run_cell(s, 1);
+    const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("one cell at 400x: " << wall_s << " s wall");
+    REQUIRE_MESSAGE(r.exit == 0, r.out << r.err);
+    const json j = json::parse(r.out);
+    CHECK(j["serial"] == s);
+    CHECK(j["channel"] == 1);
+    CHECK(j["verdict"] == "pass");
+    CHECK(j["reason"] == "");
+    CHECK(j["steps"].size() == 6);
+    for (const auto& step : j["steps"]) CHECK(step["outcome"] == "pass");
+    CHECK(j["measurements"].size() >= 10);
+    for (const auto& m : j["measurements"]) CHECK(m["outcome"] == "pass");
+    REQUIRE(j["fits"].size() == 2);
+    CHECK(j["fits"][0]["kind"] == "ecm2");
+    CHECK(j["fits"][1]["kind"] == "thermal");
+    CHECK(j["fits"][0]["parameters"]["r0_ohm"].get<double>() > 0.01);
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::pass);
+    CHECK(runs[0].channel == 1);
+    CHECK(runs[0].station_id == "CTL-TEST");
+
+    // The text form of the same command; an input as typed (lower case, dashes).
+    std::string typed = serial(102);
+    for (auto& ch : typed) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    typed.insert(8, "-");
+    const Result t = run({EOL_CLI, "run", "--config", st.config.string(), "--serial", typed, "--channel", "2",
+                          "--time-scale", st.scale()});
+    CHECK_MESSAGE(t.exit == 0, t.out << t.err);
+    CHECK(contains(t.out, "serial " + serial(102) + "  channel 2  verdict pass"));
+    CHECK(contains(t.out, "ocv_v"));
+}
+
+TEST_CASE("controller cli: run fails a cell on its limits and names them") {
+    TempDir rtmp;
+    std::ifstream in(std::string(EOL_CONFIG_DIR) + "/recipes/eol-18650.toml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string recipe = text.str();
+    const auto at = recipe.find("high = 4.20");
+    REQUIRE(at != std::string::npos);
+    recipe.replace(at, 11, "high = 3.50");  // a charged cell reads about 4.0 V: out of limits
+    StationFile f;
+    f.recipe = rtmp.write("tight.toml", recipe).string();
+    SimStation st(f);
+    const std::string s = serial(201);
+    const Result r = st.run_cell(s, 4);
+    CHECK_MESSAGE(r.exit == 1, r.err);
+    const json j = json::parse(r.out);
+    CHECK(j["verdict"] == "fail");
+    CHECK(contains(j["reason"].get<std::string>(), "ocv_v"));
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::fail);
+    // Usage: an unknown position and a missing serial are exit 2.
+    CHECK(run({EOL_CLI, "run", "--config", st.config.string(), "--serial", s, "--channel", "9"}).exit == 2);
+    CHECK(run({EOL_CLI, "run", "--config", st.config.string()}).exit == 2);
+    // An invalid serial is a domain "no" naming the character's position.
+    const Result bad = run({EOL_CLI, "run", "--config", st.config.string(), "--serial", "01A33E00420#001C"});
+    CHECK(bad.exit == 1);
+    CHECK(contains(bad.err, "position 12"));
+}
+
+TEST_CASE("hostile: controller a held serial is answered hold without touching any instrument") {
+    // No simulator at all: the configured instrument ports are dead. A held
+    // serial must be answered from the store before anything is connected;
+    // an unheld one shows what touching the instruments would have given.
+    TempDir tmp;
+    const Ports dead;
+    const fs::path config = tmp.write("station.toml", config_text(dead, StationFile{}));
+    const std::string held = serial(301), clear = serial(302);
+    {
+        eol::station::OpenOptions o;
+        o.create = true;
+        auto store = eol::station::Store::open(tmp.dir / "test.db", o);
+        eol::station::Quarantine q(store);
+        q.hold(eol::station::Scope::serial(held), "suspect weld", {"qa-anna", "operator"});
+    }
+    const Result r = run({EOL_CLI, "run", "--config", config.string(), "--serial", held, "--json"});
+    CHECK(r.exit == 1);
+    const json j = json::parse(r.out);
+    CHECK(j["verdict"] == "hold");
+    CHECK(contains(j["reason"].get<std::string>(), "suspect weld"));
+    CHECK(j["steps"].empty());
+    CHECK(j["stored"] == false);
+    CHECK(runs_of(tmp.dir / "test.db", held).empty());  // nothing tested, no run
+
+    const Result c = run({EOL_CLI, "run", "--config", config.string(), "--serial", clear, "--json"});
+    CHECK(c.exit == 1);
+    const json cj = json::parse(c.out);
+    CHECK(cj["verdict"] == "error");
+    CHECK(contains(cj["reason"].get<std::string>(), "load1"));
+}
+
+TEST_CASE("controller cli: serve tests four channels at once, each record attributed to its serial") {
+    StationFile f;
+    f.time_scale = 200;
+    SimStation st(f);
+    Serve srv(st);
+    std::map<int, std::string> cells{{1, serial(401)}, {2, serial(402)}, {3, serial(403)}, {4, serial(404)}};
+    for (const auto& [pos, s] : cells) srv.send(std::to_string(pos) + " " + s);
+    // Bad lines in between: each an error naming its line, the server goes on.
+    srv.send("banana");
+    srv.send("9 " + serial(405));
+    srv.send("1 " + serial(406));  // position 1 is busy
+    srv.send("2");
+    srv.send("5 01A33E00420#001C");
+    for (int k = 0; k < 4; ++k) {
+        const std::string l = srv.wait_for("started ");
+        REQUIRE_MESSAGE(!l.empty(), "seen: " << json(srv.seen).dump());
+    }
+    std::map<int, std::string> results;
+    for (int k = 0; k < 4; ++k) {
+        const std::string l = srv.wait_for("result ", 55);
+        REQUIRE_MESSAGE(!l.empty(), "seen: " << json(srv.seen).dump());
+        std::istringstream in(l);
+        std::string w1, w2, w3, w4, s, w5, verdict;
+        int pos = 0;
+        in >> w1 >> w2 >> pos >> w3 >> s >> w5 >> verdict;
+        CAPTURE(l);
+        CHECK(s == cells[pos]);
+        CHECK(verdict == "pass");
+        results[pos] = s;
+    }
+    CHECK(results.size() == 4);
+    std::string errors;
+    for (const auto& l : srv.seen)
+        if (l.rfind("error: ", 0) == 0) errors += l + "\n";
+    CAPTURE(errors);
+    CHECK(contains(errors, "error: line 5: 'banana' is neither a channel number nor a command (CHANNEL SERIAL, abort CHANNEL"));
+    CHECK(contains(errors, "error: line 6: no fixture position 9"));
+    CHECK(contains(errors, "error: line 7: position 1 is testing " + cells[1]));
+    CHECK(contains(errors, "error: line 8: channel 2: no serial"));
+    CHECK(contains(errors, "error: line 9: serial '01A33E00420#001C'"));
+    srv.send("status");
+    CHECK(srv.wait_for("status channel 1 complete serial " + cells[1] + " verdict pass", 10) != "");
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    for (const auto& [pos, s] : cells) {
+        const auto runs = runs_of(st.db(), s);
+        REQUIRE(runs.size() == 1);
+        CHECK(runs[0].channel == pos);
+        CHECK(runs[0].verdict == eol::station::Verdict::pass);
+    }
+}
+
+TEST_CASE("hostile: controller serve SIGTERM in the middle of a test: load off, aborted record stored") {
+    StationFile f;
+    f.time_scale = 100;  // the heat step draws 3 A for 6 s of wall time
+    SimStation st(f);
+    Serve srv(st);
+    const std::string s = serial(501);
+    srv.send("2 " + s);
+    REQUIRE(srv.wait_for("started channel 2") != "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // inside the heat step
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 2)) > 1.0);  // drawing
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    MESSAGE("serve stopped " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                             << " s after SIGTERM");
+    const std::string l = srv.wait_for("result ", 5);
+    CHECK(contains(l, "result channel 2 serial " + s + " verdict abort reason step 'heat': station shutdown (SIGTERM)"));
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 2)) < 0.05);
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::abort);
+    CHECK(contains(runs[0].abort_reason, "SIGTERM"));
+}
+
+TEST_CASE("hostile: controller serve thermocouple burn-out mid-test: error, load off, faulted until reset") {
+    StationFile f;
+    f.time_scale = 100;
+    SimStation st(f);
+    Serve srv(st);
+    const std::string s = serial(601);
+    srv.send("1 " + s);
+    REQUIRE(srv.wait_for("started channel 1") != "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    st.fault("fault tc1 burnout 0");
+    const std::string l = srv.wait_for("result ", 30);
+    CHECK(contains(l, "result channel 1 serial " + s + " verdict error"));
+    CHECK(contains(l, "thermocouple open"));
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) < 0.05);
+    // Faulted: refused until a fault reset; then it tests again.
+    srv.send("1 " + serial(602));
+    CHECK(contains(srv.wait_for("error: ", 10), "position 1 is faulted"));
+    st.fault("fault tc1 clear");
+    srv.send("reset 1");
+    CHECK(srv.wait_for("reset channel 1", 10) == "reset channel 1 ok");
+    srv.send("1 " + serial(602));
+    CHECK(srv.wait_for("started channel 1", 10) != "");
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::error);
+}
+
+TEST_CASE("hostile: controller run with a load gone silent mid-test: error, load confirmed off once it answers") {
+    StationFile f;
+    f.time_scale = 100;
+    SimStation st(f);
+    const std::string s = serial(701);
+    Result r;
+    std::thread t([&] { r = st.run_cell(s, 3, 50); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // inside the heat step: 3 A flowing
+    st.fault("fault load2 silence on");
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // the run times out, cannot switch off
+    st.fault("fault load2 silence off");                          // its make-safe retries get through
+    t.join();
+    CHECK(r.exit == 1);
+    const json j = json::parse(r.out);
+    CHECK(j["verdict"] == "error");
+    CHECK(j["load_off_confirmed"] == true);
+    CHECK(std::abs(st.load_current_a("siglent-sdl1000x.toml", st.ports.siglent, 1)) < 0.05);
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::error);
+}
+
+TEST_CASE("hostile: controller over-temperature abort holds the cell as hazardous, a retest is answered hold") {
+    StationFile f;
+    f.time_scale = 100;
+    f.temp_abort_c = 25.3;  // ambient 25 °C: the cell warms past it under the DCIR / heating current
+    SimStation st(f);
+    const std::string s = serial(801);
+    const Result r = st.run_cell(s, 4);
+    CHECK(r.exit == 1);
+    const json j = json::parse(r.out);
+    CHECK(j["verdict"] == "abort");
+    CHECK(contains(j["reason"].get<std::string>(), "cell temperature"));
+    CHECK(j["held_hazardous"] == true);
+    CHECK(j["load_off_confirmed"] == true);
+    CHECK(std::abs(st.load_current_a("itech-it8500.toml", st.ports.itech, 1)) < 0.05);
+    {
+        eol::station::OpenOptions o;
+        o.read_only = true;
+        auto store = eol::station::Store::open(st.db(), o);
+        const auto status = store.status(s);
+        CHECK(status.state == eol::station::CellState::held);
+        REQUIRE(!status.because.empty());
+        CHECK(contains(status.because[0].reason, "hazardous"));
+    }
+    const Result again = st.run_cell(s, 4);
+    CHECK(again.exit == 1);
+    CHECK(json::parse(again.out)["verdict"] == "hold");
+}
+
+TEST_CASE("hostile: controller serve operator abort mid-test: abort, load off, the channel tests again") {
+    StationFile f;
+    f.time_scale = 100;
+    SimStation st(f);
+    Serve srv(st);
+    const std::string s = serial(901);
+    srv.send("abort 4");  // line 1: nothing under test
+    CHECK(srv.wait_for("error: ", 10) == "error: line 1: channel 4 is not testing");
+    srv.send("4 " + s);
+    REQUIRE(srv.wait_for("started channel 4") != "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // 3 A flowing in the heat step
+    CHECK(std::abs(st.load_current_a("itech-it8500.toml", st.ports.itech, 1)) > 1.0);
+    const auto t0 = std::chrono::steady_clock::now();
+    srv.send("abort 4");  // line 3
+    CHECK(srv.wait_for("aborting ", 10) == "aborting channel 4");
+    const std::string l = srv.wait_for("result ", 10);
+    const double latency_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("operator abort to result line (load read back off): " << latency_s << " s");
+    CHECK(contains(l, "result channel 4 serial " + s + " verdict abort reason step 'heat': operator abort (stdin line 3)"));
+    CHECK(latency_s < 2.0);
+    CHECK(std::abs(st.load_current_a("itech-it8500.toml", st.ports.itech, 1)) < 0.05);
+    srv.send("status");
+    CHECK(srv.wait_for("status channel 4", 10) == "status channel 4 aborted serial " + s + " verdict abort");
+    srv.send("4 " + serial(902));  // aborted (not faulted): no reset needed
+    CHECK(srv.wait_for("started channel 4", 10) != "");
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::abort);
+    // The second cell was interrupted by the shutdown: stored as aborted too.
+    const auto second = runs_of(st.db(), serial(902));
+    REQUIRE(second.size() == 1);
+    CHECK(second[0].verdict == eol::station::Verdict::abort);
+    CHECK(contains(second[0].abort_reason, "SIGTERM"));
+}
+
+TEST_CASE("hostile: controller run SIGTERM in the middle of a test: exit 1, aborted record, load off") {
+    StationFile f;
+    f.time_scale = 100;
+    SimStation st(f);
+    const std::string s = serial(1001);
+    Process r({EOL_CLI, "run", "--config", st.config.string(), "--serial", s, "--channel", "1", "--json",
+               "--time-scale", st.scale()});
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // inside the heat step
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) > 1.0);
+    CHECK(r.terminate(SIGTERM, 20) == 1);
+    const json j = json::parse(r.read_line(5));
+    CHECK(j["verdict"] == "abort");
+    CHECK(contains(j["reason"].get<std::string>(), "station shutdown (SIGTERM)"));
+    CHECK(j["load_off_confirmed"] == true);
+    CHECK(j["stored"] == true);
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) < 0.05);
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::abort);
+}
+
+TEST_CASE("hostile: controller serve answers a held serial hold while its load is silent (never touched)") {
+    SimStation st;
+    Serve srv(st);
+    const std::string held = serial(1101);
+    srv.send("status");
+    REQUIRE(srv.wait_for("status channel 5", 20) != "");  // connected and serving
+    {
+        // Held by quality while the server runs: the lookup sees new events.
+        eol::station::OpenOptions o;
+        auto store = eol::station::Store::open(st.db(), o);
+        eol::station::Quarantine q(store);
+        q.hold(eol::station::Scope::lot("0042"), "lot under investigation", {"qa-ben", "operator"});
+    }
+    st.fault("fault load1 silence on");  // any command to load1 would now time out
+    const auto t0 = std::chrono::steady_clock::now();
+    srv.send("1 " + held);
+    const std::string l = srv.wait_for("result ", 10);
+    const double answer_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CAPTURE(l);
+    CHECK(contains(l, "result channel 1 serial " + held + " verdict hold reason held: hold lot 0042 by qa-ben (lot under investigation)"));
+    CHECK(answer_s < 1.0);  // a load1 command would have taken its 1 s timeout
+    srv.send("status");
+    CHECK(srv.wait_for("status channel 1", 10) == "status channel 1 complete serial " + held + " verdict hold");
+    st.fault("fault load1 clear");
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    CHECK(runs_of(st.db(), held).empty());
+}
+
+TEST_CASE("hostile: controller serve sixteen channels at once, every record whole and attributed to its serial") {
+    // 16 positions: eight two-channel Keysight loads, two 8-channel
+    // thermocouple modules (each shared by 8 positions), at 100x.
+    TempDir tmp;
+    const std::string c = EOL_CONFIG_DIR;
+    std::string text = "[station]\nid = \"CTL-16\"\nrecipe = \"" + c + "/recipes/eol-18650.toml\"\nserial_scheme = \"" +
+                       c + "/serial-scheme.toml\"\nstore = \"test.db\"\n\n";
+    for (int k = 1; k <= 8; ++k)
+        text += "[instruments.load" + std::to_string(k) + "]\ndriver = \"scpi_load\"\naddress = \"tcp://127.0.0.1:" +
+                std::to_string(free_port()) + "\"\ndialect = \"" + c + "/dialects/keysight-el30000.toml\"\nchannels = 2\n\n";
+    for (int k = 1; k <= 2; ++k)
+        text += "[instruments.tc" + std::to_string(k) + "]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:" +
+                std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n";
+    for (int p = 1; p <= 16; ++p)
+        text += "[[channels]]\nposition = " + std::to_string(p) + "\nload = \"load" + std::to_string((p + 1) / 2) +
+                "\"\nload_channel = " + std::to_string(2 - p % 2) + "\nthermo = \"tc" + std::to_string(p <= 8 ? 1 : 2) +
+                "\"\nthermo_channel = " + std::to_string((p - 1) % 8) + "\n\n";
+    text += "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n[screening]\nfeatures = [\"ocv_v\"]\n\n"
+            "[sim]\ntime_scale = 100.0\nseed = 11\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 40\n";
+    const fs::path config = tmp.write("station.toml", text);
+    Process::Options so;
+    so.stop_signal = SIGKILL;
+    Process sim({EOL_CLI, "sim", "--config", config.string()}, so);
+    for (int k = 0; k < 10; ++k) REQUIRE_MESSAGE(!sim.read_line(30).empty(), "sim did not start");
+    Process srv({EOL_CLI, "serve", "--config", config.string(), "--time-scale", "100"}, Serve::options());
+    std::map<int, std::string> cells;
+    for (int p = 1; p <= 16; ++p) {
+        cells[p] = serial(2000 + static_cast<std::uint64_t>(p));
+        srv.send_line(std::to_string(p) + " " + cells[p]);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    std::map<int, std::string> verdicts;
+    std::vector<std::string> seen;
+    while (verdicts.size() < 16 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(55)) {
+        const std::string l = srv.read_line(1);
+        if (l.empty()) continue;
+        seen.push_back(l);
+        if (l.rfind("result ", 0) != 0) continue;
+        std::istringstream in(l);
+        std::string w1, w2, w3, s, w5, verdict;
+        int pos = 0;
+        in >> w1 >> w2 >> pos >> w3 >> s >> w5 >> verdict;
+        CAPTURE(l);
+        CHECK(s == cells[pos]);
+        verdicts[pos] = verdict;
+    }
+    const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("16 cells at 100x: " << wall_s << " s wall");
+    CAPTURE(json(seen).dump());
+    REQUIRE(verdicts.size() == 16);
+    for (const auto& [pos, v] : verdicts) {
+        CAPTURE(pos);
+        CHECK(v == "pass");
+    }
+    CHECK(srv.terminate(SIGTERM, 20) == 0);
+    eol::station::OpenOptions o;
+    o.read_only = true;
+    auto store = eol::station::Store::open(tmp.dir / "test.db", o);
+    for (const auto& [pos, s] : cells) {
+        const auto runs = store.runs_for(s);
+        REQUIRE(runs.size() == 1);
+        CHECK(runs[0].channel == pos);
+        const auto rec = store.read_record(runs[0].id);
+        REQUIRE(rec);
+        CHECK(rec->serial == s);
+        CHECK(rec->steps.size() == 6);
+        CHECK(rec->fits.size() == 2);
+        CHECK(rec->measurements.size() == 13);
+    }
+}
