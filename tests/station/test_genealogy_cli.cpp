@@ -248,7 +248,7 @@ TEST_CASE("genealogy CLI: device lookups over a simulated production match the s
     std::size_t n_affected = 0;
     for (std::size_t i = 0; i < devs.rows(); ++i) {
         affected[devs.cell(i, devs.index("device_serial"))] = devs.cell(i, devs.index("affected")) == "1";
-        n_affected += devs.cell(i, devs.index("affected")) == "1" ? 1 : 0;
+        n_affected += devs.cell(i, devs.index("affected")) == "1" ? 1u : 0u;
         if (devs.cell(i, devs.index("defect_lot")) == "1")
             defect_window_devices.insert(devs.cell(i, devs.index("device_serial")));
     }
