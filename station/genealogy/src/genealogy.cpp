@@ -141,8 +141,25 @@ Genealogy::Genealogy(Store& store, const SerialScheme& cell_scheme, const Serial
     : store_(store),
       cell_scheme_(cell_scheme),
       device_scheme_(device_scheme),
-      cells_(store, cell_scheme),
-      devices_(store, device_scheme) {}
+      cells_(store, cell_scheme) {}
+
+void Genealogy::refresh_own() {
+    for (auto& e : store_.quarantine_events(last_event_id_)) {
+        last_event_id_ = std::max(last_event_id_, e.id);
+        if (e.scope == QuarantineScope::serial) own_events_[e.target].push_back(std::move(e));
+    }
+}
+
+CellState Genealogy::own_state(const std::string& serial, std::vector<QuarantineEvent>* because) const {
+    const auto it = own_events_.find(serial);
+    if (it == own_events_.end()) {
+        if (because) because->clear();
+        return CellState::clear;
+    }
+    std::vector<const QuarantineEvent*> ev;
+    for (const auto& e : it->second) ev.push_back(&e);
+    return quarantine_state(serial, ev, because);  // the one rule
+}
 
 LinkResult Genealogy::link(const LinkRequest& req) {
     LinkResult res;
@@ -174,11 +191,12 @@ LinkResult Genealogy::link(const LinkRequest& req) {
             res.refused.push_back(refusal(req.device, res.device, LinkRefusalKind::device_model,
                                           fmt::format("device {} is a {}, not a {}", res.device,
                                                       existing->device.model, model)));
-        const LookupResult own = devices_.lookup(res.device);
-        if (own.state == CellState::scrapped)
+        refresh_own();
+        std::vector<QuarantineEvent> own_because;
+        if (own_state(res.device, &own_because) == CellState::scrapped)
             res.refused.push_back(refusal(req.device, res.device, LinkRefusalKind::device_scrapped,
                                           fmt::format("device {} is scrapped: {}", res.device,
-                                                      describe_because(own.because))));
+                                                      describe_because(own_because))));
         std::unordered_set<std::string> seen;
         for (const std::string& input : req.cells) {
             const LookupResult c = cells_.lookup(input);
@@ -282,9 +300,6 @@ std::int64_t Genealogy::unlink(std::string_view device, std::string_view cell, s
 }
 
 void Genealogy::judge(std::span<DeviceLookup* const> devs, std::span<const std::optional<DeviceRecord>> records) {
-    // The devices' own events, by the one rule (their serials are no cells:
-    // the session judges them by serial-scope events only).
-    std::vector<std::string> serials;
     std::vector<std::string> all_cells;
     for (std::size_t i = 0; i < devs.size(); ++i) {
         DeviceLookup& d = *devs[i];
@@ -293,25 +308,20 @@ void Genealogy::judge(std::span<DeviceLookup* const> devs, std::span<const std::
         d.model = records[i]->device.model;
         d.assembled_unix_s = records[i]->device.assembled_unix_s;
         d.station_id = records[i]->device.station_id;
-        serials.push_back(d.serial);
         all_cells.insert(all_cells.end(), records[i]->cells.begin(), records[i]->cells.end());
     }
-    const std::vector<LookupResult> own =
-        serials.size() == 1 ? std::vector<LookupResult>{devices_.lookup(serials[0])} : devices_.lookup_many(serials);
-    const std::vector<LookupResult> cells =
-        all_cells.size() <= 8 ? [&] {
-            std::vector<LookupResult> v;
-            for (const auto& c : all_cells) v.push_back(cells_.lookup(c));
-            return v;
-        }()
-                              : cells_.lookup_many(all_cells);
-    std::size_t k = 0, c = 0;
+    refresh_own();
+    std::vector<LookupResult> cells;
+    if (all_cells.size() < 16) {
+        for (const auto& c : all_cells) cells.push_back(cells_.lookup(c));
+    } else {
+        cells = cells_.lookup_many(all_cells);
+    }
+    std::size_t c = 0;
     for (std::size_t i = 0; i < devs.size(); ++i) {
         DeviceLookup& d = *devs[i];
         if (!records[i]) continue;
-        d.own_state = own[k].state;
-        d.own_because = own[k].because;
-        ++k;
+        d.own_state = own_state(d.serial, &d.own_because);
         for (std::size_t j = 0; j < records[i]->cells.size(); ++j) d.cells.push_back(cells[c++]);
         bool ok = !d.cells.empty() && (d.own_state == CellState::clear || d.own_state == CellState::released);
         for (const auto& cell : d.cells) ok = ok && cell.may_ship;

@@ -50,6 +50,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "eol/station/quarantine.hpp"
@@ -162,12 +163,19 @@ public:
 
 private:
     void judge(std::span<DeviceLookup* const> devices, std::span<const std::optional<DeviceRecord>> records);
+    /// Fetches serial-scope events appended since the last call.
+    void refresh_own();
+    /// A device's own state (its serial-scope events, by quarantine_state()).
+    CellState own_state(const std::string& serial, std::vector<QuarantineEvent>* because) const;
 
     Store& store_;
     const SerialScheme& cell_scheme_;
     const SerialScheme& device_scheme_;
-    LookupSession cells_;    // the cells' ship gate
-    LookupSession devices_;  // the devices' own events (the same rule, the device scheme)
+    LookupSession cells_;  // the cells' ship gate
+    // Serial-scope events by target, for the devices' own state (events are
+    // few next to devices: cached, refreshed by id like LookupSession).
+    std::int64_t last_event_id_ = 0;
+    std::unordered_map<std::string, std::vector<QuarantineEvent>> own_events_;
 };
 
 struct UnitShipment {
