@@ -81,6 +81,7 @@ TEST_CASE("genealogy: each interlock refusal names its reason and nothing is wri
         const char* says;
     };
     const std::string unknown = make_serial("0099", {2023, 3, 14}, 1);
+    const std::string first_device = device_serial(1);
     const std::vector<Case> cases{
         {"unknown", unknown, LinkRefusalKind::unknown, "never tested"},
         {"untested", untested[0], LinkRefusalKind::untested, "no completed test"},
@@ -89,7 +90,7 @@ TEST_CASE("genealogy: each interlock refusal names its reason and nothing is wri
         {"held by lot", lot_held[0], LinkRefusalKind::held, "lot 0043"},
         {"held by window", window_held[0], LinkRefusalKind::held, "window 2023-05-01..2023-05-03"},
         {"scrapped", good[2], LinkRefusalKind::scrapped, "dented can"},
-        {"inside another device", good[3], LinkRefusalKind::in_other_device, device_serial(1).c_str()},
+        {"inside another device", good[3], LinkRefusalKind::in_other_device, first_device.c_str()},
         {"invalid", "01A33E00420000XX", LinkRefusalKind::invalid, "cell"},
     };
     std::uint64_t seq = 10;
