@@ -50,7 +50,8 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
 // The results of `lookup --json` by serial.
 std::map<std::string, json> lookup_results(const std::string& text) {
     std::map<std::string, json> out;
-    for (const auto& r : json::parse(text)["results"]) out[r["serial"].get<std::string>()] = r;
+    const json j = json::parse(text);
+    for (const auto& r : j["results"]) out[r["serial"].get<std::string>()] = r;
     return out;
 }
 
@@ -297,6 +298,7 @@ TEST_CASE("genealogy CLI: device lookups over a simulated production match the s
     r = run_cli("recall export --devices --json" + D + " --window 2023-03-06..2023-03-10");
     CHECK(r.code == 0);
     std::set<std::string> listed;
-    for (const auto& d : json::parse(r.out)["list"]) listed.insert(d["device_serial"].get<std::string>());
+    const json recall = json::parse(r.out);
+    for (const auto& d : recall["list"]) listed.insert(d["device_serial"].get<std::string>());
     CHECK(listed == defect_window_devices);
 }
