@@ -5,6 +5,7 @@
 // keeps the history), the device ship gate, and two links of one cell raced
 // from two connections (only one wins).
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <filesystem>
@@ -31,6 +32,19 @@ using eol::test::write_cells;
 namespace {
 const Actor kQuality{"qe-anna", "quality"};
 const Actor kOperator{"op-ben", "operator"};
+
+// SQL run on the file by hand, as anyone with the sqlite3 shell could: ""
+// when it worked, else SQLite's message.
+std::string raw_sql(const fs::path& db, const std::string& sql) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+    std::string out = rc == SQLITE_OK ? "" : (err ? err : "error");
+    sqlite3_free(err);
+    sqlite3_close(h);
+    return out;
+}
 }  // namespace
 
 TEST_CASE("genealogy: the device serial scheme is the shipped config/device-serial-scheme.toml") {
@@ -326,4 +340,44 @@ TEST_CASE("hostile: two links of the same cell into two devices at once: only on
     CHECK(store.count("device_links") == kRounds);
     CHECK(store.count("devices") == kRounds);  // the loser's device was not written either
     for (const auto& c : cells) CHECK(store.cell_link_history(c).size() == 1);
+}
+
+TEST_CASE("genealogy: a version-2 store migrates to devices and links, and both are append-only") {
+    TempDir tmp;
+    const fs::path db = tmp / "v2.db";
+    std::vector<std::string> c;
+    {
+        Store store = create_store(db);
+        c = write_cells(store, "0042", {2023, 3, 14}, 3);
+    }
+    // What a version-2 binary left: no devices tables, user_version 2.
+    REQUIRE(raw_sql(db, "DROP TABLE device_links; DROP TABLE devices; PRAGMA user_version = 2") == "");
+    {
+        OpenOptions ro;
+        ro.read_only = true;
+        Store old = Store::open(db, ro);
+        CHECK(old.schema_version() == 2);
+    }
+    Store store = Store::open(db);
+    CHECK(store.schema_version() == 3);
+    CHECK(Store::latest_schema_version() == 3);
+    CHECK(store.count("cells") == 3);  // results kept
+    Genealogy g(store);
+    const std::string d = device_serial(3);
+    REQUIRE(g.link(link_request(d, "A1112", c)).linked);
+    REQUIRE(g.unlink(d, c[2], "rework", kQuality) > 0);
+
+    CHECK(raw_sql(db, "UPDATE device_links SET cell_serial = 'X'").find("append-only") != std::string::npos);
+    CHECK(raw_sql(db, "DELETE FROM device_links").find("append-only") != std::string::npos);
+    CHECK(raw_sql(db, "INSERT OR REPLACE INTO device_links (id, time_unix_s, action, device_serial, cell_serial, "
+                      "station_id) VALUES (1, 0, 'unlink', '" + d + "', '" + c[0] + "', 'X')")
+              .find("append-only") != std::string::npos);
+    CHECK(raw_sql(db, "UPDATE devices SET model = 'A3102'").find("append-only") != std::string::npos);
+    CHECK(raw_sql(db, "DELETE FROM devices").find("append-only") != std::string::npos);
+    // An unlink without a reason and an actor is refused by the schema itself.
+    CHECK(raw_sql(db, "INSERT INTO device_links (time_unix_s, action, device_serial, cell_serial, station_id) "
+                      "VALUES (1, 'unlink', '" + d + "', '" + c[0] + "', 'X')")
+              .find("CHECK") != std::string::npos);
+    CHECK(store.device(d)->cells == std::vector<std::string>{c[0], c[1]});
+    CHECK(store.device_history(d).size() == 4);
 }
