@@ -155,7 +155,7 @@ TEST_CASE("genealogy: each interlock refusal names its reason and nothing is wri
     CHECK(r.refused.at(0).kind == LinkRefusalKind::already_linked);
 }
 
-TEST_CASE("genealogy: a lot hold after assembly holds the device; releasing the lot frees it") {
+TEST_CASE("genealogy: a lot hold after assembly holds the device — releasing the lot frees it") {
     TempDir tmp;
     Store store = create_store(tmp / "g.db");
     const auto a = write_cells(store, "0042", {2023, 3, 14}, 2);

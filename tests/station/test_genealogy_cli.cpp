@@ -82,7 +82,7 @@ TEST_CASE("genealogy CLI: serial make and check --device use the device scheme")
     CHECK(has(r.out, "--lot is required"));
 }
 
-TEST_CASE("genealogy CLI: link, show, lookup and ship of a device; refusals exit 1 and write nothing") {
+TEST_CASE("genealogy CLI: link, show, lookup and ship of a device — refusals exit 1 and write nothing") {
     TempDir tmp;
     const fs::path db = tmp / "g.db";
     std::vector<std::string> c, failed;
