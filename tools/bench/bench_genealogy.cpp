@@ -8,6 +8,8 @@
 //   LookupSession::lookup       one cell serial (the cell-level figure)
 //   Genealogy::lookup_devices   1 M device serials in bulk   (< 5 s)
 //   LookupSession::lookup_many  1 M cell serials (the cell-level figure)
+//   Genealogy::lookup_units     the same 1 M cell serials as `lookup --file`
+//                               answers them (each probed as a device first)
 //   recall_devices              the devices containing a cell made in a
 //                               two-month window, per model  (< 10 s)
 //   for_each_cell + lookup_many the cell-level recall list of the same window
@@ -303,6 +305,11 @@ int main(int argc, char** argv) {
     t0 = Clock::now();
     const auto cell_many = cells_session.lookup_many(cell_bulk);
     const double cell_bulk_s = seconds_since(t0);
+    // What `eolstation lookup --file` does since devices exist: every serial
+    // is first probed as a device, the rest go to the cell lookups.
+    t0 = Clock::now();
+    const auto units = g.lookup_units(cell_bulk);
+    const double units_bulk_s = seconds_since(t0);
 
     CellFilter window;
     window.date_from = "2023-03-01";
@@ -328,6 +335,8 @@ int main(int argc, char** argv) {
     fmt::print("\n{:<48} {:>9}   {}\n", fmt::format("bulk check of {} serials", bulk), "s", "target");
     fmt::print("{:<48} {:>9.2f}   < 5 s  {}\n", "device: Genealogy::lookup_devices", dev_bulk_s, ok(dev_bulk_s < 5));
     fmt::print("{:<48} {:>9.2f}   (cell level)\n", "cell: LookupSession::lookup_many", cell_bulk_s);
+    fmt::print("{:<48} {:>9.2f}   (cells, as the CLI: device probe first; {} answered)\n",
+               "cell: Genealogy::lookup_units", units_bulk_s, units.size());
     fmt::print("\n{:<48} {:>9}   {}\n", "recall list, window 2023-03..2023-04", "s", "target");
     fmt::print("{:<48} {:>9.2f}   < 10 s  {}   ({} devices, {} affected cells inside)\n",
                "device: recall_devices", recall_dev_s, ok(recall_dev_s < 10), rec.devices.size(),
