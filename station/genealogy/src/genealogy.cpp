@@ -311,12 +311,8 @@ void Genealogy::judge(std::span<DeviceLookup* const> devs, std::span<const std::
         all_cells.insert(all_cells.end(), records[i]->cells.begin(), records[i]->cells.end());
     }
     refresh_own();
-    std::vector<LookupResult> cells;
-    if (all_cells.size() < 16) {
-        for (const auto& c : all_cells) cells.push_back(cells_.lookup(c));
-    } else {
-        cells = cells_.lookup_many(all_cells);
-    }
+    // One call: the session's event cache is refreshed once for all cells.
+    const std::vector<LookupResult> cells = cells_.lookup_many(all_cells);
     std::size_t c = 0;
     for (std::size_t i = 0; i < devs.size(); ++i) {
         DeviceLookup& d = *devs[i];

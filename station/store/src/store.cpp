@@ -228,8 +228,9 @@ CREATE TABLE device_links (
     role          TEXT NOT NULL DEFAULT '',
     CHECK (action = 'link' OR (length(reason) > 0 AND length(actor) > 0))
 );
-CREATE INDEX device_links_device ON device_links(device_serial, id);
-CREATE INDEX device_links_cell ON device_links(cell_serial, id);
+-- Covering: a device's cells, and a cell's device, are read from the index alone.
+CREATE INDEX device_links_device ON device_links(device_serial, id, action, cell_serial);
+CREATE INDEX device_links_cell ON device_links(cell_serial, id, action, device_serial);
 CREATE TRIGGER device_links_no_update BEFORE UPDATE ON device_links BEGIN
     SELECT RAISE(ABORT, 'device_links is append-only: UPDATE rejected'); END;
 CREATE TRIGGER device_links_no_delete BEFORE DELETE ON device_links BEGIN
