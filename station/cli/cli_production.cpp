@@ -3,7 +3,10 @@
 // a results store, with the ground truth as CSV for judging a screen.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <memory>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
@@ -32,6 +35,8 @@ struct ProductionOptions {
     std::string truth;
     std::string recipe;
     std::string formation;
+    std::string assemble = "A1112:3,A3102:2";
+    double assembly_fraction = 0.6;
     bool traces = false;
     bool json = false;
     bool quiet = false;
@@ -41,6 +46,48 @@ Date date_option(const std::string& flag, const std::string& text) {
     const auto d = Date::parse_iso(text);
     if (!d) throw UsageError(fmt::format("{}: '{}' is not a valid date (YYYY-MM-DD)", flag, text));
     return *d;
+}
+
+// "A1112:3,A3102:2" (model:cells[:share], comma-separated); "" or "none": no assembly.
+std::vector<DeviceModelSpec> device_models_option(const std::string& text) {
+    std::vector<DeviceModelSpec> out;
+    if (text.empty() || text == "none") return out;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t end = std::min(text.find(',', start), text.size());
+        const std::string item = text.substr(start, end - start);
+        std::vector<std::string> parts;
+        std::size_t a = 0;
+        while (a <= item.size()) {
+            const std::size_t b = std::min(item.find(':', a), item.size());
+            parts.push_back(item.substr(a, b - a));
+            a = b + 1;
+        }
+        DeviceModelSpec m;
+        bool ok = (parts.size() == 2 || parts.size() == 3) && !parts[0].empty();
+        if (ok) {
+            m.model = parts[0];
+            try {
+                std::size_t used = 0;
+                const unsigned long cells = std::stoul(parts[1], &used);
+                ok = used == parts[1].size() && cells >= 1 && cells <= 64;
+                m.cells = cells;
+                if (ok && parts.size() == 3) {
+                    m.share = std::stod(parts[2], &used);
+                    ok = used == parts[2].size() && m.share > 0.0 && std::isfinite(m.share);
+                }
+            } catch (const std::exception&) {
+                ok = false;
+            }
+        }
+        if (!ok)
+            throw UsageError(fmt::format("--assemble: '{}' is not MODEL:CELLS[:SHARE] (cells 1…64, share > 0), "
+                                         "e.g. A1112:3,A3102:2",
+                                         item));
+        out.push_back(std::move(m));
+        start = end + 1;
+    }
+    return out;
 }
 
 void run_production(const ProductionOptions& o) {
@@ -55,6 +102,8 @@ void run_production(const ProductionOptions& o) {
     spec.seed = o.seed;
     spec.threads = o.threads;
     spec.store_traces = o.traces;
+    spec.device_models = device_models_option(o.assemble);
+    spec.assembly_fraction = o.assembly_fraction;
     // The shipped recipes (embedded) unless a file is given.
     const Recipe recipe = o.recipe.empty() ? embedded_recipe("recipes/eol-18650.toml") : load_recipe(o.recipe);
     const Recipe formation = o.formation.empty() ? embedded_recipe("recipes/formation.toml") : load_recipe(o.formation);
@@ -72,13 +121,26 @@ void run_production(const ProductionOptions& o) {
             if (!o.quiet && !o.json && pct / 10 != last_pct / 10) fmt::print(stderr, "  {:3d} % ({} cells)\n", pct, done);
             last_pct = pct;
         });
-    if (!o.truth.empty()) write_truth_csv(o.truth, sum.truth);
+    std::string device_truth;
+    if (!o.truth.empty()) {
+        write_truth_csv(o.truth, sum.truth);
+        if (!spec.device_models.empty()) {
+            device_truth = device_truth_path(o.truth).string();
+            write_device_truth_csv(device_truth, sum.devices);
+        }
+    }
+    std::size_t affected = 0;
+    for (const auto& d : sum.devices) affected += d.affected() ? 1u : 0u;
     if (o.json) {
         fmt::print("{}\n", nlohmann::json{{"cells", sum.truth.size()},
                                           {"lots", sum.lots},
                                           {"defect_lots", sum.defect_lots},
                                           {"shorted", sum.shorted},
                                           {"eol_failed", sum.eol_failed},
+                                          {"devices", sum.devices.size()},
+                                          {"devices_affected", affected},
+                                          {"devices_refused", sum.devices_refused},
+                                          {"device_truth", device_truth},
                                           {"seconds", sum.seconds},
                                           {"db", o.db},
                                           {"truth", o.truth}}
@@ -88,7 +150,11 @@ void run_production(const ProductionOptions& o) {
     fmt::print("{} cells in {} lots ({} in the defect window), {} with internal shorts, {} failed EOL limits; "
                "{:.1f} s\n",
                sum.truth.size(), sum.lots, sum.defect_lots, sum.shorted, sum.eol_failed, sum.seconds);
+    if (!spec.device_models.empty())
+        fmt::print("{} devices assembled ({} contain a shorted or defect-window cell), {} refused by the interlock\n",
+                   sum.devices.size(), affected, sum.devices_refused);
     if (!o.truth.empty()) fmt::print("truth: {}\n", o.truth);
+    if (!device_truth.empty()) fmt::print("device truth: {}\n", device_truth);
 }
 
 }  // namespace
@@ -117,6 +183,12 @@ void add_production_commands(CLI::App& app) {
     c->add_option("--truth", o->truth, "Write the ground truth (CSV) here");
     c->add_option("--recipe", o->recipe, "EOL recipe TOML: its steps run on every cell, its limits judge them (default: the shipped eol-18650)");
     c->add_option("--formation", o->formation, "Formation recipe TOML (default: the shipped formation.toml)");
+    c->add_option("--assemble", o->assemble,
+                  "Device models assembled from passing cells after the EOL test, MODEL:CELLS[:SHARE] comma-separated "
+                  "('none': no assembly); device truth beside --truth (truth.devices.csv)")
+        ->capture_default_str();
+    c->add_option("--assembly-fraction", o->assembly_fraction, "Fraction of passing cells built into devices")
+        ->capture_default_str()->check(CLI::Range(0.0, 1.0));
     c->add_flag("--traces", o->traces, "Store each cell's pulse trace (about 10 kB a cell)");
     c->add_flag("--json", o->json, "Print the summary as JSON");
     c->add_flag("--quiet", o->quiet, "No progress on stderr");

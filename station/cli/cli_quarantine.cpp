@@ -11,9 +11,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "cli_lookup.hpp"
 #include "commands.hpp"
 #include "eol/station/output.hpp"
 #include "eol/station/text.hpp"
+#include "eol/station/genealogy.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/store.hpp"
@@ -37,6 +39,9 @@ Store open_store(const std::string& db, bool write) {
     return Store::open(db, o);
 }
 
+}  // namespace
+
+// Shared with cli_genealogy.cpp (cli_lookup.hpp).
 std::string utc(double unix_s) {
     const auto t = static_cast<std::time_t>(unix_s);
     std::tm tm{};
@@ -62,36 +67,8 @@ std::string event_line(const QuarantineEvent& e) {
                        to_string(e.scope), e.target, e.actor, e.role.empty() ? "-" : e.role, e.reason);
 }
 
-// Serials from the command line and/or a file (one per line; blank lines
-// skipped; "-" is standard input). `where[i]` names the source of serial i
-// for messages.
-void gather(const std::vector<std::string>& args, const std::string& file, std::vector<std::string>& serials,
-            std::vector<std::string>& where) {
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        serials.push_back(args[i]);
-        where.push_back(fmt::format("argument {}", i + 1));
-    }
-    if (!file.empty()) {
-        std::ifstream opened;
-        if (file != "-") {
-            opened.open(file, std::ios::binary);
-            if (!opened) throw UsageError(fmt::format("{}: cannot open", file));
-        }
-        std::istream& in = file == "-" ? std::cin : opened;
-        const std::string name = file == "-" ? "stdin" : file;
-        const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (in.bad()) throw UsageError(fmt::format("{}: read error", name));
-        // BOM dropped; LF, CRLF or a lone CR end a line; blank and '#' lines skipped.
-        for (auto& l : list_lines(content)) {
-            serials.push_back(std::move(l.text));
-            where.push_back(fmt::format("{}:{}", name, l.number));
-        }
-    }
-    if (serials.empty()) throw UsageError("no serials given (arguments or --file)");
-}
-
 json lookup_json(const LookupResult& r, const std::string& where) {
-    json j{{"input", r.input}, {"status", r.status()}, {"may_ship", r.may_ship}};
+    json j{{"kind", "cell"}, {"input", r.input}, {"status", r.status()}, {"may_ship", r.may_ship}};
     if (r.error) {
         j["source"] = where;
         j["error"] = {{"message", r.error->message}, {"position", r.error->position}};
@@ -124,6 +101,36 @@ std::string lookup_line(const LookupResult& r, const std::string& where) {
     return s;
 }
 
+namespace {
+
+// Serials from the command line and/or a file (one per line; blank lines
+// skipped; "-" is standard input). `where[i]` names the source of serial i
+// for messages.
+void gather(const std::vector<std::string>& args, const std::string& file, std::vector<std::string>& serials,
+            std::vector<std::string>& where) {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        serials.push_back(args[i]);
+        where.push_back(fmt::format("argument {}", i + 1));
+    }
+    if (!file.empty()) {
+        std::ifstream opened;
+        if (file != "-") {
+            opened.open(file, std::ios::binary);
+            if (!opened) throw UsageError(fmt::format("{}: cannot open", file));
+        }
+        std::istream& in = file == "-" ? std::cin : opened;
+        const std::string name = file == "-" ? "stdin" : file;
+        const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (in.bad()) throw UsageError(fmt::format("{}: read error", name));
+        // BOM dropped; LF, CRLF or a lone CR end a line; blank and '#' lines skipped.
+        for (auto& l : list_lines(content)) {
+            serials.push_back(std::move(l.text));
+            where.push_back(fmt::format("{}:{}", name, l.number));
+        }
+    }
+    if (serials.empty()) throw UsageError("no serials given (arguments or --file)");
+}
+
 // ---------------------------------------------------------------- lookup
 
 struct LookupOptions {
@@ -131,20 +138,23 @@ struct LookupOptions {
     std::string file;
     std::string db;
     std::string scheme;
+    std::string device_scheme;
     bool json = false;
     bool quiet = false;
 };
 
 void run_lookup(const LookupOptions& o) {
     const SerialScheme scheme = scheme_from(o.scheme);
+    const SerialScheme dscheme = o.device_scheme.empty() ? device_serial_scheme() : SerialScheme::load(o.device_scheme);
     std::vector<std::string> serials, where;
     gather(o.serials, o.file, serials, where);
     Store store = open_store(o.db, false);
-    LookupSession session(store, scheme);
-    const std::vector<LookupResult> rs =
-        serials.size() == 1 ? std::vector<LookupResult>{session.lookup(serials[0])} : session.lookup_many(serials);
+    // Devices the store knows are answered as devices (their cells through
+    // the same ship gate), every other serial as a cell.
+    Genealogy genealogy(store, scheme, dscheme);
+    const std::vector<UnitLookup> rs = genealogy.lookup_units(serials);
     std::size_t blocked = 0;
-    for (const auto& r : rs) blocked += r.may_ship ? 0 : 1;
+    for (const auto& r : rs) blocked += r.may_ship() ? 0u : 1u;
     if (o.json) {
         // One result per line, written as it is made: a bulk check of a
         // million serials would otherwise build and indent one huge tree.
@@ -152,7 +162,7 @@ void run_lookup(const LookupOptions& o) {
         out.pop_back();
         out += ",\"results\":[\n";
         for (std::size_t i = 0; i < rs.size(); ++i) {
-            out += lookup_json(rs[i], where[i]).dump();
+            out += unit_json(rs[i], where[i]).dump();
             out += i + 1 < rs.size() ? ",\n" : "\n";
         }
         out += "]}\n";
@@ -160,8 +170,8 @@ void run_lookup(const LookupOptions& o) {
     } else {
         std::string out;
         for (std::size_t i = 0; i < rs.size(); ++i) {
-            if (o.quiet && rs[i].may_ship) continue;
-            out += lookup_line(rs[i], where[i]);
+            if (o.quiet && rs[i].may_ship()) continue;
+            out += unit_line(rs[i], where[i]);
             out += '\n';
         }
         if (rs.size() > 1 || o.quiet)
@@ -303,34 +313,41 @@ struct ShipOptions {
     std::string role = "logistics";
     std::string reference;
     std::string scheme;
+    std::string device_scheme;
     bool json = false;
 };
 
 void run_ship(const ShipOptions& o) {
     const SerialScheme scheme = scheme_from(o.scheme);
+    const SerialScheme dscheme = o.device_scheme.empty() ? device_serial_scheme() : SerialScheme::load(o.device_scheme);
     std::vector<std::string> serials, where;
     gather(o.serials, o.file, serials, where);
     Store store = open_store(o.db, true);
-    LookupSession session(store, scheme);
-    const ShipmentResult res = ship(store, session, serials, o.gate, Actor{o.actor, o.role}, o.reference);
+    Genealogy genealogy(store, scheme, dscheme);
+    const UnitShipment res = ship_units(store, genealogy, serials, o.gate, Actor{o.actor, o.role}, o.reference);
     if (o.json) {
         json refused = json::array();
-        for (const auto& r : res.refused) refused.push_back(lookup_json(r, ""));
-        fmt::print("{}\n", json{{"shipped", res.shipped}, {"units", res.units}, {"repeats", res.repeats},
-                                {"event_id", res.event_id}, {"refused", refused}}
-                               .dump(2));
+        for (const auto& r : res.refused) refused.push_back(unit_json(r, ""));
+        write_stdout(json{{"shipped", res.shipped}, {"units", res.units}, {"devices", res.devices},
+                          {"repeats", res.repeats}, {"event_id", res.event_id}, {"refused", refused}}
+                         .dump(2) +
+                     "\n");
     } else {
         const std::string repeats =
             res.repeats ? fmt::format(" ({} repeated input{} counted once)", res.repeats, res.repeats == 1 ? "" : "s")
                         : std::string();
+        std::string out;
         if (res.shipped) {
-            fmt::print("shipped {} unit{} through {} (event #{}){}\n", res.units, res.units == 1 ? "" : "s", o.gate,
-                       res.event_id, repeats);
+            out = fmt::format("shipped {} unit{}{} through {} (event #{}){}\n", res.units, res.units == 1 ? "" : "s",
+                              res.devices ? fmt::format(" ({} device{})", res.devices, res.devices == 1 ? "" : "s")
+                                          : std::string(),
+                              o.gate, res.event_id, repeats);
         } else {
-            for (const auto& r : res.refused) fmt::print("{}\n", lookup_line(r, "input"));
-            fmt::print("NOT shipped: {} of {} unit{} may not ship; nothing recorded{}\n", res.refused.size(),
-                       res.units, res.units == 1 ? "" : "s", repeats);
+            for (const auto& r : res.refused) out += unit_line(r, "input") + "\n";
+            out += fmt::format("NOT shipped: {} of {} unit{} may not ship; nothing recorded{}\n", res.refused.size(),
+                               res.units, res.units == 1 ? "" : "s", repeats);
         }
+        write_stdout(out);
     }
     if (!res.shipped) set_exit(ExitCode::domain_no);
 }
@@ -342,6 +359,9 @@ struct RecallOptions {
     std::string window;
     std::string lot;
     std::string out;
+    bool devices = false;
+    std::string model;
+    bool json = false;
 };
 
 std::string csv_field(std::string_view s) {
@@ -354,17 +374,81 @@ std::string csv_field(std::string_view s) {
     return q + "\"";
 }
 
+void run_recall_devices(const RecallOptions& o, Store& store, const CellFilter& f) {
+    const DeviceRecall rec = recall_devices(store, f, o.model.empty() ? std::nullopt : std::optional(o.model));
+    const std::string scope = (o.window.empty() ? std::string() : "window " + o.window) +
+                              (!o.window.empty() && !o.lot.empty() ? ", " : "") +
+                              (o.lot.empty() ? std::string() : "lot " + *f.lot);
+    std::string text;
+    if (o.json) {
+        json devices = json::array();
+        for (const auto& d : rec.devices) {
+            json cells = json::array();
+            for (const auto& c : d.affected_cells)
+                cells.push_back({{"serial", c.serial}, {"lot", c.lot}, {"production_date", c.production_date}});
+            devices.push_back({{"device_serial", d.device.serial},
+                               {"model", d.device.model},
+                               {"assembled", utc(d.device.assembled_unix_s)},
+                               {"station", d.device.station_id},
+                               {"shipped", d.shipped_unix_s.has_value()},
+                               {"shipped_utc", d.shipped_unix_s ? json(utc(*d.shipped_unix_s)) : json()},
+                               {"affected_cells", cells}});
+        }
+        json models = json::object();
+        for (const auto& [m, c] : rec.models)
+            models[m] = {{"devices", c.devices}, {"shipped", c.shipped}, {"in_stock", c.in_stock},
+                         {"affected_cells", c.affected_cells}};
+        text = json{{"scope", scope}, {"model", o.model.empty() ? json() : json(o.model)},
+                    {"devices", rec.devices.size()}, {"models", models}, {"list", devices}}
+                   .dump(1) +
+               "\n";
+    } else {
+        text = "device_serial,model,assembled_utc,station,affected_cells,lots,shipped,shipped_utc\n";
+        for (const auto& d : rec.devices) {
+            std::string cells, lots;
+            for (const auto& c : d.affected_cells) {
+                cells += (cells.empty() ? "" : ";") + c.serial;
+                if (lots.find(c.lot) == std::string::npos) lots += (lots.empty() ? "" : ";") + c.lot;
+            }
+            text += fmt::format("{},{},{},{},{},{},{},{}\n", csv_field(d.device.serial), csv_field(d.device.model),
+                                utc(d.device.assembled_unix_s), csv_field(d.device.station_id), csv_field(cells),
+                                csv_field(lots), d.shipped_unix_s ? "yes" : "no",
+                                d.shipped_unix_s ? utc(*d.shipped_unix_s) : "");
+        }
+    }
+    // Counts per model: part of the JSON; beside the CSV on stderr.
+    std::string counts;
+    if (!o.json) {
+        for (const auto& [m, c] : rec.models)
+            counts += fmt::format("model {}: {} devices ({} shipped, {} in stock), {} affected cells inside\n", m,
+                                  c.devices, c.shipped, c.in_stock, c.affected_cells);
+        counts += fmt::format("{} devices contain affected cells of {}\n", rec.devices.size(), scope);
+    }
+    if (o.out.empty() || o.out == "-") {
+        write_stdout(text);
+    } else {
+        write_file_atomically(o.out, text);
+        counts += fmt::format("written to {}\n", o.out);
+    }
+    if (!counts.empty()) fmt::print(stderr, "{}", counts);
+}
+
 void run_recall(const RecallOptions& o) {
-    if (o.window.empty() == o.lot.empty()) throw UsageError("give --window W or --lot L");
+    if (o.window.empty() && o.lot.empty()) throw UsageError("give --window W and/or --lot L");
+    if (!o.devices && !o.model.empty()) throw UsageError("--model needs --devices");
     Store store = open_store(o.db, false);
     CellFilter f;
     if (!o.window.empty()) {
         const auto [from, to] = parse_window(o.window);
         f.date_from = from.iso();
         f.date_to = to.iso();
-    } else {
-        f.lot = Quarantine(store).normalize(Scope::lot(o.lot)).target;
     }
+    if (!o.lot.empty()) f.lot = Quarantine(store).normalize(Scope::lot(o.lot)).target;
+    if (o.devices) {
+        run_recall_devices(o, store, f);
+        return;
+    }
+    if (o.json) throw UsageError("--json is for --devices (the cell list is CSV)");
     std::vector<std::string> serials;
     store.for_each_cell(f, [&](const CellInfo& c) { serials.push_back(c.serial); });
     LookupSession session(store);
@@ -436,13 +520,16 @@ void add_quarantine_commands(CLI::App& app) {
     auto lk = std::make_shared<LookupOptions>();
     CLI::App* lookup = app.add_subcommand(
         "lookup",
-        "May these units ship? Each serial is normalized per the scheme (errors name the position), then reported "
+        "May these units ship? A device serial the store knows is answered as a device (it may ship only if it "
+        "is not held itself and every cell inside may ship); any other serial as a cell: normalized per the scheme (errors name the position), then reported "
         "as unknown / clear / held (reason, since) / released / scrapped. Exit 0 only if all may ship, else 1: "
         "usable as a ship gate.");
     lookup->add_option("serials", lk->serials, "Serials as typed or scanned");
     lookup->add_option("--file", lk->file, "More serials, one per line (- reads standard input)");
     lookup->add_option("--db", lk->db, "Results store (SQLite)")->required();
     lookup->add_option("--scheme", lk->scheme, "Serial scheme TOML file (default: the built-in scheme)");
+    lookup->add_option("--device-scheme", lk->device_scheme,
+                       "Device serial scheme TOML file (default: the built-in one, as config/device-serial-scheme.toml)");
     lookup->add_flag("--json", lk->json, "Print JSON");
     lookup->add_flag("--quiet,-q", lk->quiet, "Print only the units that may not ship, and a summary");
     lookup->callback([lk] { run_lookup(*lk); });
@@ -461,6 +548,8 @@ void add_quarantine_commands(CLI::App& app) {
     shp->add_option("--role", sh->role, "The actor's role")->capture_default_str();
     shp->add_option("--reference", sh->reference, "Shipment reference (order, pallet, …)");
     shp->add_option("--scheme", sh->scheme, "Serial scheme TOML file (default: the built-in scheme)");
+    shp->add_option("--device-scheme", sh->device_scheme,
+                    "Device serial scheme TOML file (default: the built-in one, as config/device-serial-scheme.toml)");
     shp->add_flag("--json", sh->json, "Print JSON");
     shp->callback([sh] { run_ship(*sh); });
 
@@ -470,12 +559,17 @@ void add_quarantine_commands(CLI::App& app) {
     auto ro = std::make_shared<RecallOptions>();
     CLI::App* exp = recall->add_subcommand(
         "export",
-        "The affected serials of a production window (or a lot) as CSV: serial, lot, production_date, state, "
-        "shipped, shipped_utc — what a recall lookup page serves");
+        "The affected serials of a production window and/or a lot as CSV: serial, lot, production_date, state, "
+        "shipped, shipped_utc — or, with --devices, the devices containing them — what a recall lookup page serves");
     exp->add_option("--db", ro->db, "Results store (SQLite)")->required();
     exp->add_option("--window", ro->window, "Production window, e.g. 2023-03..2023-04");
     exp->add_option("--lot", ro->lot, "A lot id instead of a window");
     exp->add_option("--out", ro->out, "Output file (default: standard output)");
+    exp->add_flag("--devices", ro->devices,
+                  "List the devices containing an affected cell instead (shipped or in stock), with counts per model "
+                  "(on stderr beside the CSV; in the JSON)");
+    exp->add_option("--model", ro->model, "With --devices: only devices of this model");
+    exp->add_flag("--json", ro->json, "With --devices: print JSON");
     exp->callback([ro] { run_recall(*ro); });
 
     add_production_commands(app);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "eol/station/genealogy.hpp"
 #include "eol/station/output.hpp"
 #include "eol/station/serial.hpp"
 
@@ -13,8 +14,11 @@ namespace {
 
 using station::SerialScheme;
 
-SerialScheme scheme_from(const std::string& file) {
-    return file.empty() ? SerialScheme::default_scheme() : SerialScheme::load(file);
+// The cell scheme, or with --device the device scheme (a file given with
+// --scheme replaces either).
+SerialScheme scheme_from(const std::string& file, bool device = false) {
+    if (!file.empty()) return SerialScheme::load(file);
+    return device ? station::device_serial_scheme() : SerialScheme::default_scheme();
 }
 
 nlohmann::json to_json(const station::SerialError& e) {
@@ -48,11 +52,12 @@ nlohmann::json to_json(const station::SerialError& e) {
 struct CheckOptions {
     std::vector<std::string> serials;
     std::string scheme;
+    bool device = false;
     bool json = false;
 };
 
 void run_check(const CheckOptions& o) {
-    const SerialScheme scheme = scheme_from(o.scheme);
+    const SerialScheme scheme = scheme_from(o.scheme, o.device);
     nlohmann::json out = nlohmann::json::array();
     bool any_bad = false;
     for (const auto& input : o.serials) {
@@ -99,16 +104,28 @@ struct MakeOptions {
     std::string plant;
     std::string line;
     std::string scheme;
+    bool device = false;
     bool json = false;
 };
 
 void run_make(const MakeOptions& o) {
-    const SerialScheme scheme = scheme_from(o.scheme);
+    const SerialScheme scheme = scheme_from(o.scheme, o.device);
     station::SerialSpec spec;
-    const auto date = station::Date::parse_iso(o.date);
-    if (!date)
-        throw station::UsageError(fmt::format("--date: '{}' is not a valid date (YYYY-MM-DD)", o.date));
-    spec.date = *date;
+    const bool dated = scheme.field(station::SerialFieldKind::year) != nullptr;
+    const bool has_lot = scheme.field(station::SerialFieldKind::lot) != nullptr;
+    if (dated && o.date.empty()) throw station::UsageError("--date is required: the serial scheme has a production date");
+    if (has_lot && o.lot.empty()) throw station::UsageError("--lot is required: the serial scheme has a lot field");
+    if (!dated && !o.date.empty())
+        throw station::UsageError(fmt::format("--date: the {} serial scheme has no production date",
+                                              o.device ? "device" : "given"));
+    if (!has_lot && !o.lot.empty())
+        throw station::UsageError(fmt::format("--lot: the {} serial scheme has no lot field", o.device ? "device" : "given"));
+    if (dated) {
+        const auto date = station::Date::parse_iso(o.date);
+        if (!date)
+            throw station::UsageError(fmt::format("--date: '{}' is not a valid date (YYYY-MM-DD)", o.date));
+        spec.date = *date;
+    }
     spec.lot = o.lot;
     spec.plant = o.plant;
     spec.line = o.line;
@@ -130,7 +147,7 @@ void run_make(const MakeOptions& o) {
 }  // namespace
 
 void add_serial_commands(CLI::App& app) {
-    CLI::App* serial = app.add_subcommand("serial", "Check, decode and make cell serial numbers");
+    CLI::App* serial = app.add_subcommand("serial", "Check, decode and make cell (or, with --device, device) serial numbers");
     serial->require_subcommand(1);
 
     auto check_opts = std::make_shared<CheckOptions>();
@@ -141,14 +158,19 @@ void add_serial_commands(CLI::App& app) {
     check->add_option("serials", check_opts->serials, "Serials (quote one that contains spaces)")->required();
     check->add_option("--scheme", check_opts->scheme,
                       "Serial scheme TOML file (default: the built-in scheme, as config/serial-scheme.toml)");
+    check->add_flag("--device", check_opts->device,
+                    "Device serials (the device scheme, config/device-serial-scheme.toml) instead of cell serials");
     check->add_flag("--json", check_opts->json, "Print a JSON array, one object per serial");
     check->callback([check_opts] { run_check(*check_opts); });
 
     auto make_opts = std::make_shared<MakeOptions>();
-    CLI::App* make = serial->add_subcommand("make", "Print valid serials of one lot and production date");
-    make->add_option("--lot", make_opts->lot, "Lot id (the lot field's characters; shorter is left-padded with 0)")
-        ->required();
-    make->add_option("--date", make_opts->date, "Production date YYYY-MM-DD")->required();
+    CLI::App* make = serial->add_subcommand(
+        "make", "Print valid serials: cell serials of one lot and production date, or device serials with --device");
+    make->add_option("--lot", make_opts->lot,
+                     "Lot id (the lot field's characters; shorter is left-padded with 0); required for cell serials");
+    make->add_option("--date", make_opts->date, "Production date YYYY-MM-DD; required for cell serials");
+    make->add_flag("--device", make_opts->device,
+                   "Device serials (the device scheme: plant, line, sequence) instead of cell serials");
     make->add_option("--count", make_opts->count, "How many serials")->check(CLI::Range(1, 100000000));
     make->add_option("--start", make_opts->start, "First sequence number (default 1)");
     make->add_option("--plant", make_opts->plant, "Plant field (default all 0)");

@@ -44,5 +44,6 @@ void add_screen_commands(CLI::App& app);       // screen
 void add_quarantine_commands(CLI::App& app);   // quarantine, lookup, recall (cli_quarantine.cpp)
 void add_demo_commands(CLI::App& app);         // demo
 void add_run_commands(CLI::App& app);          // run, serve (cli_run.cpp)
+void add_genealogy_commands(CLI::App& app);    // genealogy link | import | unlink | show (cli_genealogy.cpp)
 
 }  // namespace eol::cli

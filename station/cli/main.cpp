@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
     eol::cli::add_sim_commands(app);
     eol::cli::add_screen_commands(app);
     eol::cli::add_quarantine_commands(app);
+    eol::cli::add_genealogy_commands(app);
     eol::cli::add_demo_commands(app);
     eol::cli::add_run_commands(app);
 

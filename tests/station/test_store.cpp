@@ -79,9 +79,10 @@ struct Raw {
     }
 };
 
-const std::vector<std::string> kAllTables{"cells",          "fit_parameters", "measurements",
-                                          "model_fits",     "quarantine_events", "run_steps",
-                                          "station_events", "test_runs",      "traces"};
+const std::vector<std::string> kAllTables{"cells",          "device_links",   "devices",
+                                          "fit_parameters", "measurements",   "model_fits",
+                                          "quarantine_events", "run_steps",   "station_events",
+                                          "test_runs",      "traces"};
 
 std::string serial_of(std::string lot, std::uint64_t seq, Date d = {2023, 3, 14}) {
     SerialSpec s;
@@ -939,9 +940,11 @@ TEST_CASE("store: a version-1 store migrates to the step records and keeps every
         old_id = st.write(r);
     }
     {
-        // What a version-1 binary left: no run_steps table, user_version 1.
+        // What a version-1 binary left: no run_steps table (nor the later
+        // devices tables), user_version 1.
         Raw raw(p);
-        REQUIRE(raw.exec("DROP TABLE run_steps; PRAGMA user_version = 1") == "");
+        REQUIRE(raw.exec("DROP TABLE device_links; DROP TABLE devices; DROP TABLE run_steps; "
+                         "PRAGMA user_version = 1") == "");
         CHECK(raw.integer("SELECT count(*) FROM sqlite_schema WHERE name = 'run_steps'") == 0);
     }
     {

@@ -14,6 +14,7 @@
 
 #include "eol/models/lot_tests.hpp"
 #include "eol/sim/fixture.hpp"
+#include "eol/station/genealogy.hpp"
 #include "eol/station/output.hpp"
 #include "eol/station/sim_roles.hpp"
 #include "eol/station/steps.hpp"
@@ -147,7 +148,82 @@ std::vector<Planned> plan(const ProductionSpec& spec, const SerialScheme& scheme
     return out;
 }
 
+// The assembly stage (see the header): passing cells into devices through
+// the genealogy interlock.
+void assemble(Store& store, const ProductionSpec& spec, const SerialScheme& cell_scheme, ProductionSummary& sum,
+              const std::vector<double>& eol_end) {
+    if (spec.device_models.empty() || spec.assembly_fraction <= 0.0) return;
+    double total_share = 0.0;
+    for (const auto& m : spec.device_models) {
+        if (m.model.empty() || m.cells == 0 || !(m.share > 0.0))
+            throw UsageError(fmt::format("production: device model '{}' needs a name, cells > 0 and a share > 0",
+                                         m.model));
+        total_share += m.share;
+    }
+    const SerialScheme& dscheme = spec.device_scheme ? *spec.device_scheme : device_serial_scheme();
+    Genealogy genealogy(store, cell_scheme, dscheme);
+    std::mt19937_64 rng(mix(spec.seed * 0x2545F4914F6CDD1DULL + 17));
+    std::uniform_real_distribution<double> u01(0.0, 1.0);
+    auto draw_model = [&]() -> const DeviceModelSpec& {
+        double x = u01(rng) * total_share;
+        for (const auto& m : spec.device_models) {
+            if (x < m.share) return m;
+            x -= m.share;
+        }
+        return spec.device_models.back();
+    };
+    SerialSpec ds;
+    ds.plant = spec.plant;
+    ds.line = spec.line;
+    std::uint64_t sequence = 1;
+    const DeviceModelSpec* model = &draw_model();
+    DeviceTruth building;
+    double latest_eol = 0.0;
+    std::vector<DeviceTruth> built;
+    auto flush = [&] {
+        if (built.empty()) return;
+        store.write_transaction([&] {
+            for (auto& d : built) {
+                LinkRequest req;
+                req.device = d.serial;
+                req.model = d.model;
+                req.cells = d.cells;
+                req.station_id = spec.assembly_station;
+                req.actor = "sim-production";
+                req.time_unix_s = d.assembled_unix_s;
+                if (genealogy.link(req).linked) sum.devices.push_back(std::move(d));
+                else ++sum.devices_refused;
+            }
+            return true;
+        });
+        built.clear();
+    };
+    for (std::size_t i = 0; i < sum.truth.size(); ++i) {
+        const CellTruth& t = sum.truth[i];
+        if (!t.eol_pass || u01(rng) >= spec.assembly_fraction) continue;
+        building.cells.push_back(t.serial);
+        building.shorted = building.shorted || t.shorted;
+        building.defect_lot = building.defect_lot || t.defect_lot;
+        latest_eol = std::max(latest_eol, eol_end[i]);
+        if (building.cells.size() < model->cells) continue;
+        ds.sequence = sequence++;
+        building.serial = dscheme.make(ds);
+        building.model = model->model;
+        building.assembled_unix_s = std::floor(latest_eol + 86400.0 * (1.0 + 4.0 * u01(rng)));
+        built.push_back(std::move(building));
+        building = DeviceTruth{};
+        latest_eol = 0.0;
+        model = &draw_model();
+        if (built.size() >= std::max<std::size_t>(1, spec.batch_cells)) flush();
+    }
+    flush();
+}
+
 }  // namespace
+
+std::vector<DeviceModelSpec> default_device_models() {
+    return {{"A1112", 3, 2.0}, {"A3102", 2, 1.0}};
+}
 
 ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, const SerialScheme& scheme,
                                       const std::function<void(std::size_t, std::size_t)>& progress) {
@@ -193,6 +269,7 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
     for (unsigned t = 0; t < threads; ++t) pool.emplace_back(worker);
 
     std::vector<TestRecord> records;
+    std::vector<double> eol_end(n, 0.0);  // for the assembly stage
     std::size_t written = 0;
     try {
         while (written < n) {
@@ -205,6 +282,7 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
             records.clear();
             for (std::size_t i = written; i < end; ++i) {
                 Simulated& s = *slot[i];
+                eol_end[i] = s.eol.end_unix_s;
                 records.push_back(std::move(s.formation));
                 records.push_back(std::move(s.eol));
                 sum.shorted += s.truth.shorted ? 1 : 0;
@@ -223,6 +301,7 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
     }
     for (auto& t : pool) t.join();
     if (error) std::rethrow_exception(error);
+    assemble(store, spec, scheme, sum, eol_end);
     sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return sum;
 }
@@ -234,6 +313,32 @@ void write_truth_csv(const std::filesystem::path& file, std::span<const CellTrut
                             t.defect_lot ? 1 : 0, t.shorted ? 1 : 0, t.r_isc_ohm, t.r0_ohm, t.leak_ma, t.rest_days,
                             t.eol_pass ? 1 : 0);
     write_file_atomically(file, text);
+}
+
+}  // namespace eol::station
+
+namespace eol::station {
+
+void write_device_truth_csv(const std::filesystem::path& file, std::span<const DeviceTruth> devices) {
+    std::string text = "device_serial,model,cells,assembled_unix_s,shorted,defect_lot,affected\n";
+    for (const auto& d : devices) {
+        std::string cells;
+        for (const auto& c : d.cells) {
+            if (!cells.empty()) cells += ';';
+            cells += c;
+        }
+        text += fmt::format("{},{},{},{:.0f},{},{},{}\n", d.serial, d.model, cells, d.assembled_unix_s,
+                            d.shorted ? 1 : 0, d.defect_lot ? 1 : 0, d.affected() ? 1 : 0);
+    }
+    write_file_atomically(file, text);
+}
+
+std::filesystem::path device_truth_path(const std::filesystem::path& truth) {
+    std::filesystem::path p = truth;
+    const std::string ext = p.extension().string();
+    p.replace_extension();
+    p += ".devices" + (ext.empty() ? std::string(".csv") : ext);
+    return p;
 }
 
 }  // namespace eol::station

@@ -49,6 +49,8 @@ std::string_view to_string(CellState s) {
     return "clear";
 }
 
+std::string_view to_string(LinkAction a) { return a == LinkAction::link ? "link" : "unlink"; }
+
 std::optional<QuarantineAction> quarantine_action_from_string(std::string_view t) {
     for (auto a : {QuarantineAction::hold, QuarantineAction::release, QuarantineAction::scrap})
         if (to_string(a) == t) return a;
@@ -198,6 +200,46 @@ CREATE TRIGGER run_steps_no_replace BEFORE INSERT ON run_steps
     WHEN EXISTS (SELECT 1 FROM run_steps WHERE run_id = NEW.run_id AND seq = NEW.seq) BEGIN
     SELECT RAISE(ABORT, 'run_steps is append-only: key already used'); END;
 )sql"},
+    // 3: genealogy — devices and the append-only history of the cells linked
+    // into them (and unlinked, with a reason, for rework).
+    {3, R"sql(
+CREATE TABLE devices (
+    serial           TEXT PRIMARY KEY NOT NULL CHECK (length(serial) > 0),
+    model            TEXT NOT NULL CHECK (length(model) > 0),
+    assembled_unix_s REAL NOT NULL,
+    station_id       TEXT NOT NULL CHECK (length(station_id) > 0)
+) WITHOUT ROWID;
+CREATE TRIGGER devices_no_update BEFORE UPDATE ON devices BEGIN
+    SELECT RAISE(ABORT, 'devices is append-only: UPDATE rejected'); END;
+CREATE TRIGGER devices_no_delete BEFORE DELETE ON devices BEGIN
+    SELECT RAISE(ABORT, 'devices is append-only: DELETE rejected'); END;
+CREATE TRIGGER devices_no_replace BEFORE INSERT ON devices
+    WHEN EXISTS (SELECT 1 FROM devices WHERE serial = NEW.serial) BEGIN
+    SELECT RAISE(ABORT, 'devices is append-only: serial already used'); END;
+
+CREATE TABLE device_links (
+    id            INTEGER PRIMARY KEY,
+    time_unix_s   REAL NOT NULL,
+    action        TEXT NOT NULL CHECK (action IN ('link', 'unlink')),
+    device_serial TEXT NOT NULL REFERENCES devices(serial),
+    cell_serial   TEXT NOT NULL CHECK (length(cell_serial) > 0),
+    station_id    TEXT NOT NULL CHECK (length(station_id) > 0),
+    reason        TEXT NOT NULL DEFAULT '',
+    actor         TEXT NOT NULL DEFAULT '',
+    role          TEXT NOT NULL DEFAULT '',
+    CHECK (action = 'link' OR (length(reason) > 0 AND length(actor) > 0))
+);
+-- Covering: a device's cells, and a cell's device, are read from the index alone.
+CREATE INDEX device_links_device ON device_links(device_serial, id, action, cell_serial);
+CREATE INDEX device_links_cell ON device_links(cell_serial, id, action, device_serial);
+CREATE TRIGGER device_links_no_update BEFORE UPDATE ON device_links BEGIN
+    SELECT RAISE(ABORT, 'device_links is append-only: UPDATE rejected'); END;
+CREATE TRIGGER device_links_no_delete BEFORE DELETE ON device_links BEGIN
+    SELECT RAISE(ABORT, 'device_links is append-only: DELETE rejected'); END;
+CREATE TRIGGER device_links_no_replace BEFORE INSERT ON device_links
+    WHEN EXISTS (SELECT 1 FROM device_links WHERE id = NEW.id) BEGIN
+    SELECT RAISE(ABORT, 'device_links is append-only: id already used'); END;
+)sql"},
 };
 
 // Appended to migration 1: results and events are records of fact.
@@ -240,7 +282,8 @@ constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 constexpr const char* kTables[] = {"cells",          "test_runs",         "measurements",
                                    "traces",         "model_fits",        "fit_parameters",
-                                   "quarantine_events", "station_events", "run_steps"};
+                                   "quarantine_events", "station_events", "run_steps",
+                                   "devices",        "device_links"};
 
 // ================================================================ trace codec
 //
@@ -1428,6 +1471,188 @@ std::vector<CellStatus> Store::status_many(std::span<const std::string> serials)
         decide(st, events);
     }
     return out;
+}
+
+// ---------------------------------------------------------------- genealogy
+
+namespace {
+DeviceLinkEvent read_link_row(const Q& q) {
+    DeviceLinkEvent e;
+    e.id = q.col_int(0);
+    e.time_unix_s = q.col_real(1);
+    e.action = q.col_text(2) == "unlink" ? LinkAction::unlink : LinkAction::link;
+    e.device_serial = q.col_text(3);
+    e.cell_serial = q.col_text(4);
+    e.station_id = q.col_text(5);
+    e.reason = q.col_text(6);
+    e.actor = q.col_text(7);
+    e.role = q.col_text(8);
+    return e;
+}
+
+// Folds a device's events (oldest first) into the cells inside it now.
+void apply_link(std::vector<std::string>& cells, LinkAction action, std::string cell) {
+    const auto it = std::find(cells.begin(), cells.end(), cell);
+    if (action == LinkAction::link) {
+        if (it == cells.end()) cells.push_back(std::move(cell));
+    } else if (it != cells.end()) {
+        cells.erase(it);
+    }
+}
+
+// One device and its events in one statement (a device has a few).
+std::optional<DeviceRecord> read_device(Conn& impl, std::string_view serial, bool ref) {
+    Q q(impl,
+        "SELECT d.serial, d.model, d.assembled_unix_s, d.station_id, l.action, l.cell_serial FROM devices d "
+        "LEFT JOIN device_links l ON l.device_serial = d.serial WHERE d.serial = ?1 ORDER BY l.id");
+    if (ref) q.text_ref(1, serial);
+    else q.text(1, serial);
+    std::optional<DeviceRecord> out;
+    while (q.step()) {
+        if (!out) {
+            out.emplace();
+            out->device.serial = q.col_text(0);
+            out->device.model = q.col_text(1);
+            out->device.assembled_unix_s = q.col_real(2);
+            out->device.station_id = q.col_text(3);
+        }
+        if (q.is_null(4)) continue;
+        apply_link(out->cells, q.col_text(4) == "unlink" ? LinkAction::unlink : LinkAction::link, q.col_text(5));
+    }
+    return out;
+}
+}  // namespace
+
+std::vector<std::int64_t> Store::append_device_links(const DeviceInfo& device,
+                                                     std::span<const DeviceLinkEvent> events) {
+    if (device.serial.empty()) throw StoreError("device: serial is required");
+    if (device.model.empty()) throw StoreError(fmt::format("device {}: model is required", device.serial));
+    const double now = now_unix_s();
+    for (const auto& e : events) {
+        if (e.device_serial != device.serial)
+            throw StoreError(fmt::format("device {}: a link event names device '{}'", device.serial, e.device_serial));
+        if (e.cell_serial.empty()) throw StoreError(fmt::format("device {}: link event without a cell serial", device.serial));
+        if (e.station_id.empty()) throw StoreError(fmt::format("device {}: link event without a station id", device.serial));
+        if (!std::isfinite(e.time_unix_s)) throw StoreError(fmt::format("device {}: link time must be finite", device.serial));
+        if (e.action == LinkAction::unlink && (e.reason.empty() || e.actor.empty()))
+            throw StoreError(fmt::format("device {}: unlinking cell {} needs a reason and an actor", device.serial,
+                                         e.cell_serial));
+    }
+    Tx tx(*impl_);
+    {
+        Q q(*impl_, "SELECT model FROM devices WHERE serial = ?1");
+        q.text(1, device.serial);
+        if (q.step()) {
+            if (q.col_text(0) != device.model)
+                throw StoreError(fmt::format("device {}: is a {}, not a {}", device.serial, q.col_text(0), device.model));
+        } else {
+            if (device.station_id.empty()) throw StoreError(fmt::format("device {}: station id is required", device.serial));
+            double t = device.assembled_unix_s;
+            if (t == 0.0) t = events.empty() || events.front().time_unix_s == 0.0 ? now : events.front().time_unix_s;
+            if (!std::isfinite(t)) throw StoreError(fmt::format("device {}: assembly time must be finite", device.serial));
+            q.reset();
+            Q ins(*impl_, "INSERT INTO devices (serial, model, assembled_unix_s, station_id) VALUES (?1, ?2, ?3, ?4)");
+            ins.text(1, device.serial).text(2, device.model).real(3, t).text(4, device.station_id).run();
+        }
+    }
+    std::vector<std::int64_t> ids;
+    ids.reserve(events.size());
+    Q ins(*impl_,
+          "INSERT INTO device_links (time_unix_s, action, device_serial, cell_serial, station_id, reason, actor, role) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+    for (const auto& e : events) {
+        ins.real(1, e.time_unix_s == 0.0 ? now : e.time_unix_s)
+            .text(2, to_string(e.action))
+            .text(3, e.device_serial)
+            .text(4, e.cell_serial)
+            .text(5, e.station_id)
+            .text(6, e.reason)
+            .text(7, e.actor)
+            .text(8, e.role)
+            .run();
+        ins.reset();
+        ids.push_back(sqlite3_last_insert_rowid(impl_->db.get()));
+    }
+    tx.commit();
+    return ids;
+}
+
+std::optional<DeviceRecord> Store::device(std::string_view serial) { return read_device(*impl_, serial, false); }
+
+bool Store::any_devices() {
+    if (impl_->version < 3) return false;  // a read-only open of an older store
+    Q q(*impl_, "SELECT EXISTS (SELECT 1 FROM devices)");
+    return q.step() && q.col_int(0) != 0;
+}
+
+std::vector<std::optional<DeviceRecord>> Store::devices_many(std::span<const std::string> serials) {
+    const ReadTx snapshot(*impl_);
+    std::vector<std::size_t> order(serials.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return serials[a] < serials[b]; });
+    std::vector<std::optional<DeviceRecord>> out(serials.size());
+    for (const std::size_t i : order) out[i] = read_device(*impl_, serials[i], true);
+    return out;
+}
+
+std::optional<std::string> Store::device_of_cell(std::string_view cell_serial) {
+    Q q(*impl_, "SELECT action, device_serial FROM device_links WHERE cell_serial = ?1 ORDER BY id DESC LIMIT 1");
+    q.text(1, cell_serial);
+    if (!q.step() || q.col_text(0) != "link") return std::nullopt;
+    return q.col_text(1);
+}
+
+std::vector<DeviceLinkEvent> Store::device_history(std::string_view device_serial) {
+    Q q(*impl_, "SELECT id, time_unix_s, action, device_serial, cell_serial, station_id, reason, actor, role "
+                "FROM device_links WHERE device_serial = ?1 ORDER BY id");
+    q.text(1, device_serial);
+    std::vector<DeviceLinkEvent> out;
+    while (q.step()) out.push_back(read_link_row(q));
+    return out;
+}
+
+std::vector<DeviceLinkEvent> Store::cell_link_history(std::string_view cell_serial) {
+    Q q(*impl_, "SELECT id, time_unix_s, action, device_serial, cell_serial, station_id, reason, actor, role "
+                "FROM device_links WHERE cell_serial = ?1 ORDER BY id");
+    q.text(1, cell_serial);
+    std::vector<DeviceLinkEvent> out;
+    while (q.step()) out.push_back(read_link_row(q));
+    return out;
+}
+
+void Store::for_each_linked_cell(const CellFilter& filter,
+                                 const std::function<void(const CellInfo&, const DeviceInfo&)>& visit) {
+    const ReadTx snapshot(*impl_);
+    const FilterBounds b = bounds(filter);
+#define EOL_LINKED_SELECT                                                                                      \
+    "SELECT c.serial, c.cell_model, c.lot, c.production_date, c.latest_run_id, d.serial, d.model, "           \
+    "d.assembled_unix_s, d.station_id FROM cells c "                                                           \
+    "JOIN device_links l ON l.id = (SELECT max(x.id) FROM device_links x WHERE x.cell_serial = c.serial) "     \
+    "JOIN devices d ON d.serial = l.device_serial WHERE l.action = 'link' "
+    auto loop = [&](Q& q) {
+        DeviceInfo d;
+        while (q.step()) {
+            const CellInfo c = read_cell_row(q, 0);
+            d.serial = q.col_text(5);
+            d.model = q.col_text(6);
+            d.assembled_unix_s = q.col_real(7);
+            d.station_id = q.col_text(8);
+            visit(c, d);
+        }
+    };
+    if (filter.lot) {
+        Q q(*impl_, EOL_LINKED_SELECT "AND c.lot = ?1 AND c.production_date BETWEEN ?2 AND ?3");
+        q.text(1, *filter.lot).text(2, b.from).text(3, b.to);
+        loop(q);
+    } else if (b.all) {
+        Q q(*impl_, EOL_LINKED_SELECT);
+        loop(q);
+    } else {
+        Q q(*impl_, EOL_LINKED_SELECT "AND c.production_date BETWEEN ?1 AND ?2");
+        q.text(1, b.from).text(2, b.to);
+        loop(q);
+    }
+#undef EOL_LINKED_SELECT
 }
 
 // ---------------------------------------------------------------- station events

@@ -31,6 +31,20 @@
 // Both records go to the store with Store::write_batch, `batch_cells` cells
 // a transaction, in cell order.
 //
+// Assembly (after every cell is written; before any screening, so some
+// devices contain cells whose lots screening will hold later): each cell
+// that passed EOL goes, with probability `assembly_fraction`, into the device
+// being built; devices take consecutive such cells (so cells of one lot end
+// up together), their model drawn per device from `device_models` by
+// `share`. Every device is linked through the genealogy interlock
+// (genealogy.hpp: Genealogy::link, one transaction per device, batched under
+// one outer write transaction per `batch_cells` devices) and assembled 1–5
+// days after the latest EOL test of its cells, at `assembly_station`.
+// Device serials per `device_scheme` (default device_serial_scheme()):
+// plant and line as the cells', sequence 1, 2, … A started device whose
+// cells run out is not built. The device truth says which devices contain
+// a shorted cell or a cell of a defect-window lot.
+//
 // Determinism: every cell draws from its own RNG seeded by (seed, cell
 // index), so the result does not depend on `threads` (0 = all cores).
 //
@@ -56,6 +70,16 @@
 #include "eol/station/store.hpp"
 
 namespace eol::station {
+
+/// A device model the simulated line assembles.
+struct DeviceModelSpec {
+    std::string model;       // e.g. "A1112"
+    std::size_t cells = 3;   // cells per device
+    double share = 1.0;      // relative frequency
+};
+
+/// The default models: power bank A1112 (3 cells), speaker A3102 (2 cells).
+std::vector<DeviceModelSpec> default_device_models();
 
 struct ProductionSpec {
     std::size_t cells = 20000;
@@ -85,6 +109,22 @@ struct ProductionSpec {
     double fixture_wait_s = 7200.0;    // storage time spent in the EOL fixture before the test
     bool store_traces = false;         // keep the pulse trace in the EOL record
     std::size_t batch_cells = 500;
+    // Assembly (empty device_models: none).
+    std::vector<DeviceModelSpec> device_models;
+    double assembly_fraction = 0.6;
+    std::string assembly_station = "ASSY-01";
+    const SerialScheme* device_scheme = nullptr;  // nullptr: device_serial_scheme()
+};
+
+/// What went into a simulated device.
+struct DeviceTruth {
+    std::string serial;
+    std::string model;
+    std::vector<std::string> cells;
+    double assembled_unix_s = 0.0;
+    bool shorted = false;      // a cell inside has an internal short
+    bool defect_lot = false;   // a cell inside is from a defect-window lot
+    bool affected() const { return shorted || defect_lot; }
 };
 
 /// What was really made (for judging a screen; never read by it).
@@ -107,6 +147,8 @@ struct ProductionSummary {
     std::size_t defect_lots = 0;
     std::size_t shorted = 0;
     std::size_t eol_failed = 0;
+    std::vector<DeviceTruth> devices;  // in assembly order
+    std::size_t devices_refused = 0;   // by the interlock (0 in a fresh store)
     double seconds = 0.0;          // wall time
 };
 
@@ -118,5 +160,11 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec,
 
 /// Truth as CSV: serial,lot,production_date,defect_lot,shorted,r_isc_ohm,r0_ohm,leak_ma,rest_days,eol_pass
 void write_truth_csv(const std::filesystem::path& file, std::span<const CellTruth> truth);
+
+/// Device truth as CSV: device_serial,model,cells (';'-separated),assembled_unix_s,shorted,defect_lot,affected
+void write_device_truth_csv(const std::filesystem::path& file, std::span<const DeviceTruth> devices);
+
+/// Where the device truth goes beside a cell truth file: truth.csv → truth.devices.csv.
+std::filesystem::path device_truth_path(const std::filesystem::path& truth);
 
 }  // namespace eol::station

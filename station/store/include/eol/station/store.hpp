@@ -186,6 +186,45 @@ struct CellStatus {
 CellState quarantine_state(std::string_view serial, std::span<const QuarantineEvent* const> events,
                            std::vector<QuarantineEvent>* because = nullptr);
 
+// ---- genealogy: devices built from cells (migration 3)
+//
+// A device (a power bank, a speaker) has a serial, a model, and where and
+// when it was assembled (its first link). Which cells are inside it is an
+// append-only history of link / unlink events (device_links): the cells a
+// device contains now are those whose latest event for that device is a
+// link; the device a cell is inside now is the one of the cell's latest
+// event, when that is a link. Devices and their events are never changed or
+// deleted (triggers, as for results). The interlock that decides whether a
+// link may be written lives in station/genealogy (genealogy.hpp).
+
+struct DeviceInfo {
+    std::string serial;
+    std::string model;
+    double assembled_unix_s = 0.0;  // the time of its first link
+    std::string station_id;         // where it was assembled
+};
+
+enum class LinkAction { link, unlink };
+std::string_view to_string(LinkAction a);
+
+struct DeviceLinkEvent {
+    std::int64_t id = 0;            // assigned by the store (increasing)
+    double time_unix_s = 0.0;       // 0 = now
+    LinkAction action = LinkAction::link;
+    std::string device_serial;
+    std::string cell_serial;
+    std::string station_id;         // required
+    std::string reason;             // unlink: required
+    std::string actor;              // unlink: required
+    std::string role;
+};
+
+/// A device and the cells inside it now (in the order they were linked).
+struct DeviceRecord {
+    DeviceInfo device;
+    std::vector<std::string> cells;
+};
+
 struct StationEvent {
     std::int64_t id = 0;        // assigned by the store
     double time_unix_s = 0.0;
@@ -284,6 +323,31 @@ public:
     /// status() of many serials (same order): loads lot/window events once
     /// and reads cells in key order.
     std::vector<CellStatus> status_many(std::span<const std::string> serials);
+
+    // ---- genealogy (devices and the cells inside them) ----
+    /// Appends link/unlink events of ONE device, adding the device row first
+    /// when it is new (model, station and time from `device`; its time 0 =
+    /// the first event's time). One transaction (it joins an open
+    /// write_transaction). StoreError when the device exists with another
+    /// model, an event names another device, or a field is missing (names it).
+    /// No rule is checked here beyond the fields: the interlock is the
+    /// caller's (station/genealogy), inside one write_transaction.
+    std::vector<std::int64_t> append_device_links(const DeviceInfo& device, std::span<const DeviceLinkEvent> events);
+    /// A device and its cells now; nullopt when unknown. One indexed read.
+    std::optional<DeviceRecord> device(std::string_view serial);
+    /// device() of many serials (same order), in one read snapshot, in key order.
+    std::vector<std::optional<DeviceRecord>> devices_many(std::span<const std::string> serials);
+    /// Whether the store knows any device (one indexed probe).
+    bool any_devices();
+    /// The device a cell is inside now (its latest link event, if not undone).
+    std::optional<std::string> device_of_cell(std::string_view cell_serial);
+    /// Link events of a device, or of a cell, oldest first.
+    std::vector<DeviceLinkEvent> device_history(std::string_view device_serial);
+    std::vector<DeviceLinkEvent> cell_link_history(std::string_view cell_serial);
+    /// Visits every cell matching `filter` that is inside a device now, with
+    /// that device (unordered). The callback must not write to the store.
+    void for_each_linked_cell(const CellFilter& filter,
+                              const std::function<void(const CellInfo&, const DeviceInfo&)>& visit);
 
     // ---- station events ----
     std::int64_t append_station_event(const StationEvent& event);

@@ -1,0 +1,482 @@
+#include "eol/station/genealogy.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "eol/station/errors.hpp"
+
+namespace eol::station {
+
+namespace {
+
+// The same as config/device-serial-scheme.toml (a test compares them).
+constexpr std::string_view kDeviceSchemeToml = R"toml(
+length = 16
+alphabet = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+check = "luhn"
+ignore = " -"
+aliases = { O = "0", I = "1" }
+confusable = ["1L", "2Z", "5S", "8B"]
+
+[[field]]
+name = "plant"
+kind = "plant"
+position = 1
+length = 2
+
+[[field]]
+name = "line"
+kind = "line"
+position = 3
+length = 1
+
+[[field]]
+name = "sequence"
+kind = "sequence"
+position = 4
+length = 12
+)toml";
+
+std::string trimmed(std::string_view s) {
+    const auto b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string_view::npos) return {};
+    const auto e = s.find_last_not_of(" \t\r\n");
+    return std::string(s.substr(b, e - b + 1));
+}
+
+std::string utc_text(double unix_s) {
+    const auto t = static_cast<std::time_t>(unix_s);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+    return buf;
+}
+
+// "lot 0042: lot outlier rate 12 % (by screening)" — the hold in force that
+// came last, or the deciding event.
+std::string describe_because(const std::vector<QuarantineEvent>& because) {
+    if (because.empty()) return {};
+    const QuarantineEvent& e = because.back();
+    std::string s = fmt::format("{} {} since {}: {}", to_string(e.scope), e.target, utc_text(e.time_unix_s), e.reason);
+    if (because.size() > 1) s += fmt::format(" (+{} more)", because.size() - 1);
+    return s;
+}
+
+LinkRefusal refusal(std::string input, std::string serial, LinkRefusalKind kind, std::string reason) {
+    return LinkRefusal{std::move(input), std::move(serial), kind, std::move(reason)};
+}
+
+}  // namespace
+
+const SerialScheme& device_serial_scheme() {
+    static const SerialScheme scheme = SerialScheme::parse(kDeviceSchemeToml, "built-in device serial scheme");
+    return scheme;
+}
+
+std::string_view to_string(LinkRefusalKind kind) {
+    switch (kind) {
+        case LinkRefusalKind::device_invalid: return "device_invalid";
+        case LinkRefusalKind::device_model: return "device_model";
+        case LinkRefusalKind::device_scrapped: return "device_scrapped";
+        case LinkRefusalKind::no_cells: return "no_cells";
+        case LinkRefusalKind::invalid: return "invalid";
+        case LinkRefusalKind::repeated: return "repeated";
+        case LinkRefusalKind::unknown: return "unknown";
+        case LinkRefusalKind::untested: return "untested";
+        case LinkRefusalKind::failed: return "failed";
+        case LinkRefusalKind::held: return "held";
+        case LinkRefusalKind::scrapped: return "scrapped";
+        case LinkRefusalKind::in_other_device: return "in_other_device";
+        case LinkRefusalKind::already_linked: return "already_linked";
+    }
+    return "?";
+}
+
+// ================================================================ DeviceLookup
+
+CellState DeviceLookup::state() const {
+    bool held = own_state == CellState::held, released = own_state == CellState::released;
+    if (own_state == CellState::scrapped) return CellState::scrapped;
+    for (const auto& c : cells) {
+        if (c.state == CellState::scrapped) return CellState::scrapped;
+        held = held || c.state == CellState::held;
+        released = released || c.state == CellState::released;
+    }
+    return held ? CellState::held : released ? CellState::released : CellState::clear;
+}
+
+std::string_view DeviceLookup::status() const {
+    if (error) return "invalid";
+    if (!known) return "unknown";
+    if (cells.empty() && own_state != CellState::scrapped && own_state != CellState::held) return "empty";
+    return to_string(state());
+}
+
+std::string DeviceLookup::why_not() const {
+    if (may_ship) return {};
+    if (error) return error->message;
+    if (!known) return "not a device of this store";
+    if (own_state == CellState::held || own_state == CellState::scrapped)
+        return fmt::format("device {}: {}", to_string(own_state), describe_because(own_because));
+    if (cells.empty()) return "no cell inside";
+    for (const auto& c : cells) {
+        if (c.may_ship) continue;
+        if (!c.known) return fmt::format("cell {} unknown", c.serial);
+        if (c.state == CellState::held || c.state == CellState::scrapped)
+            return fmt::format("cell {} {}: {}", c.serial, to_string(c.state), describe_because(c.because));
+        return fmt::format("cell {}: last test {}", c.serial, c.verdict ? to_string(*c.verdict) : "none");
+    }
+    return "may not ship";
+}
+
+// ================================================================ Genealogy
+
+Genealogy::Genealogy(Store& store, const SerialScheme& cell_scheme, const SerialScheme& device_scheme)
+    : store_(store),
+      cell_scheme_(cell_scheme),
+      device_scheme_(device_scheme),
+      cells_(store, cell_scheme) {}
+
+void Genealogy::refresh_own() {
+    for (auto& e : store_.quarantine_events(last_event_id_)) {
+        last_event_id_ = std::max(last_event_id_, e.id);
+        if (e.scope == QuarantineScope::serial) own_events_[e.target].push_back(std::move(e));
+    }
+}
+
+CellState Genealogy::own_state(const std::string& serial, std::vector<QuarantineEvent>* because) const {
+    const auto it = own_events_.find(serial);
+    if (it == own_events_.end()) {
+        if (because) because->clear();
+        return CellState::clear;
+    }
+    std::vector<const QuarantineEvent*> ev;
+    for (const auto& e : it->second) ev.push_back(&e);
+    return quarantine_state(serial, ev, because);  // the one rule
+}
+
+LinkResult Genealogy::link(const LinkRequest& req) {
+    LinkResult res;
+    const NormalizeResult dn = device_scheme_.normalize(req.device);
+    if (!dn) {
+        res.refused.push_back(refusal(req.device, "", LinkRefusalKind::device_invalid,
+                                      fmt::format("device serial: {}", dn.error->message)));
+        return res;
+    }
+    res.device = dn.serial;
+    const std::string model = trimmed(req.model);
+    if (model.empty()) {
+        res.refused.push_back(refusal(req.device, res.device, LinkRefusalKind::device_model, "a model is required"));
+        return res;
+    }
+    if (req.cells.empty()) {
+        res.refused.push_back(refusal(req.device, res.device, LinkRefusalKind::no_cells, "no cells to link"));
+        return res;
+    }
+    if (trimmed(req.station_id).empty()) throw UsageError("link: a station id is required");
+
+    store_.write_transaction([&] {
+        // Decided under the write lock: the reads below see every commit
+        // made before it, and none can come between them and the write.
+        res.refused.clear();
+        res.cells.clear();
+        const std::optional<DeviceRecord> existing = store_.device(res.device);
+        if (existing && existing->device.model != model)
+            res.refused.push_back(refusal(req.device, res.device, LinkRefusalKind::device_model,
+                                          fmt::format("device {} is a {}, not a {}", res.device,
+                                                      existing->device.model, model)));
+        refresh_own();
+        std::vector<QuarantineEvent> own_because;
+        if (own_state(res.device, &own_because) == CellState::scrapped)
+            res.refused.push_back(refusal(req.device, res.device, LinkRefusalKind::device_scrapped,
+                                          fmt::format("device {} is scrapped: {}", res.device,
+                                                      describe_because(own_because))));
+        std::unordered_set<std::string> seen;
+        for (const std::string& input : req.cells) {
+            const LookupResult c = cells_.lookup(input);
+            if (c.error) {
+                res.refused.push_back(refusal(input, "", LinkRefusalKind::invalid,
+                                              fmt::format("cell '{}': {}", input, c.error->message)));
+                continue;
+            }
+            const std::string& s = c.serial;
+            auto no = [&](LinkRefusalKind kind, std::string why) {
+                res.refused.push_back(refusal(input, s, kind, fmt::format("cell {}: {}", s, why)));
+            };
+            if (!seen.insert(s).second) {
+                no(LinkRefusalKind::repeated, "named twice in this request");
+                continue;
+            }
+            if (!c.known) {
+                no(LinkRefusalKind::unknown, "unknown: never tested at this store");
+                continue;
+            }
+            if (c.state == CellState::scrapped) {
+                no(LinkRefusalKind::scrapped, "scrapped: " + describe_because(c.because));
+                continue;
+            }
+            if (c.state == CellState::held) {
+                no(LinkRefusalKind::held, "held by " + describe_because(c.because));
+                continue;
+            }
+            if (!c.verdict) {
+                no(LinkRefusalKind::untested, "untested: no completed test");
+                continue;
+            }
+            if (*c.verdict != Verdict::pass) {
+                no(LinkRefusalKind::failed, fmt::format("failed: its latest test is {}", to_string(*c.verdict)));
+                continue;
+            }
+            if (const auto in = store_.device_of_cell(s)) {
+                if (*in == res.device) no(LinkRefusalKind::already_linked, "already inside this device");
+                else no(LinkRefusalKind::in_other_device, fmt::format("already inside device {}", *in));
+                continue;
+            }
+            res.cells.push_back(s);
+        }
+        if (!res.refused.empty()) {
+            res.cells.clear();
+            return false;  // nothing written for this device
+        }
+        DeviceInfo info;
+        info.serial = res.device;
+        info.model = model;
+        info.assembled_unix_s = req.time_unix_s;
+        info.station_id = trimmed(req.station_id);
+        std::vector<DeviceLinkEvent> events;
+        for (const auto& s : res.cells) {
+            DeviceLinkEvent e;
+            e.time_unix_s = req.time_unix_s;
+            e.action = LinkAction::link;
+            e.device_serial = res.device;
+            e.cell_serial = s;
+            e.station_id = info.station_id;
+            e.actor = req.actor;
+            events.push_back(std::move(e));
+        }
+        store_.append_device_links(info, events);
+        res.linked = true;
+        return true;
+    });
+    return res;
+}
+
+std::int64_t Genealogy::unlink(std::string_view device, std::string_view cell, std::string_view reason,
+                               const Actor& actor, std::string_view station_id, double time_unix_s) {
+    if (trimmed(reason).empty()) throw UsageError("unlink: a reason is required");
+    if (trimmed(actor.name).empty()) throw UsageError("unlink: an actor is required");
+    if (actor.role != kQualityRole)
+        throw QuarantineRefused(fmt::format("unlink: role '{}' may not unlink cells; it needs the role '{}'",
+                                            actor.role, kQualityRole));
+    const NormalizeResult dn = device_scheme_.normalize(device);
+    if (!dn) throw UsageError(fmt::format("--device '{}': {}", device, dn.error->message));
+    const NormalizeResult cn = cell_scheme_.normalize(cell);
+    if (!cn) throw UsageError(fmt::format("--cell '{}': {}", cell, cn.error->message));
+    std::int64_t id = 0;
+    store_.write_transaction([&] {
+        const auto rec = store_.device(dn.serial);
+        if (!rec) throw QuarantineRefused(fmt::format("unlink: no device {} in this store", dn.serial));
+        if (std::find(rec->cells.begin(), rec->cells.end(), cn.serial) == rec->cells.end())
+            throw QuarantineRefused(fmt::format("unlink: cell {} is not inside device {}", cn.serial, dn.serial));
+        DeviceLinkEvent e;
+        e.time_unix_s = time_unix_s;
+        e.action = LinkAction::unlink;
+        e.device_serial = dn.serial;
+        e.cell_serial = cn.serial;
+        e.station_id = std::string(station_id);
+        e.reason = trimmed(reason);
+        e.actor = trimmed(actor.name);
+        e.role = actor.role;
+        id = store_.append_device_links(rec->device, std::span(&e, 1)).front();
+        return true;
+    });
+    return id;
+}
+
+void Genealogy::judge(std::span<DeviceLookup* const> devs, std::span<const std::optional<DeviceRecord>> records) {
+    std::vector<std::string> all_cells;
+    for (std::size_t i = 0; i < devs.size(); ++i) {
+        DeviceLookup& d = *devs[i];
+        if (!records[i]) continue;
+        d.known = true;
+        d.model = records[i]->device.model;
+        d.assembled_unix_s = records[i]->device.assembled_unix_s;
+        d.station_id = records[i]->device.station_id;
+        all_cells.insert(all_cells.end(), records[i]->cells.begin(), records[i]->cells.end());
+    }
+    refresh_own();
+    // One call: the session's event cache is refreshed once for all cells.
+    const std::vector<LookupResult> cells = cells_.lookup_many(all_cells);
+    std::size_t c = 0;
+    for (std::size_t i = 0; i < devs.size(); ++i) {
+        DeviceLookup& d = *devs[i];
+        if (!records[i]) continue;
+        d.own_state = own_state(d.serial, &d.own_because);
+        for (std::size_t j = 0; j < records[i]->cells.size(); ++j) d.cells.push_back(cells[c++]);
+        bool ok = !d.cells.empty() && (d.own_state == CellState::clear || d.own_state == CellState::released);
+        for (const auto& cell : d.cells) ok = ok && cell.may_ship;
+        d.may_ship = ok;
+    }
+}
+
+DeviceLookup Genealogy::lookup_device(std::string_view input) {
+    const std::string in(input);
+    return lookup_devices(std::span(&in, 1)).front();
+}
+
+std::vector<DeviceLookup> Genealogy::lookup_devices(std::span<const std::string> inputs) {
+    std::vector<DeviceLookup> out(inputs.size());
+    std::vector<std::string> serials;
+    std::vector<DeviceLookup*> valid;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        out[i].input = inputs[i];
+        if (!device_scheme_.normalize_into(inputs[i], out[i].serial)) {
+            NormalizeResult r = device_scheme_.normalize(inputs[i]);
+            out[i].serial.clear();
+            out[i].error = std::make_shared<const SerialError>(std::move(*r.error));
+            continue;
+        }
+        serials.push_back(out[i].serial);
+        valid.push_back(&out[i]);
+    }
+    const auto records = store_.devices_many(serials);
+    judge(valid, records);
+    return out;
+}
+
+std::vector<UnitLookup> Genealogy::lookup_units(std::span<const std::string> inputs) {
+    std::vector<UnitLookup> out(inputs.size());
+    // A store without devices (a cell plant, a station): every input is a
+    // cell, and the bulk cell path keeps its speed (no device probe per serial).
+    if (!store_.any_devices()) {
+        if (inputs.size() == 1) {
+            out[0].cell = cells_.lookup(inputs[0]);
+        } else if (!inputs.empty()) {
+            auto looked = cells_.lookup_many(inputs);
+            for (std::size_t k = 0; k < inputs.size(); ++k) out[k].cell = std::move(looked[k]);
+        }
+        return out;
+    }
+    // Which inputs are devices the store knows.
+    std::vector<std::string> candidates;
+    std::vector<std::size_t> candidate_of;
+    std::string norm;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        if (!device_scheme_.normalize_into(inputs[i], norm)) continue;
+        candidates.push_back(norm);
+        candidate_of.push_back(i);
+    }
+    const auto records = store_.devices_many(candidates);
+    std::vector<DeviceLookup*> devs;
+    std::vector<std::optional<DeviceRecord>> dev_records;
+    for (std::size_t k = 0; k < candidates.size(); ++k) {
+        if (!records[k]) continue;
+        UnitLookup& u = out[candidate_of[k]];
+        u.is_device = true;
+        u.device.input = inputs[candidate_of[k]];
+        u.device.serial = candidates[k];
+        devs.push_back(&u.device);
+        dev_records.push_back(records[k]);
+    }
+    judge(devs, dev_records);
+    // The rest as cells.
+    std::vector<std::string> rest;
+    std::vector<std::size_t> rest_of;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        if (out[i].is_device) continue;
+        rest.push_back(inputs[i]);
+        rest_of.push_back(i);
+    }
+    if (rest.size() == 1) {
+        out[rest_of[0]].cell = cells_.lookup(rest[0]);
+    } else if (!rest.empty()) {
+        auto looked = cells_.lookup_many(rest);
+        for (std::size_t k = 0; k < rest.size(); ++k) out[rest_of[k]].cell = std::move(looked[k]);
+    }
+    return out;
+}
+
+// ================================================================ shipping
+
+UnitShipment ship_units(Store& store, Genealogy& genealogy, std::span<const std::string> serials,
+                        std::string_view gate_id, const Actor& actor, std::string_view reference) {
+    if (trimmed(gate_id).empty()) throw UsageError("ship: a gate id is required");
+    if (trimmed(actor.name).empty()) throw UsageError("ship: an actor is required");
+    if (serials.empty()) throw UsageError("ship: no serials");
+    UnitShipment res;
+    store.write_transaction([&] {
+        res = UnitShipment{};
+        std::vector<UnitLookup> looked = genealogy.lookup_units(serials);
+        std::unordered_set<std::string> seen;
+        nlohmann::json list = nlohmann::json::array();
+        nlohmann::json devices = nlohmann::json::array();
+        for (auto& u : looked) {
+            const std::string key = u.serial().empty() ? u.input() : u.serial();
+            if (!seen.insert(key).second) {
+                ++res.repeats;
+                continue;
+            }
+            ++res.units;
+            if (u.is_device) ++res.devices;
+            if (!u.may_ship()) {
+                res.refused.push_back(std::move(u));
+                continue;
+            }
+            list.push_back(u.serial());
+            if (u.is_device) {
+                nlohmann::json cells = nlohmann::json::array();
+                for (const auto& c : u.device.cells) cells.push_back(c.serial);
+                devices.push_back({{"serial", u.serial()}, {"model", u.device.model}, {"cells", cells}});
+            }
+        }
+        if (!res.refused.empty()) return false;
+        StationEvent ev;
+        ev.station_id = std::string(gate_id);
+        ev.kind = "shipment";
+        ev.message = fmt::format("shipment {}: {} units", reference, list.size());
+        nlohmann::json detail{{"serials", list}, {"actor", actor.name}, {"role", actor.role},
+                              {"reference", reference}};
+        if (!devices.empty()) detail["devices"] = devices;
+        ev.detail_json = detail.dump();
+        res.event_id = store.append_station_event(ev);
+        res.shipped = true;
+        return true;
+    });
+    return res;
+}
+
+// ================================================================ recall
+
+DeviceRecall recall_devices(Store& store, const CellFilter& filter, const std::optional<std::string>& model) {
+    DeviceRecall out;
+    std::unordered_map<std::string, std::size_t> index;  // device serial → out.devices
+    store.for_each_linked_cell(filter, [&](const CellInfo& c, const DeviceInfo& d) {
+        if (model && d.model != *model) return;
+        auto [it, fresh] = index.emplace(d.serial, out.devices.size());
+        if (fresh) out.devices.push_back(RecallDevice{d, {}, std::nullopt});
+        out.devices[it->second].affected_cells.push_back(c);
+        ++out.affected_cells_in_devices;
+    });
+    std::sort(out.devices.begin(), out.devices.end(),
+              [](const RecallDevice& a, const RecallDevice& b) { return a.device.serial < b.device.serial; });
+    const auto shipped = shipped_serials(store);
+    for (auto& d : out.devices) {
+        if (const auto it = shipped.find(d.device.serial); it != shipped.end()) d.shipped_unix_s = it->second;
+        std::sort(d.affected_cells.begin(), d.affected_cells.end(),
+                  [](const CellInfo& a, const CellInfo& b) { return a.serial < b.serial; });
+        ModelCount& m = out.models[d.device.model];
+        ++m.devices;
+        if (d.shipped_unix_s) ++m.shipped;
+        else ++m.in_stock;
+        m.affected_cells += d.affected_cells.size();
+    }
+    return out;
+}
+
+}  // namespace eol::station

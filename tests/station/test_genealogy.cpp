@@ -1,0 +1,383 @@
+// Genealogy (station/genealogy): the device serial scheme, the assembly
+// interlock (each refusal, and that a refused cell writes nothing for its
+// device), holds propagating to devices by computation (a lot hold after
+// assembly holds the device; the release frees it), rework (unlink/relink
+// keeps the history), the device ship gate, and two links of one cell raced
+// from two connections (only one wins).
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eol/station/genealogy.hpp"
+#include "eol/station/quarantine.hpp"
+#include "eol/station/store.hpp"
+#include "support/cli_test.hpp"
+#include "support/genealogy_test.hpp"
+#include "support/station_test.hpp"
+
+namespace fs = std::filesystem;
+using namespace eol::station;
+using eol::test::create_store;
+using eol::test::device_serial;
+using eol::test::link_request;
+using eol::test::make_serial;
+using eol::test::TempDir;
+using eol::test::write_cells;
+
+namespace {
+const Actor kQuality{"qe-anna", "quality"};
+const Actor kOperator{"op-ben", "operator"};
+
+// SQL run on the file by hand, as anyone with the sqlite3 shell could: ""
+// when it worked, else SQLite's message.
+std::string raw_sql(const fs::path& db, const std::string& sql) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+    std::string out = rc == SQLITE_OK ? "" : (err ? err : "error");
+    sqlite3_free(err);
+    sqlite3_close(h);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("genealogy: the device serial scheme is the shipped config/device-serial-scheme.toml") {
+    const SerialScheme& ds = device_serial_scheme();
+    CHECK(SerialScheme::load(fs::path(EOL_CONFIG_DIR) / "device-serial-scheme.toml") == ds);
+    CHECK(ds.length() == 16);
+    CHECK(ds.alphabet().find('O') == std::string::npos);
+    CHECK(ds.alphabet().find('I') == std::string::npos);
+    CHECK(ds.has_check());
+    const std::string d = device_serial(42);
+    CHECK(d.size() == 16);
+    CHECK(ds.normalize(d).ok());
+    // As typed: lower case, dashes, O for 0.
+    std::string typed = d;
+    for (auto& c : typed) c = c == '0' ? 'o' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    CHECK(ds.normalize(typed.substr(0, 4) + "-" + typed.substr(4)).serial == d);
+    // One wrong character fails the check.
+    std::string bad = d;
+    bad[8] = bad[8] == '7' ? '6' : '7';
+    const NormalizeResult r = ds.normalize(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error->kind == SerialErrorKind::bad_check);
+}
+
+TEST_CASE("genealogy: each interlock refusal names its reason and nothing is written for the device") {
+    TempDir tmp;
+    Store store = create_store(tmp / "g.db");
+    const auto good = write_cells(store, "0042", {2023, 3, 14}, 12);
+    const auto failed = write_cells(store, "0042", {2023, 3, 14}, 1, Verdict::fail, 100);
+    const auto untested = write_cells(store, "0042", {2023, 3, 14}, 1, Verdict::error, 200);
+    const auto lot_held = write_cells(store, "0043", {2023, 3, 15}, 1, Verdict::pass, 1);
+    const auto window_held = write_cells(store, "0044", {2023, 5, 2}, 1, Verdict::pass, 1);
+    Quarantine q(store);
+    q.hold(Scope::serial(good[1]), "p_x high", kOperator);
+    q.hold(Scope::lot("0043"), "lot outlier rate", kOperator);
+    q.hold(Scope::window({2023, 5, 1}, {2023, 5, 3}), "supplier notice", kOperator);
+    q.scrap(Scope::serial(good[2]), "dented can", kQuality);
+    Genealogy g(store);
+    // good[3] is inside another device already.
+    REQUIRE(g.link(link_request(device_serial(1), "A1112", {good[3], good[4], good[5]})).linked);
+    const std::int64_t links_before = store.count("device_links");
+    const std::int64_t devices_before = store.count("devices");
+
+    struct Case {
+        const char* name;
+        std::string cell;
+        LinkRefusalKind kind;
+        const char* says;
+    };
+    const std::string unknown = make_serial("0099", {2023, 3, 14}, 1);
+    const std::string first_device = device_serial(1);
+    const std::vector<Case> cases{
+        {"unknown", unknown, LinkRefusalKind::unknown, "never tested"},
+        {"untested", untested[0], LinkRefusalKind::untested, "no completed test"},
+        {"failed", failed[0], LinkRefusalKind::failed, "fail"},
+        {"held by serial", good[1], LinkRefusalKind::held, "p_x high"},
+        {"held by lot", lot_held[0], LinkRefusalKind::held, "lot 0043"},
+        {"held by window", window_held[0], LinkRefusalKind::held, "window 2023-05-01..2023-05-03"},
+        {"scrapped", good[2], LinkRefusalKind::scrapped, "dented can"},
+        {"inside another device", good[3], LinkRefusalKind::in_other_device, first_device.c_str()},
+        {"invalid", "01A33E00420000XX", LinkRefusalKind::invalid, "cell"},
+    };
+    std::uint64_t seq = 10;
+    for (const Case& c : cases) {
+        CAPTURE(c.name);
+        const std::string dev = device_serial(seq++);
+        // A good cell first: it must not be written either.
+        const LinkResult r = g.link(link_request(dev, "A1112", {good[0], c.cell, good[6]}));
+        CHECK_FALSE(r.linked);
+        REQUIRE(r.refused.size() == 1);
+        CHECK(r.refused[0].kind == c.kind);
+        CHECK_MESSAGE(r.refused[0].reason.find(c.says) != std::string::npos, r.refused[0].reason);
+        CHECK(r.cells.empty());
+        CHECK_FALSE(store.device(dev).has_value());
+        CHECK_FALSE(store.device_of_cell(good[0]).has_value());
+        CHECK(store.count("device_links") == links_before);
+        CHECK(store.count("devices") == devices_before);
+    }
+    // Device-level refusals: a repeated cell, a bad device serial, no model,
+    // no cells, another model for a stored device, a scrapped device.
+    LinkResult r = g.link(link_request(device_serial(50), "A1112", {good[0], good[0]}));
+    REQUIRE(r.refused.size() == 1);
+    CHECK(r.refused[0].kind == LinkRefusalKind::repeated);
+    r = g.link(link_request("P1A0000000000!2Z", "A1112", {good[0]}));
+    REQUIRE(r.refused.size() == 1);
+    CHECK(r.refused[0].kind == LinkRefusalKind::device_invalid);
+    CHECK(r.refused[0].reason.find("position 14") != std::string::npos);
+    CHECK(g.link(link_request(device_serial(51), " ", {good[0]})).refused.at(0).kind == LinkRefusalKind::device_model);
+    CHECK(g.link(link_request(device_serial(52), "A1112", {})).refused.at(0).kind == LinkRefusalKind::no_cells);
+    r = g.link(link_request(device_serial(1), "A3102", {good[7]}));
+    CHECK(r.refused.at(0).kind == LinkRefusalKind::device_model);
+    CHECK(r.refused.at(0).reason.find("is a A1112") != std::string::npos);
+    q.scrap(Scope::serial(device_serial(1)), "dropped in rework", kQuality);
+    r = g.link(link_request(device_serial(1), "A1112", {good[7]}));
+    CHECK(r.refused.at(0).kind == LinkRefusalKind::device_scrapped);
+    // Several bad cells: each is named.
+    r = g.link(link_request(device_serial(53), "A1112", {failed[0], unknown, good[8]}));
+    CHECK(r.refused.size() == 2);
+    CHECK(store.count("device_links") == links_before);
+    CHECK(store.count("devices") == devices_before);
+    // And the good cells alone link.
+    r = g.link(link_request(device_serial(54), "A3102", {good[0], good[6]}));
+    CHECK(r.linked);
+    CHECK(r.cells == std::vector<std::string>{good[0], good[6]});
+    CHECK(store.device_of_cell(good[0]) == device_serial(54));
+    // Linking the same cell into the same device again is refused too.
+    r = g.link(link_request(device_serial(54), "A3102", {good[0]}));
+    CHECK(r.refused.at(0).kind == LinkRefusalKind::already_linked);
+}
+
+TEST_CASE("genealogy: a lot hold after assembly holds the device — releasing the lot frees it") {
+    TempDir tmp;
+    Store store = create_store(tmp / "g.db");
+    const auto a = write_cells(store, "0042", {2023, 3, 14}, 2);
+    const auto b = write_cells(store, "0051", {2023, 4, 20}, 1);
+    Genealogy g(store);
+    const std::string dev = device_serial(7);
+    REQUIRE(g.link(link_request(dev, "A1112", {a[0], a[1], b[0]})).linked);
+    const std::string other = device_serial(8);
+    const auto c = write_cells(store, "0060", {2023, 6, 1}, 2);
+    REQUIRE(g.link(link_request(other, "A3102", {c[0], c[1]})).linked);
+
+    DeviceLookup d = g.lookup_device(dev);
+    CHECK(d.known);
+    CHECK(d.model == "A1112");
+    CHECK(d.cells.size() == 3);
+    CHECK(d.may_ship);
+    CHECK(d.status() == "clear");
+
+    Quarantine q(store);
+    q.hold(Scope::lot("0051"), "lot outlier rate", kOperator);  // after assembly
+    d = g.lookup_device(dev);
+    CHECK_FALSE(d.may_ship);
+    CHECK(d.state() == CellState::held);
+    CHECK(d.own_state == CellState::clear);  // nothing was copied onto the device
+    CHECK(d.why_not().find(b[0]) != std::string::npos);
+    CHECK(d.why_not().find("lot 0051") != std::string::npos);
+    CHECK(g.lookup_device(other).may_ship);  // no cell of that lot
+
+    q.release(Scope::lot("0051"), "retest passed", kQuality);
+    d = g.lookup_device(dev);
+    CHECK(d.may_ship);
+    CHECK(d.state() == CellState::released);
+
+    // A window hold, and a hold of the device itself, by the same rule.
+    q.hold(Scope::window({2023, 3, 1}, {2023, 3, 31}), "March cells", kOperator);
+    CHECK_FALSE(g.lookup_device(dev).may_ship);
+    q.release(Scope::window({2023, 3, 1}, {2023, 3, 31}), "cleared", kQuality);
+    CHECK(g.lookup_device(dev).may_ship);
+    q.hold(Scope::serial(dev), "drop test", kOperator);
+    d = g.lookup_device(dev);
+    CHECK_FALSE(d.may_ship);
+    CHECK(d.own_state == CellState::held);
+    CHECK(d.why_not().find("drop test") != std::string::npos);
+
+    // Bulk device lookups and lookups of either kind agree with single ones.
+    const std::vector<std::string> inputs{other, dev, a[0], "P1A000000000000Z", device_serial(999)};
+    const auto units = g.lookup_units(inputs);
+    REQUIRE(units.size() == 5);
+    CHECK(units[0].is_device);
+    CHECK(units[0].may_ship());
+    CHECK(units[1].is_device);
+    CHECK_FALSE(units[1].may_ship());
+    CHECK_FALSE(units[2].is_device);
+    CHECK(units[2].may_ship());  // the cell itself is clear
+    CHECK_FALSE(units[3].may_ship());
+    CHECK_FALSE(units[4].is_device);  // unknown device serial: answered as a (unknown) cell
+    CHECK_FALSE(units[4].may_ship());
+}
+
+TEST_CASE("genealogy: unlink and relink for rework keep the whole history") {
+    TempDir tmp;
+    Store store = create_store(tmp / "g.db");
+    const auto c = write_cells(store, "0042", {2023, 3, 14}, 4);
+    Genealogy g(store);
+    const std::string d1 = device_serial(1), d2 = device_serial(2);
+    REQUIRE(g.link(link_request(d1, "A3102", {c[0], c[1]})).linked);
+
+    CHECK_THROWS_AS(g.unlink(d1, c[1], "swollen", kOperator), QuarantineRefused);  // role
+    CHECK_THROWS_AS(g.unlink(d1, c[1], "  ", kQuality), UsageError);               // reason
+    CHECK_THROWS_AS(g.unlink(d1, c[2], "not inside", kQuality), QuarantineRefused);
+    CHECK_THROWS_AS(g.unlink(d2, c[1], "no such device", kQuality), QuarantineRefused);
+    CHECK(store.count("device_links") == 2);
+
+    CHECK(g.unlink(d1, c[1], "connector damaged in rework", kQuality) > 0);
+    CHECK(store.device(d1)->cells == std::vector<std::string>{c[0]});
+    CHECK_FALSE(store.device_of_cell(c[1]).has_value());
+    CHECK(g.lookup_device(d1).may_ship);  // one good cell left
+
+    // The freed cell goes into another device; a new cell into the first.
+    REQUIRE(g.link(link_request(d2, "A3102", {c[1], c[3]})).linked);
+    REQUIRE(g.link(link_request(d1, "A3102", {c[2]})).linked);
+    CHECK(store.device(d1)->cells == std::vector<std::string>{c[0], c[2]});
+    CHECK(store.device_of_cell(c[1]) == d2);
+
+    const auto h1 = store.device_history(d1);
+    REQUIRE(h1.size() == 4);
+    CHECK(h1[2].action == LinkAction::unlink);
+    CHECK(h1[2].reason == "connector damaged in rework");
+    CHECK(h1[2].actor == "qe-anna");
+    CHECK(h1[2].role == "quality");
+    const auto hc = store.cell_link_history(c[1]);
+    REQUIRE(hc.size() == 3);
+    CHECK(hc[0].device_serial == d1);
+    CHECK(hc[1].action == LinkAction::unlink);
+    CHECK(hc[2].device_serial == d2);
+    CHECK(store.device(d1)->device.assembled_unix_s == h1[0].time_unix_s);
+    // Unlinking everything leaves an empty device, which may not ship.
+    g.unlink(d1, c[0], "rework", kQuality);
+    g.unlink(d1, c[2], "rework", kQuality);
+    const DeviceLookup e = g.lookup_device(d1);
+    CHECK(e.cells.empty());
+    CHECK(e.status() == "empty");
+    CHECK_FALSE(e.may_ship);
+}
+
+TEST_CASE("genealogy: the device ship gate records devices in one transaction, and refuses a held one") {
+    TempDir tmp;
+    Store store = create_store(tmp / "g.db");
+    const auto c = write_cells(store, "0042", {2023, 3, 14}, 5);
+    Genealogy g(store);
+    const std::string d1 = device_serial(1), d2 = device_serial(2);
+    REQUIRE(g.link(link_request(d1, "A1112", {c[0], c[1], c[2]})).linked);
+    REQUIRE(g.link(link_request(d2, "A3102", {c[3], c[4]})).linked);
+    Quarantine(store).hold(Scope::serial(c[4]), "p_x high", kOperator);
+    const Actor dock{"dock", "logistics"};
+    const std::vector<std::string> both{d1, d2};
+    UnitShipment s = ship_units(store, g, both, "SHIP-01", dock, "PO-1");
+    CHECK_FALSE(s.shipped);
+    REQUIRE(s.refused.size() == 1);
+    CHECK(s.refused[0].serial() == d2);
+    CHECK(shipped_serials(store).empty());
+    const std::vector<std::string> one{d1, d1};
+    s = ship_units(store, g, one, "SHIP-01", dock, "PO-2");
+    CHECK(s.shipped);
+    CHECK(s.units == 1);
+    CHECK(s.devices == 1);
+    CHECK(s.repeats == 1);
+    CHECK(shipped_serials(store).count(d1) == 1);
+
+    // The recall list: devices containing a cell of lot 0042, shipped or not.
+    CellFilter f;
+    f.lot = "0042";
+    DeviceRecall rec = recall_devices(store, f);
+    REQUIRE(rec.devices.size() == 2);
+    CHECK(rec.devices[0].device.serial == d1);
+    CHECK(rec.devices[0].shipped_unix_s.has_value());
+    CHECK(rec.devices[0].affected_cells.size() == 3);
+    CHECK_FALSE(rec.devices[1].shipped_unix_s.has_value());
+    CHECK(rec.models.at("A1112").shipped == 1);
+    CHECK(rec.models.at("A3102").in_stock == 1);
+    CHECK(recall_devices(store, f, std::string("A3102")).devices.size() == 1);
+    f.lot = "0043";
+    CHECK(recall_devices(store, f).devices.empty());
+}
+
+TEST_CASE("hostile: two links of the same cell into two devices at once: only one wins") {
+    TempDir tmp;
+    const fs::path db = tmp / "race.db";
+    constexpr int kRounds = 12;
+    std::vector<std::string> cells;
+    {
+        Store store = create_store(db);
+        cells = write_cells(store, "0042", {2023, 3, 14}, kRounds);
+    }
+    std::atomic<int> wins{0}, refusals{0}, errors{0};
+    std::atomic<int> ready{0};
+    auto worker = [&](int who) {
+        Store store = Store::open(db);  // a connection of its own
+        Genealogy g(store);
+        for (int k = 0; k < kRounds; ++k) {
+            ++ready;
+            while (ready.load() < 2 * (k + 1)) std::this_thread::yield();
+            try {
+                const LinkResult r = g.link(link_request(
+                    device_serial(static_cast<std::uint64_t>(1000 * who + k + 1)), "A1112",
+                    {cells[static_cast<std::size_t>(k)]}));
+                if (r.linked) ++wins;
+                else if (r.refused.size() == 1 && r.refused[0].kind == LinkRefusalKind::in_other_device) ++refusals;
+                else ++errors;
+            } catch (const std::exception&) {
+                ++errors;
+            }
+        }
+    };
+    std::thread t1(worker, 1), t2(worker, 2);
+    t1.join();
+    t2.join();
+    CHECK(errors == 0);
+    CHECK(wins == kRounds);
+    CHECK(refusals == kRounds);
+    Store store = Store::open(db);
+    CHECK(store.count("device_links") == kRounds);
+    CHECK(store.count("devices") == kRounds);  // the loser's device was not written either
+    for (const auto& c : cells) CHECK(store.cell_link_history(c).size() == 1);
+}
+
+TEST_CASE("genealogy: a version-2 store migrates to devices and links, and both are append-only") {
+    TempDir tmp;
+    const fs::path db = tmp / "v2.db";
+    std::vector<std::string> c;
+    {
+        Store store = create_store(db);
+        c = write_cells(store, "0042", {2023, 3, 14}, 3);
+    }
+    // What a version-2 binary left: no devices tables, user_version 2.
+    REQUIRE(raw_sql(db, "DROP TABLE device_links; DROP TABLE devices; PRAGMA user_version = 2") == "");
+    {
+        OpenOptions ro;
+        ro.read_only = true;
+        Store old = Store::open(db, ro);
+        CHECK(old.schema_version() == 2);
+    }
+    Store store = Store::open(db);
+    CHECK(store.schema_version() == 3);
+    CHECK(Store::latest_schema_version() == 3);
+    CHECK(store.count("cells") == 3);  // results kept
+    Genealogy g(store);
+    const std::string d = device_serial(3);
+    REQUIRE(g.link(link_request(d, "A1112", c)).linked);
+    REQUIRE(g.unlink(d, c[2], "rework", kQuality) > 0);
+
+    CHECK(raw_sql(db, "UPDATE device_links SET cell_serial = 'X'").find("append-only") != std::string::npos);
+    CHECK(raw_sql(db, "DELETE FROM device_links").find("append-only") != std::string::npos);
+    CHECK(raw_sql(db, "INSERT OR REPLACE INTO device_links (id, time_unix_s, action, device_serial, cell_serial, "
+                      "station_id) VALUES (1, 0, 'unlink', '" + d + "', '" + c[0] + "', 'X')")
+              .find("append-only") != std::string::npos);
+    CHECK(raw_sql(db, "UPDATE devices SET model = 'A3102'").find("append-only") != std::string::npos);
+    CHECK(raw_sql(db, "DELETE FROM devices").find("append-only") != std::string::npos);
+    // An unlink without a reason and an actor is refused by the schema itself.
+    CHECK(raw_sql(db, "INSERT INTO device_links (time_unix_s, action, device_serial, cell_serial, station_id) "
+                      "VALUES (1, 'unlink', '" + d + "', '" + c[0] + "', 'X')")
+              .find("CHECK") != std::string::npos);
+    CHECK(store.device(d)->cells == std::vector<std::string>{c[0], c[1]});
+    CHECK(store.device_history(d).size() == 4);
+}
