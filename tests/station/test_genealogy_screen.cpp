@@ -26,26 +26,11 @@ using eol::test::create_store;
 using eol::test::shipped_recipe;
 using eol::test::TempDir;
 
-namespace {
-// As the screening accuracy test: the shipped recipe without the heat step
-// and with a coarser pulse log (this suite runs under sanitizers).
-Recipe light_recipe() {
-    Recipe r = shipped_recipe("eol-18650");
-    std::vector<RecipeStep> steps;
-    for (auto& s : r.steps) {
-        if (s.kind() == StepKind::heat) continue;
-        if (auto* p = std::get_if<PulseParams>(&s.params)) p->sample_interval_s = 0.25;
-        steps.push_back(s);
-    }
-    r.steps = steps;
-    return r;
-}
-}  // namespace
 
 TEST_CASE("genealogy: after a real screen, devices with a shorted or defect-window cell are held, no other") {
     TempDir tmp;
     Store store = create_store(tmp / "a.db");
-    const Recipe recipe = light_recipe();
+    const Recipe recipe = eol::test::light_eol_recipe();
     const Recipe formation = shipped_recipe("formation");
     ProductionSpec spec;
     spec.formation = &formation;

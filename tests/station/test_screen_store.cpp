@@ -227,24 +227,6 @@ TEST_CASE("screen_store: re-screening with new settings lists units that already
     for (const auto& u : rep.shipped) CHECK(std::find(lot3.begin(), lot3.end(), u.serial) != lot3.end());
 }
 
-namespace {
-
-Recipe reduced_recipe() {
-    // The shipped recipe with a coarser pulse log and without the heat step:
-    // the same pipeline at a fraction of the fitting work (this suite runs
-    // under sanitizers); tools/screen_accuracy runs the full recipe at 20k.
-    Recipe r = shipped_recipe("eol-18650");
-    std::vector<RecipeStep> steps;
-    for (auto& s : r.steps) {
-        if (s.kind() == StepKind::heat) continue;
-        if (auto* p = std::get_if<PulseParams>(&s.params)) p->sample_interval_s = 0.25;
-        steps.push_back(s);
-    }
-    r.steps = steps;
-    return r;
-}
-
-}  // namespace
 
 TEST_CASE("production sim: formation and EOL records with the recipe's measurements and sane fits") {
     TempDir tmp;
@@ -345,7 +327,7 @@ TEST_CASE("production sim: formation and EOL records with the recipe's measureme
 TEST_CASE("accuracy: the screen holds every shorted cell and the defect lots of a small production") {
     TempDir tmp;
     Store store = create_store(tmp / "a.db");
-    const Recipe recipe = reduced_recipe();
+    const Recipe recipe = eol::test::light_eol_recipe();
     const Recipe formation = shipped_recipe("formation");
     ProductionSpec spec;
     spec.formation = &formation;

@@ -14,6 +14,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "eol/station/config.hpp"
@@ -26,6 +27,21 @@ namespace eol::test {
 /// A recipe shipped in config/recipes/ ("eol-18650", "formation").
 inline station::Recipe shipped_recipe(const std::string& name) {
     return station::load_recipe(std::filesystem::path(EOL_CONFIG_DIR) / "recipes" / (name + ".toml"));
+}
+
+/// The shipped EOL recipe without its heat step and with a coarser pulse log
+/// (0.25 s): the same pipeline at a fraction of the fitting work, for suites
+/// that run under sanitizers (tools/screen_accuracy runs the full recipe).
+inline station::Recipe light_eol_recipe() {
+    station::Recipe r = shipped_recipe("eol-18650");
+    std::vector<station::RecipeStep> steps;
+    for (auto& s : r.steps) {
+        if (s.kind() == station::StepKind::heat) continue;
+        if (auto* p = std::get_if<station::PulseParams>(&s.params)) p->sample_interval_s = 0.25;
+        steps.push_back(s);
+    }
+    r.steps = steps;
+    return r;
 }
 
 inline station::Store create_store(const std::filesystem::path& p) {
