@@ -215,27 +215,6 @@ struct ServeOptions {
     double time_scale = 1.0;
 };
 
-/// The line longest read from stdin; the rest of a longer one is skipped.
-constexpr std::size_t kMaxLineBytes = 4096;
-
-/// Same contract as the simulator's control reader (cli_sim.cpp).
-bool read_line(std::istream& in, std::string& line, bool& too_long) {
-    line.clear();
-    too_long = false;
-    std::streambuf* sb = in.rdbuf();
-    bool any = false;
-    for (;;) {
-        const auto c = sb->sbumpc();
-        if (c == std::char_traits<char>::eof()) break;
-        any = true;
-        if (c == '\n') break;
-        if (line.size() < kMaxLineBytes) line += static_cast<char>(c);
-        else too_long = true;
-    }
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    return any;
-}
-
 std::string result_line(const station::CellResult& r) {
     std::string l = fmt::format("result channel {} serial {} verdict {}", r.position, r.serial, r.verdict);
     if (!r.reason.empty()) l += " reason " + station::printable(r.reason);
@@ -335,11 +314,11 @@ void serve(const ServeOptions& o) {
     std::thread([&io, &controller, &out, shared] {
         std::string line;
         bool too_long = false;
-        for (long n = 1; read_line(std::cin, line, too_long); ++n) {
+        for (long n = 1; read_bounded_line(std::cin, line, too_long); ++n) {
             std::lock_guard lk(shared->mutex);
             if (shared->stopped) return;
             if (too_long) {
-                out.line(fmt::format("error: line {}: longer than {} bytes, ignored", n, kMaxLineBytes));
+                out.line(fmt::format("error: line {}: longer than {} bytes, ignored", n, kMaxInputLineBytes));
                 continue;
             }
             asio::post(io, [&io, &controller, &out, line, n] { handle_line(io, controller, out, line, n); });

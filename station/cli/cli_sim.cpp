@@ -166,33 +166,6 @@ std::string control(station::SimStation& sim, const station::StationConfig& cfg,
     return fmt::format("ok {} {}", name, describe(faults.get()));
 }
 
-/// Longest control line read from stdin; the rest of a longer one is skipped
-/// (a line without end must not grow without bound).
-constexpr std::size_t kMaxControlLineBytes = 4096;
-
-/// The next line of `in` without its newline (and a trailing CR), at most
-/// kMaxControlLineBytes of it: `too_long` says the rest was skipped. False at
-/// the end of input with nothing read.
-bool read_control_line(std::istream& in, std::string& line, bool& too_long) {
-    line.clear();
-    too_long = false;
-    std::streambuf* sb = in.rdbuf();
-    bool any = false;
-    for (;;) {
-        const auto c = sb->sbumpc();
-        if (c == std::char_traits<char>::eof()) {
-            in.setstate(std::ios::eofbit);
-            break;
-        }
-        any = true;
-        if (c == '\n') break;
-        if (line.size() < kMaxControlLineBytes) line += static_cast<char>(c);
-        else too_long = true;
-    }
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    return any;
-}
-
 struct SimOptions {
     std::string config;
     bool json = false;
@@ -239,14 +212,14 @@ void run_sim(const SimOptions& o) {
     std::thread([&sim, &cfg, servers, shared] {
         std::string line;
         bool too_long = false;
-        for (int n = 1; read_control_line(std::cin, line, too_long); ++n) {
+        for (int n = 1; read_bounded_line(std::cin, line, too_long); ++n) {
             std::lock_guard lk(shared->mutex);
             if (shared->stopped) return;
             std::string reply;
             try {
                 if (too_long)
                     throw std::invalid_argument(
-                        fmt::format("line longer than {} bytes, ignored", kMaxControlLineBytes));
+                        fmt::format("line longer than {} bytes, ignored", kMaxInputLineBytes));
                 reply = control(sim, cfg, servers, line);
             } catch (const std::exception& e) {
                 reply = fmt::format("error: {} (stdin line {})", e.what(), n);

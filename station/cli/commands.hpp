@@ -10,6 +10,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <cstddef>
+#include <istream>
+#include <string>
 
 #include "eol/station/errors.hpp"
 
@@ -28,6 +31,34 @@ inline CLI::Validator finite_range(double lo, double hi) {
             return {};
         },
         "NUMBER in [" + CLI::detail::to_string(lo) + ", " + CLI::detail::to_string(hi) + "]");
+}
+
+/// Longest line read from standard input by the interactive commands
+/// (`sim` control lines, `serve` work lines): a line without end must not
+/// grow memory without bound.
+inline constexpr std::size_t kMaxInputLineBytes = 4096;
+
+/// The next line of `in` without its newline (and a trailing CR), at most
+/// kMaxInputLineBytes of it: `too_long` says the rest was skipped. False at
+/// the end of input with nothing read.
+inline bool read_bounded_line(std::istream& in, std::string& line, bool& too_long) {
+    line.clear();
+    too_long = false;
+    std::streambuf* sb = in.rdbuf();
+    bool any = false;
+    for (;;) {
+        const auto c = sb->sbumpc();
+        if (c == std::char_traits<char>::eof()) {
+            in.setstate(std::ios::eofbit);
+            break;
+        }
+        any = true;
+        if (c == '\n') break;
+        if (line.size() < kMaxInputLineBytes) line += static_cast<char>(c);
+        else too_long = true;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return any;
 }
 
 void set_exit(station::ExitCode code);
