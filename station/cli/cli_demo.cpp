@@ -78,7 +78,6 @@ fs::path materialize_config(const fs::path& dir) {
 struct Station {
     std::map<std::string, std::unique_ptr<instruments::ElectronicLoad>> loads;
     std::map<std::string, std::unique_ptr<instruments::TemperatureReader>> thermos;
-    std::map<std::string, std::mutex> locks;
 };
 
 double get(const station::TestRecord& rec, std::string_view name) {
@@ -145,7 +144,6 @@ void run_demo(const DemoOptions& o) {
             fmt::print("  driver   {}: {} thermocouple channels\n", inst.name, tc->channels());
             st.thermos[inst.name] = std::move(tc);
         }
-        st.locks[inst.name];
     }
 
     const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
@@ -183,10 +181,8 @@ void run_demo(const DemoOptions& o) {
             job.position = ch->position;
             job.io.load = st.loads.at(ch->load).get();
             job.io.load_channel = ch->load_channel;
-            job.io.load_mutex = &st.locks.at(ch->load);
             job.io.thermo = st.thermos.at(ch->thermo).get();
             job.io.thermo_channel = ch->thermo_channel;
-            job.io.thermo_mutex = &st.locks.at(ch->thermo);
             if (cfg.ambient && cfg.ambient->thermo == ch->thermo) job.io.ambient_channel = cfg.ambient->channel;
             sim::CellParams p = sim.lot_params(next);
             formed.push_back(form_and_store(formation, p, job.cell, now_unix_s, o.storage_days, rng));

@@ -34,8 +34,14 @@
 #include <fmt/core.h>
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <optional>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cmath>
@@ -69,6 +75,8 @@ nlohmann::json to_json(const station::CellResult& r) {
     j["load_off_confirmed"] = r.load_off_confirmed;
     j["held_hazardous"] = r.held_hazardous;
     j["stored"] = r.stored;
+    if (!r.trip_cause.empty())
+        j["trip"] = {{"cause", r.trip_cause}, {"to_off_s", r.trip_to_off_s >= 0 ? nlohmann::json(r.trip_to_off_s) : nlohmann::json(nullptr)}};
     j["steps"] = nlohmann::json::array();
     j["measurements"] = nlohmann::json::array();
     j["fits"] = nlohmann::json::array();
@@ -129,6 +137,12 @@ std::string to_text(const station::CellResult& r) {
             out += "\n";
         }
     }
+    if (!r.trip_cause.empty())
+        out += r.trip_to_off_s >= 0
+                   ? fmt::format("safety monitor tripped ({}): load input off {:.1f} ms after the reading\n",
+                                 r.trip_cause, r.trip_to_off_s * 1e3)
+                   : fmt::format("safety monitor tripped ({}): load input NOT confirmed off by the monitor\n",
+                                 r.trip_cause);
     if (!r.load_off_confirmed) out += "WARNING: the load input could not be confirmed off\n";
     if (r.held_hazardous) out += "held in quarantine as hazardous (over-temperature)\n";
     return out;
@@ -160,6 +174,73 @@ station::ControllerOptions controller_options(double time_scale) {
 
 // ------------------------------------------------------------------ run
 
+/// Waits for one cell's result; on a terminal (stderr a tty) prints the
+/// channel's progress — step, elapsed station time, live V/I/T — every
+/// 0.5 s on one line; otherwise a structured log line per step (spdlog
+/// style: time, level, fields).
+class Progress {
+public:
+    Progress(station::Controller& c, int position) : c_(c), position_(position), tty_(isatty(fileno(stderr)) != 0) {
+        ticker_ = std::thread([this] { tick(); });
+    }
+    ~Progress() { stop(); }
+    void done(const station::CellResult& r) {
+        std::lock_guard lk(m_);
+        result_ = r;
+        cv_.notify_all();
+    }
+    station::CellResult wait() {
+        std::unique_lock lk(m_);
+        cv_.wait(lk, [&] { return result_.has_value(); });
+        lk.unlock();
+        stop();
+        return *result_;
+    }
+    void stop() {
+        {
+            std::lock_guard lk(m_);
+            stopping_ = true;
+            cv_.notify_all();
+        }
+        if (ticker_.joinable()) ticker_.join();
+    }
+
+private:
+    void tick() {
+        std::string last_step;
+        std::unique_lock lk(m_);
+        while (!stopping_ && !result_) {
+            cv_.wait_for(lk, std::chrono::milliseconds(500));
+            if (stopping_ || result_) break;
+            lk.unlock();
+            for (const auto& s : c_.snapshot()) {
+                if (s.position != position_ || s.state != station::ChannelState::testing) continue;
+                if (tty_) {
+                    fmt::print(stderr, "\r\033[Kchannel {} {} step {}/{} {:<12} {:7.1f} s  V {:.3f}  I {:.3f} A  T {:.1f} °C",
+                               s.position, s.serial, s.step_index + 1, s.step_count, s.step, s.elapsed_s, s.v_v, s.i_a,
+                               s.temp_c);
+                } else if (s.step != last_step && !s.step.empty()) {
+                    fmt::print(stderr, "[{:.3f}] [info] channel={} serial={} step={} index={}/{} elapsed_s={:.1f}\n",
+                               std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(),
+                               s.position, s.serial, s.step, s.step_index + 1, s.step_count, s.elapsed_s);
+                }
+                last_step = s.step;
+            }
+            lk.lock();
+        }
+        if (tty_) fmt::print(stderr, "\r\033[K");
+    }
+
+    station::Controller& c_;
+    int position_;
+    bool tty_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::optional<station::CellResult> result_;
+    bool stopping_ = false;
+    std::thread ticker_;
+};
+
 struct RunOptions {
     std::string config;
     std::string serial;
@@ -174,34 +255,34 @@ void run_one(const RunOptions& o) {
     for (const auto& s : controller.snapshot()) known = known || s.position == o.channel;
     if (!known) throw station::UsageError(fmt::format("--channel {}: no such fixture position in {}", o.channel, o.config));
 
-    // SIGTERM / SIGINT abort the cell (an event loop of its own, beside the test).
-    // A shutdown, not just an abort: a signal that comes before the cell has
-    // started makes start() refuse, instead of being lost.
-    asio::io_context io;
-    asio::signal_set signals(io, SIGTERM, SIGINT);
-    std::vector<std::string> signal_problems;
-    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-        if (!ec) signal_problems = controller.shutdown(fmt::format("station shutdown ({})", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    // SIGTERM / SIGINT abort the cell: the signal set is on the controller's
+    // loop; the abort reaches the run at once (its next wait) and test()
+    // returns the aborted result. A signal before the cell has started is
+    // kept and refuses it.
+    auto signalled = std::make_shared<std::atomic<int>>(0);
+    asio::signal_set signals(controller.executor(), SIGTERM, SIGINT);
+    signals.async_wait([&controller, signalled](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        signalled->store(sig);
+        controller.abort_all(fmt::format("station shutdown ({})", sig == SIGINT ? "SIGINT" : "SIGTERM"));
     });
-    std::thread loop([&] { io.run(); });
+    Progress progress(controller, o.channel);
     station::CellResult r;
     try {
-        r = controller.test(o.channel, o.serial);
+        if (signalled->load() != 0) throw station::ControllerRefused("station shutdown before the cell started");
+        controller.start(o.channel, o.serial, [&progress](const station::CellResult& res) { progress.done(res); });
+        if (const int sig = signalled->load(); sig != 0)  // came between the check and start()
+            controller.abort_all(fmt::format("station shutdown ({})", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+        r = progress.wait();
     } catch (const station::ControllerRefused& e) {
-        io.stop();
-        loop.join();
+        progress.stop();
+        signals.cancel();
         fmt::print(stderr, "eolstation run: {}\n", e.what());
         set_exit(station::ExitCode::domain_no);
         return;
-    } catch (...) {
-        io.stop();
-        loop.join();
-        throw;
     }
-    auto problems = controller.shutdown("run finished");  // {} when a signal's shutdown ran first
-    io.stop();
-    loop.join();  // a signal's shutdown, if any, has finished
-    problems.insert(problems.end(), signal_problems.begin(), signal_problems.end());
+    signals.cancel();
+    auto problems = controller.shutdown("run finished");
     if (o.json) std::cout << to_json(r).dump() << std::endl;
     else std::fputs(to_text(r).c_str(), stdout);
     for (const auto& p : problems) fmt::print(stderr, "eolstation run: {}\n", p);
@@ -232,7 +313,15 @@ std::optional<int> position_number(const std::string& text) {
     return v;
 }
 
-void handle_line(asio::io_context& io, station::Controller& controller, LineOut& out, const std::string& line, long n) {
+/// One request's reply lines in order: "started …" before its result, even
+/// when the result comes first (a hold, a cell refused at once).
+struct Reply {
+    std::mutex m;
+    bool started_printed = false;
+    std::optional<std::string> result;
+};
+
+void handle_line(station::Controller& controller, LineOut& out, const std::string& line, long n) {
     std::istringstream in(line);
     std::string first;
     in >> first;
@@ -247,8 +336,17 @@ void handle_line(asio::io_context& io, station::Controller& controller, LineOut&
                 std::string l = fmt::format("status channel {} {}", s.position, station::to_string(s.state));
                 if (!s.serial.empty()) l += fmt::format(" serial {}", s.serial);
                 if (!s.verdict.empty()) l += fmt::format(" verdict {}", s.verdict);
+                if (s.state == station::ChannelState::testing && !s.step.empty())
+                    l += fmt::format(" step {} elapsed_s {:.1f}", s.step, s.elapsed_s);
                 out.line(l);
             }
+            for (const auto& i : controller.instruments())
+                out.line(fmt::format("status instrument {} {} commands {} errors {} reconnects {}{}", i.name,
+                                     station::to_string(i.state), i.commands, i.errors, i.reconnects,
+                                     std::isfinite(i.command_p99_s)
+                                         ? fmt::format(" p50_ms {:.2f} p99_ms {:.2f}", i.command_p50_s * 1e3,
+                                                       i.command_p99_s * 1e3)
+                                         : std::string()));
             return;
         }
         if (first == "abort") {
@@ -276,17 +374,19 @@ void handle_line(asio::io_context& io, station::Controller& controller, LineOut&
         // A serial may be typed with spaces (the scheme drops them).
         std::string serial;
         for (const auto& w : rest) serial += (serial.empty() ? "" : " ") + w;
-        // The result line is posted to the event loop, so it always comes
-        // after this request's own line ("started …"), which is printed here.
-        auto finished = std::make_shared<std::atomic<bool>>(false);
-        controller.start(*pos, serial, [&io, &out, finished](const station::CellResult& r) {
-            finished->store(true);
-            asio::post(io, [&out, line = result_line(r)] { out.line(line); });
+        auto reply = std::make_shared<Reply>();
+        controller.start(*pos, serial, [&out, reply](const station::CellResult& r) {
+            std::lock_guard lk(reply->m);
+            if (reply->started_printed) out.line(result_line(r));
+            else reply->result = result_line(r);
         });
-        if (!finished->load()) {
+        std::lock_guard lk(reply->m);
+        if (!reply->result) {  // not answered at once (a hold is): it is testing
             for (const auto& s : controller.snapshot())
                 if (s.position == *pos) out.line(fmt::format("started channel {} serial {}", *pos, s.serial));
         }
+        reply->started_printed = true;
+        if (reply->result) out.line(*reply->result);
     } catch (const std::exception& e) {
         error(station::printable(e.what()));
     }
@@ -295,23 +395,30 @@ void handle_line(asio::io_context& io, station::Controller& controller, LineOut&
 void serve(const ServeOptions& o) {
     station::Controller controller(load_config(o.config), controller_options(o.time_scale));
     LineOut out;
-    asio::io_context io;
-    asio::signal_set signals(io, SIGTERM, SIGINT);
     controller.connect_all();
     fmt::print(stderr, "serve: station {}; {} positions; store {}; time scale {}x; lines 'CHANNEL SERIAL' on stdin; "
                "stop with SIGTERM or Ctrl-C\n",
                controller.config().station_id, controller.snapshot().size(), controller.store_path().string(),
                o.time_scale);
 
+    // Signals on the controller's loop; this thread waits for one.
+    std::promise<int> signal_promise;
+    auto got_signal = signal_promise.get_future();
+    asio::signal_set signals(controller.executor(), SIGTERM, SIGINT);
+    signals.async_wait([&signal_promise](const boost::system::error_code& ec, int sig) {
+        signal_promise.set_value(ec ? 0 : sig);
+    });
+
     // stdin is read by a thread of its own (a file or a terminal cannot be
-    // waited on by the event loop portably); each line is handed to the loop,
-    // which runs every request in order. It stops posting once stopped.
+    // waited on by the event loop portably), which handles each request in
+    // order through the controller's thread-safe calls; it stops handling
+    // once the station stops.
     struct Shared {
         std::mutex mutex;
         bool stopped = false;
     };
     auto shared = std::make_shared<Shared>();
-    std::thread([&io, &controller, &out, shared] {
+    std::thread([&controller, &out, shared] {
         std::string line;
         bool too_long = false;
         for (long n = 1; read_bounded_line(std::cin, line, too_long); ++n) {
@@ -321,26 +428,20 @@ void serve(const ServeOptions& o) {
                 out.line(fmt::format("error: line {}: longer than {} bytes, ignored", n, kMaxInputLineBytes));
                 continue;
             }
-            asio::post(io, [&io, &controller, &out, line, n] { handle_line(io, controller, out, line, n); });
+            handle_line(controller, out, line, n);
         }
     }).detach();
 
-    int got = 0;
-    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-        if (!ec) got = sig;
-        io.stop();
-    });
-    io.run();
+    const int got = got_signal.get();
     {
-        std::lock_guard lk(shared->mutex);
+        std::lock_guard lk(shared->mutex);  // waits for a request being handled
         shared->stopped = true;
     }
     const std::string why = fmt::format("station shutdown ({})", got == SIGINT ? "SIGINT" : "SIGTERM");
     fmt::print(stderr, "serve: {}: aborting cells under test, loads off\n", why);
+    // The results of the cells aborted now are printed by their callbacks
+    // before shutdown() returns.
     const auto problems = controller.shutdown(why);
-    // The results of the cells aborted just now (posted by their workers).
-    io.restart();
-    io.poll();
     for (const auto& p : problems) fmt::print(stderr, "serve: {}\n", p);
     fmt::print(stderr, "serve: stopped\n");
     if (!problems.empty()) set_exit(station::ExitCode::domain_no);

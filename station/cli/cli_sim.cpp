@@ -23,6 +23,12 @@
 //                                        instrument's configured channels, 0-based)
 //   fault NAME clear                     every fault of NAME off
 //   faults                               every server's fault settings
+//   cell POSITION KEY VALUE              the cell in fixture POSITION replaced by
+//                                        one with KEY changed (fresh state): r0_ohm,
+//                                        r_isc_ohm (an internal short: heat),
+//                                        r_th_k_per_w, c_th_j_per_k, soc0, capacity_ah;
+//                                        or current_cap_a: the position's load channel
+//                                        sinks at most VALUE A (inf = no cap)
 // A fault the instrument's protocol does not have, or a channel it does not
 // have, is an error naming what it does have; nothing changes then.
 #include <fmt/format.h>
@@ -77,7 +83,53 @@ std::string control(station::SimStation& sim, const station::StationConfig& cfg,
             out += fmt::format("{}{} {}", out.empty() ? "ok " : "; ", srv.name, describe(sim.faults(srv.name).get()));
         return out;
     }
-    if (verb != "fault") throw std::invalid_argument("unknown command '" + verb + "' (fault, faults)");
+    if (verb == "cell") {
+        std::string pos_text, key, value_text, extra;
+        in >> pos_text >> key >> value_text >> extra;
+        if (value_text.empty() || !extra.empty())
+            throw std::invalid_argument("cell: POSITION KEY VALUE, e.g. cell 1 r_isc_ohm 0.5");
+        std::size_t used = 0;
+        int pos = 0;
+        try {
+            pos = std::stoi(pos_text, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || used != pos_text.size() || !cfg.find_position(pos))
+            throw std::invalid_argument(fmt::format("cell: '{}' is not a configured fixture position", pos_text));
+        double value = 0;
+        try {
+            value = std::stod(value_text, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || used != value_text.size() || std::isnan(value) || value <= 0)
+            throw std::invalid_argument(fmt::format("cell: {}: '{}' is not a positive number", key, value_text));
+        const auto slot = static_cast<std::size_t>(pos - 1);
+        auto fx = sim.fixture();
+        if (key == "current_cap_a") {
+            fx->set_current_cap(slot, value);
+            return fmt::format("ok cell {} current_cap_a {}", pos, value);
+        }
+        auto params = fx->cell_params(slot);
+        if (!params) throw std::invalid_argument(fmt::format("cell: position {} holds no cell", pos));
+        double* field = key == "r0_ohm"         ? &params->r0_ohm
+                        : key == "r_isc_ohm"    ? &params->r_isc_ohm
+                        : key == "r_th_k_per_w" ? &params->r_th_k_per_w
+                        : key == "c_th_j_per_k" ? &params->c_th_j_per_k
+                        : key == "soc0"         ? &params->soc0
+                        : key == "capacity_ah"  ? &params->capacity_ah
+                                                : nullptr;
+        if (!field)
+            throw std::invalid_argument(fmt::format("cell: unknown key '{}' (r0_ohm, r_isc_ohm, r_th_k_per_w, "
+                                                    "c_th_j_per_k, soc0, capacity_ah, current_cap_a)",
+                                                    key));
+        if (key == "soc0" && value > 1) throw std::invalid_argument("cell: soc0 is a fraction 0..1");
+        *field = value;
+        fx->load_cell(slot, sim.serial_at(pos), *params);
+        return fmt::format("ok cell {} {} {}", pos, key, value);
+    }
+    if (verb != "fault") throw std::invalid_argument("unknown command '" + verb + "' (fault, faults, cell)");
     std::string name, what;
     in >> name >> what;
     const station::SimServerInfo* server = nullptr;

@@ -50,6 +50,7 @@ struct StationFile {
     double time_scale = 400;
     std::string recipe = std::string(EOL_CONFIG_DIR) + "/recipes/eol-18650.toml";
     double temp_abort_c = 60.0;
+    std::string limits_extra;  // more [limits] lines
 };
 
 // The example station's instruments on `p` (load1: two-channel Keysight,
@@ -74,7 +75,7 @@ std::string config_text(const Ports& p, const StationFile& s) {
            "[[channels]]\nposition = 3\nload = \"load2\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 2\n\n"
            "[[channels]]\nposition = 4\nload = \"load3\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 3\n\n"
            "[[channels]]\nposition = 5\nload = \"load4\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 4\n\n"
-           "[limits]\ntemp_abort_c = " + std::to_string(s.temp_abort_c) + "\nv_min_v = 2.5\ni_max_a = 10.0\n\n"
+           "[limits]\ntemp_abort_c = " + std::to_string(s.temp_abort_c) + "\nv_min_v = 2.5\ni_max_a = 10.0\n" + s.limits_extra + "\n"
            "[screening]\nfeatures = [\"ocv_v\"]\n\n"
            "[sim]\ntime_scale = " + std::to_string(s.time_scale) +
            "\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 20\n";
@@ -574,4 +575,140 @@ TEST_CASE("hostile: controller serve sixteen channels at once, every record whol
         CHECK(rec->fits.size() == 2);
         CHECK(rec->measurements.size() == 13);
     }
+}
+
+// ---------------------------------------------------------------- the safety monitor
+// Each cause injected through the simulator (cell parameters, load faults);
+// each asserts on the simulator that the load input is off, and how long the
+// monitor took from the tripping reading to the input read back off
+// (control period 0.1 s).
+
+namespace {
+json run_json(const Result& r) {
+    INFO(r.err);
+    REQUIRE(!r.out.empty());
+    return json::parse(r.out);
+}
+}  // namespace
+
+TEST_CASE("hostile: controller monitor trips on a cell warming too fast: abort, load off within one period, held") {
+    StationFile f;
+    f.time_scale = 100;
+    f.limits_extra = "temp_rate_max_k_per_s = 0.05\n";  // a 1 Ω internal short warms it ~0.09 K/s
+    SimStation st(f);
+    st.fault("cell 1 r_isc_ohm 1.0");
+    const std::string s = serial(1201);
+    const Result r = st.run_cell(s, 1);
+    CHECK(r.exit == 1);
+    const json j = run_json(r);
+    INFO(j.dump());
+    CHECK(j["verdict"] == "abort");
+    CHECK(j["trip"]["cause"] == "temperature rise");
+    CHECK(contains(j["reason"].get<std::string>(), "faster than 0.05 K/s (safety monitor)"));
+    REQUIRE(j["trip"]["to_off_s"].is_number());
+    MESSAGE("fast rise: tripping reading to load input read back off " << j["trip"]["to_off_s"].get<double>() * 1e3 << " ms");
+    CHECK(j["trip"]["to_off_s"].get<double>() < 0.1);
+    CHECK(j["held_hazardous"] == true);
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) < 0.05);
+}
+
+TEST_CASE("hostile: controller monitor trips on a terminal voltage over its window: abort, load off") {
+    StationFile f;
+    f.time_scale = 100;
+    f.limits_extra = "v_max_v = 4.15\n";
+    SimStation st(f);
+    st.fault("cell 3 soc0 1.0");  // a full cell: about 4.2 V at rest
+    const Result r = st.run_cell(serial(1301), 3);
+    CHECK(r.exit == 1);
+    const json j = run_json(r);
+    INFO(j.dump());
+    CHECK(j["verdict"] == "abort");
+    CHECK(j["trip"]["cause"] == "voltage");
+    CHECK(contains(j["reason"].get<std::string>(), "above 4.150 V (safety monitor)"));
+    CHECK(j["held_hazardous"] == false);
+    REQUIRE(j["trip"]["to_off_s"].is_number());
+    CHECK(j["trip"]["to_off_s"].get<double>() < 0.1);
+    CHECK(std::abs(st.load_current_a("siglent-sdl1000x.toml", st.ports.siglent, 1)) < 0.05);
+}
+
+TEST_CASE("hostile: controller aborts a cell whose terminal voltage sags under load below its limit") {
+    StationFile f;
+    f.time_scale = 100;
+    SimStation st(f);
+    st.fault("cell 4 r0_ohm 0.3");  // 6 A pulse: about 1.8 V of drop
+    const Result r = st.run_cell(serial(1401), 4);
+    CHECK(r.exit == 1);
+    const json j = run_json(r);
+    INFO(j.dump());
+    CHECK(j["verdict"] == "abort");
+    CHECK(contains(j["reason"].get<std::string>(), "terminal voltage"));
+    CHECK(contains(j["reason"].get<std::string>(), "below 2.500 V"));
+    CHECK(j["load_off_confirmed"] == true);
+    CHECK(std::abs(st.load_current_a("itech-it8500.toml", st.ports.itech, 1)) < 0.05);
+}
+
+TEST_CASE("hostile: controller monitor trips when the measured current does not follow: error, faulted, reset") {
+    StationFile f;
+    f.time_scale = 100;
+    SimStation st(f);
+    Serve srv(st);
+    st.fault("cell 2 current_cap_a 1.0");  // the load channel sinks at most 1 A: the 3 A heat step cannot
+    const std::string s = serial(1501);
+    srv.send("2 " + s);
+    REQUIRE(srv.wait_for("started channel 2") != "");
+    const std::string l = srv.wait_for("result ", 40);
+    CHECK(contains(l, "result channel 2 serial " + s + " verdict error"));
+    CHECK(contains(l, "does not follow the setpoint 3.000 A (safety monitor)"));
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 2)) < 0.05);
+    srv.send("2 " + serial(1502));
+    CHECK(contains(srv.wait_for("error: ", 10), "position 2 is faulted"));
+    st.fault("cell 2 current_cap_a inf");
+    srv.send("reset 2");
+    CHECK(srv.wait_for("reset channel 2", 10) == "reset channel 2 ok");
+    srv.send("2 " + serial(1502));
+    CHECK(srv.wait_for("started channel 2", 10) != "");
+    const std::string l2 = srv.wait_for("result ", 40);
+    CHECK(contains(l2, "serial " + serial(1502) + " verdict pass"));
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+}
+
+TEST_CASE("hostile: controller a load disconnected in the middle of a pulse is reconnected and used again after a reset") {
+    StationFile f;
+    f.time_scale = 20;  // the 71 s pulse takes 3.5 s of wall time
+    SimStation st(f);
+    Serve srv(st);
+    const std::string s = serial(1601);
+    srv.send("1 " + s);
+    REQUIRE(srv.wait_for("started channel 1") != "");
+    // Wait until the pulse step runs, then drop the load's connection.
+    bool in_pulse = false;
+    for (int k = 0; k < 400 && !in_pulse; ++k) {
+        srv.send("status");
+        const std::string st1 = srv.wait_for("status channel 1", 5);
+        in_pulse = contains(st1, "step pulse");
+        if (!in_pulse) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(in_pulse);
+    st.fault("fault load1 drop");
+    const std::string l = srv.wait_for("result channel 1", 40);
+    CHECK(contains(l, "verdict error"));
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) < 0.05);
+    // The instrument is reconnected (backoff from 0.5 s); the channel stays faulted until reset.
+    std::string inst;
+    for (int k = 0; k < 100; ++k) {
+        srv.send("status");
+        inst = srv.wait_for("status instrument load1", 5);
+        if (contains(inst, "load1 ready") || contains(inst, "load1 safe")) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK(contains(inst, "load1 ready"));
+    CHECK(contains(inst, "reconnects 1"));
+    srv.send("1 " + serial(1602));
+    CHECK(contains(srv.wait_for("error: ", 10), "position 1 is faulted"));
+    srv.send("reset 1");
+    CHECK(srv.wait_for("reset channel 1", 10) == "reset channel 1 ok");
+    const auto runs = runs_of(st.db(), s);
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].verdict == eol::station::Verdict::error);
+    CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
 }

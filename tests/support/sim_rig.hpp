@@ -49,7 +49,6 @@ public:
                 thermos[inst.name] = station::make_thermo(inst);
                 thermos[inst.name]->connect();
             }
-            locks[inst.name];
         }
     }
 
@@ -64,10 +63,8 @@ public:
         j.cell = {serial, cfg.recipe.cell_model, "", ""};
         j.io.load = loads.at(ch->load).get();
         j.io.load_channel = ch->load_channel;
-        j.io.load_mutex = &locks.at(ch->load);
         j.io.thermo = thermos.at(ch->thermo).get();
         j.io.thermo_channel = ch->thermo_channel;
-        j.io.thermo_mutex = &locks.at(ch->thermo);
         if (cfg.ambient && cfg.ambient->thermo == ch->thermo) j.io.ambient_channel = cfg.ambient->channel;
         sim->fixture()->load_cell(static_cast<std::size_t>(position - 1), serial, cell);
         return j;
@@ -93,7 +90,6 @@ public:
     std::unique_ptr<station::SimStation> sim;
     std::map<std::string, std::unique_ptr<instruments::ElectronicLoad>> loads;
     std::map<std::string, std::unique_ptr<instruments::TemperatureReader>> thermos;
-    std::map<std::string, std::mutex> locks;
 };
 
 }  // namespace eol::test

@@ -66,6 +66,21 @@ void Fixture::load_cell(std::size_t pos, const std::string& serial, const CellPa
     P.log = {};
 }
 
+std::optional<CellParams> Fixture::cell_params(std::size_t pos) const {
+    std::lock_guard lk(m_);
+    if (pos >= pos_.size()) throw std::out_of_range("fixture position does not exist");
+    const auto& P = pos_[pos];
+    if (!P.cell) return std::nullopt;
+    return P.cell->params();
+}
+
+void Fixture::set_current_cap(std::size_t pos, double cap_a) {
+    std::lock_guard lk(m_);
+    auto& P = at(pos);
+    sync(P, clock_->now_s());  // the past at the old cap
+    P.current_cap_a = cap_a;
+}
+
 void Fixture::unload(std::size_t pos) {
     std::lock_guard lk(m_);
     auto& P = at(pos);
@@ -100,7 +115,7 @@ double Fixture::current_at(const Position& p, double t) const {
             edge += s.duration_s;
             // Step edges and logger instants are sums of doubles that round
             // differently; an instant within 1 ns of an edge belongs to the next step.
-            if (t < edge - 1e-9) return std::max(0.0, s.current_a);
+            if (t < edge - 1e-9) return std::min(p.current_cap_a, std::max(0.0, s.current_a));
         }
     }
     const auto& s = p.setting;
@@ -120,7 +135,7 @@ double Fixture::current_at(const Position& p, double t) const {
         break;
     }
     }
-    return std::max(0.0, i);
+    return std::min(p.current_cap_a, std::max(0.0, i));
 }
 
 void Fixture::sync(Position& p, double now) {

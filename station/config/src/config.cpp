@@ -1011,6 +1011,12 @@ void read_limits(Tbl& root, Limits& l) {
     t.read("temp_abort_c", l.temp_abort_c, true, {0, 200, true, false});
     t.read("v_min_v", l.v_min_v, true, positive(10));
     t.read("i_max_a", l.i_max_a, true, positive(1000));
+    t.read("v_max_v", l.v_max_v, false, positive(10));
+    t.read("temp_rate_max_k_per_s", l.temp_rate_max_k_per_s, false, positive(100));
+    t.read("i_follow_tol_a", l.i_follow_tol_a, false, positive(100));
+    t.read("control_period_s", l.control_period_s, false, {0.01, 1.0, false, false});
+    if (l.v_max_v <= l.v_min_v)
+        t.bad("v_max_v", fmt::format("v_max_v = {} V must be above v_min_v = {} V", l.v_max_v, l.v_min_v));
     t.finish();
 }
 

@@ -2,14 +2,29 @@
 
 #include <fmt/core.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
+#include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
-#include <utility>
 
+#include "eol/instruments/errors.hpp"
 #include "eol/instruments/roles.hpp"
 #include "eol/station/errors.hpp"
 #include "eol/station/instrument_factory.hpp"
@@ -19,6 +34,9 @@
 #include "eol/station/text.hpp"
 
 namespace eol::station {
+
+namespace asio = boost::asio;
+using asio::awaitable;
 
 std::string_view to_string(ChannelState s) {
     switch (s) {
@@ -31,66 +49,212 @@ std::string_view to_string(ChannelState s) {
     return "?";
 }
 
+std::string_view to_string(InstrumentState s) {
+    switch (s) {
+        case InstrumentState::disconnected: return "disconnected";
+        case InstrumentState::connecting: return "connecting";
+        case InstrumentState::ready: return "ready";
+        case InstrumentState::active: return "active";
+        case InstrumentState::safe: return "safe";
+        case InstrumentState::error: return "error";
+    }
+    return "?";
+}
+
 namespace {
 
 double unix_now_s() {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+double steady_now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+std::chrono::steady_clock::duration wall(double s) {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
+}
 
 /// A load reading this small is "off" (the simulators and real loads read a
 /// few mA of offset with the input off).
 constexpr double kOffCurrentA = 0.05;
+/// Consecutive monitor readings off the setpoint before "not following".
+constexpr int kFollowPeriods = 3;
+/// The temperature slope is taken over at least this much station time.
+constexpr double kRiseWindowS = 5.0;
 
 /// One channel's clock: station time from the shared scaled wall clock, and
-/// waits that an abort interrupts at once (RunAborted).
+/// waits that an abort interrupts at once (RunAborted). Used on the
+/// controller's loop thread only.
 class ChannelClock final : public StepClock {
 public:
     explicit ChannelClock(const ScaledWallClock& base) : base_(base) {}
     double now_s() const override { return base_.now_s(); }
     double unix_now_s() const override { return base_.unix_now_s(); }
-    void sleep_s(double station_s) override {
-        std::unique_lock lk(m_);
-        if (!aborted_ && station_s > 0)
-            cv_.wait_for(lk, std::chrono::duration<double>(station_s / base_.time_scale()), [&] { return aborted_; });
+    awaitable<void> sleep_s(double station_s) override {
+        if (aborted_) throw RunAborted(reason_);
+        if (station_s > 0) {
+            asio::steady_timer timer(co_await asio::this_coro::executor);
+            timer.expires_after(wall(station_s / base_.time_scale()));
+            timer_ = &timer;
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            timer_ = nullptr;
+        }
         if (aborted_) throw RunAborted(reason_);
     }
     void abort(const std::string& reason) {
-        {
-            std::lock_guard lk(m_);
-            if (aborted_) return;
-            aborted_ = true;
-            reason_ = reason;
-        }
-        cv_.notify_all();
+        if (aborted_) return;
+        aborted_ = true;
+        reason_ = reason;
+        if (timer_) timer_->cancel();
     }
     void rearm() {
-        std::lock_guard lk(m_);
         aborted_ = false;
         reason_.clear();
     }
+    bool aborted() const { return aborted_; }
 
 private:
     const ScaledWallClock& base_;
-    std::mutex m_;
-    std::condition_variable cv_;
     bool aborted_ = false;
     std::string reason_;
+    asio::steady_timer* timer_ = nullptr;
+};
+
+/// Command count, errors and timing of one instrument (any thread).
+struct Health {
+    mutable std::mutex m;
+    std::uint64_t commands = 0, errors = 0;
+    std::string last_error;
+    std::vector<double> ring;  // last 1024 command durations, seconds
+    std::size_t next = 0;
+
+    void record(double dt_s, const char* error) {
+        std::lock_guard lk(m);
+        ++commands;
+        if (ring.size() < 1024) ring.push_back(dt_s);
+        else ring[next++ % 1024] = dt_s;
+        if (error) {
+            ++errors;
+            last_error = error;
+        }
+    }
+};
+
+/// Whether an error means the instrument is gone (reconnect it) rather than
+/// a refusal of one command.
+bool lost(const std::exception& e) {
+    return dynamic_cast<const instruments::ConnectionError*>(&e) || dynamic_cast<const instruments::TimeoutError*>(&e) ||
+           dynamic_cast<const instruments::ProtocolError*>(&e);
+}
+
+/// Times every command and reports a lost instrument (runs on the lane).
+template <class F>
+auto timed(Health& h, const std::function<void(const std::string&)>& on_lost, F f) {
+    const double t0 = steady_now_s();
+    try {
+        if constexpr (std::is_void_v<decltype(f())>) {
+            f();
+            h.record(steady_now_s() - t0, nullptr);
+        } else {
+            auto r = f();
+            h.record(steady_now_s() - t0, nullptr);
+            return r;
+        }
+    } catch (const std::exception& e) {
+        h.record(steady_now_s() - t0, e.what());
+        if (lost(e) && on_lost) on_lost(e.what());
+        throw;
+    }
+}
+
+class TimedLoad final : public instruments::ElectronicLoad {
+public:
+    TimedLoad(instruments::ElectronicLoad& inner, Health& h, std::function<void(const std::string&)> on_lost)
+        : in_(inner), h_(h), lost_(std::move(on_lost)) {}
+    const std::string& name() const override { return in_.name(); }
+    void connect() override { in_.connect(); }
+    void close() override { in_.close(); }
+    int channels() const override { return in_.channels(); }
+    instruments::Identity identify() override { return timed(h_, lost_, [&] { return in_.identify(); }); }
+    void reset() override { timed(h_, lost_, [&] { in_.reset(); }); }
+    void set_mode(int ch, instruments::LoadMode mode, double level) override {
+        timed(h_, lost_, [&] { in_.set_mode(ch, mode, level); });
+    }
+    void set_input(int ch, bool on) override { timed(h_, lost_, [&] { in_.set_input(ch, on); }); }
+    instruments::LoadReading measure(int ch) override { return timed(h_, lost_, [&] { return in_.measure(ch); }); }
+    instruments::Protection protection(int ch) override {
+        return timed(h_, lost_, [&] { return in_.protection(ch); });
+    }
+    void check_error_queue() override { timed(h_, lost_, [&] { in_.check_error_queue(); }); }
+    void arm_pulse(int ch, const instruments::PulseSpec& spec) override {
+        timed(h_, lost_, [&] { in_.arm_pulse(ch, spec); });
+    }
+    void trigger(int ch) override { timed(h_, lost_, [&] { in_.trigger(ch); }); }
+    bool pulse_done(int ch) override { return timed(h_, lost_, [&] { return in_.pulse_done(ch); }); }
+    instruments::PulseData fetch_pulse(int ch) override { return timed(h_, lost_, [&] { return in_.fetch_pulse(ch); }); }
+
+private:
+    instruments::ElectronicLoad& in_;
+    Health& h_;
+    std::function<void(const std::string&)> lost_;
+};
+
+class TimedThermo final : public instruments::TemperatureReader {
+public:
+    TimedThermo(instruments::TemperatureReader& inner, Health& h, std::function<void(const std::string&)> on_lost)
+        : in_(inner), h_(h), lost_(std::move(on_lost)) {}
+    const std::string& name() const override { return in_.name(); }
+    void connect() override { in_.connect(); }
+    void close() override { in_.close(); }
+    int channels() const override { return in_.channels(); }
+    instruments::Identity identify() override { return timed(h_, lost_, [&] { return in_.identify(); }); }
+    std::vector<instruments::TcReading> read_all() override { return timed(h_, lost_, [&] { return in_.read_all(); }); }
+
+private:
+    instruments::TemperatureReader& in_;
+    Health& h_;
+    std::function<void(const std::string&)> lost_;
 };
 
 struct Instrument {
+    explicit Instrument(Lane l) : lane(std::move(l)) {}
     const InstrumentConfig* cfg = nullptr;
-    std::unique_ptr<instruments::ElectronicLoad> load;
-    std::unique_ptr<instruments::TemperatureReader> thermo;
-    std::mutex mutex;  // every command to this instrument
-    bool connected = false;  // guarded by mutex
+    std::unique_ptr<instruments::ElectronicLoad> load_driver;
+    std::unique_ptr<instruments::TemperatureReader> thermo_driver;
+    std::unique_ptr<TimedLoad> load;      // what the channels use
+    std::unique_ptr<TimedThermo> thermo;  // what the channels use
+    Lane lane;
+    Health health;
+    // Guarded by Impl::mutex:
+    InstrumentState state = InstrumentState::disconnected;
+    std::string last_error;
+    std::uint64_t reconnects = 0;
+    bool reconnecting = false;
+    int testing = 0;  // channels testing on it
 
-    void ensure_connected() {
-        std::lock_guard lk(mutex);
-        if (connected) return;
-        if (load) load->connect();
-        else thermo->connect();
-        connected = true;
+    bool usable() const {
+        return state == InstrumentState::ready || state == InstrumentState::active || state == InstrumentState::safe;
     }
+    void connect_driver() {
+        if (load_driver) load_driver->connect();
+        else thermo_driver->connect();
+    }
+    void close_driver() noexcept {
+        try {
+            if (load_driver) load_driver->close();
+            else thermo_driver->close();
+        } catch (...) {
+        }
+    }
+};
+
+/// What made the safety monitor trip.
+struct Trip {
+    std::string cause;    // "over-temperature", "temperature rise", "voltage", "current", "thermocouple", "instrument"
+    std::string message;  // for the record
+    bool hazardous = false;  // hold the cell (over-temperature, fast rise)
+    bool fault = false;      // the channel needs a fault reset (instrument, thermocouple)
+    double to_off_s = -1;
 };
 
 struct Channel {
@@ -99,12 +263,21 @@ struct Channel {
     Instrument* load = nullptr;
     Instrument* thermo = nullptr;
     std::optional<int> ambient_channel;
-    ChannelClock clock;
+    ChannelClock clock;  // loop thread only
     // Guarded by Impl::mutex:
     ChannelState state = ChannelState::idle;
     std::string serial, verdict, reason;
     double since_unix_s = 0;
-    std::thread worker;
+    std::string step;
+    std::size_t step_index = 0;
+    double t0_station_s = 0;
+    double v_v = NAN, i_a = NAN, temp_c = NAN;
+    // Loop thread only:
+    LoadDemand demand;
+    double demand_since_wall_s = 0;
+    bool monitoring = false;
+    asio::steady_timer* monitor_timer = nullptr;
+    std::optional<Trip> trip;
 };
 
 /// "held: hold lot 0042 by qa (why)[; …]" (the state, not LookupResult::status(),
@@ -116,6 +289,16 @@ std::string describe_holds(const LookupResult& r) {
         out += fmt::format("{} {} {} {} by {} ({})", out.size() == state.size() ? ":" : ";", to_string(e.action),
                            to_string(e.scope), printable(e.target), printable(e.actor), printable(e.reason));
     return out;
+}
+
+/// Runs `f` on `lane` and waits for it on the calling thread (never the loop's).
+template <class F>
+auto wait_on_lane(const Lane& lane, F f) -> decltype(f()) {
+    using R = decltype(f());
+    std::packaged_task<R()> task(std::move(f));
+    auto fut = task.get_future();
+    asio::post(lane, [&task] { task(); });
+    return fut.get();
 }
 
 }  // namespace
@@ -132,11 +315,20 @@ struct Controller::Impl {
     std::optional<LookupSession> lookup;
     std::vector<RecordSink*> sinks;
 
+    asio::io_context loop;
+    asio::executor_work_guard<asio::io_context::executor_type> work{loop.get_executor()};
+    std::unique_ptr<asio::thread_pool> drivers;
+    std::optional<Lane> store_lane;
+    std::thread loop_thread;
+
     std::map<std::string, std::unique_ptr<Instrument>> instruments;
     std::map<int, std::unique_ptr<Channel>> channels;
 
-    mutable std::mutex mutex;  // channel states, shut_down
+    mutable std::mutex mutex;  // channel and instrument states, shut_down, running
+    std::condition_variable idle_cv;
+    int running = 0;  // cells between start() and their result
     bool shut_down = false;
+    bool stopped_loop = false;
 
     Impl(StationConfig station, ControllerOptions o)
         : cfg(std::move(station)), opt(std::move(o)), scheme(SerialScheme::load(cfg.serial_scheme)), clock(opt.time_scale) {
@@ -149,6 +341,14 @@ struct Controller::Impl {
         store.emplace(Store::open(store_path, so));
         lookup.emplace(*store, scheme);
 
+        std::set<std::string> used;
+        for (const ChannelConfig& ch : cfg.channels) {
+            used.insert(ch.load);
+            used.insert(ch.thermo);
+        }
+        // A driver thread per instrument (at most 8) and one for the store.
+        drivers = std::make_unique<asio::thread_pool>(std::clamp<std::size_t>(used.size(), 1, 8) + 1);
+        store_lane.emplace(asio::make_strand(drivers->get_executor()));
         for (const ChannelConfig& ch : cfg.channels) {
             auto instrument = [&](const std::string& name) -> Instrument* {
                 auto& slot = instruments[name];
@@ -156,10 +356,19 @@ struct Controller::Impl {
                     const InstrumentConfig* ic = cfg.find_instrument(name);
                     if (!ic) throw UsageError(fmt::format("{}: channels: position {} names instrument '{}', which is not configured",
                                                           cfg.file.string(), ch.position, name));
-                    slot = std::make_unique<Instrument>();
-                    slot->cfg = ic;
-                    if (ic->is_load()) slot->load = make_load(*ic);
-                    else slot->thermo = make_thermo(*ic);
+                    slot = std::make_unique<Instrument>(asio::make_strand(drivers->get_executor()));
+                    Instrument* inst = slot.get();
+                    inst->cfg = ic;
+                    auto on_lost = [this, inst](const std::string& why) {
+                        asio::post(loop, [this, inst, why] { instrument_lost(*inst, why); });
+                    };
+                    if (ic->is_load()) {
+                        inst->load_driver = make_load(*ic);
+                        inst->load = std::make_unique<TimedLoad>(*inst->load_driver, inst->health, on_lost);
+                    } else {
+                        inst->thermo_driver = make_thermo(*ic);
+                        inst->thermo = std::make_unique<TimedThermo>(*inst->thermo_driver, inst->health, on_lost);
+                    }
                 }
                 return slot.get();
             };
@@ -167,11 +376,62 @@ struct Controller::Impl {
             c->cfg = &ch;
             c->load = instrument(ch.load);
             c->thermo = instrument(ch.thermo);
+            if (!c->load->load) throw UsageError(fmt::format("{}: position {}: '{}' is not a load", cfg.file.string(), ch.position, ch.load));
+            if (!c->thermo->thermo)
+                throw UsageError(fmt::format("{}: position {}: '{}' is not a thermocouple reader", cfg.file.string(),
+                                             ch.position, ch.thermo));
             if (cfg.ambient && cfg.ambient->thermo == ch.thermo) c->ambient_channel = cfg.ambient->channel;
             c->since_unix_s = unix_now_s();
             channels[ch.position] = std::move(c);
         }
+        asio::co_spawn(loop, keepalive(), asio::detached);
+        loop_thread = std::thread([this] { loop.run(); });
     }
+
+    /// Every kKeepaliveS, each connected instrument no channel is testing on
+    /// answers an identification query: a connection an instrument or a
+    /// gateway would close for idleness stays open, and an instrument lost
+    /// while idle is found (its channels fault, the reconnect loop starts)
+    /// before a cell is put on it.
+    static constexpr double kKeepaliveS = 2.0;
+    awaitable<void> keepalive() {
+        asio::steady_timer timer(loop);
+        for (;;) {
+            timer.expires_after(wall(kKeepaliveS));
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return;
+            for (auto& [name, inst] : instruments) {
+                {
+                    std::lock_guard lk(mutex);
+                    if (shut_down) co_return;
+                    if (!inst->usable() || inst->testing > 0) continue;
+                }
+                try {
+                    Instrument* i = inst.get();
+                    co_await on_lane(&i->lane, [i] {
+                        if (i->load) i->load->identify();
+                        else i->thermo->identify();
+                    });
+                } catch (const std::exception&) {
+                    // reported through the timed driver (instrument_lost)
+                }
+            }
+        }
+    }
+
+    ~Impl() { stop_loop(); }
+
+    void stop_loop() {
+        if (stopped_loop) return;
+        stopped_loop = true;
+        work.reset();
+        loop.stop();
+        if (loop_thread.joinable()) loop_thread.join();
+        if (drivers) drivers->join();
+    }
+
+    bool on_loop() { return loop.get_executor().running_in_this_thread(); }
 
     Channel& channel(int position) {
         const auto it = channels.find(position);
@@ -184,38 +444,260 @@ struct Controller::Impl {
         return *it->second;
     }
 
-    ChannelIo io_of(Channel& c) const {
-        ChannelIo io;
-        io.load = c.load->load.get();
-        io.load_channel = c.cfg->load_channel;
-        io.load_mutex = &c.load->mutex;
-        io.thermo = c.thermo->thermo.get();
-        io.thermo_channel = c.cfg->thermo_channel;
-        io.thermo_mutex = &c.thermo->mutex;
-        io.ambient_channel = c.ambient_channel;
-        return io;
+    // ------------------------------------------------------------ instruments
+
+    /// On the loop: an instrument stopped answering. Its idle channels
+    /// fault; a reconnect loop starts (once).
+    void instrument_lost(Instrument& inst, const std::string& why) {
+        {
+            std::lock_guard lk(mutex);
+            if (inst.state == InstrumentState::disconnected) return;  // closed on purpose
+            inst.state = InstrumentState::error;
+            inst.last_error = why;
+            for (auto& [p, c] : channels)
+                if ((c->load == &inst || c->thermo == &inst) && c->state != ChannelState::testing &&
+                    c->state != ChannelState::faulted) {
+                    c->state = ChannelState::faulted;
+                    c->reason = fmt::format("instrument {} lost: {}", inst.cfg->name, why);
+                    c->since_unix_s = unix_now_s();
+                }
+            if (inst.reconnecting || shut_down) return;
+            inst.reconnecting = true;
+        }
+        asio::co_spawn(loop, reconnect(inst), asio::detached);
     }
 
-    /// Switches the channel's load input off and reads it back, until the
+    /// Reconnects with exponential backoff (0.5 s doubling to 8 s) until the
+    /// instrument answers (identify) or the controller shuts down.
+    awaitable<void> reconnect(Instrument& inst) {
+        double backoff_s = 0.5;
+        asio::steady_timer timer(loop);
+        for (;;) {
+            timer.expires_after(wall(backoff_s));
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            {
+                std::lock_guard lk(mutex);
+                if (shut_down) {
+                    inst.reconnecting = false;
+                    co_return;
+                }
+                inst.state = InstrumentState::connecting;
+                ++inst.reconnects;
+            }
+            std::string err;
+            try {
+                co_await on_lane(&inst.lane, [&inst] {
+                    inst.close_driver();
+                    inst.connect_driver();
+                    if (inst.load) inst.load->identify();
+                    else inst.thermo->identify();
+                });
+            } catch (const std::exception& e) {
+                err = e.what();
+            }
+            std::lock_guard lk(mutex);
+            if (err.empty()) {
+                inst.state = InstrumentState::ready;
+                inst.reconnecting = false;
+                co_return;
+            }
+            inst.state = InstrumentState::error;
+            inst.last_error = err;
+            backoff_s = std::min(8.0, backoff_s * 2);
+        }
+    }
+
+    /// Connects the instrument if it is not yet (on its lane). Throws the driver's error.
+    awaitable<void> ensure_connected(Instrument& inst) {
+        {
+            std::lock_guard lk(mutex);
+            if (inst.usable()) co_return;
+            if (inst.state == InstrumentState::error || inst.reconnecting)
+                throw instruments::ConnectionError(inst.cfg->name, "connect",
+                                                   "the instrument is lost (" + inst.last_error + "); reconnecting");
+            inst.state = InstrumentState::connecting;
+        }
+        try {
+            co_await on_lane(&inst.lane, [&inst] { inst.connect_driver(); });
+        } catch (const std::exception& e) {
+            std::lock_guard lk(mutex);
+            inst.state = InstrumentState::disconnected;
+            inst.last_error = e.what();
+            throw;
+        }
+        std::lock_guard lk(mutex);
+        if (inst.state == InstrumentState::connecting) inst.state = InstrumentState::ready;
+    }
+
+    void connect_all() {
+        for (auto& [name, inst] : instruments) {
+            {
+                std::lock_guard lk(mutex);
+                if (inst->usable()) continue;
+                inst->state = InstrumentState::connecting;
+            }
+            try {
+                wait_on_lane(inst->lane, [i = inst.get()] { i->connect_driver(); });
+            } catch (const std::exception& e) {
+                std::lock_guard lk(mutex);
+                inst->state = InstrumentState::disconnected;
+                inst->last_error = e.what();
+                throw;
+            }
+            std::lock_guard lk(mutex);
+            inst->state = InstrumentState::ready;
+        }
+    }
+
+    // ------------------------------------------------------------ safety
+
+    /// Switches the channel's load input off and reads it back until the
     /// current reads under kOffCurrentA or `timeout_s` (wall) passes. Never
     /// throws; the last problem in `why`.
-    bool make_safe(Channel& c, double timeout_s, std::string& why) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    awaitable<bool> make_safe(Channel& c, double timeout_s, std::string& why) {
+        const double deadline = steady_now_s() + timeout_s;
+        const int ch = c.cfg->load_channel;
+        asio::steady_timer timer(loop);
+        bool reconnected = false;
         for (;;) {
+            bool connection_lost = false;
             try {
-                std::lock_guard lk(c.load->mutex);
-                c.load->load->set_input(c.cfg->load_channel, false);
-                const auto r = c.load->load->measure(c.cfg->load_channel);
-                if (std::abs(r.i_a) < kOffCurrentA) return true;
-                why = fmt::format("{} channel {} still reads {:.3f} A with the input off", c.load->cfg->name,
-                                  c.cfg->load_channel, r.i_a);
+                const auto r = co_await on_lane(&c.load->lane, [&c, ch] {
+                    c.load->load->set_input(ch, false);
+                    return c.load->load->measure(ch);
+                });
+                if (std::abs(r.i_a) < kOffCurrentA) co_return true;
+                why = fmt::format("{} channel {} still reads {:.3f} A with the input off", c.load->cfg->name, ch, r.i_a);
+            } catch (const instruments::ConnectionError& e) {
+                why = e.what();
+                connection_lost = true;
             } catch (const std::exception& e) {
                 why = e.what();
             }
-            if (std::chrono::steady_clock::now() >= deadline) return false;
-            std::this_thread::sleep_for(std::chrono::milliseconds(250));
+            // A closed connection (an instrument or a gateway that drops idle
+            // clients, a cable pulled and plugged back): reconnect at once,
+            // once, rather than wait for the backoff.
+            if (connection_lost && !reconnected) {
+                reconnected = true;
+                try {
+                    co_await on_lane(&c.load->lane, [&c] {
+                        c.load->close_driver();
+                        c.load->connect_driver();
+                    });
+                    continue;
+                } catch (const std::exception& e) {
+                    why += fmt::format("; reconnecting: {}", e.what());
+                }
+            }
+            if (steady_now_s() >= deadline) co_return false;
+            timer.expires_after(std::chrono::milliseconds(250));
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
     }
+
+    /// The safety monitor of one testing channel; see controller.hpp.
+    awaitable<void> monitor(Channel& c) {
+        const Limits& lim = cfg.limits;
+        const double period_s = lim.control_period_s;
+        asio::steady_timer timer(loop);
+        c.monitor_timer = &timer;
+        std::deque<std::pair<double, double>> history;  // (station s, °C)
+        int off_setpoint = 0;
+        const int lch = c.cfg->load_channel;
+        const int tch = c.cfg->thermo_channel;
+        while (c.monitoring) {
+            timer.expires_after(wall(period_s));
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (!c.monitoring) break;
+            std::optional<Trip> trip;
+            instruments::LoadReading r;
+            instruments::TcReading tc;
+            try {
+                r = co_await on_lane(&c.load->lane, [&c, lch] { return c.load->load->measure(lch); });
+                const auto all = co_await on_lane(&c.thermo->lane, [&c] { return c.thermo->thermo->read_all(); });
+                if (tch < 0 || static_cast<std::size_t>(tch) >= all.size())
+                    throw instruments::InstrumentError(c.thermo->cfg->name, "read", "no channel " + std::to_string(tch));
+                tc = all[static_cast<std::size_t>(tch)];
+            } catch (const std::exception& e) {
+                trip = Trip{"instrument", fmt::format("instrument error: {}", e.what()), false, true};
+            }
+            if (!c.monitoring) break;
+            const double t_read = steady_now_s();
+            const double t_station = clock.now_s();
+            if (!trip) {
+                const LoadDemand& d = c.demand;
+                const bool settled = t_read - c.demand_since_wall_s > 2 * period_s;
+                if (tc.status != instruments::TcStatus::ok) {
+                    trip = Trip{"thermocouple",
+                                fmt::format("thermocouple {} on {} channel {} (safety monitor)",
+                                            instruments::to_string(tc.status), c.thermo->cfg->name, tch),
+                                false, true};
+                } else if (tc.temp_c > lim.temp_abort_c) {
+                    trip = Trip{"over-temperature",
+                                fmt::format("cell temperature {:.1f} °C above the abort limit {:.1f} °C (safety monitor)",
+                                            tc.temp_c, lim.temp_abort_c),
+                                true, false};
+                } else {
+                    history.emplace_back(t_station, tc.temp_c);
+                    while (history.size() > 2 && t_station - history[1].first >= kRiseWindowS) history.pop_front();
+                    const auto& [t_old, temp_old] = history.front();
+                    if (t_station - t_old >= kRiseWindowS) {
+                        const double rate = (tc.temp_c - temp_old) / (t_station - t_old);
+                        if (rate > lim.temp_rate_max_k_per_s)
+                            trip = Trip{"temperature rise",
+                                        fmt::format("cell temperature rising {:.2f} K/s, faster than {:.2f} K/s "
+                                                    "(safety monitor)",
+                                                    rate, lim.temp_rate_max_k_per_s),
+                                        true, false};
+                    }
+                }
+                if (!trip && r.v_v > lim.v_max_v)
+                    trip = Trip{"voltage",
+                                fmt::format("terminal voltage {:.3f} V above {:.3f} V (safety monitor)", r.v_v, lim.v_max_v),
+                                false, false};
+                if (!trip && (d.input_on || d.profile) && settled && r.v_v < lim.v_min_v)
+                    trip = Trip{"voltage",
+                                fmt::format("terminal voltage {:.3f} V under load below {:.3f} V (safety monitor)",
+                                            r.v_v, lim.v_min_v),
+                                false, false};
+                if (!trip && settled && !d.profile) {
+                    const double tol = std::max(lim.i_follow_tol_a, 0.05 * std::abs(d.current_a));
+                    const double want = d.input_on ? d.current_a : 0.0;
+                    off_setpoint = std::abs(r.i_a - want) > std::max(tol, kOffCurrentA) ? off_setpoint + 1 : 0;
+                    if (off_setpoint >= kFollowPeriods)
+                        trip = Trip{"current",
+                                    d.input_on ? fmt::format("measured current {:.3f} A does not follow the setpoint "
+                                                             "{:.3f} A (safety monitor)",
+                                                             r.i_a, d.current_a)
+                                               : fmt::format("current {:.3f} A flows with the input off (safety monitor)",
+                                                             r.i_a),
+                                    false, true};
+                } else if (!settled || d.profile) {
+                    off_setpoint = 0;
+                }
+                std::lock_guard lk(mutex);
+                c.v_v = r.v_v;
+                c.i_a = r.i_a;
+                c.temp_c = tc.temp_c;
+            }
+            if (trip) {
+                // The make-safe path: input off first (the next command on the
+                // load's lane), read back; then the run is aborted.
+                std::string why;
+                const bool off = co_await make_safe(c, 0.0, why);
+                trip->to_off_s = off ? steady_now_s() - t_read : -1;
+                c.trip = trip;
+                c.clock.abort(trip->message);
+                break;
+            }
+        }
+        c.monitor_timer = nullptr;
+    }
+
+    // ------------------------------------------------------------ a cell
 
     void set_state(Channel& c, ChannelState s, const std::string& serial, const std::string& verdict,
                    const std::string& reason) {
@@ -225,10 +707,60 @@ struct Controller::Impl {
         c.verdict = verdict;
         c.reason = reason;
         c.since_unix_s = unix_now_s();
+        c.step.clear();
     }
 
-    /// The worker: connect, run, make safe, quarantine, store, sinks.
-    CellResult run_cell(Channel& c, const DecodedSerial& cell) {
+    /// The record (and a hazardous hold) in one transaction, then the sinks.
+    /// Runs on the store lane.
+    void store_record(TestRecord& rec, CellResult& res, bool hazardous) {
+        std::lock_guard lk(store_mutex);
+        const std::string hold_reason = "hazardous: aborted for over-temperature at test (" + rec.abort_reason + ")";
+        auto hold = [&] {
+            try {
+                Quarantine q(*store, scheme);
+                q.hold(Scope::serial(rec.serial), hold_reason, Actor{"eolstation controller", "station"});
+            } catch (const QuarantineRefused&) {
+                // already held (by someone else meanwhile): held it is
+            }
+            res.held_hazardous = true;
+        };
+        try {
+            store->write_transaction([&] {
+                store->write(rec);
+                if (hazardous) hold();
+                return true;
+            });
+            res.stored = true;
+        } catch (const std::exception& e) {
+            res.held_hazardous = false;
+            if (hazardous) {
+                // The record alone rather than neither; the hold's failure said.
+                try {
+                    store->write(rec);
+                    res.stored = true;
+                    rec.abort_reason += fmt::format("; the hazardous hold could not be recorded: {}", e.what());
+                } catch (const std::exception&) {
+                }
+            }
+            if (!res.stored) {
+                rec.abort_reason = fmt::format("the record could not be stored in {}: {}{}{}", store_path.string(),
+                                               e.what(), rec.abort_reason.empty() ? "" : "; ", rec.abort_reason);
+                rec.verdict = Verdict::error;
+            }
+        }
+        for (RecordSink* s : sinks) {
+            try {
+                s->consume(rec);
+            } catch (const std::exception& e) {
+                rec.abort_reason += fmt::format("; a record sink failed: {}", e.what());
+            }
+        }
+    }
+
+    /// One cell on the loop: connect, monitor, run, make safe, quarantine, store.
+    awaitable<CellResult> run_cell(Channel& c, DecodedSerial cell) {
+        c.clock.rearm();
+        c.trip.reset();
         CellResult res;
         res.position = c.cfg->position;
         res.serial = cell.serial;
@@ -241,21 +773,65 @@ struct Controller::Impl {
         ctx.station_id = cfg.station_id;
         ctx.position = c.cfg->position;
         ctx.clock = &c.clock;
+        ctx.on_demand = [&c](const LoadDemand& d) {
+            c.demand = d;
+            c.demand_since_wall_s = steady_now_s();
+        };
+        ctx.on_step = [this, &c](std::size_t index, const std::string& name) {
+            std::lock_guard lk(mutex);
+            c.step = name;
+            c.step_index = index;
+        };
+        {
+            std::lock_guard lk(mutex);
+            c.t0_station_s = clock.now_s();
+        }
+        ChannelIo io;
+        io.load = c.load->load.get();
+        io.load_channel = c.cfg->load_channel;
+        io.load_lane = &c.load->lane;
+        io.thermo = c.thermo->thermo.get();
+        io.thermo_channel = c.cfg->thermo_channel;
+        io.thermo_lane = &c.thermo->lane;
+        io.ambient_channel = c.ambient_channel;
+
         TestRecord rec;
         bool load_connected = false;  // before that, nothing can have been energized
+        std::string failure;
         try {
-            c.load->ensure_connected();
+            co_await ensure_connected(*c.load);
             load_connected = true;
-            c.thermo->ensure_connected();
-            rec = run_recipe(cfg.recipe, cfg.limits, io_of(c), id, ctx);
+            co_await ensure_connected(*c.thermo);
+            {
+                std::lock_guard lk(mutex);
+                c.load->state = c.thermo->state = InstrumentState::active;
+                ++c.load->testing;
+                ++c.thermo->testing;
+            }
+            c.demand = LoadDemand{};
+            c.demand_since_wall_s = steady_now_s();
+            c.monitoring = true;
+            asio::co_spawn(loop, monitor(c), asio::detached);
+            rec = co_await run_recipe_async(cfg.recipe, cfg.limits, io, id, ctx);
         } catch (const std::exception& e) {
-            rec = TestRecord{};
-            rec.verdict = Verdict::error;
-            rec.abort_reason = e.what();
+            failure = e.what();
         } catch (...) {
+            failure = "unknown exception";
+        }
+        if (c.monitoring) {
+            c.monitoring = false;
+            if (c.monitor_timer) c.monitor_timer->cancel();
+        }
+        {
+            std::lock_guard lk(mutex);
+            for (Instrument* inst : {c.load, c.thermo})
+                if (load_connected && inst->testing > 0 && --inst->testing == 0 && inst->state == InstrumentState::active)
+                    inst->state = InstrumentState::safe;
+        }
+        if (!failure.empty()) {
             rec = TestRecord{};
             rec.verdict = Verdict::error;
-            rec.abort_reason = "unknown exception";
+            rec.abort_reason = failure;
         }
         if (rec.serial.empty()) {  // the run never started: still a record of this cell
             rec.serial = id.serial;
@@ -268,69 +844,39 @@ struct Controller::Impl {
             rec.recipe_version = cfg.recipe.file.filename().string();
             rec.start_unix_s = rec.end_unix_s = unix_now_s();
         }
+        if (c.trip) {
+            res.trip_cause = c.trip->cause;
+            res.trip_to_off_s = c.trip->to_off_s;
+            // A hazard of the cell (temperature, voltage) is an abort; an
+            // equipment cause (an instrument, a thermocouple, a load whose
+            // current does not follow) is an error that faults the channel.
+            if (rec.verdict == Verdict::error || rec.verdict == Verdict::abort)
+                rec.verdict = c.trip->fault ? Verdict::error : Verdict::abort;
+        }
         if (load_connected && (rec.verdict == Verdict::abort || rec.verdict == Verdict::error)) {
             std::string why;
-            res.load_off_confirmed = make_safe(c, opt.make_safe_timeout_s, why);
-            if (!res.load_off_confirmed)
-                rec.abort_reason += fmt::format("; load input NOT confirmed off: {}", why);
+            res.load_off_confirmed = co_await make_safe(c, opt.make_safe_timeout_s, why);
+            if (!res.load_off_confirmed) rec.abort_reason += fmt::format("; load input NOT confirmed off: {}", why);
         }
-        {
-            std::lock_guard lk(store_mutex);
-            // The record, and for an over-temperature abort the hazardous
-            // hold, in ONE transaction (Quarantine joins it): a crash cannot
-            // leave the abort stored without its hold.
-            const bool hazardous = aborted_for_over_temperature(rec);
-            const std::string hold_reason = "hazardous: aborted for over-temperature at test (" + rec.abort_reason + ")";
-            auto hold = [&] {
-                try {
-                    Quarantine q(*store, scheme);
-                    q.hold(Scope::serial(rec.serial), hold_reason, Actor{"eolstation controller", "station"});
-                } catch (const QuarantineRefused&) {
-                    // already held (by someone else meanwhile): held it is
-                }
-                res.held_hazardous = true;
-            };
-            try {
-                store->write_transaction([&] {
-                    store->write(rec);
-                    if (hazardous) hold();
-                    return true;
-                });
-                res.stored = true;
-            } catch (const std::exception& e) {
-                res.held_hazardous = false;
-                if (hazardous) {
-                    // The record alone rather than neither; the hold's failure said.
-                    try {
-                        store->write(rec);
-                        res.stored = true;
-                        rec.abort_reason += fmt::format("; the hazardous hold could not be recorded: {}", e.what());
-                    } catch (const std::exception&) {
-                    }
-                }
-                if (!res.stored)
-                    rec.abort_reason = fmt::format("the record could not be stored in {}: {}{}{}", store_path.string(),
-                                                   e.what(), rec.abort_reason.empty() ? "" : "; ", rec.abort_reason);
-                if (!res.stored) rec.verdict = Verdict::error;
-            }
-            for (RecordSink* s : sinks) {
-                try {
-                    s->consume(rec);
-                } catch (const std::exception& e) {
-                    rec.abort_reason += fmt::format("; a record sink failed: {}", e.what());
-                }
-            }
-        }
+        const bool hazardous = aborted_for_over_temperature(rec) || (c.trip && c.trip->hazardous);
+        co_await on_lane(&*store_lane, [this, &rec, &res, hazardous] { store_record(rec, res, hazardous); });
         res.verdict = std::string(to_string(rec.verdict));
         res.reason = rec.abort_reason;
-        const bool faulted = rec.verdict == Verdict::error || !res.load_off_confirmed || !res.stored;
+        const bool faulted = rec.verdict == Verdict::error || !res.load_off_confirmed || !res.stored ||
+                             (c.trip && c.trip->fault);
         set_state(c,
-                  faulted                            ? ChannelState::faulted
-                  : rec.verdict == Verdict::abort    ? ChannelState::aborted
-                                                     : ChannelState::complete,
+                  faulted                         ? ChannelState::faulted
+                  : rec.verdict == Verdict::abort ? ChannelState::aborted
+                                                  : ChannelState::complete,
                   rec.serial, res.verdict, res.reason);
         res.record = std::move(rec);
-        return res;
+        co_return res;
+    }
+
+    void finished_one() {
+        std::lock_guard lk(mutex);
+        --running;
+        idle_cv.notify_all();
     }
 };
 
@@ -347,15 +893,14 @@ Controller::~Controller() {
 const StationConfig& Controller::config() const { return impl_->cfg; }
 const SerialScheme& Controller::scheme() const { return impl_->scheme; }
 std::filesystem::path Controller::store_path() const { return impl_->store_path; }
+boost::asio::any_io_executor Controller::executor() { return impl_->loop.get_executor(); }
 
 void Controller::add_sink(RecordSink& sink) {
     std::lock_guard lk(impl_->store_mutex);
     impl_->sinks.push_back(&sink);
 }
 
-void Controller::connect_all() {
-    for (auto& [name, inst] : impl_->instruments) inst->ensure_connected();
-}
+void Controller::connect_all() { impl_->connect_all(); }
 
 void Controller::start(int position, std::string_view serial, std::function<void(const CellResult&)> done) {
     Impl& m = *impl_;
@@ -370,12 +915,15 @@ void Controller::start(int position, std::string_view serial, std::function<void
         if (c.state == ChannelState::faulted)
             throw ControllerRefused(fmt::format("position {} is faulted ({}); reset the fault first", position,
                                                 c.reason));
-        c.clock.rearm();  // under the lock: an abort_all() after this point reaches the run
         c.state = ChannelState::testing;  // claimed: no second start() from here on
         c.serial = dec.value.serial;
         c.verdict.clear();
         c.reason.clear();
+        c.step.clear();
+        c.step_index = 0;
+        c.v_v = c.i_a = c.temp_c = NAN;
         c.since_unix_s = unix_now_s();
+        ++m.running;
     }
     // A held or scrapped unit is answered without touching the channel.
     std::optional<LookupResult> look;
@@ -392,6 +940,7 @@ void Controller::start(int position, std::string_view serial, std::function<void
         }
     } catch (...) {
         m.set_state(c, ChannelState::idle, dec.value.serial, "", "");
+        m.finished_one();
         throw;
     }
     if (look->state == CellState::held || look->state == CellState::scrapped) {
@@ -401,25 +950,29 @@ void Controller::start(int position, std::string_view serial, std::function<void
         res.verdict = "hold";
         res.reason = describe_holds(*look);
         m.set_state(c, ChannelState::complete, res.serial, res.verdict, res.reason);
+        m.finished_one();
         if (done) done(res);
         return;
     }
-    // The previous cell's worker has finished its run (the state was not
-    // testing); join it. (So `done` must not call start() on its own channel.)
-    if (c.worker.joinable()) c.worker.join();
-    c.worker = std::thread([&m, &c, cell = dec.value, done = std::move(done)] {
-        CellResult res = m.run_cell(c, cell);
-        if (done) {
-            try {
-                done(res);
-            } catch (...) {
-                // the caller's callback must not end the worker (nor the process)
-            }
-        }
-    });
+    asio::co_spawn(m.loop, m.run_cell(c, dec.value),
+                   [&m, done = std::move(done)](std::exception_ptr e, CellResult res) {
+                       if (e) {  // run_cell catches everything; a last resort
+                           res.verdict = "error";
+                           res.reason = "internal error in the controller";
+                       }
+                       m.finished_one();
+                       if (done) {
+                           try {
+                               done(res);
+                           } catch (...) {
+                               // the caller's callback must not end the loop (nor the process)
+                           }
+                       }
+                   });
 }
 
 CellResult Controller::test(int position, std::string_view serial) {
+    if (impl_->on_loop()) throw std::logic_error("Controller::test() called on the controller's own loop");
     std::mutex mu;
     std::condition_variable cv;
     std::optional<CellResult> out;
@@ -437,14 +990,14 @@ bool Controller::abort(int position, const std::string& reason) {
     Channel& c = impl_->channel(position);
     std::lock_guard lk(impl_->mutex);
     if (c.state != ChannelState::testing) return false;
-    c.clock.abort(reason);
+    asio::post(impl_->loop, [&c, reason] { c.clock.abort(reason); });
     return true;
 }
 
 void Controller::abort_all(const std::string& reason) {
     std::lock_guard lk(impl_->mutex);
     for (auto& [p, c] : impl_->channels)
-        if (c->state == ChannelState::testing) c->clock.abort(reason);
+        if (c->state == ChannelState::testing) asio::post(impl_->loop, [ch = c.get(), reason] { ch->clock.abort(reason); });
 }
 
 void Controller::fault_reset(int position) {
@@ -454,16 +1007,34 @@ void Controller::fault_reset(int position) {
         std::lock_guard lk(m.mutex);
         if (c.state == ChannelState::testing)
             throw ControllerRefused(fmt::format("position {} is testing {}", position, c.serial));
+        for (Instrument* inst : {c.load, c.thermo})
+            if (inst->state == InstrumentState::error || inst->state == InstrumentState::connecting)
+                throw ControllerRefused(fmt::format("position {}: fault not reset: instrument {} is {} ({})", position,
+                                                    inst->cfg->name, to_string(inst->state), inst->last_error));
     }
-    std::string why;
-    try {
-        c.load->ensure_connected();
-    } catch (const std::exception& e) {
-        throw ControllerRefused(fmt::format("position {}: fault not reset: {}", position, e.what()));
+    auto attempt = [&m, &c]() -> awaitable<std::string> {
+        try {
+            co_await m.ensure_connected(*c.load);
+        } catch (const std::exception& e) {
+            co_return std::string(e.what());
+        }
+        std::string why;
+        if (!co_await m.make_safe(c, 0.0, why)) co_return "the load input cannot be confirmed off: " + why;
+        co_return std::string();
+    };
+    std::string problem;
+    if (m.on_loop()) {
+        throw std::logic_error("Controller::fault_reset() called on the controller's own loop");
+    } else {
+        std::promise<std::string> p;
+        auto fut = p.get_future();
+        asio::co_spawn(m.loop, attempt(), [&p](std::exception_ptr e, std::string r) {
+            p.set_value(e ? std::string("internal error") : r);
+        });
+        problem = fut.get();
     }
-    if (!m.make_safe(c, 0.0, why))
-        throw ControllerRefused(
-            fmt::format("position {}: fault not reset: the load input cannot be confirmed off: {}", position, why));
+    if (!problem.empty())
+        throw ControllerRefused(fmt::format("position {}: fault not reset: {}", position, problem));
     std::lock_guard lk(m.mutex);
     c.state = ChannelState::idle;
     c.verdict.clear();
@@ -472,47 +1043,91 @@ void Controller::fault_reset(int position) {
 }
 
 std::vector<ChannelSnapshot> Controller::snapshot() const {
+    const double now_station = impl_->clock.now_s();
     std::lock_guard lk(impl_->mutex);
     std::vector<ChannelSnapshot> out;
-    for (const auto& [p, c] : impl_->channels)
-        out.push_back(ChannelSnapshot{p, c->state, c->serial, c->verdict, c->reason, c->since_unix_s});
+    for (const auto& [p, c] : impl_->channels) {
+        ChannelSnapshot s;
+        s.position = p;
+        s.state = c->state;
+        s.serial = c->serial;
+        s.verdict = c->verdict;
+        s.reason = c->reason;
+        s.since_unix_s = c->since_unix_s;
+        if (c->state == ChannelState::testing) {
+            s.step = c->step;
+            s.step_index = c->step_index;
+            s.step_count = impl_->cfg.recipe.steps.size();
+            s.elapsed_s = now_station - c->t0_station_s;
+            s.v_v = c->v_v;
+            s.i_a = c->i_a;
+            s.temp_c = c->temp_c;
+        }
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+std::vector<InstrumentSnapshot> Controller::instruments() const {
+    std::vector<InstrumentSnapshot> out;
+    std::lock_guard lk(impl_->mutex);
+    for (const auto& [name, inst] : impl_->instruments) {
+        InstrumentSnapshot s;
+        s.name = name;
+        s.role = inst->load ? "load" : "thermo";
+        s.state = inst->state;
+        s.last_error = inst->last_error;
+        s.reconnects = inst->reconnects;
+        std::vector<double> ring;
+        {
+            std::lock_guard hk(inst->health.m);
+            s.commands = inst->health.commands;
+            s.errors = inst->health.errors;
+            if (s.last_error.empty()) s.last_error = inst->health.last_error;
+            ring = inst->health.ring;
+        }
+        if (!ring.empty()) {
+            std::sort(ring.begin(), ring.end());
+            auto q = [&](double f) { return ring[static_cast<std::size_t>(f * static_cast<double>(ring.size() - 1))]; };
+            s.command_p50_s = q(0.5);
+            s.command_p99_s = q(0.99);
+        }
+        out.push_back(std::move(s));
+    }
     return out;
 }
 
 std::vector<std::string> Controller::shutdown(const std::string& reason) {
     Impl& m = *impl_;
+    if (m.on_loop()) throw std::logic_error("Controller::shutdown() called on the controller's own loop");
     {
-        std::lock_guard lk(m.mutex);
+        std::unique_lock lk(m.mutex);
         if (m.shut_down) return {};
         m.shut_down = true;
         for (auto& [p, c] : m.channels)
-            if (c->state == ChannelState::testing) c->clock.abort(reason);
+            if (c->state == ChannelState::testing) asio::post(m.loop, [ch = c.get(), reason] { ch->clock.abort(reason); });
+        m.idle_cv.wait(lk, [&] { return m.running == 0; });  // every record stored, every `done` called
     }
-    for (auto& [p, c] : m.channels)
-        if (c->worker.joinable()) c->worker.join();
     std::vector<std::string> problems;
     for (auto& [p, c] : m.channels) {
-        bool connected = false;
         {
-            std::lock_guard lk(c->load->mutex);
-            connected = c->load->connected;
+            std::lock_guard lk(m.mutex);
+            if (!c->load->usable() && c->load->state != InstrumentState::error) continue;  // never used
         }
-        if (!connected) continue;  // never used: nothing to switch off
         std::string why;
-        if (!m.make_safe(*c, 0.0, why))
-            problems.push_back(fmt::format("position {}: load input not confirmed off: {}", p, why));
+        std::promise<bool> pr;
+        auto fut = pr.get_future();
+        asio::co_spawn(m.loop, m.make_safe(*c, 0.0, why), [&pr](std::exception_ptr e, bool ok) { pr.set_value(!e && ok); });
+        if (!fut.get()) problems.push_back(fmt::format("position {}: load input not confirmed off: {}", p, why));
     }
     for (auto& [name, inst] : m.instruments) {
-        std::lock_guard lk(inst->mutex);
-        try {
-            if (inst->connected) {
-                if (inst->load) inst->load->close();
-                else inst->thermo->close();
-            }
-        } catch (...) {
+        {
+            std::lock_guard lk(m.mutex);
+            inst->state = InstrumentState::disconnected;
         }
-        inst->connected = false;
+        wait_on_lane(inst->lane, [i = inst.get()] { i->close_driver(); });
     }
+    m.stop_loop();
     std::lock_guard lk(m.store_mutex);
     m.lookup.reset();
     m.store.reset();

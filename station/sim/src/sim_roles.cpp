@@ -88,8 +88,9 @@ SkipClock::SkipClock(std::shared_ptr<sim::SimClock> clock, double unix_epoch_s)
     : clock_(std::move(clock)), t0_s_(clock_->now_s()), epoch_s_(unix_epoch_s) {}
 double SkipClock::now_s() const { return clock_->now_s() - t0_s_; }
 double SkipClock::unix_now_s() const { return epoch_s_ + now_s(); }
-void SkipClock::sleep_s(double station_s) {
+boost::asio::awaitable<void> SkipClock::sleep_s(double station_s) {
     if (station_s > 0) clock_->skip(station_s);
+    co_return;
 }
 
 TestRecord run_in_process(const Recipe& recipe, const Limits& limits, const sim::CellParams& cell,

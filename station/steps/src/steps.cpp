@@ -2,18 +2,28 @@
 
 #include <fmt/core.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <chrono>
 #include <cmath>
 #include <exception>
 #include <map>
 #include <stdexcept>
-#include <thread>
+#include <set>
 #include <type_traits>
 #include <variant>
 
 #include "eol/instruments/errors.hpp"
 
 namespace eol::station {
+
+namespace asio = boost::asio;
+using asio::awaitable;
 
 // ================================================================ clocks
 
@@ -32,9 +42,15 @@ ScaledWallClock::ScaledWallClock(double time_scale) : time_scale_(time_scale), t
 }
 double ScaledWallClock::now_s() const { return (steady_s() - t0_steady_s_) * time_scale_; }
 double ScaledWallClock::unix_now_s() const { return system_unix_s(); }
-void ScaledWallClock::sleep_s(double station_s) {
-    if (station_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(station_s / time_scale_));
+awaitable<void> ScaledWallClock::sleep_s(double station_s) {
+    if (!(station_s > 0)) co_return;
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(station_s / time_scale_)));
+    co_await timer.async_wait(asio::use_awaitable);
 }
+
+awaitable<void> StepClock::sleep_until_s(double station_t) { co_await sleep_s(station_t - now_s()); }
 
 StepFits StepFits::standard() {
     StepFits f;
@@ -75,48 +91,53 @@ public:
     Run(const Recipe& r, const Limits& l, const ChannelIo& io, const RunContext& ctx, const StepFits& fits)
         : recipe_(r), limits_(l), io_(io), ctx_(ctx), clock_(*ctx.clock), fits_(fits) {}
 
-    TestRecord run(const CellIdentity& cell);
+    awaitable<TestRecord> run(const CellIdentity& cell);
 
 private:
     template <class F>
-    auto with_load(F&& f) const {
-        if (!io_.load_mutex) return f(*io_.load);
-        std::lock_guard lk(*io_.load_mutex);
-        return f(*io_.load);
+    auto with_load(F f) const {
+        return on_lane(io_.load_lane, [this, f]() mutable { return f(*io_.load); });
     }
     template <class F>
-    auto with_thermo(F&& f) const {
-        if (!io_.thermo_mutex) return f(*io_.thermo);
-        std::lock_guard lk(*io_.thermo_mutex);
-        return f(*io_.thermo);
+    auto with_thermo(F f) const {
+        return on_lane(io_.thermo_lane, [this, f]() mutable { return f(*io_.thermo); });
     }
 
     double now_s() const { return clock_.now_s(); }
 
-    void input_off() const {
-        with_load([&](instruments::ElectronicLoad& l) { l.set_input(io_.load_channel, false); });
+    void tell(bool on, double current_a, bool profile) const {
+        if (ctx_.on_demand) ctx_.on_demand(LoadDemand{on, current_a, profile});
     }
-    void safe_off() const noexcept {
+
+    awaitable<void> input_off() const {
+        const int ch = io_.load_channel;
+        co_await with_load([ch](instruments::ElectronicLoad& l) { l.set_input(ch, false); });
+        tell(false, 0, false);
+    }
+    awaitable<void> safe_off() const {
         try {
-            input_off();
+            co_await input_off();
         } catch (...) {
             // The instrument itself failed; the step's reason already says so.
         }
     }
-    void draw(double current_a) const {
-        with_load([&](instruments::ElectronicLoad& l) {
-            l.set_mode(io_.load_channel, instruments::LoadMode::cc, current_a);
-            l.set_input(io_.load_channel, true);
+    awaitable<void> draw(double current_a) const {
+        tell(true, current_a, false);
+        const int ch = io_.load_channel;
+        co_await with_load([ch, current_a](instruments::ElectronicLoad& l) {
+            l.set_mode(ch, instruments::LoadMode::cc, current_a);
+            l.set_input(ch, true);
         });
     }
-    instruments::LoadReading measure() const {
-        return with_load([&](instruments::ElectronicLoad& l) { return l.measure(io_.load_channel); });
+    awaitable<instruments::LoadReading> measure() const {
+        const int ch = io_.load_channel;
+        co_return co_await with_load([ch](instruments::ElectronicLoad& l) { return l.measure(ch); });
     }
 
     /// Cell and ambient temperature; throws InstrumentError for a channel that
     /// does not read ok (an open thermocouple must not pass as a temperature).
-    std::pair<double, double> temperatures() const {
-        const auto all = with_thermo([&](instruments::TemperatureReader& t) { return t.read_all(); });
+    awaitable<std::pair<double, double>> temperatures() const {
+        const auto all = co_await with_thermo([](instruments::TemperatureReader& t) { return t.read_all(); });
         auto pick = [&](int ch) {
             if (ch < 0 || static_cast<std::size_t>(ch) >= all.size())
                 throw instruments::InstrumentError(io_.thermo->name(), "read channel " + std::to_string(ch),
@@ -129,7 +150,7 @@ private:
         };
         const double cell = pick(io_.thermo_channel);
         const double amb = io_.ambient_channel ? pick(*io_.ambient_channel) : std::nan("");
-        return {cell, amb};
+        co_return std::pair<double, double>{cell, amb};
     }
 
     void check_safety(double v_v, double temp_c, bool loaded) const {
@@ -160,72 +181,76 @@ private:
 
     // ---- the steps ----
 
-    void rest(const RestParams& p) {
-        input_off();
-        clock_.sleep_s(p.duration_s);
+    awaitable<void> rest(const RestParams& p) {
+        co_await input_off();
+        co_await clock_.sleep_s(p.duration_s);
     }
 
-    double ocv(const OcvParams& p) {
-        input_off();
+    awaitable<double> ocv(const OcvParams& p) {
+        co_await input_off();
         double sum = 0;
         const int n = std::max(1, p.samples);
         for (int k = 0; k < n; ++k) {
-            if (k > 0) clock_.sleep_s(p.interval_s);
-            sum += measure().v_v;
+            if (k > 0) co_await clock_.sleep_s(p.interval_s);
+            const auto r = co_await measure();
+            sum += r.v_v;
         }
         const double v = sum / n;
-        const auto [tc, ta] = temperatures();
-        check_safety(v, tc, false);
-        append_sample(now_s(), 0.0, v, tc, ta, false);
-        return v;
+        const auto temps = co_await temperatures();
+        check_safety(v, temps.first, false);
+        append_sample(now_s(), 0.0, v, temps.first, temps.second, false);
+        co_return v;
     }
 
     // IEC 61960: U and I at the end of the low level, then of the high level.
-    double dcir(const DcirParams& p) {
+    awaitable<double> dcir(const DcirParams& p) {
         check_current(p.high_a);
-        draw(p.low_a);
-        clock_.sleep_s(p.low_s);
-        const auto r1 = measure();
-        draw(p.high_a);
-        clock_.sleep_s(p.high_s);
-        const auto r2 = measure();
-        input_off();
-        const auto [tc, ta] = temperatures();
-        check_safety(std::min(r1.v_v, r2.v_v), tc, true);
+        co_await draw(p.low_a);
+        co_await clock_.sleep_s(p.low_s);
+        const auto r1 = co_await measure();
+        co_await draw(p.high_a);
+        co_await clock_.sleep_s(p.high_s);
+        const auto r2 = co_await measure();
+        co_await input_off();
+        const auto temps = co_await temperatures();
+        check_safety(std::min(r1.v_v, r2.v_v), temps.first, true);
         if (!(r2.i_a - r1.i_a > 1e-3))
             throw instruments::InstrumentError(io_.load->name(), "dcir",
                                                fmt::format("the two current levels did not differ ({} A, {} A)",
                                                            r1.i_a, r2.i_a));
-        return (r1.v_v - r2.v_v) / (r2.i_a - r1.i_a);
+        co_return (r1.v_v - r2.v_v) / (r2.i_a - r1.i_a);
     }
 
-    Quantities pulse(const PulseParams& p) {
+    awaitable<Quantities> pulse(const PulseParams& p) {
         check_current(p.current_a);
         instruments::PulseSpec spec;
         spec.steps = {{0.0, p.pre_s}, {p.current_a, p.duration_s}, {0.0, p.relaxation_s}};
         spec.sample_interval_s = p.sample_interval_s;
         spec.points = p.points();
-        const auto [tc0, ta0] = temperatures();
+        const auto temps0 = co_await temperatures();
+        const double tc0 = temps0.first, ta0 = temps0.second;
         const double t_trigger = now_s();
-        with_load([&](instruments::ElectronicLoad& l) {
-            l.arm_pulse(io_.load_channel, spec);
-            l.trigger(io_.load_channel);
-            return 0;
+        const int ch = io_.load_channel;
+        tell(true, p.current_a, true);
+        co_await with_load([ch, &spec](instruments::ElectronicLoad& l) {
+            l.arm_pulse(ch, spec);
+            l.trigger(ch);
         });
         const double budget_s = std::max(spec.total_s(), p.sample_interval_s * static_cast<double>(spec.points));
         // Station time for the logger, plus 10 s of wall time for the instrument.
         const auto wall_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         const double deadline_s = t_trigger + budget_s;
         for (;;) {
-            const bool done = with_load([&](instruments::ElectronicLoad& l) { return l.pulse_done(io_.load_channel); });
+            const bool done = co_await with_load([ch](instruments::ElectronicLoad& l) { return l.pulse_done(ch); });
             if (done) break;
             if (now_s() > deadline_s && std::chrono::steady_clock::now() > wall_deadline)
                 throw instruments::TimeoutError(io_.load->name(), "pulse", "logger not complete in time");
-            clock_.sleep_s(std::min(0.5, budget_s / 20));
+            co_await clock_.sleep_s(std::min(0.5, budget_s / 20));
         }
-        const auto data = with_load([&](instruments::ElectronicLoad& l) { return l.fetch_pulse(io_.load_channel); });
-        input_off();
-        const auto [tc1, ta1] = temperatures();
+        const auto data = co_await with_load([ch](instruments::ElectronicLoad& l) { return l.fetch_pulse(ch); });
+        co_await input_off();
+        const auto temps1 = co_await temperatures();
+        const double tc1 = temps1.first, ta1 = temps1.second;
         if (data.t_s.size() < 10)
             throw instruments::ProtocolError(io_.load->name(), "pulse",
                                              fmt::format("logger returned {} samples", data.t_s.size()));
@@ -260,47 +285,51 @@ private:
             q["tau" + n + "_s"] = fit.rc[k].tau_s.value;
         }
         out_.fits.push_back(std::move(mf));
-        return q;
+        co_return q;
     }
 
-    Quantities heat(const HeatParams& p) {
+    awaitable<void> heat_sample(models::Series& s, double t_s, bool loaded) {
+        const auto r = co_await measure();
+        const auto temps = co_await temperatures();
+        const double tc = temps.first, ta = temps.second;
+        check_safety(r.v_v, tc, loaded);
+        s.t_s.push_back(t_s);
+        s.i_a.push_back(r.i_a);
+        s.v_v.push_back(r.v_v);
+        s.t_cell_c.push_back(tc);
+        s.t_amb_c.push_back(std::isfinite(ta) ? ta : tc);
+        append_sample(t_s, r.i_a, r.v_v, tc, ta, false);
+    }
+
+    // Sample on the interval grid until the step's time is up. The step ends
+    // on time even when sampling is slower than the interval (a loaded host,
+    // a fast simulated clock): late grid points are skipped, never appended
+    // to the step.
+    awaitable<void> heat_sample_until(models::Series& s, const HeatParams& p, double t0, double duration_s,
+                                      bool loaded) {
+        const double end = t0 + duration_s;
+        double next = t0 + p.sample_interval_s;
+        while (next <= end + 1e-9) {
+            co_await clock_.sleep_until_s(next);
+            co_await heat_sample(s, now_s(), loaded);
+            const double t = now_s();
+            if (t >= end) break;
+            next += p.sample_interval_s;
+            if (next < t) next += std::ceil((t - next) / p.sample_interval_s) * p.sample_interval_s;
+            if (next > end) next = end;
+        }
+    }
+
+    awaitable<Quantities> heat(const HeatParams& p) {
         check_current(p.current_a);
         models::Series s;
-        auto sample = [&](double t_s, bool loaded) {
-            const auto r = measure();
-            const auto [tc, ta] = temperatures();
-            check_safety(r.v_v, tc, loaded);
-            s.t_s.push_back(t_s);
-            s.i_a.push_back(r.i_a);
-            s.v_v.push_back(r.v_v);
-            s.t_cell_c.push_back(tc);
-            s.t_amb_c.push_back(std::isfinite(ta) ? ta : tc);
-            append_sample(t_s, r.i_a, r.v_v, tc, ta, false);
-        };
-        sample(now_s(), false);
-        draw(p.current_a);
+        co_await heat_sample(s, now_s(), false);
+        co_await draw(p.current_a);
         const double t_on = now_s();
-        // Sample on the interval grid until the step's time is up. The step
-        // ends on time even when sampling is slower than the interval (a
-        // loaded host, a fast simulated clock): late grid points are skipped,
-        // never appended to the step.
-        auto sample_until = [&](double t0, double duration_s, bool loaded) {
-            const double end = t0 + duration_s;
-            double next = t0 + p.sample_interval_s;
-            while (next <= end + 1e-9) {
-                clock_.sleep_until_s(next);
-                sample(now_s(), loaded);
-                const double t = now_s();
-                if (t >= end) break;
-                next += p.sample_interval_s;
-                if (next < t) next += std::ceil((t - next) / p.sample_interval_s) * p.sample_interval_s;
-                if (next > end) next = end;
-            }
-        };
-        sample_until(t_on, p.duration_s, true);
+        co_await heat_sample_until(s, p, t_on, p.duration_s, true);
         const std::size_t n_on = s.size();
-        input_off();
-        sample_until(now_s(), p.cooling_s, false);
+        co_await input_off();
+        co_await heat_sample_until(s, p, now_s(), p.cooling_s, false);
         double t_max = -INFINITY;
         for (double t : s.t_cell_c) t_max = std::max(t_max, t);
         Quantities q{{"temp_rise_k", t_max - s.t_cell_c.front()}};
@@ -330,22 +359,23 @@ private:
         q["c_th_j_per_k"] = fit.c_th_j_per_k.value;
         q["r_th_k_per_w"] = fit.r_th_k_per_w.value;
         q["p_x_w"] = fit.p_extra_w.value;
-        return q;
+        co_return q;
     }
 
-    Quantities run_step(const RecipeStep& step) {
+    awaitable<Quantities> run_step(const RecipeStep& step) {
         Quantities q;
-        std::visit(
-            [&](const auto& p) {
-                using P = std::decay_t<decltype(p)>;
-                if constexpr (std::is_same_v<P, RestParams>) rest(p);
-                else if constexpr (std::is_same_v<P, OcvParams>) q["ocv_v"] = ocv(p);
-                else if constexpr (std::is_same_v<P, DcirParams>) q["dcir_ohm"] = dcir(p);
-                else if constexpr (std::is_same_v<P, PulseParams>) q = pulse(p);
-                else q = heat(p);
-            },
-            step.params);
-        return q;
+        if (const auto* rp = std::get_if<RestParams>(&step.params)) {
+            co_await rest(*rp);
+        } else if (const auto* op = std::get_if<OcvParams>(&step.params)) {
+            q["ocv_v"] = co_await ocv(*op);
+        } else if (const auto* dp = std::get_if<DcirParams>(&step.params)) {
+            q["dcir_ohm"] = co_await dcir(*dp);
+        } else if (const auto* pp = std::get_if<PulseParams>(&step.params)) {
+            q = co_await pulse(*pp);
+        } else {
+            q = co_await heat(std::get<HeatParams>(step.params));
+        }
+        co_return q;
     }
 
     const Recipe& recipe_;
@@ -357,7 +387,7 @@ private:
     TestRecord out_;
 };
 
-TestRecord Run::run(const CellIdentity& cell) {
+awaitable<TestRecord> Run::run(const CellIdentity& cell) {
     out_.serial = cell.serial;
     out_.cell_model = cell.cell_model.empty() ? recipe_.cell_model : cell.cell_model;
     out_.lot = cell.lot;
@@ -371,6 +401,7 @@ TestRecord Run::run(const CellIdentity& cell) {
     const double t0 = now_s();
     bool stopped = false;
     for (const RecipeStep& step : recipe_.steps) {
+        if (!stopped && ctx_.on_step) ctx_.on_step(out_.steps.size(), step.name);
         StepRecord sr;
         sr.name = step.name;
         sr.kind = std::string(to_string(step.kind()));
@@ -386,7 +417,7 @@ TestRecord Run::run(const CellIdentity& cell) {
         Quantities q;
         std::optional<StepStop> stop;
         try {
-            q = run_step(step);
+            q = co_await run_step(step);
         } catch (const StepStop& s) {
             stop = s;
         } catch (const RunAborted& e) {
@@ -398,7 +429,7 @@ TestRecord Run::run(const CellIdentity& cell) {
         } catch (...) {
             stop = StepStop{StepOutcome::error, "unknown exception"};
         }
-        if (stop) safe_off();
+        if (stop) co_await safe_off();
         // The step's declared measurements, judged once (not measured when a
         // stop came first: unset).
         for (const MeasurementSpec& spec : step.measurements) {
@@ -429,7 +460,7 @@ TestRecord Run::run(const CellIdentity& cell) {
     }
     if (!stopped) decide_verdict(out_);
     out_.end_unix_s = out_.start_unix_s + (now_s() - t0);
-    return std::move(out_);
+    co_return std::move(out_);
 }
 
 }  // namespace
@@ -441,59 +472,115 @@ bool aborted_for_over_temperature(const TestRecord& record) {
     return false;
 }
 
-TestRecord run_recipe(const Recipe& recipe, const Limits& limits, const ChannelIo& io, const CellIdentity& cell,
-                      const RunContext& ctx) {
+namespace {
+
+const StepFits& standard_fits() {
+    static const StepFits standard = StepFits::standard();
+    return standard;
+}
+
+void check_run_args(const ChannelIo& io, const RunContext& ctx) {
     if (!io.load || !io.thermo) throw std::logic_error("run_recipe: the channel needs a load and a thermocouple reader");
     if (!ctx.clock) throw std::logic_error("run_recipe: the run context has no clock");
-    static const StepFits standard = StepFits::standard();
-    Run run(recipe, limits, io, ctx, ctx.fits ? *ctx.fits : standard);
-    return run.run(cell);
+}
+
+/// The record of a cell whose run never started (or threw past the steps).
+void fill_identity(TestRecord& rec, const Recipe& recipe, const CellIdentity& cell, const std::string& station_id,
+                   int position) {
+    if (!rec.serial.empty()) return;
+    rec.serial = cell.serial;
+    rec.cell_model = cell.cell_model;
+    rec.lot = cell.lot;
+    rec.production_date = cell.production_date;
+    rec.station_id = station_id;
+    rec.channel = position;
+    rec.recipe_name = recipe.name;
+    rec.recipe_version = recipe.file.filename().string();
+}
+
+}  // namespace
+
+awaitable<TestRecord> run_recipe_async(const Recipe& recipe, const Limits& limits, const ChannelIo& io,
+                                       const CellIdentity& cell, const RunContext& ctx) {
+    check_run_args(io, ctx);
+    Run run(recipe, limits, io, ctx, ctx.fits ? *ctx.fits : standard_fits());
+    co_return co_await run.run(cell);
+}
+
+TestRecord run_recipe(const Recipe& recipe, const Limits& limits, const ChannelIo& io, const CellIdentity& cell,
+                      const RunContext& ctx) {
+    check_run_args(io, ctx);
+    asio::io_context loop;
+    std::optional<TestRecord> out;
+    std::exception_ptr error;
+    asio::co_spawn(loop, run_recipe_async(recipe, limits, io, cell, ctx),
+                   [&](std::exception_ptr e, TestRecord r) {
+                       if (e) error = e;
+                       else out = std::move(r);
+                   });
+    loop.run();
+    if (error) std::rethrow_exception(error);
+    return std::move(*out);
 }
 
 std::vector<TestRecord> run_channels(const Recipe& recipe, const Limits& limits, std::span<const ChannelJob> jobs,
                                      const RunContext& ctx, std::span<RecordSink* const> sinks) {
     std::vector<TestRecord> done(jobs.size());
-    std::mutex sink_mutex;
     std::exception_ptr sink_error;
-    auto work = [&](std::size_t k) {
+    // One lane per instrument the jobs use, on a pool with a thread per
+    // instrument (at most 8): commands to one instrument never interleave,
+    // different instruments work at once.
+    std::set<const void*> instruments_used;
+    for (const ChannelJob& j : jobs) {
+        instruments_used.insert(j.io.load);
+        instruments_used.insert(j.io.thermo);
+    }
+    asio::thread_pool pool(std::clamp<std::size_t>(instruments_used.size(), 1, 8));
+    std::map<const void*, Lane> lanes;
+    for (const void* inst : instruments_used) lanes.emplace(inst, asio::make_strand(pool.get_executor()));
+    std::vector<ChannelIo> ios(jobs.size());
+    std::vector<RunContext> ctxs(jobs.size(), ctx);
+    asio::io_context loop;
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
         const ChannelJob& job = jobs[k];
-        RunContext c = ctx;
-        c.position = job.position;
-        if (job.fits) c.fits = job.fits;
-        TestRecord rec;
-        try {
-            rec = run_recipe(recipe, limits, job.io, job.cell, c);
-        } catch (const std::exception& e) {
-            rec.verdict = Verdict::error;
-            rec.abort_reason = e.what();
-        } catch (...) {
-            rec.verdict = Verdict::error;
-            rec.abort_reason = "unknown exception";
-        }
-        if (rec.serial.empty()) {  // the run never started: still a record of this cell
-            rec.serial = job.cell.serial;
-            rec.cell_model = job.cell.cell_model;
-            rec.lot = job.cell.lot;
-            rec.production_date = job.cell.production_date;
-            rec.station_id = ctx.station_id;
-            rec.channel = job.position;
-            rec.recipe_name = recipe.name;
-            rec.recipe_version = recipe.file.filename().string();
-        }
-        std::lock_guard lk(sink_mutex);
-        for (RecordSink* sink : sinks) {
-            try {
-                sink->consume(rec);
-            } catch (...) {
-                if (!sink_error) sink_error = std::current_exception();
+        ios[k] = job.io;
+        ios[k].load_lane = job.io.load ? &lanes.at(job.io.load) : nullptr;
+        ios[k].thermo_lane = job.io.thermo ? &lanes.at(job.io.thermo) : nullptr;
+        ctxs[k].position = job.position;
+        if (job.fits) ctxs[k].fits = job.fits;
+        auto finish = [&, k](TestRecord rec) {
+            fill_identity(rec, recipe, jobs[k].cell, ctx.station_id, jobs[k].position);
+            // One record at a time: every completion runs on `loop`'s one thread.
+            for (RecordSink* sink : sinks) {
+                try {
+                    sink->consume(rec);
+                } catch (...) {
+                    if (!sink_error) sink_error = std::current_exception();
+                }
             }
-        }
-        done[k] = std::move(rec);
-    };
-    std::vector<std::thread> workers;
-    workers.reserve(jobs.size());
-    for (std::size_t k = 0; k < jobs.size(); ++k) workers.emplace_back(work, k);
-    for (auto& w : workers) w.join();
+            done[k] = std::move(rec);
+        };
+        asio::co_spawn(loop,
+                       [&, k]() -> awaitable<TestRecord> {
+                           co_return co_await run_recipe_async(recipe, limits, ios[k], jobs[k].cell, ctxs[k]);
+                       },
+                       [finish](std::exception_ptr e, TestRecord rec) mutable {
+                           if (e) {
+                               rec = TestRecord{};
+                               rec.verdict = Verdict::error;
+                               try {
+                                   std::rethrow_exception(e);
+                               } catch (const std::exception& x) {
+                                   rec.abort_reason = x.what();
+                               } catch (...) {
+                                   rec.abort_reason = "unknown exception";
+                               }
+                           }
+                           finish(std::move(rec));
+                       });
+    }
+    loop.run();
+    pool.join();
     if (sink_error) std::rethrow_exception(sink_error);
     return done;
 }

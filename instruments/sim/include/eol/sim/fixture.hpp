@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -90,6 +91,12 @@ public:
     std::shared_ptr<SimClock> clock() const { return clock_; }
 
     void load_cell(std::size_t pos, const std::string& serial, const CellParams& p);
+    /// The parameters of the cell in `pos` (nullopt: empty position).
+    std::optional<CellParams> cell_params(std::size_t pos) const;
+    /// A fault of the position's load channel: it cannot sink more than
+    /// `cap_a` (the current read back stays below the setpoint);
+    /// infinity = none (the default).
+    void set_current_cap(std::size_t pos, double cap_a);
     void unload(std::size_t pos);
     std::optional<std::string> serial(std::size_t pos) const;
 
@@ -134,6 +141,7 @@ private:
         LoggedSamples log;
         std::mt19937_64 rng;
         double t_offset_c = 0.0;  // this position's thermocouple offset
+        double current_cap_a = std::numeric_limits<double>::infinity();
     };
 
     void sync(Position& p, double now);

@@ -210,6 +210,11 @@ struct Limits {
     double temp_abort_c = 0;     // abort the run and switch the load off above this cell temperature
     double v_min_v = 0;          // abort below this terminal voltage under load
     double i_max_a = 0;          // no recipe step may command more current
+    // The controller's safety monitor (optional keys; defaults here):
+    double v_max_v = 4.4;                  // abort above this terminal voltage
+    double temp_rate_max_k_per_s = 0.5;    // abort when the cell warms faster (over >= 5 s)
+    double i_follow_tol_a = 0.1;           // current-following tolerance floor (or 5 % of the setpoint)
+    double control_period_s = 0.1;         // the monitor's period, wall seconds
 };
 
 enum class PatMode { dynamic, static_ };

@@ -33,12 +33,44 @@
 // the store refuses turns the result into verdict error (never a silent
 // pass) and faults the channel.
 //
-// Concurrency: one mutex per instrument serializes every command to it
-// (several positions of a two-channel load, every position's thermocouple on
-// one module never interleave); a thread per active channel runs the
-// (blocking) step engine; the store is one connection behind its own mutex.
-// The Boost.Asio part is the commands' event loop (signals, input); the step
-// engine is not asynchronous yet (docs/controller.md).
+// Concurrency (Boost.Asio). ONE io_context, the controller's, run by one
+// thread it owns: every channel's test is a C++20 coroutine on it (the step
+// engine, steps.hpp), as are the safety monitors, the reconnect loops and
+// whatever the caller puts on executor() (signals, the PLC server, the
+// panel). No thread per channel: driver calls go to their instrument's
+// Lane — a strand on a small pool of driver threads (one per instrument, at
+// most 8) — so the commands to one instrument never interleave (the
+// positions of a load mainframe, every thermocouple of one module) and the
+// loop never waits on a socket. The drivers themselves are synchronous:
+// each transport still owns a private io_context that a lane thread runs
+// for the length of one command (docs/controller.md says why). The store
+// is one connection behind a mutex; records are written on a store lane.
+//
+// Instruments have a lifecycle (InstrumentState: disconnected → connecting
+// → ready ⇄ active → safe, and error) and health (commands, errors, command
+// time p50/p99, reconnects), in instruments(). An instrument that fails
+// with a connection error or a timeout goes to error: the channels that use
+// it fault, and a reconnect loop retries with exponential backoff (0.5 s
+// doubling to 8 s) until it answers again; the channels stay faulted until
+// a fault reset. Every 2 s each connected instrument no channel is testing
+// on answers an identification query (keepalive): a connection closed for
+// idleness stays open, and an instrument lost while idle is found before a
+// cell is put on it. make_safe() reconnects a closed connection at once.
+//
+// Safety monitor (one coroutine per testing channel, separate from the
+// steps, owning the make-safe path): every control period
+// (ControllerOptions::control_period_s of wall time) it reads the channel's
+// load (V, I) and thermocouple and trips on: cell temperature over
+// limits.temp_abort_c or rising faster than limits.temp_rate_max_k_per_s;
+// terminal voltage outside [v_min_v, v_max_v]; measured current not
+// following the setpoint (|I − I_set| > max(i_follow_tol_a, 5 % of I_set)
+// for 3 periods, or current flowing with the input off); an open (or
+// otherwise not ok) thermocouple; an instrument error or timeout. A trip
+// switches the load input off AT ONCE (the next command on the load's lane)
+// and then aborts the run, whose record names the cause; the time from the
+// tripping reading to the input confirmed off is CellResult::trip_to_off_s.
+// The other causes — operator abort, a stale PLC heartbeat (abort_all from
+// the PLC server), SIGTERM/SIGINT (shutdown) — abort the run the same way.
 //
 // Stopping: abort()/abort_all() interrupt a running cell at its next clock
 // wait (the run's clock throws RunAborted): the step ends aborted, the input
@@ -52,8 +84,13 @@
 // becomes that cell's verdict error.
 #pragma once
 
+#include <utility>  // before Asio (Boost 1.74's awaitable.hpp needs std::exchange)
+
+#include <boost/asio/any_io_executor.hpp>
 #include <filesystem>
 #include <functional>
+#include <cmath>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -81,6 +118,11 @@ public:
 /// The answer for one cell.
 struct CellResult {
     int position = 0;
+    /// Set when the safety monitor tripped: the cause, and wall seconds from
+    /// the tripping reading to the load input read back off (negative: not
+    /// confirmed off by the monitor).
+    std::string trip_cause;
+    double trip_to_off_s = -1;
     std::string serial;       // normalized
     std::string verdict;      // "pass", "fail", "hold", "abort", "error"
     std::string reason;       // why not pass (the failing limits, the hold, the cause); empty on pass
@@ -98,6 +140,25 @@ struct ChannelSnapshot {
     std::string verdict;  // of the last cell ("" before the first)
     std::string reason;
     double since_unix_s = 0;  // when the state was entered
+    // While testing (from the safety monitor's last reading and the steps):
+    std::string step;         // the running step's name
+    std::size_t step_index = 0, step_count = 0;
+    double elapsed_s = 0;     // station seconds since the cell started
+    double v_v = NAN, i_a = NAN, temp_c = NAN;  // last monitor reading
+};
+
+enum class InstrumentState { disconnected, connecting, ready, active, safe, error };
+/// "disconnected", "connecting", "ready", "active", "safe", "error".
+std::string_view to_string(InstrumentState s);
+
+/// An instrument's lifecycle state and health (a copy).
+struct InstrumentSnapshot {
+    std::string name;
+    std::string role;  // "load" or "thermo"
+    InstrumentState state = InstrumentState::disconnected;
+    std::string last_error;
+    std::uint64_t commands = 0, errors = 0, reconnects = 0;
+    double command_p50_s = NAN, command_p99_s = NAN;  // over the last 1024 commands
 };
 
 struct ControllerOptions {
@@ -120,6 +181,9 @@ public:
     Controller& operator=(const Controller&) = delete;
 
     const StationConfig& config() const;
+    /// The controller's event loop (one io_context, run by the controller's
+    /// thread): put signals, servers and timers here. Valid until destruction.
+    boost::asio::any_io_executor executor();
     const SerialScheme& scheme() const;
     std::filesystem::path store_path() const;
 
@@ -149,6 +213,7 @@ public:
     void fault_reset(int position);
 
     std::vector<ChannelSnapshot> snapshot() const;
+    std::vector<InstrumentSnapshot> instruments() const;
 
     /// abort_all(reason), waits for every worker (records stored), every
     /// configured load channel off (best effort; failures returned, one line

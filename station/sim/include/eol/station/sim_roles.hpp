@@ -76,7 +76,7 @@ public:
     SkipClock(std::shared_ptr<sim::SimClock> clock, double unix_epoch_s);
     double now_s() const override;
     double unix_now_s() const override;
-    void sleep_s(double station_s) override;
+    boost::asio::awaitable<void> sleep_s(double station_s) override;
 
 private:
     std::shared_ptr<sim::SimClock> clock_;

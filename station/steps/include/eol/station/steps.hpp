@@ -9,10 +9,21 @@
 // simulated production in-process (eol::station_sim's roles over the cell
 // physics and a clock that skips instead of sleeping), and the controller.
 //
-// Lifecycle: build a ChannelIo over connected drivers (a shared instrument
-// comes with the mutex that serializes its use, or none when the channel
-// has it alone), call run_recipe(). Steps never touch SQL: the caller hands
-// the record to its sinks (record.hpp; the store is one).
+// Lifecycle: build a ChannelIo over connected drivers, then either await
+// run_recipe_async() on an Asio executor (the controller: many channels as
+// coroutines on one io_context) or call run_recipe() (a private io_context,
+// run to completion on the calling thread). Steps never touch SQL: the
+// caller hands the record to its sinks (record.hpp; the store is one).
+//
+// Scheduling (Boost.Asio, C++20 coroutines): a step never blocks a thread
+// while it waits — StepClock::sleep_s is awaited (a steady_timer on a wall
+// clock, an instant skip on a simulated one). Every driver call goes to its
+// instrument's Lane: a strand on a small pool of driver threads, so commands
+// to one instrument never interleave (two positions of one load mainframe,
+// every position's thermocouple on one module), different instruments work
+// in parallel, and the loop that runs the channels never waits on a socket.
+// A ChannelIo without lanes calls its drivers inline (in-process simulated
+// instruments, a single channel).
 //
 // Outcomes. Each step ends pass (its measurements judged and all passed),
 // fail (one out of limits or not measured), aborted (a safety limit),
@@ -41,6 +52,13 @@
 // the heat_rise_k_per_w feature divides by).
 #pragma once
 
+#include <utility>  // before Asio's awaitable.hpp (Boost 1.74 uses std::exchange without it)
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -48,6 +66,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "eol/instruments/roles.hpp"
@@ -60,15 +79,40 @@ namespace eol::station {
 
 /// Station time for the steps. now_s() is monotonic station seconds;
 /// unix_now_s() is the UTC time records are stamped with; sleep_s() waits
-/// station seconds. Thread-safe (several channels may share one clock).
+/// station seconds without blocking the thread (awaited on the caller's
+/// executor). now_s/unix_now_s are thread-safe (several channels may share
+/// one clock).
 class StepClock {
 public:
     virtual ~StepClock() = default;
     virtual double now_s() const = 0;
     virtual double unix_now_s() const = 0;
-    virtual void sleep_s(double station_s) = 0;
-    void sleep_until_s(double station_t) { sleep_s(station_t - now_s()); }
+    virtual boost::asio::awaitable<void> sleep_s(double station_s) = 0;
+    boost::asio::awaitable<void> sleep_until_s(double station_t);
 };
+
+/// Where an instrument's driver calls run, one at a time (see the top).
+using Lane = boost::asio::strand<boost::asio::thread_pool::executor_type>;
+
+/// Runs `f` on `lane` (one call at a time per instrument) and resumes the
+/// awaiting coroutine on its own executor with f's result or exception;
+/// without a lane (nullptr), inline.
+template <class F>
+boost::asio::awaitable<std::invoke_result_t<F&>> on_lane(const Lane* lane, F f) {
+    using R = std::invoke_result_t<F&>;
+    if constexpr (std::is_void_v<R>) {
+        if (!lane) {
+            f();
+            co_return;
+        }
+        co_await boost::asio::co_spawn(
+            *lane, [f]() mutable -> boost::asio::awaitable<void> { f(); co_return; }, boost::asio::use_awaitable);
+    } else {
+        if (!lane) co_return f();
+        co_return co_await boost::asio::co_spawn(
+            *lane, [f]() mutable -> boost::asio::awaitable<R> { co_return f(); }, boost::asio::use_awaitable);
+    }
+}
 
 /// Real time: `time_scale` station seconds pass per wall second (1 on a
 /// line; the simulators' scale when driving them). std::invalid_argument
@@ -78,7 +122,8 @@ public:
     explicit ScaledWallClock(double time_scale = 1.0);
     double now_s() const override;
     double unix_now_s() const override;
-    void sleep_s(double station_s) override;
+    /// A steady_timer on the awaiting coroutine's executor.
+    boost::asio::awaitable<void> sleep_s(double station_s) override;
     double time_scale() const { return time_scale_; }
 
 private:
@@ -102,11 +147,22 @@ bool aborted_for_over_temperature(const TestRecord& record);
 struct ChannelIo {
     instruments::ElectronicLoad* load = nullptr;
     int load_channel = 1;
-    std::mutex* load_mutex = nullptr;     // nullptr: the channel has the load alone
+    const Lane* load_lane = nullptr;      // nullptr: driver calls inline
     instruments::TemperatureReader* thermo = nullptr;
     int thermo_channel = 0;
-    std::mutex* thermo_mutex = nullptr;   // nullptr: the channel has the reader alone
+    const Lane* thermo_lane = nullptr;    // nullptr: driver calls inline
     std::optional<int> ambient_channel;   // on the same reader
+};
+
+/// What the steps have asked of the load, told to RunContext::on_demand at
+/// every change: the reference of a safety monitor that checks that the
+/// measured current follows the setpoint. `profile` is true while a
+/// hardware-timed pulse runs inside the instrument (the setpoint then
+/// changes without the steps; a monitor cannot follow it sample by sample).
+struct LoadDemand {
+    bool input_on = false;
+    double current_a = 0;  // the CC setpoint, discharge positive
+    bool profile = false;
 };
 
 struct CellIdentity {
@@ -132,9 +188,20 @@ struct RunContext {
     /// Trace samples kept in the record: all (true) or only the pulse's (the
     /// simulated production's compact records, ~10 kB a cell, or none).
     enum class Trace { all, pulse_only, none } trace = Trace::all;
+    /// Told every change of what the load is asked (may be empty). Called on
+    /// the run's executor, before the command goes to the instrument when
+    /// the input turns on and after it when it turns off.
+    std::function<void(const LoadDemand&)> on_demand;
+    /// Told when a step starts: its index in the recipe (0-based) and name
+    /// (may be empty; on the run's executor).
+    std::function<void(std::size_t index, const std::string& name)> on_step;
 };
 
-/// Runs `recipe` on one position; see the top of this header.
+/// Runs `recipe` on one position; see the top of this header. Every
+/// argument must outlive the returned awaitable.
+boost::asio::awaitable<TestRecord> run_recipe_async(const Recipe& recipe, const Limits& limits, const ChannelIo& io,
+                                                    const CellIdentity& cell, const RunContext& ctx);
+/// run_recipe_async() on a private io_context, to completion, on the calling thread.
 TestRecord run_recipe(const Recipe& recipe, const Limits& limits, const ChannelIo& io, const CellIdentity& cell,
                       const RunContext& ctx);
 
@@ -146,8 +213,10 @@ struct ChannelJob {
     std::shared_ptr<const StepFits> fits;  // nullptr: the run context's
 };
 
-/// Runs `jobs` concurrently (one worker per job) and hands each finished
-/// record to every sink in turn, one record at a time. A failure inside one
+/// Runs `jobs` concurrently — coroutines on one io_context on the calling
+/// thread, each instrument's driver calls on its own Lane (made here from
+/// the jobs' driver pointers; the jobs' own lanes are ignored) — and hands
+/// each finished record to every sink in turn, one record at a time. A failure inside one
 /// channel never ends the others or the process: whatever escapes a channel
 /// becomes that record's verdict error. Returns the records in job order.
 /// A sink that throws does not stop the round; the first sink error is
