@@ -280,7 +280,7 @@ bool Dialect::identity_matches(std::string_view idn) const {
 Dialect parse_dialect(std::string_view text, const std::string& source) {
     Reader r(source);
     const toml::table root = parse_toml_text(text, source);
-    r.known_keys(root, "", {"dialect", "commands", "pulse", "protection", "simulator"});
+    r.known_keys(root, "", {"dialect", "commands", "pulse", "protection", "simulator", "capabilities"});
 
     Dialect d;
     d.file = source;
@@ -445,6 +445,18 @@ Dialect parse_dialect(std::string_view text, const std::string& source) {
         bit("over_power", d.protection.over_power);
         bit("over_temperature", d.protection.over_temperature);
         bit("reverse_voltage", d.protection.reverse_voltage);
+    }
+
+    // [capabilities]
+    if (const toml::table* caps = r.table(root, "capabilities", false)) {
+        r.known_keys(*caps, "capabilities", {"max_current_a", "max_voltage_v", "max_power_w", "hardware_pulse"});
+        if (auto v = r.number(caps, "capabilities", "max_current_a", 0)) d.max_current_a = *v;
+        if (auto v = r.number(caps, "capabilities", "max_voltage_v", 0)) d.max_voltage_v = *v;
+        if (auto v = r.number(caps, "capabilities", "max_power_w", 0)) d.max_power_w = *v;
+        if (const toml::node* n = caps->get("hardware_pulse")) {
+            if (!n->is_boolean()) r.fail(n, "capabilities.hardware_pulse", "must be true or false");
+            d.hardware_pulse = *n->value<bool>();
+        }
     }
 
     // [simulator]

@@ -24,6 +24,9 @@ public:
 
     const std::string& name() const override { return name_; }
     int channels() const override { return 1; }
+    LoadCapabilities capabilities() const override {
+        return {1, m().max_current_a, m().max_voltage_v, m().max_power_w, false};
+    }
 
     void connect() override {
         client_.connect();

@@ -343,6 +343,14 @@ void parse_thermo(Tab& root, ThermoMap& m, int channels) {
 void parse_load(Tab& root, LoadMap& m, int channels) {
     m.channels = channels;
     if (channels != 1) root.fail("device", "Modbus loads are single-channel (device.channels = 1)");
+    if (auto c = root.opt_table("capabilities")) {
+        if (auto v = c->opt_number("max_current_a")) m.max_current_a = *v;
+        if (auto v = c->opt_number("max_voltage_v")) m.max_voltage_v = *v;
+        if (auto v = c->opt_number("max_power_w")) m.max_power_w = *v;
+        if (c->boolean("hardware_pulse", false))
+            c->fail("hardware_pulse", "a Modbus load's pulse is timed by the driver in software: hardware_pulse = false");
+        c->finish();
+    }
     {
         Tab l = root.table("load");
         m.word_order = l.choice<WordOrder>("word_order", {{"big", WordOrder::big},

@@ -1,13 +1,16 @@
 // eolstation demo — the main job on its embedded default: the shipped config
 // written to a work folder, simulated instruments on loopback (real SCPI and
 // Modbus servers over the cell physics), a virtual lot fed through the
-// fixture, each cell run through the recipe by the real drivers, fitted,
-// written to the SQLite store, screened, and a lot summary printed.
+// fixture, each round of cells tested at once by the station controller (the
+// path `eolstation serve` takes: real drivers, the safety monitor), fitted,
+// written to the SQLite store, screened, and a lot summary printed. The same
+// seed gives the same lot, history, verdicts and holds.
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -23,6 +26,7 @@
 #include "eol/sim/cell.hpp"
 #include "eol/sim/fixture.hpp"
 #include "eol/station/config.hpp"
+#include "eol/station/controller.hpp"
 #include "eol/station/instrument_factory.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/sim_roles.hpp"
@@ -75,11 +79,6 @@ fs::path materialize_config(const fs::path& dir) {
     return dir / "station.example.toml";
 }
 
-struct Station {
-    std::map<std::string, std::unique_ptr<instruments::ElectronicLoad>> loads;
-    std::map<std::string, std::unique_ptr<instruments::TemperatureReader>> thermos;
-};
-
 double get(const station::TestRecord& rec, std::string_view name) {
     for (const auto& m : rec.measurements)
         if (m.name == name) return m.value;
@@ -96,16 +95,19 @@ void run_demo(const DemoOptions& o) {
                cfg_file.string(), o.config.empty() ? " (embedded default, written out)" : "", db.string(),
                o.time_scale);
 
-    // Positions the demo drives: those whose load does hardware-timed pulses.
+    // Positions the demo drives: those whose load times the pulse itself (its
+    // capabilities, from its dialect or map file): a software-timed pulse
+    // cannot keep up with a compressed clock.
     std::vector<const station::ChannelConfig*> used;
     for (const auto& ch : cfg.channels) {
         const auto* inst = cfg.find_instrument(ch.load);
-        if (inst && inst->driver == station::InstrumentConfig::Driver::scpi_load) used.push_back(&ch);
+        if (inst && station::make_load(*inst)->capabilities().hardware_pulse) used.push_back(&ch);
         else
-            fmt::print("  position {} ({}: Modbus load, software-timed pulses) is left out at {}x\n", ch.position,
-                       ch.load, o.time_scale);
+            fmt::print("  position {} ({}: software-timed pulses per its capabilities) is left out at {}x\n",
+                       ch.position, ch.load, o.time_scale);
     }
-    if (used.empty()) throw station::UsageError("demo: no fixture position with a SCPI load in " + cfg_file.string());
+    if (used.empty())
+        throw station::UsageError("demo: no fixture position whose load times pulses itself in " + cfg_file.string());
 
     // The simulated instruments on ephemeral loopback ports (so a running
     // `eolstation sim` on the configured ports does not collide).
@@ -128,23 +130,17 @@ void run_demo(const DemoOptions& o) {
             }
     }
 
-    // The real drivers, over loopback.
-    Station st;
-    for (const auto& inst : cfg.instruments) {
-        if (inst.is_load()) {
-            if (inst.driver != station::InstrumentConfig::Driver::scpi_load) continue;
-            auto load = station::make_load(inst);
-            load->connect();
-            const auto id = load->identify();
-            fmt::print("  driver   {}: {} {}\n", inst.name, id.manufacturer, id.model);
-            st.loads[inst.name] = std::move(load);
-        } else {
-            auto tc = station::make_thermo(inst);
-            tc->connect();
-            fmt::print("  driver   {}: {} thermocouple channels\n", inst.name, tc->channels());
-            st.thermos[inst.name] = std::move(tc);
-        }
-    }
+    // The station controller over the real drivers, on loopback: the same
+    // code path as `eolstation serve` (one event loop, a strand per
+    // instrument, the safety monitor), writing to the demo's store.
+    cfg.store = db;
+    station::ControllerOptions copt;
+    copt.time_scale = o.time_scale;
+    copt.store = db;
+    station::Controller controller(cfg, copt);
+    controller.connect_all();
+    for (const auto& inst : controller.instruments())
+        fmt::print("  driver   {} ({}) {}\n", inst.name, inst.role, station::to_string(inst.state));
 
     const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
     const auto& serials = sim.lot_serials();
@@ -155,13 +151,9 @@ void run_demo(const DemoOptions& o) {
                cfg.sim.lot, cfg.sim.production_date, serials.size(), shorted);
 
     auto store = station::Store::open(db, {.create = true});
-    station::StoreSink store_sink(store);
-    station::RecordSink* sinks[] = {&store_sink};
     const station::Recipe formation = embedded_recipe("recipes/formation.toml");
-    station::ScaledWallClock clock(o.time_scale);
-    station::RunContext ctx;
-    ctx.station_id = cfg.station_id;
-    ctx.clock = &clock;
+    const double epoch_unix_s =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     std::vector<station::TestRecord> records, formed;
     std::mt19937_64 rng(o.seed ^ 0x5eedf0f0u);
     fmt::print("  history  each cell's formation OCV (station FORM-01) {} days before its EOL test; storage "
@@ -170,30 +162,39 @@ void run_demo(const DemoOptions& o) {
     fmt::print("{:<18} {:>3} {:>7} {:>8} {:>8} {:>7} {:>6} {:>8} {:>7}  {}\n", "serial", "pos", "ocv_v", "dcir_mΩ",
                "r0_mΩ", "tau1_s", "rise_K", "p_x_mW", "verdict", "notes");
     for (std::size_t next = 0; next < serials.size();) {
-        std::vector<station::ChannelJob> round;
-        const double now_unix_s = clock.unix_now_s();
+        std::vector<std::pair<int, std::string>> round;
         for (const auto* ch : used) {
             if (next >= serials.size()) break;
             const auto d = scheme.decode(serials[next]);
-            station::ChannelJob job;
-            job.cell = {d.value.serial, cfg.recipe.cell_model, d.value.lot,
-                        d.value.production_date ? d.value.production_date->iso() : ""};
-            job.position = ch->position;
-            job.io.load = st.loads.at(ch->load).get();
-            job.io.load_channel = ch->load_channel;
-            job.io.thermo = st.thermos.at(ch->thermo).get();
-            job.io.thermo_channel = ch->thermo_channel;
-            if (cfg.ambient && cfg.ambient->thermo == ch->thermo) job.io.ambient_channel = cfg.ambient->channel;
+            const station::CellIdentity id{d.value.serial, cfg.recipe.cell_model, d.value.lot,
+                                           d.value.production_date ? d.value.production_date->iso() : ""};
             sim::CellParams p = sim.lot_params(next);
-            formed.push_back(form_and_store(formation, p, job.cell, now_unix_s, o.storage_days, rng));
+            // The formation time is the demo's start, not the wall clock of
+            // this round: the same seed gives the same history.
+            formed.push_back(form_and_store(formation, p, id, epoch_unix_s, o.storage_days, rng));
             sim.fixture()->load_cell(static_cast<std::size_t>(ch->position - 1), serials[next], p);
-            round.push_back(std::move(job));
+            round.emplace_back(ch->position, serials[next]);
             ++next;
         }
         store.write_batch(formed);
         formed.clear();
-        // Every position at once; each record goes to the store as it finishes.
-        for (auto& rec : station::run_channels(cfg.recipe, cfg.limits, round, ctx, sinks)) {
+        // Every position at once through the controller; results in position order.
+        std::mutex mu;
+        std::condition_variable cv;
+        std::map<int, station::CellResult> results;
+        for (const auto& [pos, serial] : round)
+            controller.start(pos, serial, [&, pos = pos](const station::CellResult& r) {
+                std::lock_guard lk(mu);
+                results[pos] = r;
+                cv.notify_all();
+            });
+        {
+            std::unique_lock lk(mu);
+            cv.wait(lk, [&] { return results.size() == round.size(); });
+        }
+        for (auto& [pos, res] : results) {
+            if (!res.record) continue;
+            station::TestRecord rec = std::move(*res.record);
             std::string notes = rec.abort_reason;
             fmt::print("{:<18} {:>3} {:>7.4f} {:>8.2f} {:>8.2f} {:>7.2f} {:>6.2f} {:>8.1f} {:>7}  {}\n", rec.serial,
                        rec.channel, get(rec, "ocv_v"), get(rec, "dcir_ohm") * 1e3, get(rec, "r0_ohm") * 1e3,
@@ -202,6 +203,11 @@ void run_demo(const DemoOptions& o) {
             records.push_back(std::move(rec));
         }
     }
+    for (const auto& p : controller.shutdown("demo finished")) fmt::print("  warning  {}\n", p);
+    for (const auto& inst : controller.instruments())
+        if (inst.commands > 0)
+            fmt::print("  health   {}: {} commands, {} errors, command time p50 {:.2f} ms, p99 {:.2f} ms\n", inst.name,
+                       inst.commands, inst.errors, inst.command_p50_s * 1e3, inst.command_p99_s * 1e3);
     int pass = 0;
     for (const auto& r : records) pass += r.verdict == station::Verdict::pass;
     fmt::print("\n{} of {} cells passed the recipe limits; {} records written to {}\n", pass, records.size(),

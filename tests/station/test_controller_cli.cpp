@@ -712,3 +712,31 @@ TEST_CASE("hostile: controller a load disconnected in the middle of a pulse is r
     CHECK(runs[0].verdict == eol::station::Verdict::error);
     CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
 }
+
+TEST_CASE("controller cli: a recipe step above a load's rated current (its dialect's [capabilities]) is refused before any I/O") {
+    TempDir tmp;
+    // The Keysight dialect with a 5 A rating: the recipe's 6 A pulse exceeds it.
+    std::ifstream in(std::string(EOL_CONFIG_DIR) + "/dialects/keysight-el30000.toml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string d = text.str();
+    const auto at = d.find("max_current_a = 60.0");
+    REQUIRE(at != std::string::npos);
+    d.replace(at, std::string("max_current_a = 60.0").size(), "max_current_a = 5.0");
+    const fs::path dialect = tmp.write("small-load.toml", d);
+    const std::string c = EOL_CONFIG_DIR;
+    const fs::path cfg = tmp.write(
+        "station.toml",
+        "[station]\nid = \"CAP\"\nrecipe = \"" + c + "/recipes/eol-18650.toml\"\nserial_scheme = \"" + c +
+            "/serial-scheme.toml\"\nstore = \"test.db\"\n\n[instruments.load1]\ndriver = \"scpi_load\"\naddress = "
+            "\"tcp://127.0.0.1:" + std::to_string(free_port()) + "\"\ndialect = \"" + dialect.string() +
+            "\"\nchannels = 2\n\n[instruments.tc1]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:" +
+            std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n"
+            "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n\n"
+            "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n[screening]\nfeatures = [\"ocv_v\"]\n");
+    const Result r = run({EOL_CLI, "run", "--config", cfg.string(), "--serial", serial(1701), "--json"});
+    INFO(r.err);
+    CHECK(r.exit == 2);
+    CHECK(contains(r.err, "position 1: step 'pulse' draws 6 A, above load1's rating of 5 A per channel"));
+    CHECK(contains(r.err, "small-load.toml"));
+}

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <variant>
 
 #include "eol/instruments/errors.hpp"
 #include "eol/instruments/roles.hpp"
@@ -175,6 +176,7 @@ public:
     void connect() override { in_.connect(); }
     void close() override { in_.close(); }
     int channels() const override { return in_.channels(); }
+    instruments::LoadCapabilities capabilities() const override { return in_.capabilities(); }
     instruments::Identity identify() override { return timed(h_, lost_, [&] { return in_.identify(); }); }
     void reset() override { timed(h_, lost_, [&] { in_.reset(); }); }
     void set_mode(int ch, instruments::LoadMode mode, double level) override {
@@ -381,6 +383,7 @@ struct Controller::Impl {
                 throw UsageError(fmt::format("{}: position {}: '{}' is not a thermocouple reader", cfg.file.string(),
                                              ch.position, ch.thermo));
             if (cfg.ambient && cfg.ambient->thermo == ch.thermo) c->ambient_channel = cfg.ambient->channel;
+            check_ratings(ch, *c->load);
             c->since_unix_s = unix_now_s();
             channels[ch.position] = std::move(c);
         }
@@ -421,6 +424,28 @@ struct Controller::Impl {
     }
 
     ~Impl() { stop_loop(); }
+
+    /// No recipe step may ask more current of a position's load channel than
+    /// its capabilities (its dialect or map file) rate.
+    void check_ratings(const ChannelConfig& ch, const Instrument& inst) const {
+        const instruments::LoadCapabilities caps = inst.load->capabilities();
+        if (ch.load_channel < 1 || ch.load_channel > caps.channels)
+            throw UsageError(fmt::format("{}: position {}: load_channel {} but {} has {} channel(s) ({})",
+                                         cfg.file.string(), ch.position, ch.load_channel, inst.cfg->name,
+                                         caps.channels, inst.cfg->definition.string()));
+        if (!std::isfinite(caps.max_current_a)) return;
+        for (const RecipeStep& step : cfg.recipe.steps) {
+            double i_a = 0;
+            if (const auto* d = std::get_if<DcirParams>(&step.params)) i_a = d->high_a;
+            else if (const auto* p = std::get_if<PulseParams>(&step.params)) i_a = p->current_a;
+            else if (const auto* h = std::get_if<HeatParams>(&step.params)) i_a = h->current_a;
+            if (i_a > caps.max_current_a)
+                throw UsageError(fmt::format("{}: position {}: step '{}' draws {} A, above {}'s rating of {} A per "
+                                             "channel ([capabilities] in {})",
+                                             cfg.recipe.file.string(), ch.position, step.name, i_a, inst.cfg->name,
+                                             caps.max_current_a, inst.cfg->definition.string()));
+        }
+    }
 
     void stop_loop() {
         if (stopped_loop) return;
@@ -1075,6 +1100,17 @@ std::vector<InstrumentSnapshot> Controller::instruments() const {
         InstrumentSnapshot s;
         s.name = name;
         s.role = inst->load ? "load" : "thermo";
+        s.definition = inst->cfg->definition.string();
+        if (inst->load) {
+            const auto caps = inst->load->capabilities();
+            s.channels = caps.channels;
+            s.max_current_a = caps.max_current_a;
+            s.max_voltage_v = caps.max_voltage_v;
+            s.max_power_w = caps.max_power_w;
+            s.hardware_pulse = caps.hardware_pulse;
+        } else {
+            s.channels = inst->thermo->channels();
+        }
         s.state = inst->state;
         s.last_error = inst->last_error;
         s.reconnects = inst->reconnects;

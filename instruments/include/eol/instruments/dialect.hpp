@@ -44,6 +44,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <optional>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -108,6 +109,13 @@ public:
     double current_sign = 1.0;  // -1: the load reports discharge current negative
     std::string identity;       // ECMAScript regex searched in the *IDN? reply
     ArrayFormat array_format = ArrayFormat::ascii;
+    /// [capabilities]: ratings per channel and whether the list/logger
+    /// pulse is hardware-timed (default true: this driver's pulse is the
+    /// dialect's list + logger).
+    double max_current_a = std::numeric_limits<double>::quiet_NaN();
+    double max_voltage_v = std::numeric_limits<double>::quiet_NaN();
+    double max_power_w = std::numeric_limits<double>::quiet_NaN();
+    bool hardware_pulse = true;
     std::size_t max_list_steps = 100;
     std::size_t max_logger_points = 100000;
     std::vector<std::string> pulse_setup_global;  // fixed commands, not addressed

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -125,6 +126,11 @@ struct ThermoMap {
 /// leaves them out (a coil the load does not have reads as "not tripped").
 struct LoadMap {
     int channels = 1;
+    // [capabilities] (optional): ratings; a Modbus load's pulse is timed by
+    // the driver in software (hardware_pulse may only be false).
+    double max_current_a = std::numeric_limits<double>::quiet_NaN();
+    double max_voltage_v = std::numeric_limits<double>::quiet_NaN();
+    double max_power_w = std::numeric_limits<double>::quiet_NaN();
     WordOrder word_order = WordOrder::big;
     bool current_reported_negative = false;  // device reports discharge current < 0
 

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstddef>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,20 @@ struct PulseData {
     std::vector<double> t_s, v_v, i_a;  // t relative to the trigger
 };
 
+/// What a load can do, read from its dialect or register-map file
+/// ([capabilities]), never inferred from the driver type. Ratings are per
+/// channel; NaN = not stated in the file (no check against it).
+struct LoadCapabilities {
+    int channels = 1;
+    double max_current_a = std::numeric_limits<double>::quiet_NaN();
+    double max_voltage_v = std::numeric_limits<double>::quiet_NaN();
+    double max_power_w = std::numeric_limits<double>::quiet_NaN();
+    /// A list/transient mode with a data logger: the pulse is timed by the
+    /// instrument. false: the driver times it in software (coarser edges,
+    /// and its samples depend on the host's timing).
+    bool hardware_pulse = false;
+};
+
 class ElectronicLoad {
 public:
     virtual ~ElectronicLoad() = default;
@@ -74,6 +89,12 @@ public:
     virtual void connect() = 0;
     virtual void close() = 0;
     virtual int channels() const = 0;  // channels are 1-based
+    /// From the definition file; the default states nothing but the channels.
+    virtual LoadCapabilities capabilities() const {
+        LoadCapabilities c;
+        c.channels = channels();
+        return c;
+    }
 
     virtual Identity identify() = 0;
     virtual void reset() = 0;

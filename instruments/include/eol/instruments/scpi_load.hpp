@@ -41,6 +41,10 @@ public:
     void connect() override;
     void close() override;
     int channels() const override { return dialect_.channels; }
+    LoadCapabilities capabilities() const override {
+        return {dialect_.channels, dialect_.max_current_a, dialect_.max_voltage_v, dialect_.max_power_w,
+                dialect_.hardware_pulse};
+    }
 
     Identity identify() override;
     void reset() override;

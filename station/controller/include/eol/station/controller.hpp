@@ -155,6 +155,11 @@ std::string_view to_string(InstrumentState s);
 struct InstrumentSnapshot {
     std::string name;
     std::string role;  // "load" or "thermo"
+    std::string definition;  // the dialect or register-map file
+    // Capabilities, from that file (loads; NaN: not stated):
+    int channels = 0;
+    double max_current_a = NAN, max_voltage_v = NAN, max_power_w = NAN;
+    bool hardware_pulse = false;
     InstrumentState state = InstrumentState::disconnected;
     std::string last_error;
     std::uint64_t commands = 0, errors = 0, reconnects = 0;

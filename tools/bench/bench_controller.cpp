@@ -1,0 +1,236 @@
+// The station controller's cost: the example recipe on 1, 8 and 16 fixture
+// positions at once, against `eolstation sim` running in a child process
+// (so this process's CPU is the controller's alone, the child's the bare
+// simulator's), printed side by side:
+//
+//   wall per cell      start() to the result, per cell
+//   bare instrument    the recipe's instrument time at the simulators' scale
+//                      (what the cell costs with zero software)
+//   overhead per cell  wall − bare; target < 5 ms
+//   CPU / channel-h    this process's user+sys CPU per hour of testing on one
+//                      channel (station time), next to the simulator's
+//   peak RSS           this process, after the 16-channel rounds
+//
+// Deterministic for a given seed (--seed; the simulator's lot). Usage:
+//   bench_controller [--scale X] [--rounds N] [--seed S]
+#include <fmt/core.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "eol/station/config.hpp"
+#include "eol/station/controller.hpp"
+#include "eol/station/serial.hpp"
+
+namespace fs = std::filesystem;
+using namespace eol;
+
+namespace {
+
+std::string config_dir() {
+    if (const char* e = std::getenv("EOL_CONFIG_DIR")) return e;
+    return (fs::path(__FILE__).parent_path() / ".." / ".." / "config").string();
+}
+
+std::uint16_t free_port() {
+    // Ports from a range the OS does not hand out as ephemeral ones, offset by pid.
+    static int next = 0;
+    return static_cast<std::uint16_t>(21000 + (getpid() % 500) * 20 + next++);
+}
+
+double cpu_s(int who) {
+    rusage u{};
+    getrusage(who, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
+/// A station of `n` positions: ⌈n/2⌉ two-channel Keysight loads, ⌈n/8⌉
+/// eight-channel thermocouple modules (ambient on none).
+std::string station_text(int n, double scale, std::uint64_t seed, const fs::path& store) {
+    const std::string c = config_dir();
+    std::string t = "[station]\nid = \"BENCH\"\nrecipe = \"" + c + "/recipes/eol-18650.toml\"\nserial_scheme = \"" + c +
+                    "/serial-scheme.toml\"\nstore = \"" + store.string() + "\"\n\n";
+    for (int k = 1; k <= (n + 1) / 2; ++k)
+        t += fmt::format("[instruments.load{}]\ndriver = \"scpi_load\"\naddress = \"tcp://127.0.0.1:{}\"\ndialect = "
+                         "\"{}/dialects/keysight-el30000.toml\"\nchannels = 2\n\n",
+                         k, free_port(), c);
+    for (int k = 1; k <= (n + 7) / 8; ++k)
+        t += fmt::format("[instruments.tc{}]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:{}\"\nmap = "
+                         "\"{}/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n",
+                         k, free_port(), c);
+    for (int p = 1; p <= n; ++p)
+        t += fmt::format("[[channels]]\nposition = {}\nload = \"load{}\"\nload_channel = {}\nthermo = \"tc{}\"\n"
+                         "thermo_channel = {}\n\n",
+                         p, (p + 1) / 2, (p - 1) % 2 + 1, (p + 7) / 8, (p - 1) % 8);
+    t += "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n[screening]\nfeatures = [\"ocv_v\"]\n\n";
+    t += fmt::format("[sim]\ntime_scale = {}\nseed = {}\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = "
+                     "2023-03-14\ncells = {}\n",
+                     scale, seed, n);
+    return t;
+}
+
+/// `eolstation sim` in a child; waits until it prints one line per server.
+struct SimChild {
+    pid_t pid = -1;
+    SimChild(const fs::path& cli, const fs::path& config, int servers) {
+        int fds[2];
+        if (pipe(fds) != 0) throw std::runtime_error("pipe");
+        int in_fds[2];
+        if (pipe(in_fds) != 0) throw std::runtime_error("pipe");
+        pid = fork();
+        if (pid == 0) {
+            dup2(fds[1], 1);
+            dup2(in_fds[0], 0);
+            close(fds[0]);
+            close(in_fds[1]);
+            execl(cli.c_str(), cli.c_str(), "sim", "--config", config.c_str(), static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        close(fds[1]);
+        close(in_fds[0]);
+        stdin_fd_ = in_fds[1];  // kept open: the sim keeps serving while its stdin is open
+        FILE* out = fdopen(fds[0], "r");
+        char line[512];
+        for (int k = 0; k < servers; ++k)
+            if (!std::fgets(line, sizeof line, out)) throw std::runtime_error("eolstation sim did not start");
+        out_ = out;
+    }
+    ~SimChild() {
+        if (pid > 0) {
+            kill(pid, SIGTERM);
+            int st = 0;
+            waitpid(pid, &st, 0);
+        }
+        if (out_) std::fclose(out_);
+        if (stdin_fd_ >= 0) close(stdin_fd_);
+    }
+    int stdin_fd_ = -1;
+    FILE* out_ = nullptr;
+};
+
+struct Row {
+    int channels = 0;
+    std::size_t cells = 0;
+    double wall_per_cell_s = 0, bare_s = 0, overhead_mean_s = 0, overhead_max_s = 0;
+    double cpu_per_channel_h_s = 0;
+    double sim_cpu_per_channel_h_s = 0;
+    std::size_t not_pass = 0;
+};
+
+Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir) {
+    const fs::path cfg_file = dir / fmt::format("station{}.toml", n);
+    std::ofstream(cfg_file) << station_text(n, scale, seed, dir / fmt::format("bench{}.db", n));
+    const auto cfg = station::load_station_config(cfg_file);
+    const double bare_s = cfg.recipe.duration_s() / scale;
+    const double child_cpu0 = cpu_s(RUSAGE_CHILDREN);
+    Row row;
+    row.channels = n;
+    row.bare_s = bare_s;
+    {
+        SimChild sim(cli, cfg_file, (n + 1) / 2 + (n + 7) / 8);
+        station::ControllerOptions opt;
+        opt.time_scale = scale;
+        station::Controller controller(cfg, opt);
+        controller.connect_all();
+        const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
+        station::SerialSpec spec;
+        spec.plant = "01";
+        spec.line = "A";
+        spec.lot = "0042";
+        spec.date = {2023, 3, 14};
+        std::uint64_t sequence = 1;
+        const double cpu0 = cpu_s(RUSAGE_SELF);
+        double sum_overhead = 0, sum_wall = 0;
+        for (int r = 0; r < rounds; ++r) {
+            std::mutex mu;
+            std::condition_variable cv;
+            int done = 0;
+            std::vector<double> started(static_cast<std::size_t>(n) + 1), took(static_cast<std::size_t>(n) + 1);
+            for (int p = 1; p <= n; ++p) {
+                spec.sequence = sequence++;
+                const std::string serial = scheme.make(spec);
+                started[static_cast<std::size_t>(p)] =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+                controller.start(p, serial, [&, p](const station::CellResult& res) {
+                    const double now =
+                        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+                    std::lock_guard lk(mu);
+                    took[static_cast<std::size_t>(p)] = now - started[static_cast<std::size_t>(p)];
+                    row.not_pass += res.verdict != "pass";
+                    ++done;
+                    cv.notify_all();
+                });
+            }
+            std::unique_lock lk(mu);
+            cv.wait(lk, [&] { return done == n; });
+            for (int p = 1; p <= n; ++p) {
+                const double t = took[static_cast<std::size_t>(p)];
+                sum_wall += t;
+                sum_overhead += t - bare_s;
+                row.overhead_max_s = std::max(row.overhead_max_s, t - bare_s);
+            }
+            row.cells += static_cast<std::size_t>(n);
+        }
+        const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
+        const double channel_hours = static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0;
+        row.cpu_per_channel_h_s = cpu / channel_hours;
+        row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
+        row.overhead_mean_s = sum_overhead / static_cast<double>(row.cells);
+        controller.shutdown("bench done");
+        // SimChild's destructor reaps the simulator: its CPU shows in RUSAGE_CHILDREN.
+    }
+    const double sim_cpu = cpu_s(RUSAGE_CHILDREN) - child_cpu0;
+    row.sim_cpu_per_channel_h_s =
+        sim_cpu / (static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0);
+    return row;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    double scale = 200;
+    int rounds = 3;
+    std::uint64_t seed = 7;
+    for (int k = 1; k + 1 < argc; k += 2) {
+        const std::string a = argv[k];
+        if (a == "--scale") scale = std::atof(argv[k + 1]);
+        else if (a == "--rounds") rounds = std::atoi(argv[k + 1]);
+        else if (a == "--seed") seed = static_cast<std::uint64_t>(std::atoll(argv[k + 1]));
+    }
+    const fs::path cli = EOL_CLI;
+    const fs::path dir = fs::temp_directory_path() / fmt::format("bench_controller.{}", getpid());
+    fs::create_directories(dir);
+    fmt::print("bench_controller: recipe eol-18650 at {}x, {} rounds per size, `eolstation sim` in a child process\n\n",
+               scale, rounds);
+    fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>16} {:>18} {:>20} {:>8}\n", "channels", "cells", "wall/cell ms",
+               "bare instr. ms", "overhead/cell ms", "overhead max ms", "ctrl CPU s/ch-h", "bare sim CPU s/ch-h",
+               "!pass");
+    for (int n : {1, 8, 16}) {
+        const Row r = measure(cli, n, scale, rounds, seed, dir);
+        fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>16.2f} {:>18.2f} {:>20.2f} {:>8}\n", r.channels, r.cells,
+                   r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3, r.overhead_max_s * 1e3,
+                   r.cpu_per_channel_h_s, r.sim_cpu_per_channel_h_s, r.not_pass);
+    }
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    fmt::print("\npeak RSS of the controller process (after 16 channels): {:.1f} MiB\n",
+               static_cast<double>(u.ru_maxrss) / 1024.0);
+    fmt::print("target: overhead < 5 ms per cell (mean)\n");
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return 0;
+}
