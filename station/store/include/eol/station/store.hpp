@@ -125,9 +125,11 @@ struct RunInfo {
 };
 
 /// Which cells to visit: all, one lot, or production dates in [from, to]
-/// (inclusive "YYYY-MM-DD"; either end may be empty = open).
+/// (inclusive "YYYY-MM-DD"; either end may be empty = open); with
+/// cell_model, only cells of that model (combined with the others).
 struct CellFilter {
     std::optional<std::string> lot;
+    std::optional<std::string> cell_model;
     std::string date_from;
     std::string date_to;
 };
