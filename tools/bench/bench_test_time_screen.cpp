@@ -20,7 +20,10 @@
 // log-normal self-discharge; 0.5 % of cells planted outliers (a short: OCV
 // down and p_x up; or R0 +25 % alone). Seeded: the same store every run.
 //
-// Usage: bench_test_time_screen [--cells N] [--db FILE] [--judge N]
+// and over the last --agree-lots lots (default 20), each judged in turn as the
+// lot under test (judge() refits at each lot change, timed).
+//
+// Usage: bench_test_time_screen [--cells N] [--db FILE] [--judge N] [--agree-lots N]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -130,7 +133,7 @@ double pct(std::vector<double> v, double q) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-    std::size_t cells = 20'000, judge_n = 2000;
+    std::size_t cells = 20'000, judge_n = 2000, agree_lots = 20;
     fs::path db;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -141,8 +144,9 @@ int main(int argc, char** argv) try {
         if (a == "--cells") cells = std::stoul(next());
         else if (a == "--db") db = next();
         else if (a == "--judge") judge_n = std::stoul(next());
+        else if (a == "--agree-lots") agree_lots = std::stoul(next());
         else {
-            fmt::print(stderr, "usage: bench_test_time_screen [--cells N] [--db FILE] [--judge N]\n");
+            fmt::print(stderr, "usage: bench_test_time_screen [--cells N] [--db FILE] [--judge N] [--agree-lots N]\n");
             return 2;
         }
     }
@@ -241,6 +245,62 @@ int main(int argc, char** argv) try {
                pct(pure_us, 0.99), pct(pure_us, 1.0));
     fmt::print("lot {}: test time holds {}, the lot screen flags {}, both {}; the lot screen {} the lot whole\n",
                lot_under_test, held.size(), lot_flagged.size(), both, lot_held ? "holds" : "does not hold");
+
+    // Agreement over the last `agree_lots` lots, each judged as the lot under
+    // test (judge(record, store) refits at each lot change: the refit figure).
+    if (agree_lots > 0) {
+        std::vector<std::string> lots;
+        store.for_each_cell({}, [&](const CellInfo& c) {
+            if (c.latest_run_id && (lots.empty() || lots.back() != c.lot)) lots.push_back(c.lot);
+        });
+        std::sort(lots.begin(), lots.end());
+        lots.erase(std::unique(lots.begin(), lots.end()), lots.end());
+        if (lots.size() > agree_lots) lots.erase(lots.begin(), lots.end() - static_cast<std::ptrdiff_t>(agree_lots));
+        TestTimeScreenOptions o2;
+        o2.refresh_every_records = 0;
+        TestTimeScreen s2 = TestTimeScreen::build(store, model, config, nullptr, lots.front(), o2);
+        std::set<std::string> lot_set(lots.begin(), lots.end());
+        std::set<std::string> all_flagged;
+        for (const auto& c : rep.cells)
+            if (lot_set.count(c.lot) > 0) all_flagged.insert(c.serial);
+        std::size_t judged = 0, tt = 0, both2 = 0, refits = 0;
+        std::vector<double> refit_s;
+        std::set<std::string> judged_serials;
+        for (const auto& lot : lots) {
+            CellFilter f;
+            f.lot = lot;
+            std::vector<std::int64_t> ids;
+            store.for_each_cell(f, [&](const CellInfo& c) {
+                if (c.latest_run_id) ids.push_back(*c.latest_run_id);
+            });
+            for (auto id : ids) {
+                auto r = store.read_record(id);
+                if (!r || r->verdict != Verdict::pass) continue;
+                const bool refit = s2.info().excluded_lot != r->lot;
+                const auto t0 = Clock::now();
+                const TestTimeVerdict v = s2.judge(*r, store);
+                if (refit) {
+                    ++refits;
+                    refit_s.push_back(seconds_since(t0));
+                }
+                ++judged;
+                judged_serials.insert(r->serial);
+                if (v.outlier()) {
+                    ++tt;
+                    both2 += all_flagged.count(r->serial);
+                }
+            }
+        }
+        std::size_t flagged_judged = 0;
+        for (const auto& sr : all_flagged) flagged_judged += judged_serials.count(sr);
+        fmt::print("last {} lots ({} cells that passed their limits): test time holds {}, the lot screen flags {}, "
+                   "both {} (Jaccard {:.3f}); {} refits at lot changes, median {:.3f} s\n",
+                   lots.size(), judged, tt, flagged_judged, both2,
+                   tt + flagged_judged - both2 > 0
+                       ? static_cast<double>(both2) / static_cast<double>(tt + flagged_judged - both2)
+                       : 1.0,
+                   refits, pct(refit_s, 0.5));
+    }
     return 0;
 } catch (const std::exception& e) {
     fmt::print(stderr, "bench_test_time_screen: {}\n", e.what());

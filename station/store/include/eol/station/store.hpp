@@ -129,9 +129,9 @@ struct RunInfo {
 /// cell_model, only cells of that model (combined with the others).
 struct CellFilter {
     std::optional<std::string> lot;
-    std::optional<std::string> cell_model;
     std::string date_from;
     std::string date_to;
+    std::optional<std::string> cell_model;  // last: aggregate initializers of the first three keep their meaning
 };
 
 /// A cell with the features of its latest completed run, for screening:
