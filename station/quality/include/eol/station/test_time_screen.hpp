@@ -27,7 +27,7 @@
 // cell (the K-value at a station without formation records) is left out,
 // as screen_store() does.
 //
-// No history. Fewer than Options::min_history_cells reference cells (default
+// No history. Fewer than TestTimeScreenOptions::min_history_cells reference cells (default
 // 200: MCD needs ≥ 10 rows per feature and the χ² cut-off n ≫ p; the IQR
 // is poor under ~20 parts a feature), or fewer than min_history_lots lots
 // (default 2): the verdict is no_history — "no history for model M (n
@@ -44,7 +44,7 @@
 //     began at this station: the lot before is finished and joins the
 //     history; with two lots interleaved on one station this refits at each
 //     change), or
-//   - Options::refresh_every_records records were judged since the fit.
+//   - TestTimeScreenOptions::refresh_every_records records were judged since the fit.
 // Lots that close elsewhere join at the next refit. The pure overload
 // judge(record, features) never touches a store and never refits.
 //
