@@ -80,6 +80,8 @@ json step_json(const station::RecipeStep& s) {
         json mj{{"name", m.name}, {"quantity", m.quantity}, {"unit", m.unit}};
         mj["low"] = m.low ? json(*m.low) : json(nullptr);
         mj["high"] = m.high ? json(*m.high) : json(nullptr);
+        mj["low_from"] = m.low_from.known() ? json(m.low_from.to_string()) : json(nullptr);
+        mj["high_from"] = m.high_from.known() ? json(m.high_from.to_string()) : json(nullptr);
         ms.push_back(mj);
     }
     j["measurements"] = ms;
@@ -89,9 +91,12 @@ json step_json(const station::RecipeStep& s) {
 json recipe_json(const Recipe& r) {
     json steps = json::array();
     for (const auto& s : r.steps) steps.push_back(step_json(s));
+    json layers = json::array();
+    for (const auto& l : r.limit_layers)
+        layers.push_back({{"file", l.file.lexically_normal().string()}, {"present", l.present}, {"overrides", l.overrides}});
     return {{"file", r.file.string()},   {"name", r.name},
             {"cell_model", r.cell_model}, {"capacity_ah", r.capacity_ah},
-            {"duration_s", r.duration_s()}, {"steps", steps}};
+            {"duration_s", r.duration_s()}, {"steps", steps}, {"limit_layers", layers}};
 }
 
 json station_json(const StationConfig& c) {
@@ -119,6 +124,7 @@ json station_json(const StationConfig& c) {
            {"channels", chans},
            {"recipe", recipe_json(c.recipe)},
            {"serial_scheme", c.serial_scheme.string()},
+           {"spec_limits", c.limits_file.empty() ? json(nullptr) : json(c.limits_file.string())},
            {"store", c.store.string()},
            {"plc", {{"bind", c.plc.bind}, {"port", c.plc.port}, {"unit", c.plc.unit}}},
            {"panel", {{"bind", c.panel.bind}, {"port", c.panel.port}}},
@@ -140,6 +146,21 @@ void print_recipe(const Recipe& r) {
         for (const auto& m : s.measurements)
             fmt::print("     {:<{}}  measures {} {}\n", "", w, m.name, limits_text(m));
     }
+    if (r.limit_layers.empty()) return;
+    // The resolved spec limits and where each came from (docs/limits.md).
+    std::vector<std::string> layers{r.file.string()};
+    for (const auto& l : r.limit_layers)
+        layers.push_back(l.present ? l.file.lexically_normal().string()
+                                   : fmt::format("({} absent)", l.file.lexically_normal().string()));
+    fmt::print("spec limits  {}\n", fmt::join(layers, " < "));
+    std::size_t mw = 0;
+    for (const auto* m : r.measurements()) mw = std::max(mw, m->name.size());
+    auto side = [](const std::optional<double>& v, const station::LimitSource& from) {
+        if (!v) return std::string("-");
+        return fmt::format("{:g} ({})", *v, from.known() ? from.to_string() : "?");
+    };
+    for (const auto* m : r.measurements())
+        fmt::print("  {:<{}}  low {}  high {}\n", m->name, mw, side(m->low, m->low_from), side(m->high, m->high_from));
 }
 
 void print_station(const StationConfig& c) {
@@ -167,14 +188,19 @@ void print_station(const StationConfig& c) {
 
 struct CheckOptions {
     std::string file;
+    std::string limits;  // with --recipe: a generic spec limits file layered over it
     bool recipe = false;
     bool json = false;
 };
 
 void run_check(const CheckOptions& o) {
+    if (!o.recipe && !o.limits.empty())
+        throw station::UsageError("config check: --limits goes with --recipe (a station file names its own: "
+                                  "[station] spec_limits)");
     try {
         if (o.recipe) {
-            const Recipe r = station::load_recipe(o.file);
+            Recipe r = station::load_recipe(o.file);
+            if (!o.limits.empty()) station::apply_limits(r, o.limits);
             if (o.json) {
                 json j = recipe_json(r);
                 j["valid"] = true;
@@ -220,6 +246,9 @@ void add_config_commands(CLI::App& app) {
     check->add_option("FILE", opts->file, "Station TOML file (or a recipe with --recipe)")
         ->required();
     check->add_flag("--recipe", opts->recipe, "FILE is a recipe, not a station file");
+    check->add_option("--limits", opts->limits,
+                      "With --recipe: a generic spec limits file layered over the recipe's limits, then\n"
+                      "<its directory>/<cell model>.toml (docs/limits.md)");
     check->add_flag("--json", opts->json, "Print the summary (or the errors) as JSON");
     check->callback([opts] { run_check(*opts); });
 }

@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -47,6 +48,22 @@ std::string join_diagnostics(const std::vector<Diagnostic>& ds) {
 
 ConfigError::ConfigError(std::vector<Diagnostic> diagnostics)
     : UsageError(join_diagnostics(diagnostics)), diagnostics_(std::move(diagnostics)) {}
+
+// ---------------------------------------------------------------- limits and their sources
+
+std::string LimitSource::to_string() const {
+    if (file.empty()) return {};
+    return line > 0 ? fmt::format("{}:{}", file, line) : file;
+}
+
+std::string MeasurementSpec::describe_limits() const {
+    auto side = [](std::string_view what, const std::optional<double>& v, const LimitSource& from) {
+        if (!v) return fmt::format("{} none", what);
+        if (!from.known()) return fmt::format("{} {}", what, *v);
+        return fmt::format("{} {} from {}", what, *v, from.to_string());
+    };
+    return fmt::format("{} {}; {}", name, side("low", low, low_from), side("high", high, high_from));
+}
 
 // ---------------------------------------------------------------- small names
 
@@ -572,6 +589,8 @@ void read_measurements(Tbl& st, StepKind kind, RecipeStep& step,
         }
         spec.low = m.number("low", false, {-1e12, 1e12});
         spec.high = m.number("high", false, {-1e12, 1e12});
+        if (spec.low) spec.low_from = {st.sink().file(), static_cast<int>(mt->get("low")->source().begin.line)};
+        if (spec.high) spec.high_from = {st.sink().file(), static_cast<int>(mt->get("high")->source().begin.line)};
         if (spec.low && spec.high && *spec.low > *spec.high)
             m.bad("low", fmt::format("low {} is above high {}", fmt_num(*spec.low),
                                      fmt_num(*spec.high)));
@@ -703,6 +722,145 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
 }
 
 std::string display_name(const fs::path& p) { return p.lexically_normal().string(); }
+
+// ---------------------------------------------------------------- limits files
+
+MeasurementSpec* find_measurement_mut(Recipe& r, std::string_view name) {
+    for (auto& st : r.steps)
+        for (auto& m : st.measurements)
+            if (m.name == name) return &m;
+    return nullptr;
+}
+
+int line_of(const toml::table& t, std::string_view key) {
+    const toml::node* n = t.get(key);
+    return n ? static_cast<int>(n->source().begin.line) : 0;
+}
+
+/// One limits file over the recipe: every [measurements.NAME] low/high
+/// overrides the value so far and records where it came from.
+void apply_limits_file(const std::string& text, LimitLayer& layer, Recipe& r, std::vector<Diagnostic>& out) {
+    Sink sink(display_name(layer.file));
+    if (auto root = parse_toml(sink, text, sink.file())) {
+        Tbl t(sink, *root, "");
+        if (const toml::node* sn = root->get("safety")) {
+            t.allow("safety");
+            sink.error(sn->source(), "safety",
+                       "a limits file holds spec limits only; safety limits are the station file's [limits] "
+                       "(temp_abort_c, v_min_v, i_max_a)");
+        }
+        if (const toml::table* ms = t.table("measurements", false)) {
+            std::vector<std::string> known;
+            for (const auto* m : r.measurements()) known.push_back(m->name);
+            for (auto&& [k, node] : *ms) {
+                const std::string name(k.str());
+                const std::string path = "measurements." + name;
+                const auto& where = k.source().begin.line > 0 ? k.source() : node.source();
+                MeasurementSpec* m = find_measurement_mut(r, name);
+                if (!m) {
+                    std::string msg = fmt::format("unknown measurement '{}': recipe {} ({}) has no such measurement",
+                                                  name, r.name, display_name(r.file));
+                    if (const std::string guess = did_you_mean(name, known); !guess.empty())
+                        msg += fmt::format(" (did you mean '{}'?)", guess);
+                    else if (!known.empty())
+                        msg += fmt::format("; it measures: {}", fmt::join(known, ", "));
+                    sink.error(where, path, msg);
+                    continue;
+                }
+                const toml::table* mt = node.as_table();
+                if (!mt) {
+                    sink.error(node.source(), path, fmt::format("expected table, got {}", type_name(node.type())));
+                    continue;
+                }
+                Tbl mtb(sink, *mt, path);
+                const auto low = mtb.number("low", false, {-1e12, 1e12});
+                const auto high = mtb.number("high", false, {-1e12, 1e12});
+                bool ok = true;
+                if (auto u = mtb.text("unit", false); u && *u != m->unit) {
+                    mtb.bad("unit", fmt::format("unit of {} is '{}', not '{}'", name, m->unit, *u));
+                    ok = false;
+                }
+                if (mt->get("low") && !low) ok = false;
+                if (mt->get("high") && !high) ok = false;
+                mtb.finish();
+                if (!ok) continue;
+                const std::optional<double> new_low = low ? low : m->low;
+                const std::optional<double> new_high = high ? high : m->high;
+                if (new_low && new_high && *new_low > *new_high) {
+                    const LimitSource lo_src = low ? LimitSource{sink.file(), line_of(*mt, "low")} : m->low_from;
+                    const LimitSource hi_src = high ? LimitSource{sink.file(), line_of(*mt, "high")} : m->high_from;
+                    mtb.bad(low ? "low" : "high",
+                            fmt::format("low {} (from {}) is above high {} (from {})", fmt_num(*new_low),
+                                        lo_src.known() ? lo_src.to_string() : "?", fmt_num(*new_high),
+                                        hi_src.known() ? hi_src.to_string() : "?"));
+                    continue;
+                }
+                if (low) {
+                    m->low = low;
+                    m->low_from = {sink.file(), line_of(*mt, "low")};
+                    ++layer.overrides;
+                }
+                if (high) {
+                    m->high = high;
+                    m->high_from = {sink.file(), line_of(*mt, "high")};
+                    ++layer.overrides;
+                }
+            }
+        }
+        t.finish();
+    }
+    auto ds = sink.take();
+    out.insert(out.end(), std::make_move_iterator(ds.begin()), std::make_move_iterator(ds.end()));
+}
+
+/// A cell model usable as a file name ("INR18650-30Q"): no separators, no
+/// leading dot.
+bool model_file_name_ok(std::string_view model) {
+    if (model.empty() || model.front() == '.') return false;
+    return std::all_of(model.begin(), model.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+}
+
+/// Where a missing generic limits file is reported (the key that names it).
+struct LimitsKey {
+    std::string file;
+    int line = 0, column = 0;
+    std::string key_path;
+    std::string as_written;
+};
+
+/// The generic file, then "<its dir>/<cell model>.toml" when there is one.
+void apply_limit_layers(Recipe& r, const fs::path& generic_file, const LimitsKey& key, const ConfigFileReader& read,
+                        std::vector<Diagnostic>& out) {
+    r.limit_layers.clear();
+    auto read_layer = [&](const fs::path& p) -> std::optional<std::string> {
+        try {
+            if (read) return read(p);
+            std::error_code ec;
+            if (!fs::is_regular_file(p, ec)) return std::nullopt;
+            return instruments::read_toml_file(p);
+        } catch (const std::exception& e) {
+            out.push_back({display_name(p), 0, 0, "", fmt::format("limits file: {}", e.what())});
+            return std::string();
+        }
+    };
+    LimitLayer generic{generic_file, true, 0};
+    const auto text = read_layer(generic.file);
+    if (!text) {
+        out.push_back({key.file, key.line, key.column, key.key_path,
+                       fmt::format("limits file '{}' does not exist (looked for {})", key.as_written,
+                                   display_name(generic.file))});
+        return;
+    }
+    apply_limits_file(*text, generic, r, out);
+    r.limit_layers.push_back(generic);
+    if (!model_file_name_ok(r.cell_model)) return;
+    LimitLayer model{generic.file.parent_path() / (r.cell_model + ".toml"), true, 0};
+    if (const auto mt = read_layer(model.file)) apply_limits_file(*mt, model, r, out);
+    else model.present = false;
+    r.limit_layers.push_back(model);
+}
 
 /// Loads a recipe file into `r`, adding diagnostics to `out`. False when it
 /// could not be read or parsed at all.
@@ -957,6 +1115,7 @@ void read_station_table(Tbl& root, const fs::path& dir, StationConfig& cfg, bool
         std::error_code ec;
         recipe_ok = fs::is_regular_file(*p, ec);
     }
+    if (auto p = existing_file(s, "spec_limits", false, dir, "spec limits file")) cfg.limits_file = *p;
     if (auto p = existing_file(s, "serial_scheme", true, dir, "serial scheme")) {
         cfg.serial_scheme = *p;
         usable_file(s, "serial_scheme", *p, "serial scheme", [](const fs::path& f) { (void)SerialScheme::load(f); });
@@ -1242,6 +1401,18 @@ StationConfig parse_station(std::string_view text, const fs::path& as_file, Sink
         const std::size_t before = recipe_diags.size();
         recipe_ok = load_recipe_into(cfg.recipe_file, cfg.recipe, recipe_diags) &&
                     recipe_diags.size() == before;
+        // Spec limits layered over the recipe's own (docs/limits.md). A
+        // missing generic file was reported at [station] spec_limits already.
+        std::error_code ec;
+        if (recipe_ok && !cfg.limits_file.empty() && fs::is_regular_file(cfg.limits_file, ec)) {
+            const toml::node* st = root.get("station");
+            const toml::node* lk = st && st->as_table() ? st->as_table()->get("spec_limits") : nullptr;
+            LimitsKey key{sink.file(), lk ? static_cast<int>(lk->source().begin.line) : 0,
+                          lk ? static_cast<int>(lk->source().begin.column) : 0, "station.spec_limits",
+                          cfg.limits_file.string()};
+            apply_limit_layers(cfg.recipe, cfg.limits_file, key, {}, recipe_diags);
+            recipe_ok = recipe_diags.size() == before;
+        }
         if (recipe_ok) check_recipe_against_limits(cfg.recipe, cfg.limits, sink.file(), recipe_diags);
     }
     read_screening(t, cfg.screening, recipe_ok ? &cfg.recipe : nullptr);
@@ -1270,6 +1441,16 @@ StationConfig load_station(std::optional<std::string> text, const fs::path& file
 }  // namespace
 
 Recipe load_recipe(const std::filesystem::path& file) { return parse_recipe(std::nullopt, file); }
+
+void apply_limits(Recipe& recipe, const std::filesystem::path& generic_file, const ConfigFileReader& read) {
+    std::vector<Diagnostic> ds;
+    LimitsKey key{display_name(generic_file), 0, 0, "", generic_file.string()};
+    apply_limit_layers(recipe, generic_file, key, read, ds);
+    if (!ds.empty()) {
+        sort_diagnostics(ds);
+        throw ConfigError(std::move(ds));
+    }
+}
 
 Recipe parse_recipe(std::optional<std::string_view> toml_text, const std::filesystem::path& as_file) {
     Recipe r;

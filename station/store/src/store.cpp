@@ -1220,7 +1220,11 @@ FilterBounds bounds(const CellFilter& f) {
 void Store::for_each_cell(const CellFilter& filter, const std::function<void(const CellInfo&)>& visit) {
     const FilterBounds b = bounds(filter);
     auto loop = [&](Q& q) {
-        while (q.step()) visit(read_cell_row(q));
+        while (q.step()) {
+            CellInfo c = read_cell_row(q);
+            if (filter.cell_model && c.cell_model != *filter.cell_model) continue;
+            visit(c);
+        }
     };
     if (filter.lot) {
         Q q(*impl_,
@@ -1277,7 +1281,16 @@ void Store::for_each_latest(const CellFilter& filter, const std::function<void(c
             visit(cf);
         }
     };
-    if (filter.lot) {
+    if (filter.cell_model) {
+        // One cell model (test-time screening's reference), optionally one
+        // lot and a date range: one statement, the lot test switched by ?2.
+        Q q(*impl_, EOL_LATEST_SELECT
+            "WHERE c.cell_model = ?1 AND (?2 = 0 OR c.lot = ?3) AND c.production_date BETWEEN ?4 AND ?5 "
+            "ORDER BY c.serial");
+        q.text(1, *filter.cell_model).int64(2, filter.lot ? 1 : 0).text(3, filter.lot ? *filter.lot : std::string());
+        q.text(4, b.from).text(5, b.to);
+        loop(q);
+    } else if (filter.lot) {
         Q q(*impl_, EOL_LATEST_SELECT "WHERE c.lot = ?1 AND c.production_date BETWEEN ?2 AND ?3 ORDER BY c.serial");
         q.text(1, *filter.lot).text(2, b.from).text(3, b.to);
         loop(q);

@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,8 +70,21 @@ private:
 
 // ---------------------------------------------------------------- recipe
 
+/// Where a spec limit was set: the file (as the recipe named it, resolved
+/// against the recipe's directory) and the 1-based line of its key.
+struct LimitSource {
+    std::string file;
+    int line = 0;
+    bool known() const { return !file.empty(); }
+    /// "config/limits/INR18650-30Q.toml:12" ("" when unknown).
+    std::string to_string() const;
+};
+
 /// A measurement a step declares: the sequencer must record it under `name`
 /// and judge it against [low, high] (either side optional, inclusive).
+/// low/high are the resolved limits: the recipe's own values, overridden by
+/// its limits files (see Recipe::limit_layers); low_from/high_from say which
+/// file and line set each.
 struct MeasurementSpec {
     std::string name;      // unique within the recipe; [a-z0-9_]
     std::string quantity;  // what is measured, one of step_quantities(kind); defaults to name
@@ -78,6 +92,21 @@ struct MeasurementSpec {
     std::optional<double> low;
     std::optional<double> high;
     std::string description;
+    LimitSource low_from;
+    LimitSource high_from;
+
+    /// "r0_ohm high 0.045 from config/limits/INR18650-30Q.toml:12; low none".
+    std::string describe_limits() const;
+};
+
+/// One layer of spec limits applied over a recipe's own values (docs/limits.md):
+/// the generic file the station file's [station] spec_limits names, then the file
+/// of the recipe's cell model beside it ("<dir>/<cell model>.toml"), which
+/// may be absent.
+struct LimitLayer {
+    std::filesystem::path file;  // resolved
+    bool present = true;         // false: the cell-model file does not exist (generic limits only)
+    std::size_t overrides = 0;   // limits (low or high) this file set
 };
 
 /// Open circuit, no load, for a fixed time (settling).
@@ -144,6 +173,7 @@ struct Recipe {
     std::string cell_model;
     double capacity_ah = 0;
     std::vector<RecipeStep> steps;
+    std::vector<LimitLayer> limit_layers;  // applied in order over the steps' own limits (apply_limits); empty: none
 
     /// Every measurement of every step, in order.
     std::vector<const MeasurementSpec*> measurements() const;
@@ -164,10 +194,25 @@ struct Quantity {
 ///   heat  temp_rise_k [K], c_th_j_per_k [J/K], r_th_k_per_w [K/W], p_x_w [W]
 const std::vector<Quantity>& step_quantities(StepKind kind);
 
-/// Reads and validates a recipe file. Throws ConfigError.
+/// Reads and validates a recipe file (its own limits; layers are applied by
+/// the station file's [station] spec_limits, or apply_limits()). Throws ConfigError.
 Recipe load_recipe(const std::filesystem::path& file);
 /// Same, from text (nullopt: read as_file); diagnostics name as_file.
 Recipe parse_recipe(std::optional<std::string_view> toml_text, const std::filesystem::path& as_file);
+
+/// Reads a file a configuration refers to: the text, or nullopt when there
+/// is no such file. Empty function: the filesystem.
+using ConfigFileReader = std::function<std::optional<std::string>(const std::filesystem::path&)>;
+
+/// Layers spec limits over the recipe's own (docs/limits.md): the generic
+/// file, then "<its directory>/<recipe.cell_model>.toml" when it exists.
+/// Each [measurements.NAME] low/high overrides the value so far and records
+/// its file:line in low_from/high_from; recipe.limit_layers lists the files.
+/// Throws ConfigError naming file:line for an unknown measurement (with a
+/// did-you-mean), low above high (naming where each came from), a unit that
+/// is not the measurement's, a wrong type, an unknown key, a [safety] table
+/// (safety limits are the station file's [limits]), a missing generic file.
+void apply_limits(Recipe& recipe, const std::filesystem::path& generic_file, const ConfigFileReader& read = {});
 
 // ---------------------------------------------------------------- station
 
@@ -263,6 +308,7 @@ struct StationConfig {
     std::filesystem::path dir;   // its directory (base of relative paths)
     std::string station_id;
     std::filesystem::path recipe_file;    // resolved
+    std::filesystem::path limits_file;    // [station] spec_limits: generic spec limits file, resolved; empty = none
     std::filesystem::path serial_scheme;  // resolved; parsed by the serial module
     std::filesystem::path store;          // resolved
     std::vector<InstrumentConfig> instruments;  // in file order

@@ -56,6 +56,7 @@ struct FeatureTable {
     std::vector<std::string> lots;
     std::vector<std::string> production_dates;  // "YYYY-MM-DD" or ""
     std::vector<std::int64_t> run_ids;          // the latest completed run used
+    std::vector<Verdict> verdicts;              // that run's verdict (pass or fail)
     std::vector<double> values;                 // column-major: values[j * n + i]
     std::vector<std::size_t> missing;           // per column: rows with NaN
 
@@ -70,5 +71,16 @@ struct FeatureTable {
 /// Builds the table for the cells matching `filter`.
 FeatureTable build_feature_table(Store& store, const CellFilter& filter, std::span<const std::string> names,
                                  const FeatureOptions& options = {});
+
+/// The features `names` of one finished record — stored or not — resolved
+/// exactly as build_feature_table() resolves a stored run (same derived
+/// features, measurement names and fit values "<kind>.<param>" of converged
+/// fits), so test-time and lot screening see the same numbers. The K-value
+/// reads the serial's earlier runs from `store` (the reference run is the
+/// earliest completed one with an OCV at least min_k_interval_days before
+/// the record's start); with store == nullptr it is NaN. Values that are
+/// missing are NaN. Errors: StoreError.
+std::vector<double> record_features(const TestRecord& record, std::span<const std::string> names, Store* store,
+                                    const FeatureOptions& options = {});
 
 }  // namespace eol::station

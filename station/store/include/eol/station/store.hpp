@@ -125,11 +125,13 @@ struct RunInfo {
 };
 
 /// Which cells to visit: all, one lot, or production dates in [from, to]
-/// (inclusive "YYYY-MM-DD"; either end may be empty = open).
+/// (inclusive "YYYY-MM-DD"; either end may be empty = open); with
+/// cell_model, only cells of that model (combined with the others).
 struct CellFilter {
     std::optional<std::string> lot;
     std::string date_from;
     std::string date_to;
+    std::optional<std::string> cell_model;  // last: aggregate initializers of the first three keep their meaning
 };
 
 /// A cell with the features of its latest completed run, for screening:
