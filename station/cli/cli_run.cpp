@@ -77,6 +77,28 @@ nlohmann::json to_json(const station::CellResult& r) {
     j["stored"] = r.stored;
     if (!r.trip_cause.empty())
         j["trip"] = {{"cause", r.trip_cause}, {"to_off_s", r.trip_to_off_s >= 0 ? nlohmann::json(r.trip_to_off_s) : nlohmann::json(nullptr)}};
+    if (r.screening) {
+        const station::TestTimeVerdict& v = *r.screening;
+        nlohmann::json s{{"kind", station::to_string(v.kind)},
+                         {"reason", v.reason},
+                         {"cell_model", v.cell_model},
+                         {"history_cells", v.history_cells},
+                         {"history_lots", v.history_lots},
+                         {"distance_sq", number_or_null(v.distance_sq)},
+                         {"cutoff_sq", number_or_null(v.cutoff_sq)},
+                         {"notes", v.notes}};
+        nlohmann::json features = nlohmann::json::object();
+        for (std::size_t k = 0; k < v.features.size() && k < v.values.size(); ++k)
+            features[v.features[k]] = number_or_null(v.values[k]);
+        s["features"] = features;
+        s["pat"] = nlohmann::json::array();
+        for (const auto& p : v.pat)
+            s["pat"].push_back({{"feature", p.feature}, {"value", number_or_null(p.value)},
+                                {"low", number_or_null(p.low)}, {"high", number_or_null(p.high)}});
+        s["top"] = nlohmann::json::array();
+        for (const auto& t : v.top) s["top"].push_back({{"feature", t.feature}, {"share", t.share}, {"z", t.z}});
+        j["screening"] = s;
+    }
     j["steps"] = nlohmann::json::array();
     j["measurements"] = nlohmann::json::array();
     j["fits"] = nlohmann::json::array();
@@ -143,6 +165,8 @@ std::string to_text(const station::CellResult& r) {
                                  r.trip_cause, r.trip_to_off_s * 1e3)
                    : fmt::format("safety monitor tripped ({}): load input NOT confirmed off by the monitor\n",
                                  r.trip_cause);
+    if (r.screening) out += fmt::format("screening at test: {}: {}\n", station::to_string(r.screening->kind),
+                                        station::printable(r.screening->reason));
     if (!r.load_off_confirmed) out += "WARNING: the load input could not be confirmed off\n";
     if (r.held_hazardous) out += "held in quarantine as hazardous (over-temperature)\n";
     return out;

@@ -740,3 +740,49 @@ TEST_CASE("controller cli: a recipe step above a load's rated current (its diale
     CHECK(contains(r.err, "position 1: step 'pulse' draws 6 A, above load1's rating of 5 A per channel"));
     CHECK(contains(r.err, "small-load.toml"));
 }
+
+TEST_CASE("controller cli: screening at test time holds an outlier of its model's earlier lots; a good cell passes") {
+    StationFile f;
+    f.time_scale = 400;
+    SimStation st(f);
+    // History: 300 cells of the same cell model in earlier lots (in-process simulated production).
+    const Result prod = run({EOL_CLI, "sim-production", "--db", st.db().string(), "--cells", "300", "--from",
+                             "2023-01-02", "--to", "2023-01-27", "--assemble", "none", "--quiet", "--seed", "3"},
+                            300);
+    INFO(prod.err);
+    REQUIRE(prod.exit == 0);
+
+    const Result good = st.run_cell(serial(1801), 1);
+    const json g = json::parse(good.out);
+    INFO(g.dump());
+    CHECK(g["screening"]["kind"] == "not_outlier");
+    CHECK(g["screening"]["history_cells"].get<int>() >= 200);
+    CHECK(g["verdict"] == "pass");
+    CHECK(good.exit == 0);
+
+    st.fault("cell 2 soc0 0.45");  // within the OCV spec (3.4–4.2 V), far below its model's history
+    const Result odd = st.run_cell(serial(1802), 2);
+    const json o = json::parse(odd.out);
+    INFO(o.dump());
+    CHECK(odd.exit == 1);
+    CHECK(o["verdict"] == "hold");
+    CHECK(o["screening"]["kind"] == "outlier");
+    CHECK(contains(o["reason"].get<std::string>(), "outlier at test"));
+    CHECK(contains(o["reason"].get<std::string>(), "ocv_v"));
+    REQUIRE(o["screening"]["pat"].size() >= 1);
+    CHECK(o["screening"]["pat"][0]["feature"] == "ocv_v");
+    // Measured and stored as passing its limits, and held by serial in the same store.
+    {
+        eol::station::OpenOptions oo;
+        oo.read_only = true;
+        auto store = eol::station::Store::open(st.db(), oo);
+        const auto runs = store.runs_for(serial(1802));
+        REQUIRE(runs.size() == 1);
+        CHECK(runs[0].verdict == eol::station::Verdict::pass);
+        const auto status = store.status(serial(1802));
+        CHECK(status.state == eol::station::CellState::held);
+    }
+    // A retest is answered hold without touching the instruments.
+    const Result again = st.run_cell(serial(1802), 2);
+    CHECK(json::parse(again.out)["verdict"] == "hold");
+}

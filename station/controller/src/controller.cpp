@@ -316,6 +316,7 @@ struct Controller::Impl {
     std::optional<Store> store;
     std::optional<LookupSession> lookup;
     std::vector<RecordSink*> sinks;
+    std::optional<TestTimeScreen> screen;  // store lane / store_mutex only
 
     asio::io_context loop;
     asio::executor_work_guard<asio::io_context::executor_type> work{loop.get_executor()};
@@ -739,11 +740,27 @@ struct Controller::Impl {
     /// Runs on the store lane.
     void store_record(TestRecord& rec, CellResult& res, bool hazardous) {
         std::lock_guard lk(store_mutex);
+        const Actor station_actor{"eolstation controller", "station"};
+        // Screening at test time, for a record that passed its limits.
+        if (rec.verdict == Verdict::pass) {
+            try {
+                if (!screen) screen.emplace(TestTimeScreen::build(*store, rec.cell_model, cfg.screening, &cfg.recipe, rec.lot));
+                res.screening = screen->judge(rec, *store);
+            } catch (const std::exception& e) {
+                // Not screened is not a hold: the record says why; the lot
+                // screening at lot close still judges it.
+                TestTimeVerdict v;
+                v.kind = TestTimeVerdict::Kind::not_judged;
+                v.cell_model = rec.cell_model;
+                v.reason = std::string("screening at test time failed: ") + e.what();
+                res.screening = std::move(v);
+            }
+        }
         const std::string hold_reason = "hazardous: aborted for over-temperature at test (" + rec.abort_reason + ")";
         auto hold = [&] {
             try {
                 Quarantine q(*store, scheme);
-                q.hold(Scope::serial(rec.serial), hold_reason, Actor{"eolstation controller", "station"});
+                q.hold(Scope::serial(rec.serial), hold_reason, station_actor);
             } catch (const QuarantineRefused&) {
                 // already held (by someone else meanwhile): held it is
             }
@@ -751,7 +768,10 @@ struct Controller::Impl {
         };
         try {
             store->write_transaction([&] {
-                store->write(rec);
+                if (res.screening && res.screening->kind != TestTimeVerdict::Kind::not_judged)
+                    write_record_screened(*store, rec, *res.screening, station_actor, scheme);
+                else
+                    store->write(rec);
                 if (hazardous) hold();
                 return true;
             });
@@ -887,6 +907,10 @@ struct Controller::Impl {
         co_await on_lane(&*store_lane, [this, &rec, &res, hazardous] { store_record(rec, res, hazardous); });
         res.verdict = std::string(to_string(rec.verdict));
         res.reason = rec.abort_reason;
+        if (res.stored && res.screening && res.screening->outlier()) {
+            res.verdict = "hold";
+            res.reason = "outlier at test: " + res.screening->reason;
+        }
         const bool faulted = rec.verdict == Verdict::error || !res.load_off_confirmed || !res.stored ||
                              (c.trip && c.trip->fault);
         set_state(c,

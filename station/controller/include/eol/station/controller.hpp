@@ -23,6 +23,15 @@
 // on a worker thread of its own. A busy, faulted or unknown channel refuses
 // (ControllerRefused).
 //
+// Screening at test time: a record that passed its limits is judged by the
+// static PAT limits and the MCD model of the EARLIER lots of its cell model
+// (test_time_screen.hpp, built on the store lane at the first record and
+// refitted when the lot changes); an outlier gets verdict "hold" with the
+// features and distances that made it so, and a serial hold written in the
+// same transaction as its record; with no history yet the record is judged
+// by its spec limits only and a station event says so. Lots still get the
+// full screening when they close (`eolstation screen`).
+//
 // After every run: when the verdict is abort or error, the channel's load
 // input is switched off and confirmed off by a reading (|I| < 50 mA),
 // retried for ControllerOptions::make_safe_timeout_s; a cell aborted for
@@ -101,6 +110,7 @@
 #include "eol/station/config.hpp"
 #include "eol/station/record.hpp"
 #include "eol/station/serial.hpp"
+#include "eol/station/test_time_screen.hpp"
 
 namespace eol::station {
 
@@ -130,6 +140,10 @@ struct CellResult {
     bool load_off_confirmed = true;    // after an abort or error: the input was read back off
     bool held_hazardous = false;       // quarantined after an over-temperature abort
     bool stored = false;               // the record is in the store
+    /// Screening at test time (a record that passed its limits): the
+    /// verdict of the model of earlier lots; outlier → verdict "hold" and a
+    /// serial hold stored with the record. Absent when not screened.
+    std::optional<TestTimeVerdict> screening;
 };
 
 /// What a panel or PLC shows of one channel (a copy, taken under the lock).
