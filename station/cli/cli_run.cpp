@@ -51,6 +51,7 @@
 #include "commands.hpp"
 #include "eol/station/config.hpp"
 #include "eol/station/controller.hpp"
+#include "eol/station/plc.hpp"
 #include "eol/station/text.hpp"
 
 namespace asio = boost::asio;
@@ -298,6 +299,7 @@ void serve(const ServeOptions& o) {
     asio::io_context io;
     asio::signal_set signals(io, SIGTERM, SIGINT);
     controller.connect_all();
+    const auto plc = station::plc::start_plc_if_configured(io, controller);  // [plc]: docs/plc.md
     fmt::print(stderr, "serve: station {}; {} positions; store {}; time scale {}x; lines 'CHANNEL SERIAL' on stdin; "
                "stop with SIGTERM or Ctrl-C\n",
                controller.config().station_id, controller.snapshot().size(), controller.store_path().string(),
