@@ -386,9 +386,10 @@ TEST_CASE("plc: read-only registers, out-of-map addresses, bad lengths, other fu
     CHECK(c.read(plc::block(1) + plc::reg::packml) == 4);  // unchanged
     // A multiple write that spills from B+10 into B+11 is refused whole.
     const std::uint16_t two[2] = {1, 2};
-    CHECK(modbus_write_registers(c.ctx, plc::block(1) + 9, 2, two) == -1);
+    CHECK(modbus_write_registers(c.ctx, plc::block(1) + 9, 2, two) == 2);  // B+9, B+10: fine
+    CHECK(modbus_write_registers(c.ctx, plc::block(1) + 10, 2, two) == -1);
     CHECK(errno == EMBXILADD);
-    CHECK(c.read(plc::block(1) + 9) == 0);
+    CHECK(c.read(plc::block(1) + 10) == 2);  // unchanged by the refused write
     // Read/write (FC23) and mask write (FC22) obey the same rule.
     std::uint16_t out[2];
     CHECK(modbus_write_and_read_registers(c.ctx, plc::block(1) + 20, 1, two, plc::block(1), 2, out) == -1);
@@ -418,9 +419,13 @@ TEST_CASE("plc: read-only registers, out-of-map addresses, bad lengths, other fu
     const std::uint8_t fc3_long[] = {0, 9, 0, 0, 0, 8, 1, 3, 0, 0, 0, 1, 0xAA};
     std::uint8_t rsp[MODBUS_TCP_MAX_ADU_LENGTH];
     REQUIRE(modbus_send_raw_request(c.ctx, fc3_long + 6, sizeof fc3_long - 6) > 0);
-    CHECK(modbus_receive_confirmation(c.ctx, rsp) == -1);  // libmodbus checks the answer's function
+    REQUIRE(modbus_receive_confirmation(c.ctx, rsp) == 9);
+    CHECK(rsp[7] == 0x83);  // exception to FC03
+    CHECK(rsp[8] == MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
     CHECK(c.read(plc::kPlcHeartbeat) == 1);  // the connection survived
-    // Another unit id: GATEWAY TARGET (0x0B), at once.
+    // 0xFF ("not used", libmodbus's default) is this server too; another unit id: GATEWAY TARGET (0x0B).
+    Client any(rig.port(), MODBUS_TCP_SLAVE);
+    CHECK(any.read(plc::kPlcHeartbeat) == 1);
     Client other(rig.port(), 7);
     std::uint16_t r = 0;
     CHECK(modbus_read_registers(other.ctx, 0, 1, &r) == -1);
@@ -450,7 +455,9 @@ TEST_CASE("plc: START refusals name their cause; an invalid serial answers 5, a 
     CHECK(rig.station.starts() == 0);
 
     // Empty serial, a bad character, a bad check character: result 5 at once.
-    for (const std::string bad : {std::string(), std::string("01A33E00420#001C"), make_serial(22).substr(0, 15) + "Z"}) {
+    std::string bad_check = make_serial(22);
+    bad_check.back() = bad_check.back() == 'Z' ? 'Y' : 'Z';
+    for (const std::string& bad : {std::string(), std::string("01A33E00420#001C"), bad_check}) {
         CAPTURE(bad);
         c.heartbeat();
         start_cycle(c, pos, bad, 30);

@@ -198,15 +198,23 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
     bool heartbeat_seen = false;
     Clock::time_point heartbeat_changed{};
     bool heartbeat_was_stale = true;
-    // Answers posted from other threads reach the strand only while alive.
+    // Answers posted from other threads reach the strand only while the
+    // server is alive. The `done` callbacks the station keeps hold only this
+    // (not a strand: a strand must not outlive its io_context).
     struct Inbox {
         std::mutex mutex;
-        bool alive = true;
+        std::optional<asio::strand<asio::any_io_executor>> strand;  // reset by stop()
+        template <class F>
+        void post(F f) {
+            std::lock_guard lk(mutex);
+            if (strand) asio::post(*strand, std::move(f));
+        }
     };
     std::shared_ptr<Inbox> inbox = std::make_shared<Inbox>();
 
     Core(asio::any_io_executor ex, PlcStation& st, PlcConfig config_in)
         : station(st), cfg(std::move(config_in)), strand(asio::make_strand(ex)), acceptor(strand), ticker(strand) {
+        inbox->strand = strand;
         for (const auto& a : cfg.allow) allow.push_back(parse_allow(a));
         int max_position = 0;
         for (const auto& ch : station.config().channels) {
@@ -358,7 +366,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         const std::uint8_t* pdu = req + 7;
         const std::size_t pdu_len = size - 7;
         int rc = 0;
-        if (unit != cfg.unit) {
+        if (unit != cfg.unit && unit != MODBUS_TCP_SLAVE) {  // 0xFF: "unit id not used" (Modbus TCP guide)
             rc = modbus_reply_exception(s->ctx, req, MODBUS_EXCEPTION_GATEWAY_TARGET);
         } else {
             switch (check_pdu(pdu, pdu_len)) {
@@ -444,7 +452,6 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
             case Phase::idle: break;
         }
         if (c.station_state == ChannelState::faulted) return refuse(c, FaultCode::channel_faulted);
-        if (c.station_state == ChannelState::testing) return refuse(c, FaultCode::channel_busy);
         if (!heartbeat_fresh()) return refuse(c, FaultCode::heartbeat_missing);
         if (at(c.base + reg::recipe_id) != cfg.recipe_id) return refuse(c, FaultCode::unknown_recipe);
 
@@ -472,11 +479,8 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         const std::uint64_t gen = c.generation;
         const int pos = c.position;
         asio::post(workers, [self = shared_from_this(), pos, gen, serial = c.serial] {
-            auto done = [inbox = self->inbox, weak = std::weak_ptr<Core>(self), strand = self->strand, pos,
-                         gen](const CellResult& r) {
-                std::lock_guard lk(inbox->mutex);
-                if (!inbox->alive) return;
-                asio::post(strand, [weak, pos, gen, r] {
+            auto done = [inbox = self->inbox, weak = std::weak_ptr<Core>(self), pos, gen](const CellResult& r) {
+                inbox->post([weak, pos, gen, r] {
                     if (auto core = weak.lock()) core->on_result(pos, gen, r);
                 });
             };
@@ -493,9 +497,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
     /// Runs `f` on the strand while the server is alive.
     template <class F>
     void to_strand(F f) {
-        std::lock_guard lk(inbox->mutex);
-        if (!inbox->alive) return;
-        asio::post(strand, [weak = weak_from_this(), f = std::move(f)] {
+        inbox->post([weak = weak_from_this(), f = std::move(f)] {
             if (auto core = weak.lock()) f(*core);
         });
     }
@@ -610,7 +612,9 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
                 for (const auto& m : r.record->measurements)
                     if (m.name == spec->name) write_i32(c.base + slot.offset, scaled(m.value, slot.scale));
             }
+        // The controller's state as of this result (its snapshot may lag a tick).
         if (r.verdict == "error" || !r.load_off_confirmed) c.station_state = ChannelState::faulted;
+        else c.station_state = r.verdict == "abort" ? ChannelState::aborted : ChannelState::complete;
         c.phase = Phase::result;
         log().info("plc: position {} cycle {}: result {} ({}){}", pos, c.cycle, static_cast<int>(c.result), r.verdict,
                      r.reason.empty() ? "" : ": " + printable(r.reason));
@@ -699,7 +703,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
     void stop() {
         {
             std::lock_guard lk(inbox->mutex);
-            inbox->alive = false;
+            inbox->strand.reset();
         }
         asio::post(strand, [self = shared_from_this()] {
             self->stopped = true;

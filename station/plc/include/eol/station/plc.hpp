@@ -34,7 +34,8 @@
 // sends gets a defined answer: Modbus exceptions for bad requests (ILLEGAL
 // FUNCTION, ILLEGAL DATA ADDRESS for reads out of the map and for writes to
 // anything but the PLC→station registers, ILLEGAL DATA VALUE for a PDU whose
-// length does not match its function, GATEWAY TARGET for another unit id), a
+// length does not match its function, GATEWAY TARGET for a unit id other
+// than [plc] unit and 0xFF), a
 // fault code in the channel's block for a command the state does not allow,
 // and a closed connection for a broken MBAP header, a client not on the
 // allow list, a client idle longer than idle_timeout_s, or one more client
