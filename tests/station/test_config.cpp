@@ -762,7 +762,7 @@ TEST_CASE("config: [plc] keys for the PLC server: defaults, values, and errors a
     CHECK(contains(one(ds, "plc.idle_timeout_s").message, "out of range"));
     CHECK(contains(one(ds, "plc.unit").message, "1..247"));
     CHECK(contains(one(ds, "plc.heartbeat_timeout_s").message, "out of range"));
-    CHECK(ds.size() == 11);
+    CHECK(ds.size() == 10);
     // An empty allow list could never be reached by a PLC: refused.
     const auto empty = errors_of(d, replace(kStation, "port = 15020\n", "port = 15020\nallow = []\n"));
     CHECK(contains(one(empty, "plc.allow").message, "empty"));

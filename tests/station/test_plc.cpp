@@ -712,3 +712,27 @@ TEST_CASE("hostile: plc fuzz: random and truncated frames get an answer or a clo
     start_cycle(c, 2, make_serial(61), 1);
     CHECK(eventually([&] { return rig.station.running(2); }));
 }
+
+TEST_CASE("hostile: plc a client that disconnects mid-cycle: the test goes on, its answer waits for the next connection") {
+    Rig rig;
+    std::uint16_t beat = 0;
+    {
+        Client a(rig.port());
+        a.heartbeat();
+        beat = a.beat;
+        start_cycle(a, 3, make_serial(71), 300);
+        CHECK(eventually([&] { return rig.station.running(3); }));
+    }  // gone, START still set, mid-cycle
+    CHECK(rig.station.aborts().empty());
+    Client b(rig.port());
+    b.beat = beat;
+    b.heartbeat();  // back within the heartbeat timeout
+    rig.station.finish(3, "pass");
+    CHECK(eventually([&] { return (status(b, 3) & plc::status::result_valid) != 0; }));
+    CHECK(b.read(plc::block(3) + plc::reg::cycle_echo) == 300);
+    CHECK(result(b, 3) == 1);
+    b.write(plc::block(3), 0);
+    b.write(plc::block(3), plc::command::result_ack);
+    CHECK(packml(b, 3) == 4);
+    CHECK(rig.station.aborts().empty());
+}

@@ -46,7 +46,7 @@ struct Ports {
 // Four positions: load1 (two-channel Keysight) 1 and 2, load2 (Siglent) 3,
 // load3 (ITECH) 4; every thermocouple on one ET-7018Z; the PLC server on
 // loopback with a 1 s heartbeat timeout.
-std::string config_text(const Ports& p, double time_scale) {
+std::string config_text(const Ports& p, double time_scale, bool plc_enabled = true) {
     const std::string c = EOL_CONFIG_DIR;
     auto port = [](std::uint16_t n) { return std::to_string(n); };
     return "[station]\nid = \"PLC-TEST\"\nrecipe = \"" + c + "/recipes/eol-18650.toml\"\nserial_scheme = \"" + c +
@@ -65,7 +65,7 @@ std::string config_text(const Ports& p, double time_scale) {
            "[[channels]]\nposition = 4\nload = \"load3\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 3\n\n"
            "[limits]\ntemp_abort_c = 60\nv_min_v = 2.5\ni_max_a = 10.0\n\n"
            "[screening]\nfeatures = [\"ocv_v\"]\n\n"
-           "[plc]\nbind = \"127.0.0.1\"\nport = " + port(p.plc) +
+           "[plc]\nenabled = " + (plc_enabled ? "true" : "false") + "\nbind = \"127.0.0.1\"\nport = " + port(p.plc) +
            "\nunit = 1\nheartbeat_timeout_s = 1.0\nallow = [\"127.0.0.1\"]\nrecipe_id = 1\n\n"
            "[sim]\ntime_scale = " + std::to_string(time_scale) +
            "\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 20\n";
@@ -89,8 +89,8 @@ struct PlcStation {
     fs::path config;
     std::unique_ptr<Process> sim, serve;
 
-    explicit PlcStation(double scale) : time_scale(scale) {
-        config = tmp.write("station.toml", config_text(ports, time_scale));
+    explicit PlcStation(double scale, bool plc_enabled = true) : time_scale(scale) {
+        config = tmp.write("station.toml", config_text(ports, time_scale, plc_enabled));
         Process::Options o;
         o.pipe_stdin = true;
         o.stop_signal = SIGKILL;
@@ -102,6 +102,7 @@ struct PlcStation {
         serve = std::make_unique<Process>(std::vector<std::string>{EOL_CLI, "serve", "--config", config.string(),
                                                                    "--time-scale", std::to_string(time_scale)},
                                           so);
+        if (!plc_enabled) return;
         // Listening once a Modbus client gets an answer.
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         bool up = false;
@@ -336,5 +337,17 @@ TEST_CASE("hostile: plc cli ABORT mid-test: load read back off, result 4, the po
     p.write(plc::block(4), 0);
     p.start(4, serial(952), 6);
     CHECK(p.wait_for([&] { return (p.read(plc::block(4) + plc::reg::status) & plc::status::busy) != 0; }, 10));
+    CHECK(st.serve->terminate(SIGTERM, 20) == 0);
+}
+
+TEST_CASE("plc cli: with [plc] enabled = false serve listens on no PLC port and works from standard input") {
+    PlcStation st(200, false);
+    st.serve->send_line("status");
+    std::string l;
+    for (int k = 0; k < 30 && l.rfind("status channel 1 ", 0) != 0; ++k) l = st.serve->read_line(1);
+    CHECK(l == "status channel 1 idle");  // serve is up (instruments connected)
+    modbus_t* ctx = modbus_new_tcp("127.0.0.1", st.ports.plc);
+    CHECK(modbus_connect(ctx) == -1);
+    modbus_free(ctx);
     CHECK(st.serve->terminate(SIGTERM, 20) == 0);
 }

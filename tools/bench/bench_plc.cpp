@@ -41,9 +41,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+/// config/ of the source tree ($EOL_CONFIG_DIR overrides), absolute: the
+/// station file written to a temporary directory names its files by it.
 std::string config_dir() {
-    if (const char* e = std::getenv("EOL_CONFIG_DIR")) return e;
-    return (fs::path(__FILE__).parent_path() / ".." / ".." / "config").string();
+    if (const char* e = std::getenv("EOL_CONFIG_DIR")) return fs::absolute(e).string();
+    return EOL_BENCH_CONFIG_DIR;
 }
 
 std::uint16_t free_port() {
