@@ -281,7 +281,7 @@ void start_cycle(Client& c, int pos, const std::string& serial, std::uint16_t cy
 
 }  // namespace
 
-TEST_CASE("plc: serial registers round trip in both byte orders; NUL and space padding dropped") {
+TEST_CASE("plc: serial registers round trip in both byte orders, NUL and space padding dropped") {
     std::uint16_t w[8];
     plc::serial_to_registers("01A33E004200001C", w, PlcConfig::ByteOrder::high_first);
     CHECK(w[0] == ('0' << 8 | '1'));
@@ -432,7 +432,7 @@ TEST_CASE("plc: read-only registers, out-of-map addresses, bad lengths, other fu
     CHECK(errno == EMBXGTAR);
 }
 
-TEST_CASE("plc: START refusals name their cause; an invalid serial answers 5, a held serial 6, neither tests") {
+TEST_CASE("plc: START refusals name their cause, an invalid serial answers 5, a held serial 6, neither tests") {
     Rig rig;
     Client c(rig.port());
     const int pos = 1;
@@ -526,7 +526,7 @@ TEST_CASE("plc: a stale PLC heartbeat aborts the PLC's tests: Aborted, result 4,
     CHECK(status(c, 1) == (plc::status::result_valid | plc::status::fail));
 }
 
-TEST_CASE("plc: ABORT mid-test aborts through the station; ABORT when nothing runs changes nothing") {
+TEST_CASE("plc: ABORT mid-test aborts through the station, ABORT when nothing runs changes nothing") {
     Rig rig;
     Client c(rig.port());
     c.heartbeat();
@@ -553,7 +553,7 @@ TEST_CASE("plc: ABORT mid-test aborts through the station; ABORT when nothing ru
     CHECK(packml(c, 4) == 4);
 }
 
-TEST_CASE("plc: a test ending in error leaves the channel Stopped until FAULT_RESET; a failed reset says so") {
+TEST_CASE("plc: a test ending in error leaves the channel Stopped until FAULT_RESET, a failed reset says so") {
     Rig rig;
     Client c(rig.port());
     c.heartbeat();
@@ -586,7 +586,7 @@ TEST_CASE("plc: a test ending in error leaves the channel Stopped until FAULT_RE
     CHECK((status(c, 5) & plc::status::ready) != 0);
 }
 
-TEST_CASE("hostile: plc clients not on the allow list are refused; surplus and idle clients are closed") {
+TEST_CASE("hostile: plc clients not on the allow list are refused, surplus and idle clients are closed") {
     {
         PlcConfig cfg = test_plc_config();
         cfg.allow = {"10.0.0.0/8", "::1"};

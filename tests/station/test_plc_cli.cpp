@@ -202,7 +202,7 @@ struct LibmodbusPlc {
 
 }  // namespace
 
-TEST_CASE("plc cli: pymodbus runs full cycles on four positions at once; each answer is the stored record's") {
+TEST_CASE("plc cli: pymodbus runs full cycles on four positions at once, each answer is the stored record's") {
     PlcStation st(200);
     std::map<int, std::string> cells{{1, serial(701)}, {2, serial(702)}, {3, serial(703)}, {4, serial(704)}};
     std::string arg;
