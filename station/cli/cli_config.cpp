@@ -126,7 +126,13 @@ json station_json(const StationConfig& c) {
            {"serial_scheme", c.serial_scheme.string()},
            {"spec_limits", c.limits_file.empty() ? json(nullptr) : json(c.limits_file.string())},
            {"store", c.store.string()},
-           {"plc", {{"bind", c.plc.bind}, {"port", c.plc.port}, {"unit", c.plc.unit}}},
+           {"plc", {{"enabled", c.plc.active()},
+                    {"bind", c.plc.bind},
+                    {"port", c.plc.port},
+                    {"unit", c.plc.unit},
+                    {"heartbeat_timeout_s", c.plc.heartbeat_timeout_s},
+                    {"allow", c.plc.allow},
+                    {"recipe_id", c.plc.recipe_id}}},
            {"panel", {{"bind", c.panel.bind}, {"port", c.panel.port}}},
            {"screening", {{"features", c.screening.features}}}};
     j["ambient"] = c.ambient ? json{{"thermo", c.ambient->thermo}, {"channel", c.ambient->channel}}
@@ -182,7 +188,11 @@ void print_station(const StationConfig& c) {
     fmt::print("screening    {}\n", fmt::join(c.screening.features, ", "));
     fmt::print("serial       {}\n", c.serial_scheme.string());
     fmt::print("store        {}\n", c.store.string());
-    fmt::print("plc          {}:{} (unit {})\n", c.plc.bind, c.plc.port, c.plc.unit);
+    if (c.plc.active())
+        fmt::print("plc          {}:{} (unit {}, allow {}, recipe id {})\n", c.plc.bind, c.plc.port, c.plc.unit,
+                   fmt::join(c.plc.allow, " "), c.plc.recipe_id);
+    else
+        fmt::print("plc          off\n");
     fmt::print("panel        {}:{}\n", c.panel.bind, c.panel.port);
 }
 

@@ -57,6 +57,7 @@
 #include "commands.hpp"
 #include "eol/station/config.hpp"
 #include "eol/station/controller.hpp"
+#include "eol/station/plc.hpp"
 #include "eol/station/text.hpp"
 
 namespace asio = boost::asio;
@@ -420,6 +421,8 @@ void serve(const ServeOptions& o) {
     station::Controller controller(load_config(o.config), controller_options(o.time_scale));
     LineOut out;
     controller.connect_all();
+    // The PLC server on the controller's loop ([plc]: docs/plc.md).
+    const auto plc = station::plc::start_plc_if_configured(controller.executor(), controller);
     fmt::print(stderr, "serve: station {}; {} positions; store {}; time scale {}x; lines 'CHANNEL SERIAL' on stdin; "
                "stop with SIGTERM or Ctrl-C\n",
                controller.config().station_id, controller.snapshot().size(), controller.store_path().string(),

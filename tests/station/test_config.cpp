@@ -709,3 +709,61 @@ TEST_CASE("hostile: an over-long station id names the limit and does not echo th
     CHECK(contains(e.message, "196608 characters long; at most 64"));
     CHECK(e.message.size() < 200);
 }
+
+TEST_CASE("config: [plc] keys for the PLC server: defaults, values, and errors at their lines") {
+    Dir d;
+    {
+        const StationConfig c = load_station_config(d.station(kStation));
+        CHECK(c.plc.active());
+        CHECK(c.plc.unit == 1);
+        CHECK(c.plc.allow == std::vector<std::string>{"127.0.0.1", "::1"});  // loopback only by default
+        CHECK(c.plc.serial_byte_order == PlcConfig::ByteOrder::high_first);
+        CHECK(c.plc.recipe_id == 1);
+        CHECK(c.plc.max_clients == 8);
+        CHECK(c.plc.idle_timeout_s == doctest::Approx(60));
+    }
+    {
+        const std::string text = replace(kStation, "port = 15020\n",
+                                         "port = 15020\nenabled = false\nallow = [\"10.1.2.0/24\", \"fd00::/8\", "
+                                         "\"192.168.0.7\"]\nserial_byte_order = \"low_first\"\nrecipe_id = 7\n"
+                                         "max_clients = 2\nidle_timeout_s = 5\nunit = 3\nheartbeat_timeout_s = 0.5\n");
+        const StationConfig c = load_station_config(d.station(text));
+        CHECK(c.plc.present);
+        CHECK(!c.plc.active());
+        CHECK(c.plc.allow == std::vector<std::string>{"10.1.2.0/24", "fd00::/8", "192.168.0.7"});
+        CHECK(c.plc.serial_byte_order == PlcConfig::ByteOrder::low_first);
+        CHECK(c.plc.recipe_id == 7);
+        CHECK(c.plc.max_clients == 2);
+        CHECK(c.plc.unit == 3);
+        CHECK(c.plc.heartbeat_timeout_s == doctest::Approx(0.5));
+    }
+    {
+        // No [plc] table: no server.
+        const auto at = kStation.find("[plc]");
+        const std::string text = kStation.substr(0, at) + kStation.substr(kStation.find("[panel]"));
+        CHECK(!load_station_config(d.station(text)).plc.active());
+    }
+    const std::string text = replace(kStation, "port = 15020\n",
+                                     "port = 15020\nenabled = \"yes\"\nallow = [\"10.1.2.0/33\", \"plc.local\", 5]\n"
+                                     "serial_byte_order = \"big\"\nrecipe_id = 0\nmax_clients = 100\n"
+                                     "idle_timeout_s = -1\nunit = 0\nheartbeat_timeout_s = 0\n");
+    const auto ds = errors_of(d, text);
+    CHECK(one(ds, "plc.enabled").message == "expected boolean (true or false), got string");
+    CHECK(one(ds, "plc.enabled").line == line_of(text, "enabled = \"yes\""));
+    const Diagnostic a0 = one(ds, "plc.allow[0]");
+    CHECK(contains(a0.message, "expected an IP address or network"));
+    CHECK(contains(a0.message, "'10.1.2.0/33'"));
+    CHECK(a0.line == line_of(text, "allow = ["));
+    CHECK(contains(one(ds, "plc.allow[1]").message, "'plc.local'"));
+    CHECK(one(ds, "plc.allow[2]").message == "expected string, got integer");
+    CHECK(contains(one(ds, "plc.serial_byte_order").message, "expected one of: high_first, low_first"));
+    CHECK(contains(one(ds, "plc.recipe_id").message, "out of range: 0"));
+    CHECK(contains(one(ds, "plc.max_clients").message, "1..64"));
+    CHECK(contains(one(ds, "plc.idle_timeout_s").message, "out of range"));
+    CHECK(contains(one(ds, "plc.unit").message, "1..247"));
+    CHECK(contains(one(ds, "plc.heartbeat_timeout_s").message, "out of range"));
+    CHECK(ds.size() == 10);
+    // An empty allow list could never be reached by a PLC: refused.
+    const auto empty = errors_of(d, replace(kStation, "port = 15020\n", "port = 15020\nallow = []\n"));
+    CHECK(contains(one(empty, "plc.allow").message, "empty"));
+}

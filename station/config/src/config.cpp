@@ -363,6 +363,15 @@ public:
     void read(std::string_view key, std::string& out, bool required) {
         if (auto v = text(key, required)) out = *v;
     }
+    void read(std::string_view key, bool& out, bool required) {
+        const toml::node* n = node(key);
+        if (!n) {
+            if (required) missing(key);
+            return;
+        }
+        if (const auto* b = n->as_boolean()) out = b->get();
+        else wrong_type(key, *n, "boolean (true or false)");
+    }
 
     /// Reports every key no getter asked for.
     void finish() {
@@ -1262,13 +1271,59 @@ void read_bind(Tbl& t, std::string& out) {
     }
 }
 
+/// An IP literal, or a network "ADDRESS/PREFIX" (prefix 0..32 for IPv4, 0..128 for IPv6).
+bool is_ip_network(const std::string& s) {
+    const auto slash = s.find('/');
+    const std::string addr = s.substr(0, slash);
+    unsigned char buf[sizeof(struct in6_addr)];
+    const bool v4 = inet_pton(AF_INET, addr.c_str(), buf) == 1;
+    if (!v4 && inet_pton(AF_INET6, addr.c_str(), buf) != 1) return false;
+    if (slash == std::string::npos) return true;
+    const std::string prefix = s.substr(slash + 1);
+    if (prefix.empty() || prefix.size() > 3 ||
+        !std::all_of(prefix.begin(), prefix.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return false;
+    return std::stoi(prefix) <= (v4 ? 32 : 128);
+}
+
+void read_allow(Tbl& t, std::vector<std::string>& out) {
+    const toml::array* a = t.array("allow", false);
+    if (!a) return;
+    std::vector<std::string> allow;
+    for (std::size_t i = 0; i < a->size(); ++i) {
+        const toml::node& n = *a->get(i);
+        const std::string path = fmt::format("{}[{}]", t.key_path("allow"), i);
+        const auto* sv = n.as_string();
+        if (!sv) {
+            t.sink().error(n.source(), path, fmt::format("expected string, got {}", type_name(n.type())));
+            continue;
+        }
+        if (!is_ip_network(sv->get())) {
+            t.sink().error(n.source(), path,
+                           fmt::format("expected an IP address or network (\"10.1.2.0/24\"), got '{}'", sv->get()));
+            continue;
+        }
+        allow.push_back(sv->get());
+    }
+    if (a->empty()) t.bad("allow", "empty: no client could connect; leave the key out for loopback only");
+    out = allow;
+}
+
 void read_servers(Tbl& root, StationConfig& cfg) {
     if (const toml::table* pt = root.table("plc", false)) {
         Tbl t(root.sink(), *pt, "plc");
+        cfg.plc.present = true;
+        t.read("enabled", cfg.plc.enabled, false);
         read_bind(t, cfg.plc.bind);
         t.read("port", cfg.plc.port, false, 1, 65535);
         t.read("unit", cfg.plc.unit, false, 1, 247);
         t.read("heartbeat_timeout_s", cfg.plc.heartbeat_timeout_s, false, positive(600));
+        read_allow(t, cfg.plc.allow);
+        if (auto o = choice(t, "serial_byte_order", false, {"high_first", "low_first"}))
+            cfg.plc.serial_byte_order = *o == 0 ? PlcConfig::ByteOrder::high_first : PlcConfig::ByteOrder::low_first;
+        t.read("recipe_id", cfg.plc.recipe_id, false, 1, 65535);
+        t.read("max_clients", cfg.plc.max_clients, false, 1, 64);
+        t.read("idle_timeout_s", cfg.plc.idle_timeout_s, false, positive(86400));
         t.finish();
     }
     if (const toml::table* pt = root.table("panel", false)) {

@@ -279,11 +279,26 @@ struct ScreeningConfig {
     std::vector<int> nelson_rules{1, 2, 3, 4, 5, 6, 7, 8};  // control-chart rules in force
 };
 
+/// The Modbus TCP server the line PLC talks to ([plc]; docs/plc.md).
 struct PlcConfig {
+    enum class ByteOrder { high_first, low_first };
+
+    bool present = false;  // the file has a [plc] table
+    bool enabled = true;   // `enabled = false` keeps the table but starts no server
     std::string bind = "0.0.0.0";
     int port = 1502;
-    int unit = 1;
+    int unit = 1;                      // Modbus unit id the server answers (others: exception 0x0B)
     double heartbeat_timeout_s = 2.0;  // PLC heartbeat older than this: make the fixture safe
+    /// Client addresses allowed to connect: IP literals or networks ("10.1.2.0/24");
+    /// others are refused and logged. Default: loopback only.
+    std::vector<std::string> allow{"127.0.0.1", "::1"};
+    ByteOrder serial_byte_order = ByteOrder::high_first;  // of the two characters in a register
+    int recipe_id = 1;                // the id the PLC writes for the station's recipe
+    int max_clients = 8;              // connections at once; a new one beyond closes the longest idle
+    double idle_timeout_s = 60.0;     // a client silent (or mid-frame) this long is disconnected
+
+    /// A server is to be started: a [plc] table with enabled = true.
+    bool active() const { return present && enabled; }
 };
 
 struct PanelConfig {
