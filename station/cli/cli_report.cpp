@@ -1,0 +1,4 @@
+#include "commands.hpp"
+namespace eol::cli {
+void add_report_commands(CLI::App&) {}
+}
