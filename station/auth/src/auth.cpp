@@ -184,45 +184,66 @@ void Auth::set_disabled(std::string_view name, bool disabled, const AuthUser& by
 std::vector<UserRecord> Auth::users() { return store_.users(); }
 
 AuthUser Auth::login(std::string_view name, std::string_view password) {
-    // The count, the check and the event it leads to in one write
-    // transaction: parallel attempts cannot slip past the limit together.
+    // The rate limit is decided with the write it leads to in one write
+    // transaction, twice: before the (slow, memory-hard) password check, so
+    // a limited name costs no Argon2 at all, and again after it, so that
+    // parallel attempts that all passed the first check cannot get more
+    // answers than the limit allows: an attempt that finds the limit reached
+    // then is refused even with the right password. The Argon2 check itself
+    // runs outside the write lock (a login flood does not stall the
+    // station's writers).
     enum class LoginOutcome { ok, failed, limited, disabled } outcome = LoginOutcome::failed;
-    AuthUser who;
     int failures = 0;
+    auto limited = [&] {
+        failures = static_cast<int>(
+            store_.count_auth_events(name, "login_failed", now() - policy_.failure_window_s));
+        if (failures < policy_.max_failures) return false;
+        log(name, "login_rate_limited",
+            fmt::format("{} failed logins within {:.0f} s", failures, policy_.failure_window_s));
+        return true;
+    };
+    auto refuse_limited = [&] {
+        return AuthRateLimited(fmt::format(
+            "login of '{}' refused: {} failed attempts within {:.0f} s; try again later (logged)", name, failures,
+            policy_.failure_window_s));
+    };
+    bool was_limited = false;
     store_.write_transaction([&] {
-        const double t = now();
-        failures = static_cast<int>(store_.count_auth_events(name, "login_failed", t - policy_.failure_window_s));
-        if (failures >= policy_.max_failures) {
+        was_limited = limited();
+        return true;
+    });
+    if (was_limited) throw refuse_limited();
+
+    const auto u = store_.user(name);
+    const bool match = verify_password(u ? u->password_hash : dummy_hash(), password) && u.has_value();
+
+    AuthUser who;
+    store_.write_transaction([&] {
+        if (limited()) {
             outcome = LoginOutcome::limited;
-            log(name, "login_rate_limited",
-                fmt::format("{} failed logins within {:.0f} s", failures, policy_.failure_window_s));
             return true;
         }
-        const auto u = store_.user(name);
-        const bool match = verify_password(u ? u->password_hash : dummy_hash(), password) && u.has_value();
-        if (!match) {
+        const auto now_u = store_.user(name);  // as of now (a disable meanwhile counts)
+        if (!match || !now_u || now_u->password_hash != u->password_hash) {
             outcome = LoginOutcome::failed;
             log(name, "login_failed", u ? "wrong password" : "no such user");
             return true;
         }
-        if (u->disabled) {
+        if (now_u->disabled) {
             outcome = LoginOutcome::disabled;
             log(name, "login_failed", "user disabled");
             return true;
         }
-        const auto role = role_from_string(u->role);
-        if (!role) throw AuthError(fmt::format("user '{}' has an unknown role '{}'", name, u->role));
-        who = AuthUser{u->name, *role};
+        const auto role = role_from_string(now_u->role);
+        if (!role) throw AuthError(fmt::format("user '{}' has an unknown role '{}'", name, now_u->role));
+        who = AuthUser{now_u->name, *role};
         outcome = LoginOutcome::ok;
         log(name, "login_ok");
         return true;
     });
     switch (outcome) {
         case LoginOutcome::ok: return who;
-        case LoginOutcome::limited:
-            throw AuthRateLimited(fmt::format(
-                "login of '{}' refused: {} failed attempts within {:.0f} s; try again later (logged)", name, failures,
-                policy_.failure_window_s));
+        case LoginOutcome::limited: throw refuse_limited();
         case LoginOutcome::disabled: throw AuthError(fmt::format("user '{}' is disabled", name));
         case LoginOutcome::failed: break;
     }
@@ -256,21 +277,24 @@ AuthUser Auth::verify_token(std::string_view token) {
     AuthUser who;
     const bool shaped = token.size() == kTokenPrefix.size() + 2 * kTokenBytes && token.starts_with(kTokenPrefix) &&
                         token.substr(kTokenPrefix.size()).find_first_not_of("0123456789abcdef") == std::string_view::npos;
-    store_.write_transaction([&] {
+    // Reads only: a valid token writes nothing (many processes verify at
+    // once — a screen, holds, a ship gate — and must not queue for the write
+    // lock); a refusal is logged in its own transaction.
+    std::string log_user;
+    [&] {
         const double t = now();
         if (!shaped) {
             refused = "not an eolstation session token (eolstation user login prints one)";
-            log("", "token_rejected", "malformed");
-            return true;
+            return;
         }
         const auto s = store_.session(token_hash(token));
         if (!s) {
             refused = "unknown session token";
-            log("", "token_rejected", "unknown");
-            return true;
+            return;
         }
         const auto u = store_.user(s->user_name);
         if (!u) throw StoreError(fmt::format("session of unknown user '{}'", s->user_name));
+        log_user = u->name;
         if (t >= s->expires_unix_s) {
             refused = fmt::format("the session of '{}' expired at {}; log in again", u->name, utc_text(s->expires_unix_s));
         } else if (u->disabled) {
@@ -278,15 +302,12 @@ AuthUser Auth::verify_token(std::string_view token) {
         } else if (u->changed_unix_s > s->created_unix_s) {
             refused = fmt::format("the session of '{}' ended: the password or account changed after it began", u->name);
         }
-        if (!refused.empty()) {
-            log(u->name, "token_rejected", refused);
-            return true;
-        }
+        if (!refused.empty()) return;
         const auto role = role_from_string(u->role);
         if (!role) throw AuthError(fmt::format("user '{}' has an unknown role '{}'", u->name, u->role));
         who = AuthUser{u->name, *role};
-        return true;
-    });
+    }();
+    if (!refused.empty()) log(log_user, "token_rejected", refused);
     if (!refused.empty()) throw AuthError(refused);
     return who;
 }

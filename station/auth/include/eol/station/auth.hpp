@@ -31,7 +31,10 @@
 // logged) until the window has moved past them — brute force gets a handful
 // of guesses per window whatever the attacker's speed. Unknown names are
 // limited and logged the same way (and cost the same Argon2 verify, so a
-// timing difference does not reveal which names exist).
+// timing difference does not reveal which names exist). The limit is checked
+// before the Argon2 verify and again, with the outcome's write, after it (one
+// write transaction each; the verify runs outside the write lock): parallel
+// attempts beyond the limit are refused even with the right password.
 //
 // Every decision and the write it justifies share one store transaction
 // (Store::write_transaction).
