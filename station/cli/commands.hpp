@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <istream>
 #include <string>
+#include <vector>
 
 #include "eol/station/errors.hpp"
 
@@ -60,6 +61,9 @@ inline bool read_bounded_line(std::istream& in, std::string& line, bool& too_lon
     if (!line.empty() && line.back() == '\r') line.pop_back();
     return any;
 }
+
+/// The features `screen --db` and `report` screen without a station file.
+const std::vector<std::string>& default_db_features();
 
 void set_exit(station::ExitCode code);
 station::ExitCode current_exit();

@@ -1,1 +1,0 @@
-namespace eol::station { int report_placeholder() { return 0; } }
