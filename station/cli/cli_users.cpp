@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -126,7 +127,10 @@ struct UserOptions {
 void run_add(const UserOptions& o) {
     check_user_name(o.name);
     const Role role = parse_role(o.role);
-    Store store = open_users_store(o.db, true);
+    // A missing file becomes a new store (a station's users may come before
+    // its first test); an existing file must already be one (an empty file
+    // is refused, as for every command that does not make stores).
+    Store store = open_users_store(o.db, !std::filesystem::exists(o.db));
     Auth auth(store);
     if (auth.bootstrap_open()) {
         // The first user of an empty store: nobody to log in as yet.

@@ -309,10 +309,13 @@ std::string Plot::svg() const {
                      (y0 + y1) / 2, html_escape(y_label_));
     s += body_;
     double ly = top_ + 6;
+    std::size_t longest = 0;
+    for (const auto& l : legend_) longest = std::max(longest, l.second.size());
+    const double box_w = 30.0 + 6.3 * static_cast<double>(std::min<std::size_t>(longest, 60));
     for (const auto& [css, text] : legend_) {
-        const double lx = x1 - 150;
-        s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"150\" height=\"16\" fill=\"#fff\" fill-opacity=\"0.8\"/>",
-                         lx - 4, ly - 2);
+        const double lx = x1 - box_w;
+        s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"16\" fill=\"#fff\" fill-opacity=\"0.8\"/>",
+                         lx - 4, ly - 2, box_w + 2);
         if (css.rfind("pt", 0) == 0 || css.rfind("ring", 0) == 0)
             s += fmt::format("<circle class=\"{}\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\"/>", html_escape(css), lx + 8, ly + 6);
         else if (css.rfind("bar", 0) == 0)

@@ -63,10 +63,10 @@ std::string histogram_svg(const std::string& feature, std::span<const double> va
     // them): one far outlier must not squeeze every other cell into a bar.
     // Values outside go into the edge bars; the title counts them.
     std::sort(finite.begin(), finite.end());
-    auto q = [&](double p) { return finite[static_cast<std::size_t>(std::floor(p * static_cast<double>(n - 1)))]; };
+    const double last = static_cast<double>(n - 1);
     Range x;
-    x.include(q(0.005));
-    x.include(q(0.995));
+    x.include(finite[static_cast<std::size_t>(std::floor(0.005 * last))]);
+    x.include(finite[static_cast<std::size_t>(std::ceil(0.995 * last))]);
     const double d_lo = x.lo, d_hi = x.hi, span = std::max(d_hi - d_lo, std::fabs(d_hi) * 1e-3 + 1e-12);
     // Limits are shown when they are near the data; far ones are named in the legend.
     std::vector<std::string> far;
@@ -74,7 +74,7 @@ std::string histogram_svg(const std::string& feature, std::span<const double> va
     if (spec) {
         for (double v : {spec->low, spec->high}) {
             if (near(v)) x.include(v);
-            else if (std::isfinite(v)) far.push_back(fmt::format("spec {}", num(v)));
+            else if (std::isfinite(v)) far.push_back(num(v));
         }
     }
     for (const auto& [lot, p] : pats)
@@ -109,7 +109,7 @@ std::string histogram_svg(const std::string& feature, std::span<const double> va
     if (spec && (std::isfinite(spec->low) || std::isfinite(spec->high))) {
         p.vline(spec->low, "spec", fmt::format("spec low {}", num(spec->low)));
         p.vline(spec->high, "spec", fmt::format("spec high {}", num(spec->high)));
-        p.legend("spec", far.empty() ? "spec limits" : "spec (" + fmt::format("{}", fmt::join(far, ", ")) + " off scale)");
+        p.legend("spec", far.empty() ? "spec limits" : fmt::format("spec ({} off scale)", fmt::join(far, ", ")));
     }
     bool any_pat = false;
     for (const auto& [lot, lim] : pats) {
@@ -463,6 +463,11 @@ LotReport build_lot_report(Store& store, const LotReportOptions& o) {
             if (ch.evaluated) {
                 y.include(ch.center + 3 * ch.sigma);
                 y.include(ch.center - 3 * ch.sigma);
+            }
+            if (x.hi - x.lo < 6) {  // a few days: a week's width, not ±5 % of the day number
+                const double mid = (x.lo + x.hi) / 2;
+                x.lo = mid - 3.5;
+                x.hi = mid + 3.5;
             }
             x.pad(0.03);
             y.pad(0.08);
