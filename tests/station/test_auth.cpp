@@ -37,7 +37,7 @@ std::int64_t events(Store& s, const char* user, const char* kind) { return s.cou
 
 }  // namespace
 
-TEST_CASE("auth: the first user of a store bootstraps without a login and must be an admin; later users need an admin") {
+TEST_CASE("auth: the first user of a store bootstraps without a login and must be an admin, later users need an admin") {
     TempDir tmp;
     Store store = fresh(tmp / "a.db");
     Auth auth(store);
@@ -63,7 +63,7 @@ TEST_CASE("auth: the first user of a store bootstraps without a login and must b
     CHECK(events(store, "ana", "user_added") == 1);
 }
 
-TEST_CASE("auth: a wrong password or an unknown name is refused and logged; the right one logs in") {
+TEST_CASE("auth: a wrong password or an unknown name is refused and logged, the right one logs in") {
     TempDir tmp;
     Store store = fresh(tmp / "a.db");
     Auth auth(store);
@@ -102,7 +102,7 @@ TEST_CASE("auth: a session token works until it expires, and is stored only as a
     CHECK_THROWS_AS(auth.issue_token(AuthUser{"root", Role::admin}, 8.0 * 24 * 3600), UsageError);  // > 7 days
 }
 
-TEST_CASE("auth: disabling a user refuses its logins and ends its sessions; a password change ends sessions too") {
+TEST_CASE("auth: disabling a user refuses its logins and ends its sessions, a password change ends sessions too") {
     TempDir tmp;
     Store store = fresh(tmp / "a.db");
     FakeClock clock;
@@ -182,7 +182,7 @@ TEST_CASE("hostile: parallel login floods from many processes are held to the li
     CHECK(r.out.find("refused") != std::string::npos);
 }
 
-TEST_CASE("auth CLI: hold by an operator, release refused to the operator and to a typed --role, done by quality; the audit names the users") {
+TEST_CASE("auth CLI: hold by an operator, release refused to the operator and to a typed --role, done by quality, the audit names the users") {
     TempDir tmp;
     const fs::path db = tmp / "q.db";
     const std::string s = make_serial("0042", {2023, 3, 14}, 1);
@@ -225,7 +225,7 @@ TEST_CASE("auth CLI: hold by an operator, release refused to the operator and to
     CHECK(r.out.find("no terminal") != std::string::npos);
 }
 
-TEST_CASE("auth CLI: user add bootstraps the first admin, then needs an admin's token; list, disable and login") {
+TEST_CASE("auth CLI: user add bootstraps the first admin, then needs an admin's token, list, disable and login") {
     TempDir tmp;
     const fs::path db = tmp / "u.db";
     const std::string D = " --db " + db.string();
