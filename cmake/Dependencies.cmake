@@ -11,6 +11,8 @@ find_package(CLI11 REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBMODBUS REQUIRED IMPORTED_TARGET libmodbus>=3.1)
+# Argon2id password hashes and random session tokens (station/auth).
+pkg_check_modules(LIBSODIUM REQUIRED IMPORTED_TARGET libsodium>=1.0.18)
 if(EOL_BUILD_TESTS)
   find_package(doctest REQUIRED)
 endif()

@@ -11,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "cli_auth.hpp"
 #include "cli_lookup.hpp"
 #include "commands.hpp"
 #include "eol/station/output.hpp"
@@ -188,7 +189,8 @@ struct DecideOptions {
     std::string lot;
     std::string window;
     std::string reason;
-    std::string actor;
+    std::string user;   // --user: log in with a password prompt (else EOL_TOKEN)
+    std::string actor;  // --actor / --role: refused, they no longer grant anything
     std::string role;
     std::string db;
     std::string scheme;
@@ -209,11 +211,18 @@ std::vector<Scope> scopes_of(const DecideOptions& o) {
 }
 
 void run_decide(QuarantineAction action, const DecideOptions& o) {
+    if (!o.role.empty())
+        throw UsageError("--role no longer grants anything: the role is the logged-in user's (--user NAME or "
+                         "EOL_TOKEN; docs/users.md)");
+    if (!o.actor.empty())
+        throw UsageError("--actor: the actor is the logged-in user now (--user NAME or EOL_TOKEN; docs/users.md)");
     const SerialScheme scheme = scheme_from(o.scheme);
     const std::vector<Scope> scopes = scopes_of(o);
     Store store = open_store(o.db, true);
     Quarantine q(store, scheme);
-    const Actor actor{o.actor, o.role};
+    // Who decides is who logged in; the audit trail records that user and role.
+    const AuthUser who = authenticate(store, o.user, fmt::format("quarantine {}", to_string(action)));
+    const Actor actor{who.name, std::string(to_string(who.role))};
     json arr = json::array();
     for (const Scope& raw : scopes) {
         try {
@@ -477,8 +486,12 @@ void add_decide(CLI::App* parent, const char* name, QuarantineAction action, con
     c->add_option("--window", o->window,
                   "A production window: 2023-03..2023-04, 2023-03-01..2023-04-15, 2023-03 or one date");
     c->add_option("--reason", o->reason, "Why (required; kept in the event history)")->required();
-    c->add_option("--actor", o->actor, "Who decides (required)")->required();
-    c->add_option("--role", o->role, "The actor's role; release and scrap need 'quality'")->required();
+    c->add_option("--user", o->user,
+                  "Log in as this user (password asked on the terminal, no echo); else the session token in "
+                  "EOL_TOKEN (eolstation user login). Hold: any role; release, scrap: quality or admin");
+    // Kept only to refuse them with a clear message (old scripts).
+    c->add_option("--actor", o->actor, "No longer accepted: the actor is the logged-in user")->group("");
+    c->add_option("--role", o->role, "No longer accepted: the role is the logged-in user's")->group("");
     c->add_option("--db", o->db, "Results store (SQLite)")->required();
     c->add_option("--scheme", o->scheme, "Serial scheme TOML file (default: the built-in scheme)");
     c->add_flag("--json", o->json, "Print the events written (or refused) as JSON");
@@ -512,9 +525,9 @@ void add_quarantine_commands(CLI::App& app) {
 
     add_decide(q, "hold", QuarantineAction::hold, "Hold units: they may not pass the station or the ship gate");
     add_decide(q, "release", QuarantineAction::release,
-               "Release held units (role 'quality' and a reason required; releases the hold of the same scope, "
+               "Release held units (a logged-in quality or admin user and a reason required; releases the hold of the same scope, "
                "or one serial out of a held lot/window)");
-    add_decide(q, "scrap", QuarantineAction::scrap, "Scrap units (role 'quality'; terminal)");
+    add_decide(q, "scrap", QuarantineAction::scrap, "Scrap units (a logged-in quality or admin user; terminal)");
 
     // ---- lookup
     auto lk = std::make_shared<LookupOptions>();

@@ -375,11 +375,16 @@ void print_text(const LoadedTable& lt, const m::ScreeningResult& r) {
 // Without --config: the shipped station's [screening] thresholds and these
 // features (the self-discharge K-value, as its log, is what finds the small
 // internal shorts; see docs/screening.md).
+}  // namespace
+
+// Shared with `eolstation report` (commands.hpp).
 const std::vector<std::string>& default_db_features() {
     static const std::vector<std::string> f{"ocv_v",  "dcir_ohm",    "r0_ohm", "r1_ohm",
                                             "tau1_s", "temp_rise_k", "p_x_w",  "k_log10_mv_per_day"};
     return f;
 }
+
+namespace {
 
 std::string group_line(const station::ScreenedGroup& g) {
     return fmt::format("{} {}: {}{}", to_string(g.scope), g.target, g.reason, g.already_held ? " [already held]" : "");

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <istream>
 #include <string>
+#include <vector>
 
 #include "eol/station/errors.hpp"
 
@@ -61,6 +62,9 @@ inline bool read_bounded_line(std::istream& in, std::string& line, bool& too_lon
     return any;
 }
 
+/// The features `screen --db` and `report` screen without a station file.
+const std::vector<std::string>& default_db_features();
+
 void set_exit(station::ExitCode code);
 station::ExitCode current_exit();
 
@@ -76,5 +80,7 @@ void add_quarantine_commands(CLI::App& app);   // quarantine, lookup, recall (cl
 void add_demo_commands(CLI::App& app);         // demo
 void add_run_commands(CLI::App& app);          // run, serve (cli_run.cpp)
 void add_genealogy_commands(CLI::App& app);    // genealogy link | import | unlink | show (cli_genealogy.cpp)
+void add_user_commands(CLI::App& app);         // user add | list | passwd | disable | enable | login (cli_users.cpp)
+void add_report_commands(CLI::App& app);       // report: lot report, unit page (cli_report.cpp)
 
 }  // namespace eol::cli

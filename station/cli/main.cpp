@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "eol/station/auth.hpp"
 #include "eol/station/output.hpp"
 
 namespace eol::cli {
@@ -45,6 +46,8 @@ int main(int argc, char** argv) {
     eol::cli::add_genealogy_commands(app);
     eol::cli::add_demo_commands(app);
     eol::cli::add_run_commands(app);
+    eol::cli::add_user_commands(app);
+    eol::cli::add_report_commands(app);
 
     try {
         app.parse(argc, argv);
@@ -57,6 +60,11 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         app.exit(e);
         return static_cast<int>(eol::station::ExitCode::usage);
+    } catch (const eol::station::AuthError& e) {
+        // Not authenticated or not allowed: a domain "no", like a refused decision.
+        eol::station::finish_stdout();
+        report(std::string("not authenticated: ") + e.what());
+        return static_cast<int>(eol::station::ExitCode::domain_no);
     } catch (const std::exception& e) {
         eol::station::finish_stdout();  // what was printed before the error goes out first
         report(e.what());

@@ -350,8 +350,10 @@ TEST_CASE("genealogy: a version-2 store migrates to devices and links, and both 
         Store store = create_store(db);
         c = write_cells(store, "0042", {2023, 3, 14}, 3);
     }
-    // What a version-2 binary left: no devices tables, user_version 2.
-    REQUIRE(raw_sql(db, "DROP TABLE device_links; DROP TABLE devices; PRAGMA user_version = 2") == "");
+    // What a version-2 binary left: no devices tables (nor the users tables
+    // of migration 4), user_version 2.
+    REQUIRE(raw_sql(db, "DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
+                        "DROP TABLE device_links; DROP TABLE devices; PRAGMA user_version = 2") == "");
     {
         OpenOptions ro;
         ro.read_only = true;
@@ -359,8 +361,8 @@ TEST_CASE("genealogy: a version-2 store migrates to devices and links, and both 
         CHECK(old.schema_version() == 2);
     }
     Store store = Store::open(db);
-    CHECK(store.schema_version() == 3);
-    CHECK(Store::latest_schema_version() == 3);
+    CHECK(store.schema_version() == Store::latest_schema_version());
+    CHECK(Store::latest_schema_version() >= 3);
     CHECK(store.count("cells") == 3);  // results kept
     Genealogy g(store);
     const std::string d = device_serial(3);

@@ -17,6 +17,7 @@
 #include "eol/station/csv.hpp"
 #include "eol/station/genealogy.hpp"
 #include "eol/station/store.hpp"
+#include "support/auth_test.hpp"
 #include "support/cli_test.hpp"
 #include "support/genealogy_test.hpp"
 #include "support/station_test.hpp"
@@ -26,6 +27,9 @@ using namespace eol::station;
 using eol::test::create_store;
 using eol::test::device_serial;
 using eol::test::Run;
+using eol::test::TestLogins;
+using eol::test::add_test_users;
+using eol::test::run_cli_as;
 using eol::test::run_cli;
 using eol::test::TempDir;
 using eol::test::write_cells;
@@ -133,7 +137,8 @@ TEST_CASE("genealogy CLI: link, show, lookup and ship of a device — refusals e
     auto res = lookup_results(r.out);
     CHECK(res[d1]["kind"] == "device");
     CHECK(res[c[4]]["kind"] == "cell");
-    CHECK(run_cli("quarantine hold" + D + " --lot 0042 --reason drift --actor screen --role screening").code == 0);
+    const TestLogins who = add_test_users(db);
+    CHECK(run_cli_as(who.quality, "quarantine hold" + D + " --lot 0042 --reason drift").code == 0);
     r = run_cli("lookup" + D + " " + d1);
     CHECK(r.code == 1);
     CHECK(has(r.out, "held"));
@@ -141,7 +146,7 @@ TEST_CASE("genealogy CLI: link, show, lookup and ship of a device — refusals e
     r = run_cli("ship" + D + " --actor dock " + d1);
     CHECK(r.code == 1);
     CHECK(has(r.out, "NOT shipped"));
-    CHECK(run_cli("quarantine release" + D + " --lot 0042 --reason retested --actor qe --role quality").code == 0);
+    CHECK(run_cli_as(who.quality, "quarantine release" + D + " --lot 0042 --reason retested").code == 0);
     r = run_cli("ship" + D + " --actor dock --reference PO-7 " + d1);
     CHECK(r.code == 0);
     CHECK(has(r.out, "shipped 1 unit (1 device)"));
@@ -271,13 +276,14 @@ TEST_CASE("genealogy CLI: device lookups over a simulated production match the s
 
     // Screening's holds, as a screen that finds every defect would place
     // them: the defect window's lots, and every shorted cell by serial.
-    CHECK(run_cli("quarantine hold" + D + " --window 2023-03-06..2023-03-10 --reason \"lot outlier rate\" --actor screen "
-                  "--role screening").code == 0);
+    const TestLogins who = add_test_users(db);
+    CHECK(run_cli_as(who.quality, "quarantine hold" + D + " --window 2023-03-06..2023-03-10 --reason \"lot outlier rate\"")
+              .code == 0);
     std::string shorted;
     for (std::size_t i = 0; i < cells.rows(); ++i)
         if (cells.cell(i, cells.index("shorted")) == "1") shorted += " --serial " + cells.cell(i, cells.index("serial"));
     REQUIRE_FALSE(shorted.empty());
-    CHECK(run_cli("quarantine hold" + D + shorted + " --reason \"p_x high\" --actor screen --role screening").code == 0);
+    CHECK(run_cli_as(who.quality, "quarantine hold" + D + shorted + " --reason \"p_x high\"").code == 0);
 
     // Every device with a shorted or defect-window cell is held; no other.
     r = run_cli("lookup --json" + D + " --file " + list_file.string());

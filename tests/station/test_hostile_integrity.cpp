@@ -16,6 +16,7 @@
 
 #include "eol/station/quarantine.hpp"
 #include "eol/station/store.hpp"
+#include "support/auth_test.hpp"
 #include "support/cli_test.hpp"
 #include "support/station_test.hpp"
 
@@ -24,6 +25,7 @@ using namespace eol::station;
 using eol::test::create_store;
 using eol::test::make_serial;
 using eol::test::run_cli;
+using eol::test::add_test_users;
 using eol::test::run_command;
 using eol::test::Run;
 using eol::test::TempDir;
@@ -93,10 +95,11 @@ TEST_CASE("hostile: concurrent holds and shipments of the same units never ship 
     TempDir tmp;
     const fs::path db = tmp / "t.db";
     const auto serials = store_with(db, 20);
+    const std::string as_qe = "EOL_TOKEN=" + add_test_users(db).quality + " ";
     std::string script;
     for (const auto& s : serials) {
-        script += kCli + " quarantine hold --db " + db.string() + " --serial " + s +
-                  " --reason race --actor qe --role quality >/dev/null 2>&1 &\n";
+        script += as_qe + kCli + " quarantine hold --db " + db.string() + " --serial " + s +
+                  " --reason race >/dev/null 2>&1 &\n";
         script += kCli + " ship --db " + db.string() + " --actor dock " + s + " >/dev/null 2>&1 &\n";
     }
     script += "wait\n";
@@ -123,12 +126,13 @@ TEST_CASE("hostile: concurrent holds of the same serial and of the same lot writ
     TempDir tmp;
     const fs::path db = tmp / "t.db";
     const std::string s = store_with(db, 1).front();
+    const std::string as_qe = "EOL_TOKEN=" + add_test_users(db).quality + " ";
     std::string script;
     for (int k = 0; k < 10; ++k) {
-        script += kCli + " quarantine hold --db " + db.string() + " --serial " + s +
-                  " --reason dup --actor qe --role quality >/dev/null 2>&1 &\n";
-        script += kCli + " quarantine hold --db " + db.string() +
-                  " --lot 0042 --reason dup --actor qe --role quality >/dev/null 2>&1 &\n";
+        script += as_qe + kCli + " quarantine hold --db " + db.string() + " --serial " + s +
+                  " --reason dup >/dev/null 2>&1 &\n";
+        script += as_qe + kCli + " quarantine hold --db " + db.string() +
+                  " --lot 0042 --reason dup >/dev/null 2>&1 &\n";
     }
     script += "wait\n";
     int code = -1;
@@ -205,7 +209,7 @@ TEST_CASE("hostile: an empty file or a FIFO given as --db is refused with a mess
     TempDir tmp;
     const fs::path empty = tmp.write("empty.db", "");
     const std::string serial = make_serial("0042", {2023, 3, 14}, 1);
-    Run r = run_cli("quarantine hold --db " + empty.string() + " --serial " + serial + " --reason x --actor a --role quality");
+    Run r = run_cli("quarantine hold --db " + empty.string() + " --serial " + serial + " --reason x");
     CHECK(r.code == 2);
     CHECK(r.out.find("not an eolstation store") != std::string::npos);
     CHECK(fs::file_size(empty) == 0);

@@ -4,6 +4,7 @@
 // lookup session agreeing with the store's own status() on random histories.
 #include <doctest/doctest.h>
 
+#include "support/auth_test.hpp"
 #include "support/cli_test.hpp"
 #include "support/station_test.hpp"
 #include <unistd.h>
@@ -39,6 +40,9 @@ using eol::test::run_cli;
 using eol::test::create_store;
 using eol::test::TempDir;
 using eol::test::make_serial;
+using eol::test::TestLogins;
+using eol::test::add_test_users;
+using eol::test::run_cli_as;
 
 TestRecord record(const std::string& serial, Verdict verdict = Verdict::pass, double start = 1.68e9) {
     TestRecord r = eol::test::make_record(serial, "EOL-01", "eol-18650", start, 1500, {{"ocv_v", 3.95}}, "V");
@@ -527,25 +531,26 @@ TEST_CASE("quarantine CLI: lookup exit codes as a ship gate, decisions by policy
     r = run_cli("lookup " + a + " --db " + (tmp / "missing.db").string());
     CHECK(r.code == 2);
 
-    // Hold by an operator; release refused without the quality role, then allowed.
-    r = run_cli("quarantine hold --serial " + a + " --reason 'K 6.1 mV/day' --actor ana --role operator" + D);
+    // Hold by a logged-in operator; release refused to the operator's role, then allowed to quality.
+    const TestLogins who = add_test_users(db);
+    r = run_cli_as(who.operator_, "quarantine hold --serial " + a + " --reason 'K 6.1 mV/day'" + D);
     CHECK(r.code == 0);
     r = run_cli("lookup " + a + D);
     CHECK(r.code == 1);
     CHECK(r.out.find("held") != std::string::npos);
     CHECK(r.out.find("K 6.1 mV/day") != std::string::npos);
-    r = run_cli("quarantine release --serial " + a + " --reason retested --actor ana --role operator" + D);
+    r = run_cli_as(who.operator_, "quarantine release --serial " + a + " --reason retested" + D);
     CHECK(r.code == 1);
     CHECK(r.out.find("quality") != std::string::npos);
-    r = run_cli("quarantine release --serial " + a + " --actor lee --role quality" + D);  // no --reason
+    r = run_cli_as(who.quality, "quarantine release --serial " + a + D);  // no --reason
     CHECK(r.code == 2);
-    r = run_cli("quarantine release --serial " + a + " --reason retested --actor lee --role quality" + D);
+    r = run_cli_as(who.quality, "quarantine release --serial " + a + " --reason retested" + D);
     CHECK(r.code == 0);
     CHECK(run_cli("lookup " + a + D).code == 0);
-    CHECK(run_cli("quarantine hold --serial " + a + " --lot 42 --reason x --actor ana --role operator" + D).code == 2);
+    CHECK(run_cli_as(who.operator_, "quarantine hold --serial " + a + " --lot 42 --reason x" + D).code == 2);
 
     // A window hold, listed; the bulk lookup from a file, as JSON.
-    r = run_cli("quarantine hold --window 2023-03..2023-04 --reason 'defect window' --actor lee --role quality" + D);
+    r = run_cli_as(who.quality, "quarantine hold --window 2023-03..2023-04 --reason 'defect window'" + D);
     CHECK(r.code == 0);
     r = run_cli("quarantine list --json" + D);
     CHECK(r.code == 0);

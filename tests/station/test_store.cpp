@@ -79,10 +79,10 @@ struct Raw {
     }
 };
 
-const std::vector<std::string> kAllTables{"cells",          "device_links",   "devices",
+const std::vector<std::string> kAllTables{"auth_events",    "cells",          "device_links",   "devices",
                                           "fit_parameters", "measurements",   "model_fits",
-                                          "quarantine_events", "run_steps",   "station_events",
-                                          "test_runs",      "traces"};
+                                          "quarantine_events", "run_steps",   "sessions",
+                                          "station_events", "test_runs",      "traces",         "users"};
 
 std::string serial_of(std::string lot, std::uint64_t seq, Date d = {2023, 3, 14}) {
     SerialSpec s;
@@ -941,9 +941,10 @@ TEST_CASE("store: a version-1 store migrates to the step records and keeps every
     }
     {
         // What a version-1 binary left: no run_steps table (nor the later
-        // devices tables), user_version 1.
+        // devices and users tables), user_version 1.
         Raw raw(p);
-        REQUIRE(raw.exec("DROP TABLE device_links; DROP TABLE devices; DROP TABLE run_steps; "
+        REQUIRE(raw.exec("DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
+                         "DROP TABLE device_links; DROP TABLE devices; DROP TABLE run_steps; "
                          "PRAGMA user_version = 1") == "");
         CHECK(raw.integer("SELECT count(*) FROM sqlite_schema WHERE name = 'run_steps'") == 0);
     }

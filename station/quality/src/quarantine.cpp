@@ -184,9 +184,9 @@ void require_basics(std::string_view what, std::string_view reason, const Actor&
     if (trim(actor.name).empty()) throw UsageError(fmt::format("{}: an actor is required (--actor)", what));
 }
 void require_quality(std::string_view what, const Actor& actor) {
-    if (actor.role != kQualityRole)
-        throw QuarantineRefused(fmt::format("{} needs the role '{}' (actor '{}' has role '{}')", what,
-                                            kQualityRole, actor.name, actor.role));
+    if (actor.role != kQualityRole && actor.role != kAdminRole)
+        throw QuarantineRefused(fmt::format("{} needs the role '{}' or '{}' (actor '{}' has role '{}')", what,
+                                            kQualityRole, kAdminRole, actor.name, actor.role));
 }
 std::string since(const QuarantineEvent& e) {
     return fmt::format("event #{} by {} ({})", e.id, e.actor, e.reason);

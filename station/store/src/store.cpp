@@ -240,6 +240,48 @@ CREATE TRIGGER device_links_no_replace BEFORE INSERT ON device_links
     WHEN EXISTS (SELECT 1 FROM device_links WHERE id = NEW.id) BEGIN
     SELECT RAISE(ABORT, 'device_links is append-only: id already used'); END;
 )sql"},
+    // 4: users, their sessions and the authentication audit trail
+    // (station/auth decides; only hashes are stored: Argon2id strings for
+    // passwords, BLAKE2b hex of session tokens).
+    {4, R"sql(
+CREATE TABLE users (
+    name           TEXT PRIMARY KEY NOT NULL CHECK (length(name) > 0),
+    role           TEXT NOT NULL CHECK (role IN ('operator', 'quality', 'admin')),
+    password_hash  TEXT NOT NULL CHECK (length(password_hash) > 0),
+    disabled       INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+    created_unix_s REAL NOT NULL,
+    changed_unix_s REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER users_no_delete BEFORE DELETE ON users BEGIN
+    SELECT RAISE(ABORT, 'users are disabled, never deleted'); END;
+CREATE TRIGGER users_no_rename BEFORE UPDATE OF name ON users BEGIN
+    SELECT RAISE(ABORT, 'users cannot be renamed'); END;
+
+CREATE TABLE sessions (
+    token_hash     TEXT PRIMARY KEY NOT NULL CHECK (length(token_hash) = 64),
+    user_name      TEXT NOT NULL REFERENCES users(name),
+    created_unix_s REAL NOT NULL,
+    expires_unix_s REAL NOT NULL CHECK (expires_unix_s > created_unix_s)
+) WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions(user_name);
+
+CREATE TABLE auth_events (
+    id          INTEGER PRIMARY KEY,
+    time_unix_s REAL NOT NULL,
+    user_name   TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (length(kind) > 0),
+    detail      TEXT NOT NULL DEFAULT '',
+    by_user     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX auth_events_user_kind ON auth_events(user_name, kind, time_unix_s);
+CREATE TRIGGER auth_events_no_update BEFORE UPDATE ON auth_events BEGIN
+    SELECT RAISE(ABORT, 'auth_events is append-only: UPDATE rejected'); END;
+CREATE TRIGGER auth_events_no_delete BEFORE DELETE ON auth_events BEGIN
+    SELECT RAISE(ABORT, 'auth_events is append-only: DELETE rejected'); END;
+CREATE TRIGGER auth_events_no_replace BEFORE INSERT ON auth_events
+    WHEN EXISTS (SELECT 1 FROM auth_events WHERE id = NEW.id) BEGIN
+    SELECT RAISE(ABORT, 'auth_events is append-only: id already used'); END;
+)sql"},
 };
 
 // Appended to migration 1: results and events are records of fact.
@@ -283,7 +325,8 @@ constexpr int kLatestVersion = kMigrations[std::size(kMigrations) - 1].version;
 constexpr const char* kTables[] = {"cells",          "test_runs",         "measurements",
                                    "traces",         "model_fits",        "fit_parameters",
                                    "quarantine_events", "station_events", "run_steps",
-                                   "devices",        "device_links"};
+                                   "devices",        "device_links",      "users",
+                                   "sessions",       "auth_events"};
 
 // ================================================================ trace codec
 //
@@ -1700,6 +1743,121 @@ std::vector<StationEvent> Store::station_events(std::size_t limit) {
         e.detail_json = q.col_text(5);
         out.push_back(std::move(e));
     }
+    return out;
+}
+
+// ---------------------------------------------------------------- users (migration 4)
+
+namespace {
+UserRecord user_row(const Q& q) {
+    UserRecord u;
+    u.name = q.col_text(0);
+    u.role = q.col_text(1);
+    u.password_hash = q.col_text(2);
+    u.disabled = q.col_int(3) != 0;
+    u.created_unix_s = q.col_real(4);
+    u.changed_unix_s = q.col_real(5);
+    return u;
+}
+}  // namespace
+
+std::int64_t Store::user_count() { return impl_->pragma_int("SELECT count(*) FROM users"); }
+
+std::optional<UserRecord> Store::user(std::string_view name) {
+    Q q(*impl_, "SELECT name, role, password_hash, disabled, created_unix_s, changed_unix_s FROM users WHERE name = ?1");
+    q.text(1, name);
+    if (!q.step()) return std::nullopt;
+    return user_row(q);
+}
+
+std::vector<UserRecord> Store::users() {
+    Q q(*impl_, "SELECT name, role, password_hash, disabled, created_unix_s, changed_unix_s FROM users ORDER BY name");
+    std::vector<UserRecord> out;
+    while (q.step()) out.push_back(user_row(q));
+    return out;
+}
+
+void Store::add_user(const UserRecord& u) {
+    if (u.name.empty() || u.role.empty() || u.password_hash.empty())
+        throw StoreError("add_user: name, role and password hash are required");
+    Tx tx(*impl_);
+    {
+        Q probe(*impl_, "SELECT 1 FROM users WHERE name = ?1");
+        probe.text(1, u.name);
+        if (probe.step()) throw StoreError(fmt::format("add_user: user '{}' already exists", u.name));
+    }
+    const double t = u.created_unix_s == 0.0 ? now_unix_s() : u.created_unix_s;
+    Q ins(*impl_,
+          "INSERT INTO users (name, role, password_hash, disabled, created_unix_s, changed_unix_s) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    ins.text(1, u.name).text(2, u.role).text(3, u.password_hash).int64(4, u.disabled ? 1 : 0).real(5, t).real(
+        6, u.changed_unix_s == 0.0 ? t : u.changed_unix_s);
+    ins.run();
+    tx.commit();
+}
+
+void Store::update_user(std::string_view name, const std::optional<std::string>& password_hash,
+                        std::optional<bool> disabled, double time_unix_s) {
+    Tx tx(*impl_);
+    const double t = time_unix_s == 0.0 ? now_unix_s() : time_unix_s;
+    Q up(*impl_,
+         "UPDATE users SET password_hash = coalesce(?2, password_hash), disabled = coalesce(?3, disabled), "
+         "changed_unix_s = ?4 WHERE name = ?1");
+    up.text(1, name);
+    if (password_hash) up.text(2, *password_hash);
+    else up.null(2);
+    if (disabled) up.int64(3, *disabled ? 1 : 0);
+    else up.null(3);
+    up.real(4, t).run();
+    if (sqlite3_changes(impl_->db.get()) != 1) throw StoreError(fmt::format("update_user: no user '{}'", name));
+    tx.commit();
+}
+
+void Store::add_session(const SessionRecord& s) {
+    Tx tx(*impl_);
+    Q ins(*impl_,
+          "INSERT INTO sessions (token_hash, user_name, created_unix_s, expires_unix_s) VALUES (?1, ?2, ?3, ?4)");
+    ins.text(1, s.token_hash).text(2, s.user_name).real(3, s.created_unix_s).real(4, s.expires_unix_s).run();
+    tx.commit();
+}
+
+std::optional<SessionRecord> Store::session(std::string_view token_hash) {
+    Q q(*impl_, "SELECT token_hash, user_name, created_unix_s, expires_unix_s FROM sessions WHERE token_hash = ?1");
+    q.text(1, token_hash);
+    if (!q.step()) return std::nullopt;
+    return SessionRecord{q.col_text(0), q.col_text(1), q.col_real(2), q.col_real(3)};
+}
+
+std::int64_t Store::append_auth_event(const AuthEvent& e) {
+    if (e.kind.empty()) throw StoreError("append_auth_event: kind is required");
+    Tx tx(*impl_);
+    Q ins(*impl_,
+          "INSERT INTO auth_events (time_unix_s, user_name, kind, detail, by_user) VALUES (?1, ?2, ?3, ?4, ?5)");
+    ins.real(1, e.time_unix_s == 0.0 ? now_unix_s() : e.time_unix_s)
+        .text(2, e.user_name)
+        .text(3, e.kind)
+        .text(4, e.detail)
+        .text(5, e.by_user)
+        .run();
+    const std::int64_t id = sqlite3_last_insert_rowid(impl_->db.get());
+    tx.commit();
+    return id;
+}
+
+std::int64_t Store::count_auth_events(std::string_view user_name, std::string_view kind, double since_unix_s) {
+    Q q(*impl_, "SELECT count(*) FROM auth_events WHERE user_name = ?1 AND kind = ?2 AND time_unix_s >= ?3");
+    q.text(1, user_name).text(2, kind).real(3, since_unix_s);
+    if (!q.step()) return 0;
+    return q.col_int(0);
+}
+
+std::vector<AuthEvent> Store::auth_events(std::size_t limit) {
+    Q q(*impl_,
+        "SELECT id, time_unix_s, user_name, kind, detail, by_user FROM auth_events ORDER BY id DESC LIMIT ?1");
+    q.int64(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+    std::vector<AuthEvent> out;
+    while (q.step())
+        out.push_back(AuthEvent{q.col_int(0), q.col_real(1), q.col_text(2), q.col_text(3), q.col_text(4), q.col_text(5)});
     return out;
 }
 

@@ -23,7 +23,7 @@
 //
 // Policy (Quarantine):
 //   - every decision needs a non-empty reason and actor (UsageError);
-//   - release and scrap need the role "quality" (QuarantineRefused);
+//   - release and scrap need the role "quality" or "admin" (QuarantineRefused);
 //   - release needs something to release: a serial must be held; a lot or a
 //     window must have a hold as its latest event (QuarantineRefused, naming
 //     what does hold it instead);
@@ -78,8 +78,9 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-/// The role that may release and scrap.
+/// The roles that may release and scrap (users' roles: station/auth).
 inline constexpr std::string_view kQualityRole = "quality";
+inline constexpr std::string_view kAdminRole = "admin";
 
 /// Who decides.
 struct Actor {

@@ -227,6 +227,37 @@ struct DeviceRecord {
     std::vector<std::string> cells;
 };
 
+// ---- users, sessions and the authentication audit (migration 4)
+//
+// Only hashes are stored: an Argon2id string per password, the BLAKE2b hex of
+// each session token. A user is never deleted or renamed (disabled instead);
+// auth_events is append-only. Who may do what is decided in station/auth.
+
+struct UserRecord {
+    std::string name;
+    std::string role;              // "operator", "quality" or "admin" (the schema checks)
+    std::string password_hash;     // crypto_pwhash_str output
+    bool disabled = false;
+    double created_unix_s = 0.0;   // 0 = now
+    double changed_unix_s = 0.0;   // last password / disabled change; 0 = created
+};
+
+struct SessionRecord {
+    std::string token_hash;        // 64 hex characters
+    std::string user_name;
+    double created_unix_s = 0.0;
+    double expires_unix_s = 0.0;
+};
+
+struct AuthEvent {
+    std::int64_t id = 0;           // assigned by the store
+    double time_unix_s = 0.0;      // 0 = now
+    std::string user_name;         // as given (may name no user)
+    std::string kind;              // e.g. "login_ok", "login_failed", "login_rate_limited", "user_added"
+    std::string detail;
+    std::string by_user;           // who did it, for administration events
+};
+
 struct StationEvent {
     std::int64_t id = 0;        // assigned by the store
     double time_unix_s = 0.0;
@@ -350,6 +381,24 @@ public:
     /// that device (unordered). The callback must not write to the store.
     void for_each_linked_cell(const CellFilter& filter,
                               const std::function<void(const CellInfo&, const DeviceInfo&)>& visit);
+
+    // ---- users and sessions (migration 4; policy in station/auth) ----
+    std::int64_t user_count();
+    std::optional<UserRecord> user(std::string_view name);
+    std::vector<UserRecord> users();  // by name
+    /// StoreError when the name is taken or a field is missing.
+    void add_user(const UserRecord& user);
+    /// Sets what is given (password hash, disabled) and changed_unix_s (0 =
+    /// now). StoreError when there is no such user.
+    void update_user(std::string_view name, const std::optional<std::string>& password_hash,
+                     std::optional<bool> disabled, double time_unix_s = 0.0);
+    void add_session(const SessionRecord& session);
+    std::optional<SessionRecord> session(std::string_view token_hash);
+    std::int64_t append_auth_event(const AuthEvent& event);
+    /// Events of `kind` for `user_name` at or after since_unix_s (indexed).
+    std::int64_t count_auth_events(std::string_view user_name, std::string_view kind, double since_unix_s);
+    /// The most recent `limit` events, newest first.
+    std::vector<AuthEvent> auth_events(std::size_t limit = 100);
 
     // ---- station events ----
     std::int64_t append_station_event(const StationEvent& event);
