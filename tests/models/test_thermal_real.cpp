@@ -37,7 +37,7 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-TEST_CASE("real data thermal: without a sensor offset P_x is not identifiable in any window; tau within -20/+30 %") {
+TEST_CASE("real data thermal: without a sensor offset P_x is not identifiable in any window, tau within -20/+30 %") {
     const auto ws = real_windows();
     REQUIRE(ws.size() == 8);
     std::vector<double> taus;
@@ -71,7 +71,7 @@ TEST_CASE("real data thermal: without a sensor offset P_x is not identifiable in
     }
 }
 
-TEST_CASE("real data thermal: joint fit with shared tau and R_th; P_x within 20 mW once the offset is known") {
+TEST_CASE("real data thermal: joint fit with shared tau and R_th, P_x within 20 mW once the offset is known") {
     const auto ws = real_windows();
     eol::models::ThermalOptions o;
     o.heating_rc_pairs = 3;
@@ -103,7 +103,7 @@ TEST_CASE("real data thermal: joint fit with shared tau and R_th; P_x within 20 
     }
 }
 
-TEST_CASE("thermal: an offset from an equilibrium rest separates P_x; a given offset is the same fit shifted") {
+TEST_CASE("thermal: an offset from an equilibrium rest separates P_x, a given offset is the same fit shifted") {
     // Synthetic: 300 s at rest at equilibrium, 600 s at 3 A, 3000 s cooling;
     // sensor offset 0.3 K, P_x 20 mW, reversible heat k = −0.05 V.
     const double c_th = 50.0, r_th = 25.0, px = 0.020, off = 0.3, k = -0.05, r_heat = 0.05;

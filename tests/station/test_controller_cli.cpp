@@ -741,7 +741,7 @@ TEST_CASE("controller cli: a recipe step above a load's rated current (its diale
     CHECK(contains(r.err, "small-load.toml"));
 }
 
-TEST_CASE("controller cli: screening at test time holds an outlier of its model's earlier lots; a good cell passes") {
+TEST_CASE("controller cli: screening at test time holds an outlier of its model's earlier lots, a good cell passes") {
     StationFile f;
     f.time_scale = 400;
     SimStation st(f);

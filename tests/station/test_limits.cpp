@@ -104,7 +104,7 @@ std::vector<Diagnostic> errors_applying(const Files& f) {
 
 }  // namespace
 
-TEST_CASE("limits: the model file overrides the generic file, which overrides the recipe; each limit knows its source") {
+TEST_CASE("limits: the model file overrides the generic file, which overrides the recipe, each limit knows its source") {
     Files f;
     Recipe r = load_recipe(f.recipe);
     // Before layering: the recipe's own, with their lines in the recipe.
@@ -227,7 +227,7 @@ TEST_CASE("limits: a missing generic file is an error naming where it was looked
     }
 }
 
-TEST_CASE("limits: the station file's spec_limits layers the shipped files; config check prints the sources") {
+TEST_CASE("limits: the station file's spec_limits layers the shipped files, config check prints the sources") {
     eol::test::TempDir tmp;
     const fs::path cfg = tmp.dir / "config";
     fs::copy(EOL_CONFIG_DIR, cfg, fs::copy_options::recursive);

@@ -117,7 +117,7 @@ ScreeningConfig lot_config() {
 
 }  // namespace
 
-TEST_CASE("screen_store: a dry run writes nothing; apply holds outliers and failed lots in one go") {
+TEST_CASE("screen_store: a dry run writes nothing, apply holds outliers and failed lots in one go") {
     TempDir tmp;
     Store store = create_store(tmp / "s.db");
     const std::vector<std::string> serials = fill_lots(store);

@@ -33,7 +33,7 @@ struct CollectSink : station::RecordSink {
 
 }  // namespace
 
-TEST_CASE("steps: a fit that throws in one cell of a four-channel round is that cell's verdict error; the others finish") {
+TEST_CASE("steps: a fit that throws in one cell of a four-channel round is that cell's verdict error, the others finish") {
     test::SimRig rig(400.0);
     const station::Recipe recipe = rig.recipe_of({StepKind::ocv, StepKind::pulse});
     REQUIRE(recipe.steps.size() == 2);
@@ -74,16 +74,8 @@ TEST_CASE("steps: a fit that throws in one cell of a four-channel round is that 
             for (std::size_t k = r.steps[1].first_measurement; k < r.measurements.size(); ++k)
                 if (r.measurements[k].name != "pulse_v_min_v") CHECK(r.measurements[k].outcome == station::Outcome::unset);
         } else {
-            // The pulse ran and was judged. (Its r2_ohm sits near the recipe's
-            // 0.040 Ω limit on this simulator — the 2-RC fit of a 60 s
-            // relaxation takes the state-of-charge drop as a slow RC pair,
-            // r2 ≈ 0.039–0.044 Ω, τ2 ≈ 210–240 s — so pass or fail on that
-            // limit is not what this test is about.)
-            CHECK((r.verdict == Verdict::pass || r.verdict == Verdict::fail));
-            CHECK((r.steps[1].outcome == StepOutcome::pass || r.steps[1].outcome == StepOutcome::fail));
-            for (std::size_t k = r.steps[1].first_measurement; k < r.measurements.size(); ++k)
-                if (r.measurements[k].name != "r2_ohm")
-                    CHECK_MESSAGE(r.measurements[k].outcome == station::Outcome::pass, r.measurements[k].name);
+            CHECK(r.verdict == Verdict::pass);
+            CHECK(r.steps[1].outcome == StepOutcome::pass);
             REQUIRE(r.fits.size() == 1);
             CHECK(r.fits[0].kind == "ecm2");
             CHECK(r.steps[1].sample_count > 100);  // the logger's trace is in the record

@@ -100,7 +100,8 @@ private:
 struct OpenOptions {
     bool create = false;        // create the file when missing (else: StoreError)
     bool read_only = false;     // no writes, no migrations
-    int busy_timeout_ms = 5000; // wait for another writer's lock this long
+    int busy_timeout_ms = 30000; // wait for another writer's lock this long (30 s: dozens of writers
+                                 // on a loaded 2-core host queue for seconds; failing then loses a hold)
 };
 
 struct CellInfo {
