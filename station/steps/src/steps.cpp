@@ -288,9 +288,15 @@ private:
         co_return q;
     }
 
-    awaitable<void> heat_sample(models::Series& s, double t_s, bool loaded) {
+    // One sample, stamped at the middle of its two reads: on a loaded host
+    // (or a compressed clock) the reads take a noticeable share of a sample
+    // interval, and a stamp taken before them made the temperature look
+    // early, which the thermal fit read as extra heat.
+    awaitable<void> heat_sample(models::Series& s, bool loaded) {
+        const double t_before = now_s();
         const auto r = co_await measure();
         const auto temps = co_await temperatures();
+        const double t_s = 0.5 * (t_before + now_s());
         const double tc = temps.first, ta = temps.second;
         check_safety(r.v_v, tc, loaded);
         s.t_s.push_back(t_s);
@@ -311,7 +317,7 @@ private:
         double next = t0 + p.sample_interval_s;
         while (next <= end + 1e-9) {
             co_await clock_.sleep_until_s(next);
-            co_await heat_sample(s, now_s(), loaded);
+            co_await heat_sample(s, loaded);
             const double t = now_s();
             if (t >= end) break;
             next += p.sample_interval_s;
@@ -323,7 +329,7 @@ private:
     awaitable<Quantities> heat(const HeatParams& p) {
         check_current(p.current_a);
         models::Series s;
-        co_await heat_sample(s, now_s(), false);
+        co_await heat_sample(s, false);
         co_await draw(p.current_a);
         const double t_on = now_s();
         co_await heat_sample_until(s, p, t_on, p.duration_s, true);
