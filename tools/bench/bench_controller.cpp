@@ -42,7 +42,7 @@ namespace {
 
 std::string config_dir() {
     if (const char* e = std::getenv("EOL_CONFIG_DIR")) return e;
-    return (fs::path(__FILE__).parent_path() / ".." / ".." / "config").string();
+    return EOL_SOURCE_CONFIG_DIR;  // absolute, from CMake (__FILE__ may be relative)
 }
 
 std::uint16_t free_port() {
