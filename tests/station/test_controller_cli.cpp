@@ -26,6 +26,7 @@
 #include "eol/station/store.hpp"
 #include "support/cli_test.hpp"
 #include "support/process.hpp"
+#include "support/station_test.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -79,17 +80,6 @@ std::string config_text(const Ports& p, const StationFile& s) {
            "[screening]\nfeatures = [\"ocv_v\"]\n\n"
            "[sim]\ntime_scale = " + std::to_string(s.time_scale) +
            "\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 20\n";
-}
-
-// A valid serial of lot 0042, 2023-03-14.
-std::string serial(std::uint64_t sequence) {
-    eol::station::SerialSpec s;
-    s.plant = "01";
-    s.line = "A";
-    s.lot = "0042";
-    s.date = {2023, 3, 14};
-    s.sequence = sequence;
-    return eol::station::SerialScheme::default_scheme().make(s);
 }
 
 // A temporary station: its file, and `eolstation sim` serving it (stdin piped
@@ -172,7 +162,7 @@ bool contains(const std::string& text, const std::string& what) { return text.fi
 
 TEST_CASE("controller cli: run passes a good cell, prints its record and stores it") {
     SimStation st;
-    const std::string s = serial(101);
+    const std::string s = eol::test::lot0042_serial(101);
     const auto t0 = std::chrono::steady_clock::now();
     const Result r = st.run_cell(s, 1);
     const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -198,13 +188,13 @@ TEST_CASE("controller cli: run passes a good cell, prints its record and stores 
     CHECK(runs[0].station_id == "CTL-TEST");
 
     // The text form of the same command; an input as typed (lower case, dashes).
-    std::string typed = serial(102);
+    std::string typed = eol::test::lot0042_serial(102);
     for (auto& ch : typed) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     typed.insert(8, "-");
     const Result t = run({EOL_CLI, "run", "--config", st.config.string(), "--serial", typed, "--channel", "2",
                           "--time-scale", st.scale()});
     CHECK_MESSAGE(t.exit == 0, t.out << t.err);
-    CHECK(contains(t.out, "serial " + serial(102) + "  channel 2  verdict pass"));
+    CHECK(contains(t.out, "serial " + eol::test::lot0042_serial(102) + "  channel 2  verdict pass"));
     CHECK(contains(t.out, "ocv_v"));
 }
 
@@ -220,7 +210,7 @@ TEST_CASE("controller cli: run fails a cell on its limits and names them") {
     StationFile f;
     f.recipe = rtmp.write("tight.toml", recipe).string();
     SimStation st(f);
-    const std::string s = serial(201);
+    const std::string s = eol::test::lot0042_serial(201);
     const Result r = st.run_cell(s, 4);
     CHECK_MESSAGE(r.exit == 1, r.err);
     const json j = json::parse(r.out);
@@ -245,7 +235,7 @@ TEST_CASE("hostile: controller a held serial is answered hold without touching a
     TempDir tmp;
     const Ports dead;
     const fs::path config = tmp.write("station.toml", config_text(dead, StationFile{}));
-    const std::string held = serial(301), clear = serial(302);
+    const std::string held = eol::test::lot0042_serial(301), clear = eol::test::lot0042_serial(302);
     {
         eol::station::OpenOptions o;
         o.create = true;
@@ -274,12 +264,12 @@ TEST_CASE("controller cli: serve tests four channels at once, each record attrib
     f.time_scale = 200;
     SimStation st(f);
     Serve srv(st);
-    std::map<int, std::string> cells{{1, serial(401)}, {2, serial(402)}, {3, serial(403)}, {4, serial(404)}};
+    std::map<int, std::string> cells{{1, eol::test::lot0042_serial(401)}, {2, eol::test::lot0042_serial(402)}, {3, eol::test::lot0042_serial(403)}, {4, eol::test::lot0042_serial(404)}};
     for (const auto& [pos, s] : cells) srv.send(std::to_string(pos) + " " + s);
     // Bad lines in between: each an error naming its line, the server goes on.
     srv.send("banana");
-    srv.send("9 " + serial(405));
-    srv.send("1 " + serial(406));  // position 1 is busy
+    srv.send("9 " + eol::test::lot0042_serial(405));
+    srv.send("1 " + eol::test::lot0042_serial(406));  // position 1 is busy
     srv.send("2");
     srv.send("5 01A33E00420#001C");
     for (int k = 0; k < 4; ++k) {
@@ -325,7 +315,7 @@ TEST_CASE("hostile: controller serve SIGTERM in the middle of a test: load off, 
     f.time_scale = 100;  // the heat step draws 3 A for 6 s of wall time
     SimStation st(f);
     Serve srv(st);
-    const std::string s = serial(501);
+    const std::string s = eol::test::lot0042_serial(501);
     srv.send("2 " + s);
     REQUIRE(srv.wait_for("started channel 2") != "");
     std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // inside the heat step
@@ -348,7 +338,7 @@ TEST_CASE("hostile: controller serve thermocouple burn-out mid-test: error, load
     f.time_scale = 100;
     SimStation st(f);
     Serve srv(st);
-    const std::string s = serial(601);
+    const std::string s = eol::test::lot0042_serial(601);
     srv.send("1 " + s);
     REQUIRE(srv.wait_for("started channel 1") != "");
     std::this_thread::sleep_for(std::chrono::milliseconds(2500));
@@ -358,12 +348,12 @@ TEST_CASE("hostile: controller serve thermocouple burn-out mid-test: error, load
     CHECK(contains(l, "thermocouple open"));
     CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) < 0.05);
     // Faulted: refused until a fault reset; then it tests again.
-    srv.send("1 " + serial(602));
+    srv.send("1 " + eol::test::lot0042_serial(602));
     CHECK(contains(srv.wait_for("error: ", 10), "position 1 is faulted"));
     st.fault("fault tc1 clear");
     srv.send("reset 1");
     CHECK(srv.wait_for("reset channel 1", 10) == "reset channel 1 ok");
-    srv.send("1 " + serial(602));
+    srv.send("1 " + eol::test::lot0042_serial(602));
     CHECK(srv.wait_for("started channel 1", 10) != "");
     CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
     const auto runs = runs_of(st.db(), s);
@@ -375,7 +365,7 @@ TEST_CASE("hostile: controller run with a load gone silent mid-test: error, load
     StationFile f;
     f.time_scale = 100;
     SimStation st(f);
-    const std::string s = serial(701);
+    const std::string s = eol::test::lot0042_serial(701);
     Result r;
     std::thread t([&] { r = st.run_cell(s, 3, 50); });
     std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // inside the heat step: 3 A flowing
@@ -398,7 +388,7 @@ TEST_CASE("hostile: controller over-temperature abort holds the cell as hazardou
     f.time_scale = 100;
     f.temp_abort_c = 25.3;  // ambient 25 °C: the cell warms past it under the DCIR / heating current
     SimStation st(f);
-    const std::string s = serial(801);
+    const std::string s = eol::test::lot0042_serial(801);
     const Result r = st.run_cell(s, 4);
     CHECK(r.exit == 1);
     const json j = json::parse(r.out);
@@ -426,7 +416,7 @@ TEST_CASE("hostile: controller serve operator abort mid-test: abort, load off, t
     f.time_scale = 100;
     SimStation st(f);
     Serve srv(st);
-    const std::string s = serial(901);
+    const std::string s = eol::test::lot0042_serial(901);
     srv.send("abort 4");  // line 1: nothing under test
     CHECK(srv.wait_for("error: ", 10) == "error: line 1: channel 4 is not testing");
     srv.send("4 " + s);
@@ -444,14 +434,14 @@ TEST_CASE("hostile: controller serve operator abort mid-test: abort, load off, t
     CHECK(std::abs(st.load_current_a("itech-it8500.toml", st.ports.itech, 1)) < 0.05);
     srv.send("status");
     CHECK(srv.wait_for("status channel 4", 10) == "status channel 4 aborted serial " + s + " verdict abort");
-    srv.send("4 " + serial(902));  // aborted (not faulted): no reset needed
+    srv.send("4 " + eol::test::lot0042_serial(902));  // aborted (not faulted): no reset needed
     CHECK(srv.wait_for("started channel 4", 10) != "");
     CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
     const auto runs = runs_of(st.db(), s);
     REQUIRE(runs.size() == 1);
     CHECK(runs[0].verdict == eol::station::Verdict::abort);
     // The second cell was interrupted by the shutdown: stored as aborted too.
-    const auto second = runs_of(st.db(), serial(902));
+    const auto second = runs_of(st.db(), eol::test::lot0042_serial(902));
     REQUIRE(second.size() == 1);
     CHECK(second[0].verdict == eol::station::Verdict::abort);
     CHECK(contains(second[0].abort_reason, "SIGTERM"));
@@ -461,7 +451,7 @@ TEST_CASE("hostile: controller run SIGTERM in the middle of a test: exit 1, abor
     StationFile f;
     f.time_scale = 100;
     SimStation st(f);
-    const std::string s = serial(1001);
+    const std::string s = eol::test::lot0042_serial(1001);
     Process r({EOL_CLI, "run", "--config", st.config.string(), "--serial", s, "--channel", "1", "--json",
                "--time-scale", st.scale()});
     std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // inside the heat step
@@ -481,7 +471,7 @@ TEST_CASE("hostile: controller run SIGTERM in the middle of a test: exit 1, abor
 TEST_CASE("hostile: controller serve answers a held serial hold while its load is silent (never touched)") {
     SimStation st;
     Serve srv(st);
-    const std::string held = serial(1101);
+    const std::string held = eol::test::lot0042_serial(1101);
     srv.send("status");
     REQUIRE(srv.wait_for("status channel 5", 20) != "");  // connected and serving
     {
@@ -533,7 +523,7 @@ TEST_CASE("hostile: controller serve sixteen channels at once, every record whol
     Process srv({EOL_CLI, "serve", "--config", config.string(), "--time-scale", "100"}, Serve::options());
     std::map<int, std::string> cells;
     for (int p = 1; p <= 16; ++p) {
-        cells[p] = serial(2000 + static_cast<std::uint64_t>(p));
+        cells[p] = eol::test::lot0042_serial(2000 + static_cast<std::uint64_t>(p));
         srv.send_line(std::to_string(p) + " " + cells[p]);
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -597,7 +587,7 @@ TEST_CASE("hostile: controller monitor trips on a cell warming too fast: abort, 
     f.limits_extra = "temp_rate_max_k_per_s = 0.05\n";  // a 1 Ω internal short warms it ~0.09 K/s
     SimStation st(f);
     st.fault("cell 1 r_isc_ohm 1.0");
-    const std::string s = serial(1201);
+    const std::string s = eol::test::lot0042_serial(1201);
     const Result r = st.run_cell(s, 1);
     CHECK(r.exit == 1);
     const json j = run_json(r);
@@ -618,7 +608,7 @@ TEST_CASE("hostile: controller monitor trips on a terminal voltage over its wind
     f.limits_extra = "v_max_v = 4.15\n";
     SimStation st(f);
     st.fault("cell 3 soc0 1.0");  // a full cell: about 4.2 V at rest
-    const Result r = st.run_cell(serial(1301), 3);
+    const Result r = st.run_cell(eol::test::lot0042_serial(1301), 3);
     CHECK(r.exit == 1);
     const json j = run_json(r);
     INFO(j.dump());
@@ -636,7 +626,7 @@ TEST_CASE("hostile: controller aborts a cell whose terminal voltage sags under l
     f.time_scale = 100;
     SimStation st(f);
     st.fault("cell 4 r0_ohm 0.3");  // 6 A pulse: about 1.8 V of drop
-    const Result r = st.run_cell(serial(1401), 4);
+    const Result r = st.run_cell(eol::test::lot0042_serial(1401), 4);
     CHECK(r.exit == 1);
     const json j = run_json(r);
     INFO(j.dump());
@@ -653,22 +643,22 @@ TEST_CASE("hostile: controller monitor trips when the measured current does not 
     SimStation st(f);
     Serve srv(st);
     st.fault("cell 2 current_cap_a 1.0");  // the load channel sinks at most 1 A: the 3 A heat step cannot
-    const std::string s = serial(1501);
+    const std::string s = eol::test::lot0042_serial(1501);
     srv.send("2 " + s);
     REQUIRE(srv.wait_for("started channel 2") != "");
     const std::string l = srv.wait_for("result ", 40);
     CHECK(contains(l, "result channel 2 serial " + s + " verdict error"));
     CHECK(contains(l, "does not follow the setpoint 3.000 A (safety monitor)"));
     CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 2)) < 0.05);
-    srv.send("2 " + serial(1502));
+    srv.send("2 " + eol::test::lot0042_serial(1502));
     CHECK(contains(srv.wait_for("error: ", 10), "position 2 is faulted"));
     st.fault("cell 2 current_cap_a inf");
     srv.send("reset 2");
     CHECK(srv.wait_for("reset channel 2", 10) == "reset channel 2 ok");
-    srv.send("2 " + serial(1502));
+    srv.send("2 " + eol::test::lot0042_serial(1502));
     CHECK(srv.wait_for("started channel 2", 10) != "");
     const std::string l2 = srv.wait_for("result ", 40);
-    CHECK(contains(l2, "serial " + serial(1502) + " verdict pass"));
+    CHECK(contains(l2, "serial " + eol::test::lot0042_serial(1502) + " verdict pass"));
     CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
 }
 
@@ -677,7 +667,7 @@ TEST_CASE("hostile: controller a load disconnected in the middle of a pulse is r
     f.time_scale = 20;  // the 71 s pulse takes 3.5 s of wall time
     SimStation st(f);
     Serve srv(st);
-    const std::string s = serial(1601);
+    const std::string s = eol::test::lot0042_serial(1601);
     srv.send("1 " + s);
     REQUIRE(srv.wait_for("started channel 1") != "");
     // Wait until the pulse step runs, then drop the load's connection.
@@ -703,7 +693,7 @@ TEST_CASE("hostile: controller a load disconnected in the middle of a pulse is r
     }
     CHECK(contains(inst, "load1 ready"));
     CHECK(contains(inst, "reconnects 1"));
-    srv.send("1 " + serial(1602));
+    srv.send("1 " + eol::test::lot0042_serial(1602));
     CHECK(contains(srv.wait_for("error: ", 10), "position 1 is faulted"));
     srv.send("reset 1");
     CHECK(srv.wait_for("reset channel 1", 10) == "reset channel 1 ok");
@@ -734,7 +724,7 @@ TEST_CASE("controller cli: a recipe step above a load's rated current (its diale
             std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n"
             "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n\n"
             "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n[screening]\nfeatures = [\"ocv_v\"]\n");
-    const Result r = run({EOL_CLI, "run", "--config", cfg.string(), "--serial", serial(1701), "--json"});
+    const Result r = run({EOL_CLI, "run", "--config", cfg.string(), "--serial", eol::test::lot0042_serial(1701), "--json"});
     INFO(r.err);
     CHECK(r.exit == 2);
     CHECK(contains(r.err, "position 1: step 'pulse' draws 6 A, above load1's rating of 5 A per channel"));
@@ -752,7 +742,7 @@ TEST_CASE("controller cli: screening at test time holds an outlier of its model'
     INFO(prod.err);
     REQUIRE(prod.exit == 0);
 
-    const Result good = st.run_cell(serial(1801), 1);
+    const Result good = st.run_cell(eol::test::lot0042_serial(1801), 1);
     const json g = json::parse(good.out);
     INFO(g.dump());
     CHECK(g["screening"]["kind"] == "not_outlier");
@@ -761,7 +751,7 @@ TEST_CASE("controller cli: screening at test time holds an outlier of its model'
     CHECK(good.exit == 0);
 
     st.fault("cell 2 soc0 0.45");  // within the OCV spec (3.4–4.2 V), far below its model's history
-    const Result odd = st.run_cell(serial(1802), 2);
+    const Result odd = st.run_cell(eol::test::lot0042_serial(1802), 2);
     const json o = json::parse(odd.out);
     INFO(o.dump());
     CHECK(odd.exit == 1);
@@ -776,13 +766,13 @@ TEST_CASE("controller cli: screening at test time holds an outlier of its model'
         eol::station::OpenOptions oo;
         oo.read_only = true;
         auto store = eol::station::Store::open(st.db(), oo);
-        const auto runs = store.runs_for(serial(1802));
+        const auto runs = store.runs_for(eol::test::lot0042_serial(1802));
         REQUIRE(runs.size() == 1);
         CHECK(runs[0].verdict == eol::station::Verdict::pass);
-        const auto status = store.status(serial(1802));
+        const auto status = store.status(eol::test::lot0042_serial(1802));
         CHECK(status.state == eol::station::CellState::held);
     }
     // A retest is answered hold without touching the instruments.
-    const Result again = st.run_cell(serial(1802), 2);
+    const Result again = st.run_cell(eol::test::lot0042_serial(1802), 2);
     CHECK(json::parse(again.out)["verdict"] == "hold");
 }

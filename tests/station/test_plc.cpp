@@ -29,6 +29,7 @@
 #include "eol/station/config.hpp"
 #include "eol/station/plc.hpp"
 #include "eol/station/serial.hpp"
+#include "support/station_test.hpp"
 
 namespace asio = boost::asio;
 namespace plc = eol::station::plc;
@@ -39,16 +40,6 @@ using eol::station::ControllerRefused;
 using eol::station::PlcConfig;
 
 namespace {
-
-std::string make_serial(std::uint64_t sequence) {
-    eol::station::SerialSpec s;
-    s.plant = "01";
-    s.line = "A";
-    s.lot = "0042";
-    s.date = {2023, 3, 14};
-    s.sequence = sequence;
-    return eol::station::SerialScheme::default_scheme().make(s);
-}
 
 /// A station that records what the server asks and finishes cells when the
 /// test says so. Thread-safe (the server calls it from its workers and strand).
@@ -315,7 +306,7 @@ TEST_CASE("plc: a full cycle: START latches, BUSY, results and echoes, RESULT_VA
     CHECK(eventually([&] { return (status(c, pos) & plc::status::ready) != 0; }));
 
     // Typed lower case with a dash: normalized by the station's scheme.
-    std::string typed = make_serial(11);
+    std::string typed = eol::test::lot0042_serial(11);
     const std::string normalized = typed;
     for (auto& ch : typed) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     start_cycle(c, pos, typed, 4711);
@@ -438,13 +429,13 @@ TEST_CASE("plc: START refusals name their cause, an invalid serial answers 5, a 
     const int pos = 1;
     const auto B = plc::block(pos);
     // No heartbeat: refused with 4.
-    start_cycle(c, pos, make_serial(21), 1);
+    start_cycle(c, pos, eol::test::lot0042_serial(21), 1);
     CHECK(fault(c, pos) == static_cast<std::uint16_t>(plc::FaultCode::heartbeat_missing));
     CHECK(packml(c, pos) == 4);
     c.write(B + plc::reg::command, 0);
     // Unknown recipe id: 3.
     c.heartbeat();
-    start_cycle(c, pos, make_serial(21), 2, 9);
+    start_cycle(c, pos, eol::test::lot0042_serial(21), 2, 9);
     CHECK(fault(c, pos) == static_cast<std::uint16_t>(plc::FaultCode::unknown_recipe));
     c.write(B + plc::reg::command, 0);
     // START and ABORT in one write: START ignored (14).
@@ -455,7 +446,7 @@ TEST_CASE("plc: START refusals name their cause, an invalid serial answers 5, a 
     CHECK(rig.station.starts() == 0);
 
     // Empty serial, a bad character, a bad check character: result 5 at once.
-    std::string bad_check = make_serial(22);
+    std::string bad_check = eol::test::lot0042_serial(22);
     bad_check.back() = bad_check.back() == 'Z' ? 'Y' : 'Z';
     for (const std::string& bad : {std::string(), std::string("01A33E00420#001C"), bad_check}) {
         CAPTURE(bad);
@@ -472,7 +463,7 @@ TEST_CASE("plc: START refusals name their cause, an invalid serial answers 5, a 
     CHECK(rig.station.starts() == 0);
 
     // A held serial: result 6, HOLD, the channel never started.
-    const std::string held = make_serial(23);
+    const std::string held = eol::test::lot0042_serial(23);
     rig.station.hold(held);
     c.heartbeat();
     start_cycle(c, pos, held, 31);
@@ -488,8 +479,8 @@ TEST_CASE("plc: a stale PLC heartbeat aborts the PLC's tests: Aborted, result 4,
     Rig rig;
     Client c(rig.port());
     c.heartbeat();
-    start_cycle(c, 1, make_serial(31), 5);
-    start_cycle(c, 3, make_serial(32), 6);
+    start_cycle(c, 1, eol::test::lot0042_serial(31), 5);
+    start_cycle(c, 3, eol::test::lot0042_serial(32), 6);
     CHECK(eventually([&] { return rig.station.running(1) && rig.station.running(3); }));
     c.write(plc::block(1), 0);
     c.write(plc::block(3), 0);
@@ -513,11 +504,11 @@ TEST_CASE("plc: a stale PLC heartbeat aborts the PLC's tests: Aborted, result 4,
         CHECK(packml(c, pos) == 4);
     }
     // Still stale: START refused (4); the heartbeat moves: accepted.
-    start_cycle(c, 1, make_serial(33), 7);
+    start_cycle(c, 1, eol::test::lot0042_serial(33), 7);
     CHECK(fault(c, 1) == static_cast<std::uint16_t>(plc::FaultCode::heartbeat_missing));
     c.write(plc::block(1), 0);
     c.heartbeat();
-    start_cycle(c, 1, make_serial(33), 8);
+    start_cycle(c, 1, eol::test::lot0042_serial(33), 8);
     CHECK(eventually([&] { return rig.station.running(1); }));
     CHECK(fault(c, 1) == 0);
     c.heartbeat();
@@ -535,7 +526,7 @@ TEST_CASE("plc: ABORT mid-test aborts through the station, ABORT when nothing ru
     CHECK(fault(c, 4) == 0);
     CHECK(packml(c, 4) == 4);
     c.write(B, 0);
-    start_cycle(c, 4, make_serial(41), 9);
+    start_cycle(c, 4, eol::test::lot0042_serial(41), 9);
     CHECK(eventually([&] { return rig.station.running(4); }));
     c.write(B, 0);
     c.write(B, plc::command::abort);
@@ -558,7 +549,7 @@ TEST_CASE("plc: a test ending in error leaves the channel Stopped until FAULT_RE
     Client c(rig.port());
     c.heartbeat();
     const auto B = plc::block(5);
-    start_cycle(c, 5, make_serial(51), 10);
+    start_cycle(c, 5, eol::test::lot0042_serial(51), 10);
     CHECK(eventually([&] { return rig.station.running(5); }));
     c.write(B, 0);
     rig.station.finish(5, "error");
@@ -570,7 +561,7 @@ TEST_CASE("plc: a test ending in error leaves the channel Stopped until FAULT_RE
     CHECK(packml(c, 5) == 2);
     CHECK((status(c, 5) & plc::status::ready) == 0);
     c.heartbeat();
-    start_cycle(c, 5, make_serial(52), 11);
+    start_cycle(c, 5, eol::test::lot0042_serial(52), 11);
     CHECK(fault(c, 5) == static_cast<std::uint16_t>(plc::FaultCode::channel_faulted));
     c.write(B, 0);
     rig.station.set_reset_ok(false);
@@ -709,7 +700,7 @@ TEST_CASE("hostile: plc fuzz: random and truncated frames get an answer or a clo
     c.write(B, plc::command::fault_reset);
     c.write(B, 0);
     c.heartbeat();
-    start_cycle(c, 2, make_serial(61), 1);
+    start_cycle(c, 2, eol::test::lot0042_serial(61), 1);
     CHECK(eventually([&] { return rig.station.running(2); }));
 }
 
@@ -720,7 +711,7 @@ TEST_CASE("hostile: plc a client that disconnects mid-cycle: the test goes on, i
         Client a(rig.port());
         a.heartbeat();
         beat = a.beat;
-        start_cycle(a, 3, make_serial(71), 300);
+        start_cycle(a, 3, eol::test::lot0042_serial(71), 300);
         CHECK(eventually([&] { return rig.station.running(3); }));
     }  // gone, START still set, mid-cycle
     CHECK(rig.station.aborts().empty());

@@ -26,6 +26,7 @@
 #include "eol/station/store.hpp"
 #include "support/cli_test.hpp"
 #include "support/process.hpp"
+#include "support/station_test.hpp"
 
 namespace fs = std::filesystem;
 namespace plc = eol::station::plc;
@@ -69,16 +70,6 @@ std::string config_text(const Ports& p, double time_scale, bool plc_enabled = tr
            "\nunit = 1\nheartbeat_timeout_s = 1.0\nallow = [\"127.0.0.1\"]\nrecipe_id = 1\n\n"
            "[sim]\ntime_scale = " + std::to_string(time_scale) +
            "\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 20\n";
-}
-
-std::string serial(std::uint64_t sequence) {
-    eol::station::SerialSpec s;
-    s.plant = "01";
-    s.line = "A";
-    s.lot = "0042";
-    s.date = {2023, 3, 14};
-    s.sequence = sequence;
-    return eol::station::SerialScheme::default_scheme().make(s);
 }
 
 /// `eolstation sim` and `eolstation serve` (with [plc]) on one temporary station.
@@ -204,7 +195,7 @@ struct LibmodbusPlc {
 
 TEST_CASE("plc cli: pymodbus runs full cycles on four positions at once, each answer is the stored record's") {
     PlcStation st(200);
-    std::map<int, std::string> cells{{1, serial(701)}, {2, serial(702)}, {3, serial(703)}, {4, serial(704)}};
+    std::map<int, std::string> cells{{1, eol::test::lot0042_serial(701)}, {2, eol::test::lot0042_serial(702)}, {3, eol::test::lot0042_serial(703)}, {4, eol::test::lot0042_serial(704)}};
     std::string arg;
     for (const auto& [pos, s] : cells) arg += (arg.empty() ? "" : ",") + std::to_string(pos) + "=" + s;
     const auto t0 = std::chrono::steady_clock::now();
@@ -251,7 +242,7 @@ TEST_CASE("plc cli: pymodbus runs full cycles on four positions at once, each an
 
 TEST_CASE("plc cli: mbpoll writes and reads the map from a shell script through a full cycle") {
     PlcStation st(200);
-    const std::string s = serial(801);
+    const std::string s = eol::test::lot0042_serial(801);
     const Result r = eol::test::run_process(
         {"/bin/sh", std::string(EOL_SOURCE_DIR) + "/tests/plc/plc_mbpoll.sh", std::to_string(st.ports.plc), "3", s, "42"},
         150);
@@ -277,7 +268,7 @@ TEST_CASE("plc cli: mbpoll writes and reads the map from a shell script through 
 TEST_CASE("hostile: plc cli heartbeat loss mid-test: aborted through the controller, load read back off, Aborted") {
     PlcStation st(100);  // the heat step draws 3 A for 6 s of wall time
     LibmodbusPlc p(st.ports.plc);
-    const std::string s = serial(901);
+    const std::string s = eol::test::lot0042_serial(901);
     p.start(2, s, 77);
     REQUIRE(p.wait_for([&] { return (p.read(plc::block(2) + plc::reg::status) & plc::status::busy) != 0; }, 10));
     p.write(plc::block(2), 0);
@@ -296,20 +287,20 @@ TEST_CASE("hostile: plc cli heartbeat loss mid-test: aborted through the control
     CHECK(b[3] == static_cast<std::uint16_t>(plc::ResultCode::aborted));
     CHECK(b[4] == static_cast<std::uint16_t>(plc::FaultCode::heartbeat_abort));
     // Stale: position 1 refuses a START (fault 4) and never energizes.
-    p.start(1, serial(902), 78);
+    p.start(1, eol::test::lot0042_serial(902), 78);
     CHECK(p.read(plc::block(1) + plc::reg::fault) == static_cast<std::uint16_t>(plc::FaultCode::heartbeat_missing));
     const auto runs = runs_of(st.db(), s);
     REQUIRE(runs.size() == 1);
     CHECK(runs[0].verdict == eol::station::Verdict::abort);
     CHECK(runs[0].abort_reason.find("stale PLC heartbeat") != std::string::npos);
-    CHECK(runs_of(st.db(), serial(902)).empty());
+    CHECK(runs_of(st.db(), eol::test::lot0042_serial(902)).empty());
     CHECK(st.serve->terminate(SIGTERM, 20) == 0);
 }
 
 TEST_CASE("hostile: plc cli ABORT mid-test: load read back off, result 4, the position tests again after RESULT_ACK") {
     PlcStation st(100);
     LibmodbusPlc p(st.ports.plc);
-    const std::string s = serial(951);
+    const std::string s = eol::test::lot0042_serial(951);
     p.start(4, s, 5);
     REQUIRE(p.wait_for([&] { return (p.read(plc::block(4) + plc::reg::status) & plc::status::busy) != 0; }, 10));
     p.write(plc::block(4), 0);
@@ -335,7 +326,7 @@ TEST_CASE("hostile: plc cli ABORT mid-test: load read back off, result 4, the po
     p.write(plc::block(4), plc::command::result_ack);
     CHECK(p.read(plc::block(4) + plc::reg::packml) == 4);
     p.write(plc::block(4), 0);
-    p.start(4, serial(952), 6);
+    p.start(4, eol::test::lot0042_serial(952), 6);
     CHECK(p.wait_for([&] { return (p.read(plc::block(4) + plc::reg::status) & plc::status::busy) != 0; }, 10));
     CHECK(st.serve->terminate(SIGTERM, 20) == 0);
 }

@@ -24,6 +24,18 @@
 
 namespace eol::test {
 
+/// A valid serial (default scheme) of lot 0042 made 2023-03-14 at plant 01,
+/// line A: the lot the test stations' [sim] tables make.
+inline std::string lot0042_serial(std::uint64_t sequence) {
+    station::SerialSpec s;
+    s.plant = "01";
+    s.line = "A";
+    s.lot = "0042";
+    s.date = {2023, 3, 14};
+    s.sequence = sequence;
+    return station::SerialScheme::default_scheme().make(s);
+}
+
 /// A recipe shipped in config/recipes/ ("eol-18650", "formation").
 inline station::Recipe shipped_recipe(const std::string& name) {
     return station::load_recipe(std::filesystem::path(EOL_CONFIG_DIR) / "recipes" / (name + ".toml"));
