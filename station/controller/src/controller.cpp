@@ -878,17 +878,8 @@ struct Controller::Impl {
             rec.verdict = Verdict::error;
             rec.abort_reason = failure;
         }
-        if (rec.serial.empty()) {  // the run never started: still a record of this cell
-            rec.serial = id.serial;
-            rec.cell_model = id.cell_model;
-            rec.lot = id.lot;
-            rec.production_date = id.production_date;
-            rec.station_id = cfg.station_id;
-            rec.channel = c.cfg->position;
-            rec.recipe_name = cfg.recipe.name;
-            rec.recipe_version = cfg.recipe.file.filename().string();
+        if (fill_identity(rec, cfg.recipe, id, cfg.station_id, c.cfg->position))  // the run never started
             rec.start_unix_s = rec.end_unix_s = unix_now_s();
-        }
         if (c.trip) {
             res.trip_cause = c.trip->cause;
             res.trip_to_off_s = c.trip->to_off_s;

@@ -490,10 +490,11 @@ void check_run_args(const ChannelIo& io, const RunContext& ctx) {
     if (!ctx.clock) throw std::logic_error("run_recipe: the run context has no clock");
 }
 
-/// The record of a cell whose run never started (or threw past the steps).
-void fill_identity(TestRecord& rec, const Recipe& recipe, const CellIdentity& cell, const std::string& station_id,
+}  // namespace
+
+bool fill_identity(TestRecord& rec, const Recipe& recipe, const CellIdentity& cell, const std::string& station_id,
                    int position) {
-    if (!rec.serial.empty()) return;
+    if (!rec.serial.empty()) return false;
     rec.serial = cell.serial;
     rec.cell_model = cell.cell_model;
     rec.lot = cell.lot;
@@ -502,9 +503,8 @@ void fill_identity(TestRecord& rec, const Recipe& recipe, const CellIdentity& ce
     rec.channel = position;
     rec.recipe_name = recipe.name;
     rec.recipe_version = recipe.file.filename().string();
+    return true;
 }
-
-}  // namespace
 
 awaitable<TestRecord> run_recipe_async(const Recipe& recipe, const Limits& limits, const ChannelIo& io,
                                        const CellIdentity& cell, const RunContext& ctx) {

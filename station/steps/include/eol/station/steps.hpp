@@ -201,6 +201,13 @@ struct RunContext {
 /// argument must outlive the returned awaitable.
 boost::asio::awaitable<TestRecord> run_recipe_async(const Recipe& recipe, const Limits& limits, const ChannelIo& io,
                                                     const CellIdentity& cell, const RunContext& ctx);
+/// Gives a record whose run never started (its serial empty: a connect
+/// failed, something threw past the steps) the identity of its cell, recipe,
+/// station and position, so it is still stored as that cell's. Returns
+/// whether it did; a started record is left alone.
+bool fill_identity(TestRecord& rec, const Recipe& recipe, const CellIdentity& cell, const std::string& station_id,
+                   int position);
+
 /// run_recipe_async() on a private io_context, to completion, on the calling thread.
 TestRecord run_recipe(const Recipe& recipe, const Limits& limits, const ChannelIo& io, const CellIdentity& cell,
                       const RunContext& ctx);
