@@ -33,6 +33,7 @@
 #include "eol/station/steps.hpp"
 #include "eol/station/store.hpp"
 #include "eol/station/text.hpp"
+#include "eol/station/virtual_time.hpp"
 
 namespace eol::station {
 
@@ -82,17 +83,20 @@ constexpr int kFollowPeriods = 3;
 /// The temperature slope is taken over at least this much station time.
 constexpr double kRiseWindowS = 5.0;
 
-/// One channel's clock: station time from the shared scaled wall clock, and
-/// waits that an abort interrupts at once (RunAborted). Used on the
-/// controller's loop thread only.
+/// One channel's clock: station time from the shared scaled wall clock (or
+/// the virtual time of a simulation, with the channel's turn), and waits
+/// that an abort interrupts at once (RunAborted). Used on the controller's
+/// loop thread only.
 class ChannelClock final : public StepClock {
 public:
-    explicit ChannelClock(const ScaledWallClock& base) : base_(base) {}
-    double now_s() const override { return base_.now_s(); }
-    double unix_now_s() const override { return base_.unix_now_s(); }
+    ChannelClock(const ScaledWallClock& base, VirtualTime* vt) : base_(base), vt_(vt) {}
+    double now_s() const override { return vt_ ? vt_->now_s() : base_.now_s(); }
+    double unix_now_s() const override { return vt_ ? vt_->unix_now_s() : base_.unix_now_s(); }
     awaitable<void> sleep_s(double station_s) override {
         if (aborted_) throw RunAborted(reason_);
-        if (station_s > 0) {
+        if (vt_) {
+            co_await vt_->sleep_s(ticket_, station_s);
+        } else if (station_s > 0) {
             asio::steady_timer timer(co_await asio::this_coro::executor);
             timer.expires_after(wall(station_s / base_.time_scale()));
             timer_ = &timer;
@@ -107,15 +111,20 @@ public:
         aborted_ = true;
         reason_ = reason;
         if (timer_) timer_->cancel();
+        if (vt_ && ticket_) vt_->wake(ticket_);
     }
-    void rearm() {
+    /// A new cell (with its turn in virtual time; nullptr on the wall clock).
+    void rearm(VirtualTime::Ticket ticket) {
         aborted_ = false;
         reason_.clear();
+        ticket_ = std::move(ticket);
     }
     bool aborted() const { return aborted_; }
 
 private:
     const ScaledWallClock& base_;
+    VirtualTime* vt_;
+    VirtualTime::Ticket ticket_;
     bool aborted_ = false;
     std::string reason_;
     asio::steady_timer* timer_ = nullptr;
@@ -260,7 +269,7 @@ struct Trip {
 };
 
 struct Channel {
-    explicit Channel(const ScaledWallClock& base) : clock(base) {}
+    Channel(const ScaledWallClock& base, VirtualTime* vt) : clock(base, vt) {}
     const ChannelConfig* cfg = nullptr;
     Instrument* load = nullptr;
     Instrument* thermo = nullptr;
@@ -276,9 +285,10 @@ struct Channel {
     double v_v = NAN, i_a = NAN, temp_c = NAN;
     // Loop thread only:
     LoadDemand demand;
-    double demand_since_wall_s = 0;
+    double demand_since_station_s = 0;
     bool monitoring = false;
     asio::steady_timer* monitor_timer = nullptr;
+    VirtualTime::Ticket monitor_ticket;  // virtual time: the monitor's turn
     std::optional<Trip> trip;
 };
 
@@ -375,7 +385,7 @@ struct Controller::Impl {
                 }
                 return slot.get();
             };
-            auto c = std::make_unique<Channel>(clock);
+            auto c = std::make_unique<Channel>(clock, opt.virtual_time.get());
             c->cfg = &ch;
             c->load = instrument(ch.load);
             c->thermo = instrument(ch.thermo);
@@ -388,7 +398,10 @@ struct Controller::Impl {
             c->since_unix_s = unix_now_s();
             channels[ch.position] = std::move(c);
         }
-        asio::co_spawn(loop, keepalive(), asio::detached);
+        // Not in virtual time: its queries would land at wall-clock instants
+        // between the participants' turns (a simulated Modbus module samples
+        // every channel on any read) and the runs would not repeat.
+        if (!opt.virtual_time) asio::co_spawn(loop, keepalive(), asio::detached);
         loop_thread = std::thread([this] { loop.run(); });
     }
 
@@ -458,6 +471,7 @@ struct Controller::Impl {
     }
 
     bool on_loop() { return loop.get_executor().running_in_this_thread(); }
+    double station_now_s() const { return opt.virtual_time ? opt.virtual_time->now_s() : clock.now_s(); }
 
     Channel& channel(int position) {
         const auto it = channels.find(position);
@@ -624,9 +638,16 @@ struct Controller::Impl {
     }
 
     /// The safety monitor of one testing channel; see controller.hpp.
-    awaitable<void> monitor(Channel& c) {
+    awaitable<void> monitor(Channel& c, VirtualTurn turn) {
         const Limits& lim = cfg.limits;
         const double period_s = lim.control_period_s;
+        // In station seconds: the same on the wall clock; what a period stands
+        // for in virtual time (docs/controller.md).
+        const double period_station_s = opt.virtual_time && opt.virtual_monitor_period_s > 0
+                                            ? opt.virtual_monitor_period_s
+                                            : period_s * opt.time_scale;
+        VirtualTime* vt = turn.time();
+        if (vt) co_await vt->turn(turn.ticket());
         asio::steady_timer timer(loop);
         c.monitor_timer = &timer;
         std::deque<std::pair<double, double>> history;  // (station s, °C)
@@ -634,9 +655,13 @@ struct Controller::Impl {
         const int lch = c.cfg->load_channel;
         const int tch = c.cfg->thermo_channel;
         while (c.monitoring) {
-            timer.expires_after(wall(period_s));
-            boost::system::error_code ec;
-            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (vt) {
+                co_await vt->sleep_s(turn.ticket(), period_station_s);
+            } else {
+                timer.expires_after(wall(period_s));
+                boost::system::error_code ec;
+                co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            }
             if (!c.monitoring) break;
             std::optional<Trip> trip;
             instruments::LoadReading r;
@@ -652,10 +677,10 @@ struct Controller::Impl {
             }
             if (!c.monitoring) break;
             const double t_read = steady_now_s();
-            const double t_station = clock.now_s();
+            const double t_station = station_now_s();
             if (!trip) {
                 const LoadDemand& d = c.demand;
-                const bool settled = t_read - c.demand_since_wall_s > 2 * period_s;
+                const bool settled = t_station - c.demand_since_station_s > 2 * period_station_s;
                 if (tc.status != instruments::TcStatus::ok) {
                     trip = Trip{"thermocouple",
                                 fmt::format("thermocouple {} on {} channel {} (safety monitor)",
@@ -803,8 +828,12 @@ struct Controller::Impl {
     }
 
     /// One cell on the loop: connect, monitor, run, make safe, quarantine, store.
-    awaitable<CellResult> run_cell(Channel& c, DecodedSerial cell) {
-        c.clock.rearm();
+    /// `ticket`: the cell's turn in virtual time (joined by start()), or nullptr.
+    awaitable<CellResult> run_cell(Channel& c, DecodedSerial cell, VirtualTime::Ticket ticket) {
+        VirtualTime* vt = opt.virtual_time.get();
+        VirtualTurn turn(ticket ? vt : nullptr, ticket);
+        if (ticket) co_await vt->turn(ticket);
+        c.clock.rearm(ticket);
         c.trip.reset();
         CellResult res;
         res.position = c.cfg->position;
@@ -818,9 +847,9 @@ struct Controller::Impl {
         ctx.station_id = cfg.station_id;
         ctx.position = c.cfg->position;
         ctx.clock = &c.clock;
-        ctx.on_demand = [&c](const LoadDemand& d) {
+        ctx.on_demand = [this, &c](const LoadDemand& d) {
             c.demand = d;
-            c.demand_since_wall_s = steady_now_s();
+            c.demand_since_station_s = station_now_s();
         };
         ctx.on_step = [this, &c](std::size_t index, const std::string& name) {
             std::lock_guard lk(mutex);
@@ -829,7 +858,7 @@ struct Controller::Impl {
         };
         {
             std::lock_guard lk(mutex);
-            c.t0_station_s = clock.now_s();
+            c.t0_station_s = station_now_s();
         }
         ChannelIo io;
         io.load = c.load->load.get();
@@ -854,9 +883,10 @@ struct Controller::Impl {
                 ++c.thermo->testing;
             }
             c.demand = LoadDemand{};
-            c.demand_since_wall_s = steady_now_s();
+            c.demand_since_station_s = station_now_s();
             c.monitoring = true;
-            asio::co_spawn(loop, monitor(c), asio::detached);
+            c.monitor_ticket = ticket ? vt->join() : nullptr;
+            asio::co_spawn(loop, monitor(c, VirtualTurn(ticket ? vt : nullptr, c.monitor_ticket)), asio::detached);
             rec = co_await run_recipe_async(cfg.recipe, cfg.limits, io, id, ctx);
         } catch (const std::exception& e) {
             failure = e.what();
@@ -866,7 +896,9 @@ struct Controller::Impl {
         if (c.monitoring) {
             c.monitoring = false;
             if (c.monitor_timer) c.monitor_timer->cancel();
+            if (c.monitor_ticket) vt->wake(c.monitor_ticket);  // its turn comes when this cell's ends
         }
+        c.monitor_ticket = nullptr;
         {
             std::lock_guard lk(mutex);
             for (Instrument* inst : {c.load, c.thermo})
@@ -994,7 +1026,10 @@ void Controller::start(int position, std::string_view serial, std::function<void
         if (done) done(res);
         return;
     }
-    asio::co_spawn(m.loop, m.run_cell(c, dec.value),
+    // In virtual time the cell counts from now: time cannot run ahead of it
+    // before the loop schedules it.
+    VirtualTime::Ticket ticket = m.opt.virtual_time ? m.opt.virtual_time->join() : nullptr;
+    asio::co_spawn(m.loop, m.run_cell(c, dec.value, std::move(ticket)),
                    [&m, done = std::move(done)](std::exception_ptr e, CellResult res) {
                        if (e) {  // run_cell catches everything; a last resort
                            res.verdict = "error";
@@ -1083,7 +1118,7 @@ void Controller::fault_reset(int position) {
 }
 
 std::vector<ChannelSnapshot> Controller::snapshot() const {
-    const double now_station = impl_->clock.now_s();
+    const double now_station = impl_->station_now_s();
     std::lock_guard lk(impl_->mutex);
     std::vector<ChannelSnapshot> out;
     for (const auto& [p, c] : impl_->channels) {

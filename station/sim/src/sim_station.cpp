@@ -88,7 +88,7 @@ struct SimStation::Impl {
     std::size_t extra_slot() { return slots++; }
 };
 
-SimStation::SimStation(const StationConfig& cfg) : impl_(std::make_unique<Impl>()) {
+SimStation::SimStation(const StationConfig& cfg, std::shared_ptr<sim::SimClock> clock) : impl_(std::make_unique<Impl>()) {
     auto& I = *impl_;
     int max_pos = 0;
     for (const auto& c : cfg.channels) {
@@ -132,7 +132,7 @@ SimStation::SimStation(const StationConfig& cfg) : impl_(std::make_unique<Impl>(
         plans.push_back(std::move(plan));
     }
 
-    I.clock = std::make_shared<sim::SimClock>(cfg.sim.time_scale);
+    I.clock = clock ? std::move(clock) : std::make_shared<sim::SimClock>(cfg.sim.time_scale);
     I.fixture = std::make_shared<sim::Fixture>(std::max<std::size_t>(1, I.slots), I.clock,
                                                cfg.sim.ambient_c, cfg.sim.seed);
     I.make_lot(cfg);

@@ -111,6 +111,7 @@
 #include "eol/station/record.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/test_time_screen.hpp"
+#include "eol/station/virtual_time.hpp"
 
 namespace eol::station {
 
@@ -188,6 +189,17 @@ struct ControllerOptions {
     double make_safe_timeout_s = 10.0;
     /// The results store; default: the station file's `store` (created when missing).
     std::optional<std::filesystem::path> store;
+    /// Simulations: station time from this virtual clock instead of the wall
+    /// clock (virtual_time.hpp): each cell and its safety monitor are
+    /// participants, so a run over simulated instruments is repeatable bit
+    /// for bit. A control period of the monitor then stands for
+    /// control_period_s × time_scale station seconds, as it does on the
+    /// scaled wall clock, unless monitor_period_s says otherwise.
+    /// nullptr (default): the wall clock.
+    std::shared_ptr<VirtualTime> virtual_time;
+    /// In virtual time: the safety monitor's period in station seconds
+    /// (> 0), so that the readings do not depend on the pace. 0: as above.
+    double virtual_monitor_period_s = 0.0;
 };
 
 class Controller {

@@ -46,7 +46,9 @@ struct SimServerInfo {
 
 class SimStation {
 public:
-    explicit SimStation(const StationConfig& cfg);
+    /// `clock`: the fixture's clock; nullptr = a scaled wall clock at
+    /// [sim] time_scale (a manual SimClock for a run in virtual time).
+    explicit SimStation(const StationConfig& cfg, std::shared_ptr<sim::SimClock> clock = nullptr);
     ~SimStation();
     SimStation(const SimStation&) = delete;
     SimStation& operator=(const SimStation&) = delete;
