@@ -920,6 +920,10 @@ struct Controller::Impl {
             // current does not follow) is an error that faults the channel.
             if (rec.verdict == Verdict::error || rec.verdict == Verdict::abort)
                 rec.verdict = c.trip->fault ? Verdict::error : Verdict::abort;
+            // The trip is the cause even when a step failed first on what it
+            // did (a reading taken after the monitor switched the input off).
+            if (rec.abort_reason.find(c.trip->message) == std::string::npos)
+                rec.abort_reason = c.trip->message + (rec.abort_reason.empty() ? "" : "; then " + rec.abort_reason);
         }
         if (load_connected && (rec.verdict == Verdict::abort || rec.verdict == Verdict::error)) {
             std::string why;

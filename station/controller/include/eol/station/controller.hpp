@@ -68,7 +68,8 @@
 //
 // Safety monitor (one coroutine per testing channel, separate from the
 // steps, owning the make-safe path): every control period
-// (ControllerOptions::control_period_s of wall time) it reads the channel's
+// (limits.control_period_s of wall time; in virtual time
+// ControllerOptions::virtual_monitor_period_s station seconds) it reads the channel's
 // load (V, I) and thermocouple and trips on: cell temperature over
 // limits.temp_abort_c or rising faster than limits.temp_rate_max_k_per_s;
 // terminal voltage outside [v_min_v, v_max_v]; measured current not
