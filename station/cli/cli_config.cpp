@@ -47,7 +47,7 @@ std::string step_text(const station::RecipeStep& s) {
 
 json step_json(const station::RecipeStep& s) {
     using namespace station;
-    json j{{"name", s.name}, {"kind", std::string(to_string(s.kind()))}, {"duration_s", s.duration_s()}};
+    json j{{"name", s.name}, {"kind", std::string(to_string(s.kind()))}, {"duration_s", s.duration_s()}, {"timeout_s", s.timeout_s}};
     std::visit(
         [&j](const auto& p) {
             using T = std::decay_t<decltype(p)>;
@@ -93,7 +93,7 @@ json recipe_json(const Recipe& r) {
     for (const auto& s : r.steps) steps.push_back(step_json(s));
     json layers = json::array();
     for (const auto& l : r.limit_layers)
-        layers.push_back({{"file", l.file.lexically_normal().string()}, {"present", l.present}, {"overrides", l.overrides}});
+        layers.push_back({{"file", l.file.lexically_normal().string()}, {"present", l.present}, {"overrides", l.overrides}, {"not_measured", l.not_measured}});
     return {{"file", r.file.string()},   {"name", r.name},
             {"cell_model", r.cell_model}, {"capacity_ah", r.capacity_ah},
             {"duration_s", r.duration_s()}, {"steps", steps}, {"limit_layers", layers}};
@@ -167,6 +167,10 @@ void print_recipe(const Recipe& r) {
     };
     for (const auto* m : r.measurements())
         fmt::print("  {:<{}}  low {}  high {}\n", m->name, mw, side(m->low, m->low_from), side(m->high, m->high_from));
+    for (const auto& l : r.limit_layers)
+        if (!l.not_measured.empty())
+            fmt::print("  not measured by this recipe, skipped: {} ({})\n", fmt::join(l.not_measured, ", "),
+                       l.file.lexically_normal().string());
 }
 
 void print_station(const StationConfig& c) {

@@ -17,6 +17,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -196,6 +197,66 @@ TEST_CASE("controller cli: run passes a good cell, prints its record and stores 
     CHECK_MESSAGE(t.exit == 0, t.out << t.err);
     CHECK(contains(t.out, "serial " + eol::test::lot0042_serial(102) + "  channel 2  verdict pass"));
     CHECK(contains(t.out, "ocv_v"));
+}
+
+TEST_CASE("controller cli: the two-minute example recipe runs every step kind at the example's 20x") {
+    StationFile f;
+    f.time_scale = 20;  // config/station.example.toml's [sim] time_scale
+    f.recipe = std::string(EOL_CONFIG_DIR) + "/recipes/eol-18650-quick.toml";
+    SimStation st(f);
+    const std::string s = eol::test::lot0042_serial(111);
+    const auto t0 = std::chrono::steady_clock::now();
+    const Result r = st.run_cell(s, 1);
+    const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("the quick recipe, one cell at 20x: " << wall_s << " s wall (the process included)");
+    REQUIRE_MESSAGE(r.exit == 0, r.out << r.err);
+    const json j = json::parse(r.out);
+    CHECK(j["verdict"] == "pass");
+    std::set<std::string> kinds;
+    double station_s = 0;
+    for (const auto& step : j["steps"]) {
+        CHECK(step["outcome"] == "pass");
+        kinds.insert(step["kind"].get<std::string>());
+        station_s += step["duration_s"].get<double>();
+    }
+    CHECK(kinds == std::set<std::string>{"rest", "ocv", "dcir", "pulse", "heat"});
+    MESSAGE("instrument time " << station_s << " s");
+    CHECK(station_s > 100);
+    CHECK(station_s < 160);  // "about two minutes"
+}
+
+TEST_CASE("hostile: controller a step past its declared timeout ends with outcome timeout and the load off") {
+    // The heat step's timeout is its own duration: the commands and the fit
+    // after the last sample push it past, so the step must time out.
+    TempDir rtmp;
+    std::ifstream in(std::string(EOL_CONFIG_DIR) + "/recipes/eol-18650-quick.toml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string recipe = text.str();
+    const auto at = recipe.find("cooling_s = 30");
+    REQUIRE(at != std::string::npos);
+    recipe.insert(at, "timeout_s = 60\n");
+    StationFile f;
+    f.time_scale = 20;
+    f.recipe = rtmp.write("slow.toml", recipe).string();
+    SimStation st(f);
+    const std::string s = eol::test::lot0042_serial(112);
+    const Result r = st.run_cell(s, 1);
+    CHECK(r.exit != 0);
+    const json j = json::parse(r.out);
+    CHECK(j["verdict"] == "error");
+    CHECK(contains(j["reason"].get<std::string>(), "step 'heat': ran past its timeout_s = 60 s"));
+    REQUIRE(j["steps"].size() == 6);
+    CHECK(j["steps"][5]["outcome"] == "timeout");
+    CHECK(j["steps"][4]["outcome"] == "pass");
+    CHECK(std::abs(st.load_current_a("keysight-el30000.toml", st.ports.keysight, 1)) < 0.05);
+    // A timeout shorter than the step itself is refused where it is written.
+    recipe.replace(recipe.find("timeout_s = 60"), 14, "timeout_s = 59");
+    const auto bad = rtmp.write("short.toml", recipe);
+    const Result c = run({EOL_CLI, "config", "check", "--recipe", bad.string()});
+    CHECK(c.exit != 0);
+    CHECK(contains(c.out + c.err, "timeout_s"));
+    CHECK(contains(c.out + c.err, "shorter than the step itself (60 s)"));
 }
 
 TEST_CASE("controller cli: run fails a cell on its limits and names them") {

@@ -131,6 +131,11 @@ double RecipeStep::duration_s() const {
         params);
 }
 
+double RecipeStep::default_timeout_s() const {
+    const double d = duration_s();
+    return d + std::max(30.0, 0.5 * d);
+}
+
 std::vector<const MeasurementSpec*> Recipe::measurements() const {
     std::vector<const MeasurementSpec*> out;
     for (const auto& s : steps)
@@ -652,7 +657,7 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
             // Unknown kind: accept any step key so only the kind is reported.
             for (const char* key : {"duration_s", "samples", "interval_s", "low_c", "low_s",
                                     "high_c", "high_s", "current_a", "pre_s", "relaxation_s",
-                                    "sample_interval_s", "cooling_s", "measurements"})
+                                    "sample_interval_s", "cooling_s", "measurements", "timeout_s"})
                 st.allow(key);
             st.finish();
             continue;
@@ -722,6 +727,13 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
                 break;
             }
         }
+        step.timeout_s = step.default_timeout_s();
+        if (const auto to = st.number("timeout_s", false, positive(7 * 86400))) {
+            step.timeout_s = *to;
+            if (step.timeout_s < step.duration_s())
+                st.bad("timeout_s", fmt::format("timeout {} s is shorter than the step itself ({} s)",
+                                                fmt_num(step.timeout_s), fmt_num(step.duration_s())));
+        }
         read_measurements(st, kind, step, measurement_names);
         st.finish();
         r.steps.push_back(std::move(step));
@@ -766,6 +778,13 @@ void apply_limits_file(const std::string& text, LimitLayer& layer, Recipe& r, st
                 const std::string path = "measurements." + name;
                 const auto& where = k.source().begin.line > 0 ? k.source() : node.source();
                 MeasurementSpec* m = find_measurement_mut(r, name);
+                bool is_quantity = false;  // what some step kind measures: another recipe of the model does
+                for (int kind = 0; kind <= static_cast<int>(StepKind::heat); ++kind)
+                    for (const auto& q : step_quantities(static_cast<StepKind>(kind))) is_quantity |= q.name == name;
+                if (!m && is_quantity) {
+                    layer.not_measured.push_back(name);
+                    continue;
+                }
                 if (!m) {
                     std::string msg = fmt::format("unknown measurement '{}': recipe {} ({}) has no such measurement",
                                                   name, r.name, display_name(r.file));
@@ -854,7 +873,7 @@ void apply_limit_layers(Recipe& r, const fs::path& generic_file, const LimitsKey
             return std::string();
         }
     };
-    LimitLayer generic{generic_file, true, 0};
+    LimitLayer generic{generic_file, true, 0, {}};
     const auto text = read_layer(generic.file);
     if (!text) {
         out.push_back({key.file, key.line, key.column, key.key_path,
@@ -865,7 +884,7 @@ void apply_limit_layers(Recipe& r, const fs::path& generic_file, const LimitsKey
     apply_limits_file(*text, generic, r, out);
     r.limit_layers.push_back(generic);
     if (!model_file_name_ok(r.cell_model)) return;
-    LimitLayer model{generic.file.parent_path() / (r.cell_model + ".toml"), true, 0};
+    LimitLayer model{generic.file.parent_path() / (r.cell_model + ".toml"), true, 0, {}};
     if (const auto mt = read_layer(model.file)) apply_limits_file(*mt, model, r, out);
     else model.present = false;
     r.limit_layers.push_back(model);

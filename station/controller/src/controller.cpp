@@ -289,6 +289,7 @@ struct Channel {
     bool monitoring = false;
     asio::steady_timer* monitor_timer = nullptr;
     VirtualTime::Ticket monitor_ticket;  // virtual time: the monitor's turn
+    std::optional<Lane> compute_lane;    // the channel's fits
     std::optional<Trip> trip;
 };
 
@@ -331,6 +332,7 @@ struct Controller::Impl {
     asio::io_context loop;
     asio::executor_work_guard<asio::io_context::executor_type> work{loop.get_executor()};
     std::unique_ptr<asio::thread_pool> drivers;
+    std::unique_ptr<asio::thread_pool> compute;  // the fits, a strand per channel
     std::optional<Lane> store_lane;
     std::thread loop_thread;
 
@@ -362,6 +364,7 @@ struct Controller::Impl {
         // A driver thread per instrument (at most 8) and one for the store.
         drivers = std::make_unique<asio::thread_pool>(std::clamp<std::size_t>(used.size(), 1, 8) + 1);
         store_lane.emplace(asio::make_strand(drivers->get_executor()));
+        compute = std::make_unique<asio::thread_pool>(std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 4));
         for (const ChannelConfig& ch : cfg.channels) {
             auto instrument = [&](const std::string& name) -> Instrument* {
                 auto& slot = instruments[name];
@@ -387,6 +390,7 @@ struct Controller::Impl {
             };
             auto c = std::make_unique<Channel>(clock, opt.virtual_time.get());
             c->cfg = &ch;
+            c->compute_lane.emplace(asio::make_strand(compute->get_executor()));
             c->load = instrument(ch.load);
             c->thermo = instrument(ch.thermo);
             if (!c->load->load) throw UsageError(fmt::format("{}: position {}: '{}' is not a load", cfg.file.string(), ch.position, ch.load));
@@ -468,6 +472,7 @@ struct Controller::Impl {
         loop.stop();
         if (loop_thread.joinable()) loop_thread.join();
         if (drivers) drivers->join();
+        if (compute) compute->join();
     }
 
     bool on_loop() { return loop.get_executor().running_in_this_thread(); }
@@ -847,6 +852,7 @@ struct Controller::Impl {
         ctx.station_id = cfg.station_id;
         ctx.position = c.cfg->position;
         ctx.clock = &c.clock;
+        ctx.compute = &*c.compute_lane;
         ctx.on_demand = [this, &c](const LoadDemand& d) {
             c.demand = d;
             c.demand_since_station_s = station_now_s();

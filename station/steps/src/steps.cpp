@@ -96,14 +96,30 @@ public:
 private:
     template <class F>
     auto with_load(F f) const {
+        check_deadline();
         return on_lane(io_.load_lane, [this, f]() mutable { return f(*io_.load); });
     }
     template <class F>
     auto with_thermo(F f) const {
+        check_deadline();
         return on_lane(io_.thermo_lane, [this, f]() mutable { return f(*io_.thermo); });
     }
 
     double now_s() const { return clock_.now_s(); }
+
+    /// The running step's timeout_s: checked before every command and at
+    /// every wait (a wait ends at the deadline), outcome timeout.
+    void check_deadline() const {
+        if (now_s() > deadline_s_)
+            throw StepStop{StepOutcome::timeout,
+                           fmt::format("ran past its timeout_s = {} s (station time)", step_timeout_s_)};
+    }
+    awaitable<void> sleep_s(double station_s) {
+        check_deadline();
+        co_await clock_.sleep_s(std::min(station_s, deadline_s_ - now_s() + 1e-3));
+        check_deadline();
+    }
+    awaitable<void> sleep_until_s(double station_t) { co_await sleep_s(station_t - now_s()); }
 
     void tell(bool on, double current_a, bool profile) const {
         if (ctx_.on_demand) ctx_.on_demand(LoadDemand{on, current_a, profile});
@@ -183,7 +199,7 @@ private:
 
     awaitable<void> rest(const RestParams& p) {
         co_await input_off();
-        co_await clock_.sleep_s(p.duration_s);
+        co_await sleep_s(p.duration_s);
     }
 
     awaitable<double> ocv(const OcvParams& p) {
@@ -191,7 +207,7 @@ private:
         double sum = 0;
         const int n = std::max(1, p.samples);
         for (int k = 0; k < n; ++k) {
-            if (k > 0) co_await clock_.sleep_s(p.interval_s);
+            if (k > 0) co_await sleep_s(p.interval_s);
             const auto r = co_await measure();
             sum += r.v_v;
         }
@@ -206,10 +222,10 @@ private:
     awaitable<double> dcir(const DcirParams& p) {
         check_current(p.high_a);
         co_await draw(p.low_a);
-        co_await clock_.sleep_s(p.low_s);
+        co_await sleep_s(p.low_s);
         const auto r1 = co_await measure();
         co_await draw(p.high_a);
-        co_await clock_.sleep_s(p.high_s);
+        co_await sleep_s(p.high_s);
         const auto r2 = co_await measure();
         co_await input_off();
         const auto temps = co_await temperatures();
@@ -245,7 +261,7 @@ private:
             if (done) break;
             if (now_s() > deadline_s && std::chrono::steady_clock::now() > wall_deadline)
                 throw instruments::TimeoutError(io_.load->name(), "pulse", "logger not complete in time");
-            co_await clock_.sleep_s(std::min(0.5, budget_s / 20));
+            co_await sleep_s(std::min(0.5, budget_s / 20));
         }
         const auto data = co_await with_load([ch](instruments::ElectronicLoad& l) { return l.fetch_pulse(ch); });
         co_await input_off();
@@ -270,7 +286,7 @@ private:
         }
         models::EcmOptions opt;
         opt.rc_pairs = 2;
-        const auto fit = fits_.ecm(s, opt);
+        const auto fit = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.ecm(s, opt); });
         ModelFit mf = fit_record("ecm2", fit.converged, fit.rmse_v);
         put(mf, "ocv_v", fit.ocv_v);
         put(mf, "r0_ohm", fit.r0_ohm);
@@ -316,7 +332,7 @@ private:
         const double end = t0 + duration_s;
         double next = t0 + p.sample_interval_s;
         while (next <= end + 1e-9) {
-            co_await clock_.sleep_until_s(next);
+            co_await sleep_until_s(next);
             co_await heat_sample(s, loaded);
             const double t = now_s();
             if (t >= end) break;
@@ -350,7 +366,7 @@ private:
         models::ThermalOptions opt;
         opt.heating_rc_pairs = 3;
         if (!io_.ambient_channel) s.t_amb_c.clear();
-        const auto fit = fits_.thermal(s, opt);
+        const auto fit = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.thermal(s, opt); });
         double i_on = 0;  // mean current while loaded (samples 1 .. n_on-1)
         for (std::size_t k = 1; k < n_on; ++k) i_on += s.i_a[k];
         if (n_on > 1) i_on /= static_cast<double>(n_on - 1);
@@ -391,6 +407,8 @@ private:
     StepClock& clock_;
     const StepFits& fits_;
     TestRecord out_;
+    double deadline_s_ = INFINITY;  // station time the running step must end by
+    double step_timeout_s_ = 0;
 };
 
 awaitable<TestRecord> Run::run(const CellIdentity& cell) {
@@ -422,6 +440,8 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
         }
         Quantities q;
         std::optional<StepStop> stop;
+        step_timeout_s_ = step.timeout_s > 0 ? step.timeout_s : step.default_timeout_s();
+        deadline_s_ = now_s() + step_timeout_s_;
         try {
             q = co_await run_step(step);
         } catch (const StepStop& s) {
@@ -435,6 +455,7 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
         } catch (...) {
             stop = StepStop{StepOutcome::error, "unknown exception"};
         }
+        deadline_s_ = INFINITY;  // making safe is never late
         if (stop) co_await safe_off();
         // The step's declared measurements, judged once (not measured when a
         // stop came first: unset).

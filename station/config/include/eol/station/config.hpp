@@ -107,6 +107,10 @@ struct LimitLayer {
     std::filesystem::path file;  // resolved
     bool present = true;         // false: the cell-model file does not exist (generic limits only)
     std::size_t overrides = 0;   // limits (low or high) this file set
+    /// Limits the file gives for quantities this recipe does not measure
+    /// (one file serves every recipe of a cell model): skipped. A name that
+    /// no step kind measures is an error (a typo).
+    std::vector<std::string> not_measured;
 };
 
 /// Open circuit, no load, for a fixed time (settling).
@@ -160,10 +164,16 @@ struct RecipeStep {
     std::variant<RestParams, OcvParams, DcirParams, PulseParams, HeatParams> params;
     std::vector<MeasurementSpec> measurements;
     int line = 0;  // where the step starts in the recipe file
+    /// Station seconds the step may take, instruments and fits included;
+    /// past it the step ends with outcome timeout (input off). `timeout_s`
+    /// in the recipe (at least duration_s()); default default_timeout_s().
+    double timeout_s = 0;
 
     StepKind kind() const { return static_cast<StepKind>(params.index()); }
     /// Time the step takes at the cell (excluding instrument overhead).
     double duration_s() const;
+    /// duration_s() + max(30 s, 50 % of it).
+    double default_timeout_s() const;
 };
 
 struct Recipe {

@@ -54,6 +54,9 @@
 // each transport still owns a private io_context that a lane thread runs
 // for the length of one command (docs/controller.md says why). The store
 // is one connection behind a mutex; records are written on a store lane.
+// The fits (tens of ms each) run on a compute pool (one thread per core, at
+// most 4), a strand per channel: channels finishing together fit side by
+// side and the loop stays free for the monitors.
 //
 // Instruments have a lifecycle (InstrumentState: disconnected → connecting
 // → ready ⇄ active → safe, and error) and health (commands, errors, command

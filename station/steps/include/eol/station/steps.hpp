@@ -185,6 +185,10 @@ struct RunContext {
     int position = 0;
     StepClock* clock = nullptr;           // required
     std::shared_ptr<const StepFits> fits; // nullptr: StepFits::standard()
+    /// Where the fits run (pure computation, tens of ms): a strand on a
+    /// compute pool, so that several channels' fits run side by side and
+    /// the run's executor (the controller's loop) stays free; nullptr: inline.
+    const Lane* compute = nullptr;
     /// Trace samples kept in the record: all (true) or only the pulse's (the
     /// simulated production's compact records, ~10 kB a cell, or none).
     enum class Trace { all, pulse_only, none } trace = Trace::all;
