@@ -474,8 +474,9 @@ void serve(const ServeOptions& o) {
     fmt::print(stderr, "serve: {}: aborting cells under test, loads off\n", why);
     // The results of the cells aborted now are printed by their callbacks
     // before shutdown() returns.
+    // The panel first: shutdown() ends the loop the panel's closing runs on.
+    if (panel) panel->stop();
     const auto problems = controller.shutdown(why);
-    if (panel) panel->stop();  // after the shutdown: the panel showed the cells aborted by it
     for (const auto& p : problems) fmt::print(stderr, "serve: {}\n", p);
     fmt::print(stderr, "serve: stopped\n");
     if (!problems.empty()) set_exit(station::ExitCode::domain_no);

@@ -127,11 +127,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
     ap.add_argument("--channel", type=int, default=1)
-    ap.add_argument("--serial", required=True)
-    ap.add_argument("--user", required=True)
-    ap.add_argument("--password", required=True)
+    ap.add_argument("--serial", default="")
+    ap.add_argument("--user", default="")
+    ap.add_argument("--password", default="")
     ap.add_argument("--screenshot", required=True)
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--look", action="store_true", help="only load the page and take the screenshot")
     a = ap.parse_args()
 
     out = {"ok": False, "history": "", "banner": "", "console": [], "screenshot": a.screenshot}
@@ -150,6 +151,13 @@ def main():
             if time.monotonic() > end:
                 raise TimeoutError("the page did not show channel %d and a station state" % a.channel)
             b.pump(0.2)
+        if a.look:
+            b.pump(2.0)
+            shot = b.call("Page.captureScreenshot", {"format": "png"})
+            with open(a.screenshot, "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
+            out["ok"] = True
+            return 0
         out["buttons_disabled_before_login"] = b.eval(
             "[...%s.querySelectorAll('button')].every(x => x.disabled)" % card)
         out["language"] = b.eval("document.documentElement.lang")

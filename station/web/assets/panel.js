@@ -185,8 +185,11 @@
       cls = 'testing'; text = t('testing');
     } else if (ch.banner) {
       cls = ch.banner.verdict; text = ch.banner.text; reason = ch.banner.reason;
+    } else if (ch.state === 'faulted') {
+      cls = 'error'; text = t('station_fault');
     }
-    if (ch.state === 'faulted' && ch.reason) reason = reason ? reason + ' — ' + ch.reason : ch.reason;
+    // A channel faulted after its last cell (an instrument lost while idle): both reasons.
+    if (ch.state === 'faulted' && ch.reason && ch.reason !== reason) reason = reason ? reason + ' — ' + ch.reason : ch.reason;
     if (c.banner.dataset.kind !== cls) {  // the history of banners this page has shown (tests read it)
       c.banner.dataset.kind = cls;
       c.banner.dataset.history = (c.banner.dataset.history + ' ' + cls).trim();

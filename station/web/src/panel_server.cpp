@@ -1051,7 +1051,7 @@ void PanelServer::stop() {
         c->close_all();
         closed->set_value();
     });
-    if (!core_->lane.running_in_this_thread()) done.wait_for(std::chrono::seconds(5));
+    if (!core_->lane.running_in_this_thread()) done.wait_for(std::chrono::seconds(2));
     core_->pool.join();
 }
 

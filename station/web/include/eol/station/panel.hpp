@@ -39,8 +39,10 @@
 // store (logins with their Argon2id verify, sessions, lookups, unit pages)
 // and the controller calls start() and fault_reset() — runs on the
 // server's two worker threads; their answers come back to the strand.
-// stop() (and the destructor) closes the listener and every connection and
-// joins the workers; it does not wait for the loop.
+// stop() (and the destructor) closes the listener and every connection (on
+// the strand: from another thread it waits for that, at most 2 s) and joins
+// the workers. Call it while the loop still runs — before
+// Controller::shutdown(), which ends the loop.
 //
 // Limits (bad input never crashes the server; each gets a 4xx and is
 // logged): request line and headers ≤ 8 KiB (431), body ≤ 8 KiB (413), a
@@ -129,7 +131,7 @@ public:
     /// Whether the chart library was found (else /chart.js is 404).
     bool charts_available() const;
     /// Closes the listener and every connection, joins the workers.
-    /// Idempotent; does not wait for the loop.
+    /// Idempotent; waits at most 2 s for the loop (see the top of this header).
     void stop();
 
 private:
