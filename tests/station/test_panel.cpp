@@ -399,6 +399,21 @@ TEST_CASE("panel: every text is in English and Simplified Chinese, and zh-CN is 
     CHECK(json::parse(http(rig.port(), "POST", "/api/channels/1/abort", "{}").body)["error"] == "请先以操作员身份登录");
 }
 
+TEST_CASE("panel: without the chart library the panel starts, says plots are unavailable and serves no /chart.js") {
+    web::PanelOptions o;
+    o.chart_js = "/nonexistent/chart.js/chart.min.js";
+    PanelRig rig(400, o);
+    CHECK(!rig.panel->charts_available());
+    const json cfg = json::parse(http(rig.port(), "GET", "/api/config").body);
+    CHECK(cfg["charts"] == false);
+    CHECK(cfg["texts"]["plots_unavailable"].get<std::string>().find("libjs-chart.js") != std::string::npos);
+    const HttpReply js = http(rig.port(), "GET", "/chart.js");
+    CHECK(js.status == 404);
+    CHECK(json::parse(js.body)["error"].get<std::string>().find("Live plots unavailable") == 0);
+    CHECK(http(rig.port(), "GET", "/").status == 200);
+    CHECK(status_of(rig.port())["channels"].size() == rig.cfg.channels.size());
+}
+
 TEST_CASE("hostile: panel malformed, oversized and unknown requests get 4xx and the server keeps serving") {
     PanelRig rig(400);
     const auto p = rig.port();
