@@ -507,3 +507,36 @@ TEST_CASE("hostile: panel failed logins are rate limited (429, even with the rig
     // Another user is not limited by ana's failures.
     CHECK(http(rig.port(), "POST", "/api/login", json{{"user", "lee"}, {"password", eol::test::kTestPassword}}.dump()).status == 200);
 }
+
+TEST_CASE("hostile: panel beyond 32 event streams and 128 connections answers 503, keeps the others, and recovers") {
+    PanelRig rig(400);
+    const auto p = rig.port();
+    std::vector<std::unique_ptr<EventReader>> streams;
+    for (int k = 0; k < 32; ++k) {
+        streams.push_back(std::make_unique<EventReader>(p));
+        REQUIRE_MESSAGE(streams.back()->next(10), "event stream " << k);
+    }
+    const HttpReply refused = http(p, "GET", "/api/events");
+    CHECK(refused.status == 503);
+    CHECK(http(p, "GET", "/api/status").status == 200);
+
+    // 32 streams + 96 idle connections = 128; one more is refused.
+    std::vector<int> idle;
+    for (int k = 0; k < 96; ++k) idle.push_back(eol::test::connect_loopback(p));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all accepted
+    const HttpReply over = http(p, "GET", "/api/status");
+    CHECK(over.status == 503);
+    CHECK(json::parse(over.body)["error"] == "The station is busy; try again");
+    // The streams still get their events.
+    rig.controller->start(1, eol::test::lot0042_serial(94), nullptr);
+    for (auto& s : streams) CHECK(s->next(10));
+    // Idle clients leave: served again.
+    for (int fd : idle) ::close(fd);
+    bool served = false;
+    for (int k = 0; k < 50 && !served; ++k) {
+        served = http(p, "GET", "/api/status").status == 200;
+        if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK(served);
+    CHECK(rig.wait_done(1, 60));
+}
