@@ -133,7 +133,8 @@ json station_json(const StationConfig& c) {
                     {"heartbeat_timeout_s", c.plc.heartbeat_timeout_s},
                     {"allow", c.plc.allow},
                     {"recipe_id", c.plc.recipe_id}}},
-           {"panel", {{"bind", c.panel.bind}, {"port", c.panel.port}}},
+           {"panel", {{"enabled", c.panel.active()}, {"bind", c.panel.bind}, {"port", c.panel.port},
+                      {"language", c.panel.language}}},
            {"screening", {{"features", c.screening.features}}}};
     j["ambient"] = c.ambient ? json{{"thermo", c.ambient->thermo}, {"channel", c.ambient->channel}}
                              : json(nullptr);
@@ -197,7 +198,8 @@ void print_station(const StationConfig& c) {
                    fmt::join(c.plc.allow, " "), c.plc.recipe_id);
     else
         fmt::print("plc          off\n");
-    fmt::print("panel        {}:{}\n", c.panel.bind, c.panel.port);
+    if (c.panel.active()) fmt::print("panel        {}:{} ({})\n", c.panel.bind, c.panel.port, c.panel.language);
+    else fmt::print("panel        off\n");
 }
 
 struct CheckOptions {

@@ -57,6 +57,7 @@
 #include "commands.hpp"
 #include "eol/station/config.hpp"
 #include "eol/station/controller.hpp"
+#include "eol/station/panel.hpp"
 #include "eol/station/plc.hpp"
 #include "eol/station/text.hpp"
 
@@ -423,6 +424,11 @@ void serve(const ServeOptions& o) {
     controller.connect_all();
     // The PLC server on the controller's loop ([plc]: docs/plc.md).
     const auto plc = station::plc::start_plc_if_configured(controller.executor(), controller);
+    // The operator panel on the same loop ([panel]: docs/panel.md); a stale
+    // PLC heartbeat is one of its alarms.
+    std::function<bool()> plc_stale;
+    if (plc) plc_stale = [p = plc.get()] { return p->heartbeat_stale(); };
+    const auto panel = station::web::start_panel_if_configured(controller.executor(), controller, plc_stale);
     fmt::print(stderr, "serve: station {}; {} positions; store {}; time scale {}x; lines 'CHANNEL SERIAL' on stdin; "
                "stop with SIGTERM or Ctrl-C\n",
                controller.config().station_id, controller.snapshot().size(), controller.store_path().string(),
@@ -468,6 +474,8 @@ void serve(const ServeOptions& o) {
     fmt::print(stderr, "serve: {}: aborting cells under test, loads off\n", why);
     // The results of the cells aborted now are printed by their callbacks
     // before shutdown() returns.
+    // The panel first: shutdown() ends the loop the panel's closing runs on.
+    if (panel) panel->stop();
     const auto problems = controller.shutdown(why);
     for (const auto& p : problems) fmt::print(stderr, "serve: {}\n", p);
     fmt::print(stderr, "serve: stopped\n");

@@ -256,6 +256,8 @@ TEST_CASE("config: a valid station file loads with resolved paths, defaults and 
     CHECK(c.plc.heartbeat_timeout_s == doctest::Approx(2.0));
     CHECK(c.panel.port == 8081);
     CHECK(c.panel.bind == "127.0.0.1");
+    CHECK(c.panel.active());            // a [panel] table: serve starts the panel
+    CHECK(c.panel.language == "en");    // the default language
     CHECK(c.screening.pat_k == doctest::Approx(5.0));
     CHECK(c.screening.pat_min_count == 20);
     CHECK(c.screening.features == std::vector<std::string>{"ocv_v", "r0_ohm", "temp_rise_k"});
@@ -312,7 +314,7 @@ TEST_CASE("config: an unknown key with no close match lists the expected keys") 
     const std::string text = replace(kStation, "[panel]\n", "[panel]\nwebsocket = true\n");
     const Diagnostic e = one(errors_of(d, text), "panel.websocket");
     CHECK(contains(e.message, "unknown key 'websocket'"));
-    CHECK(contains(e.message, "expected one of: bind, port"));
+    CHECK(contains(e.message, "expected one of: bind, enabled, language, port"));
 }
 
 TEST_CASE("config: wrong types name the expected and the actual type") {
@@ -467,6 +469,22 @@ TEST_CASE("config: enumerations suggest the closest valid value") {
     const std::string text = replace(kStation, "driver = \"modbus_load\"", "driver = \"modbus-load\"");
     const Diagnostic e = one(errors_of(d, text), "instruments.load2.driver");
     CHECK(contains(e.message, "unknown value 'modbus-load' (did you mean 'modbus_load'?)"));
+}
+
+TEST_CASE("config: the panel's language is en or zh-CN, a typo named at its line with a guess") {
+    Dir d;
+    std::string text = replace(kStation, "[panel]\n", "[panel]\nlanguage = \"zh-CN\"\nenabled = false\n");
+    const eol::station::StationConfig ok = eol::station::load_station_config(d.station(text));
+    CHECK(ok.panel.language == "zh-CN");
+    CHECK(ok.panel.present);
+    CHECK(!ok.panel.active());  // enabled = false: no server
+    text = replace(kStation, "[panel]\n", "[panel]\nlanguage = \"zh_CN\"\n");
+    const auto ds = errors_of(d, text);
+    const Diagnostic e = one(ds, "panel.language");
+    CHECK(e.line == line_of(text, "language = "));
+    CHECK(contains(e.message, "unknown value 'zh_CN'"));
+    CHECK(contains(e.message, "did you mean 'zh-CN'?"));
+    CHECK(contains(e.message, "expected one of: en, zh-CN"));
 }
 
 TEST_CASE("config: port clashes between the PLC, the panel and loopback instruments") {

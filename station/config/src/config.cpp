@@ -1347,8 +1347,11 @@ void read_servers(Tbl& root, StationConfig& cfg) {
     }
     if (const toml::table* pt = root.table("panel", false)) {
         Tbl t(root.sink(), *pt, "panel");
+        cfg.panel.present = true;
+        t.read("enabled", cfg.panel.enabled, false);
         read_bind(t, cfg.panel.bind);
         t.read("port", cfg.panel.port, false, 1, 65535);
+        if (auto o = choice(t, "language", false, {"en", "zh-CN"})) cfg.panel.language = *o == 0 ? "en" : "zh-CN";
         t.finish();
     }
     const auto overlap = [](const std::string& a, const std::string& b) {

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -198,6 +199,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
     bool heartbeat_seen = false;
     Clock::time_point heartbeat_changed{};
     bool heartbeat_was_stale = true;
+    std::atomic<bool> heartbeat_stale_now{true};  // heartbeat_was_stale for other threads (heartbeat_stale())
     // Answers posted from other threads reach the strand only while the
     // server is alive. The `done` callbacks the station keeps hold only this
     // (not a strand: a strand must not outlive its io_context).
@@ -415,6 +417,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
                 heartbeat_changed = Clock::now();
                 if (heartbeat_was_stale) {
                     heartbeat_was_stale = false;
+                    heartbeat_stale_now = false;
                     log().info("plc: PLC heartbeat present");
                     for (auto& [p, c] : channels) publish(c);
                 }
@@ -683,6 +686,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         const bool fresh = heartbeat_fresh();
         if (!fresh && !heartbeat_was_stale) {
             heartbeat_was_stale = true;
+            heartbeat_stale_now = true;
             log().warn("plc: PLC heartbeat stale (unchanged for {} s)", cfg.heartbeat_timeout_s);
         }
         std::map<int, ChannelState> states;
@@ -732,6 +736,8 @@ PlcServer::PlcServer(asio::any_io_executor executor, std::unique_ptr<PlcStation>
 PlcServer::~PlcServer() { stop(); }
 
 std::uint16_t PlcServer::port() const { return core_->bound_port; }
+
+bool PlcServer::heartbeat_stale() const { return core_->heartbeat_stale_now.load(); }
 
 void PlcServer::stop() {
     if (!core_) return;

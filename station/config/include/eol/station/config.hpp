@@ -311,9 +311,17 @@ struct PlcConfig {
     bool active() const { return present && enabled; }
 };
 
+/// The operator panel, an HTTP server ([panel]; docs/panel.md).
 struct PanelConfig {
+    bool present = false;  // the file has a [panel] table
+    bool enabled = true;   // `enabled = false` keeps the table but starts no server
     std::string bind = "127.0.0.1";
     int port = 8080;
+    /// The language of every operator-facing text: "en" or "zh-CN".
+    std::string language = "en";
+
+    /// A panel is to be started: a [panel] table with enabled = true.
+    bool active() const { return present && enabled; }
 };
 
 /// How `eolstation sim` fills the virtual fixture ([sim], optional).

@@ -200,6 +200,9 @@ public:
 
     /// The port listened on (the bound one when [plc] port was 0).
     std::uint16_t port() const;
+    /// Whether the PLC heartbeat is missing (none seen since start) or stale
+    /// now (what the operator panel shows as an alarm). Any thread.
+    bool heartbeat_stale() const;
     /// Closes the listener and every connection, stops the timers, joins the
     /// workers. Idempotent; call it from outside the executor's threads or
     /// from the executor (it does not wait for the loop).
