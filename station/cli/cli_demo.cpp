@@ -32,6 +32,12 @@
 #include "eol/station/sim_roles.hpp"
 #include "eol/station/steps.hpp"
 #include "eol/station/virtual_time.hpp"
+#include "eol/station/output.hpp"
+#include "eol/station/panel.hpp"
+#include "eol/station/report.hpp"
+
+#include <csignal>
+#include <pthread.h>
 #include "eol/station/screen_store.hpp"
 #include "eol/station/serial.hpp"
 #include "eol/station/sim_station.hpp"
@@ -49,6 +55,7 @@ struct DemoOptions {
     double time_scale = 400.0;
     std::uint64_t seed = 2023;
     double storage_days = 7.0;  // formation → EOL
+    bool keep_serving = false;  // the panel stays up after the summary until Ctrl-C
 };
 
 // The cell's life before the EOL station, which the screen's K-value needs:
@@ -151,8 +158,16 @@ void run_demo(const DemoOptions& o) {
     copt.store = db;
     copt.virtual_time = vtime;
     copt.virtual_monitor_period_s = 1.0;  // whatever the pace: the same readings
+    // The operator panel on a free loopback port (the station file's [panel]
+    // language), over the same controller: it shows every round live.
+    cfg.panel.present = true;
+    cfg.panel.enabled = true;
+    cfg.panel.bind = "127.0.0.1";
+    cfg.panel.port = 0;
     station::Controller controller(cfg, copt);
     controller.connect_all();
+    auto panel = station::web::start_panel_if_configured(controller.executor(), controller);
+    if (panel) fmt::print("  panel    http://127.0.0.1:{}/\n", panel->port());
     for (const auto& inst : controller.instruments())
         fmt::print("  driver   {} ({}) {}\n", inst.name, inst.role, station::to_string(inst.state));
 
@@ -229,7 +244,6 @@ void run_demo(const DemoOptions& o) {
             records.push_back(std::move(rec));
         }
     }
-    for (const auto& p : controller.shutdown("demo finished")) fmt::print("  warning  {}\n", p);
     for (const auto& inst : controller.instruments())
         if (inst.commands > 0)
             fmt::print("  health   {}: {} commands, {} errors, command time p50 {:.2f} ms, p99 {:.2f} ms\n", inst.name,
@@ -276,8 +290,35 @@ void run_demo(const DemoOptions& o) {
         if (std::isfinite(sim.lot_params(k).r_isc_ohm))
             fmt::print("  truth    {} has an internal short of {:.0f} Ω: {}\n", serials[k], sim.lot_params(k).r_isc_ohm,
                        gate.lookup(serials[k]).may_ship ? "MISSED (may ship)" : "stopped");
+
+    // The lot report (one self-contained HTML file) and the holds as CSV.
+    station::LotReportOptions lo;
+    lo.lot = cfg.sim.lot;
+    lo.screening = cfg.screening;
+    lo.recipe = &cfg.recipe;
+    lo.generated_by = "eolstation demo";
+    const station::LotReport lot_report = station::build_lot_report(store, lo);
+    station::write_file_atomically(out / "report.html", lot_report.html);
+    for (const auto& t : lot_report.tables)
+        if (t.name == "holds") station::write_file_atomically(out / "holds.csv", station::to_csv(t));
+    fmt::print("\nreport     {} ({} tested, {} passed, {} failed, {} held; {} SVG plots)\n",
+               (out / "report.html").string(), lot_report.tested, lot_report.passed, lot_report.failed, lot_report.held,
+               lot_report.svg_plots);
+    fmt::print("holds      {}\n", (out / "holds.csv").string());
     fmt::print("next       eolstation lookup --db {} SERIAL...   |   eolstation quarantine list --db {}\n",
                db.string(), db.string());
+    if (panel && o.keep_serving) {
+        fmt::print("panel      http://127.0.0.1:{}/ stays up: Ctrl-C ends the demo\n", panel->port());
+        std::fflush(stdout);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        int sig = 0;
+        sigwait(&set, &sig);
+    }
+    if (panel) panel->stop();
+    for (const auto& p : controller.shutdown("demo finished")) fmt::print("  warning  {}\n", p);
 }
 
 }  // namespace
@@ -297,7 +338,18 @@ void add_demo_commands(CLI::App& app) {
     cmd->add_option("--seed", opts->seed, "Seed of the virtual lot")->capture_default_str();
     cmd->add_option("--storage-days", opts->storage_days, "Days between formation and the EOL test (K-value)")
         ->check(finite_range(0.5, 60.0))->capture_default_str();
-    cmd->callback([opts] { run_demo(*opts); });
+    cmd->add_flag("--keep-serving", opts->keep_serving,
+                  "Leave the operator panel up after the summary (until Ctrl-C), so a person can look around");
+    cmd->callback([opts] {
+        if (opts->keep_serving) {  // SIGINT/SIGTERM for sigwait() in every thread started from here on
+            sigset_t set;
+            sigemptyset(&set);
+            sigaddset(&set, SIGINT);
+            sigaddset(&set, SIGTERM);
+            pthread_sigmask(SIG_BLOCK, &set, nullptr);
+        }
+        run_demo(*opts);
+    });
 }
 
 }  // namespace eol::cli
