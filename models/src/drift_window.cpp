@@ -58,27 +58,33 @@ struct Best {
     std::size_t a = 0, b = 0;
 };
 
-Best scan_max(const Eigen::MatrixXd& w, const std::vector<std::size_t>& block, std::size_t m_max) {
-    const std::size_t d = static_cast<std::size_t>(w.rows());
-    const auto p = w.cols();
+// The largest T over the admissible runs. `w` is row-major D × p; `prefix`
+// is scratch. Plain loops: this runs B + 1 times (and in unoptimized,
+// sanitized test builds too).
+Best scan_max(const std::vector<double>& w, std::size_t d, std::size_t p, const std::vector<std::size_t>& block,
+              std::size_t m_max, std::vector<double>& prefix) {
     Best best;
     if (d < 2) return best;
-    // Inline the prefix sums for speed (this runs B + 1 times).
-    Eigen::MatrixXd prefix(p, static_cast<Eigen::Index>(d + 1));
-    prefix.col(0).setZero();
+    prefix.assign((d + 1) * p, 0.0);
     for (std::size_t i = 0; i < d; ++i)
-        prefix.col(static_cast<Eigen::Index>(i + 1)) = prefix.col(static_cast<Eigen::Index>(i)) + w.row(static_cast<Eigen::Index>(i)).transpose();
-    const Eigen::VectorXd total = prefix.col(static_cast<Eigen::Index>(d));
+        for (std::size_t q = 0; q < p; ++q) prefix[(i + 1) * p + q] = prefix[i * p + q] + w[i * p + q];
+    const double* total = prefix.data() + d * p;
     const double dd = static_cast<double>(d);
-    Eigen::VectorXd u(p);
     for (std::size_t a = 0; a < d; ++a) {
+        const double* pa = prefix.data() + a * p;
         const std::size_t b_end = std::min(d, a + m_max);
         for (std::size_t b = a; b < b_end; ++b) {
             if (block[b] != block[a]) break;
             const double m = static_cast<double>(b - a + 1);
             if (m >= dd) break;
-            u = prefix.col(static_cast<Eigen::Index>(b + 1)) - prefix.col(static_cast<Eigen::Index>(a)) - (m / dd) * total;
-            const double t = dd / (m * (dd - m)) * u.squaredNorm();
+            const double* pb = prefix.data() + (b + 1) * p;
+            const double f = m / dd;
+            double ss = 0.0;
+            for (std::size_t q = 0; q < p; ++q) {
+                const double u = pb[q] - pa[q] - f * total[q];
+                ss += u * u;
+            }
+            const double t = dd / (m * (dd - m)) * ss;
             if (t > best.t) best = {t, a, b};
         }
     }
@@ -300,19 +306,23 @@ DriftWindowResult find_drift_windows(std::span<const double> values, std::size_t
         const auto m_max = static_cast<std::size_t>(std::floor(s.max_window_fraction * static_cast<double>(d)));
         if (m_max < 1) break;
         Eigen::MatrixXd w(static_cast<Eigen::Index>(d), pi);
-        for (std::size_t k = 0; k < d; ++k) w.row(static_cast<Eigen::Index>(k)) = w_all.row(static_cast<Eigen::Index>(pos[k]));
-        const Best best = scan_max(w, block, m_max);
+        std::vector<double> wr(d * p), wp(d * p), scratch;
+        for (std::size_t k = 0; k < d; ++k) {
+            w.row(static_cast<Eigen::Index>(k)) = w_all.row(static_cast<Eigen::Index>(pos[k]));
+            for (std::size_t q = 0; q < p; ++q) wr[k * p + q] = w(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(q));
+        }
+        const Best best = scan_max(wr, d, p, block, m_max, scratch);
         if (best.t < 0) break;
         // Permutation null of the maximum.
         std::vector<double> null_max(s.permutations);
         std::vector<std::size_t> perm(d);
         std::iota(perm.begin(), perm.end(), std::size_t{0});
-        Eigen::MatrixXd wp(w.rows(), w.cols());
         std::size_t exceed = 0;
         for (std::size_t bb = 0; bb < s.permutations; ++bb) {
             for (std::size_t k = d - 1; k > 0; --k) std::swap(perm[k], perm[draw_below(rng, k + 1)]);
-            for (std::size_t k = 0; k < d; ++k) wp.row(static_cast<Eigen::Index>(k)) = w.row(static_cast<Eigen::Index>(perm[k]));
-            null_max[bb] = scan_max(wp, block, m_max).t;
+            for (std::size_t k = 0; k < d; ++k)
+                std::copy_n(wr.begin() + static_cast<std::ptrdiff_t>(perm[k] * p), p, wp.begin() + static_cast<std::ptrdiff_t>(k * p));
+            null_max[bb] = scan_max(wp, d, p, block, m_max, scratch).t;
             exceed += null_max[bb] >= best.t ? 1u : 0u;
         }
         const double p_value = static_cast<double>(1 + exceed) / static_cast<double>(s.permutations + 1);
