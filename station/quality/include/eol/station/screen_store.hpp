@@ -32,10 +32,10 @@
 //        at false-alarm rate drift_alpha → a window hold over its dates
 //        (the estimate, or with drift_window = "credible" the hull of both
 //        boundaries' 95 % credible days), reported with the estimated
-//        first/last day of the shift and their uncertainty. Months and
-//        weeks are then tested on the cells outside the drift windows (the
-//        window already holds its cells; a week straddling its start would
-//        otherwise hold good days for the defect days it contains).
+//        first/last day of the shift and their uncertainty. Lots, months
+//        and weeks keep their binomial tests on all cells (a boundary day
+//        the scan misplaces is still held when its month or week fails);
+//        drift days inside a drift window are not listed again.
 //    Targets that already have a hold in force (their latest event is a hold)
 //    are not held again (counted as already_held); a scrapped unit is not
 //    held. Cells of a held group are not also held one by one unless they are
