@@ -60,6 +60,7 @@ struct ScreenOptions {
     bool apply = false;
     std::string actor;
     std::string role = "screening";
+    std::string drift;         // --drift estimate|credible|off (empty: the config's)
     bool k_given = false, quantile_given = false, min_count_given = false, alpha_given = false;
     std::string serial_column = "serial";
     std::string lot_column = "lot";
@@ -423,6 +424,27 @@ json db_json(const ScreenOptions& o, const station::ScreenReport& r) {
                            {"production_date", u.production_date},
                            {"shipped_unix_s", u.shipped_unix_s},
                            {"why", u.why}});
+    json drift = json::array();
+    for (const auto& d : r.drift_windows) {
+        json shifts = json::array();
+        for (const auto& s : d.shifts) shifts.push_back({{"feature", s.feature}, {"shift", s.shift}, {"shift_sigma", s.shift_z}});
+        drift.push_back({{"start", {{"day", d.start},
+                                    {"probability", d.start_probability},
+                                    {"credible_95", {d.start_credible_from, d.start_credible_to}}}},
+                         {"end", {{"day", d.end},
+                                  {"probability", d.end_probability},
+                                  {"credible_95", {d.end_credible_from, d.end_credible_to}}}},
+                         {"last_day_before", d.last_day_before},
+                         {"first_day_after", d.first_day_after},
+                         {"held_from", d.held_from},
+                         {"held_to", d.held_to},
+                         {"days", d.days},
+                         {"cells", d.cells},
+                         {"statistic", d.statistic},
+                         {"critical", d.critical},
+                         {"p_value", d.p_value},
+                         {"shifts", std::move(shifts)}});
+    }
     json missing = json::object();
     for (std::size_t j = 0; j < r.features.size() && j < r.missing.size(); ++j) missing[r.features[j]] = r.missing[j];
     return json{{"db", o.db},
@@ -434,6 +456,7 @@ json db_json(const ScreenOptions& o, const station::ScreenReport& r) {
                 {"outliers", r.outliers},
                 {"cells", std::move(cells)},
                 {"groups", std::move(groups)},
+                {"drift", {{"evaluated", r.drift_evaluated}, {"p_value", r.drift_p_value}, {"windows", std::move(drift)}}},
                 {"cells_held_by_groups", r.cells_held_by_groups},
                 {"shipped", std::move(shipped)},
                 {"event_ids", r.event_ids},
@@ -450,6 +473,25 @@ void print_db_text(const ScreenOptions& o, const station::ScreenReport& r) {
     std::size_t new_groups = 0, new_cells = 0;
     for (const auto& g : r.groups) new_groups += g.already_held ? 0 : 1;
     for (const auto& c : r.cells) new_cells += (c.already_held || c.scrapped) ? 0 : 1;
+    for (const auto& d : r.drift_windows) {
+        fmt::print("\ndrift window (change-point scan over production days, permutation p = {:.3g}):\n", d.p_value);
+        fmt::print("  started {}  (P {:.2f}; 95 % credible {} .. {}; last production day before: {})\n", d.start,
+                   d.start_probability, d.start_credible_from, d.start_credible_to,
+                   d.last_day_before.empty() ? "none" : d.last_day_before);
+        fmt::print("  ended   {}  (P {:.2f}; 95 % credible {} .. {}; first production day after: {})\n", d.end,
+                   d.end_probability, d.end_credible_from, d.end_credible_to,
+                   d.first_day_after.empty() ? "none" : d.first_day_after);
+        fmt::print("  {} days, {} cells; {} {} .. {}\n", d.days, d.cells, r.applied ? "held" : "would hold", d.held_from,
+                   d.held_to);
+        std::string sh;
+        for (std::size_t k = 0; k < d.shifts.size() && k < 4; ++k)
+            sh += fmt::format("{}{} {:+.4g} ({:+.2f} sigma)", k ? ", " : "", d.shifts[k].feature, d.shifts[k].shift,
+                              d.shifts[k].shift_z);
+        fmt::print("  shift: {}\n", sh);
+    }
+    if (r.drift_evaluated && r.drift_windows.empty())
+        fmt::print("\nno drift window (change-point scan over production days: strongest run p = {:.3g})\n",
+                   r.drift_p_value);
     if (!r.groups.empty()) {
         fmt::print("\n{} whole ({} new):\n", verb, new_groups);
         for (const auto& g : r.groups) fmt::print("  {}\n", group_line(g));
@@ -496,6 +538,10 @@ void run_screen_db(const ScreenOptions& o) {
     if (o.k_given) config.pat_k = o.k;
     if (o.quantile_given) config.mcd_quantile = o.quantile;
     if (o.alpha_given) config.lot_alpha = o.alpha;
+    if (!o.drift.empty())
+        config.drift_window = o.drift == "off" ? station::DriftHold::off
+                              : o.drift == "credible" ? station::DriftHold::credible
+                                                      : station::DriftHold::estimate;
     if (o.min_count_given) config.pat_min_count = static_cast<int>(o.min_count);
     station::ScreenFilter filter;
     if (!o.lot.empty()) filter.lot = o.lot;
@@ -531,8 +577,8 @@ void run_screen(const ScreenOptions& o) {
         run_screen_db(o);
         return;
     }
-    if (!o.lot.empty() || !o.since.empty() || o.apply || !o.config.empty())
-        throw UsageError("screen: --lot, --since, --apply and --config go with --db");
+    if (!o.lot.empty() || !o.since.empty() || o.apply || !o.config.empty() || !o.drift.empty())
+        throw UsageError("screen: --lot, --since, --apply, --config and --drift go with --db");
     if (o.features_csv.empty()) throw UsageError("screen: give --features FILE.csv or --db FILE");
     const LoadedTable lt = load_csv_table(o);
     const m::ScreeningSettings s = settings_from(o, lt.table);
@@ -578,6 +624,11 @@ void add_screen_commands(CLI::App& app) {
     c->add_option("--actor", o->actor, "With --apply: who holds (recorded in every event)");
     c->add_option("--role", o->role, "With --apply: the actor's role")->capture_default_str();
     c->add_flag("--json", o->json, "Print the result as JSON");
+    c->add_option("--drift", o->drift,
+                  "With --db: drift windows (change-point scan over production days): hold the estimated window "
+                  "(estimate), also each boundary's 95 % credible days (credible), or do not look (off); default: "
+                  "the config's [screening] drift_window, else estimate")
+        ->check(CLI::IsMember({"estimate", "credible", "off"}));
     auto* k_opt = c->add_option("--k", o->k, "PAT limits at median ± k robust sigma")->capture_default_str();
     auto* q_opt = c->add_option("--quantile", o->quantile, "Chi-square quantile of the MCD cutoff")->capture_default_str();
     auto* mc_opt = c->add_option("--min-count", o->min_count, "Fewer values in a lot: static PAT limits instead of dynamic")

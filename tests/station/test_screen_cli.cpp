@@ -72,6 +72,12 @@ TEST_CASE("screen CLI --db: dry run, apply in one transaction, already held, fil
     CHECK(dry["applied"] == false);
     CHECK(dry["cells_screened"] == 300);
     CHECK(dry["event_ids"].empty());
+    // Six production days: too few for the drift-window scan (it says so).
+    CHECK(dry["drift"]["evaluated"] == false);
+    CHECK(dry["drift"]["windows"].empty());
+    CHECK(r.out.find("drift windows: 6 production days") != std::string::npos);
+    CHECK(run_cli("screen --drift credible --features " + db.string()).code == 2);
+    CHECK(run_cli("screen --drift sometimes" + D).code == 2);
     std::set<std::string> flagged;
     for (const auto& c : dry["cells"]) {
         flagged.insert(c["serial"].get<std::string>());

@@ -1279,6 +1279,11 @@ void read_screening(Tbl& root, ScreeningConfig& s, const Recipe* recipe) {
         std::sort(rules.begin(), rules.end());
         s.nelson_rules = rules;
     }
+    if (auto m = choice(t, "drift_window", false, {"estimate", "credible", "off"}))
+        s.drift_window = *m == 0 ? DriftHold::estimate : *m == 1 ? DriftHold::credible : DriftHold::off;
+    t.read("drift_alpha", s.drift_alpha, false, {0, 0.5, true, false});
+    t.read("drift_permutations", s.drift_permutations, false, 19, 1'000'000);
+    t.read("drift_max_windows", s.drift_max_windows, false, 1, 100);
     t.finish();
 }
 

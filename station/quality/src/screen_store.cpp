@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "eol/models/drift_window.hpp"
 #include "eol/models/lot_tests.hpp"
 
 namespace eol::station {
@@ -166,6 +167,81 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
         }
     }
 
+    // Drift windows: a change-point scan over production days (every lot's
+    // evidence pooled); each window found is held by its dates.
+    std::vector<std::pair<std::int32_t, std::int32_t>> drift_held;  // day ranges held
+    if (config.drift_window != DriftHold::off && !mt.day.empty()) {
+        models::DriftWindowSettings ds;
+        ds.alpha = config.drift_alpha;
+        ds.permutations = static_cast<std::size_t>(std::max(19, config.drift_permutations));
+        ds.max_windows = static_cast<std::size_t>(std::max(1, config.drift_max_windows));
+        const models::DriftWindowResult dw = models::find_drift_windows(mt.values, mt.rows, mt.features.size(), mt.day, ds);
+        rep.drift_evaluated = dw.evaluated;
+        rep.drift_p_value = dw.first_p_value;
+        for (const auto& n : dw.notes) rep.notes.push_back(n);
+        for (const auto& w : dw.windows) {
+            DriftWindowReport d;
+            d.start = models::day_to_iso(w.start.day);
+            d.end = models::day_to_iso(w.end.day);
+            d.start_probability = w.start.probability;
+            d.end_probability = w.end.probability;
+            d.start_credible_from = models::day_to_iso(w.start.credible_first);
+            d.start_credible_to = models::day_to_iso(w.start.credible_last);
+            d.end_credible_from = models::day_to_iso(w.end.credible_first);
+            d.end_credible_to = models::day_to_iso(w.end.credible_last);
+            d.last_day_before = models::day_to_iso(w.last_day_before);
+            d.first_day_after = models::day_to_iso(w.first_day_after);
+            d.days = w.days;
+            d.cells = w.cells;
+            d.statistic = w.statistic;
+            d.critical = w.critical;
+            d.p_value = w.p_value;
+            for (std::size_t q = 0; q < dw.features.size(); ++q)
+                d.shifts.push_back({table.names[dw.features[q]], w.shift[q], w.shift_z[q]});
+            std::stable_sort(d.shifts.begin(), d.shifts.end(), [](const auto& a, const auto& b) {
+                return std::abs(a.shift_z) > std::abs(b.shift_z);
+            });
+            const bool credible = config.drift_window == DriftHold::credible;
+            const std::int32_t from = credible ? std::min(w.start.day, w.start.credible_first) : w.start.day;
+            const std::int32_t to = credible ? std::max(w.end.day, w.end.credible_last) : w.end.day;
+            d.held_from = models::day_to_iso(from);
+            d.held_to = models::day_to_iso(to);
+            drift_held.emplace_back(from, to);
+
+            ScreenedGroup sg;
+            sg.scope = QuarantineScope::window;
+            sg.window_from = d.held_from;
+            sg.window_to = d.held_to;
+            sg.target = d.held_from + ".." + d.held_to;
+            sg.group = fmt::format("drift window {}", sg.target);
+            sg.cells = 0;
+            for (std::size_t i = 0; i < table.rows(); ++i) sg.cells += mt.day[i] != models::kNoDay && mt.day[i] >= from && mt.day[i] <= to ? 1u : 0u;
+            sg.p_value = w.p_value;
+            std::string shifts;
+            for (std::size_t q = 0; q < d.shifts.size() && q < 3; ++q)
+                shifts += fmt::format("{}{} {:+.3g} ({:+.2f} sigma)", q ? ", " : "", d.shifts[q].feature,
+                                      d.shifts[q].shift, d.shifts[q].shift_z);
+            sg.reason = fmt::format(
+                "screen: drift window: process shifted from {} (P {:.2f}, 95 % {}..{}) to {} (P {:.2f}, 95 % {}..{}), "
+                "{} days; {}; scan T {:.1f} > {:.1f}, permutation p = {}",
+                d.start, d.start_probability, d.start_credible_from, d.start_credible_to, d.end, d.end_probability,
+                d.end_credible_from, d.end_credible_to, d.days, shifts, d.statistic, d.critical, fmt_p(d.p_value));
+            sg.already_held = false;  // set below, once `latest` is read
+            rep.groups.push_back(std::move(sg));
+            rep.drift_windows.push_back(std::move(d));
+        }
+    }
+    auto in_drift_window = [&](std::int32_t day) {
+        for (const auto& [a, b] : drift_held)
+            if (day != models::kNoDay && day >= a && day <= b) return true;
+        return false;
+    };
+    // Lots, months and weeks keep their binomial tests on all cells, drift
+    // windows or not: a boundary day the scan misplaces is still held when its
+    // month or week fails (tests/station/test_screen_store.cpp "accuracy: …"
+    // lost two defect lots when windows were tested outside the drift window).
+    const models::LotTestResult& lots_res = res.lots;
+
     // Latest event per target, for "already held".
     std::map<std::pair<QuarantineScope, std::string>, QuarantineAction> latest;
     for (const auto& e : store.quarantine_events()) latest[{e.scope, e.target}] = e.action;
@@ -174,9 +250,11 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
         return it != latest.end() && it->second == QuarantineAction::hold;
     };
 
+    for (auto& g : rep.groups) g.already_held = held_now(g.scope, g.target);  // drift windows
+
     // Failed groups → lot and window holds.
-    for (std::size_t g = 0; g < res.lots.groups.size(); ++g) {
-        const models::GroupTest& gt = res.lots.groups[g];
+    for (std::size_t g = 0; g < lots_res.groups.size(); ++g) {
+        const models::GroupTest& gt = lots_res.groups[g];
         if (!gt.held) continue;  // groups under lot_min_count cells are not tested
         ScreenedGroup sg;
         sg.group = fmt::format("{} {}", models::to_string(gt.kind), gt.key);
@@ -199,8 +277,8 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
             sg.target = dates->first + ".." + dates->second;
         }
         sg.reason = fmt::format("screen: {} outlier rate {:.2f} % ({}/{}) vs baseline {:.2f} % (binomial p = {} < {})",
-                                sg.group, 100.0 * gt.rate, gt.outliers, gt.cells, 100.0 * res.lots.baseline_rate,
-                                fmt_p(gt.p_value), fmt_p(res.lots.alpha_per_test));
+                                sg.group, 100.0 * gt.rate, gt.outliers, gt.cells, 100.0 * lots_res.baseline_rate,
+                                fmt_p(gt.p_value), fmt_p(lots_res.alpha_per_test));
         sg.already_held = held_now(sg.scope, sg.target);
         rep.groups.push_back(std::move(sg));
     }
@@ -230,7 +308,7 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
                 const auto& ch = res.charts[j];
                 if (!ch.evaluated || !(ch.sigma > 0)) continue;
                 for (const auto& pt : ch.points) {
-                    if (pt.count < min_count) continue;
+                    if (pt.count < min_count || in_drift_window(pt.day)) continue;
                     const double z = (pt.value - ch.center) / ch.sigma;
                     if (!(std::abs(z) > z_crit)) continue;
                     auto& d = drift[pt.day];

@@ -273,6 +273,9 @@ struct Limits {
 };
 
 enum class PatMode { dynamic, static_ };
+/// Drift windows: hold the estimated window, or each boundary's whole 95 %
+/// credible set of days too, or do not look for windows.
+enum class DriftHold { estimate, credible, off };
 
 struct ScreeningConfig {
     std::vector<std::string> features;  // recipe measurement names used for screening
@@ -287,6 +290,11 @@ struct ScreeningConfig {
     double lot_baseline_rate = 0.01;      // expected outlier rate of a good lot
     int lot_min_count = 20;               // lots smaller than this are not tested
     std::vector<int> nelson_rules{1, 2, 3, 4, 5, 6, 7, 8};  // control-chart rules in force
+    // Drift windows (models/drift_window.hpp): a change-point scan over production days.
+    DriftHold drift_window = DriftHold::estimate;  // which days of a window found are held
+    double drift_alpha = 0.01;            // false-alarm rate of a window per screen (permutation test)
+    int drift_permutations = 999;
+    int drift_max_windows = 3;
 };
 
 /// The Modbus TCP server the line PLC talks to ([plc]; docs/plc.md).

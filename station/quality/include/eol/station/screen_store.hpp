@@ -27,6 +27,15 @@
 //        it moves the day's median by many of its sigmas. Days with fewer
 //        than half the median cells a day are not judged. The Nelson rules
 //        in force that fired are reported in notes (when a drift began).
+//      - drift windows: a change-point scan over production days pools the
+//        evidence of every lot (models/drift_window.hpp); each window found
+//        at false-alarm rate drift_alpha → a window hold over its dates
+//        (the estimate, or with drift_window = "credible" the hull of both
+//        boundaries' 95 % credible days), reported with the estimated
+//        first/last day of the shift and their uncertainty. Lots, months
+//        and weeks keep their binomial tests on all cells (a boundary day
+//        the scan misplaces is still held when its month or week fails);
+//        drift days inside a drift window are not listed again.
 //    Targets that already have a hold in force (their latest event is a hold)
 //    are not held again (counted as already_held); a scrapped unit is not
 //    held. Cells of a held group are not also held one by one unless they are
@@ -93,6 +102,26 @@ struct ScreenedGroup {
     bool already_held = false;
 };
 
+/// A drift window: production days on which the process had shifted, found
+/// by the change-point scan over days (models/drift_window.hpp), with the
+/// uncertainty of its first and last day.
+struct DriftWindowReport {
+    std::string start, end;                          // estimated first and last day of the shift (YYYY-MM-DD)
+    double start_probability = 0.0, end_probability = 0.0;  // posterior mass of those days
+    std::string start_credible_from, start_credible_to;     // 95 % credible days of the start
+    std::string end_credible_from, end_credible_to;         // … and of the end
+    std::string last_day_before, first_day_after;    // neighbouring production days ("" if none)
+    std::string held_from, held_to;                  // the dates held (the estimate, or the credible hull)
+    std::size_t days = 0, cells = 0;                 // production days and cells in [start, end]
+    double statistic = 0.0, critical = 0.0, p_value = 1.0;  // scan T, its 1-alpha permutation quantile, p
+    struct Shift {
+        std::string feature;
+        double shift = 0.0;                          // mean of the day means inside − outside, feature units
+        double shift_z = 0.0;                        // the same in robust cell sigmas
+    };
+    std::vector<Shift> shifts;                       // every feature of the scan, largest |shift_z| first
+};
+
 /// A unit that would now be held but has already shipped.
 struct ShippedUnit {
     std::string serial;
@@ -109,7 +138,10 @@ struct ScreenReport {
     double baseline_rate = 0.0;          // outlier rate the groups were tested against
     std::size_t outliers = 0;            // cells flagged by PAT or MCD
     std::vector<ScreenedCell> cells;     // outliers, by serial
-    std::vector<ScreenedGroup> groups;   // failed lots, then windows
+    std::vector<ScreenedGroup> groups;   // drift windows, then failed lots and months/weeks, then drift lots
+    bool drift_evaluated = false;        // the change-point scan over days ran
+    double drift_p_value = 1.0;          // of the strongest run of days (significant or not)
+    std::vector<DriftWindowReport> drift_windows;
     std::size_t cells_held_by_groups = 0;  // screened cells inside a failed group
     std::vector<ShippedUnit> shipped;    // would now be held, already shipped
     std::vector<std::string> notes;      // from screening (fallbacks, skipped steps)
