@@ -98,7 +98,7 @@ void run_demo(const DemoOptions& o) {
     fs::create_directories(out);
     const fs::path cfg_file = o.config.empty() ? materialize_config(out / "config") : fs::path(o.config);
     station::StationConfig cfg = station::load_station_config(cfg_file);
-    const fs::path db = out / "eolstation.db";
+    const fs::path db = out / "results.db";
     fmt::print("eolstation demo\n  config   {}{}\n  store    {}\n  time     virtual (repeatable), paced at most {}x (simulated seconds per wall second)\n",
                cfg_file.string(), o.config.empty() ? " (embedded default, written out)" : "", db.string(),
                o.time_scale);

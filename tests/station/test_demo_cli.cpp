@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <set>
@@ -74,7 +75,18 @@ TEST_CASE("demo cli: two runs with the same seed give the same readings, verdict
         INFO(r.err);
         REQUIRE(r.exit == 0);
         CHECK(r.out.find("ship gate") != std::string::npos);
-        runs[k] = demo_outcome(tmp.dir / ("run" + std::to_string(k)) / "eolstation.db");
+        const fs::path dir = tmp.dir / ("run" + std::to_string(k));
+        runs[k] = demo_outcome(dir / "results.db");
+        // What the demo leaves for a person: the lot report, the holds, the panel it served.
+        CHECK(r.out.find("  panel    http://127.0.0.1:") != std::string::npos);
+        CHECK(fs::file_size(dir / "report.html") > 10000);
+        std::ifstream holds(dir / "holds.csv");
+        std::string header, line;
+        std::getline(holds, header);
+        std::size_t hold_rows = 0;
+        while (std::getline(holds, line)) hold_rows += !line.empty();
+        CHECK(!header.empty());
+        CHECK(hold_rows >= 1);
         for (std::size_t at = r.out.find("  truth "); at != std::string::npos; at = r.out.find("  truth ", at + 1))
             truth[k] += r.out.substr(at, r.out.find('\n', at) - at) + "\n";
     }
