@@ -34,6 +34,9 @@
 #include "eol/station/virtual_time.hpp"
 #include "eol/station/output.hpp"
 #include "eol/station/panel.hpp"
+#include "eol/station/plc.hpp"
+
+#include <modbus.h>
 #include "eol/station/report.hpp"
 
 #include <csignal>
@@ -92,6 +95,100 @@ double get(const station::TestRecord& rec, std::string_view name) {
         if (m.name == name) return m.value;
     return std::nan("");
 }
+
+/// The line PLC, virtual: drives every cell through the station's Modbus TCP
+/// interface (docs/plc.md) as a line PLC does — serial, recipe and cycle id,
+/// START, wait for the result, RESULT_ACK — and keeps its heartbeat going
+/// (every 100 ms of wall time) on its own thread. libmodbus, one connection,
+/// a mutex around it. Errors: std::runtime_error naming the register.
+class VirtualPlc {
+public:
+    VirtualPlc(std::uint16_t port, int unit, int recipe_id, station::PlcConfig::ByteOrder order)
+        : recipe_id_(recipe_id), order_(order) {
+        ctx_ = modbus_new_tcp("127.0.0.1", port);
+        if (!ctx_) throw std::runtime_error("virtual PLC: modbus_new_tcp failed");
+        modbus_set_slave(ctx_, unit);
+        if (modbus_connect(ctx_) != 0) {
+            modbus_free(ctx_);
+            throw std::runtime_error(fmt::format("virtual PLC: cannot connect to 127.0.0.1:{}: {}", port,
+                                                 modbus_strerror(errno)));
+        }
+        heartbeat_ = std::thread([this] {
+            std::uint16_t beat = 0;
+            while (!stop_) {
+                try {
+                    write(station::plc::kPlcHeartbeat, ++beat);
+                } catch (const std::exception&) {
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            }
+        });
+    }
+    ~VirtualPlc() {
+        stop_ = true;
+        heartbeat_.join();
+        modbus_close(ctx_);
+        modbus_free(ctx_);
+    }
+    VirtualPlc(const VirtualPlc&) = delete;
+    VirtualPlc& operator=(const VirtualPlc&) = delete;
+
+    /// Serial, recipe id and cycle id, then START (a rising edge).
+    void start(int position, const std::string& serial, std::uint16_t cycle) {
+        const std::uint16_t b = station::plc::block(position);
+        std::uint16_t words[3 + station::plc::reg::serial_words] = {};
+        words[0] = 0;
+        words[1] = static_cast<std::uint16_t>(recipe_id_);
+        words[2] = cycle;
+        station::plc::serial_to_registers(serial, words + 3, order_);
+        write_many(b, words, 3 + station::plc::reg::serial_words);
+        write(static_cast<std::uint16_t>(b + station::plc::reg::command), station::plc::command::start);
+    }
+    void command(int position, std::uint16_t bits) {
+        write(static_cast<std::uint16_t>(station::plc::block(position) + station::plc::reg::command), bits);
+    }
+    std::uint16_t status(int position) { return read(station::plc::block(position) + station::plc::reg::status); }
+    std::uint16_t result(int position) { return read(station::plc::block(position) + station::plc::reg::result); }
+    /// Polls `position`'s status until `(status & mask) != 0` equals `set`.
+    void wait_status(int position, std::uint16_t mask, bool set, double timeout_s) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+        while (((status(position) & mask) != 0) != set) {
+            if (std::chrono::steady_clock::now() > until)
+                throw std::runtime_error(fmt::format("virtual PLC: position {}: status register {} did not {} bits "
+                                                     "0x{:02x} within {} s",
+                                                     position, station::plc::block(position) + station::plc::reg::status,
+                                                     set ? "set" : "clear", mask, timeout_s));
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+
+private:
+    void write(std::uint16_t address, std::uint16_t value) {
+        std::lock_guard lk(m_);
+        if (modbus_write_register(ctx_, address, value) != 1)
+            throw std::runtime_error(fmt::format("virtual PLC: write of register {}: {}", address, modbus_strerror(errno)));
+    }
+    void write_many(std::uint16_t address, const std::uint16_t* values, int n) {
+        std::lock_guard lk(m_);
+        if (modbus_write_registers(ctx_, address, n, values) != n)
+            throw std::runtime_error(
+                fmt::format("virtual PLC: write of registers {}..{}: {}", address, address + n - 1, modbus_strerror(errno)));
+    }
+    std::uint16_t read(int address) {
+        std::lock_guard lk(m_);
+        std::uint16_t v = 0;
+        if (modbus_read_registers(ctx_, address, 1, &v) != 1)
+            throw std::runtime_error(fmt::format("virtual PLC: read of register {}: {}", address, modbus_strerror(errno)));
+        return v;
+    }
+
+    modbus_t* ctx_ = nullptr;
+    int recipe_id_;
+    station::PlcConfig::ByteOrder order_;
+    std::mutex m_;
+    std::atomic<bool> stop_{false};
+    std::thread heartbeat_;
+};
 
 void run_demo(const DemoOptions& o) {
     const fs::path out = o.out;
@@ -164,10 +261,22 @@ void run_demo(const DemoOptions& o) {
     cfg.panel.enabled = true;
     cfg.panel.bind = "127.0.0.1";
     cfg.panel.port = 0;
+    // The station's PLC interface on a free loopback port, and a virtual PLC
+    // that drives every cell through it.
+    cfg.plc.present = true;
+    cfg.plc.enabled = true;
+    cfg.plc.bind = "127.0.0.1";
+    cfg.plc.port = 0;
     station::Controller controller(cfg, copt);
     controller.connect_all();
-    auto panel = station::web::start_panel_if_configured(controller.executor(), controller);
+    auto plc_server = station::plc::start_plc_if_configured(controller.executor(), controller);
+    if (!plc_server) throw std::logic_error("demo: the PLC interface did not start");
+    auto panel = station::web::start_panel_if_configured(
+        controller.executor(), controller, [s = plc_server.get()] { return s->heartbeat_stale(); });
     if (panel) fmt::print("  panel    http://127.0.0.1:{}/\n", panel->port());
+    VirtualPlc plc(plc_server->port(), cfg.plc.unit, cfg.plc.recipe_id, cfg.plc.serial_byte_order);
+    fmt::print("  plc      a virtual line PLC drives every cell over Modbus TCP 127.0.0.1:{} (docs/plc.md)\n",
+               plc_server->port());
     for (const auto& inst : controller.instruments())
         fmt::print("  driver   {} ({}) {}\n", inst.name, inst.role, station::to_string(inst.state));
 
@@ -183,6 +292,7 @@ void run_demo(const DemoOptions& o) {
     const station::Recipe formation = embedded_recipe("recipes/formation.toml");
     std::vector<station::TestRecord> records, formed;
     std::mt19937_64 rng(o.seed ^ 0x5eedf0f0u);
+    std::uint16_t cycle = 0;
     fmt::print("  history  each cell's formation OCV (station FORM-01) {} days before its EOL test; storage "
                "drains it by leakage and any short\n\n",
                o.storage_days);
@@ -205,33 +315,49 @@ void run_demo(const DemoOptions& o) {
         }
         store.write_batch(formed);
         formed.clear();
-        // Every position at once through the controller; results in position order.
-        std::mutex mu;
-        std::condition_variable cv;
-        std::map<int, station::CellResult> results;
-        std::size_t started = 0;
+        // Every position of the round started by the PLC at one station instant
+        // (virtual time paused until each position is BUSY), then its results
+        // collected and acknowledged as the PLC does.
         {
-            vtime->pause();  // every cell of the round starts at the same station instant
+            vtime->pause();
             struct Resume {
                 station::VirtualTime& vt;
                 ~Resume() { vt.resume(); }
             } resume{*vtime};
+            // One START at a time, the next once the cell has joined virtual
+            // time (the PLC server starts cells on worker threads): the cells'
+            // turns then come in position order in every run.
+            std::size_t joined = vtime->participants();
             for (const auto& [pos, serial] : round) {
-                try {
-                    controller.start(pos, serial, [&, pos = pos](const station::CellResult& r) {
-                        std::lock_guard lk(mu);
-                        results[pos] = r;
-                        cv.notify_all();
-                    });
-                    ++started;
-                } catch (const std::exception& e) {  // a refused start is that cell's line, not the end
-                    fmt::print("{:<18} {:>3} refused: {}\n", serial, pos, e.what());
+                plc.start(pos, serial, ++cycle);
+                const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+                while (vtime->participants() == joined &&
+                       !(plc.status(pos) & station::plc::status::result_valid)) {  // a held serial never joins
+                    if (std::chrono::steady_clock::now() > until)
+                        throw std::runtime_error(fmt::format("demo: position {} did not start {} within 30 s", pos, serial));
+                    std::this_thread::sleep_for(std::chrono::milliseconds(2));
                 }
+                joined = vtime->participants();
+            }
+            for (const auto& [pos, serial] : round) {
+                plc.wait_status(pos, station::plc::status::busy | station::plc::status::result_valid, true, 30);
+                plc.command(pos, 0);
             }
         }
-        {
-            std::unique_lock lk(mu);
-            cv.wait(lk, [&] { return results.size() == started; });
+        const double round_wall_s = cfg.recipe.duration_s() / o.time_scale * 4 + 120;
+        std::map<int, station::CellResult> results;
+        for (const auto& [pos, serial] : round) {
+            plc.wait_status(pos, station::plc::status::result_valid, true, round_wall_s);
+            station::CellResult& res = results[pos];
+            res.position = pos;
+            res.serial = serial;
+            for (const auto& run : store.runs_for(serial))
+                if (run.station_id == cfg.station_id) res.record = store.read_record(run.id);
+            if (!res.record)
+                fmt::print("{:<18} {:>3} PLC result code {} (no record)\n", serial, pos, plc.result(pos));
+            plc.command(pos, station::plc::command::result_ack);
+            plc.wait_status(pos, station::plc::status::result_valid, false, 30);
+            plc.command(pos, 0);
         }
         for (auto& [pos, res] : results) {
             if (!res.record) continue;
@@ -318,6 +444,7 @@ void run_demo(const DemoOptions& o) {
         sigwait(&set, &sig);
     }
     if (panel) panel->stop();
+    plc_server->stop();
     for (const auto& p : controller.shutdown("demo finished")) fmt::print("  warning  {}\n", p);
 }
 

@@ -79,6 +79,10 @@ TEST_CASE("demo cli: two runs with the same seed give the same readings, verdict
         runs[k] = demo_outcome(dir / "results.db");
         // What the demo leaves for a person: the lot report, the holds, the panel it served.
         CHECK(r.out.find("  panel    http://127.0.0.1:") != std::string::npos);
+        // Every cell went through the PLC interface (the virtual PLC's cycles, logged by the server).
+        CHECK(r.out.find("  plc      a virtual line PLC drives every cell over Modbus TCP") != std::string::npos);
+        CHECK(r.err.find("position 1 cycle 1: start") != std::string::npos);
+        CHECK(r.err.find("cycle 12: result") != std::string::npos);
         CHECK(fs::file_size(dir / "report.html") > 10000);
         std::ifstream holds(dir / "holds.csv");
         std::string header, line;
