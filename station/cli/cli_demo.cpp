@@ -369,6 +369,14 @@ void run_demo(const DemoOptions& o) {
                        std::string(station::to_string(rec.verdict)), notes);
             records.push_back(std::move(rec));
         }
+        {  // progress, a line per round under its rows
+            const auto done = static_cast<int>(next), all = static_cast<int>(serials.size());
+            const int w = 30, fill = all > 0 ? done * w / all : w;
+            fmt::print("  progress [{}{}] {}/{} cells, station time {:.0f} s\n",
+                       std::string(static_cast<std::size_t>(fill), '#'), std::string(static_cast<std::size_t>(w - fill), '.'),
+                       done, all, vtime->now_s());
+            std::fflush(stdout);
+        }
     }
     for (const auto& inst : controller.instruments())
         if (inst.commands > 0)
