@@ -267,6 +267,10 @@ void run_demo(const DemoOptions& o) {
     cfg.plc.enabled = true;
     cfg.plc.bind = "127.0.0.1";
     cfg.plc.port = 0;
+    // The virtual PLC beats every 100 ms of wall time from its own thread; a
+    // host loaded by other work must not make it look stale (which aborts
+    // every test, as it should on a line).
+    cfg.plc.heartbeat_timeout_s = std::max(cfg.plc.heartbeat_timeout_s, 10.0);
     station::Controller controller(cfg, copt);
     controller.connect_all();
     auto plc_server = station::plc::start_plc_if_configured(controller.executor(), controller);
