@@ -41,7 +41,7 @@ json device_json(const DeviceLookup& d) {
     j["known"] = d.known;
     if (!d.known) return j;
     j["model"] = d.model;
-    j["assembled"] = utc(d.assembled_unix_s);
+    j["assembled"] = utc_text(d.assembled_unix_s);
     j["station"] = d.station_id;
     j["state"] = to_string(d.state());
     j["own_state"] = to_string(d.own_state);
@@ -326,7 +326,7 @@ struct ShowOptions {
 };
 
 json link_event_json(const DeviceLinkEvent& e) {
-    json j{{"id", e.id},           {"time", utc(e.time_unix_s)}, {"action", to_string(e.action)},
+    json j{{"id", e.id},           {"time", utc_text(e.time_unix_s)}, {"action", to_string(e.action)},
            {"device", e.device_serial}, {"cell", e.cell_serial},   {"station", e.station_id}};
     if (!e.reason.empty()) j["reason"] = e.reason;
     if (!e.actor.empty()) j["actor"] = e.actor;
@@ -335,7 +335,7 @@ json link_event_json(const DeviceLinkEvent& e) {
 }
 
 std::string link_event_line(const DeviceLinkEvent& e) {
-    std::string s = fmt::format("#{:<5} {}  {:<6} cell {} {} device {} at {}", e.id, utc(e.time_unix_s),
+    std::string s = fmt::format("#{:<5} {}  {:<6} cell {} {} device {} at {}", e.id, utc_text(e.time_unix_s),
                                 to_string(e.action), e.cell_serial, e.action == LinkAction::link ? "into" : "from",
                                 e.device_serial, e.station_id);
     if (!e.actor.empty()) s += fmt::format(" by {}", e.actor);
@@ -362,7 +362,7 @@ void run_show(const ShowOptions& o) {
             out = j.dump(2) + "\n";
         } else {
             out = device_line(x.device) + "\n";
-            out += fmt::format("  assembled {} at {}\n", utc(x.device.assembled_unix_s), x.device.station_id);
+            out += fmt::format("  assembled {} at {}\n", utc_text(x.device.assembled_unix_s), x.device.station_id);
             for (const auto& c : x.device.cells) out += "  " + lookup_line(c, "cell") + "\n";
             out += "  history:\n";
             for (const auto& e : history) out += "    " + link_event_line(e) + "\n";

@@ -12,7 +12,6 @@
 
 namespace eol::cli {
 
-std::string utc(double unix_s);  // "2023-03-14T08:00:00Z"
 nlohmann::json event_json(const station::QuarantineEvent& e);
 std::string event_line(const station::QuarantineEvent& e);
 nlohmann::json lookup_json(const station::LookupResult& r, const std::string& where);

@@ -42,18 +42,9 @@ Store open_store(const std::string& db, bool write) {
 
 }  // namespace
 
-// Shared with cli_genealogy.cpp (cli_lookup.hpp).
-std::string utc(double unix_s) {
-    const auto t = static_cast<std::time_t>(unix_s);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 
 json event_json(const QuarantineEvent& e) {
-    json j{{"id", e.id},          {"time", utc(e.time_unix_s)}, {"time_unix_s", e.time_unix_s},
+    json j{{"id", e.id},          {"time", utc_text(e.time_unix_s)}, {"time_unix_s", e.time_unix_s},
            {"action", to_string(e.action)}, {"scope", to_string(e.scope)}, {"target", e.target},
            {"reason", e.reason},  {"actor", e.actor},           {"role", e.role}};
     if (e.scope == QuarantineScope::window) {
@@ -64,7 +55,7 @@ json event_json(const QuarantineEvent& e) {
 }
 
 std::string event_line(const QuarantineEvent& e) {
-    return fmt::format("#{:<5} {}  {:<7} {:<6} {:<22} by {} ({}): {}", e.id, utc(e.time_unix_s), to_string(e.action),
+    return fmt::format("#{:<5} {}  {:<7} {:<6} {:<22} by {} ({}): {}", e.id, utc_text(e.time_unix_s), to_string(e.action),
                        to_string(e.scope), e.target, e.actor, e.role.empty() ? "-" : e.role, e.reason);
 }
 
@@ -94,7 +85,7 @@ std::string lookup_line(const LookupResult& r, const std::string& where) {
     if (r.status() == "unknown" && r.state != CellState::clear) s += fmt::format(" (and {})", to_string(r.state));
     if (!r.because.empty()) {
         const auto& e = r.state == CellState::held ? r.because.back() : r.because.front();
-        s += fmt::format("  since {} by {} {}: {}", utc(e.time_unix_s), to_string(e.scope), e.target, e.reason);
+        s += fmt::format("  since {} by {} {}: {}", utc_text(e.time_unix_s), to_string(e.scope), e.target, e.reason);
         if (r.because.size() > 1) s += fmt::format(" (+{} more)", r.because.size() - 1);
     }
     if (r.verdict && *r.verdict != Verdict::pass) s += fmt::format("  last test: {}", to_string(*r.verdict));
@@ -397,10 +388,10 @@ void run_recall_devices(const RecallOptions& o, Store& store, const CellFilter& 
                 cells.push_back({{"serial", c.serial}, {"lot", c.lot}, {"production_date", c.production_date}});
             devices.push_back({{"device_serial", d.device.serial},
                                {"model", d.device.model},
-                               {"assembled", utc(d.device.assembled_unix_s)},
+                               {"assembled", utc_text(d.device.assembled_unix_s)},
                                {"station", d.device.station_id},
                                {"shipped", d.shipped_unix_s.has_value()},
-                               {"shipped_utc", d.shipped_unix_s ? json(utc(*d.shipped_unix_s)) : json()},
+                               {"shipped_utc", d.shipped_unix_s ? json(utc_text(*d.shipped_unix_s)) : json()},
                                {"affected_cells", cells}});
         }
         json models = json::object();
@@ -420,9 +411,9 @@ void run_recall_devices(const RecallOptions& o, Store& store, const CellFilter& 
                 if (lots.find(c.lot) == std::string::npos) lots += (lots.empty() ? "" : ";") + c.lot;
             }
             text += fmt::format("{},{},{},{},{},{},{},{}\n", csv_field(d.device.serial), csv_field(d.device.model),
-                                utc(d.device.assembled_unix_s), csv_field(d.device.station_id), csv_field(cells),
+                                utc_text(d.device.assembled_unix_s), csv_field(d.device.station_id), csv_field(cells),
                                 csv_field(lots), d.shipped_unix_s ? "yes" : "no",
-                                d.shipped_unix_s ? utc(*d.shipped_unix_s) : "");
+                                d.shipped_unix_s ? utc_text(*d.shipped_unix_s) : "");
         }
     }
     // Counts per model: part of the JSON; beside the CSV on stderr.
@@ -468,7 +459,7 @@ void run_recall(const RecallOptions& o) {
         const auto it = shipped.find(r.serial);
         text += fmt::format("{},{},{},{},{},{}\n", csv_field(r.serial), csv_field(r.lot), csv_field(r.production_date),
                             to_string(r.state), it != shipped.end() ? "yes" : "no",
-                            it != shipped.end() ? utc(it->second) : "");
+                            it != shipped.end() ? utc_text(it->second) : "");
     }
     if (o.out.empty() || o.out == "-") {
         write_stdout(text);

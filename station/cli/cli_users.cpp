@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_auth.hpp"
+#include "eol/station/text.hpp"
 #include "commands.hpp"
 #include "eol/station/output.hpp"
 
@@ -23,15 +24,6 @@ namespace eol::cli {
 using namespace eol::station;
 
 namespace {
-
-std::string utc_time(double unix_s) {
-    const auto t = static_cast<std::time_t>(unix_s);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 
 // Asks on the controlling terminal with echo off; restores the terminal.
 std::string prompt_tty(const std::string& prompt) {
@@ -158,15 +150,15 @@ void run_list(const UserOptions& o) {
             arr.push_back({{"name", u.name},
                            {"role", u.role},
                            {"disabled", u.disabled},
-                           {"created", utc_time(u.created_unix_s)},
-                           {"changed", utc_time(u.changed_unix_s)}});
+                           {"created", utc_text(u.created_unix_s)},
+                           {"changed", utc_text(u.changed_unix_s)}});
         write_stdout(arr.dump(2) + "\n");
         return;
     }
     std::string out;
     for (const auto& u : users)
         out += fmt::format("{:<24} {:<9} {:<9} created {}  changed {}\n", u.name, u.role,
-                           u.disabled ? "disabled" : "active", utc_time(u.created_unix_s), utc_time(u.changed_unix_s));
+                           u.disabled ? "disabled" : "active", utc_text(u.created_unix_s), utc_text(u.changed_unix_s));
     out += fmt::format("{} user{}\n", users.size(), users.size() == 1 ? "" : "s");
     write_stdout(out);
 }

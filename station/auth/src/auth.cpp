@@ -1,5 +1,6 @@
 // Users, roles and sessions (auth.hpp).
 #include "eol/station/auth.hpp"
+#include "eol/station/text.hpp"
 
 #include <fmt/format.h>
 #include <sodium.h>
@@ -53,15 +54,6 @@ bool verify_password(const std::string& hash, std::string_view password) {
 const std::string& dummy_hash() {
     static const std::string h = hash_password("not a password of anyone");
     return h;
-}
-
-std::string utc_text(double unix_s) {
-    const auto t = static_cast<std::time_t>(unix_s);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
 }
 
 }  // namespace

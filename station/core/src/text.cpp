@@ -1,5 +1,7 @@
 #include "eol/station/text.hpp"
 
+#include <ctime>
+
 #include <fmt/format.h>
 
 #include <cstdint>
@@ -76,6 +78,15 @@ std::vector<ListLine> list_lines(std::string_view content) {
         out.push_back({number, std::string(line)});
     }
     return out;
+}
+
+std::string utc_text(double unix_s, const char* strftime_format) {
+    const auto t = static_cast<std::time_t>(unix_s);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    const std::size_t n = std::strftime(buf, sizeof buf, strftime_format, &tm);
+    return std::string(buf, n);
 }
 
 }  // namespace eol::station

@@ -1,4 +1,5 @@
 #include "eol/station/genealogy.hpp"
+#include "eol/station/text.hpp"
 
 #include <fmt/format.h>
 
@@ -49,21 +50,12 @@ std::string trimmed(std::string_view s) {
     return std::string(s.substr(b, e - b + 1));
 }
 
-std::string utc_text(double unix_s) {
-    const auto t = static_cast<std::time_t>(unix_s);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-    return buf;
-}
-
 // "lot 0042: lot outlier rate 12 % (by screening)" — the hold in force that
 // came last, or the deciding event.
 std::string describe_because(const std::vector<QuarantineEvent>& because) {
     if (because.empty()) return {};
     const QuarantineEvent& e = because.back();
-    std::string s = fmt::format("{} {} since {}: {}", to_string(e.scope), e.target, utc_text(e.time_unix_s), e.reason);
+    std::string s = fmt::format("{} {} since {}: {}", to_string(e.scope), e.target, utc_text(e.time_unix_s, "%Y-%m-%d"), e.reason);
     if (because.size() > 1) s += fmt::format(" (+{} more)", because.size() - 1);
     return s;
 }

@@ -1,5 +1,6 @@
 // The page skeleton, tables, CSV and the SVG plot writer (html.hpp).
 #include "html.hpp"
+#include "eol/station/text.hpp"
 
 #include <fmt/format.h>
 
@@ -96,12 +97,7 @@ std::string num(double v, int digits) {
 
 std::string utc(double unix_s) {
     if (!std::isfinite(unix_s) || unix_s <= 0) return "–";
-    const auto t = static_cast<std::time_t>(unix_s);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-    return buf;
+    return utc_text(unix_s, "%Y-%m-%d %H:%M:%S UTC");
 }
 
 std::string page_head(std::string_view title) {

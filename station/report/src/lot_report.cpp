@@ -42,15 +42,6 @@ struct CellRow {
     std::string held_reason;
 };
 
-const char* state_name(CellState s) {
-    switch (s) {
-        case CellState::clear: return "clear";
-        case CellState::held: return "held";
-        case CellState::released: return "released";
-        case CellState::scrapped: return "scrapped";
-    }
-    return "clear";
-}
 
 std::string histogram_svg(const std::string& feature, std::span<const double> values, const std::vector<bool>& held,
                           const models::SpecLimits* spec, const std::vector<std::pair<std::string, models::PatLimits>>& pats) {
@@ -304,7 +295,7 @@ LotReport build_lot_report(Store& store, const LotReportOptions& o) {
                                      std::isfinite(f.cutoff_sq) ? num(f.cutoff_sq) : "",
                                      fmt::format("{}", fmt::join(feats, "; ")),
                                      fmt::format("{}", fmt::join(models::reasons(f, *res), "; ")),
-                                     state_name(cr.state)});
+                                     std::string(to_string(cr.state))});
             outlier_class.push_back(cr.state == CellState::held ? "bad" : "warn");
         }
     }
@@ -331,7 +322,7 @@ LotReport build_lot_report(Store& store, const LotReportOptions& o) {
     ReportTable cell_table{"cells", {"serial", "lot", "production_date", "verdict", "state_now", "outlier", "held_reason"}, {}};
     for (const auto& c : cells)
         cell_table.rows.push_back({c.info.serial, c.info.lot, c.info.production_date,
-                                   c.verdict ? std::string(to_string(*c.verdict)) : "untested", state_name(c.state),
+                                   c.verdict ? std::string(to_string(*c.verdict)) : "untested", std::string(to_string(c.state)),
                                    flagged_of.count(c.info.serial) ? "yes" : "no", c.held_reason});
 
     ReportTable summary{"summary", {"item", "value"}, {}};

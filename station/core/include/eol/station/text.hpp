@@ -26,4 +26,8 @@ struct ListLine {
 };
 std::vector<ListLine> list_lines(std::string_view content);
 
+/// A unix time (seconds) as UTC text in a strftime format; the default is
+/// ISO 8601, "2023-03-14T08:00:00Z".
+std::string utc_text(double unix_s, const char* strftime_format = "%Y-%m-%dT%H:%M:%SZ");
+
 }  // namespace eol::station
