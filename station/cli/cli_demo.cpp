@@ -7,19 +7,21 @@
 // seed gives the same lot, history, verdicts and holds.
 #include <fmt/core.h>
 #include <fmt/ranges.h>
+#include <modbus.h>
+#include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
+#include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <cmath>
 #include <random>
 #include <thread>
-#include <algorithm>
 
 #include "commands.hpp"
 #include "embedded_config.hpp"
@@ -28,23 +30,18 @@
 #include "eol/station/config.hpp"
 #include "eol/station/controller.hpp"
 #include "eol/station/instrument_factory.hpp"
-#include "eol/station/quarantine.hpp"
-#include "eol/station/sim_roles.hpp"
-#include "eol/station/steps.hpp"
-#include "eol/station/virtual_time.hpp"
 #include "eol/station/output.hpp"
 #include "eol/station/panel.hpp"
 #include "eol/station/plc.hpp"
-
-#include <modbus.h>
+#include "eol/station/quarantine.hpp"
 #include "eol/station/report.hpp"
-
-#include <csignal>
-#include <pthread.h>
 #include "eol/station/screen_store.hpp"
 #include "eol/station/serial.hpp"
+#include "eol/station/sim_roles.hpp"
 #include "eol/station/sim_station.hpp"
+#include "eol/station/steps.hpp"
 #include "eol/station/store.hpp"
+#include "eol/station/virtual_time.hpp"
 
 namespace fs = std::filesystem;
 
