@@ -164,7 +164,7 @@ struct RecipeStep {
     std::variant<RestParams, OcvParams, DcirParams, PulseParams, HeatParams> params;
     std::vector<MeasurementSpec> measurements;
     int line = 0;  // where the step starts in the recipe file
-    /// Station seconds the step may take, instruments and fits included;
+    /// Station seconds the step may take, the fits' computing time not counted;
     /// past it the step ends with outcome timeout (input off). `timeout_s`
     /// in the recipe (at least duration_s()); default default_timeout_s().
     double timeout_s = 0;
