@@ -1,10 +1,13 @@
 // eolstation demo — the main job on its embedded default: the shipped config
 // written to a work folder, simulated instruments on loopback (real SCPI and
-// Modbus servers over the cell physics), a virtual lot fed through the
-// fixture, each round of cells tested at once by the station controller (the
-// path `eolstation serve` takes: real drivers, the safety monitor), fitted,
-// written to the SQLite store, screened, and a lot summary printed. The same
-// seed gives the same lot, history, verdicts and holds.
+// Modbus servers over the cell physics), an earlier production as history,
+// then a virtual production of several lots (good February lots, defective
+// March–April 2023 lots) fed through the fixture, each round of cells started
+// by a virtual line PLC over Modbus TCP and tested at once by the station
+// controller (the path `eolstation serve` takes: real drivers, the safety
+// monitor, screening at test time), written to the SQLite store, screened,
+// reported, and compared with what the simulator knows. The same seed gives
+// the same production, readings, verdicts and holds.
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <modbus.h>
@@ -20,7 +23,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "commands.hpp"
@@ -33,6 +35,7 @@
 #include "eol/station/output.hpp"
 #include "eol/station/panel.hpp"
 #include "eol/station/plc.hpp"
+#include "eol/station/production_sim.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/report.hpp"
 #include "eol/station/screen_store.hpp"
@@ -51,30 +54,27 @@ namespace {
 struct DemoOptions {
     std::string out = "eolstation-demo";
     std::string config;  // empty: the embedded default
-    int cells = 40;
-    double time_scale = 400.0;
+    int cells = 80;             // tested by the station, spread over `lots`
+    int lots = 4;               // half before the defect window, half inside it
+    int history_cells = 480;    // earlier production, tested before the demo (in process)
+    double time_scale = 1000.0;  // a pace; the demo's results do not depend on it
     std::uint64_t seed = 2023;
-    double storage_days = 7.0;  // formation → EOL
     bool keep_serving = false;  // the panel stays up after the summary until Ctrl-C
 };
 
-// The cell's life before the EOL station, which the screen's K-value needs:
-// the formation recipe in an in-process fixture `days` before the EOL test,
-// then storage drained by a normal leakage (log-normal, median 0.05 mA) and,
-// for a shorted cell, by OCV/R_isc. Returns the formation record; `p.soc0`
-// becomes the state of charge at the EOL fixture.
-station::TestRecord form_and_store(const station::Recipe& formation, sim::CellParams& p,
-                                   const station::CellIdentity& id, double t_eol_unix_s, double days,
-                                   std::mt19937_64& rng) {
-    std::lognormal_distribution<double> leak(std::log(0.05e-3), 0.25);
-    station::InProcessRun how;
-    how.station_id = "FORM-01";
-    how.noise_seed = rng();
-    how.unix_start_s = t_eol_unix_s - days * 86400.0;
-    station::TestRecord r = station::run_in_process(formation, station::Limits{60.0, 2.5, 10.0}, p, id, how);
-    p.soc0 = station::storage_soc(p, p.soc0, leak(rng), days * 24.0);
-    return r;
+// The production the demo's station tests: lots made on Tuesdays, the last
+// good ones before the defect window (March–April 2023) and the first ones
+// inside it.
+std::vector<station::Date> live_lot_days(int lots) {
+    static constexpr station::Date good[] = {{2023, 2, 7}, {2023, 2, 14}, {2023, 2, 21}, {2023, 2, 28}};
+    static constexpr station::Date defect[] = {{2023, 3, 14}, {2023, 3, 28}, {2023, 4, 11}, {2023, 4, 25}};
+    const int n_good = lots / 2;
+    std::vector<station::Date> days(std::end(good) - n_good, std::end(good));
+    days.insert(days.end(), std::begin(defect), std::begin(defect) + (lots - n_good));
+    return days;
 }
+constexpr station::Date kDefectFrom{2023, 3, 1}, kDefectTo{2023, 4, 30};
+constexpr station::Date kHistoryFrom{2023, 1, 9}, kHistoryTo{2023, 2, 3};
 
 fs::path materialize_config(const fs::path& dir) {
     for (const auto& f : embedded_config()) {
@@ -105,6 +105,9 @@ public:
         ctx_ = modbus_new_tcp("127.0.0.1", port);
         if (!ctx_) throw std::runtime_error("virtual PLC: modbus_new_tcp failed");
         modbus_set_slave(ctx_, unit);
+        // A loaded host may answer late: wait longer than libmodbus's 0.5 s,
+        // and (below) drop a late answer before asking again.
+        modbus_set_response_timeout(ctx_, 5, 0);
         if (modbus_connect(ctx_) != 0) {
             modbus_free(ctx_);
             throw std::runtime_error(fmt::format("virtual PLC: cannot connect to 127.0.0.1:{}: {}", port,
@@ -160,22 +163,32 @@ public:
     }
 
 private:
-    void write(std::uint16_t address, std::uint16_t value) {
+    /// One request, asked again (up to three times) after a timeout or a
+    /// stale answer, as a PLC's Modbus client does; writes of a register
+    /// value are idempotent.
+    template <class F>
+    void request(F f, const std::string& what) {
         std::lock_guard lk(m_);
-        if (modbus_write_register(ctx_, address, value) != 1)
-            throw std::runtime_error(fmt::format("virtual PLC: write of register {}: {}", address, modbus_strerror(errno)));
+        for (int attempt = 1;; ++attempt) {
+            if (f()) return;
+            const int err = errno;
+            if (attempt == 3)
+                throw std::runtime_error(fmt::format("virtual PLC: {}: {}", what, modbus_strerror(err)));
+            modbus_flush(ctx_);
+        }
+    }
+    void write(std::uint16_t address, std::uint16_t value) {
+        request([&] { return modbus_write_register(ctx_, address, value) == 1; },
+                fmt::format("write of register {}", address));
     }
     void write_many(std::uint16_t address, const std::uint16_t* values, int n) {
-        std::lock_guard lk(m_);
-        if (modbus_write_registers(ctx_, address, n, values) != n)
-            throw std::runtime_error(
-                fmt::format("virtual PLC: write of registers {}..{}: {}", address, address + n - 1, modbus_strerror(errno)));
+        request([&] { return modbus_write_registers(ctx_, address, n, values) == n; },
+                fmt::format("write of registers {}..{}", address, address + n - 1));
     }
     std::uint16_t read(int address) {
-        std::lock_guard lk(m_);
         std::uint16_t v = 0;
-        if (modbus_read_registers(ctx_, address, 1, &v) != 1)
-            throw std::runtime_error(fmt::format("virtual PLC: read of register {}: {}", address, modbus_strerror(errno)));
+        request([&] { return modbus_read_registers(ctx_, address, 1, &v) == 1; },
+                fmt::format("read of register {}", address));
         return v;
     }
 
@@ -193,9 +206,42 @@ void run_demo(const DemoOptions& o) {
     const fs::path cfg_file = o.config.empty() ? materialize_config(out / "config") : fs::path(o.config);
     station::StationConfig cfg = station::load_station_config(cfg_file);
     const fs::path db = out / "results.db";
+    // The demo's store is its own: a previous demo's is replaced, not added to.
+    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(fs::path(db.string() + suffix));
     fmt::print("eolstation demo\n  config   {}{}\n  store    {}\n  time     virtual (repeatable), paced at most {}x (simulated seconds per wall second)\n",
                cfg_file.string(), o.config.empty() ? " (embedded default, written out)" : "", db.string(),
                o.time_scale);
+
+    const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
+    const station::Recipe formation = embedded_recipe("recipes/formation.toml");
+    auto store = station::Store::open(db, {.create = true});
+
+    // The earlier production: lots made in January 2023, formed and tested on
+    // this station before the demo (first: the instruments' connections would
+    // sit idle meanwhile, and a Modbus server drops idle clients) (the in-process simulation of
+    // sim-production: the same physics and steps, without sockets). It is the
+    // history screening at test time judges each new cell against, and the
+    // reference lots of the static PAT limits.
+    station::ProductionSpec history;
+    history.cells = static_cast<std::size_t>(o.history_cells);
+    history.from = kHistoryFrom;
+    history.to = kHistoryTo;
+    history.seed = o.seed;
+    history.recipe = &cfg.recipe;
+    history.formation = &formation;
+    history.limits = cfg.limits;
+    history.cell_model = cfg.recipe.cell_model;
+    history.eol_station = cfg.station_id;
+    std::size_t history_lots = 0;
+    std::vector<station::CellTruth> history_truth;
+    if (o.history_cells > 0) {
+        auto h = station::simulate_production(store, history, scheme);
+        history_lots = h.lots;
+        history_truth = std::move(h.truth);
+        fmt::print("  history  {} cells in {} lots made {}..{}, formed and tested on this station before the demo "
+                   "({:.1f} s in process): the reference for screening at test time and for static PAT limits\n",
+                   history.cells, h.lots, kHistoryFrom.iso(), kHistoryTo.iso(), h.seconds);
+    }
 
     // Positions the demo drives: those whose load times the pulse itself (its
     // capabilities, from its dialect or map file). A software-timed pulse is
@@ -217,8 +263,7 @@ void run_demo(const DemoOptions& o) {
     // `eolstation sim` on the configured ports does not collide).
     cfg.sim.time_scale = o.time_scale;
     cfg.sim.seed = o.seed;
-    cfg.sim.cells = o.cells;
-    cfg.sim.short_fraction = std::max(cfg.sim.short_fraction, 0.05);  // something for the screen to find
+    cfg.sim.cells = 1;  // the demo draws its own production and loads each cell into the fixture
     for (auto& inst : cfg.instruments) {
         inst.endpoint.port = 0;
         inst.address = inst.endpoint.to_string();
@@ -281,37 +326,60 @@ void run_demo(const DemoOptions& o) {
     for (const auto& inst : controller.instruments())
         fmt::print("  driver   {} ({}) {}\n", inst.name, inst.role, station::to_string(inst.state));
 
-    const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
-    const auto& serials = sim.lot_serials();
+    // The production the station tests now: good lots from February, then
+    // lots from inside the defect window (March–April 2023), whose process
+    // made internal shorts and shifted R0 (the simulator knows which cells;
+    // the station does not).
+    station::ProductionSpec live = history;
+    live.cells = static_cast<std::size_t>(o.cells);
+    live.lot_days = live_lot_days(o.lots);
+    live.from = live.lot_days.front();
+    live.to = live.lot_days.back();
+    live.defect_window = std::pair{kDefectFrom, kDefectTo};
+    live.defect_short_fraction = 0.10;  // high enough to show in a demo-sized lot
+    live.seed = o.seed + 1;
+    live.first_lot = history.first_lot + history_lots;
+    const std::vector<station::DrawnCell> cells = station::draw_production(live, scheme);
+    struct LotTruth {
+        std::string date;
+        bool defect = false;
+        std::size_t cells = 0, shorted = 0;
+    };
+    std::map<std::string, LotTruth> lots;
     std::size_t shorted = 0;
-    for (std::size_t k = 0; k < serials.size(); ++k) shorted += std::isfinite(sim.lot_params(k).r_isc_ohm);
-    fmt::print("  lot      {} made {}: {} cells, {} of them with an internal short (the simulator knows which; "
-               "the station does not)\n\n",
-               cfg.sim.lot, cfg.sim.production_date, serials.size(), shorted);
+    for (const auto& c : cells) {
+        LotTruth& l = lots[c.truth.lot];
+        l.date = c.truth.production_date;
+        l.defect = c.truth.defect_lot;
+        ++l.cells;
+        l.shorted += c.truth.shorted;
+        shorted += c.truth.shorted;
+    }
+    for (const auto& [lot, l] : lots)
+        fmt::print("  lot      {} made {}: {} cells{}\n", lot, l.date, l.cells,
+                   l.defect ? fmt::format(" — inside the defect window {}..{}: R0 shifted, {} with an internal short",
+                                          kDefectFrom.iso(), kDefectTo.iso(), l.shorted)
+                   : l.shorted ? fmt::format(", {} with an internal short", l.shorted)
+                               : std::string());
+    fmt::print("  history  each cell's formation OCV (station {}) 3–10 days before its EOL test; storage drains it by "
+               "leakage and any short\n\n",
+               live.formation_station);
 
-    auto store = station::Store::open(db, {.create = true});
-    const station::Recipe formation = embedded_recipe("recipes/formation.toml");
     std::vector<station::TestRecord> records, formed;
-    std::mt19937_64 rng(o.seed ^ 0x5eedf0f0u);
     std::uint16_t cycle = 0;
-    fmt::print("  history  each cell's formation OCV (station FORM-01) {} days before its EOL test; storage "
-               "drains it by leakage and any short\n\n",
-               o.storage_days);
     fmt::print("{:<18} {:>3} {:>7} {:>8} {:>8} {:>7} {:>6} {:>8} {:>7}  {}\n", "serial", "pos", "ocv_v", "dcir_mΩ",
                "r0_mΩ", "tau1_s", "rise_K", "p_x_mW", "verdict", "notes");
-    for (std::size_t next = 0; next < serials.size();) {
+    for (std::size_t next = 0; next < cells.size();) {
         std::vector<std::pair<int, std::string>> round;
         for (const auto* ch : used) {
-            if (next >= serials.size()) break;
-            const auto d = scheme.decode(serials[next]);
-            const station::CellIdentity id{d.value.serial, cfg.recipe.cell_model, d.value.lot,
-                                           d.value.production_date ? d.value.production_date->iso() : ""};
-            sim::CellParams p = sim.lot_params(next);
-            // The formation time is the demo's start, not the wall clock of
-            // this round: the same seed gives the same history.
-            formed.push_back(form_and_store(formation, p, id, epoch_unix_s, o.storage_days, rng));
-            sim.fixture()->load_cell(static_cast<std::size_t>(ch->position - 1), serials[next], p);
-            round.emplace_back(ch->position, serials[next]);
+            if (next >= cells.size()) break;
+            const station::DrawnCell& c = cells[next];
+            // Formed `rest_days` before this round's station time: the same
+            // seed gives the same history.
+            station::FormedCell f = station::form_and_store(live, c, vtime->unix_now_s());
+            formed.push_back(std::move(f.formation));
+            sim.fixture()->load_cell(static_cast<std::size_t>(ch->position - 1), c.truth.serial, f.at_eol);
+            round.emplace_back(ch->position, c.truth.serial);
             ++next;
         }
         store.write_batch(formed);
@@ -371,7 +439,7 @@ void run_demo(const DemoOptions& o) {
             records.push_back(std::move(rec));
         }
         {  // progress, a line per round under its rows
-            const auto done = static_cast<int>(next), all = static_cast<int>(serials.size());
+            const auto done = static_cast<int>(next), all = static_cast<int>(cells.size());
             const int w = 30, fill = all > 0 ? done * w / all : w;
             fmt::print("  progress [{}{}] {}/{} cells, station time {:.0f} s\n",
                        std::string(static_cast<std::size_t>(fill), '#'), std::string(static_cast<std::size_t>(w - fill), '.'),
@@ -383,12 +451,14 @@ void run_demo(const DemoOptions& o) {
         if (inst.commands > 0)
             fmt::print("  health   {}: {} commands, {} errors, command time p50 {:.2f} ms, p99 {:.2f} ms\n", inst.name,
                        inst.commands, inst.errors, inst.command_p50_s * 1e3, inst.command_p99_s * 1e3);
-    int pass = 0;
-    for (const auto& r : records) pass += r.verdict == station::Verdict::pass;
-    fmt::print("\n{} of {} cells passed the recipe limits; {} records written to {}\n", pass, records.size(),
-               records.size(), db.string());
+    std::map<station::Verdict, int> verdicts;
+    for (const auto& r : records) ++verdicts[r.verdict];
+    fmt::print("\n{} cells tested: {} pass, {} fail, {} abort, {} error by the recipe's limits; records in {}\n",
+               records.size(), verdicts[station::Verdict::pass], verdicts[station::Verdict::fail],
+               verdicts[station::Verdict::abort], verdicts[station::Verdict::error], db.string());
 
-    // Screening of the stored lot, holds written as quarantine events.
+    // Screening of the whole store (history and the new lots), holds written
+    // as quarantine events: as a quality engineer would run it after the shift.
     const station::Actor screener{"eolstation demo", "screening"};
     const auto rep = station::screen_store(store, cfg.screening, {}, true, screener, &cfg.recipe);
     fmt::print("\nscreening  {} cells, features {}\n", rep.cells_screened, fmt::join(rep.features, ", "));
@@ -398,37 +468,57 @@ void run_demo(const DemoOptions& o) {
         fmt::print("\n");
     }
     for (const auto& g : rep.groups) fmt::print("  hold     {} ({})\n", g.group, g.reason);
-    std::size_t pat_notes = 0;  // one or two per feature on a small lot; summarized
+    std::size_t pat_notes = 0;  // one or two per feature on small lots; summarized
     for (const auto& n : rep.notes) {
         if (n.rfind("PAT ", 0) == 0) ++pat_notes;
         else fmt::print("  note     {}\n", n);
     }
     if (pat_notes > 0)
-        fmt::print("  note     {} PAT notes (a single lot: no reference lots for static limits; "
-                   "`eolstation screen --db {}` lists them)\n",
-                   pat_notes, db.string());
+        fmt::print("  note     {} PAT notes (`eolstation screen --db {}` lists them)\n", pat_notes, db.string());
     if (rep.cells.empty() && rep.groups.empty()) fmt::print("  nothing to hold\n");
 
     // The ship gate, and how it compares with what the simulator knows.
     station::LookupSession gate(store, scheme);
-    std::size_t may_ship = 0, short_caught = 0, good_held = 0;
-    for (std::size_t k = 0; k < serials.size(); ++k) {
-        const auto r = gate.lookup(serials[k]);
-        const bool is_short = std::isfinite(sim.lot_params(k).r_isc_ohm);
-        may_ship += r.may_ship;
-        if (is_short && !r.may_ship) ++short_caught;
-        if (!is_short && !r.may_ship) ++good_held;
+    fmt::print("\n{:<6} {:<10} {:<7} {:>5} {:>7} {:>7}  {}\n", "lot", "made", "process", "cells", "shorted", "stopped",
+               "the ship gate");
+    std::size_t short_caught = 0, good_held = 0, good_cells = 0, defect_lots = 0, defect_whole = 0;
+    std::map<std::string, std::size_t> stopped;
+    for (const auto& c : cells) {
+        const bool ok = gate.lookup(c.truth.serial).may_ship;
+        stopped[c.truth.lot] += !ok;
+        if (c.truth.shorted && !ok) ++short_caught;
+        if (!c.truth.shorted && !c.truth.defect_lot) {
+            ++good_cells;
+            good_held += !ok;
+        }
     }
-    fmt::print("\nship gate  {} of {} cells may ship; shorted cells stopped: {} of {}; good cells stopped: {}\n",
-               may_ship, serials.size(), short_caught, shorted, good_held);
-    for (std::size_t k = 0; k < serials.size(); ++k)
-        if (std::isfinite(sim.lot_params(k).r_isc_ohm))
-            fmt::print("  truth    {} has an internal short of {:.0f} Ω: {}\n", serials[k], sim.lot_params(k).r_isc_ohm,
-                       gate.lookup(serials[k]).may_ship ? "MISSED (may ship)" : "stopped");
+    for (const auto& [lot, l] : lots) {
+        const std::size_t n = stopped[lot];
+        defect_lots += l.defect;
+        defect_whole += l.defect && n == l.cells;
+        fmt::print("{:<6} {:<10} {:<7} {:>5} {:>7} {:>7}  {}\n", lot, l.date, l.defect ? "defect" : "good", l.cells,
+                   l.shorted, n,
+                   n == l.cells  ? "lot stopped whole"
+                   : n == 0      ? "ships"
+                   : l.defect    ? "PART OF A DEFECT LOT WOULD SHIP"
+                                 : "ships, but for the cells stopped");
+    }
+    std::size_t history_held = 0;
+    for (const auto& t : history_truth) history_held += !t.shorted && !gate.lookup(t.serial).may_ship;
+    fmt::print("\nship gate  shorted cells stopped: {} of {}; defect-window lots stopped whole: {} of {}; good cells "
+               "of good lots stopped: {} of {}; good history cells now held: {} of {}\n",
+               short_caught, shorted, defect_whole, defect_lots, good_held, good_cells, history_held,
+               history_truth.size());
+    for (const auto& c : cells)
+        if (c.truth.shorted)
+            fmt::print("  truth    {} (lot {}) has an internal short of {:.0f} Ω: {}\n", c.truth.serial, c.truth.lot,
+                       c.truth.r_isc_ohm, gate.lookup(c.truth.serial).may_ship ? "MISSED (may ship)" : "stopped");
 
-    // The lot report (one self-contained HTML file) and the holds as CSV.
+    // The report of the production window the station tested (one
+    // self-contained HTML file) and its holds as CSV.
     station::LotReportOptions lo;
-    lo.lot = cfg.sim.lot;
+    lo.date_from = live.from.iso();
+    lo.date_to = live.to.iso();
     lo.screening = cfg.screening;
     lo.recipe = &cfg.recipe;
     lo.generated_by = "eolstation demo";
@@ -436,9 +526,9 @@ void run_demo(const DemoOptions& o) {
     station::write_file_atomically(out / "report.html", lot_report.html);
     for (const auto& t : lot_report.tables)
         if (t.name == "holds") station::write_file_atomically(out / "holds.csv", station::to_csv(t));
-    fmt::print("\nreport     {} ({} tested, {} passed, {} failed, {} held; {} SVG plots)\n",
-               (out / "report.html").string(), lot_report.tested, lot_report.passed, lot_report.failed, lot_report.held,
-               lot_report.svg_plots);
+    fmt::print("\nreport     {} (production {}..{}: {} tested, {} passed, {} failed, {} held; {} SVG plots)\n",
+               (out / "report.html").string(), lo.date_from, lo.date_to, lot_report.tested, lot_report.passed,
+               lot_report.failed, lot_report.held, lot_report.svg_plots);
     fmt::print("holds      {}\n", (out / "holds.csv").string());
     fmt::print("next       eolstation lookup --db {} SERIAL...   |   eolstation quarantine list --db {}\n",
                db.string(), db.string());
@@ -467,13 +557,18 @@ void add_demo_commands(CLI::App& app) {
     cmd->add_option("--out", opts->out, "Work folder for the written config and the store")->capture_default_str();
     cmd->add_option("--config", opts->config, "A station file instead of the embedded default")
         ->check(CLI::ExistingFile);
-    cmd->add_option("--cells", opts->cells, "Cells in the virtual lot")->check(CLI::Range(1, 10000))
-        ->capture_default_str();
+    cmd->add_option("--cells", opts->cells, "Cells the station tests, spread over the lots")
+        ->check(CLI::Range(1, 10000))->capture_default_str();
+    cmd->add_option("--lots", opts->lots, "Lots the station tests: half made before the defect window (February "
+                                          "2023), half inside it (March–April 2023)")
+        ->check(CLI::Range(1, 8))->capture_default_str();
+    cmd->add_option("--history-cells", opts->history_cells,
+                    "Cells of earlier production (January 2023) tested before the demo, in process: the screening's "
+                    "reference (0: none)")
+        ->check(CLI::Range(0, 100000))->capture_default_str();
     cmd->add_option("--time-scale", opts->time_scale, "At most this many simulated seconds per wall second (the demo runs in virtual time: its results do not depend on it)")
         ->check(finite_range(1.0, 2000.0))->capture_default_str();
     cmd->add_option("--seed", opts->seed, "Seed of the virtual lot")->capture_default_str();
-    cmd->add_option("--storage-days", opts->storage_days, "Days between formation and the EOL test (K-value)")
-        ->check(finite_range(0.5, 60.0))->capture_default_str();
     cmd->add_flag("--keep-serving", opts->keep_serving,
                   "Leave the operator panel up after the summary (until Ctrl-C), so a person can look around");
     cmd->callback([opts] {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_auth.hpp"
 #include "cli_lookup.hpp"
 #include "commands.hpp"
 #include "eol/station/csv.hpp"
@@ -295,7 +296,8 @@ struct UnlinkOptions {
     std::string device;
     std::string cell;
     std::string reason;
-    std::string actor;
+    std::string user;   // --user: log in with a password prompt (else EOL_TOKEN)
+    std::string actor;  // --actor / --role: refused, they no longer grant anything
     std::string role;
     std::string station = "REWORK-01";
     Schemes schemes;
@@ -304,10 +306,18 @@ struct UnlinkOptions {
 void run_unlink(const UnlinkOptions& o) {
     const SerialScheme cs = load_or(o.schemes.cell, SerialScheme::default_scheme());
     const SerialScheme ds = load_or(o.schemes.device, device_serial_scheme());
+    if (!o.role.empty())
+        throw UsageError("genealogy unlink: --role no longer grants anything: the role is the logged-in user's "
+                         "(--user NAME or EOL_TOKEN; docs/users.md)");
+    if (!o.actor.empty())
+        throw UsageError("genealogy unlink: --actor: who unlinks is the logged-in user now (--user NAME or EOL_TOKEN)");
     Store store = open_db(o.db, true);
     Genealogy g(store, cs, ds);
+    // Rework is a quality decision: the logged-in user's role (quality or admin) is checked by the genealogy.
+    const AuthUser who = authenticate(store, o.user, "genealogy unlink");
     try {
-        const std::int64_t id = g.unlink(o.device, o.cell, o.reason, Actor{o.actor, o.role}, o.station);
+        const std::int64_t id =
+            g.unlink(o.device, o.cell, o.reason, Actor{who.name, std::string(to_string(who.role))}, o.station);
         write_stdout(fmt::format("unlinked cell {} from device {} (event #{})\n", cs.normalize(o.cell).serial,
                                  ds.normalize(o.device).serial, id));
     } catch (const QuarantineRefused& e) {
@@ -432,13 +442,17 @@ void add_genealogy_commands(CLI::App& app) {
 
     auto uo = std::make_shared<UnlinkOptions>();
     CLI::App* un = gen->add_subcommand(
-        "unlink", "Take a cell out of a device for rework (role 'quality' and a reason required; the history stays)");
+        "unlink", "Take a cell out of a device for rework (a logged-in quality or admin user and a reason required; "
+                  "the history stays)");
     un->add_option("--db", uo->db, "Results store (SQLite)")->required();
     un->add_option("--device", uo->device, "Device serial")->required();
     un->add_option("--cell", uo->cell, "Cell serial")->required();
     un->add_option("--reason", uo->reason, "Why (required)")->required();
-    un->add_option("--actor", uo->actor, "Who (required)")->required();
-    un->add_option("--role", uo->role, "The actor's role: must be 'quality'")->required();
+    un->add_option("--user", uo->user,
+                   "Log in as this user (password asked on the terminal, no echo); else the session token in EOL_TOKEN "
+                   "(eolstation user login); role quality or admin");
+    un->add_option("--actor", uo->actor, "No longer accepted: who unlinks is the logged-in user")->group("");
+    un->add_option("--role", uo->role, "No longer accepted: the role is the logged-in user's")->group("");
     un->add_option("--station", uo->station, "Rework station id")->capture_default_str();
     add_scheme_options(un, uo->schemes);
     un->callback([uo] { run_unlink(*uo); });

@@ -4,7 +4,7 @@
 //
 //   eolstation screen --features FILE.csv [--json] [--k 6] [--quantile 0.999] …
 //   eolstation screen --db FILE [--config STATION.toml] [--lot L | --since DATE]
-//                     [--apply --actor NAME [--role R]] [--json]
+//                     [--apply [--user NAME]] [--json]   (--apply: a logged-in user, docs/users.md)
 //
 // --db: station::screen_store() over the stored cells (features from the
 // station's [screening] section, or the built-in list below); a dry run
@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_auth.hpp"
 #include "commands.hpp"
 #include "eol/station/output.hpp"
 #include "eol/models/screening.hpp"
@@ -58,8 +59,9 @@ struct ScreenOptions {
     std::string lot;           // --lot
     std::string since;         // --since
     bool apply = false;
-    std::string actor;
-    std::string role = "screening";
+    std::string user;   // --user: log in with a password prompt (else EOL_TOKEN), for --apply
+    std::string actor;  // --actor / --role: refused, they no longer grant anything
+    std::string role;
     std::string drift;         // --drift estimate|credible|off (empty: the config's)
     bool k_given = false, quantile_given = false, min_count_given = false, alpha_given = false;
     std::string serial_column = "serial";
@@ -464,7 +466,7 @@ json db_json(const ScreenOptions& o, const station::ScreenReport& r) {
                 {"seconds", r.seconds}};
 }
 
-void print_db_text(const ScreenOptions& o, const station::ScreenReport& r) {
+void print_db_text(const ScreenOptions& o, const station::ScreenReport& r, const station::Actor& who) {
     fmt::print("screened {} cells × {} features ({}) from {}: {} outlier cells, {} lots/windows failed "
                "({} cells in them), baseline outlier rate {:.2f} %\n",
                r.cells_screened, r.features.size(), fmt::join(r.features, ", "), o.db, r.outliers, r.groups.size(),
@@ -516,15 +518,18 @@ void print_db_text(const ScreenOptions& o, const station::ScreenReport& r) {
     for (const auto& n : r.notes) fmt::print("note: {}\n", n);
     if (r.applied)
         fmt::print("applied: {} hold event{} written in one transaction by {} ({})\n", r.event_ids.size(),
-                   r.event_ids.size() == 1 ? "" : "s", o.actor, o.role);
+                   r.event_ids.size() == 1 ? "" : "s", who.name, who.role);
     else if (new_groups + new_cells > 0)
-        fmt::print("dry run: nothing written (--apply --actor NAME writes the holds)\n");
+        fmt::print("dry run: nothing written (--apply, as a logged-in user, writes the holds)\n");
 }
 
 void run_screen_db(const ScreenOptions& o) {
     if (!o.lot.empty() && !o.since.empty()) throw UsageError("screen: give --lot or --since, not both");
-    if (o.apply && o.actor.empty()) throw UsageError("screen --apply: --actor NAME is needed (every hold names who)");
-    if (o.apply && o.role.empty()) throw UsageError("screen --apply: --role must not be empty");
+    if (!o.role.empty())
+        throw UsageError("screen: --role no longer grants anything: the role is the logged-in user's (--user NAME or "
+                         "EOL_TOKEN; docs/users.md)");
+    if (!o.actor.empty())
+        throw UsageError("screen: --actor: who holds is the logged-in user now (--user NAME or EOL_TOKEN; docs/users.md)");
     station::ScreeningConfig config;
     std::optional<station::Recipe> recipe;  // its measurements' limits are the spec limits
     if (!o.config.empty()) {
@@ -553,17 +558,22 @@ void run_screen_db(const ScreenOptions& o) {
     station::OpenOptions oo;
     oo.read_only = !o.apply;
     station::Store store = station::Store::open(o.db, oo);
+    // Holds name who wrote them: the logged-in user and role (any role may hold).
+    station::Actor who{"", ""};
+    if (o.apply) {
+        const station::AuthUser u = authenticate(store, o.user, "screen --apply");
+        who = station::Actor{u.name, std::string(station::to_string(u.role))};
+    }
     station::ScreenReport r;
     try {
-        r = station::screen_store(store, config, filter, o.apply, station::Actor{o.actor, o.role},
-                                  recipe ? &*recipe : nullptr);
+        r = station::screen_store(store, config, filter, o.apply, who, recipe ? &*recipe : nullptr);
     } catch (const m::InputError& e) {
         throw UsageError(fmt::format("{}: {}", o.db, e.what()));
     }
     if (o.json) {
         fmt::print("{}\n", db_json(o, r).dump(2));
     } else {
-        print_db_text(o, r);
+        print_db_text(o, r, who);
     }
     if (r.outliers > 0 || !r.groups.empty()) set_exit(station::ExitCode::domain_no);
 }
@@ -621,8 +631,11 @@ void add_screen_commands(CLI::App& app) {
     c->add_option("--lot", o->lot, "With --db: screen only this lot");
     c->add_option("--since", o->since, "With --db: screen only cells produced on or after this date (YYYY-MM-DD)");
     c->add_flag("--apply", o->apply, "With --db: write the holds (one transaction); default is a dry run");
-    c->add_option("--actor", o->actor, "With --apply: who holds (recorded in every event)");
-    c->add_option("--role", o->role, "With --apply: the actor's role")->capture_default_str();
+    c->add_option("--user", o->user,
+                  "With --apply: log in as this user (password asked on the terminal, no echo); else the session "
+                  "token in EOL_TOKEN (eolstation user login). Any role may hold; every event records the user");
+    c->add_option("--actor", o->actor, "No longer accepted: who holds is the logged-in user")->group("");
+    c->add_option("--role", o->role, "No longer accepted: the role is the logged-in user's")->group("");
     c->add_flag("--json", o->json, "Print the result as JSON");
     c->add_option("--drift", o->drift,
                   "With --db: drift windows (change-point scan over production days): hold the estimated window "

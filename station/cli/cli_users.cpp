@@ -196,6 +196,14 @@ void run_login(const UserOptions& o) {
                to_string(who.role), kTokenEnv);
 }
 
+void run_logout(const UserOptions& o) {
+    const char* token = std::getenv(kTokenEnv);
+    if (!token || !*token) throw UsageError(fmt::format("user logout: no session token in {}", kTokenEnv));
+    Store store = open_users_store(o.db);
+    const AuthUser who = Auth(store).logout(token);
+    write_stdout(fmt::format("logged out {}: the session token in {} is refused from now on\n", who.name, kTokenEnv));
+}
+
 }  // namespace
 
 void add_user_commands(CLI::App& app) {
@@ -261,6 +269,11 @@ void add_user_commands(CLI::App& app) {
     login->add_option("--ttl-s", li->ttl_s, "Session lifetime in seconds (default 28800 = 8 h, at most 7 days)")
         ->check(finite_range(1e-3, 7.0 * 24 * 3600));
     login->callback([li] { run_login(*li); });
+
+    auto out = std::make_shared<UserOptions>();
+    CLI::App* logout = u->add_subcommand("logout", "End the session whose token is in EOL_TOKEN (it is refused from then on)");
+    common(logout, *out);
+    logout->callback([out] { run_logout(*out); });
 }
 
 }  // namespace eol::cli

@@ -225,6 +225,41 @@ TEST_CASE("auth CLI: hold by an operator, release refused to the operator and to
     CHECK(r.out.find("no terminal") != std::string::npos);
 }
 
+TEST_CASE("auth CLI: user logout ends that session only - its token is refused from then on, the others still work") {
+    TempDir tmp;
+    const fs::path db = tmp / "lo.db";
+    const std::string s = make_serial("0042", {2023, 3, 14}, 1);
+    {
+        Store store = create_store(db);
+        store.write(make_record(s, "EOL-01", "eol-18650", 1.68e9, 1500, {{"ocv_v", 3.95}}, "V"));
+    }
+    const TestLogins who = add_test_users(db);
+    const std::string D = " --db " + db.string();
+    // A second session of the same user, issued before the logout.
+    std::string other;
+    {
+        Store store = Store::open(db, {});
+        Auth auth(store);
+        other = auth.issue_token(auth.login("ana", eol::test::kTestPassword));
+    }
+    Run r = run_cli_as(who.operator_, "user logout" + D);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("logged out ana") != std::string::npos);
+    r = run_cli_as(who.operator_, "quarantine hold --serial " + s + " --reason x" + D);
+    CHECK(r.code == 1);
+    CHECK(r.out.find("not authenticated") != std::string::npos);
+    r = run_cli_as(who.operator_, "user logout" + D);  // twice: refused, nothing to end
+    CHECK(r.code == 1);
+    r = run_cli("user logout" + D);  // no token at all
+    CHECK(r.code == 2);
+    CHECK(r.out.find("EOL_TOKEN") != std::string::npos);
+    r = run_cli_as(other, "quarantine hold --serial " + s + " --reason 'K high'" + D);
+    CHECK(r.code == 0);
+    Store store = Store::open(db, {});
+    CHECK(store.count_auth_events("ana", "logout", 0.0) == 1);
+    CHECK(store.quarantine_events().size() == 1);
+}
+
 TEST_CASE("auth CLI: user add bootstraps the first admin, then needs an admin's token, list, disable and login") {
     TempDir tmp;
     const fs::path db = tmp / "u.db";

@@ -67,7 +67,8 @@ TEST_CASE("demo cli: two runs with the same seed give the same readings, verdict
     for (int k = 0; k < 2; ++k)
         procs[k] = std::async(std::launch::async, [&tmp, k] {
             return eol::test::run_process({EOL_CLI, "demo", "--out", (tmp.dir / ("run" + std::to_string(k))).string(),
-                                           "--cells", "12", "--seed", "11", "--time-scale", k == 0 ? "2000" : "700"},
+                                           "--cells", "12", "--lots", "4", "--history-cells", "40", "--seed", "11",
+                                           "--time-scale", k == 0 ? "2000" : "700"},
                                           400);
         });
     for (int k = 0; k < 2; ++k) {
@@ -93,9 +94,21 @@ TEST_CASE("demo cli: two runs with the same seed give the same readings, verdict
         CHECK(hold_rows >= 1);
         for (std::size_t at = r.out.find("  truth "); at != std::string::npos; at = r.out.find("  truth ", at + 1))
             truth[k] += r.out.substr(at, r.out.find('\n', at) - at) + "\n";
+        // Several lots: two good February lots, two from the March–April 2023 defect window, after
+        // 40 cells of January history; the summary judges the ship gate against the simulator's truth.
+        CHECK(r.out.find("history  40 cells in 20 lots made 2023-01-09..2023-02-03") != std::string::npos);
+        for (const char* lot : {"0021   2023-02-21 good        3", "0022   2023-02-28 good        3",
+                                "0023   2023-03-14 defect      3", "0024   2023-03-28 defect      3"})
+            CHECK_MESSAGE(r.out.find(lot) != std::string::npos, lot);
+        CHECK(r.out.find("inside the defect window 2023-03-01..2023-04-30") != std::string::npos);
+        CHECK(r.out.find("lot stopped whole") != std::string::npos);
+        CHECK(r.out.find("good cells of good lots stopped: 0 of 6") != std::string::npos);
+        CHECK(r.out.find("report     " + (dir / "report.html").string() + " (production 2023-02-21..2023-03-28: 12 tested") !=
+              std::string::npos);
     }
-    CHECK(runs[0].runs == 12);
-    CHECK(runs[0].verdicts.size() == 12);
+    // 12 cells at the station, 40 of history (tested by the same station id, in process).
+    CHECK(runs[0].runs == 52);
+    CHECK(runs[0].verdicts.size() == 52);
     for (const auto& [serial, v] : runs[0].values)
         if (runs[1].values[serial] != v) MESSAGE(serial << ":\n  " << v << "\n  " << runs[1].values[serial]);
     CHECK(runs[0].values == runs[1].values);

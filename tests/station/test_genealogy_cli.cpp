@@ -151,18 +151,24 @@ TEST_CASE("genealogy CLI: link, show, lookup and ship of a device — refusals e
     CHECK(r.code == 0);
     CHECK(has(r.out, "shipped 1 unit (1 device)"));
 
-    // Rework: quality only, a reason required.
-    r = run_cli("genealogy unlink" + D + " --device " + d1 + " --cell " + c[2] + " --reason bad --actor op --role operator");
+    // Rework: a logged-in quality (or admin) user, a reason required; a typed role grants nothing.
+    const std::string unlink = "genealogy unlink" + D + " --device " + d1 + " --cell " + c[2];
+    r = run_cli_as(who.operator_, unlink + " --reason bad");
     CHECK(r.code == 1);
     CHECK(has(r.out, "quality"));
-    r = run_cli("genealogy unlink" + D + " --device " + d1 + " --cell " + c[2] + " --actor qe --role quality");
+    r = run_cli_as(who.quality, unlink);
     CHECK(r.code == 2);
-    r = run_cli("genealogy unlink" + D + " --device " + d1 + " --cell " + c[2] +
-                " --reason \"tab weld cracked\" --actor qe --role quality");
+    r = run_cli(unlink + " --reason bad --actor qe --role quality");
+    CHECK(r.code == 2);
+    CHECK(has(r.out, "no longer grants anything"));
+    r = run_cli(unlink + " --reason bad");  // nobody logged in
+    CHECK(r.code == 2);
+    r = run_cli_as(who.quality, unlink + " --reason \"tab weld cracked\"");
     CHECK(r.code == 0);
     r = run_cli("genealogy show" + D + " " + d1);
     CHECK(has(r.out, "unlink"));
     CHECK(has(r.out, "tab weld cracked"));
+    CHECK(has(r.out, "by lee (quality)"));  // the audit names the logged-in user
 
     // recall export --devices: the shipped device is listed with its cells of the lot.
     r = run_cli("recall export --devices --json" + D + " --lot 0042");

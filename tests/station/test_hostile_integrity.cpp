@@ -148,8 +148,8 @@ TEST_CASE("hostile: two screens applied at once write each hold once") {
         Store st = create_store(db);
         eol::test::fill_lots(st);
     }
-    const std::string apply = kCli + " screen --db " + db.string() +
-                              " --columns ocv_v,r0_ohm,p_x_w --apply --actor bot --role screening >/dev/null 2>&1";
+    const std::string apply = "EOL_TOKEN=" + eol::test::add_test_users(db).quality + " " + kCli + " screen --db " +
+                              db.string() + " --columns ocv_v,r0_ohm,p_x_w --apply >/dev/null 2>&1";
     int code = -1;
     run_command(apply + " & " + apply + " & wait", code);
     const auto events = count(db, "SELECT count(*) FROM quarantine_events");

@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -229,9 +231,12 @@ TEST_CASE("panel: abort needs a logged-in operator - refused without a login or 
     CHECK(c1["banner"]["text"] == "ABORTED");
     CHECK(c1["banner"]["reason"].get<std::string>().find("operator abort by ana") != std::string::npos);
     CHECK(c1["banner"]["serial"] == serial);
-    // Logged out: refused again.
+    // Logged out: the session ends in the store, so even a copy of the old cookie is refused.
     r = http(rig.port(), "POST", "/api/logout", "{}", cookie);
+    CHECK(r.status == 200);
     CHECK(r.header("Set-Cookie").find("Max-Age=0") != std::string::npos);
+    CHECK(json::parse(http(rig.port(), "GET", "/api/me", {}, cookie).body)["user"].is_null());
+    CHECK(http(rig.port(), "POST", "/api/channels/2/reset", "{}", cookie).status == 401);
     MESSAGE("abort answered and the channel stopped " << abort_s << " s after the request");
 }
 
@@ -367,6 +372,60 @@ TEST_CASE("panel: a held serial is answered HOLD at once and its banner says why
     const json look = json::parse(http(rig.port(), "GET", "/api/lookup?serial=" + serial).body);
     CHECK(look["may_ship"] == false);
     CHECK(look["state"] == "held");
+    // A panel started again within the shift (serve restarted) reads the shift's counters back from the store.
+    web::PanelOptions o2;
+    o2.bind = "127.0.0.1";
+    o2.port = 0;
+    web::PanelServer again(rig.controller->executor(), *rig.controller, o2);
+    const json st2 = status_of(again.port());
+    CHECK(st2["counters"]["tested"] == 1);
+    CHECK(st2["counters"]["hold"] == 1);
+    CHECK(st2["counters"]["since_unix_s"] == st["counters"]["since_unix_s"]);
+    again.stop();
+}
+
+TEST_CASE("panel: shifts start at the configured local times, across midnight and daylight saving") {
+    struct Tz {
+        std::string old;
+        bool had = false;
+        explicit Tz(const char* zone) {
+            if (const char* o = std::getenv("TZ")) old = o, had = true;
+            setenv("TZ", zone, 1);
+            tzset();
+        }
+        ~Tz() {
+            if (had) setenv("TZ", old.c_str(), 1);
+            else unsetenv("TZ");
+            tzset();
+        }
+    };
+    const std::vector<int> three = {6 * 60, 14 * 60, 22 * 60};
+    {
+        Tz tz("UTC");
+        const double t = 1796531400.0;  // 2026-12-06 04:30 UTC
+        const auto [from, to] = web::shift_bounds(t, three);
+        CHECK(from == 1796508000.0);  // 2026-12-05 22:00
+        CHECK(to == 1796536800.0);    // 2026-12-06 06:00
+        CHECK(web::shift_bounds(1796536800.0, three).first == 1796536800.0);  // a shift starts on its first second
+        const auto [f1, t1] = web::shift_bounds(t, {0});                  // one shift a day, from midnight
+        CHECK(f1 == 1796515200.0);
+        CHECK(t1 - f1 == 86400.0);
+    }
+    {
+        Tz tz("Asia/Shanghai");  // UTC+8: 04:30 UTC is 12:30 there, in the 06:00 shift
+        const auto [from, to] = web::shift_bounds(1796531400.0, three);
+        CHECK(from == 1796508000.0);  // 06:00 +08:00 = 22:00 UTC the day before
+        CHECK(to == 1796536800.0);
+    }
+    {
+        Tz tz("Europe/Berlin");  // 2023-03-26: clocks go from 02:00 to 03:00
+        const double t = 1679792400.0;  // 2023-03-26 01:00 UTC = 03:00 CEST
+        const auto [from, to] = web::shift_bounds(t, three);
+        CHECK(from == 1679778000.0);  // 2023-03-25 22:00 CET = 21:00 UTC
+        CHECK(to == 1679803200.0);    // 2023-03-26 06:00 CEST = 04:00 UTC: a 7-hour night shift
+        CHECK(to - from == 7 * 3600.0);
+    }
+    CHECK_THROWS(web::shift_bounds(0.0, {}));
 }
 
 TEST_CASE("panel: every text is in English and Simplified Chinese, and zh-CN is served when configured") {

@@ -45,7 +45,8 @@ fs::path production_store(const TempDir& tmp) {
                     " --cells 160 --from 2023-03-01 --to 2023-03-24 --defect-window 2023-03-06..2023-03-10 "
                     "--traces --quiet --seed 5");
     REQUIRE_MESSAGE(r.code == 0, r.out);
-    r = run_cli("screen --db " + db.string() + " --apply --actor screen-bot --role screening");
+    const eol::test::TestLogins who = eol::test::add_test_users(db);
+    r = eol::test::run_cli_as(who.quality, "screen --db " + db.string() + " --apply");
     REQUIRE_MESSAGE(r.code <= 1, r.out);
     return db;
 }
@@ -113,7 +114,7 @@ TEST_CASE("report: the lot report renders in headless Chromium with every SVG dr
     CHECK(count_of(dom, "class=\"pt held\"") > 0);    // and on the R0 / heat plot
     CHECK(count_of(dom, "class=\"pat\"") > 0);        // PAT limits drawn
     CHECK(dom.find("Holds and releases") != std::string::npos);
-    CHECK(dom.find("screen-bot") != std::string::npos);  // the audit trail names who held
+    CHECK(dom.find("<td>lee</td><td>quality</td>") != std::string::npos);  // the audit trail names who held: the logged-in user
 
     // --csv: the same tables, consistent with the summary.
     const CsvTable summary = CsvTable::read_file((tmp / "csv" / "summary.csv").string());
@@ -157,7 +158,7 @@ TEST_CASE("report: the unit page shows the pulse trace with the fitted circuit, 
     CHECK(page.find("MAY NOT SHIP") != std::string::npos);  // held by the screen
     CHECK(page.find("fitted circuit (ecm2)") != std::string::npos);
     CHECK(page.find("class=\"model\"") != std::string::npos);
-    CHECK(page.find("screen-bot") != std::string::npos);
+    CHECK(page.find("by lee (quality)") != std::string::npos);  // the logged-in user who applied the screen
     CHECK(page.find("<script") == std::string::npos);
     const CsvTable pulse = CsvTable::read_file((tmp / "u" / "pulse_trace.csv").string());
     REQUIRE(pulse.rows() > 100);

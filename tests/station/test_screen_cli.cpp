@@ -5,6 +5,7 @@
 // settings listing units that already shipped, and usage errors (exit 2).
 #include <doctest/doctest.h>
 
+#include "support/auth_test.hpp"
 #include "support/cli_test.hpp"
 #include "support/station_test.hpp"
 #include <sys/wait.h>
@@ -95,14 +96,21 @@ TEST_CASE("screen CLI --db: dry run, apply in one transaction, already held, fil
     CHECK(lot6);
     CHECK(events_in(db) == 0);
 
-    // --apply needs an actor; a usage error writes nothing.
+    // --apply needs a logged-in user; a typed actor or role grants nothing; a usage error writes nothing.
+    const eol::test::TestLogins who = eol::test::add_test_users(db);
     r = run_cli("screen --apply" + D);
     CHECK(r.code == 2);
-    CHECK(r.out.find("--actor") != std::string::npos);
+    CHECK(r.out.find("EOL_TOKEN") != std::string::npos);
+    r = run_cli("screen --apply --actor qe-lee --role quality" + D);
+    CHECK(r.code == 2);
+    CHECK(r.out.find("no longer grants anything") != std::string::npos);
+    r = eol::test::run_cli_as("not-a-token", "screen --apply" + D);
+    CHECK(r.code == 1);
+    CHECK(r.out.find("not authenticated") != std::string::npos);
     CHECK(events_in(db) == 0);
 
-    // Apply: every hold written, by the actor, in one batch.
-    r = run_cli("screen --apply --actor qe-lee --role quality --json" + D);
+    // Apply: every hold written, by the logged-in user, in one batch.
+    r = eol::test::run_cli_as(who.quality, "screen --apply --json" + D);
     CHECK(r.code == 1);
     const json applied = json::parse(r.out);
     CHECK(applied["applied"] == true);
@@ -116,7 +124,7 @@ TEST_CASE("screen CLI --db: dry run, apply in one transaction, already held, fil
         REQUIRE(ev.size() == written);
         for (const auto& e : ev) {
             CHECK(e.action == QuarantineAction::hold);
-            CHECK(e.actor == "qe-lee");
+            CHECK(e.actor == "lee");
             CHECK(e.role == "quality");
             CHECK(e.reason.rfind("screen: ", 0) == 0);
         }
@@ -132,7 +140,7 @@ TEST_CASE("screen CLI --db: dry run, apply in one transaction, already held, fil
     CHECK(run_cli("lookup " + serials[0] + " --db " + db.string()).code == 0);
 
     // Screening again: all already held, nothing new written.
-    r = run_cli("screen --apply --actor qe-lee --role quality --json" + D);
+    r = eol::test::run_cli_as(who.quality, "screen --apply --json" + D);
     const json again = json::parse(r.out);
     CHECK(again["event_ids"].empty());
     for (const auto& c : again["cells"]) CHECK(c["already_held"] == true);

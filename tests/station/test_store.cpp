@@ -965,3 +965,54 @@ TEST_CASE("store: a version-1 store migrates to the step records and keeps every
     CHECK(raw.exec("DELETE FROM run_steps").find("append-only") != std::string::npos);
     CHECK(raw.exec("UPDATE run_steps SET outcome = 'pass'").find("append-only") != std::string::npos);
 }
+
+TEST_CASE("store: a station's counts since a time — verdicts, holds at test time, held cells answered without a test") {
+    TempDir tmp;
+    Store store = create_store(tmp / "c.db");
+    const double t0 = 1.7e9;
+    auto run = [&](std::uint64_t seq, const char* station, double start, Verdict v) {
+        TestRecord r = eol::test::make_record(eol::test::make_serial("0042", {2023, 3, 14}, seq), station, "eol-18650",
+                                              start, 100, {{"ocv_v", 3.9}}, "V");
+        r.verdict = v;
+        store.write(r);
+        return r.serial;
+    };
+    run(1, "EOL-01", t0 - 500, Verdict::pass);  // before the shift
+    run(2, "EOL-01", t0 + 10, Verdict::pass);
+    run(3, "EOL-01", t0 + 20, Verdict::fail);
+    const std::string outlier = run(4, "EOL-01", t0 + 30, Verdict::pass);
+    const std::string hot = run(5, "EOL-01", t0 + 40, Verdict::abort);
+    run(6, "EOL-01", t0 + 50, Verdict::error);
+    run(7, "EOL-02", t0 + 60, Verdict::pass);  // another station
+    auto hold = [&](const std::string& serial, double at, const char* reason, const char* role) {
+        QuarantineEvent e;
+        e.time_unix_s = at;
+        e.target = serial;
+        e.reason = reason;
+        e.actor = "eolstation controller";
+        e.role = role;
+        store.append_quarantine(e);
+    };
+    hold(outlier, t0 + 131, "screen at test: MCD d² 40 > 26", "station");
+    hold(hot, t0 + 141, "hazardous: aborted for over-temperature at test (…)", "station");
+    StationEvent ev;
+    ev.time_unix_s = t0 + 200;
+    ev.station_id = "EOL-01";
+    ev.kind = "hold_at_test";
+    ev.message = "position 3: … not tested";
+    store.append_station_event(ev);
+    ev.time_unix_s = t0 - 1;  // before the shift
+    store.append_station_event(ev);
+
+    const auto c = store.station_counts_since("EOL-01", t0);
+    CHECK(c.tested == 6);  // 5 runs + 1 held cell answered without a test
+    CHECK(c.pass == 1);
+    CHECK(c.fail == 1);
+    CHECK(c.hold == 2);    // the outlier at test, the held cell
+    CHECK(c.abort == 1);   // a hazard hold does not make an abort a hold
+    CHECK(c.error == 1);
+    const auto all = store.station_counts_since("EOL-01", 0.0);
+    CHECK(all.tested == 8);
+    CHECK(all.pass == 2);
+    CHECK(store.station_counts_since("EOL-03", 0.0).tested == 0);
+}

@@ -264,6 +264,17 @@ std::string Auth::issue_token(const AuthUser& user, double ttl_s) {
     return token;
 }
 
+AuthUser Auth::logout(std::string_view token) {
+    const AuthUser who = verify_token(token);
+    store_.write_transaction([&] {
+        if (!store_.end_session(token_hash(token), now()))
+            throw AuthError(fmt::format("the session of '{}' had already ended", who.name));
+        log(who.name, "logout");
+        return true;
+    });
+    return who;
+}
+
 AuthUser Auth::verify_token(std::string_view token) {
     std::string refused;
     AuthUser who;

@@ -1357,6 +1357,35 @@ void read_servers(Tbl& root, StationConfig& cfg) {
         read_bind(t, cfg.panel.bind);
         t.read("port", cfg.panel.port, false, 1, 65535);
         if (auto o = choice(t, "language", false, {"en", "zh-CN"})) cfg.panel.language = *o == 0 ? "en" : "zh-CN";
+        if (const toml::array* sa = t.array("shifts", false)) {
+            std::vector<int> starts;
+            for (std::size_t i = 0; i < sa->size(); ++i) {
+                const toml::node& n = *sa->get(i);
+                const std::string path = fmt::format("panel.shifts[{}]", i);
+                const auto* sv = n.as_string();
+                const std::string text = sv ? sv->get() : "";
+                int h = -1, m = -1;
+                if (text.size() == 5 && text[2] == ':' && std::isdigit(static_cast<unsigned char>(text[0])) &&
+                    std::isdigit(static_cast<unsigned char>(text[1])) && std::isdigit(static_cast<unsigned char>(text[3])) &&
+                    std::isdigit(static_cast<unsigned char>(text[4]))) {
+                    h = (text[0] - '0') * 10 + (text[1] - '0');
+                    m = (text[3] - '0') * 10 + (text[4] - '0');
+                }
+                if (h < 0 || h > 23 || m > 59) {
+                    root.sink().error(n.source(), path,
+                                      sv ? fmt::format("'{}' is not a time of day HH:MM (00:00 … 23:59)", text)
+                                         : fmt::format("expected a string \"HH:MM\", got {}", type_name(n.type())));
+                    continue;
+                }
+                if (!starts.empty() && h * 60 + m <= starts.back()) {
+                    root.sink().error(n.source(), path, fmt::format("'{}' is not after the shift before it", text));
+                    continue;
+                }
+                starts.push_back(h * 60 + m);
+            }
+            if (sa->empty()) t.bad("shifts", "at least one shift start is needed (e.g. [\"06:00\", \"18:00\"])");
+            else if (starts.size() == sa->size()) cfg.panel.shift_start_min = std::move(starts);
+        }
         t.finish();
     }
     const auto overlap = [](const std::string& a, const std::string& b) {

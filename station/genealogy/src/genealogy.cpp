@@ -263,8 +263,8 @@ std::int64_t Genealogy::unlink(std::string_view device, std::string_view cell, s
                                const Actor& actor, std::string_view station_id, double time_unix_s) {
     if (trimmed(reason).empty()) throw UsageError("unlink: a reason is required");
     if (trimmed(actor.name).empty()) throw UsageError("unlink: an actor is required");
-    if (actor.role != kQualityRole)
-        throw QuarantineRefused(fmt::format("unlink: role '{}' may not unlink cells; it needs the role '{}'",
+    if (actor.role != kQualityRole && actor.role != kAdminRole)  // each role includes the ones below it
+        throw QuarantineRefused(fmt::format("unlink: role '{}' may not unlink cells; it needs the role '{}' (or admin)",
                                             actor.role, kQualityRole));
     const NormalizeResult dn = device_scheme_.normalize(device);
     if (!dn) throw UsageError(fmt::format("--device '{}': {}", device, dn.error->message));

@@ -43,56 +43,71 @@ struct Simulated {
     CellTruth truth;
 };
 
-Simulated simulate_cell(const ProductionSpec& spec, const Planned& pl, std::size_t index) {
+// The cell's draw from its own RNG (seed, index): parameters, leakage, rest
+// and formation time of day, in that order (the order is the production's
+// reproducibility: changing it changes every simulated production).
+DrawnCell draw_cell_of(const ProductionSpec& spec, const Planned& pl, std::size_t index) {
     std::mt19937_64 rng(mix(spec.seed * 0x100000001b3ULL + index));
     sim::PopulationSpec pop = spec.population;
     pop.r0_shift_rel = pl.defect ? pl.r0_shift : 0.0;
     pop.short_fraction = pl.defect ? spec.defect_short_fraction : spec.background_short_fraction;
-    const sim::CellParams p = sim::draw_cell(pop, rng);
+    DrawnCell c;
+    c.params = sim::draw_cell(pop, rng);
     std::uniform_real_distribution<double> u01(0.0, 1.0);
     std::normal_distribution<double> n01(0.0, 1.0);
-    const double leak_a = spec.leak_median_ma * 1e-3 * std::exp(spec.leak_sigma_log * n01(rng));
-    const double rest_days = spec.rest_days_min + (spec.rest_days_max - spec.rest_days_min) * u01(rng);
-    const double t_form = static_cast<double>(pl.day) * 86400.0 + 6 * 3600.0 + 12 * 3600.0 * u01(rng);
-    const double t_eol = t_form + rest_days * 86400.0;
-    const std::uint64_t noise_seed = mix(spec.seed ^ (index * 0x9e3779b97f4a7c15ULL));
+    c.leak_a = spec.leak_median_ma * 1e-3 * std::exp(spec.leak_sigma_log * n01(rng));
+    c.rest_days = spec.rest_days_min + (spec.rest_days_max - spec.rest_days_min) * u01(rng);
+    c.formation_unix_s = static_cast<double>(pl.day) * 86400.0 + 6 * 3600.0 + 12 * 3600.0 * u01(rng);
+    c.ambient_c = pl.ambient_c;
+    c.noise_seed = mix(spec.seed ^ (index * 0x9e3779b97f4a7c15ULL));
+    c.identity = CellIdentity{pl.serial, spec.cell_model, pl.lot, pl.date};
 
-    Simulated out;
-    CellTruth& tr = out.truth;
+    CellTruth& tr = c.truth;
     tr.serial = pl.serial;
     tr.lot = pl.lot;
     tr.production_date = pl.date;
     tr.defect_lot = pl.defect;
-    tr.shorted = std::isfinite(p.r_isc_ohm);
-    tr.r_isc_ohm = tr.shorted ? p.r_isc_ohm : 0.0;
-    tr.r0_ohm = p.r0_ohm;
-    tr.leak_ma = leak_a * 1e3;
-    tr.rest_days = rest_days;
+    tr.shorted = std::isfinite(c.params.r_isc_ohm);
+    tr.r_isc_ohm = tr.shorted ? c.params.r_isc_ohm : 0.0;
+    tr.r0_ohm = c.params.r0_ohm;
+    tr.leak_ma = c.leak_a * 1e3;
+    tr.rest_days = c.rest_days;
+    return c;
+}
 
-    const CellIdentity identity{pl.serial, spec.cell_model, pl.lot, pl.date};
-
-    // 1. Formation: the formation recipe on the production day.
+TestRecord run_formation(const ProductionSpec& spec, const DrawnCell& c, double t_form_unix_s) {
     InProcessRun form;
     form.station_id = spec.formation_station;
-    form.ambient_c = pl.ambient_c;
-    form.noise_seed = noise_seed;
-    form.unix_start_s = t_form;
-    out.formation = run_in_process(*spec.formation, spec.limits, p, identity, form);
+    form.ambient_c = c.ambient_c;
+    form.noise_seed = c.noise_seed;
+    form.unix_start_s = t_form_unix_s;
+    return run_in_process(*spec.formation, spec.limits, c.params, c.identity, form);
+}
+
+Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c) {
+    const double t_form = c.formation_unix_s;
+    const double t_eol = t_form + c.rest_days * 86400.0;
+    Simulated out;
+    out.truth = c.truth;
+
+    // 1. Formation: the formation recipe on the production day.
+    out.formation = run_formation(spec, c, t_form);
 
     // 2. Storage until the cell goes into the EOL fixture.
-    sim::CellParams pe = p;
-    pe.soc0 = storage_soc(p, p.soc0, leak_a, std::max(0.0, (rest_days * 86400.0 - spec.fixture_wait_s) / 3600.0));
+    sim::CellParams pe = c.params;
+    pe.soc0 = storage_soc(c.params, c.params.soc0, c.leak_a,
+                          std::max(0.0, (c.rest_days * 86400.0 - spec.fixture_wait_s) / 3600.0));
 
     // 3. EOL station: the recipe, after the wait in the fixture (a short's heat settles).
     InProcessRun eol;
     eol.station_id = spec.eol_station;
-    eol.ambient_c = pl.ambient_c;
-    eol.noise_seed = noise_seed + 1;
+    eol.ambient_c = c.ambient_c;
+    eol.noise_seed = c.noise_seed + 1;
     eol.wait_s = spec.fixture_wait_s;
     eol.unix_start_s = t_eol + spec.fixture_wait_s;
     eol.trace = spec.store_traces ? RunContext::Trace::pulse_only : RunContext::Trace::none;
-    out.eol = run_in_process(*spec.recipe, spec.limits, pe, identity, eol);
-    tr.eol_pass = out.eol.verdict == Verdict::pass;
+    out.eol = run_in_process(*spec.recipe, spec.limits, pe, c.identity, eol);
+    out.truth.eol_pass = out.eol.verdict == Verdict::pass;
     return out;
 }
 
@@ -104,9 +119,19 @@ std::vector<Planned> plan(const ProductionSpec& spec, const SerialScheme& scheme
     const auto d0 = models::parse_iso_day(spec.from.iso());
     const auto d1 = models::parse_iso_day(spec.to.iso());
     std::vector<std::int32_t> days;
-    for (std::int32_t d = *d0; d <= *d1; ++d)
-        if (((d % 7) + 7 + 3) % 7 < 5) days.push_back(d);  // 1970-01-01 was a Thursday (3, Monday = 0)
-    if (days.empty()) throw UsageError("production: no working day (Mon–Fri) between the dates");
+    if (spec.lot_days.empty()) {
+        for (std::int32_t d = *d0; d <= *d1; ++d)
+            if (((d % 7) + 7 + 3) % 7 < 5) days.push_back(d);  // 1970-01-01 was a Thursday (3, Monday = 0)
+        if (days.empty()) throw UsageError("production: no working day (Mon–Fri) between the dates");
+    } else {
+        for (const Date& d : spec.lot_days) {
+            const auto day = d.valid() ? models::parse_iso_day(d.iso()) : std::nullopt;
+            if (!day) throw UsageError("production: lot day " + d.iso() + " is not a valid date");
+            if (!days.empty() && *day <= days.back())
+                throw UsageError("production: lot days must be in increasing order (" + d.iso() + ")");
+            days.push_back(*day);
+        }
+    }
     std::vector<Planned> out;
     out.reserve(spec.cells);
     lots = defect_lots = 0;
@@ -221,6 +246,27 @@ void assemble(Store& store, const ProductionSpec& spec, const SerialScheme& cell
 
 }  // namespace
 
+std::vector<DrawnCell> draw_production(const ProductionSpec& spec, const SerialScheme& scheme, std::size_t* lots,
+                                       std::size_t* defect_lots) {
+    std::size_t n_lots = 0, n_defect = 0;
+    const std::vector<Planned> planned = plan(spec, scheme, n_lots, n_defect);
+    if (lots) *lots = n_lots;
+    if (defect_lots) *defect_lots = n_defect;
+    std::vector<DrawnCell> out;
+    out.reserve(planned.size());
+    for (std::size_t i = 0; i < planned.size(); ++i) out.push_back(draw_cell_of(spec, planned[i], i));
+    return out;
+}
+
+FormedCell form_and_store(const ProductionSpec& spec, const DrawnCell& cell, double t_eol_unix_s) {
+    if (!spec.formation) throw UsageError("production: the formation recipe is needed (config/recipes/formation.toml)");
+    FormedCell f;
+    f.formation = run_formation(spec, cell, t_eol_unix_s - cell.rest_days * 86400.0);
+    f.at_eol = cell.params;
+    f.at_eol.soc0 = storage_soc(cell.params, cell.params.soc0, cell.leak_a, cell.rest_days * 24.0);
+    return f;
+}
+
 std::vector<DeviceModelSpec> default_device_models() {
     return {{"A1112", 3, 2.0}, {"A3102", 2, 1.0}};
 }
@@ -251,7 +297,7 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
                 if (stop) return;
                 const std::size_t i = next++;
                 if (i >= n) return;
-                Simulated s = simulate_cell(spec, planned[i], i);
+                Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i));
                 std::lock_guard lk(m);
                 slot[i] = std::move(s);
                 filled[i] = 1;

@@ -1728,6 +1728,33 @@ std::int64_t Store::append_station_event(const StationEvent& event) {
     return id;
 }
 
+Store::StationCounts Store::station_counts_since(std::string_view station_id, double since_unix_s) {
+    StationCounts c;
+    Q q(*impl_,
+        "SELECT CASE WHEN r.verdict IN ('pass', 'fail') AND EXISTS (SELECT 1 FROM quarantine_events e "
+        "  WHERE e.scope = 'serial' AND e.target = r.serial AND e.action = 'hold' AND e.role = 'station' "
+        "  AND e.reason NOT LIKE 'hazardous:%' AND e.time_unix_s >= r.start_unix_s) THEN 'hold' ELSE r.verdict END, "
+        "count(*) FROM test_runs r WHERE r.station_id = ?1 AND r.end_unix_s >= ?2 GROUP BY 1");
+    q.text(1, station_id).real(2, since_unix_s);
+    while (q.step()) {
+        const std::string v = q.col_text(0);
+        const std::int64_t n = q.col_int(1);
+        c.tested += n;
+        if (v == "pass") c.pass += n;
+        else if (v == "fail") c.fail += n;
+        else if (v == "hold") c.hold += n;
+        else if (v == "abort") c.abort += n;
+        else c.error += n;
+    }
+    Q h(*impl_, "SELECT count(*) FROM station_events WHERE station_id = ?1 AND kind = 'hold_at_test' AND time_unix_s >= ?2");
+    h.text(1, station_id).real(2, since_unix_s);
+    if (h.step()) {
+        c.tested += h.col_int(0);
+        c.hold += h.col_int(0);
+    }
+    return c;
+}
+
 std::vector<StationEvent> Store::station_events(std::size_t limit) {
     Q q(*impl_,
         "SELECT id, time_unix_s, station_id, kind, message, detail FROM station_events ORDER BY id DESC LIMIT ?1");
@@ -1826,6 +1853,19 @@ std::optional<SessionRecord> Store::session(std::string_view token_hash) {
     q.text(1, token_hash);
     if (!q.step()) return std::nullopt;
     return SessionRecord{q.col_text(0), q.col_text(1), q.col_real(2), q.col_real(3)};
+}
+
+bool Store::end_session(std::string_view token_hash, double at_unix_s) {
+    Tx tx(*impl_);
+    // The schema demands expires > created: a session ended in the instant
+    // it began ends a microsecond after it.
+    Q up(*impl_,
+         "UPDATE sessions SET expires_unix_s = max(created_unix_s + 1e-6, ?2) "
+         "WHERE token_hash = ?1 AND expires_unix_s > ?2");
+    up.text(1, token_hash).real(2, at_unix_s).run();
+    const bool ended = sqlite3_changes(impl_->db.get()) == 1;
+    tx.commit();
+    return ended;
 }
 
 std::int64_t Store::append_auth_event(const AuthEvent& e) {

@@ -27,6 +27,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <deque>
 #include <fstream>
 #include <future>
@@ -34,6 +35,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "eol/station/errors.hpp"
 #include "eol/station/quarantine.hpp"
@@ -211,7 +213,29 @@ PanelOptions panel_options(const StationConfig& cfg) {
     o.bind = cfg.panel.bind;
     o.port = cfg.panel.port;
     o.language = cfg.panel.language;
+    o.shift_start_min = cfg.panel.shift_start_min;
     return o;
+}
+
+std::pair<double, double> shift_bounds(double t_unix_s, const std::vector<int>& starts) {
+    if (starts.empty()) throw std::invalid_argument("shift_bounds: no shift start");
+    const auto now = static_cast<std::time_t>(std::floor(t_unix_s));
+    std::tm today{};
+    localtime_r(&now, &today);
+    double begin = -INFINITY, end = INFINITY;
+    for (int d = -1; d <= 1; ++d)
+        for (const int m : starts) {
+            std::tm x = today;
+            x.tm_mday += d;
+            x.tm_hour = m / 60;
+            x.tm_min = m % 60;
+            x.tm_sec = 0;
+            x.tm_isdst = -1;  // whatever holds on that day
+            const auto b = static_cast<double>(std::mktime(&x));
+            if (b <= t_unix_s) begin = std::max(begin, b);
+            else end = std::min(end, b);
+        }
+    return {begin, end};
 }
 
 struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
@@ -249,7 +273,8 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
     std::map<int, Banner> banners;
     std::deque<FinishedCell> recent;
     Counters counters;
-    double since_unix_s = unix_now_s();
+    double since_unix_s = 0.0;       // the current shift's start
+    double next_shift_unix_s = 0.0;  // when the counters begin again
     std::string status_text = "{}";
     std::string cells_text = "[]";
     std::set<std::shared_ptr<EventClient>> event_clients;
@@ -350,6 +375,10 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
     /// Reads the controller, updates banners, the last cells and the
     /// counters, sends what changed to the event streams.
     void tick() {
+        if (const double now = unix_now_s(); now >= next_shift_unix_s) {  // a new shift: count from zero
+            std::tie(since_unix_s, next_shift_unix_s) = shift_bounds(now, opt.shift_start_min);
+            counters = Counters{};
+        }
         const auto snaps = controller.snapshot();
         const auto insts = controller.instruments();
         bool cells_changed = false;
@@ -369,13 +398,17 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
                     banners[s.position] = Banner{s.verdict, s.reason, s.serial, s.since_unix_s};
                     recent.push_front(f);
                     if (recent.size() > kRecentCells) recent.pop_back();
+                    cells_changed = true;
+                }
+                // Counted live from the second look on: what had finished
+                // before this panel started is in the counts read from the store.
+                if (!idle_fault && before) {
                     ++counters.tested;
                     if (s.verdict == "pass") ++counters.pass;
                     else if (s.verdict == "fail") ++counters.fail;
                     else if (s.verdict == "hold") ++counters.hold;
                     else if (s.verdict == "abort") ++counters.abort;
                     else ++counters.error;
-                    cells_changed = true;
                 }
             }
             previous[s.position] = s;
@@ -791,6 +824,18 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
         }
         if (path == "/api/logout") {
             if (!post) co_return allow("POST");
+            // The session ends in the store, not only in this browser: a copied
+            // cookie is refused from now on.
+            if (std::string token = session_token(req); !token.empty() && token.size() <= 256) {
+                auto op = offload<bool>(store_lane, [this, token]() {
+                    try {
+                        auth->logout(token);
+                    } catch (const AuthError&) {  // already ended or unknown: logged out either way
+                    }
+                    return true;
+                });
+                co_await std::move(op);
+            }
             Reply r = json_reply(200, json{{"logged_out", true}});
             r.headers.emplace_back("Set-Cookie", "eol_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
             co_return r;
@@ -1002,6 +1047,13 @@ PanelServer::PanelServer(asio::any_io_executor executor, Controller& controller,
     c.store.emplace(Store::open(controller.store_path()));
     c.auth.emplace(*c.store, c.opt.auth);
     c.lookup.emplace(*c.store, controller.scheme());
+    // The shift's counters so far: a restarted serve goes on counting it.
+    std::tie(c.since_unix_s, c.next_shift_unix_s) = shift_bounds(unix_now_s(), c.opt.shift_start_min);
+    {
+        const auto n = c.store->station_counts_since(controller.config().station_id, c.since_unix_s);
+        const auto z = [](std::int64_t v) { return static_cast<std::size_t>(std::max<std::int64_t>(0, v)); };
+        c.counters = Counters{z(n.tested), z(n.pass), z(n.fail), z(n.hold), z(n.abort), z(n.error)};
+    }
     // The chart library, read once.
     {
         std::ifstream in(c.opt.chart_js, std::ios::binary);

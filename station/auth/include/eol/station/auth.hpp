@@ -21,7 +21,8 @@
 // and the expiry. verify_token() accepts a token while it has not expired,
 // its user is not disabled and its user's password/disabled state did not
 // change after it was issued (a password change or a disable ends every
-// session of that user).
+// session of that user). logout() ends one session (the panel's "Log out",
+// `eolstation user logout`): its token is refused from then on.
 //
 // Rate limit and audit. Every login attempt is an auth event in the store
 // (login_ok, login_failed, login_rate_limited, token_rejected, user_added,
@@ -112,6 +113,9 @@ public:
     std::string issue_token(const AuthUser& user, double ttl_s = 0.0);
     /// The user of a valid token; AuthError (logged) otherwise.
     AuthUser verify_token(std::string_view token);
+    /// Ends the session of `token` now (logout): later verify_token() refuses
+    /// it. Returns its user; AuthError when it is not a live session.
+    AuthUser logout(std::string_view token);
 
     const AuthPolicy& policy() const { return policy_; }
 

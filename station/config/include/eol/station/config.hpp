@@ -327,6 +327,10 @@ struct PanelConfig {
     int port = 8080;
     /// The language of every operator-facing text: "en" or "zh-CN".
     std::string language = "en";
+    /// When shifts start, minutes after local midnight (the station host's
+    /// time zone), increasing: the panel's yield counters count one shift.
+    /// From `shifts = ["06:00", "14:00", "22:00"]` (the default).
+    std::vector<int> shift_start_min = {6 * 60, 14 * 60, 22 * 60};
 
     /// A panel is to be started: a [panel] table with enabled = true.
     bool active() const { return present && enabled; }

@@ -145,7 +145,7 @@ public:
     /// (joins an open one: then a refusal writes nothing either).
     LinkResult link(const LinkRequest& request);
     /// Unlinks a cell from a device (rework). Needs a reason, an actor and
-    /// the role "quality" (QuarantineRefused otherwise, and when the cell is
+    /// the role "quality" or "admin" (QuarantineRefused otherwise, and when the cell is
     /// not inside that device now). Returns the event id.
     std::int64_t unlink(std::string_view device, std::string_view cell, std::string_view reason, const Actor& actor,
                         std::string_view station_id = "REWORK-01", double time_unix_s = 0.0);

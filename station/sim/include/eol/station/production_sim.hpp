@@ -4,7 +4,7 @@
 // window, and the ground truth for judging a screen.
 //
 // The line: cells are made on working days (Mon–Fri) between `from` and
-// `to`, spread evenly; one lot per production day (lot ids count up from
+// `to` (or on the given `lot_days`), spread evenly; one lot per production day (lot ids count up from
 // `first_lot`); serials per the serial scheme (plant, line, production date,
 // lot, sequence within the lot). Parameters come from eol::sim::draw_cell
 // (PopulationSpec `population`), plus a normal self-discharge (a leakage
@@ -67,6 +67,7 @@
 #include "eol/sim/cell.hpp"
 #include "eol/station/config.hpp"
 #include "eol/station/serial.hpp"
+#include "eol/station/steps.hpp"
 #include "eol/station/store.hpp"
 
 namespace eol::station {
@@ -85,6 +86,7 @@ struct ProductionSpec {
     std::size_t cells = 20000;
     Date from{2023, 1, 1};
     Date to{2023, 6, 30};
+    std::vector<Date> lot_days;  // non-empty: one lot on each of these days (increasing), not from..to
     std::optional<std::pair<Date, Date>> defect_window;  // inclusive production dates
     double defect_short_fraction = 0.03;
     double defect_r0_shift_rel = 0.04;
@@ -151,6 +153,37 @@ struct ProductionSummary {
     std::size_t devices_refused = 0;   // by the interlock (0 in a fresh store)
     double seconds = 0.0;          // wall time
 };
+
+/// One cell of a production as drawn before any test: what it really is
+/// (truth, eol_pass not yet known), the parameters of its physics at
+/// formation, and its life before the EOL station.
+struct DrawnCell {
+    CellTruth truth;
+    CellIdentity identity;
+    sim::CellParams params;         // at formation
+    double leak_a = 0.0;            // normal self-discharge current [A]
+    double rest_days = 0.0;         // formation → EOL test [days]
+    double formation_unix_s = 0.0;  // on its production day
+    double ambient_c = 25.0;        // the day's ambient
+    std::uint64_t noise_seed = 0;   // for the instruments' noise in its tests
+};
+
+/// The cells of the production `spec` describes, in production order, drawn
+/// exactly as simulate_production draws them (same seed, same cells), but not
+/// tested: for a station that tests them itself (the demo). Errors: UsageError
+/// for a bad spec (as simulate_production). `lots`/`defect_lots` receive the counts.
+std::vector<DrawnCell> draw_production(const ProductionSpec& spec, const SerialScheme& scheme,
+                                       std::size_t* lots = nullptr, std::size_t* defect_lots = nullptr);
+
+/// A drawn cell's life before a live EOL test at `t_eol_unix_s`: its
+/// formation record (spec.formation at spec.formation_station, `rest_days`
+/// before) and its parameters in the EOL fixture (state of charge drained over
+/// the rest by the leakage and any short).
+struct FormedCell {
+    TestRecord formation;
+    sim::CellParams at_eol;
+};
+FormedCell form_and_store(const ProductionSpec& spec, const DrawnCell& cell, double t_eol_unix_s);
 
 /// Simulates the production and writes it to `store`. `progress(done, total)`
 /// is called from the calling thread after each batch is written.

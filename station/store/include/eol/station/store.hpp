@@ -395,6 +395,9 @@ public:
                      std::optional<bool> disabled, double time_unix_s = 0.0);
     void add_session(const SessionRecord& session);
     std::optional<SessionRecord> session(std::string_view token_hash);
+    /// Ends a session at `at_unix_s` (its expiry moved there, never later than
+    /// it was). False when there is no such session or it had already ended.
+    bool end_session(std::string_view token_hash, double at_unix_s);
     std::int64_t append_auth_event(const AuthEvent& event);
     /// Events of `kind` for `user_name` at or after since_unix_s (indexed).
     std::int64_t count_auth_events(std::string_view user_name, std::string_view kind, double since_unix_s);
@@ -405,6 +408,18 @@ public:
     std::int64_t append_station_event(const StationEvent& event);
     /// The most recent `limit` events, newest first.
     std::vector<StationEvent> station_events(std::size_t limit = 100);
+
+    /// What station `station_id` finished since `since_unix_s`, counted as
+    /// its operator panel counts cells (a shift's yield): each test run by its
+    /// verdict, except that a pass or fail whose serial the station then held
+    /// at test time (a serial hold by role "station", not a hazard hold)
+    /// counts as a hold; each held cell answered without a test (station
+    /// event "hold_at_test") counts as tested and held. Scans the runs (there
+    /// is no index by station and time: meant for a panel's start).
+    struct StationCounts {
+        std::int64_t tested = 0, pass = 0, fail = 0, hold = 0, abort = 0, error = 0;
+    };
+    StationCounts station_counts_since(std::string_view station_id, double since_unix_s);
 
     // ---- information ----
     DbInfo info();

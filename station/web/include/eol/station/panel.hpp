@@ -111,7 +111,17 @@ struct PanelOptions {
     double status_period_s = 0.25;  // snapshot poll and event-stream period
     /// Whether the line PLC's heartbeat is stale now (an alarm); empty: no PLC.
     std::function<bool()> plc_heartbeat_stale;
+    /// Shift starts, minutes after local midnight, increasing ([panel]
+    /// shifts): the yield counters count the current shift — at start, what
+    /// the store holds of it (Store::station_counts_since); at each shift
+    /// start they begin again.
+    std::vector<int> shift_start_min = {6 * 60, 14 * 60, 22 * 60};
 };
+
+/// The start of the shift `t_unix_s` falls in and the start of the next one
+/// (unix s), for shift starts in minutes after local midnight (the host's
+/// time zone, daylight saving included).
+std::pair<double, double> shift_bounds(double t_unix_s, const std::vector<int>& shift_start_min);
 
 /// PanelOptions from the station file's [panel] (and the defaults).
 PanelOptions panel_options(const StationConfig& cfg);
