@@ -16,6 +16,10 @@
 //   GET  /api/cells/{serial}     its stored runs (measurements, fits), state and holds
 //   GET  /api/lookup?serial=S    the ship gate's answer (read only)
 //   GET  /unit/{serial}          the unit page (station/report's build_unit_report)
+//   GET  /recall, /api/recall/config, /api/recall?serial=S
+//                                the public recall lookup by device serial, when the
+//                                station file has an enabled [recall] (recall_page.hpp):
+//                                no login, rate limited per client address (429)
 //   GET  /api/me                 the logged-in user ({"user": null} without a login)
 //   POST /api/login              {"user","password"} → a session cookie (station/auth)
 //   POST /api/logout             clears the cookie
@@ -111,6 +115,8 @@ struct PanelOptions {
     double status_period_s = 0.25;  // snapshot poll and event-stream period
     /// Whether the line PLC's heartbeat is stale now (an alarm); empty: no PLC.
     std::function<bool()> plc_heartbeat_stale;
+    /// The public recall lookup page (recall_page.hpp): served when active().
+    RecallConfig recall;
 };
 
 /// PanelOptions from the station file's [panel] (and the defaults).
