@@ -149,9 +149,10 @@ struct RecallRig {
 
 std::string query_escape(const std::string& s) {
     std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c)) out += static_cast<char>(c);
-        else out += fmt::format("%{:02X}", c);
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (std::isalnum(c)) out += ch;
+        else out += fmt::format("%{:02X}", static_cast<unsigned>(c));
     }
     return out;
 }
@@ -162,7 +163,7 @@ HttpReply lookup(std::uint16_t port, const std::string& input) {
 
 std::set<std::string> keys_of(const json& j) {
     std::set<std::string> k;
-    for (const auto& [key, v] : j.items()) k.insert(key);
+    for (auto it = j.begin(); it != j.end(); ++it) k.insert(it.key());
     return k;
 }
 
@@ -249,8 +250,9 @@ TEST_CASE("recall: affected devices answer affected, the others and an unknown s
         // No cell data: no cell serial, lot, date, model or hold reason.
         const std::string lower = [&] {
             std::string s;
-            for (const auto& [k, v] : j.items())
-                if (k != "headline" && k != "action" && k != "disposal" && k != "contact") s += k + "=" + v.dump() + ";";
+            for (auto it = j.begin(); it != j.end(); ++it)
+                if (it.key() != "headline" && it.key() != "action" && it.key() != "disposal" && it.key() != "contact")
+                    s += it.key() + "=" + it.value().dump() + ";";
             return s;
         }();
         for (const auto& cell : p.cells) CHECK(r.body.find(cell) == std::string::npos);
@@ -428,10 +430,10 @@ TEST_CASE("recall: [recall] is validated like the rest of the station file, a te
     REQUIRE(pos != std::string::npos);
     const auto end = base.find("\n[", pos + 1);
     const std::string before = base.substr(0, pos), after = base.substr(end);
-    const auto load = [&](const std::string& recall) { return parse_station_config(before + recall + after, example); };
+    const auto load_with = [&](const std::string& recall) { return parse_station_config(before + recall + after, example); };
     const auto errors = [&](const std::string& recall) {
         try {
-            (void)load(recall);
+            (void)load_with(recall);
         } catch (const ConfigError& e) {
             return e.diagnostics();
         }
@@ -462,25 +464,25 @@ TEST_CASE("recall: [recall] is validated like the rest of the station file, a te
     const auto ds = errors("[recall]\ntexts = \"" + tf.string() + "\"\n");
     REQUIRE(ds.size() == 3);
     for (const auto& d : ds) CHECK(d.file == tf.string());
-    const auto find = [&](const std::string& key) {
+    const auto diag_for = [&](const std::string& key) {
         for (const auto& d : ds)
             if (d.key_path == key) return d;
         FAIL("no diagnostic for " << key);
         return Diagnostic{};
     };
-    CHECK(find("disposal").message.find("missing required key 'disposal'") != std::string::npos);
-    const Diagnostic typo = find("disposel");
+    CHECK(diag_for("disposal").message.find("missing required key 'disposal'") != std::string::npos);
+    const Diagnostic typo = diag_for("disposel");
     CHECK(typo.message.find("did you mean 'disposal'?") != std::string::npos);
     CHECK(typo.line > 1);
-    const Diagnostic ph = find("counter");
+    const Diagnostic ph = diag_for("counter");
     CHECK(ph.message.find("{1}") != std::string::npos);
     CHECK(ph.line == typo.line - 1);
 
     // Inline texts; the station file's own keys.
     std::string inline_texts = "[recall]\n[recall.texts]\n";
     for (const auto& [k, v] : ok.recall.texts) inline_texts += k + " = " + json(v).dump() + "\n";
-    CHECK(load(inline_texts).recall.texts == ok.recall.texts);
-    CHECK(load(inline_texts).recall.texts_file.empty());
+    CHECK(load_with(inline_texts).recall.texts == ok.recall.texts);
+    CHECK(load_with(inline_texts).recall.texts_file.empty());
     const auto d2 = errors("[recall]\ntexts = 3\nrate_burst = 0\nmin_answer_s = -1\ndevice_scheme = \"nope.toml\"\n");
     REQUIRE(d2.size() == 4);
     CHECK(d2[0].key_path == "recall.texts");

@@ -162,6 +162,8 @@
     const input = $('serial');
     input.maxLength = scheme.length * 4;  // room for spaces and dashes while typing; the value is cleaned
     input.addEventListener('input', onInput);
+    // Enter looks up (a scanner or a person), whether or not the browser submits the form on it.
+    input.addEventListener('keydown', (e) => { if (e.key === 'Enter') lookup(e); });
     $('lookup').addEventListener('submit', lookup);
     input.disabled = false;
     update();
