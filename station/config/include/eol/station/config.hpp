@@ -5,8 +5,9 @@
 // names the station id, the instruments (driver, address, dialect or
 // register-map file, timeouts), which load channel and thermocouple channel
 // each fixture position uses, the recipe file, limits, screening settings,
-// the serial scheme, the results store, the PLC server and the panel, and the
-// settings `eolstation sim` uses to fill the virtual fixture. A recipe file
+// the serial scheme, the results store, the PLC server, the panel and its
+// public recall page ([recall]), and the settings `eolstation sim` uses to
+// fill the virtual fixture. A recipe file
 // (config/recipes/eol-18650.toml) is an ordered list of steps, each declaring
 // its measurements and their limits up front (OpenHTF style).
 //
