@@ -156,6 +156,18 @@ double Recipe::duration_s() const {
     return t;
 }
 
+const std::vector<RecallTextKey>& recall_text_keys() {
+    static const std::vector<RecallTextKey> keys{
+        {"affected_action", ""},   {"affected_headline", ""},     {"check_button", ""},
+        {"check_failed", ""},      {"contact", ""},               {"counter", "{0}{1}"},
+        {"disposal", ""},          {"intro", ""},                 {"language", ""},
+        {"no_suggestion", ""},     {"not_affected_action", ""},   {"not_affected_headline", ""},
+        {"rate_limited", "{0}"},   {"refused_character", "{0}"},  {"serial_label", ""},
+        {"suggestions", ""},       {"title", ""},                 {"unavailable", ""},
+    };
+    return keys;
+}
+
 const InstrumentConfig* StationConfig::find_instrument(std::string_view n) const {
     for (const auto& i : instruments)
         if (i.name == n) return &i;
@@ -1422,6 +1434,80 @@ void read_servers(Tbl& root, StationConfig& cfg) {
     }
 }
 
+/// The texts of the recall page from one table (a file's top level or an
+/// inline [recall.texts]): every key required, no other key, each value
+/// non-empty, at most kMaxRecallText bytes, with its placeholders.
+void read_recall_texts(Tbl& t, std::map<std::string, std::string, std::less<>>& out) {
+    constexpr std::size_t kMaxRecallText = 4000;
+    for (const RecallTextKey& k : recall_text_keys()) {
+        auto v = t.text(k.key, true);
+        if (!v) continue;
+        if (v->size() > kMaxRecallText) {
+            t.bad(k.key, fmt::format("{} bytes; at most {}", v->size(), kMaxRecallText));
+            continue;
+        }
+        bool ok = true;
+        for (std::size_t i = 0; i + 3 <= k.placeholders.size(); i += 3) {
+            const std::string_view ph = k.placeholders.substr(i, 3);  // "{0}", "{1}"
+            if (v->find(ph) == std::string::npos) {
+                t.bad(k.key, fmt::format("must contain the placeholder {} (the page puts a value there)", ph));
+                ok = false;
+            }
+        }
+        if (k.key == "language" &&
+            (v->size() > 35 || !std::all_of(v->begin(), v->end(), [](char c) {
+                 return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+             }))) {
+            t.bad(k.key, fmt::format("'{}' is not a language tag such as \"en\" or \"zh-CN\"", printable(*v)));
+            ok = false;
+        }
+        if (ok) out[std::string(k.key)] = *v;
+    }
+    t.finish();
+}
+
+/// [recall]: the public recall lookup page. Diagnostics of a texts file go
+/// to `other` (they name that file).
+void read_recall(Tbl& root, const fs::path& dir, RecallConfig& r, std::vector<Diagnostic>& other) {
+    const toml::table* rt = root.table("recall", false);
+    if (!rt) return;
+    Tbl t(root.sink(), *rt, "recall");
+    r.present = true;
+    t.read("enabled", r.enabled, false);
+    if (auto p = existing_file(t, "device_scheme", false, dir, "device serial scheme")) {
+        r.device_scheme = *p;
+        usable_file(t, "device_scheme", *p, "device serial scheme", [](const fs::path& f) { (void)SerialScheme::load(f); });
+    }
+    t.read("rate_burst", r.rate_burst, false, 1, 100'000);
+    t.read("rate_per_minute", r.rate_per_minute, false, positive(1'000'000));
+    t.read("min_answer_s", r.min_answer_s, false, non_negative(10));
+    const toml::node* n = t.table().get("texts");
+    if (!n) {
+        t.node("texts");
+        t.missing("texts");
+    } else if (n->is_table()) {
+        Tbl tt(root.sink(), *t.table("texts", true), "recall.texts");
+        read_recall_texts(tt, r.texts);
+    } else if (n->is_string()) {
+        const auto p = existing_file(t, "texts", true, dir, "recall texts file");
+        std::error_code ec;
+        if (p && fs::is_regular_file(*p, ec)) {
+            r.texts_file = *p;
+            Sink fsink(display_name(*p));
+            if (auto text = read_text_file(fsink, *p, "recall texts file"))
+                if (auto froot = parse_toml(fsink, *text, fsink.file())) {
+                    Tbl ft(fsink, *froot, "");
+                    read_recall_texts(ft, r.texts);
+                }
+            for (auto& d : fsink.take()) other.push_back(std::move(d));
+        }
+    } else {
+        t.node("texts");
+        t.wrong_type("texts", *n, "string (a texts file) or table ([recall.texts])");
+    }
+    t.finish();
+}
+
 bool valid_date(int y, int m, int d) {
     using namespace std::chrono;
     return year_month_day{year{y}, month{static_cast<unsigned>(m)}, day{static_cast<unsigned>(d)}}
@@ -1528,6 +1614,7 @@ StationConfig parse_station(std::string_view text, const fs::path& as_file, Sink
     }
     read_screening(t, cfg.screening, recipe_ok ? &cfg.recipe : nullptr);
     read_servers(t, cfg);
+    read_recall(t, cfg.dir, cfg.recall, recipe_diags);
     read_sim(t, cfg.sim);
     t.finish();
     return cfg;

@@ -39,6 +39,7 @@
 
 #include "eol/station/errors.hpp"
 #include "eol/station/quarantine.hpp"
+#include "eol/station/recall_page.hpp"
 #include "eol/station/report.hpp"
 #include "eol/station/store.hpp"
 #include "eol/station/text.hpp"
@@ -214,6 +215,7 @@ PanelOptions panel_options(const StationConfig& cfg) {
     o.port = cfg.panel.port;
     o.language = cfg.panel.language;
     o.shift_start_min = cfg.panel.shift_start_min;
+    o.recall = cfg.recall;
     return o;
 }
 
@@ -265,6 +267,9 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
     std::optional<Store> store;
     std::optional<Auth> auth;
     std::optional<LookupSession> lookup;
+    std::optional<RecallDesk> recall_desk;  // the store lane's; set when [recall] is active
+    std::optional<RateLimiter> recall_limit;  // strand-only
+    double recall_slow_logged_s = -1e9;       // strand-only: when a slow answer was last logged
     std::atomic<int> pending_jobs{0};
     std::atomic<bool> stopped{false};
 
@@ -756,8 +761,9 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
         return r;
     }
 
-    /// Routes one request. Exceptions other than Busy become 500.
-    asio::awaitable<Reply> route(const Request& req) {
+    /// Routes one request of `client` (recall_client_key of the peer's
+    /// address). Exceptions other than Busy become 500.
+    asio::awaitable<Reply> route(const Request& req, const std::string& client) {
         const std::string_view target(req.target().data(), req.target().size());
         if (target.empty() || target.front() != '/') co_return error_reply(400, t("bad_request"));
         const auto qpos = target.find('?');
@@ -779,11 +785,13 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
         }
 
         // The page and its assets.
-        for (const Asset& a : panel_assets())
-            if (path == a.path || (path == "/" && a.path == "/index.html")) {
+        for (const Asset& a : panel_assets()) {
+            if (!recall_desk && a.path.rfind("/recall", 0) == 0) continue;  // no [recall]: no page
+            if (path == a.path || (path == "/" && a.path == "/index.html") || (path == "/recall" && a.path == "/recall.html")) {
                 if (!get) co_return allow("GET");
                 co_return asset(a);
             }
+        }
         if (path == "/chart.js") {
             if (!get) co_return allow("GET");
             if (!charts) co_return error_reply(404, t("plots_unavailable"));
@@ -900,7 +908,69 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             const json j = co_await std::move(j_op);
             co_return json_reply(j.contains("error") ? 400 : 200, j);
         }
+        if (recall_desk && (path == "/api/recall" || path == "/api/recall/config")) {
+            if (!get) co_return allow("GET");
+            co_return co_await recall_lookup(path, query, client);
+        }
         co_return error_reply(404, t("not_found"));
+    }
+
+    /// /api/recall and its page's configuration (recall_page.hpp): rate
+    /// limited per client; every lookup that reached the store is answered
+    /// no sooner than min_answer_s after it arrived, known serial or not.
+    asio::awaitable<Reply> recall_lookup(const std::string& path, std::string_view query, const std::string& client) {
+        if (path == "/api/recall/config") {
+            Reply r;
+            r.body = recall_desk->page_config();
+            co_return r;
+        }
+        const auto arrived = std::chrono::steady_clock::now();
+        const double wait_s =
+            recall_limit->take(client, std::chrono::duration<double>(arrived.time_since_epoch()).count());
+        if (wait_s > 0) {
+            const long retry_s = std::max(1L, static_cast<long>(std::ceil(wait_s)));
+            Reply r = json_reply(429, json{{"error", fill_text(opt.recall.texts.at("rate_limited"), {std::to_string(retry_s)})},
+                                           {"retry_after_s", retry_s}});
+            r.headers.emplace_back("Retry-After", std::to_string(retry_s));
+            co_return r;
+        }
+        const auto serial = query_value(query, "serial");
+        if (!serial)
+            co_return json_reply(400, json{{"error", "no serial, or a bad %-escape in it: /api/recall?serial=SERIAL"},
+                                           {"position", 0},
+                                           {"candidates", json::array()}});
+        // Malformed input is answered here, at once: it depends on the input only.
+        if (auto rejected = recall_desk->reject(*serial)) {
+            Reply r;
+            r.status = rejected->status;
+            r.body = rejected->body;
+            co_return r;
+        }
+        const std::string s = *serial;
+        auto op = offload<RecallAnswer>(store_lane, [this, s] { return recall_desk->answer(s); });
+        const RecallAnswer a = co_await std::move(op);
+        // The pad: an unknown serial costs the store one read, a known one a
+        // few more; both leave here at arrived + min_answer_s.
+        const auto due = arrived + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                       std::chrono::duration<double>(opt.recall.min_answer_s));
+        const auto now = std::chrono::steady_clock::now();
+        if (now < due) {
+            asio::steady_timer pad(strand, due);
+            beast::error_code ec;
+            co_await pad.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        } else {
+            const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
+            if (now_s - recall_slow_logged_s > 60) {  // at most once a minute
+                recall_slow_logged_s = now_s;
+                log().warn("panel: recall: a lookup took {:.3f} s, over [recall] min_answer_s = {} s: "
+                           "its timing was not padded (raise min_answer_s)",
+                           std::chrono::duration<double>(now - arrived).count(), opt.recall.min_answer_s);
+            }
+        }
+        Reply r;
+        r.status = a.status;
+        r.body = a.body;
+        co_return r;
     }
 
     // ------------------------------------------------------------ connections
@@ -945,10 +1015,12 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             ~Leave() { core->connections.erase(id); }
         } leave{this, id};
         std::string peer = "?";
+        std::string client = "?";
         {
             beast::error_code ec;
             const auto ep = stream.socket().remote_endpoint(ec);
             if (!ec) peer = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+            if (!ec) client = recall_client_key(ep.address().to_string());
         }
         if (static_cast<int>(connections.size()) > kMaxConnections) {
             const Reply r = error_reply(503, t("server_busy"));
@@ -991,7 +1063,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             const Request req = parser.release();
             Reply reply;
             try {
-                reply = co_await route(req);
+                reply = co_await route(req, client);
             } catch (const Busy&) {
                 reply = error_reply(503, t("server_busy"));
             } catch (const std::exception& e) {
@@ -1054,6 +1126,10 @@ PanelServer::PanelServer(asio::any_io_executor executor, Controller& controller,
         const auto z = [](std::int64_t v) { return static_cast<std::size_t>(std::max<std::int64_t>(0, v)); };
         c.counters = Counters{z(n.tested), z(n.pass), z(n.fail), z(n.hold), z(n.abort), z(n.error)};
     }
+    if (c.opt.recall.active()) {
+        c.recall_desk.emplace(*c.store, controller.scheme(), c.opt.recall);
+        c.recall_limit.emplace(c.opt.recall.rate_burst, c.opt.recall.rate_per_minute / 60.0);
+    }
     // The chart library, read once.
     {
         std::ifstream in(c.opt.chart_js, std::ios::binary);
@@ -1085,6 +1161,9 @@ PanelServer::PanelServer(asio::any_io_executor executor, Controller& controller,
     asio::co_spawn(c.strand, c.ticker_loop(core_), asio::detached);
     log().info("panel: http://{}:{}/ (language {}{})", c.opt.bind, c.bound_port, c.opt.language,
                c.charts ? "" : "; no live plots");
+    if (c.recall_desk)
+        log().info("panel: recall lookup http://{}:{}/recall ({} lookups in a row per client, then {}/min)", c.opt.bind,
+                   c.bound_port, c.opt.recall.rate_burst, c.opt.recall.rate_per_minute);
 }
 
 PanelServer::~PanelServer() { stop(); }

@@ -5,8 +5,9 @@
 // names the station id, the instruments (driver, address, dialect or
 // register-map file, timeouts), which load channel and thermocouple channel
 // each fixture position uses, the recipe file, limits, screening settings,
-// the serial scheme, the results store, the PLC server and the panel, and the
-// settings `eolstation sim` uses to fill the virtual fixture. A recipe file
+// the serial scheme, the results store, the PLC server, the panel and its
+// public recall page ([recall]), and the settings `eolstation sim` uses to
+// fill the virtual fixture. A recipe file
 // (config/recipes/eol-18650.toml) is an ordered list of steps, each declaring
 // its measurements and their limits up front (OpenHTF style).
 //
@@ -31,6 +32,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -336,6 +338,40 @@ struct PanelConfig {
     bool active() const { return present && enabled; }
 };
 
+/// The public recall lookup page the panel serves ([recall];
+/// docs/genealogy.md, "The recall lookup page"): a customer types a device
+/// serial and learns whether the device contains affected cells and what to
+/// do. Served only when the panel runs and this table is present and enabled.
+/// Every text of the page comes from here — `texts = "FILE"` (the shipped
+/// config/recall-texts.toml) or an inline [recall.texts] table, not both;
+/// every key of recall_text_keys() is required and no other is allowed; a
+/// file's errors name that file:line.
+struct RecallConfig {
+    bool present = false;  // the file has a [recall] table
+    bool enabled = true;   // `enabled = false` keeps the table but serves no /recall
+    /// The device serial scheme file, resolved; empty: the built-in
+    /// device_serial_scheme() (= config/device-serial-scheme.toml).
+    std::filesystem::path device_scheme;
+    /// The texts file, resolved; empty when the texts are inline.
+    std::filesystem::path texts_file;
+    /// The page's texts by key (recall_text_keys()), "{0}", "{1}" placeholders.
+    std::map<std::string, std::string, std::less<>> texts;
+    int rate_burst = 10;           // lookups one client address may make in a row
+    double rate_per_minute = 10;   // … after which its allowance refills at this rate
+    double min_answer_s = 0.1;     // no lookup is answered sooner (timing: docs/genealogy.md)
+
+    /// /recall is to be served (when the panel runs): a [recall] table with enabled = true.
+    bool active() const { return present && enabled; }
+};
+
+/// One text of the recall page: its key and the placeholders its value must contain.
+struct RecallTextKey {
+    std::string_view key;
+    std::string_view placeholders;  // e.g. "{0}{1}": each "{N}" listed must occur in the text
+};
+/// Every key a recall texts table must have (sorted by key).
+const std::vector<RecallTextKey>& recall_text_keys();
+
 /// How `eolstation sim` fills the virtual fixture ([sim], optional).
 struct SimConfig {
     double time_scale = 1.0;  // simulated seconds per wall second
@@ -363,6 +399,7 @@ struct StationConfig {
     ScreeningConfig screening;
     PlcConfig plc;
     PanelConfig panel;
+    RecallConfig recall;
     SimConfig sim;
     Recipe recipe;
 

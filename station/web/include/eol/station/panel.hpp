@@ -16,6 +16,10 @@
 //   GET  /api/cells/{serial}     its stored runs (measurements, fits), state and holds
 //   GET  /api/lookup?serial=S    the ship gate's answer (read only)
 //   GET  /unit/{serial}          the unit page (station/report's build_unit_report)
+//   GET  /recall, /api/recall/config, /api/recall?serial=S
+//                                the public recall lookup by device serial, when the
+//                                station file has an enabled [recall] (recall_page.hpp):
+//                                no login, rate limited per client address (429)
 //   GET  /api/me                 the logged-in user ({"user": null} without a login)
 //   POST /api/login              {"user","password"} → a session cookie (station/auth)
 //   POST /api/logout             clears the cookie
@@ -116,6 +120,8 @@ struct PanelOptions {
     /// the store holds of it (Store::station_counts_since); at each shift
     /// start they begin again.
     std::vector<int> shift_start_min = {6 * 60, 14 * 60, 22 * 60};
+    /// The public recall lookup page (recall_page.hpp): served when active().
+    RecallConfig recall;
 };
 
 /// The start of the shift `t_unix_s` falls in and the start of the next one
