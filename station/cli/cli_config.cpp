@@ -200,6 +200,14 @@ void print_station(const StationConfig& c) {
         fmt::print("plc          off\n");
     if (c.panel.active()) fmt::print("panel        {}:{} ({})\n", c.panel.bind, c.panel.port, c.panel.language);
     else fmt::print("panel        off\n");
+    if (c.recall.active())
+        fmt::print("recall       /recall on the panel{}: device scheme {}, texts {}, {} lookups then {}/min per client, "
+                   "answers after {} s\n",
+                   c.panel.active() ? "" : " (NOT served: no active [panel])",
+                   c.recall.device_scheme.empty() ? "built-in" : c.recall.device_scheme.string(),
+                   c.recall.texts_file.empty() ? "inline" : c.recall.texts_file.string(), c.recall.rate_burst,
+                   c.recall.rate_per_minute, c.recall.min_answer_s);
+    else fmt::print("recall       off\n");
 }
 
 struct CheckOptions {

@@ -505,10 +505,13 @@ void run_demo(const DemoOptions& o) {
     }
     std::size_t history_held = 0;
     for (const auto& t : history_truth) history_held += !t.shorted && !gate.lookup(t.serial).may_ship;
-    fmt::print("\nship gate  shorted cells stopped: {} of {}; defect-window lots stopped whole: {} of {}; good cells "
-               "of good lots stopped: {} of {}; good history cells now held: {} of {}\n",
-               short_caught, shorted, defect_whole, defect_lots, good_held, good_cells, history_held,
-               history_truth.size());
+    std::size_t stopped_all = 0;
+    for (const auto& [lot, n] : stopped) stopped_all += n;
+    fmt::print("\nship gate  {} of {} tested cells may ship, {} held; shorted cells stopped: {} of {}; defect-window "
+               "lots stopped whole: {} of {}; good cells of good lots stopped: {} of {}; good history cells now held: "
+               "{} of {}\n",
+               cells.size() - stopped_all, cells.size(), stopped_all, short_caught, shorted, defect_whole, defect_lots,
+               good_held, good_cells, history_held, history_truth.size());
     for (const auto& c : cells)
         if (c.truth.shorted)
             fmt::print("  truth    {} (lot {}) has an internal short of {:.0f} Ω: {}\n", c.truth.serial, c.truth.lot,
