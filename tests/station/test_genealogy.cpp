@@ -2,8 +2,10 @@
 // interlock (each refusal, and that a refused cell writes nothing for its
 // device), holds propagating to devices by computation (a lot hold after
 // assembly holds the device; the release frees it), rework (unlink/relink
-// keeps the history), the device ship gate, and two links of one cell raced
-// from two connections (only one wins).
+// keeps the history), the device ship gate, two links of one cell raced
+// from two connections (only one wins), and bulk device lookups (parallel
+// readers, inside a write transaction, as units) agreeing with single ones
+// and with a one-by-one reference over holds, rework and odd links.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <sqlite3.h>

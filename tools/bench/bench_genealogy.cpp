@@ -21,6 +21,11 @@
 // or A1263 / A3102 for every 5th / 7th), plus 20,000 serial holds (half
 // released), 40 lot holds and the window hold 2023-03..2023-04.
 //
+// Printed: wall and CPU seconds (all threads) of each bulk question, the
+// wall p50/p99/max and the per-lookup thread CPU p99 of the single lookups,
+// and the load average before and after — on a shared machine the wall time
+// also counts the time other processes had the cores.
+//
 // Usage: bench_genealogy [--db FILE] [--devices N] [--bulk N] [--singles N] [--rebuild]
 //   default FILE: $TMPDIR/eol_bench_genealogy.db (about 9 GB for 10 M devices).
 #include <sqlite3.h>
