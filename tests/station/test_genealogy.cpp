@@ -2,12 +2,16 @@
 // interlock (each refusal, and that a refused cell writes nothing for its
 // device), holds propagating to devices by computation (a lot hold after
 // assembly holds the device; the release frees it), rework (unlink/relink
-// keeps the history), the device ship gate, and two links of one cell raced
-// from two connections (only one wins).
+// keeps the history), the device ship gate, two links of one cell raced
+// from two connections (only one wins), and bulk device lookups (parallel
+// readers, inside a write transaction, as units) agreeing with single ones
+// and with a one-by-one reference over holds, rework and odd links.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include <atomic>
+#include <cctype>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -382,4 +386,183 @@ TEST_CASE("genealogy: a version-2 store migrates to devices and links, and both 
               .find("CHECK") != std::string::npos);
     CHECK(store.device(d)->cells == std::vector<std::string>{c[0], c[1]});
     CHECK(store.device_history(d).size() == 4);
+}
+
+namespace {
+// Everything a device lookup answers, as one comparable text (event ids for
+// the reasons, so that two paths agree on which events decide).
+std::string describe_lookup(const DeviceLookup& d) {
+    auto ids = [](const std::vector<QuarantineEvent>& ev) {
+        std::string s;
+        for (const auto& e : ev) s += std::to_string(e.id) + ",";
+        return s;
+    };
+    std::string s = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|own {} [{}]|", d.input, d.serial, d.error != nullptr,
+                                d.known, d.model, d.assembled_unix_s, d.station_id, d.may_ship, d.status(),
+                                d.why_not(), to_string(d.own_state), ids(d.own_because));
+    for (const auto& c : d.cells)
+        s += fmt::format("<{}|{}|{}|{}|{}|{}|{}|{}|{}|[{}]>", c.input, c.serial, c.error != nullptr, c.known, c.lot,
+                         c.production_date, c.verdict ? to_string(*c.verdict) : "-", to_string(c.state), c.may_ship,
+                         ids(c.because));
+    return s;
+}
+}  // namespace
+
+TEST_CASE("genealogy: bulk device lookups (parallel readers, one statement) agree with single ones") {
+    TempDir tmp;
+    Store store = create_store(tmp / "g.db");
+    // 8 lots of 200 cells over March–May 2023 (533 devices: two parallel
+    // readers even on two cores); a few failed and untested cells.
+    std::vector<std::string> cells;
+    for (int lot = 0; lot < 8; ++lot) {
+        const auto c = write_cells(store, fmt::format("{:04d}", 40 + lot), {2023, 3 + lot / 3, 1 + 3 * lot}, 200);
+        cells.insert(cells.end(), c.begin(), c.end());
+    }
+    const auto failed = write_cells(store, "0060", {2023, 6, 2}, 3, Verdict::fail);
+    const auto aborted = write_cells(store, "0061", {2023, 6, 3}, 2, Verdict::abort);  // untested: no completed run
+    const std::string never_tested = make_serial("0062", {2023, 6, 4}, 1);
+
+    Genealogy g(store);
+    Quarantine q(store);
+    std::vector<std::string> devices;
+    store.write_transaction([&] {  // one commit for the whole assembly
+        for (std::size_t k = 0; k + 3 <= cells.size(); k += 3) {
+            devices.push_back(device_serial(100 + k));
+            const std::size_t n = k % 7 == 0 ? 2 : 3;  // some devices of two cells
+            std::vector<std::string> in(cells.begin() + static_cast<std::ptrdiff_t>(k),
+                                        cells.begin() + static_cast<std::ptrdiff_t>(k + n));
+            REQUIRE(g.link(link_request(devices.back(), k % 5 == 0 ? "A3102" : "A1112", in)).linked);
+        }
+        return true;
+    });
+    // Rework: emptied devices, a cell moved into another device, relinks.
+    const std::string emptied = devices[10], donor = devices[11], taker = devices[12];
+    const std::vector<std::string> emptied_cells = store.device(emptied)->cells;
+    for (const auto& c : emptied_cells) g.unlink(emptied, c, "rework", kQuality);
+    const std::string moved = store.device(donor)->cells[1];
+    g.unlink(donor, moved, "swap", kQuality);
+    const std::string freed = store.device(taker)->cells[0];
+    g.unlink(taker, freed, "swap", kQuality);
+    REQUIRE(g.link(link_request(taker, store.device(taker)->device.model, {moved})).linked);
+    REQUIRE(g.link(link_request(donor, store.device(donor)->device.model, {freed})).linked);
+    // Devices linked around the interlock (the store takes what it is given):
+    // a failed, an untested and a never-tested cell inside.
+    DeviceInfo odd{device_serial(9000), "A1112", 1.7e9, "ASSY-02"};
+    std::vector<DeviceLinkEvent> ev;
+    for (const auto& c : {failed[0], aborted[0], never_tested}) {
+        DeviceLinkEvent e;
+        e.device_serial = odd.serial;
+        e.cell_serial = c;
+        e.station_id = "ASSY-02";
+        ev.push_back(e);
+    }
+    store.append_device_links(odd, ev);
+    devices.push_back(odd.serial);
+
+    // Holds: a lot, a window (released again in part), serials of cells,
+    // devices' own serials (held, released, scrapped), a scrapped cell.
+    q.hold(Scope::lot("0041"), "lot outlier rate", kOperator);
+    q.hold(Scope::window({2023, 4, 1}, {2023, 4, 10}), "April defect window", kOperator);
+    q.hold(Scope::lot("0045"), "screen", kOperator);
+    q.release(Scope::lot("0045"), "retest passed", kQuality);
+    q.hold(Scope::serial(cells[850]), "swollen", kOperator);
+    q.hold(Scope::serial(cells[903]), "retest", kOperator);
+    q.release(Scope::serial(cells[903]), "retest passed", kQuality);
+    q.scrap(Scope::serial(cells[1250]), "short", kQuality);
+    q.hold(Scope::serial(devices[20]), "drop test", kOperator);
+    q.hold(Scope::serial(devices[21]), "drop test", kOperator);
+    q.release(Scope::serial(devices[21]), "passed", kQuality);
+    q.scrap(Scope::serial(devices[22]), "crushed", kQuality);
+
+    // Inputs: every device (some as typed: lower case, dashes, O for 0), an
+    // unknown device serial, an invalid one, a cell serial, repeats.
+    std::vector<std::string> inputs = devices;
+    inputs.push_back(device_serial(777777));
+    inputs.push_back("P1A00000000000Z");
+    inputs.push_back(cells[5]);
+    inputs.push_back(devices[3]);
+    std::string typed = devices[4];
+    for (auto& ch : typed) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    inputs.push_back(typed.substr(0, 4) + "-" + typed.substr(4));
+    REQUIRE(inputs.size() >= 512);  // the parallel path, two readers
+
+    std::vector<std::string> single;
+    for (const auto& in : inputs) single.push_back(describe_lookup(g.lookup_device(in)));
+
+    // The reference: the store's device record (devices_many: one device at a
+    // time) and each cell through the cell ship gate one by one.
+    LookupSession cells_gate(store);
+    const auto records = store.devices_many(devices);
+    std::size_t may_ship = 0, held = 0, scrapped = 0, empty = 0;
+    for (std::size_t k = 0; k < devices.size(); ++k) {
+        const DeviceLookup d = g.lookup_device(devices[k]);
+        REQUIRE(records[k]);
+        REQUIRE(d.cells.size() == records[k]->cells.size());
+        bool ok = !records[k]->cells.empty() && d.own_state != CellState::held && d.own_state != CellState::scrapped;
+        for (std::size_t j = 0; j < d.cells.size(); ++j) {
+            const LookupResult ref = cells_gate.lookup(records[k]->cells[j]);
+            CHECK(d.cells[j].serial == ref.serial);
+            CHECK(d.cells[j].state == ref.state);
+            CHECK(d.cells[j].verdict == ref.verdict);
+            CHECK(d.cells[j].known == ref.known);
+            CHECK(d.cells[j].lot == ref.lot);
+            CHECK(d.cells[j].may_ship == ref.may_ship);
+            ok = ok && ref.may_ship;
+        }
+        CHECK(d.may_ship == ok);
+        may_ship += d.may_ship;
+        held += d.state() == CellState::held;
+        scrapped += d.state() == CellState::scrapped;
+        empty += d.status() == "empty";
+    }
+    // The store is not trivial: every kind of answer occurs.
+    CHECK(may_ship > 100);
+    CHECK(held > 50);  // lot 0041, the April window, a cell, a device
+    CHECK(scrapped == 2);
+    CHECK(empty == 1);
+    CHECK(g.lookup_device(emptied).status() == "empty");
+    CHECK(g.lookup_device(odd.serial).why_not().find("last test fail") != std::string::npos);
+    CHECK(g.lookup_device(taker).cells.back().serial == moved);
+
+    SUBCASE("in bulk, on parallel read-only connections") {
+        const auto bulk = g.lookup_devices(inputs);
+        REQUIRE(bulk.size() == inputs.size());
+        for (std::size_t i = 0; i < inputs.size(); ++i) CHECK(describe_lookup(bulk[i]) == single[i]);
+    }
+    SUBCASE("in bulk inside a write transaction (the store's connection)") {
+        store.write_transaction([&] {
+            const auto bulk = g.lookup_devices(inputs);
+            REQUIRE(bulk.size() == inputs.size());
+            for (std::size_t i = 0; i < inputs.size(); ++i) CHECK(describe_lookup(bulk[i]) == single[i]);
+            return false;
+        });
+    }
+    SUBCASE("as units of either kind") {
+        const auto units = g.lookup_units(inputs);
+        REQUIRE(units.size() == inputs.size());
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            const bool device = i < devices.size() || i >= devices.size() + 3;
+            CHECK(units[i].is_device == device);
+            if (device) CHECK(describe_lookup(units[i].device) == single[i]);
+            else CHECK(units[i].cell.may_ship == g.cell_session().lookup(inputs[i]).may_ship);
+        }
+    }
+    SUBCASE("a hold placed after a bulk lookup is seen by the next one") {
+        const std::size_t before = [&] {
+            std::size_t n = 0;
+            for (const auto& d : g.lookup_devices(devices)) n += d.may_ship;
+            return n;
+        }();
+        q.hold(Scope::lot("0047"), "late finding", kOperator);
+        std::size_t after = 0, in_lot = 0;
+        for (const auto& d : g.lookup_devices(devices)) {
+            after += d.may_ship;
+            bool has = false;
+            for (const auto& c : d.cells) has = has || c.lot == "0047";
+            in_lot += has;
+            if (has) CHECK_FALSE(d.may_ship);
+        }
+        CHECK(in_lot > 50);
+        CHECK(after < before);
+    }
 }

@@ -135,24 +135,6 @@ Genealogy::Genealogy(Store& store, const SerialScheme& cell_scheme, const Serial
       device_scheme_(device_scheme),
       cells_(store, cell_scheme) {}
 
-void Genealogy::refresh_own() {
-    for (auto& e : store_.quarantine_events(last_event_id_)) {
-        last_event_id_ = std::max(last_event_id_, e.id);
-        if (e.scope == QuarantineScope::serial) own_events_[e.target].push_back(std::move(e));
-    }
-}
-
-CellState Genealogy::own_state(const std::string& serial, std::vector<QuarantineEvent>* because) const {
-    const auto it = own_events_.find(serial);
-    if (it == own_events_.end()) {
-        if (because) because->clear();
-        return CellState::clear;
-    }
-    std::vector<const QuarantineEvent*> ev;
-    for (const auto& e : it->second) ev.push_back(&e);
-    return quarantine_state(serial, ev, because);  // the one rule
-}
-
 LinkResult Genealogy::link(const LinkRequest& req) {
     LinkResult res;
     const NormalizeResult dn = device_scheme_.normalize(req.device);
@@ -183,7 +165,7 @@ LinkResult Genealogy::link(const LinkRequest& req) {
             res.refused.push_back(refusal(req.device, res.device, LinkRefusalKind::device_model,
                                           fmt::format("device {} is a {}, not a {}", res.device,
                                                       existing->device.model, model)));
-        refresh_own();
+        cells_.refresh();
         std::vector<QuarantineEvent> own_because;
         if (own_state(res.device, &own_because) == CellState::scrapped)
             res.refused.push_back(refusal(req.device, res.device, LinkRefusalKind::device_scrapped,
@@ -291,26 +273,61 @@ std::int64_t Genealogy::unlink(std::string_view device, std::string_view cell, s
     return id;
 }
 
-void Genealogy::judge(std::span<DeviceLookup* const> devs, std::span<const std::optional<DeviceRecord>> records) {
-    std::vector<std::string> all_cells;
-    for (std::size_t i = 0; i < devs.size(); ++i) {
-        DeviceLookup& d = *devs[i];
-        if (!records[i]) continue;
-        d.known = true;
-        d.model = records[i]->device.model;
-        d.assembled_unix_s = records[i]->device.assembled_unix_s;
-        d.station_id = records[i]->device.station_id;
-        all_cells.insert(all_cells.end(), records[i]->cells.begin(), records[i]->cells.end());
+bool Genealogy::judge_read(DeviceLookup& d, const DeviceCells& read) const {
+    d.known = true;
+    d.model = read.device.model;
+    d.assembled_unix_s = read.device.assembled_unix_s;
+    d.station_id = read.device.station_id;
+    d.own_state = own_state(d.serial, &d.own_because);
+    d.cells.resize(read.cells.size());
+    bool complete = true;
+    // As LookupSession::lookup_many judges the cell serial: decoded by the
+    // cell scheme, then the stored fields and the cached events.
+    thread_local std::string serial, lot, date;
+    for (std::size_t j = 0; j < read.cells.size(); ++j) {
+        const DeviceCell& c = read.cells[j];
+        LookupResult& r = d.cells[j];
+        r.input = c.serial;
+        if (!c.known || !cell_scheme_.decode_key(c.serial, serial, lot, date) || serial != c.serial) {
+            complete = false;  // the full lookup: diagnostics, the serial's own lot and date
+            continue;
+        }
+        r.serial = c.serial;
+        r.known = true;
+        r.lot = c.lot;
+        r.production_date = c.production_date;
+        r.verdict = c.verdict;
+        cells_.judge_stored(r);
     }
-    refresh_own();
-    // One call: the session's event cache is refreshed once for all cells.
-    const std::vector<LookupResult> cells = cells_.lookup_many(all_cells);
-    std::size_t c = 0;
-    for (std::size_t i = 0; i < devs.size(); ++i) {
-        DeviceLookup& d = *devs[i];
-        if (!records[i]) continue;
-        d.own_state = own_state(d.serial, &d.own_because);
-        for (std::size_t j = 0; j < records[i]->cells.size(); ++j) d.cells.push_back(cells[c++]);
+    bool ok = !d.cells.empty() && (d.own_state == CellState::clear || d.own_state == CellState::released);
+    for (const auto& cell : d.cells) ok = ok && cell.may_ship;
+    d.may_ship = ok;
+    return complete;
+}
+
+void Genealogy::read_and_judge(std::span<const std::string> serials, std::span<DeviceLookup* const> devs) {
+    cells_.refresh();  // the cells' events and the devices' own
+    // Devices with a cell the fast judgement leaves to the full lookup (rare:
+    // a cell linked without the interlock, or a changed cell scheme).
+    std::vector<char> incomplete(serials.size(), 0);
+    store_.for_each_device_cells(serials, [&](std::size_t k, const DeviceCells& read) {
+        DeviceLookup& d = *devs[k];  // distinct k: no race
+        if (d.serial.empty()) d.serial = serials[k];
+        incomplete[k] = judge_read(d, read) ? 0 : 1;
+    });
+    std::vector<std::string> rest;
+    for (std::size_t k = 0; k < serials.size(); ++k)
+        if (incomplete[k])
+            for (const auto& c : devs[k]->cells)
+                if (c.serial.empty()) rest.push_back(c.input);
+    if (rest.empty()) return;
+    const std::vector<LookupResult> looked = cells_.lookup_many(rest);
+    std::size_t n = 0;
+    for (std::size_t k = 0; k < serials.size(); ++k) {
+        if (!incomplete[k]) continue;
+        DeviceLookup& d = *devs[k];
+        for (auto& c : d.cells)
+            if (c.serial.empty()) c = looked[n++];
         bool ok = !d.cells.empty() && (d.own_state == CellState::clear || d.own_state == CellState::released);
         for (const auto& cell : d.cells) ok = ok && cell.may_ship;
         d.may_ship = ok;
@@ -337,8 +354,7 @@ std::vector<DeviceLookup> Genealogy::lookup_devices(std::span<const std::string>
         serials.push_back(out[i].serial);
         valid.push_back(&out[i]);
     }
-    const auto records = store_.devices_many(serials);
-    judge(valid, records);
+    read_and_judge(serials, valid);
     return out;
 }
 
@@ -364,19 +380,17 @@ std::vector<UnitLookup> Genealogy::lookup_units(std::span<const std::string> inp
         candidates.push_back(norm);
         candidate_of.push_back(i);
     }
-    const auto records = store_.devices_many(candidates);
-    std::vector<DeviceLookup*> devs;
-    std::vector<std::optional<DeviceRecord>> dev_records;
+    // Judged straight into the results: the visitor fills the device part of
+    // the known ones (distinct elements), the rest stay cells.
+    std::vector<DeviceLookup*> devs(candidates.size());
+    for (std::size_t k = 0; k < candidates.size(); ++k) devs[k] = &out[candidate_of[k]].device;
+    read_and_judge(candidates, devs);
     for (std::size_t k = 0; k < candidates.size(); ++k) {
-        if (!records[k]) continue;
         UnitLookup& u = out[candidate_of[k]];
+        if (!u.device.known) continue;
         u.is_device = true;
         u.device.input = inputs[candidate_of[k]];
-        u.device.serial = candidates[k];
-        devs.push_back(&u.device);
-        dev_records.push_back(records[k]);
     }
-    judge(devs, dev_records);
     // The rest as cells.
     std::vector<std::string> rest;
     std::vector<std::size_t> rest_of;

@@ -361,6 +361,21 @@ void LookupSession::judge(LookupResult& r) {
     r.may_ship = ship_allowed(r.known, r.verdict, r.state);
 }
 
+CellState LookupSession::serial_state(const std::string& serial, std::vector<QuarantineEvent>* because) const {
+    const auto it = by_serial_.find(serial);
+    if (it == by_serial_.end()) {
+        if (because) because->clear();
+        return CellState::clear;
+    }
+    return quarantine_state(serial, gather(&it->second, nullptr, {}), because);
+}
+
+void LookupSession::judge_stored(LookupResult& r) const {
+    const auto ev = applicable(r.serial, r.lot, r.production_date);
+    r.state = ev.empty() ? CellState::clear : quarantine_state(r.serial, ev, &r.because);
+    r.may_ship = ship_allowed(r.known, r.verdict, r.state);
+}
+
 namespace {
 // Normalizes and decodes; on success fills serial (and lot/date from the
 // serial, replaced by the stored ones for known cells).

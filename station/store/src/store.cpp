@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <thread>
 #include <unordered_map>
 
 #include "eol/station/serial.hpp"
@@ -575,6 +577,7 @@ public:
     }
 
     bool is_null(int c) const { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+    sqlite3_stmt* raw() const { return s_; }
     std::string col_text(int c) const {
         const auto* p = sqlite3_column_text(s_, c);
         const int n = sqlite3_column_bytes(s_, c);
@@ -1649,6 +1652,290 @@ std::vector<std::optional<DeviceRecord>> Store::devices_many(std::span<const std
     std::vector<std::optional<DeviceRecord>> out(serials.size());
     for (const std::size_t i : order) out[i] = read_device(*impl_, serials[i], true);
     return out;
+}
+
+namespace {
+
+// A device, its link events, each linked cell and that cell's latest run in
+// one statement: rows come device by device (the serials' order), the events
+// of a device by the index device_links_device (covering).
+#define EOL_DEVICE_CELLS_COLUMNS                                                                                \
+    " d.model, d.assembled_unix_s, d.station_id, l.id, l.action, l.cell_serial, c.serial IS NOT NULL, c.lot, " \
+    "c.production_date, r.verdict "
+#define EOL_DEVICE_CELLS_JOINS                                                                          \
+    " LEFT JOIN device_links l ON l.device_serial = d.serial LEFT JOIN cells c ON c.serial = l.cell_serial " \
+    "LEFT JOIN test_runs r ON r.id = c.latest_run_id"
+// Many serials: a JSON array of them (json_each keeps them the outer loop;
+// k.key is the place in the array).
+constexpr const char* kDeviceCellsMany =
+    "SELECT k.key," EOL_DEVICE_CELLS_COLUMNS "FROM json_each(?1) k CROSS JOIN devices d ON d.serial = k.value"
+    EOL_DEVICE_CELLS_JOINS;
+constexpr const char* kDeviceCellsOne =
+    "SELECT 0," EOL_DEVICE_CELLS_COLUMNS "FROM devices d" EOL_DEVICE_CELLS_JOINS " WHERE d.serial = ?1";
+#undef EOL_DEVICE_CELLS_COLUMNS
+#undef EOL_DEVICE_CELLS_JOINS
+
+std::string_view column_view(sqlite3_stmt* s, int c) {
+    const auto* p = sqlite3_column_text(s, c);
+    return p ? std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, c)))
+             : std::string_view();
+}
+
+// Folds the rows of kDeviceCells* (device after device) into DeviceCells and
+// hands each finished device to `visit` with its place in the statement's
+// input. Reuses its buffers from device to device.
+class DeviceCellsFolder {
+public:
+    explicit DeviceCellsFolder(const std::function<void(std::size_t, const DeviceCells&)>& visit) : visit_(visit) {}
+
+    void row(sqlite3_stmt* s) {
+        const auto key = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+        if (key != key_) {
+            flush();
+            key_ = key;
+            open_ = true;
+            cur_.device.model.assign(column_view(s, 1));
+            cur_.device.assembled_unix_s = sqlite3_column_double(s, 2);
+            cur_.device.station_id.assign(column_view(s, 3));
+            events_.clear();
+        }
+        if (sqlite3_column_type(s, 4) == SQLITE_NULL) return;  // a device without events
+        if (events_.size() == pool_.size()) pool_.emplace_back();
+        Event& e = events_.emplace_back();
+        e.id = sqlite3_column_int64(s, 4);
+        e.link = column_view(s, 5) != "unlink";
+        e.cell = events_.size() - 1;
+        DeviceCell& c = pool_[e.cell];
+        c.serial.assign(column_view(s, 6));
+        c.known = sqlite3_column_int(s, 7) != 0;
+        c.lot.assign(column_view(s, 8));
+        c.production_date.assign(column_view(s, 9));
+        c.verdict = sqlite3_column_type(s, 10) == SQLITE_NULL ? std::nullopt : verdict_from_string(column_view(s, 10));
+    }
+    /// The last device (call when the statement is done).
+    void flush() {
+        if (!open_) return;
+        open_ = false;
+        // Events oldest first (the index gives them so; not relied upon).
+        if (!std::is_sorted(events_.begin(), events_.end(), [](const Event& a, const Event& b) { return a.id < b.id; }))
+            std::sort(events_.begin(), events_.end(), [](const Event& a, const Event& b) { return a.id < b.id; });
+        // As apply_link: a link adds a cell not yet inside, an unlink removes
+        // it (folded on indices; the cells are then assigned into the reused
+        // buffer, keeping its strings' capacity).
+        now_.clear();
+        for (const Event& e : events_) {
+            const auto it = std::find_if(now_.begin(), now_.end(),
+                                         [&](std::size_t x) { return pool_[x].serial == pool_[e.cell].serial; });
+            if (e.link) {
+                if (it == now_.end()) now_.push_back(e.cell);
+            } else if (it != now_.end()) {
+                now_.erase(it);
+            }
+        }
+        cur_.cells.resize(now_.size());
+        for (std::size_t j = 0; j < now_.size(); ++j) {
+            const DeviceCell& from = pool_[now_[j]];
+            DeviceCell& to = cur_.cells[j];
+            to.serial.assign(from.serial);
+            to.known = from.known;
+            to.lot.assign(from.lot);
+            to.production_date.assign(from.production_date);
+            to.verdict = from.verdict;
+        }
+        visit_(key_, cur_);
+    }
+    /// The serial of the device being folded is the caller's: set before visit.
+    DeviceCells& current() { return cur_; }
+
+private:
+    struct Event {
+        std::int64_t id = 0;
+        bool link = true;
+        std::size_t cell = 0;  // into pool_
+    };
+    const std::function<void(std::size_t, const DeviceCells&)>& visit_;
+    DeviceCells cur_;
+    std::vector<Event> events_;
+    std::vector<DeviceCell> pool_;     // the cells of events_, by Event::cell
+    std::vector<std::size_t> now_;     // into pool_: the cells inside now
+    std::size_t key_ = static_cast<std::size_t>(-1);
+    bool open_ = false;
+};
+
+// Appends `s` as a JSON string ('"' and '\' escaped, control characters as
+// \u00XX).
+void append_json_string(std::string& json, std::string_view s) {
+    json.push_back('"');
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            json.push_back('\\');
+            json.push_back(c);
+        } else if (u < 0x20) {
+            json += fmt::format("\\u{:04x}", u);
+        } else {
+            json.push_back(c);
+        }
+    }
+    json.push_back('"');
+}
+
+// A read-only connection of its own to the store's file, for one slice of a
+// bulk read on its own thread. ok() is false when the file cannot be read
+// that way (the caller then reads on the store's connection).
+class SliceReader {
+public:
+    SliceReader(const std::filesystem::path& path, const char* sql) : path_(path) {
+        if (path.empty() || path == ":memory:" || !std::filesystem::exists(path)) return;
+        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+            return;
+        sqlite3_busy_timeout(db_, 5000);
+        // Map the file instead of copying its pages through pread.
+        sqlite3_exec(db_, "PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -65536", nullptr, nullptr, nullptr);
+        if (sqlite3_prepare_v3(db_, sql, -1, 0, &q_, nullptr) != SQLITE_OK) return;  // reads the schema
+        ok_ = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK;
+    }
+    ~SliceReader() {
+        if (q_) sqlite3_finalize(q_);
+        if (db_) {
+            sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+            sqlite3_close(db_);
+        }
+    }
+    SliceReader(const SliceReader&) = delete;
+    SliceReader& operator=(const SliceReader&) = delete;
+    bool ok() const { return ok_; }
+    sqlite3_stmt* statement() const { return q_; }
+    [[noreturn]] void fail() const {
+        throw StoreError(fmt::format("{}: reading devices and their cells: {}", path_.string(), sqlite3_errmsg(db_)));
+    }
+
+private:
+    std::filesystem::path path_;
+    sqlite3* db_ = nullptr;
+    sqlite3_stmt* q_ = nullptr;
+    bool ok_ = false;
+};
+
+constexpr std::size_t kDeviceBulkThreshold = 256;  // fewer serials: the store's own connection
+
+}  // namespace
+
+void Store::for_each_device_cells(std::span<const std::string> serials,
+                                  const std::function<void(std::size_t, const DeviceCells&)>& visit) {
+    if (serials.empty() || impl_->version < 3) return;
+    // One statement is one snapshot: no read transaction around it.
+    if (serials.size() == 1) {  // the single lookup: no JSON, the cached statement
+        Q q(*impl_, kDeviceCellsOne);
+        q.text_ref(1, serials[0]);
+        DeviceCellsFolder fold(visit);
+        fold.current().device.serial = serials[0];
+        while (q.step()) fold.row(q.raw());
+        fold.flush();
+        return;
+    }
+    // Key order: neighbouring devices share pages; each slice is a contiguous
+    // range of keys.
+    // Sorted on the first 16 bytes as two big-endian words (memcmp's order,
+    // without a call per comparison), ties on the whole serial.
+    if (serials.size() > std::numeric_limits<std::uint32_t>::max())
+        throw StoreError(fmt::format("{}: {} device serials in one read, at most {}", impl_->path.string(),
+                                     serials.size(), std::numeric_limits<std::uint32_t>::max()));
+    struct Key {
+        std::uint64_t hi, lo;
+        std::uint32_t i;
+    };
+    std::vector<Key> keys(serials.size());
+    for (std::size_t i = 0; i < serials.size(); ++i) {
+        std::array<char, 16> k{};
+        std::memcpy(k.data(), serials[i].data(), std::min<std::size_t>(16, serials[i].size()));
+        std::uint64_t hi, lo;
+        std::memcpy(&hi, k.data(), 8);
+        std::memcpy(&lo, k.data() + 8, 8);
+        if constexpr (std::endian::native == std::endian::little) {
+            hi = __builtin_bswap64(hi);
+            lo = __builtin_bswap64(lo);
+        }
+        keys[i] = Key{hi, lo, static_cast<std::uint32_t>(i)};
+    }
+    std::sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
+        if (a.hi != b.hi) return a.hi < b.hi;
+        if (a.lo != b.lo) return a.lo < b.lo;
+        return serials[a.i] < serials[b.i];
+    });
+    std::vector<std::uint32_t> order(serials.size());
+    for (std::size_t j = 0; j < keys.size(); ++j) order[j] = keys[j].i;
+    keys = {};
+
+    // Slice [from, to) of `order` through `s` (a kDeviceCellsMany statement).
+    auto read_slice = [&](sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail) {
+        std::string json = "[";
+        json.reserve((to - from) * 19 + 2);
+        for (std::size_t j = from; j < to; ++j) {
+            if (j > from) json.push_back(',');
+            append_json_string(json, serials[order[j]]);
+        }
+        json.push_back(']');
+        // The visitor is told the caller's index, and sees the serial as given.
+        const std::function<void(std::size_t, const DeviceCells&)> to_caller = [&](std::size_t k,
+                                                                                   const DeviceCells& d) {
+            visit(order[from + k], d);
+        };
+        DeviceCellsFolder fold(to_caller);
+        if (sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8) != SQLITE_OK) fail();
+        int rc;
+        std::size_t last = static_cast<std::size_t>(-1);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            const auto k = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+            if (k != last) {
+                fold.flush();  // before the serial changes
+                fold.current().device.serial = serials[order[from + k]];
+                last = k;
+            }
+            fold.row(s);
+        }
+        if (rc != SQLITE_DONE) {
+            sqlite3_reset(s);
+            fail();
+        }
+        fold.flush();
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    };
+
+    std::vector<std::unique_ptr<SliceReader>> readers;
+    if (serials.size() >= kDeviceBulkThreshold && impl_->tx_depth == 0 && sqlite3_get_autocommit(impl_->db.get())) {
+        const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+        const std::size_t parts =
+            std::clamp<std::size_t>(serials.size() / kDeviceBulkThreshold, 1, std::min<std::size_t>(hw, 4));
+        for (std::size_t t = 0; t < parts; ++t) {
+            readers.push_back(std::make_unique<SliceReader>(impl_->path, kDeviceCellsMany));
+            if (!readers.back()->ok()) {
+                readers.clear();
+                break;
+            }
+        }
+    }
+    if (readers.empty()) {
+        Q q(*impl_, kDeviceCellsMany);
+        read_slice(q.raw(), 0, order.size(), [&] { impl_->fail("reading devices and their cells"); });
+        return;
+    }
+    std::vector<std::exception_ptr> thrown(readers.size());
+    auto work = [&](std::size_t t) {
+        try {
+            const std::size_t from = t * order.size() / readers.size(), to = (t + 1) * order.size() / readers.size();
+            read_slice(readers[t]->statement(), from, to, [&] { readers[t]->fail(); });
+        } catch (...) {
+            thrown[t] = std::current_exception();
+        }
+    };
+    std::vector<std::thread> pool;
+    for (std::size_t t = 1; t < readers.size(); ++t) pool.emplace_back(work, t);
+    work(0);
+    for (auto& th : pool) th.join();
+    for (const auto& e : thrown)
+        if (e) std::rethrow_exception(e);
 }
 
 std::optional<std::string> Store::device_of_cell(std::string_view cell_serial) {

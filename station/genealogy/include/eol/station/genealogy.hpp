@@ -162,20 +162,25 @@ public:
     const SerialScheme& cell_scheme() const { return cell_scheme_; }
 
 private:
-    void judge(std::span<DeviceLookup* const> devices, std::span<const std::optional<DeviceRecord>> records);
-    /// Fetches serial-scope events appended since the last call.
-    void refresh_own();
-    /// A device's own state (its serial-scope events, by quarantine_state()).
-    CellState own_state(const std::string& serial, std::vector<QuarantineEvent>* because) const;
+    /// Reads the devices `serials` with their cells (Store::for_each_device_cells)
+    /// and judges each known one into *devs[k] in the same pass (devs[k] has
+    /// input and serial set; known stays false for unknown ones). Refreshes
+    /// the event caches first.
+    void read_and_judge(std::span<const std::string> serials, std::span<DeviceLookup* const> devs);
+    /// Fills a known device's lookup from what the store read and judges it.
+    /// False when a cell inside needs the full cell lookup (unknown here, or
+    /// not a serial of the cell scheme as stored): that cell is left for it.
+    bool judge_read(DeviceLookup& d, const DeviceCells& read) const;
+    /// A device's own state (its serial-scope events, by quarantine_state(),
+    /// from the cell session's event cache: one refresh serves both).
+    CellState own_state(const std::string& serial, std::vector<QuarantineEvent>* because) const {
+        return cells_.serial_state(serial, because);
+    }
 
     Store& store_;
     const SerialScheme& cell_scheme_;
     const SerialScheme& device_scheme_;
     LookupSession cells_;  // the cells' ship gate
-    // Serial-scope events by target, for the devices' own state (events are
-    // few next to devices: cached, refreshed by id like LookupSession).
-    std::int64_t last_event_id_ = 0;
-    std::unordered_map<std::string, std::vector<QuarantineEvent>> own_events_;
 };
 
 struct UnitShipment {

@@ -184,6 +184,18 @@ public:
     /// Fetches events appended since the last call (done by lookup()).
     void refresh();
 
+    /// Judges a cell whose stored fields the caller has read itself (e.g.
+    /// with the device holding it, Store::for_each_device_cells): from
+    /// r.serial, r.known, r.lot, r.production_date and r.verdict it sets
+    /// r.state, r.because and r.may_ship by the events cached at the last
+    /// refresh() — exactly as lookup() judges a stored cell. Reads nothing
+    /// and changes nothing: may be called from several threads at once.
+    void judge_stored(LookupResult& r) const;
+    /// The state of a serial by its serial-scope events alone (e.g. a
+    /// device's own holds), by the cached events, as judge_stored(); fills
+    /// `because` (optional) as CellStatus::because says.
+    CellState serial_state(const std::string& serial, std::vector<QuarantineEvent>* because = nullptr) const;
+
 private:
     void judge(LookupResult& r);
     std::vector<const QuarantineEvent*> applicable(const std::string& serial, const std::string& lot,

@@ -228,6 +228,23 @@ struct DeviceRecord {
     std::vector<std::string> cells;
 };
 
+/// A cell inside a device now, with the stored fields the ship gate judges
+/// it by (Store::for_each_device_cells).
+struct DeviceCell {
+    std::string serial;
+    bool known = false;                // it has a row in cells
+    std::string lot;                   // stored; empty when unknown
+    std::string production_date;       // stored "YYYY-MM-DD"; empty when unknown
+    std::optional<Verdict> verdict;    // of its latest completed run; none when untested or unknown
+};
+
+/// A device and the cells inside it now (in the order they were linked),
+/// each with its stored fields.
+struct DeviceCells {
+    DeviceInfo device;
+    std::vector<DeviceCell> cells;
+};
+
 // ---- users, sessions and the authentication audit (migration 4)
 //
 // Only hashes are stored: an Argon2id string per password, the BLAKE2b hex of
@@ -371,6 +388,26 @@ public:
     std::optional<DeviceRecord> device(std::string_view serial);
     /// device() of many serials (same order), in one read snapshot, in key order.
     std::vector<std::optional<DeviceRecord>> devices_many(std::span<const std::string> serials);
+    /// The devices among `serials` with the cells inside them now and each
+    /// cell's stored fields (lot, production date, verdict of its latest
+    /// completed run): a device, its link events, its cells and their runs
+    /// are read by ONE statement, so many devices are judged in one pass.
+    ///
+    /// visit(i, device) is called once for each i whose serials[i] is a known
+    /// device, never for unknown ones, in no particular order; `device` is
+    /// valid during the call only. Batches of 256 serials or more, outside a
+    /// write transaction, are read in key order by up to 4 threads, each on a
+    /// read-only connection of its own to the file (its own WAL snapshot: a
+    /// read never blocks the writer) with one statement per slice — so
+    /// `visit` is then called from several threads at once (for distinct i)
+    /// and must neither use this Store nor touch shared state unguarded.
+    /// Smaller batches, batches inside a write transaction (they must see its
+    /// own writes and its snapshot) and files that cannot be opened a second
+    /// time (in-memory, read-only media) are read on this connection in one
+    /// snapshot. Exceptions from `visit` stop the reading and are rethrown;
+    /// StoreError on a database error (devices visited up to then stay visited).
+    void for_each_device_cells(std::span<const std::string> serials,
+                               const std::function<void(std::size_t, const DeviceCells&)>& visit);
     /// Whether the store knows any device (one indexed probe).
     bool any_devices();
     /// The device a cell is inside now (its latest link event, if not undone).
