@@ -362,7 +362,9 @@ ThermalFit solve(const detail::Prepared& p, const ThermalData& d, const ThermalO
                                     ? cpr / std::sqrt(vpx * var(1, 1))
                                     : std::numeric_limits<double>::quiet_NaN();
     } else {
-        fit.p_extra_w = {0.0, kInf, false};
+        // Missing, not 0: a 0 here read as "no extra heat" downstream.
+        fit.p_extra_w = {std::numeric_limits<double>::quiet_NaN(), kInf, false};
+        fit.corr_p_extra_r_th = std::numeric_limits<double>::quiet_NaN();
         fit.ambient_c = {c2, tq * std::sqrt(std::max(0.0, var(2, 2))), true};
         fit.notes.push_back("p_extra_w: no ambient temperature given; the fitted ambient (" + fmt_num(c2) +
                             " C) includes R_th·P_x");

@@ -368,6 +368,10 @@ private:
         models::ThermalOptions opt;
         opt.heating_rc_pairs = 3;
         if (!io_.ambient_channel) s.t_amb_c.clear();
+        if (io_.thermo_offset_k && io_.ambient_channel) {
+            opt.reversible_heat = true;
+            opt.sensor_offset_c = *io_.thermo_offset_k;
+        }
         const double fit_t0 = now_s();
         const auto fit = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.thermal(s, opt); });
         deadline_s_ += now_s() - fit_t0;  // computing is not the instrument's time (a compressed clock multiplies it)
@@ -380,11 +384,19 @@ private:
         put(mf, "tau_s", fit.tau_s);
         put(mf, "heating_ohm", fit.heating_ohm);
         put(mf, "p_extra_w", fit.p_extra_w);
+        if (fit.extended) {
+            put(mf, "entropic_v", fit.entropic_v);
+            put(mf, "steady_offset_k", fit.steady_offset_k);
+        }
         mf.parameters["p_heat_w"] = i_on * i_on * fit.heating_ohm.value;  // I²R of the step
         out_.fits.push_back(std::move(mf));
         q["c_th_j_per_k"] = fit.c_th_j_per_k.value;
         q["r_th_k_per_w"] = fit.r_th_k_per_w.value;
-        q["p_x_w"] = fit.p_extra_w.value;
+        // P_x the window does not determine (no ambient sensor: the fitted
+        // ambient absorbs it; a heating-only window; an interval wider than
+        // half the heat) is missing, not a value: NaN reaches the limit check
+        // as "not measured" and screening as a missing feature, never as 0.
+        q["p_x_w"] = fit.p_extra_w.identifiable ? fit.p_extra_w.value : std::nan("");
         co_return q;
     }
 
