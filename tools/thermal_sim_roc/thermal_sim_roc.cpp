@@ -6,7 +6,7 @@
 // state of charge, drawn uniform in [soc-min, soc-max]) are tested on the
 // positions of a fixture whose thermocouples read per-channel offsets
 // (MeasurementNoise::t_offset_c, uniform in ±offset K, deterministic from the
-// seed). Each cell: 60 s rest, 600 s at 3 A, 1800 s cooling, 1 Hz — the
+// seed). Each cell: 60 s rest, 600 s at 3 A, --cooling-s (1800) s cooling, 1 Hz — the
 // station's production heat step with a lead-in rest. A fraction of the cells
 // carries an internal short of --short-ohm (1 kΩ ≈ 15 mW at 3.9 V).
 //
@@ -28,7 +28,8 @@
 // and the detection rate at the thresholds that hold 0.5 % and 1 % of good
 // cells. Deterministic for a seed.
 // Usage: thermal_sim_roc [--positions 8] [--cells 60] [--short-fraction 0.2]
-//        [--short-ohm 1000] [--offset 0.5] [--soc-min 0.3] [--soc-max 0.9] [--entropic-scale 1] [--seed 1]
+//        [--short-ohm 1000] [--offset 0.5] [--soc-min 0.3] [--soc-max 0.9] [--entropic-scale 1]
+//        [--cooling-s 1800] [--seed 1]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -51,6 +52,7 @@ using eol::models::Series;
 struct Args {
     std::size_t positions = 8, cells = 60;
     double short_fraction = 0.2, short_ohm = 1000.0, offset_k = 0.5, soc_min = 0.3, soc_max = 0.9, entropic = 1.0;
+    double cooling_s = 1800.0;
     std::uint64_t seed = 1;
 };
 
@@ -82,19 +84,21 @@ Args parse(int argc, char** argv) {
         else if (opt == "--soc-max") a.soc_max = v;
         else if (opt == "--seed") a.seed = count(v);
         else if (opt == "--entropic-scale") a.entropic = v;
+        else if (opt == "--cooling-s") a.cooling_s = v;
         else throw std::invalid_argument("unknown option " + opt);
     }
     if (!(a.short_fraction > 0 && a.short_fraction < 1)) throw std::invalid_argument("--short-fraction: in (0, 1)");
     if (!(a.short_ohm > 0)) throw std::invalid_argument("--short-ohm: positive");
     if (!(a.offset_k >= 0 && a.offset_k <= 5)) throw std::invalid_argument("--offset: 0..5 K");
+    if (!(a.cooling_s >= 60 && a.cooling_s <= 20000)) throw std::invalid_argument("--cooling-s: 60..20000 s");
     if (!(a.entropic >= 0 && a.entropic <= 5)) throw std::invalid_argument("--entropic-scale: 0..5");
     if (!(a.soc_min >= 0.05 && a.soc_min <= a.soc_max && a.soc_max <= 1.0))
         throw std::invalid_argument("--soc-min/--soc-max: 0.05 ≤ min ≤ max ≤ 1");
     return a;
 }
 
-/// 60 s rest, 600 s at 3 A, 1800 s rest, 1 Hz, read as a station would.
-Series heat_step(eol::sim::Fixture& fx, eol::sim::SimClock& clock, std::size_t pos) {
+/// 60 s rest, 600 s at 3 A, `cooling_s` rest, 1 Hz, read as a station would.
+Series heat_step(eol::sim::Fixture& fx, eol::sim::SimClock& clock, std::size_t pos, double cooling_s) {
     Series s;
     double t = 0.0;
     auto sample = [&] {
@@ -105,7 +109,8 @@ Series heat_step(eol::sim::Fixture& fx, eol::sim::SimClock& clock, std::size_t p
         s.t_amb_c.push_back(fx.measure_ambient_c());
     };
     sample();
-    for (int k = 1; k <= 2460; ++k) {
+    const int end = 660 + static_cast<int>(cooling_s);
+    for (int k = 1; k <= end; ++k) {
         if (k == 60) fx.set_load(pos, {eol::sim::LoadMode::cc, 3.0, true});
         if (k == 660) fx.set_load(pos, {eol::sim::LoadMode::cc, 0.0, false});
         clock.skip(1.0);
@@ -177,7 +182,7 @@ int main(int argc, char** argv) {
             const bool shorted = u01(rng) < a.short_fraction;
             if (shorted) cp.r_isc_ohm = a.short_ohm;
             fx.load_cell(p, "C" + std::to_string(p) + "-" + std::to_string(c), cp);
-            const Series s = heat_step(fx, *clock, p);
+            const Series s = heat_step(fx, *clock, p, a.cooling_s);
             fx.unload(p);
             eol::models::ThermalOptions plain;
             plain.heating_rc_pairs = 3;
@@ -194,8 +199,9 @@ int main(int argc, char** argv) {
     // Channel calibration, blind to the labels.
     std::vector<double> o_plain(a.positions), o_ext(a.positions), r_ext(a.positions);
     std::printf("## thermal_sim_roc: %zu positions x %zu cells, %.0f %% with a %.0f ohm short, thermocouple offsets "
-                "±%.2f K, SoC %.2f..%.2f, reversible heat × %.2f, seed %llu; %zu fits failed\n\n",
+                "±%.2f K, SoC %.2f..%.2f, reversible heat × %.2f, cooling %.0f s, seed %llu; %zu fits failed\n\n",
                 a.positions, a.cells, 100 * a.short_fraction, a.short_ohm, a.offset_k, a.soc_min, a.soc_max, a.entropic,
+                a.cooling_s,
                 static_cast<unsigned long long>(a.seed), failed);
     std::printf("| position | true offset (cell − ambient) K | calibrated, plain K | calibrated, extended K | "
                 "median R_th, extended K/W |\n");

@@ -47,7 +47,8 @@
 // Identifiability: heating only (no cooling after the last heat, window
 // shorter than 3τ) cannot separate C_th from R_th — both, τ and P_x are
 // flagged and `heating_only` is set. Also flagged: a 95 % half-width wider
-// than half the value (for P_x: wider than half the mean heating power).
+// than half the value (for P_x: wider than half of the larger of the mean
+// heating power and |P_x|).
 //
 // Extended model (any of reversible_heat, sensor_offset_c, offset_from_rest,
 // ambient_drift set; the defaults keep the plain model above):

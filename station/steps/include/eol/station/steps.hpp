@@ -154,8 +154,9 @@ struct ChannelIo {
     std::optional<int> ambient_channel;   // on the same reader
     // Calibrated offset of this channel's cell thermocouple against the
     // ambient one, K (reads T_cell − T_amb at equilibrium). Set: the heat
-    // step fits the extended thermal model (reversible heat k·I, this offset)
-    // and p_x_w is P_x separated from the offset. Unset: the plain fit, which
+    // step fits the thermal model with this offset (and the reversible heat
+    // k·I when the step cools ≥ 1800 s, about τ: shorter, k is not
+    // determined) and p_x_w is P_x separated from the offset. Unset: the plain fit, which
     // assumes no offset (a ±0.5 K type-K offset then reads as ±o/R_th of
     // P_x). Without an ambient channel p_x_w is missing either way.
     std::optional<double> thermo_offset_k;
