@@ -367,6 +367,7 @@ void run_demo(const DemoOptions& o) {
 
     std::vector<station::TestRecord> records, formed;
     std::uint16_t cycle = 0;
+    std::size_t held_at_test_n = 0;
     fmt::print("{:<18} {:>3} {:>7} {:>8} {:>8} {:>7} {:>6} {:>8} {:>7}  {}\n", "serial", "pos", "ocv_v", "dcir_mΩ",
                "r0_mΩ", "tau1_s", "rise_K", "p_x_mW", "verdict", "notes");
     for (std::size_t next = 0; next < cells.size();) {
@@ -415,8 +416,10 @@ void run_demo(const DemoOptions& o) {
         }
         const double round_wall_s = cfg.recipe.duration_s() / o.time_scale * 4 + 120;
         std::map<int, station::CellResult> results;
+        std::map<int, std::uint16_t> result_codes;  // what the PLC was told (B+23)
         for (const auto& [pos, serial] : round) {
             plc.wait_status(pos, station::plc::status::result_valid, true, round_wall_s);
+            result_codes[pos] = plc.result(pos);
             station::CellResult& res = results[pos];
             res.position = pos;
             res.serial = serial;
@@ -432,10 +435,15 @@ void run_demo(const DemoOptions& o) {
             if (!res.record) continue;
             station::TestRecord rec = std::move(*res.record);
             std::string notes = rec.abort_reason;
+            // Screening at test time held it (an outlier against the history): the PLC's hold bin.
+            const bool held_at_test =
+                result_codes[pos] == static_cast<std::uint16_t>(station::plc::ResultCode::hold);
+            if (held_at_test) notes = "HOLD at test: outlier against the earlier lots" + (notes.empty() ? "" : "; " + notes);
             fmt::print("{:<18} {:>3} {:>7.4f} {:>8.2f} {:>8.2f} {:>7.2f} {:>6.2f} {:>8.1f} {:>7}  {}\n", rec.serial,
                        rec.channel, get(rec, "ocv_v"), get(rec, "dcir_ohm") * 1e3, get(rec, "r0_ohm") * 1e3,
                        get(rec, "tau1_s"), get(rec, "temp_rise_k"), get(rec, "p_x_w") * 1e3,
-                       std::string(station::to_string(rec.verdict)), notes);
+                       held_at_test ? std::string("hold") : std::string(station::to_string(rec.verdict)), notes);
+            held_at_test_n += held_at_test;
             records.push_back(std::move(rec));
         }
         {  // progress, a line per round under its rows
@@ -453,9 +461,10 @@ void run_demo(const DemoOptions& o) {
                        inst.commands, inst.errors, inst.command_p50_s * 1e3, inst.command_p99_s * 1e3);
     std::map<station::Verdict, int> verdicts;
     for (const auto& r : records) ++verdicts[r.verdict];
-    fmt::print("\n{} cells tested: {} pass, {} fail, {} abort, {} error by the recipe's limits; records in {}\n",
+    fmt::print("\n{} cells tested: {} pass, {} fail, {} abort, {} error by the recipe's limits; {} held at test by "
+               "screening against the earlier lots; records in {}\n",
                records.size(), verdicts[station::Verdict::pass], verdicts[station::Verdict::fail],
-               verdicts[station::Verdict::abort], verdicts[station::Verdict::error], db.string());
+               verdicts[station::Verdict::abort], verdicts[station::Verdict::error], held_at_test_n, db.string());
 
     // Screening of the whole store (history and the new lots), holds written
     // as quarantine events: as a quality engineer would run it after the shift.

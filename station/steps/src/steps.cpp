@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <exception>
 #include <map>
 #include <stdexcept>
@@ -120,6 +121,22 @@ private:
         check_deadline();
     }
     awaitable<void> sleep_until_s(double station_t) { co_await sleep_s(station_t - now_s()); }
+
+    /// While it lives, station time does not count against the step's
+    /// timeout: computing (a fit) is not the instrument's time, and a
+    /// compressed clock multiplies it. Moves the deadline on when it ends,
+    /// whether the computation returned or threw.
+    class ComputingTime {
+    public:
+        explicit ComputingTime(Run& r) : r_(r), t0_(r.now_s()) {}
+        ~ComputingTime() { r_.deadline_s_ += r_.now_s() - t0_; }
+        ComputingTime(const ComputingTime&) = delete;
+        ComputingTime& operator=(const ComputingTime&) = delete;
+
+    private:
+        Run& r_;
+        double t0_;
+    };
 
     void tell(bool on, double current_a, bool profile) const {
         if (ctx_.on_demand) ctx_.on_demand(LoadDemand{on, current_a, profile});
@@ -286,9 +303,12 @@ private:
         }
         models::EcmOptions opt;
         opt.rc_pairs = 2;
-        const double fit_t0 = now_s();
-        const auto fit = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.ecm(s, opt); });
-        deadline_s_ += now_s() - fit_t0;  // computing is not the instrument's time (a compressed clock multiplies it)
+        std::optional<models::EcmFit> fit_result;
+        {
+            const ComputingTime not_counted(*this);  // also when the fit throws
+            fit_result = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.ecm(s, opt); });
+        }
+        const models::EcmFit& fit = *fit_result;
         ModelFit mf = fit_record("ecm2", fit.converged, fit.rmse_v);
         put(mf, "ocv_v", fit.ocv_v);
         put(mf, "r0_ohm", fit.r0_ohm);
@@ -368,9 +388,12 @@ private:
         models::ThermalOptions opt;
         opt.heating_rc_pairs = 3;
         if (!io_.ambient_channel) s.t_amb_c.clear();
-        const double fit_t0 = now_s();
-        const auto fit = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.thermal(s, opt); });
-        deadline_s_ += now_s() - fit_t0;  // computing is not the instrument's time (a compressed clock multiplies it)
+        std::optional<models::ThermalFit> fit_result;
+        {
+            const ComputingTime not_counted(*this);  // also when the fit throws
+            fit_result = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.thermal(s, opt); });
+        }
+        const models::ThermalFit& fit = *fit_result;
         double i_on = 0;  // mean current while loaded (samples 1 .. n_on-1)
         for (std::size_t k = 1; k < n_on; ++k) i_on += s.i_a[k];
         if (n_on > 1) i_on /= static_cast<double>(n_on - 1);
