@@ -80,6 +80,22 @@ std::vector<ListLine> list_lines(std::string_view content) {
     return out;
 }
 
+void append_json_string(std::string& json, std::string_view s) {
+    json.push_back('"');
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            json.push_back('\\');
+            json.push_back(c);
+        } else if (u < 0x20) {
+            json += fmt::format("\\u{:04x}", u);
+        } else {
+            json.push_back(c);
+        }
+    }
+    json.push_back('"');
+}
+
 std::string utc_text(double unix_s, const char* strftime_format) {
     const auto t = static_cast<std::time_t>(unix_s);
     std::tm tm{};

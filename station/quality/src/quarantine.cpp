@@ -1,6 +1,7 @@
 #include "eol/station/quarantine.hpp"
 
 #include "eol/models/calendar.hpp"
+#include "eol/station/text.hpp"
 
 #include <fmt/format.h>
 
@@ -478,23 +479,6 @@ private:
     bool ok_ = false;
 };
 
-// Appends `s` to `json` as a JSON string ('"' and '\' escaped, control
-// characters as \u00XX; serials are short and usually need none of it).
-void append_json_string(std::string& json, std::string_view s) {
-    json.push_back('"');
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            json.push_back('\\');
-            json.push_back(c);
-        } else if (u < 0x20) {
-            json += fmt::format("\\u{:04x}", u);
-        } else {
-            json.push_back(c);
-        }
-    }
-    json.push_back('"');
-}
 
 // Valid results in key order: a fixed-width key (serials of the scheme are
 // short; longer ones compare by their first 24 characters, then in full) and

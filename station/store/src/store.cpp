@@ -1,4 +1,5 @@
 #include "eol/station/store.hpp"
+#include "eol/station/text.hpp"
 
 #include <fmt/core.h>
 #include <sqlite3.h>
@@ -1762,23 +1763,6 @@ private:
     bool open_ = false;
 };
 
-// Appends `s` as a JSON string ('"' and '\' escaped, control characters as
-// \u00XX).
-void append_json_string(std::string& json, std::string_view s) {
-    json.push_back('"');
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            json.push_back('\\');
-            json.push_back(c);
-        } else if (u < 0x20) {
-            json += fmt::format("\\u{:04x}", u);
-        } else {
-            json.push_back(c);
-        }
-    }
-    json.push_back('"');
-}
 
 // A read-only connection of its own to the store's file, for one slice of a
 // bulk read on its own thread. ok() is false when the file cannot be read

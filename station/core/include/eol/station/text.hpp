@@ -30,4 +30,9 @@ std::vector<ListLine> list_lines(std::string_view content);
 /// ISO 8601, "2023-03-14T08:00:00Z".
 std::string utc_text(double unix_s, const char* strftime_format = "%Y-%m-%dT%H:%M:%SZ");
 
+/// Appends `s` to `json` as a JSON string literal ('"' and '\' escaped,
+/// control characters as \u00XX): for building json_each() arguments of
+/// bulk reads without a JSON library's allocations.
+void append_json_string(std::string& json, std::string_view s);
+
 }  // namespace eol::station
