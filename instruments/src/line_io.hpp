@@ -1,7 +1,9 @@
 // Private to eol::instruments: newline-framed reads and writes with a
 // deadline on any Asio stream (tcp::socket, serial_port), shared by the TCP
 // and serial transports. Each call runs the transport's own io_context until
-// the operation or its timer completes; the timer cancels the operation.
+// the operation or its timer completes, or — on a shared io_context that
+// another thread runs (TransportOptions::io_context) — starts the operation
+// and its timer there and waits; the timer cancels the operation.
 #pragma once
 
 // <utility> first: Boost 1.74 asio/awaitable.hpp uses std::exchange without it.
@@ -14,7 +16,11 @@
 #include <boost/asio.hpp>
 #pragma GCC diagnostic pop
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -60,9 +66,85 @@ struct Outcome {
     bool timed_out = false;
 };
 
+/// The io_context a transport's I/O runs on: its own (run inside each call)
+/// or a shared one another thread runs.
+struct IoHome {
+    explicit IoHome(asio::io_context* shared_io)
+        : own(shared_io ? nullptr : std::make_unique<asio::io_context>()), io(shared_io ? *shared_io : *own) {}
+    bool shared() const { return !own; }
+    std::unique_ptr<asio::io_context> own;
+    asio::io_context& io;
+};
+
+/// On a shared io_context: the operation and its timer start on the
+/// io_context's thread (so that they and the cancel never race), this thread
+/// waits until both handlers have run. The handlers share `State` with the
+/// caller, so a caller that gives up on a stopped io_context leaves them
+/// nothing dangling.
 template <class Start, class Cancel>
-Outcome run_with_deadline(asio::io_context& io, asio::steady_timer& timer, double timeout_s,
-                          Start&& start, Cancel&& cancel) {
+Outcome run_shared_with_deadline(asio::io_context& io, asio::steady_timer& timer, double timeout_s,
+                                 Start&& start, Cancel&& cancel) {
+    if (io.get_executor().running_in_this_thread())
+        throw std::logic_error("an instrument transport on a shared io_context was called from that io_context's "
+                               "own thread: it would wait on itself");
+    struct State {
+        std::mutex m;
+        std::condition_variable cv;
+        Outcome out;
+        bool finished = false;
+        int pending = 3;  // the start, the operation's handler and the timer's
+        int running = 0;  // handlers on the io_context's thread right now
+    };
+    auto st = std::make_shared<State>();
+    // Every handler runs between enter() and leave(): the caller gives up on
+    // a stopped io_context only while none runs (they use its lambdas).
+    auto enter = [st] {
+        std::lock_guard lk(st->m);
+        ++st->running;
+    };
+    auto leave = [st] {
+        std::lock_guard lk(st->m);
+        --st->running;
+        --st->pending;
+        st->cv.notify_all();
+    };
+    asio::post(io, [&timer, &start, &cancel, timeout_s, st, enter, leave] {
+        enter();
+        timer.expires_after(seconds(timeout_s));
+        timer.async_wait([st, enter, leave, &cancel](const error_code& ec) {
+            enter();
+            if (!ec && !st->finished) {
+                st->out.timed_out = true;
+                cancel();
+            }
+            leave();
+        });
+        start([st, enter, leave, &timer](const error_code& ec, std::size_t n) {
+            enter();
+            st->finished = true;
+            st->out.ec = ec;
+            st->out.bytes = n;
+            timer.cancel();
+            leave();
+        });
+        leave();
+    });
+    std::unique_lock lk(st->m);
+    while (!st->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return st->pending == 0; })) {
+        if (io.stopped() && st->running == 0) {
+            Outcome gone;
+            gone.ec = asio::error::shut_down;
+            return gone;
+        }
+    }
+    return st->out;
+}
+
+template <class Start, class Cancel>
+Outcome run_with_deadline(IoHome& home, asio::steady_timer& timer, double timeout_s, Start&& start,
+                          Cancel&& cancel) {
+    if (home.shared()) return run_shared_with_deadline(home.io, timer, timeout_s, start, cancel);
+    asio::io_context& io = home.io;
     Outcome out;
     bool finished = false;
     timer.expires_after(seconds(timeout_s));
@@ -88,8 +170,8 @@ Outcome run_with_deadline(asio::io_context& io, asio::steady_timer& timer, doubl
 template <class Stream>
 class LineIo {
 public:
-    LineIo(asio::io_context& io, Stream& stream, std::size_t max_line)
-        : io_(io), stream_(stream), timer_(io), buf_(max_line) {}
+    LineIo(IoHome& home, Stream& stream, std::size_t max_line)
+        : home_(home), stream_(stream), timer_(home.io), buf_(max_line) {}
 
     void clear() { buf_.consume(buf_.size()); }
 
@@ -109,7 +191,7 @@ public:
                 throw ConnectionError(where, "write", ec.message());
         }
         const Outcome o = run_with_deadline(
-            io_, timer_, timeout_s,
+            home_, timer_, timeout_s,
             [&](auto done) {
                 asio::async_write(stream_, asio::buffer(data.data(), data.size()),
                                   [done](const error_code& ec, std::size_t n) { done(ec, n); });
@@ -123,7 +205,7 @@ public:
 
     std::string read_line(const std::string& where, double timeout_s) {
         const Outcome o = run_with_deadline(
-            io_, timer_, timeout_s,
+            home_, timer_, timeout_s,
             [&](auto done) {
                 asio::async_read_until(stream_, buf_, '\n',
                                        [done](const error_code& ec, std::size_t n) { done(ec, n); });
@@ -158,7 +240,7 @@ public:
                 throw ProtocolError(where, "read",
                                     "block of " + std::to_string(n) + " bytes exceeds the limit");
             const Outcome o = run_with_deadline(
-                io_, timer_, timeout_s,
+                home_, timer_, timeout_s,
                 [&](auto done) {
                     asio::async_read(stream_, buf_, asio::transfer_exactly(need),
                                      [done](const error_code& ec, std::size_t k) { done(ec, k); });
@@ -201,7 +283,7 @@ private:
         return t;
     }
 
-    asio::io_context& io_;
+    IoHome& home_;
     Stream& stream_;
     asio::steady_timer timer_;
     asio::streambuf buf_;

@@ -189,35 +189,50 @@ void ModbusClient::close() {
 
 template <class F>
 void ModbusClient::transact(const std::string& what, F&& f) {
+    bool fresh = false;  // connected for this request
     if (!ctx_->connected) {
         try {
             connect();
         } catch (const ConnectionError& e) {
             throw ConnectionError(instrument_, what, "(re)connect failed: " + e.detail());
         }
+        fresh = true;
     }
-    errno = 0;
-    ++requests_;
-    const int rc = f(ctx_->mb);
-    if (rc != -1) return;
-    const int err = errno;
-    const std::string text = modbus_strerror(err);
-    if (err > MODBUS_ENOBASE && err <= EMBXGTAR) {
-        // An exception response: the device is there and said no.
-        const int code = err - MODBUS_ENOBASE;
-        throw DeviceError(instrument_, what,
-                          fmt::format("Modbus exception {} ({})", code, modbus_exception_name(code)));
+    for (;;) {
+        errno = 0;
+        ++requests_;
+        const int rc = f(ctx_->mb);
+        if (rc != -1) return;
+        const int err = errno;
+        const std::string text = modbus_strerror(err);
+        if (err > MODBUS_ENOBASE && err <= EMBXGTAR) {
+            // An exception response: the device is there and said no.
+            const int code = err - MODBUS_ENOBASE;
+            throw DeviceError(instrument_, what,
+                              fmt::format("Modbus exception {} ({})", code, modbus_exception_name(code)));
+        }
+        // Anything else leaves the line in an unknown state: a late or partial
+        // reply must not be read as the answer to the next request.
+        close();
+        if (err == ETIMEDOUT)
+            throw TimeoutError(instrument_, what,
+                               fmt::format("no complete reply within {:.3f} s ({})", timeout_s_, text));
+        if (err == EMBBADCRC || err == EMBBADDATA || err == EMBBADEXC || err == EMBUNKEXC ||
+            err == EMBMDATA || err == EMBBADSLAVE)
+            throw ProtocolError(instrument_, what, "malformed reply: " + text);
+        if (fresh)
+            throw ConnectionError(instrument_, what, fmt::format("connection lost: {}", text));
+        // The peer closed or reset a connection opened before this request
+        // (a device or gateway that drops idle clients): reconnect and send
+        // it once more. Safe to repeat: reads, and writes of absolute values.
+        try {
+            connect();
+        } catch (const ConnectionError& e) {
+            throw ConnectionError(instrument_, what,
+                                  fmt::format("connection lost ({}); reconnect failed: {}", text, e.detail()));
+        }
+        fresh = true;
     }
-    // Anything else leaves the line in an unknown state: a late or partial
-    // reply must not be read as the answer to the next request.
-    close();
-    if (err == ETIMEDOUT)
-        throw TimeoutError(instrument_, what,
-                           fmt::format("no complete reply within {:.3f} s ({})", timeout_s_, text));
-    if (err == EMBBADCRC || err == EMBBADDATA || err == EMBBADEXC || err == EMBUNKEXC ||
-        err == EMBMDATA || err == EMBBADSLAVE)
-        throw ProtocolError(instrument_, what, "malformed reply: " + text);
-    throw ConnectionError(instrument_, what, fmt::format("connection lost: {}", text));
 }
 
 namespace {

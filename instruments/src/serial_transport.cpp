@@ -12,7 +12,7 @@ using detail::error_code;
 
 struct SerialTransport::Impl {
     Impl(Address a, const TransportOptions& o)
-        : line(std::move(a)), opt(o), port(io), lines(io, port, o.max_line_bytes) {}
+        : line(std::move(a)), opt(o), home(o.io_context), port(home.io), lines(home, port, o.max_line_bytes) {}
 
     std::string where() const { return line.to_string(); }
 
@@ -71,7 +71,7 @@ struct SerialTransport::Impl {
 
     Address line;
     TransportOptions opt;
-    asio::io_context io;
+    detail::IoHome home;
     asio::serial_port port;
     detail::LineIo<asio::serial_port> lines;
     bool connected = false;

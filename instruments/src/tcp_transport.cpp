@@ -13,15 +13,16 @@ using detail::error_code;
 
 struct TcpTransport::Impl {
     Impl(std::string h, std::uint16_t p, const TransportOptions& o)
-        : host(std::move(h)), port(p), opt(o), socket(io), timer(io), lines(io, socket, o.max_line_bytes) {}
+        : host(std::move(h)), port(p), opt(o), home(o.io_context), socket(home.io), timer(home.io),
+          lines(home, socket, o.max_line_bytes) {}
 
     std::string where() const { return "tcp://" + host + ":" + std::to_string(port); }
 
     void connect_once() {
-        tcp::resolver resolver(io);
+        tcp::resolver resolver(home.io);
         tcp::resolver::results_type endpoints;
         const auto r = detail::run_with_deadline(
-            io, timer, opt.connect_timeout_s,
+            home, timer, opt.connect_timeout_s,
             [&](auto done) {
                 resolver.async_resolve(host, std::to_string(port),
                                        [&endpoints, done](const error_code& ec,
@@ -35,7 +36,7 @@ struct TcpTransport::Impl {
         if (r.ec) throw ConnectionError(where(), "connect", "cannot resolve host: " + r.ec.message());
 
         const auto c = detail::run_with_deadline(
-            io, timer, opt.connect_timeout_s,
+            home, timer, opt.connect_timeout_s,
             [&](auto done) {
                 asio::async_connect(socket, endpoints,
                                     [done](const error_code& ec, const tcp::endpoint&) { done(ec, 0); });
@@ -101,7 +102,7 @@ struct TcpTransport::Impl {
     std::string host;
     std::uint16_t port;
     TransportOptions opt;
-    asio::io_context io;
+    detail::IoHome home;
     tcp::socket socket;
     asio::steady_timer timer;
     detail::LineIo<tcp::socket> lines;

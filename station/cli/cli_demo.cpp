@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +35,7 @@
 #include "eol/station/instrument_factory.hpp"
 #include "eol/station/output.hpp"
 #include "eol/station/panel.hpp"
+#include "eol/station/log.hpp"
 #include "eol/station/plc.hpp"
 #include "eol/station/production_sim.hpp"
 #include "eol/station/quarantine.hpp"
@@ -201,6 +203,10 @@ private:
 };
 
 void run_demo(const DemoOptions& o) {
+    // The demo prints its own progress and summary: the station's per-cell
+    // events (hundreds of lines) only when EOL_LOG_LEVEL asks for them.
+    if (!std::getenv("EOL_LOG_LEVEL"))
+        for (const char* part : {"controller", "plc", "panel"}) station::station_log(part).set_level(spdlog::level::warn);
     const fs::path out = o.out;
     fs::create_directories(out);
     const fs::path cfg_file = o.config.empty() ? materialize_config(out / "config") : fs::path(o.config);

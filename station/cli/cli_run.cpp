@@ -46,6 +46,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,7 @@
 #include "commands.hpp"
 #include "eol/station/config.hpp"
 #include "eol/station/controller.hpp"
+#include "eol/station/log.hpp"
 #include "eol/station/panel.hpp"
 #include "eol/station/plc.hpp"
 #include "eol/station/text.hpp"
@@ -202,11 +204,14 @@ station::ControllerOptions controller_options(double time_scale) {
 
 /// Waits for one cell's result; on a terminal (stderr a tty) prints the
 /// channel's progress — step, elapsed station time, live V/I/T — every
-/// 0.5 s on one line; otherwise a structured log line per step (spdlog
-/// style: time, level, fields).
+/// 0.5 s on one line, and the controller's log shows warnings only (unless
+/// EOL_LOG_LEVEL says otherwise); elsewhere the controller's log (one line
+/// per step and per cell, docs/controller.md) is the progress.
 class Progress {
 public:
     Progress(station::Controller& c, int position) : c_(c), position_(position), tty_(isatty(fileno(stderr)) != 0) {
+        if (!tty_) return;
+        if (!std::getenv("EOL_LOG_LEVEL")) station::station_log("controller").set_level(spdlog::level::warn);
         ticker_ = std::thread([this] { tick(); });
     }
     ~Progress() { stop(); }
@@ -233,7 +238,6 @@ public:
 
 private:
     void tick() {
-        std::string last_step;
         std::unique_lock lk(m_);
         while (!stopping_ && !result_) {
             cv_.wait_for(lk, std::chrono::milliseconds(500));
@@ -241,20 +245,13 @@ private:
             lk.unlock();
             for (const auto& s : c_.snapshot()) {
                 if (s.position != position_ || s.state != station::ChannelState::testing) continue;
-                if (tty_) {
-                    fmt::print(stderr, "\r\033[Kchannel {} {} step {}/{} {:<12} {:7.1f} s  V {:.3f}  I {:.3f} A  T {:.1f} °C",
-                               s.position, s.serial, s.step_index + 1, s.step_count, s.step, s.elapsed_s, s.v_v, s.i_a,
-                               s.temp_c);
-                } else if (s.step != last_step && !s.step.empty()) {
-                    fmt::print(stderr, "[{:.3f}] [info] channel={} serial={} step={} index={}/{} elapsed_s={:.1f}\n",
-                               std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(),
-                               s.position, s.serial, s.step, s.step_index + 1, s.step_count, s.elapsed_s);
-                }
-                last_step = s.step;
+                fmt::print(stderr, "\r\033[Kchannel {} {} step {}/{} {:<12} {:7.1f} s  V {:.3f}  I {:.3f} A  T {:.1f} °C",
+                           s.position, s.serial, s.step_index + 1, s.step_count, s.step, s.elapsed_s, s.v_v, s.i_a,
+                           s.temp_c);
             }
             lk.lock();
         }
-        if (tty_) fmt::print(stderr, "\r\033[K");
+        fmt::print(stderr, "\r\033[K");
     }
 
     station::Controller& c_;

@@ -56,12 +56,19 @@ TEST_CASE("modbus fault: added latency within the timeout is tolerated, beyond i
     CHECK(rig.reads_ok());
 }
 
-TEST_CASE("modbus fault: a dropped connection is a ConnectionError, the next scan reconnects") {
+TEST_CASE("modbus fault: a dropped connection is reconnected once and the request answered, a device gone is a ConnectionError") {
     Rig rig;
-    rig.set([](auto& s) { s.drop_connection = true; });
+    CHECK(rig.reads_ok());
+    const auto before = rig.server->connections_accepted();
+    rig.set([](auto& s) { s.drop_connection = true; });  // one request's connection closed instead of a reply
+    CHECK(rig.reads_ok());
+    CHECK(rig.server->connections_accepted() == before + 1);
+    // Nobody to reconnect to: the request's connection is reset, the one
+    // reconnect is refused, and the error says both.
+    rig.server.reset();
     const auto e = expect<instruments::ConnectionError>(rig);
     CHECK(e.detail().find("connection lost") != std::string::npos);
-    CHECK(rig.reads_ok());
+    CHECK(e.detail().find("reconnect failed") != std::string::npos);
 }
 
 TEST_CASE("modbus fault: a garbage reply is a ProtocolError, the next scan works") {

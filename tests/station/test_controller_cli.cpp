@@ -197,6 +197,26 @@ TEST_CASE("controller cli: run passes a good cell, prints its record and stores 
     CHECK_MESSAGE(t.exit == 0, t.out << t.err);
     CHECK(contains(t.out, "serial " + eol::test::lot0042_serial(102) + "  channel 2  verdict pass"));
     CHECK(contains(t.out, "ocv_v"));
+
+    // The controller's event log on standard error (spdlog, key=value).
+    CHECK(contains(r.err, "info controller cell start channel=1 serial=" + s + " lot=0042"));
+    CHECK(contains(r.err, "info controller instrument load1 connected"));
+    CHECK(contains(r.err, "info controller step channel=1 serial=" + s + " step=heat index=6/6"));
+    CHECK(contains(r.err, "info controller cell done channel=1 serial=" + s + " verdict=pass wall_s="));
+    CHECK_FALSE(contains(r.err, "debug "));
+    // At debug: each step's station time against its nominal one, and the record's store time.
+    const std::string s3 = eol::test::lot0042_serial(103);
+    const Result d = run({"/usr/bin/env", "EOL_LOG_LEVEL=debug", EOL_CLI, "run", "--config", st.config.string(),
+                          "--serial", s3, "--channel", "1", "--time-scale", st.scale()});
+    CHECK_MESSAGE(d.exit == 0, d.err);
+    CHECK(contains(d.err, "debug controller step done channel=1 serial=" + s3 + " step=settle outcome=pass station_s="));
+    CHECK(contains(d.err, "nominal_s=5.0000 over_s=+"));
+    CHECK(contains(d.err, "debug controller record channel=1 serial=" + s3 + " stored=true batch=1 screen_ms="));
+    // A level that is none is said, and info is used.
+    const Result u = run({"/usr/bin/env", "EOL_LOG_LEVEL=loud", EOL_CLI, "run", "--config", st.config.string(),
+                          "--serial", eol::test::lot0042_serial(104), "--channel", "2", "--time-scale", st.scale()});
+    CHECK(contains(u.err, "EOL_LOG_LEVEL=loud: not a level"));
+    CHECK(contains(u.err, "info controller cell done channel=2"));
 }
 
 TEST_CASE("controller cli: the two-minute example recipe runs every step kind at the example's 20x") {

@@ -156,3 +156,39 @@ TEST_CASE("record: judge() and decide_verdict(): not measured is never a pass") 
     CHECK(r.verdict == Verdict::abort);
 }
 
+
+TEST_CASE("hostile: steps a slow instrument on a compressed clock does not time out a step with a default timeout, a declared one still does") {
+    // At 400x the default margin of an OCV step (30 s) is 75 ms of wall
+    // time; replies 40 ms late make its ten samples take about 1.2 s of wall
+    // time (~500 station s). The default timeout keeps 5 s of wall time over
+    // the step's duration: the step passes. A declared timeout is the
+    // recipe's own: the same step with timeout_s = 1 s times out.
+    test::SimRig rig(400.0);
+    station::Recipe recipe = rig.recipe_of({StepKind::ocv});
+    REQUIRE(recipe.steps.size() == 1);
+    REQUIRE(recipe.steps[0].timeout_s == 0);  // the default
+    const station::ChannelJob job = rig.job(1, "CELL-SLOW", sim::CellParams{});
+    const std::string load_name = rig.cfg.find_position(1)->load;
+    rig.sim->faults(load_name).update([](sim::FaultSettings& s) { s.latency_s = 0.04; });
+    station::ScaledWallClock clock(rig.cfg.sim.time_scale);
+    station::RunContext ctx;
+    ctx.station_id = "T-1";
+    ctx.position = 1;
+    ctx.clock = &clock;
+    const station::TestRecord r = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
+    INFO(r.abort_reason);
+    REQUIRE(r.steps.size() == 1);
+    const double took_s = r.steps[0].end_unix_s - r.steps[0].start_unix_s;
+    MESSAGE("OCV step with 40 ms replies at 400x: " << took_s << " station s");
+    CHECK(took_s > recipe.steps[0].default_timeout_s());  // past the station-time default: the floor kept it
+    CHECK(r.steps[0].outcome == StepOutcome::pass);
+    CHECK(r.verdict == Verdict::pass);
+
+    recipe.steps[0].timeout_s = 1.0;
+    const station::TestRecord t = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
+    REQUIRE(t.steps.size() == 1);
+    CHECK(t.steps[0].outcome == StepOutcome::timeout);
+    CHECK(t.verdict == Verdict::error);
+    rig.sim->faults(load_name).update([](sim::FaultSettings& s) { s.latency_s = 0; });
+    CHECK_FALSE(rig.input_on(1));
+}

@@ -354,6 +354,7 @@ void ModbusServer::run() {
         const int one = 1;
         ::setsockopt(low, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         I.clients.push_back({low, Clock::now(), std::nullopt, std::nullopt});
+        ++accepted_;
     };
 
     std::vector<pollfd> fds;

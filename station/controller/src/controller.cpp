@@ -29,6 +29,7 @@
 #include "eol/instruments/roles.hpp"
 #include "eol/station/errors.hpp"
 #include "eol/station/instrument_factory.hpp"
+#include "eol/station/log.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/steps.hpp"
 #include "eol/station/store.hpp"
@@ -65,6 +66,8 @@ std::string_view to_string(InstrumentState s) {
 
 namespace {
 
+spdlog::logger& log() { return station_log("controller"); }
+
 double unix_now_s() {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -92,6 +95,7 @@ public:
     ChannelClock(const ScaledWallClock& base, VirtualTime* vt) : base_(base), vt_(vt) {}
     double now_s() const override { return vt_ ? vt_->now_s() : base_.now_s(); }
     double unix_now_s() const override { return vt_ ? vt_->unix_now_s() : base_.unix_now_s(); }
+    double station_per_wall_s() const override { return vt_ ? 0.0 : base_.time_scale(); }
     awaitable<void> sleep_s(double station_s) override {
         if (aborted_) throw RunAborted(reason_);
         if (vt_) {
@@ -328,6 +332,15 @@ struct Controller::Impl {
     std::optional<LookupSession> lookup;
     std::vector<RecordSink*> sinks;
     std::optional<TestTimeScreen> screen;  // store lane / store_mutex only
+    /// A finished record waiting for the store lane (store_batched()).
+    struct PendingRecord {
+        TestRecord* rec;
+        CellResult* res;
+        bool hazardous;
+    };
+
+    std::mutex store_queue_mutex;
+    std::vector<PendingRecord> store_queue;  // records waiting for the store lane
 
     asio::io_context loop;
     asio::executor_work_guard<asio::io_context::executor_type> work{loop.get_executor()};
@@ -379,7 +392,7 @@ struct Controller::Impl {
                         asio::post(loop, [this, inst, why] { instrument_lost(*inst, why); });
                     };
                     if (ic->is_load()) {
-                        inst->load_driver = make_load(*ic);
+                        inst->load_driver = make_load(*ic, &loop);
                         inst->load = std::make_unique<TimedLoad>(*inst->load_driver, inst->health, on_lost);
                     } else {
                         inst->thermo_driver = make_thermo(*ic);
@@ -497,6 +510,9 @@ struct Controller::Impl {
         {
             std::lock_guard lk(mutex);
             if (inst.state == InstrumentState::disconnected) return;  // closed on purpose
+            if (inst.state != InstrumentState::error)
+                log().warn("instrument {} lost: {}; its channels fault until a fault reset, reconnecting", inst.cfg->name,
+                           printable(why));
             inst.state = InstrumentState::error;
             inst.last_error = why;
             for (auto& [p, c] : channels)
@@ -545,8 +561,11 @@ struct Controller::Impl {
             if (err.empty()) {
                 inst.state = InstrumentState::ready;
                 inst.reconnecting = false;
+                log().info("instrument {} reconnected (reconnects {})", inst.cfg->name, inst.reconnects);
                 co_return;
             }
+            log().debug("instrument {}: reconnect failed: {}; next attempt in {} s", inst.cfg->name, printable(err),
+                        std::min(8.0, backoff_s * 2));
             inst.state = InstrumentState::error;
             inst.last_error = err;
             backoff_s = std::min(8.0, backoff_s * 2);
@@ -569,8 +588,10 @@ struct Controller::Impl {
             std::lock_guard lk(mutex);
             inst.state = InstrumentState::disconnected;
             inst.last_error = e.what();
+            log().warn("instrument {}: cannot connect: {}", inst.cfg->name, printable(e.what()));
             throw;
         }
+        log().info("instrument {} connected ({})", inst.cfg->name, inst.cfg->address);
         std::lock_guard lk(mutex);
         if (inst.state == InstrumentState::connecting) inst.state = InstrumentState::ready;
     }
@@ -588,8 +609,10 @@ struct Controller::Impl {
                 std::lock_guard lk(mutex);
                 inst->state = InstrumentState::disconnected;
                 inst->last_error = e.what();
+                log().error("instrument {}: cannot connect: {}", name, printable(e.what()));
                 throw;
             }
+            log().info("instrument {} connected ({})", name, inst->cfg->address);
             std::lock_guard lk(mutex);
             inst->state = InstrumentState::ready;
         }
@@ -745,6 +768,12 @@ struct Controller::Impl {
                 std::string why;
                 const bool off = co_await make_safe(c, 0.0, why);
                 trip->to_off_s = off ? steady_now_s() - t_read : -1;
+                if (off)
+                    log().warn("safety trip channel={} cause={} input off {:.1f} ms after the reading: {}", c.cfg->position,
+                               trip->cause, 1e3 * trip->to_off_s, trip->message);
+                else
+                    log().error("safety trip channel={} cause={}: {}; the load input is NOT confirmed off: {}",
+                                c.cfg->position, trip->cause, trip->message, printable(why));
                 c.trip = trip;
                 c.clock.abort(trip->message);
                 break;
@@ -766,50 +795,121 @@ struct Controller::Impl {
         c.step.clear();
     }
 
-    /// The record (and a hazardous hold) in one transaction, then the sinks.
-    /// Runs on the store lane.
-    void store_record(TestRecord& rec, CellResult& res, bool hazardous) {
+    /// Stores the record with the others that finished meanwhile: the cell
+    /// queues it, then waits for a drain on the store lane. The first drain
+    /// to run writes every queued record in ONE transaction (one fsync for
+    /// the cells of a round that end together, instead of one each, which
+    /// the last of them waited for in turn); the later drains find their
+    /// record written. Each record with its hazardous hold and test-time
+    /// screening holds as before; if the batch's transaction fails, each
+    /// record is tried alone, so one bad record costs no other.
+    awaitable<void> store_batched(TestRecord& rec, CellResult& res, bool hazardous) {
+        {
+            std::lock_guard lk(store_queue_mutex);
+            store_queue.push_back({&rec, &res, hazardous});
+        }
+        co_await on_lane(&*store_lane, [this] { drain_store_queue(); });
+    }
+
+    /// Store lane only.
+    void drain_store_queue() {
+        std::vector<PendingRecord> batch;
+        {
+            std::lock_guard lk(store_queue_mutex);
+            batch.swap(store_queue);
+        }
+        if (batch.empty()) return;
         std::lock_guard lk(store_mutex);
-        const Actor station_actor{"eolstation controller", "station"};
-        // Screening at test time, for a record that passed its limits.
-        if (rec.verdict == Verdict::pass) {
+        const double t0 = steady_now_s();
+        for (const PendingRecord& p : batch) screen_at_test(*p.rec, *p.res);
+        const double t_screened = steady_now_s();
+        bool together = false;
+        if (batch.size() > 1) {
             try {
-                if (!screen) screen.emplace(TestTimeScreen::build(*store, rec.cell_model, cfg.screening, &cfg.recipe, rec.lot));
-                res.screening = screen->judge(rec, *store);
-            } catch (const std::exception& e) {
-                // Not screened is not a hold: the record says why; the lot
-                // screening at lot close still judges it.
-                TestTimeVerdict v;
-                v.kind = TestTimeVerdict::Kind::not_judged;
-                v.cell_model = rec.cell_model;
-                v.reason = std::string("screening at test time failed: ") + e.what();
-                res.screening = std::move(v);
+                store->write_transaction([&] {
+                    for (const PendingRecord& p : batch) write_one(*p.rec, *p.res, p.hazardous);
+                    return true;
+                });
+                together = true;
+            } catch (const std::exception&) {
+                // rolled back; each alone below
             }
         }
-        const std::string hold_reason = "hazardous: aborted for over-temperature at test (" + rec.abort_reason + ")";
-        auto hold = [&] {
+        if (together) {
+            for (const PendingRecord& p : batch) p.res->stored = true;
+        } else {
+            for (const PendingRecord& p : batch) {
+                p.res->held_hazardous = false;
+                write_alone(*p.rec, *p.res, p.hazardous);
+            }
+        }
+        const double t_stored = steady_now_s();
+        for (const PendingRecord& p : batch) {
+            for (RecordSink* s : sinks) {
+                try {
+                    s->consume(*p.rec);
+                } catch (const std::exception& e) {
+                    p.rec->abort_reason += fmt::format("; a record sink failed: {}", e.what());
+                }
+            }
+            log().debug("record channel={} serial={} stored={} batch={} screen_ms={:.2f} store_ms={:.2f} sinks_ms={:.2f}",
+                        p.rec->channel, p.rec->serial, p.res->stored, batch.size(), 1e3 * (t_screened - t0),
+                        1e3 * (t_stored - t_screened), 1e3 * (steady_now_s() - t_stored));
+            if (!p.res->stored) log().error("channel={} serial={}: {}", p.rec->channel, p.rec->serial, p.rec->abort_reason);
+        }
+    }
+
+    /// Screening at test time, for a record that passed its limits (store
+    /// lane, store_mutex held).
+    void screen_at_test(const TestRecord& rec, CellResult& res) {
+        if (rec.verdict != Verdict::pass) return;
+        try {
+            if (!screen) screen.emplace(TestTimeScreen::build(*store, rec.cell_model, cfg.screening, &cfg.recipe, rec.lot));
+            res.screening = screen->judge(rec, *store);
+        } catch (const std::exception& e) {
+            // Not screened is not a hold: the record says why; the lot
+            // screening at lot close still judges it.
+            TestTimeVerdict v;
+            v.kind = TestTimeVerdict::Kind::not_judged;
+            v.cell_model = rec.cell_model;
+            v.reason = std::string("screening at test time failed: ") + e.what();
+            res.screening = std::move(v);
+        }
+    }
+
+    /// The record, its screening holds and a hazardous hold, inside the
+    /// caller's transaction.
+    void write_one(const TestRecord& rec, CellResult& res, bool hazardous) {
+        const Actor station_actor{"eolstation controller", "station"};
+        if (res.screening && res.screening->kind != TestTimeVerdict::Kind::not_judged)
+            write_record_screened(*store, rec, *res.screening, station_actor, scheme);
+        else
+            store->write(rec);
+        if (hazardous) {
             try {
                 Quarantine q(*store, scheme);
-                q.hold(Scope::serial(rec.serial), hold_reason, station_actor);
+                q.hold(Scope::serial(rec.serial),
+                       "hazardous: aborted for over-temperature at test (" + rec.abort_reason + ")", station_actor);
             } catch (const QuarantineRefused&) {
                 // already held (by someone else meanwhile): held it is
             }
             res.held_hazardous = true;
-        };
+        }
+    }
+
+    /// One record in its own transaction; on failure the record alone
+    /// rather than neither (a hazardous hold that cannot be written is said
+    /// in the record), else verdict error naming the store.
+    void write_alone(TestRecord& rec, CellResult& res, bool hazardous) {
         try {
             store->write_transaction([&] {
-                if (res.screening && res.screening->kind != TestTimeVerdict::Kind::not_judged)
-                    write_record_screened(*store, rec, *res.screening, station_actor, scheme);
-                else
-                    store->write(rec);
-                if (hazardous) hold();
+                write_one(rec, res, hazardous);
                 return true;
             });
             res.stored = true;
         } catch (const std::exception& e) {
             res.held_hazardous = false;
             if (hazardous) {
-                // The record alone rather than neither; the hold's failure said.
                 try {
                     store->write(rec);
                     res.stored = true;
@@ -821,13 +921,6 @@ struct Controller::Impl {
                 rec.abort_reason = fmt::format("the record could not be stored in {}: {}{}{}", store_path.string(),
                                                e.what(), rec.abort_reason.empty() ? "" : "; ", rec.abort_reason);
                 rec.verdict = Verdict::error;
-            }
-        }
-        for (RecordSink* s : sinks) {
-            try {
-                s->consume(rec);
-            } catch (const std::exception& e) {
-                rec.abort_reason += fmt::format("; a record sink failed: {}", e.what());
             }
         }
     }
@@ -857,7 +950,9 @@ struct Controller::Impl {
             c.demand = d;
             c.demand_since_station_s = station_now_s();
         };
-        ctx.on_step = [this, &c](std::size_t index, const std::string& name) {
+        ctx.on_step = [this, &c, serial = cell.serial](std::size_t index, const std::string& name) {
+            log().info("step channel={} serial={} step={} index={}/{}", c.cfg->position, serial, name, index + 1,
+                       cfg.recipe.steps.size());
             std::lock_guard lk(mutex);
             c.step = name;
             c.step_index = index;
@@ -866,6 +961,9 @@ struct Controller::Impl {
             std::lock_guard lk(mutex);
             c.t0_station_s = station_now_s();
         }
+        const double t0_wall_s = steady_now_s();
+        log().info("cell start channel={} serial={} lot={} recipe={}", c.cfg->position, cell.serial, cell.lot,
+                   cfg.recipe.name);
         ChannelIo io;
         io.load = c.load->load.get();
         io.load_channel = c.cfg->load_channel;
@@ -937,7 +1035,7 @@ struct Controller::Impl {
             if (!res.load_off_confirmed) rec.abort_reason += fmt::format("; load input NOT confirmed off: {}", why);
         }
         const bool hazardous = aborted_for_over_temperature(rec) || (c.trip && c.trip->hazardous);
-        co_await on_lane(&*store_lane, [this, &rec, &res, hazardous] { store_record(rec, res, hazardous); });
+        co_await store_batched(rec, res, hazardous);
         res.verdict = std::string(to_string(rec.verdict));
         res.reason = rec.abort_reason;
         if (res.stored && res.screening && res.screening->outlier()) {
@@ -946,6 +1044,12 @@ struct Controller::Impl {
         }
         const bool faulted = rec.verdict == Verdict::error || !res.load_off_confirmed || !res.stored ||
                              (c.trip && c.trip->fault);
+        log_steps(c, rec);
+        log().log(res.verdict == "pass" || res.verdict == "fail" || res.verdict == "hold" ? spdlog::level::info
+                                                                                          : spdlog::level::warn,
+                  "cell done channel={} serial={} verdict={} wall_s={:.3f} station_s={:.1f}{}{}{}", c.cfg->position,
+                  rec.serial, res.verdict, steady_now_s() - t0_wall_s, rec.end_unix_s - rec.start_unix_s,
+                  res.reason.empty() ? "" : " reason=", printable(res.reason), faulted ? " (channel faulted)" : "");
         set_state(c,
                   faulted                         ? ChannelState::faulted
                   : rec.verdict == Verdict::abort ? ChannelState::aborted
@@ -953,6 +1057,18 @@ struct Controller::Impl {
                   rec.serial, res.verdict, res.reason);
         res.record = std::move(rec);
         co_return res;
+    }
+
+    /// Debug: each step's station time against its nominal duration (where a
+    /// recipe's time goes beyond the instrument time).
+    void log_steps(const Channel& c, const TestRecord& rec) const {
+        if (!log().should_log(spdlog::level::debug)) return;
+        for (std::size_t k = 0; k < rec.steps.size() && k < cfg.recipe.steps.size(); ++k) {
+            const StepRecord& s = rec.steps[k];
+            const double took = s.end_unix_s - s.start_unix_s, nominal = cfg.recipe.steps[k].duration_s();
+            log().debug("step done channel={} serial={} step={} outcome={} station_s={:.4f} nominal_s={:.4f} over_s={:+.4f}",
+                        c.cfg->position, rec.serial, s.name, to_string(s.outcome), took, nominal, took - nominal);
+        }
     }
 
     void finished_one() {
@@ -1031,6 +1147,8 @@ void Controller::start(int position, std::string_view serial, std::function<void
         res.serial = dec.value.serial;
         res.verdict = "hold";
         res.reason = describe_holds(*look);
+        log().info("cell done channel={} serial={} verdict=hold (not tested) reason={}", position, res.serial,
+                   printable(res.reason));
         m.set_state(c, ChannelState::complete, res.serial, res.verdict, res.reason);
         m.finished_one();
         if (done) done(res);
@@ -1044,6 +1162,7 @@ void Controller::start(int position, std::string_view serial, std::function<void
                        if (e) {  // run_cell catches everything; a last resort
                            res.verdict = "error";
                            res.reason = "internal error in the controller";
+                           log().critical("channel={}: internal error in the controller", res.position);
                        }
                        m.finished_one();
                        if (done) {
@@ -1118,8 +1237,11 @@ void Controller::fault_reset(int position) {
         });
         problem = fut.get();
     }
-    if (!problem.empty())
+    if (!problem.empty()) {
+        log().warn("channel={}: fault not reset: {}", position, printable(problem));
         throw ControllerRefused(fmt::format("position {}: fault not reset: {}", position, problem));
+    }
+    log().info("channel={}: fault reset", position);
     std::lock_guard lk(m.mutex);
     c.state = ChannelState::idle;
     c.verdict.clear();
@@ -1200,6 +1322,7 @@ std::vector<std::string> Controller::shutdown(const std::string& reason) {
         std::unique_lock lk(m.mutex);
         if (m.shut_down) return {};
         m.shut_down = true;
+        log().info("shutdown: {}", printable(reason));
         for (auto& [p, c] : m.channels)
             if (c->state == ChannelState::testing) asio::post(m.loop, [ch = c.get(), reason] { ch->clock.abort(reason); });
         m.idle_cv.wait(lk, [&] { return m.running == 0; });  // every record stored, every `done` called
@@ -1214,7 +1337,10 @@ std::vector<std::string> Controller::shutdown(const std::string& reason) {
         std::promise<bool> pr;
         auto fut = pr.get_future();
         asio::co_spawn(m.loop, m.make_safe(*c, 0.0, why), [&pr](std::exception_ptr e, bool ok) { pr.set_value(!e && ok); });
-        if (!fut.get()) problems.push_back(fmt::format("position {}: load input not confirmed off: {}", p, why));
+        if (!fut.get()) {
+            problems.push_back(fmt::format("position {}: load input not confirmed off: {}", p, why));
+            log().error("shutdown: {}", problems.back());
+        }
     }
     for (auto& [name, inst] : m.instruments) {
         {

@@ -13,7 +13,6 @@
 // socket buffer is full (it does not read its replies) is disconnected.
 #include <fmt/format.h>
 #include <modbus/modbus.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -37,6 +36,7 @@
 #include <set>
 
 #include "eol/station/errors.hpp"
+#include "eol/station/log.hpp"
 #include "eol/station/plc.hpp"
 #include "eol/station/text.hpp"
 
@@ -50,16 +50,7 @@ namespace {
 
 constexpr auto kTick = std::chrono::milliseconds(100);  // station heartbeat and heartbeat watch
 
-/// The server's log: standard error (serve's standard output is its
-/// request/result protocol), one line per event.
-spdlog::logger& log() {
-    static const std::shared_ptr<spdlog::logger> logger = [] {
-        auto l = std::make_shared<spdlog::logger>("plc", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-        l->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-        return l;
-    }();
-    return *logger;
-}
+spdlog::logger& log() { return station_log("plc"); }
 
 std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 
@@ -231,7 +222,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         }
         map = modbus_mapping_new_start_address(0, 0, 0, 0, 0, static_cast<unsigned>(kBlockStride * (max_position + 1)), 0,
                                                0);
-        if (!map) throw std::runtime_error("plc: cannot allocate the register image");
+        if (!map) throw std::runtime_error("cannot allocate the register image");
         for (auto& [p, c] : channels) publish(c);
 
         boost::system::error_code ec;
@@ -266,7 +257,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
                 if (self->stopped) return;
                 if (!ec) self->on_accept(std::move(s));
                 else if (ec != asio::error::operation_aborted)
-                    log().warn("plc: accept: {}", ec.message());
+                    log().warn("accept: {}", ec.message());
                 if (ec != asio::error::operation_aborted) self->accept();
             }));
     }
@@ -277,7 +268,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         if (ec) return;  // already gone
         const std::string peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
         if (std::none_of(allow.begin(), allow.end(), [&](const AllowEntry& a) { return a.contains(remote.address()); })) {
-            log().warn("plc: refused {}: not on the [plc] allow list", peer);
+            log().warn("refused {}: not on the [plc] allow list", peer);
             s.close(ec);
             return;
         }
@@ -285,7 +276,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
             auto oldest = std::min_element(sessions.begin(), sessions.end(), [](const auto& a, const auto& b) {
                 return a.second->last_activity < b.second->last_activity;
             });
-            log().warn("plc: {} clients already: closing the longest idle, {}, for {}", sessions.size(),
+            log().warn("{} clients already: closing the longest idle, {}, for {}", sessions.size(),
                          oldest->second->peer, peer);
             close(*oldest->second, "evicted for a new client");
         }
@@ -296,13 +287,13 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         session->peer = peer;
         session->ctx = modbus_new_tcp("127.0.0.1", 502);  // only a framing context: never connected
         if (!session->ctx) {
-            log().error("plc: {}: cannot create a libmodbus context", peer);
+            log().error("{}: cannot create a libmodbus context", peer);
             return;
         }
         modbus_set_socket(session->ctx, session->socket.native_handle());
         modbus_set_error_recovery(session->ctx, MODBUS_ERROR_RECOVERY_NONE);
         sessions.emplace(session->id, session);
-        log().info("plc: client {} connected ({} now)", peer, sessions.size());
+        log().info("client {} connected ({} now)", peer, sessions.size());
         arm_idle(session);
         read_header(session);
     }
@@ -314,7 +305,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         s.idle.cancel();
         s.socket.shutdown(tcp::socket::shutdown_both, ec);
         s.socket.close(ec);
-        log().info("plc: client {} closed: {}", s.peer, why);
+        log().info("client {} closed: {}", s.peer, why);
         sessions.erase(s.id);  // the handlers in flight keep the session alive until they return
     }
 
@@ -383,7 +374,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
                     bool ok = true;
                     for (std::uint32_t a = first; a < first + count && ok; ++a) ok = writable(a);
                     if (!ok) {
-                        log().debug("plc: {}: write to read-only registers {}..{} refused", s->peer, first,
+                        log().debug("{}: write to read-only registers {}..{} refused", s->peer, first,
                                       first + count - 1);
                         rc = modbus_reply_exception(s->ctx, req, MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS);
                         break;
@@ -418,7 +409,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
                 if (heartbeat_was_stale) {
                     heartbeat_was_stale = false;
                     heartbeat_stale_now = false;
-                    log().info("plc: PLC heartbeat present");
+                    log().info("PLC heartbeat present");
                     for (auto& [p, c] : channels) publish(c);
                 }
             }
@@ -442,7 +433,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
     }
 
     void refuse(Channel& c, FaultCode f) {
-        log().info("plc: position {}: {}", c.position, describe(f));
+        log().info("position {}: {}", c.position, describe(f));
         c.fault = f;
     }
 
@@ -469,7 +460,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         for (const auto& slot : measurement_slots()) write_i32(c.base + slot.offset, kNotMeasured);
         const DecodeResult dec = station.scheme().decode(typed);
         if (!dec) {
-            log().info("plc: position {} cycle {}: serial '{}' invalid: {}", c.position, c.cycle, printable(typed),
+            log().info("position {} cycle {}: serial '{}' invalid: {}", c.position, c.cycle, printable(typed),
                          dec.error->message);
             c.serial = typed;
             c.result = ResultCode::invalid_serial;
@@ -478,7 +469,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         }
         c.serial = dec.value.serial;
         c.phase = Phase::starting;
-        log().info("plc: position {} cycle {}: start {}", c.position, c.cycle, c.serial);
+        log().info("position {} cycle {}: start {}", c.position, c.cycle, c.serial);
         const std::uint64_t gen = c.generation;
         const int pos = c.position;
         asio::post(workers, [self = shared_from_this(), pos, gen, serial = c.serial] {
@@ -509,7 +500,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         Channel& c = channels.at(pos);
         if (c.generation != gen) return;
         if (refused) {
-            log().warn("plc: position {} cycle {}: the station refused: {}", pos, c.cycle, printable(*refused));
+            log().warn("position {} cycle {}: the station refused: {}", pos, c.cycle, printable(*refused));
             if (c.phase == Phase::starting) {
                 c.phase = Phase::idle;
                 c.fault = FaultCode::start_refused;
@@ -526,12 +517,12 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         c.phase = Phase::aborting;
         const std::string why = fmt::format("{} (cycle {})", c.abort_reason, c.cycle);
         if (!station.abort(c.position, why))
-            log().info("plc: position {}: abort: nothing under test (the result is on its way)", c.position);
+            log().info("position {}: abort: nothing under test (the result is on its way)", c.position);
     }
 
     void do_abort(Channel& c, const std::string& reason, FaultCode f) {
         if (c.phase != Phase::starting && c.phase != Phase::testing) return;  // nothing to abort: already safe
-        log().warn("plc: position {} cycle {}: {}", c.position, c.cycle, reason);
+        log().warn("position {} cycle {}: {}", c.position, c.cycle, reason);
         c.abort_reason = reason;
         c.abort_fault = f;
         if (c.phase == Phase::starting) c.abort_pending = true;
@@ -566,11 +557,11 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
             self->to_strand([pos, back, failed](Core& core) {
                 Channel& ch = core.channels.at(pos);
                 if (failed) {
-                    log().warn("plc: position {}: fault reset failed: {}", pos, printable(*failed));
+                    log().warn("position {}: fault reset failed: {}", pos, printable(*failed));
                     ch.fault = FaultCode::reset_failed;
                     ch.phase = back == Phase::result ? Phase::result : Phase::stopped;
                 } else {
-                    log().info("plc: position {}: fault reset", pos);
+                    log().info("position {}: fault reset", pos);
                     ch.fault = FaultCode::none;
                     ch.station_state = ChannelState::idle;
                     ch.phase = back == Phase::result ? Phase::result : Phase::idle;
@@ -619,7 +610,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         if (r.verdict == "error" || !r.load_off_confirmed) c.station_state = ChannelState::faulted;
         else c.station_state = r.verdict == "abort" ? ChannelState::aborted : ChannelState::complete;
         c.phase = Phase::result;
-        log().info("plc: position {} cycle {}: result {} ({}){}", pos, c.cycle, static_cast<int>(c.result), r.verdict,
+        log().info("position {} cycle {}: result {} ({}){}", pos, c.cycle, static_cast<int>(c.result), r.verdict,
                      r.reason.empty() ? "" : ": " + printable(r.reason));
         publish(c);
     }
@@ -687,7 +678,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         if (!fresh && !heartbeat_was_stale) {
             heartbeat_was_stale = true;
             heartbeat_stale_now = true;
-            log().warn("plc: PLC heartbeat stale (unchanged for {} s)", cfg.heartbeat_timeout_s);
+            log().warn("PLC heartbeat stale (unchanged for {} s)", cfg.heartbeat_timeout_s);
         }
         std::map<int, ChannelState> states;
         for (const auto& s : station.snapshot()) states[s.position] = s.state;
@@ -724,13 +715,13 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
 PlcServer::PlcServer(asio::any_io_executor executor, PlcStation& station, PlcConfig cfg)
     : core_(std::make_shared<Core>(std::move(executor), station, std::move(cfg))) {
     core_->begin();
-    log().info("plc: Modbus TCP server on {}:{} (unit {})", core_->cfg.bind, port(), core_->cfg.unit);
+    log().info("Modbus TCP server on {}:{} (unit {})", core_->cfg.bind, port(), core_->cfg.unit);
 }
 
 PlcServer::PlcServer(asio::any_io_executor executor, std::unique_ptr<PlcStation> station, PlcConfig cfg)
     : owned_(std::move(station)), core_(std::make_shared<Core>(std::move(executor), *owned_, std::move(cfg))) {
     core_->begin();
-    log().info("plc: Modbus TCP server on {}:{} (unit {})", core_->cfg.bind, port(), core_->cfg.unit);
+    log().info("Modbus TCP server on {}:{} (unit {})", core_->cfg.bind, port(), core_->cfg.unit);
 }
 
 PlcServer::~PlcServer() { stop(); }

@@ -25,8 +25,9 @@ instruments::Address modbus_address(const InstrumentConfig& cfg) {
 
 }  // namespace
 
-instruments::TransportOptions transport_options(const InstrumentConfig& cfg) {
+instruments::TransportOptions transport_options(const InstrumentConfig& cfg, boost::asio::io_context* io) {
     instruments::TransportOptions t;
+    t.io_context = io;
     t.io_timeout_s = cfg.timeout_s;
     t.connect_timeout_s = cfg.connect_timeout_s;
     t.connect_attempts = 3;
@@ -35,7 +36,7 @@ instruments::TransportOptions transport_options(const InstrumentConfig& cfg) {
     return t;
 }
 
-std::unique_ptr<instruments::ElectronicLoad> make_load(const InstrumentConfig& cfg) {
+std::unique_ptr<instruments::ElectronicLoad> make_load(const InstrumentConfig& cfg, boost::asio::io_context* io) {
     switch (cfg.driver) {
     case InstrumentConfig::Driver::scpi_load: {
         instruments::Dialect d = instruments::load_dialect(cfg.definition);
@@ -44,7 +45,7 @@ std::unique_ptr<instruments::ElectronicLoad> make_load(const InstrumentConfig& c
                              " channels, but dialect '" + d.name + "' (" + cfg.definition.string() +
                              ") addresses " + std::to_string(d.channels));
         return std::make_unique<instruments::ScpiLoad>(
-            cfg.name, std::move(d), instruments::make_line_transport(cfg.endpoint, transport_options(cfg)),
+            cfg.name, std::move(d), instruments::make_line_transport(cfg.endpoint, transport_options(cfg, io)),
             cfg.timeout_s);
     }
     case InstrumentConfig::Driver::modbus_load: {

@@ -66,6 +66,10 @@ namespace {
 /// (aborted_for_over_temperature() looks for it).
 constexpr std::string_view kOverTemperature = "cell temperature";
 
+/// The least margin, in wall seconds, of a step's default timeout over its
+/// duration on a clock that follows the wall clock (docs/controller.md).
+constexpr double kDefaultTimeoutWallS = 5.0;
+
 using Quantities = std::map<std::string, double, std::less<>>;
 
 /// Ends the run early: a safety limit (outcome aborted) or a step that
@@ -214,17 +218,23 @@ private:
 
     // ---- the steps ----
 
+    // Timed from the step's start, so that the commands' own time is not
+    // added to the step's (it was ~1 % of every rest on a compressed clock).
     awaitable<void> rest(const RestParams& p) {
+        const double t0 = now_s();
         co_await input_off();
-        co_await sleep_s(p.duration_s);
+        co_await sleep_until_s(t0 + p.duration_s);
     }
 
+    // Samples on a grid from the first one.
     awaitable<double> ocv(const OcvParams& p) {
         co_await input_off();
         double sum = 0;
         const int n = std::max(1, p.samples);
+        double t0 = 0;
         for (int k = 0; k < n; ++k) {
-            if (k > 0) co_await sleep_s(p.interval_s);
+            if (k == 0) t0 = now_s();
+            else co_await sleep_until_s(t0 + k * p.interval_s);
             const auto r = co_await measure();
             sum += r.v_v;
         }
@@ -273,12 +283,18 @@ private:
         // Station time for the logger, plus 10 s of wall time for the instrument.
         const auto wall_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         const double deadline_s = t_trigger + budget_s;
+        // The logger cannot be done before its profile is: wait that long,
+        // then ask every 2 ms of wall time (a station's poll would add up to
+        // its period to every cell), at most every 0.5 station seconds.
+        co_await sleep_until_s(t_trigger + spec.total_s());
+        const double scale = clock_.station_per_wall_s();
+        const double poll_s = scale > 0 ? std::min(0.5, 0.002 * scale) : std::min(0.5, budget_s / 20);
         for (;;) {
             const bool done = co_await with_load([ch](instruments::ElectronicLoad& l) { return l.pulse_done(ch); });
             if (done) break;
             if (now_s() > deadline_s && std::chrono::steady_clock::now() > wall_deadline)
                 throw instruments::TimeoutError(io_.load->name(), "pulse", "logger not complete in time");
-            co_await sleep_s(std::min(0.5, budget_s / 20));
+            co_await sleep_s(poll_s);
         }
         const auto data = co_await with_load([ch](instruments::ElectronicLoad& l) { return l.fetch_pulse(ch); });
         co_await input_off();
@@ -467,7 +483,13 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
         }
         Quantities q;
         std::optional<StepStop> stop;
-        step_timeout_s_ = step.timeout_s > 0 ? step.timeout_s : step.default_timeout_s();
+        // A declared timeout is the recipe's; the default margin is at least
+        // kDefaultTimeoutWallS of wall time, so that a compressed clock (30 s
+        // of margin at 400x is 75 ms) does not time out a step on a loaded host.
+        step_timeout_s_ = step.timeout_s > 0
+                              ? step.timeout_s
+                              : std::max(step.default_timeout_s(),
+                                         step.duration_s() + kDefaultTimeoutWallS * clock_.station_per_wall_s());
         deadline_s_ = now_s() + step_timeout_s_;
         try {
             q = co_await run_step(step);

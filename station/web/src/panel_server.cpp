@@ -5,7 +5,6 @@
 
 #include "eol/station/panel.hpp"
 
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -38,6 +37,7 @@
 #include <tuple>
 
 #include "eol/station/errors.hpp"
+#include "eol/station/log.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/recall_page.hpp"
 #include "eol/station/report.hpp"
@@ -67,14 +67,7 @@ constexpr auto kRequestTimeout = std::chrono::seconds(15);
 constexpr auto kWriteTimeout = std::chrono::seconds(10);
 constexpr auto kPingPeriod = std::chrono::seconds(15);
 
-spdlog::logger& log() {
-    static const std::shared_ptr<spdlog::logger> logger = [] {
-        auto l = std::make_shared<spdlog::logger>("panel", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-        l->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-        return l;
-    }();
-    return *logger;
-}
+spdlog::logger& log() { return station_log("panel"); }
 
 double unix_now_s() {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -482,7 +475,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             try {
                 tick();
             } catch (const std::exception& e) {
-                log().error("panel: status: {}", e.what());
+                log().error("status: {}", e.what());
             }
             ticker.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                 std::chrono::duration<double>(opt.status_period_s)));
@@ -534,12 +527,12 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             beast::error_code ec;
             co_await asio::async_write(stream, asio::buffer(msg), asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
-                if (ec == beast::error::timeout) log().warn("panel: event stream: a client did not read for {} s: closed",
+                if (ec == beast::error::timeout) log().warn("event stream: a client did not read for {} s: closed",
                                                             std::chrono::duration_cast<std::chrono::seconds>(kWriteTimeout).count());
                 break;
             }
         }
-        if (c->dropped) log().info("panel: event stream closed; {} snapshots dropped for a slow client", c->dropped);
+        if (c->dropped) log().info("event stream closed; {} snapshots dropped for a slow client", c->dropped);
     }
 
     // ------------------------------------------------------------ handlers
@@ -606,7 +599,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             } catch (const UsageError& e) {
                 co_return error_reply(404, printable(e.what()));
             }
-            log().info("panel: {} aborted channel {}", user->name, position);
+            log().info("{} aborted channel {}", user->name, position);
             poke();
             co_return json_reply(200, json{{"position", position}, {"aborting", true}});
         }
@@ -626,7 +619,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
                 }
             });
             const Outcome o = co_await std::move(o_op);
-            log().info("panel: {} fault reset of channel {}: {}", user->name, position, o.status == 200 ? "ok" : o.body.dump());
+            log().info("{} fault reset of channel {}: {}", user->name, position, o.status == 200 ? "ok" : o.body.dump());
             poke();
             co_return json_reply(o.status, o.body);
         }
@@ -668,7 +661,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             return {200, j};
         });
         const Outcome o = co_await std::move(o_op);
-        log().info("panel: {} start channel {} serial '{}': {}", user->name, position, printable(serial),
+        log().info("{} start channel {} serial '{}': {}", user->name, position, printable(serial),
                    o.body.dump(-1, ' ', false, json::error_handler_t::replace));
         poke();
         co_return json_reply(o.status, o.body);
@@ -962,7 +955,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
             if (now_s - recall_slow_logged_s > 60) {  // at most once a minute
                 recall_slow_logged_s = now_s;
-                log().warn("panel: recall: a lookup took {:.3f} s, over [recall] min_answer_s = {} s: "
+                log().warn("recall: a lookup took {:.3f} s, over [recall] min_answer_s = {} s: "
                            "its timing was not padded (raise min_answer_s)",
                            std::chrono::duration<double>(now - arrived).count(), opt.recall.min_answer_s);
             }
@@ -1028,7 +1021,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             stream.expires_after(kWriteTimeout);
             beast::error_code ec;
             co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-            log().warn("panel: {} refused: {} connections already", peer, kMaxConnections);
+            log().warn("{} refused: {} connections already", peer, kMaxConnections);
             co_return;
         }
         beast::flat_buffer buffer(kMaxHeaderBytes + kMaxBodyBytes + 4096);
@@ -1053,7 +1046,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
                     status = 413;
                     what = t("too_large");
                 }
-                log().warn("panel: {}: {}: answered {}", peer, ec.message(), status);
+                log().warn("{}: {}: answered {}", peer, ec.message(), status);
                 auto res = response_of(error_reply(status, what + " (" + ec.message() + ")"), 11, false, false);
                 stream.expires_after(kWriteTimeout);
                 co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
@@ -1067,7 +1060,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             } catch (const Busy&) {
                 reply = error_reply(503, t("server_busy"));
             } catch (const std::exception& e) {
-                log().error("panel: {} {}: {}", std::string(req.method_string().data(), req.method_string().size()),
+                log().error("{} {}: {}", std::string(req.method_string().data(), req.method_string().size()),
                             printable(std::string_view(req.target().data(), req.target().size())), e.what());
                 reply = error_reply(500, printable(e.what()));
             }
@@ -1090,7 +1083,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
             tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
             if (stopped) break;
             if (ec) {
-                log().warn("panel: accept: {}", ec.message());
+                log().warn("accept: {}", ec.message());
                 if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
                     asio::steady_timer pause(strand, std::chrono::milliseconds(100));
                     co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -1140,7 +1133,7 @@ PanelServer::PanelServer(asio::any_io_executor executor, Controller& controller,
             c.charts = !c.chart_js.empty();
         }
         if (!c.charts)
-            log().warn("panel: {} not found (Debian package libjs-chart.js): the panel works without live plots",
+            log().warn("{} not found (Debian package libjs-chart.js): the panel works without live plots",
                        c.opt.chart_js.string());
     }
     const std::string where = fmt::format("{}:{}", c.opt.bind, c.opt.port);
@@ -1155,14 +1148,14 @@ PanelServer::PanelServer(asio::any_io_executor executor, Controller& controller,
         c.bound_port = c.acceptor.local_endpoint().port();
     } catch (const std::exception& e) {
         c.pool.join();
-        throw UsageError(fmt::format("panel: cannot listen on {}: {}", where, e.what()));
+        throw UsageError(fmt::format("cannot listen on {}: {}", where, e.what()));
     }
     asio::co_spawn(c.strand, c.accept_loop(core_), asio::detached);
     asio::co_spawn(c.strand, c.ticker_loop(core_), asio::detached);
-    log().info("panel: http://{}:{}/ (language {}{})", c.opt.bind, c.bound_port, c.opt.language,
+    log().info("http://{}:{}/ (language {}{})", c.opt.bind, c.bound_port, c.opt.language,
                c.charts ? "" : "; no live plots");
     if (c.recall_desk)
-        log().info("panel: recall lookup http://{}:{}/recall ({} lookups in a row per client, then {}/min)", c.opt.bind,
+        log().info("recall lookup http://{}:{}/recall ({} lookups in a row per client, then {}/min)", c.opt.bind,
                    c.bound_port, c.opt.recall.rate_burst, c.opt.recall.rate_per_minute);
 }
 

@@ -10,7 +10,11 @@
 // block for seconds). After a timeout, a connection error or a reply that
 // does not parse, the context is closed (a late reply must not be taken for
 // the answer to the next request); the next request reconnects — one
-// attempt, its failure is a ConnectionError. A Modbus exception response
+// attempt, its failure is a ConnectionError. A connection that was open
+// before a request and turns out closed or reset by the peer (a device or
+// gateway that drops idle clients) is reconnected at once and the request
+// sent once more (reads, and writes of absolute values: safe to repeat);
+// a second failure is the ConnectionError. A Modbus exception response
 // leaves the connection up.
 //
 // Descriptors: libmodbus waits with select(), which aborts the process on a

@@ -20,6 +20,16 @@
 // Callers that know the command (ScpiClient) re-throw them naming it.
 //
 // Threading: one transport is used from one thread at a time.
+//
+// Where the I/O runs: by default each transport owns a private io_context
+// and runs it inside each call. With TransportOptions::io_context set (the
+// station controller's loop), the socket, its timers and name resolution
+// live on that io_context instead, which another thread runs: a call starts
+// its operation there and waits for it, so every instrument's I/O is on the
+// one event loop while the caller (a driver lane) blocks only itself. Calling
+// such a transport from that io_context's own thread is a std::logic_error
+// (it would wait on itself); if the io_context stops while a call waits, the
+// call ends with a ConnectionError saying so.
 #pragma once
 
 #include <cstddef>
@@ -28,6 +38,10 @@
 #include <string_view>
 
 #include "eol/instruments/address.hpp"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace eol::instruments {
 
@@ -47,6 +61,9 @@ struct TransportOptions {
     double backoff_initial_s = 0.05;  // wait after the first failed attempt, doubled each time
     double backoff_max_s = 1.0;
     std::size_t max_line_bytes = 64u << 20;  // longer lines are a ProtocolError
+    /// Run the I/O on this io_context (run by another thread; it must outlive
+    /// the transport), or nullptr: a private one (see the top).
+    boost::asio::io_context* io_context = nullptr;
 };
 
 class LineTransport {

@@ -88,6 +88,8 @@ public:
     /// Client connections refused since start (over max_clients, or no
     /// descriptor below FD_SETSIZE for them).
     std::uint64_t refused() const { return refused_; }
+    /// Client connections accepted (and served) since start.
+    std::uint64_t connections_accepted() const { return accepted_; }
 
 protected:
     /// `listen`: tcp (host, port 0 = ephemeral) or rtu (device, line settings).
@@ -117,7 +119,7 @@ private:
     std::unique_ptr<Impl> impl_;
     std::thread thread_;
     std::atomic<bool> running_{false}, stop_{false};
-    std::atomic<std::uint64_t> requests_{0}, refused_{0};
+    std::atomic<std::uint64_t> requests_{0}, refused_{0}, accepted_{0};
     std::uint16_t port_ = 0;
 };
 

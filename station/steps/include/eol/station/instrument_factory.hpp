@@ -22,11 +22,17 @@
 
 namespace eol::station {
 
-/// Connect/read timeouts and reconnect policy for one instrument.
-instruments::TransportOptions transport_options(const InstrumentConfig& cfg);
+/// Connect/read timeouts and reconnect policy for one instrument; its I/O on
+/// `io` when given (see TransportOptions::io_context).
+instruments::TransportOptions transport_options(const InstrumentConfig& cfg, boost::asio::io_context* io = nullptr);
 
-/// A load driver (driver scpi_load or modbus_load).
-std::unique_ptr<instruments::ElectronicLoad> make_load(const InstrumentConfig& cfg);
+/// A load driver (driver scpi_load or modbus_load). `io`: where a SCPI
+/// load's socket runs (the station controller's loop; it must outlive the
+/// driver, and the driver must not be called from its thread), or nullptr
+/// for a private io_context. A Modbus load's I/O is libmodbus's own,
+/// blocking, in the calling thread.
+std::unique_ptr<instruments::ElectronicLoad> make_load(const InstrumentConfig& cfg,
+                                                       boost::asio::io_context* io = nullptr);
 /// A thermocouple reader (driver modbus_thermo).
 std::unique_ptr<instruments::TemperatureReader> make_thermo(const InstrumentConfig& cfg);
 

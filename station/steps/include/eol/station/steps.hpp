@@ -89,6 +89,12 @@ public:
     virtual double unix_now_s() const = 0;
     virtual boost::asio::awaitable<void> sleep_s(double station_s) = 0;
     boost::asio::awaitable<void> sleep_until_s(double station_t);
+    /// Station seconds per wall second when station time follows the wall
+    /// clock (1 on a line, the scale of a compressed clock); 0 when it does
+    /// not (simulated or virtual time, where waiting costs no wall time).
+    /// The steps use it for what is set in wall time: how often to poll an
+    /// instrument, and the least margin of a default step timeout.
+    virtual double station_per_wall_s() const { return 0.0; }
 };
 
 /// Where an instrument's driver calls run, one at a time (see the top).
@@ -124,6 +130,7 @@ public:
     double unix_now_s() const override;
     /// A steady_timer on the awaiting coroutine's executor.
     boost::asio::awaitable<void> sleep_s(double station_s) override;
+    double station_per_wall_s() const override { return time_scale_; }
     double time_scale() const { return time_scale_; }
 
 private:
