@@ -72,6 +72,14 @@ struct IoHome {
     explicit IoHome(asio::io_context* shared_io)
         : own(shared_io ? nullptr : std::make_unique<asio::io_context>()), io(shared_io ? *shared_io : *own) {}
     bool shared() const { return !own; }
+    /// Before any I/O: a shared io_context's own thread must not call (it
+    /// would wait on itself; a command sent before the refusal would leave
+    /// its reply for the next question).
+    void check_caller() const {
+        if (shared() && io.get_executor().running_in_this_thread())
+            throw std::logic_error("an instrument transport on a shared io_context was called from that "
+                                   "io_context's own thread: it would wait on itself");
+    }
     std::unique_ptr<asio::io_context> own;
     asio::io_context& io;
 };
@@ -84,9 +92,6 @@ struct IoHome {
 template <class Start, class Cancel>
 Outcome run_shared_with_deadline(asio::io_context& io, asio::steady_timer& timer, double timeout_s,
                                  Start&& start, Cancel&& cancel) {
-    if (io.get_executor().running_in_this_thread())
-        throw std::logic_error("an instrument transport on a shared io_context was called from that io_context's "
-                               "own thread: it would wait on itself");
     struct State {
         std::mutex m;
         std::condition_variable cv;
@@ -143,7 +148,10 @@ Outcome run_shared_with_deadline(asio::io_context& io, asio::steady_timer& timer
 template <class Start, class Cancel>
 Outcome run_with_deadline(IoHome& home, asio::steady_timer& timer, double timeout_s, Start&& start,
                           Cancel&& cancel) {
-    if (home.shared()) return run_shared_with_deadline(home.io, timer, timeout_s, start, cancel);
+    if (home.shared()) {
+        home.check_caller();
+        return run_shared_with_deadline(home.io, timer, timeout_s, start, cancel);
+    }
     asio::io_context& io = home.io;
     Outcome out;
     bool finished = false;
@@ -176,6 +184,7 @@ public:
     void clear() { buf_.consume(buf_.size()); }
 
     void write(const std::string& where, std::string_view data, double timeout_s) {
+        home_.check_caller();
         // Fast path for sockets: a short command almost always fits the
         // kernel's send buffer, so try it without blocking first; only what
         // does not fit goes through the asynchronous write with its deadline.
@@ -204,6 +213,7 @@ public:
     }
 
     std::string read_line(const std::string& where, double timeout_s) {
+        home_.check_caller();
         const Outcome o = run_with_deadline(
             home_, timer_, timeout_s,
             [&](auto done) {
@@ -234,6 +244,7 @@ public:
     }
 
     std::string read_exact(const std::string& where, std::size_t n, double timeout_s) {
+        home_.check_caller();
         if (buf_.size() < n) {
             const std::size_t need = n - buf_.size();
             if (n > buf_.max_size())

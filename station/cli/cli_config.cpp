@@ -47,7 +47,8 @@ std::string step_text(const station::RecipeStep& s) {
 
 json step_json(const station::RecipeStep& s) {
     using namespace station;
-    json j{{"name", s.name}, {"kind", std::string(to_string(s.kind()))}, {"duration_s", s.duration_s()}, {"timeout_s", s.timeout_s}};
+    json j{{"name", s.name}, {"kind", std::string(to_string(s.kind()))}, {"duration_s", s.duration_s()}, {"timeout_s", s.timeout_s > 0 ? s.timeout_s : s.default_timeout_s()},
+           {"timeout_declared", s.timeout_s > 0}};
     std::visit(
         [&j](const auto& p) {
             using T = std::decay_t<decltype(p)>;

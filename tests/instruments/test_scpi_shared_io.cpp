@@ -125,6 +125,7 @@ TEST_CASE("hostile: scpi transport on a shared io_context refuses a call from th
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     loop->stop();
     const auto [what, took] = waiting.get();
+    INFO(what);
     CHECK(what != "no error");
     CHECK(what.find("other error") == std::string::npos);
     CHECK(took < 2.0);

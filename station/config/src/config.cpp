@@ -739,7 +739,9 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
                 break;
             }
         }
-        step.timeout_s = step.default_timeout_s();
+        // Not declared: 0, the default (default_timeout_s(), with a least
+        // margin in wall time that the step engine applies).
+        step.timeout_s = 0;
         if (const auto to = st.number("timeout_s", false, positive(7 * 86400))) {
             step.timeout_s = *to;
             if (step.timeout_s < step.duration_s())
