@@ -203,10 +203,10 @@ private:
 };
 
 void run_demo(const DemoOptions& o) {
-    // The demo prints its own progress and summary: the station's per-cell
-    // events (hundreds of lines) only when EOL_LOG_LEVEL asks for them.
-    if (!std::getenv("EOL_LOG_LEVEL"))
-        for (const char* part : {"controller", "plc", "panel"}) station::station_log(part).set_level(spdlog::level::warn);
+    // The demo prints its own progress and summary, and the PLC server its
+    // cycles (the virtual PLC's work): the controller's step-by-step events
+    // (eight lines a cell) only when EOL_LOG_LEVEL asks for them.
+    if (!std::getenv("EOL_LOG_LEVEL")) station::station_log("controller").set_level(spdlog::level::warn);
     const fs::path out = o.out;
     fs::create_directories(out);
     const fs::path cfg_file = o.config.empty() ? materialize_config(out / "config") : fs::path(o.config);
