@@ -33,6 +33,7 @@
 
 #include "eol/station/config.hpp"
 #include "eol/station/controller.hpp"
+#include "eol/station/log.hpp"
 #include "eol/station/serial.hpp"
 
 namespace fs = std::filesystem;
@@ -129,6 +130,12 @@ struct Row {
     double cpu_per_channel_h_s = 0;
     double sim_cpu_per_channel_h_s = 0;
     std::size_t not_pass = 0;
+    /// Where the overhead goes: per step, the mean wall ms beyond its
+    /// nominal duration (its commands, waits for shared instruments, fits);
+    /// "after the steps": from the last step's end to the result (the
+    /// record's store write, the result's way back).
+    std::map<std::string, double> over_ms;
+    std::vector<std::string> step_order;
 };
 
 Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir) {
@@ -171,6 +178,19 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
                     std::lock_guard lk(mu);
                     took[static_cast<std::size_t>(p)] = now - started[static_cast<std::size_t>(p)];
                     row.not_pass += res.verdict != "pass";
+                    if (res.record) {
+                        double in_steps_ms = 0;
+                        for (std::size_t k = 0; k < res.record->steps.size() && k < cfg.recipe.steps.size(); ++k) {
+                            const auto& st = res.record->steps[k];
+                            const double over = (st.end_unix_s - st.start_unix_s - cfg.recipe.steps[k].duration_s()) / scale * 1e3;
+                            if (!row.over_ms.count(st.name)) row.step_order.push_back(st.name);
+                            row.over_ms[st.name] += over;
+                            in_steps_ms += (st.end_unix_s - st.start_unix_s) / scale * 1e3;
+                        }
+                        const std::string after = "after the steps";
+                        if (!row.over_ms.count(after)) row.step_order.push_back(after);
+                        row.over_ms[after] += (now - started[static_cast<std::size_t>(p)]) * 1e3 - in_steps_ms;
+                    }
                     ++done;
                     cv.notify_all();
                 });
@@ -211,6 +231,8 @@ int main(int argc, char** argv) {
         else if (a == "--rounds") rounds = std::atoi(argv[k + 1]);
         else if (a == "--seed") seed = static_cast<std::uint64_t>(std::atoll(argv[k + 1]));
     }
+    // The controller's per-cell events are not what is measured here.
+    if (!std::getenv("EOL_LOG_LEVEL")) station::station_log("controller").set_level(spdlog::level::warn);
     const fs::path cli = EOL_CLI;
     const fs::path dir = fs::temp_directory_path() / fmt::format("bench_controller.{}", getpid());
     fs::create_directories(dir);
@@ -219,11 +241,24 @@ int main(int argc, char** argv) {
     fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>16} {:>18} {:>20} {:>8}\n", "channels", "cells", "wall/cell ms",
                "bare instr. ms", "overhead/cell ms", "overhead max ms", "ctrl CPU s/ch-h", "bare sim CPU s/ch-h",
                "!pass");
+    std::vector<Row> rows;
     for (int n : {1, 8, 16}) {
         const Row r = measure(cli, n, scale, rounds, seed, dir);
         fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>16.2f} {:>18.2f} {:>20.2f} {:>8}\n", r.channels, r.cells,
                    r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3, r.overhead_max_s * 1e3,
                    r.cpu_per_channel_h_s, r.sim_cpu_per_channel_h_s, r.not_pass);
+        rows.push_back(r);
+    }
+    fmt::print("\nwhere the overhead goes: mean wall ms per cell beyond each step's nominal duration\n{:>18}", "step");
+    for (const Row& r : rows) fmt::print(" {:>10}", fmt::format("{} ch", r.channels));
+    fmt::print("\n");
+    for (const std::string& name : rows.front().step_order) {
+        fmt::print("{:>18}", name);
+        for (const Row& r : rows) {
+            const auto it = r.over_ms.find(name);
+            fmt::print(" {:>10.2f}", it == r.over_ms.end() ? 0.0 : it->second / static_cast<double>(r.cells));
+        }
+        fmt::print("\n");
     }
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
