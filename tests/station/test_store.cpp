@@ -923,6 +923,10 @@ TEST_CASE("store: crash safety — SIGKILL a writer mid-batch, reopen, nothing c
         CHECK(raw.integer("SELECT count(*) FROM fit_parameters WHERE fit_id NOT IN (SELECT id FROM model_fits)") == 0);
         CHECK(raw.integer("SELECT count(*) FROM cells WHERE serial NOT IN (SELECT serial FROM test_runs)") == 0);
         CHECK(raw.integer("SELECT count(*) FROM test_runs WHERE id NOT IN (SELECT run_id FROM traces)") == 0);
+        // A cell's latest verdict is written with its run, never apart from it.
+        CHECK(raw.integer("SELECT count(*) FROM cells WHERE latest_verdict IS NOT "
+                          "(SELECT verdict FROM test_runs WHERE id = cells.latest_run_id)") == 0);
+        CHECK(raw.integer("SELECT count(*) FROM cells WHERE latest_verdict IS NULL") == 0);
         CHECK(st.count("cells") == runs);
         reported_total = runs;
     }
