@@ -356,8 +356,10 @@ TEST_CASE("genealogy: a version-2 store migrates to devices and links, and both 
         c = write_cells(store, "0042", {2023, 3, 14}, 3);
     }
     // What a version-2 binary left: no devices tables (nor the users tables
-    // of migration 4), user_version 2.
-    REQUIRE(raw_sql(db, "DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
+    // of migration 4, nor the latest verdict of migration 5), user_version 2.
+    REQUIRE(raw_sql(db, "DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
+                        "ALTER TABLE cells DROP COLUMN latest_verdict; "
+                        "DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
                         "DROP TABLE device_links; DROP TABLE devices; PRAGMA user_version = 2") == "");
     {
         OpenOptions ro;
