@@ -559,6 +559,7 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
         const std::vector<std::size_t>* lot_events = nullptr;  // … and its events
         std::vector<QuarantineEvent> because;
     };
+    // The store reads keys.size() ≤ inputs.size() serials: in at most `parts` slices.
     std::vector<Slice> slices(parts);
     store_.for_each_gate_cell(keys, [&](std::size_t t, std::size_t j, const DeviceCell* cell) {
         Slice& sl = slices[t];
