@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <map>
 #include <cctype>
 #include <filesystem>
 #include <string>
@@ -355,8 +356,10 @@ TEST_CASE("genealogy: a version-2 store migrates to devices and links, and both 
         c = write_cells(store, "0042", {2023, 3, 14}, 3);
     }
     // What a version-2 binary left: no devices tables (nor the users tables
-    // of migration 4), user_version 2.
-    REQUIRE(raw_sql(db, "DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
+    // of migration 4, nor the latest verdict of migration 5), user_version 2.
+    REQUIRE(raw_sql(db, "DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
+                        "ALTER TABLE cells DROP COLUMN latest_verdict; "
+                        "DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
                         "DROP TABLE device_links; DROP TABLE devices; PRAGMA user_version = 2") == "");
     {
         OpenOptions ro;
@@ -547,6 +550,68 @@ TEST_CASE("genealogy: bulk device lookups (parallel readers, one statement) agre
             else CHECK(units[i].cell.may_ship == g.cell_session().lookup(inputs[i]).may_ship);
         }
     }
+    SUBCASE("the bulk readers stay open between calls but see every later commit") {
+        REQUIRE(store.bulk_readers(devices.size()) > 0);
+        const auto before = g.lookup_devices(devices);
+        std::size_t k = 40;
+        while (!before[k].may_ship || before[k].cells.size() < 2) ++k;
+        const std::string d = devices[k];
+        g.unlink(d, before[k].cells[0].serial, "rework", kQuality);
+        // A later test of a cell of the next shippable device fails.
+        std::size_t m = k + 1;
+        while (!before[m].may_ship) ++m;
+        TestRecord retest = eol::test::make_record(before[m].cells.back().serial, "EOL-01", "eol-18650", 1.9e9, 60.0,
+                                                   {{"ocv_v", 3.1}}, "V");
+        retest.verdict = Verdict::fail;
+        store.write(retest);
+        const auto after = g.lookup_devices(devices);
+        CHECK(after[k].cells.size() + 1 == before[k].cells.size());
+        CHECK(after[k].may_ship);  // the cells left inside still pass
+        CHECK_FALSE(after[m].may_ship);
+        CHECK(after[m].cells.back().verdict == Verdict::fail);
+        CHECK(describe_lookup(after[m]) == describe_lookup(g.lookup_device(devices[m])));
+    }
+    SUBCASE("the recall list: parallel readers, one connection and a one-by-one reference agree") {
+        CellFilter f;
+        f.date_from = "2023-03-01";
+        f.date_to = "2023-04-30";
+        auto text = [](const DeviceRecall& r) {
+            std::string s;
+            for (const auto& d : r.devices) {
+                s += fmt::format("{}:{}:{}:", d.device.serial, d.device.model, d.device.station_id);
+                for (const auto& c : d.affected_cells) s += c.serial + "/" + c.lot + "/" + c.production_date + ",";
+                s += ";";
+            }
+            for (const auto& [m, c] : r.models)
+                s += fmt::format("{}={}/{}/{}/{};", m, c.devices, c.shipped, c.in_stock, c.affected_cells);
+            return s + std::to_string(r.affected_cells_in_devices);
+        };
+        std::size_t in_window = 0;
+        store.for_each_cell(f, [&](const CellInfo&) { ++in_window; });
+        REQUIRE(store.bulk_readers(in_window) > 0);  // the parallel path
+        const DeviceRecall parallel = recall_devices(store, f);
+        std::string one;  // inside a transaction: this connection, one snapshot
+        store.write_transaction([&] {
+            one = text(recall_devices(store, f));
+            return false;
+        });
+        CHECK(text(parallel) == one);
+        // The reference: each cell of the window and the device it is inside now.
+        std::map<std::string, std::vector<std::string>> ref;
+        store.for_each_cell(f, [&](const CellInfo& c) {
+            if (const auto d = store.device_of_cell(c.serial)) ref[*d].push_back(c.serial);
+        });
+        REQUIRE(ref.size() > 100);
+        REQUIRE(parallel.devices.size() == ref.size());
+        std::size_t j = 0;
+        for (const auto& [d, cs] : ref) {
+            CHECK(parallel.devices[j].device.serial == d);
+            std::vector<std::string> got;
+            for (const auto& c : parallel.devices[j].affected_cells) got.push_back(c.serial);
+            CHECK(got == cs);  // both by serial
+            ++j;
+        }
+    }
     SUBCASE("a hold placed after a bulk lookup is seen by the next one") {
         const std::size_t before = [&] {
             std::size_t n = 0;
@@ -565,4 +630,127 @@ TEST_CASE("genealogy: bulk device lookups (parallel readers, one statement) agre
         CHECK(in_lot > 50);
         CHECK(after < before);
     }
+}
+
+TEST_CASE("genealogy: a version-4 store is answered read-only as it is; migration 5 puts each cell's latest verdict on its row, kept by every run") {
+    TempDir tmp;
+    const fs::path db = tmp / "v4.db";
+    std::vector<std::string> cells, devices;
+    {
+        Store store = create_store(db);
+        const auto pass = write_cells(store, "0042", {2023, 3, 14}, 900);
+        const auto fail = write_cells(store, "0043", {2023, 3, 15}, 3, Verdict::fail);
+        const auto aborted = write_cells(store, "0044", {2023, 3, 16}, 2, Verdict::abort);  // untested
+        // fail[0] retested later and passed; pass[0] gets an older (by start) failed run written afterwards:
+        // the latest by start time counts.
+        store.write(eol::test::make_record(fail[0], "EOL-01", "eol-18650", 1.69e9, 60.0, {{"ocv_v", 3.6}}, "V"));
+        TestRecord older = eol::test::make_record(pass[0], "EOL-01", "eol-18650", 1.6e9, 60.0, {{"ocv_v", 3.6}}, "V");
+        older.verdict = Verdict::fail;
+        store.write(older);
+        Genealogy g(store);
+        store.write_transaction([&] {
+            for (std::size_t k = 0; k + 3 <= pass.size(); k += 3) {
+                devices.push_back(device_serial(500 + k));
+                REQUIRE(g.link(link_request(devices.back(), "A1112", {pass[k], pass[k + 1], pass[k + 2]})).linked);
+            }
+            return true;
+        });
+        DeviceInfo odd{device_serial(9000), "A3102", 1.7e9, "ASSY-02"};  // linked around the interlock
+        std::vector<DeviceLinkEvent> ev;
+        for (const auto& c : {fail[0], fail[1], aborted[0]}) {
+            DeviceLinkEvent e;
+            e.device_serial = odd.serial;
+            e.cell_serial = c;
+            e.station_id = "ASSY-02";
+            ev.push_back(e);
+        }
+        store.append_device_links(odd, ev);
+        devices.push_back(odd.serial);
+        Quarantine(store).hold(Scope::serial(pass[7]), "outlier", kOperator);
+        cells = pass;
+        cells.insert(cells.end(), fail.begin(), fail.end());
+        cells.insert(cells.end(), aborted.begin(), aborted.end());
+        cells.push_back(make_serial("0045", {2023, 3, 17}, 1));  // never tested
+        CHECK(raw_sql(db, "UPDATE cells SET latest_verdict = 'fail' WHERE serial = '" + pass[1] + "'")
+                  .find("latest_verdict must be the verdict") != std::string::npos);
+    }
+    // What a version-4 binary left: no latest_verdict (nor its triggers).
+    REQUIRE(raw_sql(db, "DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
+                        "ALTER TABLE cells DROP COLUMN latest_verdict; PRAGMA user_version = 4") == "");
+    // Every answer, single and bulk (parallel readers), cells and devices.
+    auto answers = [&](Store& store) {
+        Genealogy g(store);
+        std::string single, bulk;
+        auto cell_text = [](const LookupResult& r) {
+            return fmt::format("{}:{}:{}:{}:{};", r.serial, r.verdict ? to_string(*r.verdict) : "-", r.status(),
+                               r.lot, r.may_ship);
+        };
+        for (const auto& c : cells) single += cell_text(g.cell_session().lookup(c));
+        for (const auto& r : g.cell_session().lookup_many(cells)) bulk += cell_text(r);
+        for (const auto& d : devices) single += describe_lookup(g.lookup_device(d));
+        for (const auto& d : g.lookup_devices(devices)) bulk += describe_lookup(d);
+        CHECK(single == bulk);
+        return single;
+    };
+    std::string v4;
+    {
+        Store ro = Store::open(db, OpenOptions{.read_only = true});
+        CHECK(ro.schema_version() == 4);
+        CHECK(ro.bulk_readers(devices.size()) > 0);  // the bulk statements of the older schema too
+        v4 = answers(ro);
+        CHECK(ro.gate_cell(cells[0])->verdict == Verdict::pass);
+    }
+    Store store = Store::open(db);
+    CHECK(store.schema_version() == Store::latest_schema_version());
+    CHECK(answers(store) == v4);  // the same answers after migrating
+    auto stored_verdict = [&](const std::string& serial) {
+        std::string v = "-";
+        sqlite3* h = nullptr;
+        REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+        sqlite3_stmt* q = nullptr;
+        REQUIRE(sqlite3_prepare_v2(h, "SELECT latest_verdict FROM cells WHERE serial = ?1", -1, &q, nullptr) == SQLITE_OK);
+        sqlite3_bind_text(q, 1, serial.c_str(), -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+            v = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+        sqlite3_finalize(q);
+        sqlite3_close(h);
+        return v;
+    };
+    CHECK(stored_verdict(cells[0]) == "pass");    // the older failed run did not advance it
+    CHECK(stored_verdict(cells[900]) == "pass");  // retested, passed
+    CHECK(stored_verdict(cells[901]) == "fail");
+    CHECK(stored_verdict(cells[903]) == "-");     // aborted only: untested
+    CHECK(store.gate_cell(cells[901])->verdict == Verdict::fail);
+    CHECK_FALSE(store.gate_cell(cells.back()));
+    // Kept by every run written: a later failed retest moves both columns in its transaction.
+    TestRecord retest = eol::test::make_record(cells[1], "EOL-01", "eol-18650", 1.9e9, 60.0, {{"ocv_v", 3.1}}, "V");
+    retest.verdict = Verdict::fail;
+    store.write(retest);
+    CHECK(stored_verdict(cells[1]) == "fail");
+    CHECK(Genealogy(store).lookup_device(devices[0]).why_not().find("last test fail") != std::string::npos);
+    // And by nobody else: the triggers refuse a disagreeing write, whoever runs the SQL.
+    CHECK(raw_sql(db, "UPDATE cells SET latest_verdict = 'pass' WHERE serial = '" + cells[1] + "'")
+              .find("latest_verdict must be the verdict") != std::string::npos);
+    CHECK(raw_sql(db, "UPDATE cells SET latest_run_id = 1 WHERE serial = '" + cells[1] + "'")
+              .find("latest_verdict must be the verdict") != std::string::npos);
+    CHECK(raw_sql(db, "INSERT INTO cells (serial, latest_run_id, latest_verdict) VALUES ('X', 1, 'fail')")
+              .find("latest_verdict must be the verdict") != std::string::npos);
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT count(*), count(latest_verdict) FROM cells WHERE latest_verdict IS NOT "
+                                  "(SELECT verdict FROM test_runs WHERE id = cells.latest_run_id) OR latest_run_id IS NOT NULL",
+                               -1, &q, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    // Every cell with a completed run has its verdict (903 of the 905 stored: the two aborted have none).
+    CHECK(sqlite3_column_int64(q, 0) == 903);
+    CHECK(sqlite3_column_int64(q, 1) == 903);
+    sqlite3_finalize(q);
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT count(*) FROM cells WHERE latest_verdict IS NOT "
+                                  "(SELECT verdict FROM test_runs WHERE id = cells.latest_run_id)",
+                               -1, &q, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    CHECK(sqlite3_column_int64(q, 0) == 0);
+    sqlite3_finalize(q);
+    sqlite3_close(h);
 }

@@ -923,6 +923,10 @@ TEST_CASE("store: crash safety — SIGKILL a writer mid-batch, reopen, nothing c
         CHECK(raw.integer("SELECT count(*) FROM fit_parameters WHERE fit_id NOT IN (SELECT id FROM model_fits)") == 0);
         CHECK(raw.integer("SELECT count(*) FROM cells WHERE serial NOT IN (SELECT serial FROM test_runs)") == 0);
         CHECK(raw.integer("SELECT count(*) FROM test_runs WHERE id NOT IN (SELECT run_id FROM traces)") == 0);
+        // A cell's latest verdict is written with its run, never apart from it.
+        CHECK(raw.integer("SELECT count(*) FROM cells WHERE latest_verdict IS NOT "
+                          "(SELECT verdict FROM test_runs WHERE id = cells.latest_run_id)") == 0);
+        CHECK(raw.integer("SELECT count(*) FROM cells WHERE latest_verdict IS NULL") == 0);
         CHECK(st.count("cells") == runs);
         reported_total = runs;
     }
@@ -941,9 +945,11 @@ TEST_CASE("store: a version-1 store migrates to the step records and keeps every
     }
     {
         // What a version-1 binary left: no run_steps table (nor the later
-        // devices and users tables), user_version 1.
+        // devices and users tables, nor the cells' latest verdict), user_version 1.
         Raw raw(p);
-        REQUIRE(raw.exec("DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
+        REQUIRE(raw.exec("DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
+                         "ALTER TABLE cells DROP COLUMN latest_verdict; "
+                         "DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
                          "DROP TABLE device_links; DROP TABLE devices; DROP TABLE run_steps; "
                          "PRAGMA user_version = 1") == "");
         CHECK(raw.integer("SELECT count(*) FROM sqlite_schema WHERE name = 'run_steps'") == 0);
@@ -958,6 +964,9 @@ TEST_CASE("store: a version-1 store migrates to the step records and keeps every
     const auto old = st.read_record(old_id);
     REQUIRE(old);
     CHECK(old->serial == full_record().serial);
+    // Migration 5 filled the cell's latest verdict from its run.
+    CHECK(Raw(p).text("SELECT latest_verdict FROM cells WHERE serial = '" + old->serial + "'") ==
+          std::string(to_string(old->verdict)));
     CHECK(old->steps.empty());
     const std::int64_t id = st.write(full_record());
     CHECK(st.steps(id).size() == 2);

@@ -131,8 +131,8 @@ void build(const fs::path& path, std::size_t cells) {
         "INSERT INTO test_runs (id, serial, station_id, channel, recipe_name, recipe_version, start_unix_s, "
         "end_unix_s, verdict) VALUES (?1, ?2, 'EOL-01', 1, 'eol-18650', '1', ?3, ?4, ?5)");
     sqlite3_stmt* cell = db.prepare(
-        "INSERT INTO cells (serial, cell_model, lot, production_date, latest_run_id) "
-        "VALUES (?1, 'INR18650-30Q', ?2, ?3, ?4)");
+        "INSERT INTO cells (serial, cell_model, lot, production_date, latest_run_id, latest_verdict) "
+        "VALUES (?1, 'INR18650-30Q', ?2, ?3, ?4, ?5)");
     const Maker mk(cells);
     std::mt19937_64 rng(1);
     std::size_t k = 0;
@@ -149,13 +149,15 @@ void build(const fs::path& path, std::size_t cells) {
             sqlite3_bind_text(run, 2, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
             sqlite3_bind_double(run, 3, start);
             sqlite3_bind_double(run, 4, start + 1500);
-            sqlite3_bind_text(run, 5, rng() % 100 == 0 ? "fail" : "pass", -1, SQLITE_STATIC);
+            const char* verdict = rng() % 100 == 0 ? "fail" : "pass";
+            sqlite3_bind_text(run, 5, verdict, -1, SQLITE_STATIC);
             if (sqlite3_step(run) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db.db));
             sqlite3_reset(run);
             sqlite3_bind_text(cell, 1, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
             sqlite3_bind_text(cell, 2, lot_id.data(), static_cast<int>(lot_id.size()), SQLITE_STATIC);
             sqlite3_bind_text(cell, 3, date.data(), static_cast<int>(date.size()), SQLITE_STATIC);
             sqlite3_bind_int64(cell, 4, id);
+            sqlite3_bind_text(cell, 5, verdict, -1, SQLITE_STATIC);  // schema 5: with its run
             if (sqlite3_step(cell) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db.db));
             sqlite3_reset(cell);
         }

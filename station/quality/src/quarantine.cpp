@@ -11,14 +11,12 @@
 #include <cctype>
 #include <cstring>
 #include <exception>
-#include <filesystem>
 #include <memory>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 #include <numeric>
-#include <sqlite3.h>
 #include <thread>
 
 namespace eol::station {
@@ -307,14 +305,40 @@ LookupSession::LookupSession(Store& store, const SerialScheme& scheme) : store_(
     refresh();
 }
 
+namespace {
+// A bit per key hash (bits.size() is a power of two, in words).
+std::size_t bit_of(const std::vector<std::uint64_t>& bits, std::string_view key) {
+    return std::hash<std::string_view>{}(key) & (bits.size() * 64 - 1);
+}
+void set_bit(std::vector<std::uint64_t>& bits, std::string_view key) {
+    const std::size_t b = bit_of(bits, key);
+    bits[b / 64] |= std::uint64_t{1} << (b % 64);
+}
+// False: `key` is certainly not a key of the map the bits were set for.
+bool maybe_key(const std::vector<std::uint64_t>& bits, std::string_view key) {
+    const std::size_t b = bit_of(bits, key);
+    return (bits[b / 64] >> (b % 64)) & 1u;
+}
+}  // namespace
+
 void LookupSession::refresh() {
     std::vector<QuarantineEvent> fresh = store_.quarantine_events(last_event_id_);
+    if (serial_bits_.empty()) {
+        serial_bits_.assign(std::size_t{1} << 14, 0);  // 2^20 bits: ~2 % false positives at 20,000 serials
+        lot_bits_.assign(std::size_t{1} << 8, 0);
+    }
     for (auto& e : fresh) {
         const std::size_t idx = events_.size();
         last_event_id_ = std::max(last_event_id_, e.id);
         switch (e.scope) {
-            case QuarantineScope::serial: by_serial_[e.target].push_back(idx); break;
-            case QuarantineScope::lot: by_lot_[e.target].push_back(idx); break;
+            case QuarantineScope::serial:
+                by_serial_[e.target].push_back(idx);
+                set_bit(serial_bits_, e.target);
+                break;
+            case QuarantineScope::lot:
+                by_lot_[e.target].push_back(idx);
+                set_bit(lot_bits_, e.target);
+                break;
             case QuarantineScope::window: windows_.push_back(idx); break;
         }
         events_.push_back(std::move(e));
@@ -323,8 +347,8 @@ void LookupSession::refresh() {
 
 std::vector<const QuarantineEvent*> LookupSession::applicable(const std::string& serial, const std::string& lot,
                                                               const std::string& date) const {
-    const auto s = by_serial_.find(serial);
-    const auto l = lot.empty() ? by_lot_.end() : by_lot_.find(lot);
+    const auto s = maybe_key(serial_bits_, serial) ? by_serial_.find(serial) : by_serial_.end();
+    const auto l = lot.empty() || !maybe_key(lot_bits_, lot) ? by_lot_.end() : by_lot_.find(lot);
     return gather(s == by_serial_.end() ? nullptr : &s->second, l == by_lot_.end() ? nullptr : &l->second, date);
 }
 
@@ -350,12 +374,11 @@ bool ship_allowed(bool known, std::optional<Verdict> verdict, CellState state) {
 }  // namespace
 
 void LookupSession::judge(LookupResult& r) {
-    if (auto c = store_.cell(r.serial)) {
+    if (auto c = store_.gate_cell(r.serial)) {  // one search (schema 5)
         r.known = true;
         r.lot = std::move(c->lot);
         r.production_date = std::move(c->production_date);
-        if (c->latest_run_id)
-            if (const auto run = store_.run(*c->latest_run_id)) r.verdict = run->verdict;
+        r.verdict = c->verdict;
     }
     const auto ev = applicable(r.serial, r.lot, r.production_date);
     r.state = ev.empty() ? CellState::clear : quarantine_state(r.serial, ev, &r.because);
@@ -363,7 +386,7 @@ void LookupSession::judge(LookupResult& r) {
 }
 
 CellState LookupSession::serial_state(const std::string& serial, std::vector<QuarantineEvent>* because) const {
-    const auto it = by_serial_.find(serial);
+    const auto it = maybe_key(serial_bits_, serial) ? by_serial_.find(serial) : by_serial_.end();
     if (it == by_serial_.end()) {
         if (because) because->clear();
         return CellState::clear;
@@ -403,82 +426,6 @@ LookupResult LookupSession::lookup(std::string_view input) {
 }
 
 namespace {
-
-constexpr std::size_t kBulkThreshold = 256;  // fewer serials: the store's point reads
-
-// The cells of many serials in one read snapshot: a read-only connection of
-// its own to the store's file and one statement that joins the serials (a
-// JSON array, through SQLite's json_each) to their cells and latest runs.
-// One statement instead of a point query per serial keeps the B-tree cursors
-// open between serials (key-ordered serials then walk neighbouring pages);
-// a third less time per serial than bind/step/reset. ok() is false (the
-// caller falls back to the store's point reads) when the file cannot be
-// opened that way, e.g. an in-memory store.
-struct BulkRow {
-    std::size_t index = 0;  // into the serials given to read()
-    std::string_view lot, date;
-    std::optional<Verdict> verdict;
-};
-
-class BulkReader {
-public:
-    explicit BulkReader(const std::filesystem::path& path) {
-        if (path.empty() || path == ":memory:" || !std::filesystem::exists(path)) return;
-        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
-            return;
-        sqlite3_busy_timeout(db_, 5000);
-        // Reads map the file instead of copying pages through pread (capped
-        // by the library's SQLITE_MAX_MMAP_SIZE), with a larger page cache.
-        sqlite3_exec(db_, "PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -131072", nullptr, nullptr, nullptr);
-        // CROSS JOIN keeps the serials the outer loop.
-        constexpr std::string_view sql =
-            "SELECT k.key, c.lot, c.production_date, r.verdict FROM json_each(?1) k "
-            "CROSS JOIN cells c ON c.serial = k.value LEFT JOIN test_runs r ON r.id = c.latest_run_id";
-        if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &q_, nullptr) != SQLITE_OK) return;
-        ok_ = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK;
-    }
-    ~BulkReader() {
-        if (q_) sqlite3_finalize(q_);
-        if (db_) {
-            sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
-            sqlite3_close(db_);
-        }
-    }
-    BulkReader(const BulkReader&) = delete;
-    BulkReader& operator=(const BulkReader&) = delete;
-    bool ok() const { return ok_; }
-
-    /// Calls on_row(const BulkRow&) for each known serial of `json_serials`
-    /// (a JSON array of strings), in array order. False on an SQLite error
-    /// (rows up to there were delivered).
-    template <typename OnRow>
-    bool read(std::string_view json_serials, OnRow&& on_row) {
-        sqlite3_bind_text64(q_, 1, json_serials.data(), json_serials.size(), SQLITE_STATIC, SQLITE_UTF8);
-        int rc;
-        BulkRow row;
-        while ((rc = sqlite3_step(q_)) == SQLITE_ROW) {
-            row.index = static_cast<std::size_t>(sqlite3_column_int64(q_, 0));
-            row.lot = text(1);
-            row.date = text(2);
-            row.verdict = sqlite3_column_type(q_, 3) == SQLITE_NULL ? std::nullopt : verdict_from_string(text(3));
-            on_row(row);
-        }
-        sqlite3_reset(q_);
-        sqlite3_clear_bindings(q_);
-        return rc == SQLITE_DONE;
-    }
-
-private:
-    std::string_view text(int col) {
-        const auto* p = sqlite3_column_text(q_, col);
-        return p ? std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(q_, col)))
-                 : std::string_view();
-    }
-    sqlite3* db_ = nullptr;
-    sqlite3_stmt* q_ = nullptr;
-    bool ok_ = false;
-};
-
 
 // Valid results in key order: a fixed-width key (serials of the scheme are
 // short; longer ones compare by their first 24 characters, then in full) and
@@ -530,46 +477,15 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
                                      std::numeric_limits<std::uint32_t>::max()));
     std::vector<LookupResult> out(inputs.size());
     refresh();
-    auto prepare_range = [&](std::size_t from, std::size_t to) {
-        for (std::size_t i = from; i < to; ++i) {
-            LookupResult& r = out[i];
-            r.input = inputs[i];
-            if (!scheme_.decode_key(r.input, r.serial, r.lot, r.production_date)) {
-                r.serial.clear();
-                prepare(scheme_, r);  // the full decode, for the diagnostics
-            }
-        }
-    };
-    // Large batches: one thread and one read-only connection per part (WAL
-    // readers do not block each other); each part reads a contiguous range of
-    // keys in its own snapshot, as consecutive single lookups would. The event
-    // cache is only read.
-    std::vector<std::unique_ptr<BulkReader>> readers;
-    if (inputs.size() >= kBulkThreshold) {
-        const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
-        const std::size_t parts = std::clamp<std::size_t>(inputs.size() / kBulkThreshold, 1, std::min<std::size_t>(hw, 4));
-        for (std::size_t t = 0; t < parts; ++t) {
-            readers.push_back(std::make_unique<BulkReader>(store_.path()));
-            if (!readers.back()->ok()) {
-                readers.clear();
-                break;
-            }
-        }
-    }
-    if (readers.empty()) {
-        prepare_range(0, out.size());
-        for (const Key& k : key_order(out, 0, out.size())) judge(out[k.i]);
-        return out;
-    }
-    // In parallel: normalize each part and put it in key order; then one
-    // merge, so that each reader below gets a contiguous range of keys (half
-    // the B-tree each, at twice the density, instead of all of it).
+    // The store reads the cells in as many slices as it has bulk readers for
+    // this batch (one thread and read-only connection each; none: one slice
+    // on its own connection — small batches, inside a write transaction).
+    // Every step below runs in as many parts, each on its own thread. The
+    // event cache is only read.
+    const std::size_t parts = std::max<std::size_t>(1, store_.bulk_readers(inputs.size()));
     // Part t of n items: [first, second).
-    auto part = [&](std::size_t n, std::size_t t) {
-        return std::pair{t * n / readers.size(), (t + 1) * n / readers.size()};
-    };
-    std::vector<std::vector<Key>> runs(readers.size());
-    std::vector<std::exception_ptr> thrown(readers.size());
+    auto part = [&](std::size_t n, std::size_t t) { return std::pair{t * n / parts, (t + 1) * n / parts}; };
+    std::vector<std::exception_ptr> thrown(parts);
     auto in_parallel = [&](auto&& work) {
         auto guarded = [&](std::size_t t) {
             try {
@@ -579,15 +495,26 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
             }
         };
         std::vector<std::thread> pool;
-        for (std::size_t t = 1; t < readers.size(); ++t) pool.emplace_back(guarded, t);
+        for (std::size_t t = 1; t < parts; ++t) pool.emplace_back(guarded, t);
         guarded(0);
         for (auto& th : pool) th.join();
         for (const auto& e : thrown)
             if (e) std::rethrow_exception(e);
     };
+    // Normalize each part and put it in key order; then one merge, so that
+    // each slice of the store's read is a contiguous range of keys (half the
+    // B-tree each, at twice the density, instead of all of it).
+    std::vector<std::vector<Key>> runs(parts);
     in_parallel([&](std::size_t t) {
         const auto [from, to] = part(out.size(), t);
-        prepare_range(from, to);
+        for (std::size_t i = from; i < to; ++i) {
+            LookupResult& r = out[i];
+            r.input = inputs[i];
+            if (!scheme_.decode_key(r.input, r.serial, r.lot, r.production_date)) {
+                r.serial.clear();
+                prepare(scheme_, r);  // the full decode, for the diagnostics
+            }
+        }
         runs[t] = key_order(out, from, to);
     });
     std::vector<Key> order = std::move(runs[0]), merged;
@@ -599,7 +526,14 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
     }
     std::vector<std::uint32_t> pos(out.size());  // result index → place in key order
     for (std::size_t j = 0; j < order.size(); ++j) pos[order[j].i] = static_cast<std::uint32_t>(j);
-    // Serials with events of their own, in key order: each part walks them
+    // The serial of place j: the key itself unless it may be cut short.
+    std::vector<std::string_view> keys(order.size());
+    for (std::size_t j = 0; j < order.size(); ++j) {
+        const auto& k = order[j].k;
+        const auto n = static_cast<std::size_t>(std::find(k.begin(), k.end(), '\0') - k.begin());
+        keys[j] = n < k.size() ? std::string_view(k.data(), n) : std::string_view(out[order[j].i].serial);
+    }
+    // Serials with events of their own, in key order: each slice walks them
     // alongside its own key-ordered serials instead of hashing every serial.
     std::vector<std::pair<std::string_view, const std::vector<std::size_t>*>> serial_events;
     serial_events.reserve(by_serial_.size());
@@ -612,94 +546,71 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
     struct Decided {
         std::uint32_t slice = 0, text = 0, lot_size = 0, date_size = 0;  // lot then date at arenas[slice][text]
         std::uint32_t because = 0;  // 1 + index into becauses[slice]; 0: none
-        bool read = false, known = false, may_ship = false;
+        bool known = false, may_ship = false;
         CellState state = CellState::clear;
         std::optional<Verdict> verdict;
     };
     std::vector<Decided> outcome(order.size());
-    std::vector<std::string> arenas(readers.size());
-    std::vector<std::vector<std::vector<QuarantineEvent>>> becauses(readers.size());
-    in_parallel([&](std::size_t t) {
-        const auto [from, to] = part(order.size(), t);
-        // The serial of place j: the key itself unless it may be cut short.
-        auto serial_at = [&](std::size_t j) -> std::string_view {
-            const auto& k = order[j].k;
-            const auto n = static_cast<std::size_t>(std::find(k.begin(), k.end(), '\0') - k.begin());
-            return n < k.size() ? std::string_view(k.data(), n) : std::string_view(out[order[j].i].serial);
-        };
-        std::string json = "[";
-        json.reserve((to - from) * 20 + 2);
-        for (std::size_t j = from; j < to; ++j) {
-            if (j > from) json.push_back(',');
-            append_json_string(json, serial_at(j));
-        }
-        json.push_back(']');
-        std::string& arena = arenas[t];
-        std::size_t next = from;     // the next place of the slice to be decided
+    struct Slice {
+        std::string arena;
+        std::vector<std::vector<QuarantineEvent>> becauses;
         std::size_t next_event = 0;  // into serial_events
         std::string lot;             // the lot of the last serial (consecutive serials share it) …
         const std::vector<std::size_t>* lot_events = nullptr;  // … and its events
         std::vector<QuarantineEvent> because;
-        auto decide = [&](std::size_t j, const BulkRow* cell) {
-            Decided& o = outcome[j];
-            o.slice = static_cast<std::uint32_t>(t);
-            o.read = true;
-            std::string_view cell_lot, date;
-            if (cell) {
-                o.known = true;
-                o.verdict = cell->verdict;
-                o.text = static_cast<std::uint32_t>(arena.size());
-                o.lot_size = static_cast<std::uint32_t>(cell->lot.size());
-                o.date_size = static_cast<std::uint32_t>(cell->date.size());
-                arena.append(cell->lot);
-                arena.append(cell->date);
-                cell_lot = cell->lot;
-                date = cell->date;
-            } else {  // unknown: the lot and date the serial encodes
-                const LookupResult& r = out[order[j].i];
-                cell_lot = r.lot;
-                date = r.production_date;
+    };
+    // The store reads keys.size() ≤ inputs.size() serials: in at most `parts` slices.
+    std::vector<Slice> slices(parts);
+    store_.for_each_gate_cell(keys, [&](std::size_t t, std::size_t j, const DeviceCell* cell) {
+        Slice& sl = slices[t];
+        Decided& o = outcome[j];
+        o.slice = static_cast<std::uint32_t>(t);
+        std::string_view cell_lot, date;
+        if (cell) {
+            o.known = true;
+            o.verdict = cell->verdict;
+            o.text = static_cast<std::uint32_t>(sl.arena.size());
+            o.lot_size = static_cast<std::uint32_t>(cell->lot.size());
+            o.date_size = static_cast<std::uint32_t>(cell->production_date.size());
+            sl.arena.append(cell->lot);
+            sl.arena.append(cell->production_date);
+            cell_lot = cell->lot;
+            date = cell->production_date;
+        } else {  // unknown: the lot and date the serial encodes
+            const LookupResult& r = out[order[j].i];
+            cell_lot = r.lot;
+            date = r.production_date;
+        }
+        const std::string_view serial = keys[j];
+        while (sl.next_event < serial_events.size() && serial_events[sl.next_event].first < serial) ++sl.next_event;
+        const std::vector<std::size_t>* own =
+            sl.next_event < serial_events.size() && serial_events[sl.next_event].first == serial
+                ? serial_events[sl.next_event].second
+                : nullptr;
+        if (cell_lot != sl.lot) {
+            sl.lot.assign(cell_lot);
+            const auto it = sl.lot.empty() ? by_lot_.end() : by_lot_.find(sl.lot);
+            sl.lot_events = it == by_lot_.end() ? nullptr : &it->second;
+        }
+        const auto ev = gather(own, sl.lot_events, date);
+        if (!ev.empty()) {
+            o.state = quarantine_state(serial, ev, &sl.because);
+            if (!sl.because.empty()) {
+                sl.becauses.push_back(std::move(sl.because));
+                sl.because = {};
+                o.because = static_cast<std::uint32_t>(sl.becauses.size());
             }
-            const std::string_view serial = serial_at(j);
-            while (next_event < serial_events.size() && serial_events[next_event].first < serial) ++next_event;
-            const std::vector<std::size_t>* own =
-                next_event < serial_events.size() && serial_events[next_event].first == serial
-                    ? serial_events[next_event].second
-                    : nullptr;
-            if (cell_lot != lot) {
-                lot.assign(cell_lot);
-                const auto it = lot.empty() ? by_lot_.end() : by_lot_.find(lot);
-                lot_events = it == by_lot_.end() ? nullptr : &it->second;
-            }
-            const auto ev = gather(own, lot_events, date);
-            if (!ev.empty()) {
-                o.state = quarantine_state(serial, ev, &because);
-                if (!because.empty()) {
-                    becauses[t].push_back(std::move(because));
-                    because = {};
-                    o.because = static_cast<std::uint32_t>(becauses[t].size());
-                }
-            }
-            o.may_ship = ship_allowed(o.known, o.verdict, o.state);
-        };
-        const bool read = readers[t]->read(json, [&](const BulkRow& row) {
-            const std::size_t j = from + row.index;
-            for (; next < j; ++next) decide(next, nullptr);  // no cell: unknown
-            decide(next++, &row);
-        });
-        if (read)
-            for (; next < to; ++next) decide(next, nullptr);
-        // else: places from `next` on stay unread; judged below on the store's connection
+        }
+        o.may_ship = ship_allowed(o.known, o.verdict, o.state);
     });
     in_parallel([&](std::size_t t) {
         const auto [from, to] = part(out.size(), t);
         for (std::size_t i = from; i < to; ++i) {
             LookupResult& r = out[i];
             if (r.error) continue;
-            Decided& o = outcome[pos[i]];
-            if (!o.read) continue;
+            const Decided& o = outcome[pos[i]];
             if (o.known) {
-                const std::string_view text = std::string_view(arenas[o.slice]).substr(o.text);
+                const std::string_view text = std::string_view(slices[o.slice].arena).substr(o.text);
                 r.known = true;
                 r.lot.assign(text.substr(0, o.lot_size));
                 r.production_date.assign(text.substr(o.lot_size, o.date_size));
@@ -707,11 +618,9 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
             }
             r.state = o.state;
             r.may_ship = o.may_ship;
-            if (o.because) r.because = becauses[o.slice][o.because - 1];  // copies: a serial may repeat
+            if (o.because) r.because = slices[o.slice].becauses[o.because - 1];  // copies: a serial may repeat
         }
     });
-    for (std::size_t j = 0; j < order.size(); ++j)
-        if (!outcome[j].read) judge(out[order[j].i]);  // an SQLite error: the store's read (throws StoreError)
     return out;
 }
 

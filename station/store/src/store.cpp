@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <thread>
 #include <unordered_map>
@@ -284,6 +285,22 @@ CREATE TRIGGER auth_events_no_delete BEFORE DELETE ON auth_events BEGIN
 CREATE TRIGGER auth_events_no_replace BEFORE INSERT ON auth_events
     WHEN EXISTS (SELECT 1 FROM auth_events WHERE id = NEW.id) BEGIN
     SELECT RAISE(ABORT, 'auth_events is append-only: id already used'); END;
+)sql"},
+    // 5: a cell's latest verdict on its row, beside latest_run_id (the ship
+    // gate's one search per cell instead of two). Filled from the runs here;
+    // afterwards written by the statement that advances latest_run_id, in the
+    // transaction of the run's insert. The triggers refuse any write — by
+    // whoever runs the SQL — that would make the two disagree.
+    {5, R"sql(
+ALTER TABLE cells ADD COLUMN latest_verdict TEXT CHECK (latest_verdict IN ('pass', 'fail', 'abort', 'error'));
+UPDATE cells SET latest_verdict = (SELECT verdict FROM test_runs WHERE id = cells.latest_run_id)
+    WHERE latest_run_id IS NOT NULL;
+CREATE TRIGGER cells_latest_verdict_update BEFORE UPDATE OF latest_run_id, latest_verdict ON cells
+    WHEN NEW.latest_verdict IS NOT (SELECT verdict FROM test_runs WHERE id = NEW.latest_run_id) BEGIN
+    SELECT RAISE(ABORT, 'cells.latest_verdict must be the verdict of the run cells.latest_run_id'); END;
+CREATE TRIGGER cells_latest_verdict_insert BEFORE INSERT ON cells
+    WHEN NEW.latest_verdict IS NOT (SELECT verdict FROM test_runs WHERE id = NEW.latest_run_id) BEGIN
+    SELECT RAISE(ABORT, 'cells.latest_verdict must be the verdict of the run cells.latest_run_id'); END;
 )sql"},
 };
 
@@ -852,10 +869,11 @@ std::int64_t write_one(Conn& impl, const TestRecord& r) {
         }
     }
     if (r.verdict == Verdict::pass || r.verdict == Verdict::fail) {
+        // latest_verdict with latest_run_id, in one statement (schema 5).
         Q up(impl,
-             "UPDATE cells SET latest_run_id = ?1 WHERE serial = ?2 AND (latest_run_id IS NULL OR "
+             "UPDATE cells SET latest_run_id = ?1, latest_verdict = ?4 WHERE serial = ?2 AND (latest_run_id IS NULL OR "
              "(SELECT start_unix_s FROM test_runs WHERE id = cells.latest_run_id) <= ?3)");
-        up.int64(1, run_id).text(2, r.serial).real(3, r.start_unix_s).run();
+        up.int64(1, run_id).text(2, r.serial).real(3, r.start_unix_s).text(4, to_string(r.verdict)).run();
     }
     return run_id;
 }
@@ -908,7 +926,61 @@ std::int64_t append_event(Conn& impl, QuarantineEvent e) {
 
 // ================================================================ Store
 
-struct Store::Impl : Conn {};
+namespace {
+// A read-only connection of its own to the store's file, for one slice of a
+// bulk read on its own thread (Store::bulk_readers). Kept open from bulk read
+// to bulk read — its page cache and mapped pages stay — but holds no
+// snapshot between them: each slice is one statement, reset when done.
+// ok() is false when the file cannot be read that way (the caller then
+// reads on the store's connection).
+class Reader {
+public:
+    Reader(const std::filesystem::path& path, std::int64_t cache_bytes) : path_(path) {
+        if (path.empty() || path == ":memory:" || !std::filesystem::exists(path)) return;
+        sqlite3* raw = nullptr;
+        const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+        db_.reset(raw);
+        if (rc != SQLITE_OK) return;
+        sqlite3_busy_timeout(raw, 5000);
+        // Map the file (as far as the library's SQLITE_MAX_MMAP_SIZE allows)
+        // instead of copying its pages through pread; the rest goes through
+        // the page cache.
+        const std::string pragmas = fmt::format("PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -{}",
+                                                std::max<std::int64_t>(cache_bytes >> 10, 1));
+        if (sqlite3_exec(raw, pragmas.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) return;
+        // Reads the schema: fails when this file cannot be read a second
+        // way (a WAL store on read-only media, read as immutable).
+        ok_ = sqlite3_exec(raw, "SELECT count(*) FROM sqlite_schema", nullptr, nullptr, nullptr) == SQLITE_OK;
+    }
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+    bool ok() const { return ok_; }
+    /// The statement for `sql` (a string literal: prepared on first use).
+    sqlite3_stmt* statement(const char* sql) {
+        if (const auto it = cache_.find(sql); it != cache_.end()) return it->second.get();
+        sqlite3_stmt* raw = nullptr;
+        if (sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr) != SQLITE_OK)
+            fail("preparing a bulk read");
+        cache_.emplace(sql, StmtPtr(raw));
+        return raw;
+    }
+    [[noreturn]] void fail(std::string_view what) const {
+        throw StoreError(fmt::format("{}: {}: {}", path_.string(), what, sqlite3_errmsg(db_.get())));
+    }
+
+private:
+    std::filesystem::path path_;
+    DbPtr db_;
+    std::unordered_map<const char*, StmtPtr> cache_;  // finalized before db_ closes
+    bool ok_ = false;
+};
+}  // namespace
+
+struct Store::Impl : Conn {
+    std::int64_t reader_cache_bytes = std::int64_t{64} << 20;
+    std::vector<std::unique_ptr<Reader>> readers;  // bulk_readers(); closed before the connection
+    bool no_readers = false;                       // the file cannot be opened a second time
+};
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::Store(Store&&) noexcept = default;
@@ -983,6 +1055,7 @@ Store Store::open(const std::filesystem::path& path, const OpenOptions& options)
     auto impl = std::make_unique<Impl>();
     impl->path = path;
     impl->read_only = options.read_only;
+    impl->reader_cache_bytes = options.bulk_reader_cache_bytes;
     std::error_code ec;
     const auto st = std::filesystem::status(path, ec);
     if (!std::filesystem::exists(st) && (!options.create || options.read_only))
@@ -1657,29 +1730,145 @@ std::vector<std::optional<DeviceRecord>> Store::devices_many(std::span<const std
 
 namespace {
 
-// A device, its link events, each linked cell and that cell's latest run in
-// one statement: rows come device by device (the serials' order), the events
-// of a device by the index device_links_device (covering).
-#define EOL_DEVICE_CELLS_COLUMNS                                                                                \
+// Statements in two forms: from schema 5 a cell's latest verdict is on its
+// row; a read-only open of an older store (never migrated) joins the run.
+struct Sql {
+    const char* v5;
+    const char* old;
+    const char* at(int version) const { return version >= 5 ? v5 : old; }
+};
+
+// A device, its link events, each linked cell and that cell's latest verdict
+// in one statement: rows come device by device (the serials' order), the
+// events of a device by the index device_links_device (covering).
+#define EOL_DEVICE_CELLS_COLUMNS(VERDICT)                                                                       \
     " d.model, d.assembled_unix_s, d.station_id, l.id, l.action, l.cell_serial, c.serial IS NOT NULL, c.lot, " \
-    "c.production_date, r.verdict "
-#define EOL_DEVICE_CELLS_JOINS                                                                          \
-    " LEFT JOIN device_links l ON l.device_serial = d.serial LEFT JOIN cells c ON c.serial = l.cell_serial " \
-    "LEFT JOIN test_runs r ON r.id = c.latest_run_id"
+    "c.production_date, " VERDICT " "
+#define EOL_DEVICE_CELLS_JOINS \
+    " LEFT JOIN device_links l ON l.device_serial = d.serial LEFT JOIN cells c ON c.serial = l.cell_serial"
+#define EOL_RUN_JOIN(C) " LEFT JOIN test_runs r ON r.id = " C ".latest_run_id"
 // Many serials: a JSON array of them (json_each keeps them the outer loop;
 // k.key is the place in the array).
-constexpr const char* kDeviceCellsMany =
-    "SELECT k.key," EOL_DEVICE_CELLS_COLUMNS "FROM json_each(?1) k CROSS JOIN devices d ON d.serial = k.value"
-    EOL_DEVICE_CELLS_JOINS;
-constexpr const char* kDeviceCellsOne =
-    "SELECT 0," EOL_DEVICE_CELLS_COLUMNS "FROM devices d" EOL_DEVICE_CELLS_JOINS " WHERE d.serial = ?1";
+constexpr Sql kDeviceCellsMany{
+    "SELECT k.key," EOL_DEVICE_CELLS_COLUMNS("c.latest_verdict") "FROM json_each(?1) k CROSS JOIN devices d "
+    "ON d.serial = k.value" EOL_DEVICE_CELLS_JOINS,
+    "SELECT k.key," EOL_DEVICE_CELLS_COLUMNS("r.verdict") "FROM json_each(?1) k CROSS JOIN devices d "
+    "ON d.serial = k.value" EOL_DEVICE_CELLS_JOINS EOL_RUN_JOIN("c")};
+constexpr Sql kDeviceCellsOne{
+    "SELECT 0," EOL_DEVICE_CELLS_COLUMNS("c.latest_verdict") "FROM devices d" EOL_DEVICE_CELLS_JOINS
+    " WHERE d.serial = ?1",
+    "SELECT 0," EOL_DEVICE_CELLS_COLUMNS("r.verdict") "FROM devices d" EOL_DEVICE_CELLS_JOINS EOL_RUN_JOIN("c")
+    " WHERE d.serial = ?1"};
+// The ship gate's fields of cells (Store::gate_cell, for_each_gate_cell).
+constexpr Sql kGateCellOne{
+    "SELECT lot, production_date, latest_verdict FROM cells WHERE serial = ?1",
+    "SELECT c.lot, c.production_date, r.verdict FROM cells c" EOL_RUN_JOIN("c") " WHERE c.serial = ?1"};
+constexpr Sql kGateCellsMany{
+    "SELECT k.key, c.lot, c.production_date, c.latest_verdict FROM json_each(?1) k CROSS JOIN cells c "
+    "ON c.serial = k.value",
+    "SELECT k.key, c.lot, c.production_date, r.verdict FROM json_each(?1) k CROSS JOIN cells c "
+    "ON c.serial = k.value" EOL_RUN_JOIN("c")};
 #undef EOL_DEVICE_CELLS_COLUMNS
 #undef EOL_DEVICE_CELLS_JOINS
+#undef EOL_RUN_JOIN
+// A cell and the device it is inside now (its latest link event, if not
+// undone): the recall list's rows (for_each_linked_cell).
+#define EOL_LINKED_SELECT                                                                                      \
+    "SELECT c.serial, c.cell_model, c.lot, c.production_date, c.latest_run_id, d.serial, d.model, "           \
+    "d.assembled_unix_s, d.station_id FROM "
+#define EOL_LINKED_JOINS                                                                                        \
+    " JOIN device_links l ON l.id = (SELECT max(x.id) FROM device_links x WHERE x.cell_serial = c.serial) "   \
+    "JOIN devices d ON d.serial = l.device_serial WHERE l.action = 'link' "
+constexpr const char* kLinkedMany =
+    EOL_LINKED_SELECT "json_each(?1) k CROSS JOIN cells c ON c.serial = k.value" EOL_LINKED_JOINS;
+#undef EOL_LINKED_SELECT
+#undef EOL_LINKED_JOINS
 
 std::string_view column_view(sqlite3_stmt* s, int c) {
     const auto* p = sqlite3_column_text(s, c);
     return p ? std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, c)))
              : std::string_view();
+}
+
+std::optional<Verdict> column_verdict(sqlite3_stmt* s, int c) {
+    return sqlite3_column_type(s, c) == SQLITE_NULL ? std::nullopt : verdict_from_string(column_view(s, c));
+}
+
+// A JSON array of get(j) for j in [from, to): a bulk statement's ?1.
+template <typename Get>
+std::string json_array(std::size_t from, std::size_t to, Get&& get) {
+    std::string json = "[";
+    json.reserve((to - from) * 19 + 2);
+    for (std::size_t j = from; j < to; ++j) {
+        if (j > from) json.push_back(',');
+        append_json_string(json, get(j));
+    }
+    json.push_back(']');
+    return json;
+}
+
+// Resets and unbinds a statement when the scope ends (it then holds no
+// snapshot), also when a visitor throws.
+struct ResetGuard {
+    sqlite3_stmt* s;
+    ~ResetGuard() {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+};
+
+// Runs work(t) for t in [0, n): t = 0 on the calling thread, the others on
+// threads of their own; the first exception thrown is rethrown after all end.
+template <typename Work>
+void in_parallel(std::size_t n, Work&& work) {
+    std::vector<std::exception_ptr> thrown(n);
+    auto guarded = [&](std::size_t t) {
+        try {
+            work(t);
+        } catch (...) {
+            thrown[t] = std::current_exception();
+        }
+    };
+    std::vector<std::thread> pool;
+    for (std::size_t t = 1; t < n; ++t) pool.emplace_back(guarded, t);
+    guarded(0);
+    for (auto& th : pool) th.join();
+    for (const auto& e : thrown)
+        if (e) std::rethrow_exception(e);
+}
+
+// The places of `serials` in ascending byte order: sorted on the first 16
+// bytes as two big-endian words (memcmp's order, without a call per
+// comparison), ties on the whole serial.
+std::vector<std::uint32_t> key_order(std::span<const std::string> serials, const std::filesystem::path& path) {
+    if (serials.size() > std::numeric_limits<std::uint32_t>::max())
+        throw StoreError(fmt::format("{}: {} serials in one read, at most {}", path.string(), serials.size(),
+                                     std::numeric_limits<std::uint32_t>::max()));
+    struct Key {
+        std::uint64_t hi, lo;
+        std::uint32_t i;
+    };
+    std::vector<Key> keys(serials.size());
+    for (std::size_t i = 0; i < serials.size(); ++i) {
+        std::array<char, 16> k{};
+        std::memcpy(k.data(), serials[i].data(), std::min<std::size_t>(16, serials[i].size()));
+        std::uint64_t hi, lo;
+        std::memcpy(&hi, k.data(), 8);
+        std::memcpy(&lo, k.data() + 8, 8);
+        if constexpr (std::endian::native == std::endian::little) {
+            hi = __builtin_bswap64(hi);
+            lo = __builtin_bswap64(lo);
+        }
+        keys[i] = Key{hi, lo, static_cast<std::uint32_t>(i)};
+    }
+    std::sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
+        if (a.hi != b.hi) return a.hi < b.hi;
+        if (a.lo != b.lo) return a.lo < b.lo;
+        return serials[a.i] < serials[b.i];
+    });
+    std::vector<std::uint32_t> order(serials.size());
+    for (std::size_t j = 0; j < keys.size(); ++j) order[j] = keys[j].i;
+    return order;
 }
 
 // Folds the rows of kDeviceCells* (device after device) into DeviceCells and
@@ -1711,7 +1900,7 @@ public:
         c.known = sqlite3_column_int(s, 7) != 0;
         c.lot.assign(column_view(s, 8));
         c.production_date.assign(column_view(s, 9));
-        c.verdict = sqlite3_column_type(s, 10) == SQLITE_NULL ? std::nullopt : verdict_from_string(column_view(s, 10));
+        c.verdict = column_verdict(s, 10);
     }
     /// The last device (call when the statement is done).
     void flush() {
@@ -1764,53 +1953,85 @@ private:
 };
 
 
-// A read-only connection of its own to the store's file, for one slice of a
-// bulk read on its own thread. ok() is false when the file cannot be read
-// that way (the caller then reads on the store's connection).
-class SliceReader {
-public:
-    SliceReader(const std::filesystem::path& path, const char* sql) : path_(path) {
-        if (path.empty() || path == ":memory:" || !std::filesystem::exists(path)) return;
-        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
-            return;
-        sqlite3_busy_timeout(db_, 5000);
-        // Map the file instead of copying its pages through pread.
-        sqlite3_exec(db_, "PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -65536", nullptr, nullptr, nullptr);
-        if (sqlite3_prepare_v3(db_, sql, -1, 0, &q_, nullptr) != SQLITE_OK) return;  // reads the schema
-        ok_ = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK;
-    }
-    ~SliceReader() {
-        if (q_) sqlite3_finalize(q_);
-        if (db_) {
-            sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
-            sqlite3_close(db_);
-        }
-    }
-    SliceReader(const SliceReader&) = delete;
-    SliceReader& operator=(const SliceReader&) = delete;
-    bool ok() const { return ok_; }
-    sqlite3_stmt* statement() const { return q_; }
-    [[noreturn]] void fail() const {
-        throw StoreError(fmt::format("{}: reading devices and their cells: {}", path_.string(), sqlite3_errmsg(db_)));
-    }
-
-private:
-    std::filesystem::path path_;
-    sqlite3* db_ = nullptr;
-    sqlite3_stmt* q_ = nullptr;
-    bool ok_ = false;
-};
-
-constexpr std::size_t kDeviceBulkThreshold = 256;  // fewer serials: the store's own connection
+constexpr std::size_t kBulkThreshold = 256;  // fewer serials: the store's own connection
 
 }  // namespace
+
+std::size_t Store::bulk_readers(std::size_t n) {
+    if (n < kBulkThreshold || impl_->no_readers || impl_->tx_depth > 0 || !sqlite3_get_autocommit(impl_->db.get()))
+        return 0;
+    const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+    const std::size_t parts = std::clamp<std::size_t>(n / kBulkThreshold, 1, std::min<std::size_t>(hw, 4));
+    while (impl_->readers.size() < parts) {
+        auto r = std::make_unique<Reader>(impl_->path, impl_->reader_cache_bytes);
+        if (!r->ok()) {
+            impl_->no_readers = true;
+            impl_->readers.clear();
+            return 0;
+        }
+        impl_->readers.push_back(std::move(r));
+    }
+    return parts;
+}
+
+std::optional<DeviceCell> Store::gate_cell(std::string_view serial) {
+    Q q(*impl_, kGateCellOne.at(impl_->version));
+    q.text_ref(1, serial);
+    if (!q.step()) return std::nullopt;
+    DeviceCell c;
+    c.serial = std::string(serial);
+    c.known = true;
+    c.lot = q.col_text(0);
+    c.production_date = q.col_text(1);
+    c.verdict = column_verdict(q.raw(), 2);
+    return c;
+}
+
+void Store::for_each_gate_cell(std::span<const std::string_view> serials,
+                               const std::function<void(std::size_t, std::size_t, const DeviceCell*)>& visit) {
+    if (serials.empty()) return;
+    const char* sql = kGateCellsMany.at(impl_->version);
+    // Slice [from, to) through `s`: every place visited in order, the ones
+    // without a row (no such cell) with nullptr.
+    auto read_slice = [&](std::size_t slice, sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail) {
+        const std::string json = json_array(from, to, [&](std::size_t j) { return serials[j]; });
+        if (sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8) != SQLITE_OK) fail();
+        DeviceCell cell;
+        cell.known = true;
+        std::size_t next = from;
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            const std::size_t j = from + static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+            for (; next < j; ++next) visit(slice, next, nullptr);
+            cell.lot.assign(column_view(s, 1));
+            cell.production_date.assign(column_view(s, 2));
+            cell.verdict = column_verdict(s, 3);
+            visit(slice, next++, &cell);
+        }
+        if (rc != SQLITE_DONE) fail();
+        for (; next < to; ++next) visit(slice, next, nullptr);
+    };
+    const std::size_t parts = bulk_readers(serials.size());
+    if (parts == 0) {  // one statement: one snapshot
+        Q q(*impl_, sql);
+        read_slice(0, q.raw(), 0, serials.size(), [&] { impl_->fail("reading cells"); });
+        return;
+    }
+    in_parallel(parts, [&](std::size_t t) {
+        Reader& r = *impl_->readers[t];
+        sqlite3_stmt* s = r.statement(sql);
+        const ResetGuard reset{s};
+        read_slice(t, s, t * serials.size() / parts, (t + 1) * serials.size() / parts,
+                   [&] { r.fail("reading cells"); });
+    });
+}
 
 void Store::for_each_device_cells(std::span<const std::string> serials,
                                   const std::function<void(std::size_t, const DeviceCells&)>& visit) {
     if (serials.empty() || impl_->version < 3) return;
     // One statement is one snapshot: no read transaction around it.
     if (serials.size() == 1) {  // the single lookup: no JSON, the cached statement
-        Q q(*impl_, kDeviceCellsOne);
+        Q q(*impl_, kDeviceCellsOne.at(impl_->version));
         q.text_ref(1, serials[0]);
         DeviceCellsFolder fold(visit);
         fold.current().device.serial = serials[0];
@@ -1820,46 +2041,12 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
     }
     // Key order: neighbouring devices share pages; each slice is a contiguous
     // range of keys.
-    // Sorted on the first 16 bytes as two big-endian words (memcmp's order,
-    // without a call per comparison), ties on the whole serial.
-    if (serials.size() > std::numeric_limits<std::uint32_t>::max())
-        throw StoreError(fmt::format("{}: {} device serials in one read, at most {}", impl_->path.string(),
-                                     serials.size(), std::numeric_limits<std::uint32_t>::max()));
-    struct Key {
-        std::uint64_t hi, lo;
-        std::uint32_t i;
-    };
-    std::vector<Key> keys(serials.size());
-    for (std::size_t i = 0; i < serials.size(); ++i) {
-        std::array<char, 16> k{};
-        std::memcpy(k.data(), serials[i].data(), std::min<std::size_t>(16, serials[i].size()));
-        std::uint64_t hi, lo;
-        std::memcpy(&hi, k.data(), 8);
-        std::memcpy(&lo, k.data() + 8, 8);
-        if constexpr (std::endian::native == std::endian::little) {
-            hi = __builtin_bswap64(hi);
-            lo = __builtin_bswap64(lo);
-        }
-        keys[i] = Key{hi, lo, static_cast<std::uint32_t>(i)};
-    }
-    std::sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
-        if (a.hi != b.hi) return a.hi < b.hi;
-        if (a.lo != b.lo) return a.lo < b.lo;
-        return serials[a.i] < serials[b.i];
-    });
-    std::vector<std::uint32_t> order(serials.size());
-    for (std::size_t j = 0; j < keys.size(); ++j) order[j] = keys[j].i;
-    keys = {};
+    const std::vector<std::uint32_t> order = key_order(serials, impl_->path);
+    const char* sql = kDeviceCellsMany.at(impl_->version);
 
     // Slice [from, to) of `order` through `s` (a kDeviceCellsMany statement).
     auto read_slice = [&](sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail) {
-        std::string json = "[";
-        json.reserve((to - from) * 19 + 2);
-        for (std::size_t j = from; j < to; ++j) {
-            if (j > from) json.push_back(',');
-            append_json_string(json, serials[order[j]]);
-        }
-        json.push_back(']');
+        const std::string json = json_array(from, to, [&](std::size_t j) -> const std::string& { return serials[order[j]]; });
         // The visitor is told the caller's index, and sees the serial as given.
         const std::function<void(std::size_t, const DeviceCells&)> to_caller = [&](std::size_t k,
                                                                                    const DeviceCells& d) {
@@ -1878,48 +2065,23 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
             }
             fold.row(s);
         }
-        if (rc != SQLITE_DONE) {
-            sqlite3_reset(s);
-            fail();
-        }
+        if (rc != SQLITE_DONE) fail();
         fold.flush();
-        sqlite3_reset(s);
-        sqlite3_clear_bindings(s);
     };
 
-    std::vector<std::unique_ptr<SliceReader>> readers;
-    if (serials.size() >= kDeviceBulkThreshold && impl_->tx_depth == 0 && sqlite3_get_autocommit(impl_->db.get())) {
-        const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
-        const std::size_t parts =
-            std::clamp<std::size_t>(serials.size() / kDeviceBulkThreshold, 1, std::min<std::size_t>(hw, 4));
-        for (std::size_t t = 0; t < parts; ++t) {
-            readers.push_back(std::make_unique<SliceReader>(impl_->path, kDeviceCellsMany));
-            if (!readers.back()->ok()) {
-                readers.clear();
-                break;
-            }
-        }
-    }
-    if (readers.empty()) {
-        Q q(*impl_, kDeviceCellsMany);
+    const std::size_t parts = bulk_readers(serials.size());
+    if (parts == 0) {
+        Q q(*impl_, sql);
         read_slice(q.raw(), 0, order.size(), [&] { impl_->fail("reading devices and their cells"); });
         return;
     }
-    std::vector<std::exception_ptr> thrown(readers.size());
-    auto work = [&](std::size_t t) {
-        try {
-            const std::size_t from = t * order.size() / readers.size(), to = (t + 1) * order.size() / readers.size();
-            read_slice(readers[t]->statement(), from, to, [&] { readers[t]->fail(); });
-        } catch (...) {
-            thrown[t] = std::current_exception();
-        }
-    };
-    std::vector<std::thread> pool;
-    for (std::size_t t = 1; t < readers.size(); ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto& th : pool) th.join();
-    for (const auto& e : thrown)
-        if (e) std::rethrow_exception(e);
+    in_parallel(parts, [&](std::size_t t) {
+        Reader& r = *impl_->readers[t];
+        sqlite3_stmt* s = r.statement(sql);
+        const ResetGuard reset{s};
+        read_slice(s, t * order.size() / parts, (t + 1) * order.size() / parts,
+                   [&] { r.fail("reading devices and their cells"); });
+    });
 }
 
 std::optional<std::string> Store::device_of_cell(std::string_view cell_serial) {
@@ -1949,37 +2111,110 @@ std::vector<DeviceLinkEvent> Store::cell_link_history(std::string_view cell_seri
 
 void Store::for_each_linked_cell(const CellFilter& filter,
                                  const std::function<void(const CellInfo&, const DeviceInfo&)>& visit) {
-    const ReadTx snapshot(*impl_);
     const FilterBounds b = bounds(filter);
-#define EOL_LINKED_SELECT                                                                                      \
-    "SELECT c.serial, c.cell_model, c.lot, c.production_date, c.latest_run_id, d.serial, d.model, "           \
-    "d.assembled_unix_s, d.station_id FROM cells c "                                                           \
-    "JOIN device_links l ON l.id = (SELECT max(x.id) FROM device_links x WHERE x.cell_serial = c.serial) "     \
-    "JOIN devices d ON d.serial = l.device_serial WHERE l.action = 'link' "
-    auto loop = [&](Q& q) {
+    // The cells of the filter: their serials from an index (lot or
+    // production date), kept end to end in one buffer.
+    std::string arena;
+    std::vector<std::size_t> ends;
+    auto serial_at = [&](std::size_t j) {
+        const std::size_t from = j == 0 ? 0 : ends[j - 1];
+        return std::string_view(arena).substr(from, ends[j] - from);
+    };
+    // The rows of a slice [from, to) through `s` (kLinkedMany).
+    auto read_slice = [&](sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail, auto&& deliver) {
+        const std::string json = json_array(from, to, serial_at);
+        if (sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8) != SQLITE_OK) fail();
+        CellInfo c;
         DeviceInfo d;
-        while (q.step()) {
-            const CellInfo c = read_cell_row(q, 0);
-            d.serial = q.col_text(5);
-            d.model = q.col_text(6);
-            d.assembled_unix_s = q.col_real(7);
-            d.station_id = q.col_text(8);
-            visit(c, d);
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            c.serial.assign(column_view(s, 0));
+            c.cell_model.assign(column_view(s, 1));
+            c.lot.assign(column_view(s, 2));
+            c.production_date.assign(column_view(s, 3));
+            c.latest_run_id = sqlite3_column_type(s, 4) == SQLITE_NULL
+                                  ? std::nullopt
+                                  : std::optional<std::int64_t>(sqlite3_column_int64(s, 4));
+            d.serial.assign(column_view(s, 5));
+            d.model.assign(column_view(s, 6));
+            d.assembled_unix_s = sqlite3_column_double(s, 7);
+            d.station_id.assign(column_view(s, 8));
+            deliver(c, d);
+        }
+        if (rc != SQLITE_DONE) fail();
+    };
+    auto list = [&] {
+        auto collect = [&](Q& q) {
+            while (q.step()) {
+                const auto* p = sqlite3_column_text(q.raw(), 0);
+                arena.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(q.raw(), 0)));
+                ends.push_back(arena.size());
+            }
+        };
+        if (filter.lot) {
+            Q q(*impl_, "SELECT serial FROM cells WHERE lot = ?1 AND production_date BETWEEN ?2 AND ?3");
+            q.text(1, *filter.lot).text(2, b.from).text(3, b.to);
+            collect(q);
+        } else if (b.all) {
+            Q q(*impl_, "SELECT serial FROM cells");
+            collect(q);
+        } else {
+            Q q(*impl_, "SELECT serial FROM cells WHERE production_date BETWEEN ?1 AND ?2");
+            q.text(1, b.from).text(2, b.to);
+            collect(q);
         }
     };
-    if (filter.lot) {
-        Q q(*impl_, EOL_LINKED_SELECT "AND c.lot = ?1 AND c.production_date BETWEEN ?2 AND ?3");
-        q.text(1, *filter.lot).text(2, b.from).text(3, b.to);
-        loop(q);
-    } else if (b.all) {
-        Q q(*impl_, EOL_LINKED_SELECT);
-        loop(q);
-    } else {
-        Q q(*impl_, EOL_LINKED_SELECT "AND c.production_date BETWEEN ?1 AND ?2");
-        q.text(1, b.from).text(2, b.to);
-        loop(q);
+    const bool in_tx = impl_->tx_depth > 0 || !sqlite3_get_autocommit(impl_->db.get());
+    {
+        const ReadTx snapshot(*impl_);
+        list();
+        if (in_tx || ends.size() < kBulkThreshold) {  // this connection, the same snapshot
+            Q q(*impl_, kLinkedMany);
+            read_slice(q.raw(), 0, ends.size(), [&] { impl_->fail("reading the devices of cells"); }, visit);
+            return;
+        }
     }
-#undef EOL_LINKED_SELECT
+    // In parallel, key range by key range (the serials come in production
+    // date order, which the serial schemes follow), each slice in its own
+    // snapshot; a cell's lot and production date, once set, never change.
+    // The visitor is called by one thread at a time.
+    const std::size_t parts = bulk_readers(ends.size());
+    if (parts == 0) {  // no second connection to this file: this one, in a snapshot of its own
+        Q q(*impl_, kLinkedMany);
+        read_slice(q.raw(), 0, ends.size(), [&] { impl_->fail("reading the devices of cells"); }, visit);
+        return;
+    }
+    // Each thread hands its rows over in batches (one lock per batch; the
+    // batch's strings are reused).
+    std::mutex one_at_a_time;
+    in_parallel(parts, [&](std::size_t t) {
+        Reader& r = *impl_->readers[t];
+        sqlite3_stmt* s = r.statement(kLinkedMany);
+        const ResetGuard reset{s};
+        std::vector<std::pair<CellInfo, DeviceInfo>> batch(1024);
+        std::size_t n = 0;
+        auto hand_over = [&] {
+            const std::lock_guard lock(one_at_a_time);
+            for (std::size_t k = 0; k < n; ++k) visit(batch[k].first, batch[k].second);
+            n = 0;
+        };
+        read_slice(s, t * ends.size() / parts, (t + 1) * ends.size() / parts,
+                   [&] { r.fail("reading the devices of cells"); },
+                   [&](const CellInfo& c, const DeviceInfo& d) {
+                       auto& [bc, bd] = batch[n++];
+                       bc.serial.assign(c.serial);
+                       bc.cell_model.assign(c.cell_model);
+                       bc.lot.assign(c.lot);
+                       bc.production_date.assign(c.production_date);
+                       bc.latest_run_id = c.latest_run_id;
+                       bd.serial.assign(d.serial);
+                       bd.model.assign(d.model);
+                       bd.assembled_unix_s = d.assembled_unix_s;
+                       bd.station_id.assign(d.station_id);
+                       if (n == batch.size()) hand_over();
+                   });
+        hand_over();
+    });
 }
 
 // ---------------------------------------------------------------- station events

@@ -41,12 +41,14 @@
 //
 // LookupSession answers "may this unit ship?" for one or millions of serials:
 // it caches every quarantine event once (they are few next to the cells) and
-// fetches only the events appended since on each call, then needs two
-// primary-key reads per serial (the cell, its latest run). Bulk lookups (256
-// serials or more, a store on a file) run on parallel read-only connections of
-// their own, one key range and one statement each (docs/screening.md: 1 M
-// serials against 10 M cells in about 2 s on 2 cores); the session itself is
-// one thread's (like its Store).
+// fetches only the events appended since on each call, then needs one
+// primary-key read per serial (the cell row holds its latest verdict:
+// Store::gate_cell). Bulk lookups read through Store::for_each_gate_cell: 256
+// serials or more (a store on a file, outside a write transaction) on the
+// store's parallel read-only connections, one key range and one statement
+// each; fewer, or inside a write transaction, in one statement on the
+// store's own connection. The session itself is one thread's (like its
+// Store); it holds no SQL of its own.
 //
 // Errors: UsageError (bad input: serial, lot, window, missing reason/actor),
 // QuarantineRefused (policy), StoreError (the database).
@@ -213,6 +215,10 @@ private:
     std::unordered_map<std::string, std::vector<std::size_t>> by_serial_;  // indices into events_
     std::unordered_map<std::string, std::vector<std::size_t>> by_lot_;
     std::vector<std::size_t> windows_;
+    // One bit per hash of each key of by_serial_ / by_lot_: a serial whose
+    // bit is clear has no events (most have none) and is judged without a
+    // search of the maps.
+    std::vector<std::uint64_t> serial_bits_, lot_bits_;
 };
 
 // ---------------------------------------------------------------- shipping

@@ -41,7 +41,11 @@
 //     and events (quarantine_events, station_events) are append-only:
 //     triggers reject UPDATE, DELETE and re-use of a key (INSERT OR
 //     REPLACE), whoever runs the SQL. Only a cell row changes: empty fields
-//     are completed and latest_run_id advances.
+//     are completed, and latest_run_id advances together with
+//     latest_verdict (migration 5: the verdict of that run, written by the
+//     same statement, in the same transaction as the run's insert; a store
+//     migrated to 5 has it filled from its runs) — so the ship gate reads a
+//     cell's latest verdict with one search instead of two.
 //   - Indexes: cells by serial (primary key, WITHOUT ROWID), lot and
 //     production date; test_runs by (serial, start); quarantine_events by
 //     (scope, target) and, for windows, (from, to).
@@ -102,6 +106,10 @@ struct OpenOptions {
     bool read_only = false;     // no writes, no migrations
     int busy_timeout_ms = 30000; // wait for another writer's lock this long (30 s: dozens of writers
                                  // on a loaded 2-core host queue for seconds; failing then loses a hold)
+    /// The page cache of each bulk reader (Store::bulk_readers), in bytes:
+    /// held while the Store is open, grown only as pages are read. Besides
+    /// it each reader maps up to the library's mmap limit of the file.
+    std::int64_t bulk_reader_cache_bytes = std::int64_t{64} << 20;
 };
 
 struct CellInfo {
@@ -228,8 +236,9 @@ struct DeviceRecord {
     std::vector<std::string> cells;
 };
 
-/// A cell inside a device now, with the stored fields the ship gate judges
-/// it by (Store::for_each_device_cells).
+/// A cell with the stored fields the ship gate judges it by: a cell inside
+/// a device (Store::for_each_device_cells), or any cell (Store::gate_cell,
+/// Store::for_each_gate_cell).
 struct DeviceCell {
     std::string serial;
     bool known = false;                // it has a row in cells
@@ -375,6 +384,34 @@ public:
     /// and reads cells in key order.
     std::vector<CellStatus> status_many(std::span<const std::string> serials);
 
+    // ---- the ship gate's reads of stored cells ----
+    /// A cell's stored lot, production date and the verdict of its latest
+    /// completed run (one primary-key search from schema 5 on); nullopt when
+    /// the serial is not a stored cell.
+    std::optional<DeviceCell> gate_cell(std::string_view serial);
+    /// How many read-only connections a bulk read of n serials uses in
+    /// parallel (for_each_gate_cell, for_each_device_cells): 0 when it reads
+    /// on this connection — fewer than 256 serials, inside a transaction, or
+    /// a file that cannot be opened a second time (in-memory, read-only
+    /// media). Opens them on first use; they stay open (with their page
+    /// cache and mapped pages) until the Store is closed, but hold no
+    /// snapshot between calls.
+    std::size_t bulk_readers(std::size_t n);
+    /// gate_cell() of many serials. `serials` must be in ascending byte order
+    /// (repeats allowed). With P = bulk_readers(n) > 0 they are read as P
+    /// slices, slice t = [t·n/P, (t+1)·n/P), each on its own thread and
+    /// read-only connection with one statement (its own WAL snapshot: a read
+    /// never blocks the writer); else as one slice 0 on this connection, in
+    /// one snapshot. visit(slice, i, cell) is called for every i, in
+    /// ascending i within a slice, with cell = nullptr when serials[i] is not
+    /// a stored cell (`cell` is valid during the call only; its serial field
+    /// is left empty). Slices are visited from several threads at once:
+    /// `visit` must not use this Store and must guard shared state (state
+    /// per slice needs none). Exceptions from `visit` stop the reading and
+    /// are rethrown; StoreError on a database error.
+    void for_each_gate_cell(std::span<const std::string_view> serials,
+                            const std::function<void(std::size_t, std::size_t, const DeviceCell*)>& visit);
+
     // ---- genealogy (devices and the cells inside them) ----
     /// Appends link/unlink events of ONE device, adding the device row first
     /// when it is new (model, station and time from `device`; its time 0 =
@@ -397,7 +434,8 @@ public:
     /// device, never for unknown ones, in no particular order; `device` is
     /// valid during the call only. Batches of 256 serials or more, outside a
     /// write transaction, are read in key order by up to 4 threads, each on a
-    /// read-only connection of its own to the file (its own WAL snapshot: a
+    /// read-only connection of its own to the file (bulk_readers(): kept open
+    /// between calls) (its own WAL snapshot: a
     /// read never blocks the writer) with one statement per slice — so
     /// `visit` is then called from several threads at once (for distinct i)
     /// and must neither use this Store nor touch shared state unguarded.
@@ -415,8 +453,14 @@ public:
     /// Link events of a device, or of a cell, oldest first.
     std::vector<DeviceLinkEvent> device_history(std::string_view device_serial);
     std::vector<DeviceLinkEvent> cell_link_history(std::string_view cell_serial);
-    /// Visits every cell matching `filter` that is inside a device now, with
-    /// that device (unordered). The callback must not write to the store.
+    /// Visits every cell matching `filter` (its lot and production dates;
+    /// cell_model is not applied) that is inside a device now, with that
+    /// device (unordered), on the calling thread. The cells of the filter
+    /// are listed in one snapshot; when they are 256 or more (and outside a
+    /// transaction) their devices are then read in key-ordered slices on the
+    /// bulk readers in parallel (each slice in its own snapshot, as
+    /// for_each_gate_cell), else on this connection in the same snapshot.
+    /// The callback must not write to the store.
     void for_each_linked_cell(const CellFilter& filter,
                               const std::function<void(const CellInfo&, const DeviceInfo&)>& visit);
 
