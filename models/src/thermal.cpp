@@ -362,7 +362,9 @@ ThermalFit solve(const detail::Prepared& p, const ThermalData& d, const ThermalO
                                     ? cpr / std::sqrt(vpx * var(1, 1))
                                     : std::numeric_limits<double>::quiet_NaN();
     } else {
-        fit.p_extra_w = {0.0, kInf, false};
+        // Missing, not 0: a 0 here read as "no extra heat" downstream.
+        fit.p_extra_w = {std::numeric_limits<double>::quiet_NaN(), kInf, false};
+        fit.corr_p_extra_r_th = std::numeric_limits<double>::quiet_NaN();
         fit.ambient_c = {c2, tq * std::sqrt(std::max(0.0, var(2, 2))), true};
         fit.notes.push_back("p_extra_w: no ambient temperature given; the fitted ambient (" + fmt_num(c2) +
                             " C) includes R_th·P_x");
@@ -863,7 +865,10 @@ void flag_identifiability(const WindowInput& w, ThermalFit& fit) {
     wide(fit.c_th_j_per_k, "c_th_j_per_k", std::abs(fit.c_th_j_per_k.value));
     wide(fit.r_th_k_per_w, "r_th_k_per_w", std::abs(fit.r_th_k_per_w.value));
     wide(fit.tau_s, "tau_s", fit.tau_s.value);
-    if (fit.p_extra_w.identifiable) wide(fit.p_extra_w, "p_extra_w", fit.mean_heat_w);
+    // P_x against the larger of the heat and itself: a short's watts are
+    // determined to a relative precision, a healthy cell's ~0 to the heat's.
+    if (fit.p_extra_w.identifiable)
+        wide(fit.p_extra_w, "p_extra_w", std::max(fit.mean_heat_w, std::abs(fit.p_extra_w.value)));
     wide(fit.heating_ohm, "heating_ohm", fit.heating_ohm.value);
 }
 

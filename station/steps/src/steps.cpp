@@ -364,6 +364,8 @@ private:
         }
     }
 
+    static constexpr double kReversibleMinCooling_s = 1800.0;
+
     awaitable<Quantities> heat(const HeatParams& p) {
         check_current(p.current_a);
         models::Series s;
@@ -388,6 +390,15 @@ private:
         models::ThermalOptions opt;
         opt.heating_rc_pairs = 3;
         if (!io_.ambient_channel) s.t_amb_c.clear();
+        if (io_.thermo_offset_k && io_.ambient_channel) {
+            opt.sensor_offset_c = *io_.thermo_offset_k;
+            // The reversible heat k·I has almost the shape of the Joule heat;
+            // only a cooling rest of about τ (~1900 s here) tells them and the
+            // steady offset apart. With the production recipe's 600 s the fit
+            // with k free swings the steady offset by ~1 K between runs of one
+            // cell (tools/thermal_sim_roc --cooling-s 600; docs/models.md).
+            opt.reversible_heat = p.cooling_s >= kReversibleMinCooling_s;
+        }
         std::optional<models::ThermalFit> fit_result;
         {
             const ComputingTime not_counted(*this);  // also when the fit throws
@@ -403,11 +414,21 @@ private:
         put(mf, "tau_s", fit.tau_s);
         put(mf, "heating_ohm", fit.heating_ohm);
         put(mf, "p_extra_w", fit.p_extra_w);
+        if (fit.extended) {
+            if (std::isfinite(fit.entropic_v.value)) put(mf, "entropic_v", fit.entropic_v);
+            put(mf, "steady_offset_k", fit.steady_offset_k);
+        }
         mf.parameters["p_heat_w"] = i_on * i_on * fit.heating_ohm.value;  // I²R of the step
         out_.fits.push_back(std::move(mf));
         q["c_th_j_per_k"] = fit.c_th_j_per_k.value;
         q["r_th_k_per_w"] = fit.r_th_k_per_w.value;
-        q["p_x_w"] = fit.p_extra_w.value;
+        // P_x the window does not determine (no ambient sensor: the fitted
+        // ambient absorbs it, the fit reports NaN; a heating-only window) is
+        // missing, not a value: NaN reaches the limit check as "not measured"
+        // and screening as a missing feature, never as 0. A wide interval
+        // alone (a 10 ohm short: 1.5 ± 0.8 W) is still a measurement.
+        const bool px_determined = std::isfinite(fit.p_extra_w.value) && !fit.heating_only;
+        q["p_x_w"] = px_determined ? fit.p_extra_w.value : std::nan("");
         co_return q;
     }
 
