@@ -171,18 +171,27 @@ private:
     /// does not read ok (an open thermocouple must not pass as a temperature).
     awaitable<std::pair<double, double>> temperatures() const {
         const auto all = co_await with_thermo([](instruments::TemperatureReader& t) { return t.read_all(); });
-        auto pick = [&](int ch) {
-            if (ch < 0 || static_cast<std::size_t>(ch) >= all.size())
-                throw instruments::InstrumentError(io_.thermo->name(), "read channel " + std::to_string(ch),
+        auto pick = [](const instruments::TemperatureReader& reader, const auto& readings, int ch) {
+            if (ch < 0 || static_cast<std::size_t>(ch) >= readings.size())
+                throw instruments::InstrumentError(reader.name(), "read channel " + std::to_string(ch),
                                                    "no such channel");
-            const auto& r = all[static_cast<std::size_t>(ch)];
+            const auto& r = readings[static_cast<std::size_t>(ch)];
             if (r.status != instruments::TcStatus::ok)
-                throw instruments::InstrumentError(io_.thermo->name(), "read channel " + std::to_string(ch),
+                throw instruments::InstrumentError(reader.name(), "read channel " + std::to_string(ch),
                                                    std::string("thermocouple ") + to_string(r.status));
             return r.temp_c;
         };
-        const double cell = pick(io_.thermo_channel);
-        const double amb = io_.ambient_channel ? pick(*io_.ambient_channel) : std::nan("");
+        const double cell = pick(*io_.thermo, all, io_.thermo_channel);
+        double amb = std::nan("");
+        if (io_.ambient_channel && io_.ambient_thermo && io_.ambient_thermo != io_.thermo) {
+            // The station's ambient on another module, through that module's lane.
+            check_deadline();
+            instruments::TemperatureReader* reader = io_.ambient_thermo;
+            const auto other = co_await on_lane(io_.ambient_lane, [reader] { return reader->read_all(); });
+            amb = pick(*reader, other, *io_.ambient_channel);
+        } else if (io_.ambient_channel) {
+            amb = pick(*io_.thermo, all, *io_.ambient_channel);
+        }
         co_return std::pair<double, double>{cell, amb};
     }
 
@@ -609,6 +618,7 @@ std::vector<TestRecord> run_channels(const Recipe& recipe, const Limits& limits,
     for (const ChannelJob& j : jobs) {
         instruments_used.insert(j.io.load);
         instruments_used.insert(j.io.thermo);
+        if (j.io.ambient_thermo) instruments_used.insert(j.io.ambient_thermo);
     }
     asio::thread_pool pool(std::clamp<std::size_t>(instruments_used.size(), 1, 8));
     std::map<const void*, Lane> lanes;
@@ -621,6 +631,7 @@ std::vector<TestRecord> run_channels(const Recipe& recipe, const Limits& limits,
         ios[k] = job.io;
         ios[k].load_lane = job.io.load ? &lanes.at(job.io.load) : nullptr;
         ios[k].thermo_lane = job.io.thermo ? &lanes.at(job.io.thermo) : nullptr;
+        ios[k].ambient_lane = job.io.ambient_thermo ? &lanes.at(job.io.ambient_thermo) : nullptr;
         ctxs[k].position = job.position;
         if (job.fits) ctxs[k].fits = job.fits;
         auto finish = [&, k](TestRecord rec) {

@@ -78,6 +78,10 @@
 // corr_p_extra_r_th is the correlation of P_x with R_th from the covariance
 // (also in the plain model).
 //
+// Failure: heat_determined (below) — a circuit heat over the physical bound
+// I·(V_rest − V) leaves R_th, C_th and P_x missing, never a number (it was
+// P_x = 212 W for a drained cell with a 202 Ω short).
+//
 // Errors: InputError for the window errors of Series::validate (cell
 // temperature required), no heat (zero current), non-positive heating_ohm,
 // and the circuit fit's errors when heating comes from the circuit.
@@ -120,6 +124,12 @@ struct ThermalFit {
     int iterations = 0;
     bool converged = false;
     bool heating_only = false;
+    // False when the heating is not physical: the circuit's heat over a
+    // window that starts at rest exceeds 1.5 × ∫I·(V_rest − V)dt, the most a
+    // cell can dissipate (the circuit does not describe the window, e.g. a
+    // cell driven into its empty knee). The fit then failed: converged =
+    // false, R_th, C_th, P_x (and k) NaN and not identifiable; τ is kept.
+    bool heat_determined = true;
     std::string heating_source;  // "circuit", "overpotential", "fixed"
     std::string ambient_source;  // "fixed", "column", "fitted"
     std::vector<std::string> notes;
