@@ -198,6 +198,7 @@ void run_thermal(const ThermalCli& o) {
         j["heating_source"] = f.heating_source;
         j["ambient_source"] = f.ambient_source;
         j["heating_only"] = f.heating_only;
+        j["heat_determined"] = f.heat_determined;
         j["mean_heat_w"] = f.mean_heat_w;
         j["converged"] = f.converged;
         j["iterations"] = f.iterations;
@@ -226,6 +227,8 @@ void run_thermal(const ThermalCli& o) {
     if (std::isfinite(f.p_extra_w.value))
         fmt::print("  P_x      {}{}, corr(P_x, R_th) {:.2f}\n", pm(f.p_extra_w, 1.0, 4, "W"),
                    f.p_extra_identifiable ? "" : " (assumes no sensor offset)", f.corr_p_extra_r_th);
+    else if (!f.heat_determined)
+        fmt::print("  P_x      not determined: the fit failed (the window's heat is not known, see the notes)\n");
     else
         fmt::print("  P_x      not identifiable from this window\n");
     if (f.extended) {

@@ -12,8 +12,10 @@
 #include <memory>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "eol/sim/cell.hpp"
+#include "eol/station/features.hpp"
 #include "eol/station/steps.hpp"
 #include "support/sim_rig.hpp"
 
@@ -31,15 +33,19 @@ struct HeatRun {
     double entropic_v = NAN;  // fitted only with a channel calibration (extended model)
     double steady_offset_k = NAN;  // c = offset + R_th·P_x (extended model)
     std::string verdict;
+    station::TestRecord record;
 };
 
 /// Runs only the shipped recipe's heat step on fixture position 1 holding a
 /// cell with parameters `cell`.
 HeatRun run_heat_step(const sim::CellParams& cell, bool ambient_sensor = true,
-                      std::optional<double> thermo_offset_k = std::nullopt) {
+                      std::optional<double> thermo_offset_k = std::nullopt, bool judge_p_x = true) {
     test::SimRig rig(500.0);
-    const station::Recipe recipe = rig.recipe_of({station::StepKind::heat});
+    station::Recipe recipe = rig.recipe_of({station::StepKind::heat});
     REQUIRE(recipe.steps.size() == 1);
+    if (!judge_p_x)  // p_x_w measured and recorded, without spec limits
+        for (auto& m : recipe.steps[0].measurements)
+            if (m.name == "p_x_w") m.low = m.high = std::nullopt;
     station::ChannelJob job = rig.job(1, "TEST-CELL", cell);
     REQUIRE(job.io.ambient_channel.has_value());
     if (!ambient_sensor) job.io.ambient_channel.reset();
@@ -52,6 +58,7 @@ HeatRun run_heat_step(const sim::CellParams& cell, bool ambient_sensor = true,
     const station::TestRecord rec = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
     CHECK_FALSE(rig.input_on(1));
     HeatRun out;
+    out.record = rec;
     out.verdict = std::string(station::to_string(rec.verdict));
     INFO("abort reason: " << rec.abort_reason);
     for (const auto& f : rec.fits)
@@ -120,6 +127,26 @@ TEST_CASE("steps: heat step without an ambient sensor records P_x as missing, no
     REQUIRE(a.p_x_measured);
     CHECK(a.p_x_meas_w == doctest::Approx(a.p_x_w));
     CHECK(a.p_x_outcome == station::Outcome::fail);
+}
+
+TEST_CASE("steps: a position without an ambient sensor: P_x not identifiable, missing to screening, never a fail by itself") {
+    // What a position whose module reaches no ambient thermocouple records
+    // (config check lists it; a recipe that judges p_x_w is refused there).
+    // With p_x_w measured but not judged, a good cell passes on its other
+    // limits, and the feature screening reads is NaN (missing), not 0 W.
+    sim::CellParams good;
+    const HeatRun g = run_heat_step(good, false, std::nullopt, false);
+    INFO("verdict " << g.verdict << ", reason " << g.record.abort_reason);
+    REQUIRE(g.p_x_measured);
+    CHECK(std::isnan(g.p_x_meas_w));
+    CHECK(g.p_x_outcome == station::Outcome::unset);
+    CHECK(g.verdict == "pass");
+    const std::vector<std::string> names{"p_x_w", "p_x_mw", "temp_rise_k"};
+    const std::vector<double> f = station::record_features(g.record, names, nullptr);
+    REQUIRE(f.size() == 3);
+    CHECK(std::isnan(f[0]));
+    CHECK(std::isnan(f[1]));
+    CHECK(std::isfinite(f[2]));  // the rest of the record is screened as usual
 }
 
 TEST_CASE("steps: a channel with a calibrated thermocouple offset fits with it and applies the offset") {
