@@ -871,7 +871,7 @@ TEST_CASE("hostile: config: bad ambient references are reported at their line") 
     CHECK(ds.size() == 4);
 }
 
-TEST_CASE("hostile: config: a recipe that judges p_x_w is refused at positions that cannot measure P_x") {
+TEST_CASE("hostile: config: a recipe that measures p_x_w is refused at positions that cannot measure P_x") {
     Dir d;
     write_file(d.root / "recipes/px.toml", kRecipe + "  [[steps.measurements]]\n  name = \"p_x_w\"\n  high = 0.05\n");
     const std::string base = replace(with_tc2(kStation, ""), "recipes/test.toml", "recipes/px.toml");
@@ -885,7 +885,7 @@ TEST_CASE("hostile: config: a recipe that judges p_x_w is refused at positions t
     for (const Diagnostic& e : ds) {
         CHECK(e.key_path == "channels");
         CHECK(contains(e.message, "cannot measure P_x: no ambient thermocouple reachable"));
-        CHECK(contains(e.message, "judges p_x_w <= 0.05 W"));
+        CHECK(contains(e.message, "measures p_x_w (<= 0.05 W) and every cell there would end 'not measured'"));
     }
     CHECK(contains(ds[0].message, "position 4"));  // the first [[channels]] table in the file
     CHECK(ds[0].line == line_of(text, "[[channels]]\nposition = 4"));

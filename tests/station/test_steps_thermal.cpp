@@ -6,6 +6,7 @@
 // noise), a cell with a 10 Ω internal short its OCV²/R_isc (≈ 1.6 W).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -39,13 +40,15 @@ struct HeatRun {
 /// Runs only the shipped recipe's heat step on fixture position 1 holding a
 /// cell with parameters `cell`.
 HeatRun run_heat_step(const sim::CellParams& cell, bool ambient_sensor = true,
-                      std::optional<double> thermo_offset_k = std::nullopt, bool judge_p_x = true) {
+                      std::optional<double> thermo_offset_k = std::nullopt, bool declare_p_x = true) {
     test::SimRig rig(500.0);
     station::Recipe recipe = rig.recipe_of({station::StepKind::heat});
     REQUIRE(recipe.steps.size() == 1);
-    if (!judge_p_x)  // p_x_w measured and recorded, without spec limits
-        for (auto& m : recipe.steps[0].measurements)
-            if (m.name == "p_x_w") m.low = m.high = std::nullopt;
+    if (!declare_p_x) {  // a recipe that does not declare p_x_w (the fit still records P_x)
+        auto& ms = recipe.steps[0].measurements;
+        ms.erase(std::remove_if(ms.begin(), ms.end(), [](const station::MeasurementSpec& m) { return m.name == "p_x_w"; }),
+                 ms.end());
+    }
     station::ChannelJob job = rig.job(1, "TEST-CELL", cell);
     REQUIRE(job.io.ambient_channel.has_value());
     if (!ambient_sensor) job.io.ambient_channel.reset();
@@ -131,17 +134,19 @@ TEST_CASE("steps: heat step without an ambient sensor records P_x as missing, no
 
 TEST_CASE("steps: a position without an ambient sensor: P_x not identifiable, missing to screening, never a fail by itself") {
     // What a position whose module reaches no ambient thermocouple records
-    // (config check lists it; a recipe that judges p_x_w is refused there).
-    // With p_x_w measured but not judged, a good cell passes on its other
-    // limits, and the feature screening reads is NaN (missing), not 0 W.
+    // (config check lists it; a recipe that declares p_x_w — every declared
+    // measurement is required — is refused there). With a recipe that does
+    // not declare it, a good cell passes on its other limits, the thermal
+    // fit's P_x is NaN, and the features screening reads are NaN (missing),
+    // not 0 W.
     sim::CellParams good;
     const HeatRun g = run_heat_step(good, false, std::nullopt, false);
     INFO("verdict " << g.verdict << ", reason " << g.record.abort_reason);
-    REQUIRE(g.p_x_measured);
-    CHECK(std::isnan(g.p_x_meas_w));
-    CHECK(g.p_x_outcome == station::Outcome::unset);
+    CHECK_FALSE(g.p_x_measured);
+    CHECK(std::isnan(g.p_x_w));  // the fit record's p_extra_w
+    CHECK(std::isfinite(g.c_th_j_per_k));
     CHECK(g.verdict == "pass");
-    const std::vector<std::string> names{"p_x_w", "p_x_mw", "temp_rise_k"};
+    const std::vector<std::string> names{"p_x_mw", "thermal.p_extra_w", "temp_rise_k"};
     const std::vector<double> f = station::record_features(g.record, names, nullptr);
     REQUIRE(f.size() == 3);
     CHECK(std::isnan(f[0]));

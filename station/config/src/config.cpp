@@ -1602,30 +1602,32 @@ void check_recipe_against_limits(const Recipe& r, const Limits& l, const std::st
     }
 }
 
-/// A recipe that judges p_x_w (a spec limit on the heat step's P_x: the
-/// internal-short screen) needs an ambient thermocouple at every position:
-/// without one the fit cannot determine P_x, and every cell there would end
-/// "not measured" (retested for ever) — or, were it skipped, ship without
-/// the short screen. Refused before the first cell instead, at the position.
-/// (A screening feature or a p_x_w measurement without limits tolerates a
-/// missing value: `config check` lists those positions, no error.)
+/// A recipe that measures p_x_w (eol-18650's spec limit on the heat step's
+/// P_x: the internal-short screen) needs an ambient thermocouple at every
+/// position: without one the fit cannot determine P_x, and every cell there
+/// would end "not measured" (a declared measurement is required; retested
+/// for ever) — or, were it skipped, ship without the short screen. Refused
+/// before the first cell instead, at the position. (A screening feature on
+/// P_x tolerates a missing value: `config check` lists those positions and
+/// warns, no error.)
 void check_p_x_reachable(const StationConfig& cfg, const std::string& station_file, std::vector<Diagnostic>& out) {
     const MeasurementSpec* judged = nullptr;
     for (const MeasurementSpec* m : cfg.recipe.measurements())
-        if (m->quantity == "p_x_w" && (m->low || m->high)) judged = m;
+        if (m->quantity == "p_x_w") judged = m;
     if (!judged) return;
     for (std::size_t i = 0; i < cfg.channels.size(); ++i) {
         const ChannelConfig& ch = cfg.channels[i];
         if (cfg.ambient_for(ch)) continue;
         std::string limits;
-        if (judged->low) limits += fmt::format(">= {} ", fmt_num(*judged->low));
-        if (judged->high) limits += fmt::format("{}<= {} ", judged->low ? "and " : "", fmt_num(*judged->high));
+        if (judged->low) limits += fmt::format(">= {} W", fmt_num(*judged->low));
+        if (judged->high) limits += fmt::format("{}<= {} W", judged->low ? ", " : "", fmt_num(*judged->high));
         out.push_back({station_file, ch.line, 0, "channels",
                        fmt::format("position {} cannot measure P_x: no ambient thermocouple reachable ('{}' has no "
-                                   "ambient_channel and [station] ambient is not set), but recipe {} judges {} {}W; "
-                                   "give instruments.{} an ambient_channel or set [station] ambient",
-                                   ch.position, ch.thermo, display_name(cfg.recipe.file), judged->name, limits,
-                                   ch.thermo)});
+                                   "ambient_channel and [station] ambient is not set), but recipe {} measures {}{} "
+                                   "and every cell there would end 'not measured'; give instruments.{} an "
+                                   "ambient_channel or set [station] ambient",
+                                   ch.position, ch.thermo, display_name(cfg.recipe.file), judged->name,
+                                   limits.empty() ? "" : " (" + limits + ")", ch.thermo)});
     }
 }
 
