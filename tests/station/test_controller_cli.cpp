@@ -794,7 +794,8 @@ TEST_CASE("controller cli: a recipe step above a load's rated current (its diale
             "/serial-scheme.toml\"\nstore = \"test.db\"\n\n[instruments.load1]\ndriver = \"scpi_load\"\naddress = "
             "\"tcp://127.0.0.1:" + std::to_string(free_port()) + "\"\ndialect = \"" + dialect.string() +
             "\"\nchannels = 2\n\n[instruments.tc1]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:" +
-            std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n"
+            std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n"
+            "ambient_channel = 7\n\n"  // the recipe measures p_x_w: the position needs an ambient
             "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n\n"
             "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n[screening]\nfeatures = [\"ocv_v\"]\n");
     const Result r = run({EOL_CLI, "run", "--config", cfg.string(), "--serial", eol::test::lot0042_serial(1701), "--json"});
