@@ -22,7 +22,9 @@
 // the wrong kind, duplicates, files that do not exist, TOML syntax errors —
 // and thrown once, all together, as ConfigError (a UsageError: exit code 2).
 // Loading the station file also loads and validates its recipe; the recipe's
-// diagnostics name the recipe file.
+// diagnostics name the recipe file. A recipe that measures p_x_w is refused
+// at every position that reaches no ambient thermocouple (ambient_for()),
+// at that position's [[channels]] line: P_x cannot be determined there.
 //
 // Conventions: fixture positions and load channels are 1-based (as on the
 // load's front panel); thermocouple channels are 0-based (as on the modules).
@@ -399,7 +401,7 @@ struct StationConfig {
     std::filesystem::path store;          // resolved
     std::vector<InstrumentConfig> instruments;  // in file order
     std::vector<ChannelConfig> channels;        // sorted by position
-    std::optional<ThermoRef> ambient;           // station ambient thermocouple
+    std::optional<ThermoRef> ambient;           // station ambient thermocouple (any module; see ambient_for)
     Limits limits;
     ScreeningConfig screening;
     PlcConfig plc;
