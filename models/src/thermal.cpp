@@ -22,6 +22,10 @@ using detail::SmallMat;
 using detail::SmallVec;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// The circuit's heat may exceed the overpotential bound by this factor (noise,
+// a voltage that recovers above its start) before the heat is called unknown;
+// sound windows give 0.45–0.7 of it, broken circuit fits 20–10,000.
+constexpr double kHeatBoundFactor = 1.5;
 
 std::string fmt_num(double x) {
     char buf[32];
@@ -362,7 +366,9 @@ ThermalFit solve(const detail::Prepared& p, const ThermalData& d, const ThermalO
                                     ? cpr / std::sqrt(vpx * var(1, 1))
                                     : std::numeric_limits<double>::quiet_NaN();
     } else {
-        fit.p_extra_w = {0.0, kInf, false};
+        // Missing, not 0: a 0 here read as "no extra heat" downstream.
+        fit.p_extra_w = {std::numeric_limits<double>::quiet_NaN(), kInf, false};
+        fit.corr_p_extra_r_th = std::numeric_limits<double>::quiet_NaN();
         fit.ambient_c = {c2, tq * std::sqrt(std::max(0.0, var(2, 2))), true};
         fit.notes.push_back("p_extra_w: no ambient temperature given; the fitted ambient (" + fmt_num(c2) +
                             " C) includes R_th·P_x");
@@ -380,7 +386,26 @@ struct WindowInput {
     double amb_mean = 0.0, energy = 0.0;
     std::size_t last_heat = 0;
     std::vector<std::string> notes;
+    // The circuit's heat is more than the cell can dissipate (see heat_determined).
+    bool heat_unphysical = false;
 };
+
+/// Upper bound of the irreversible heat of a window that starts at rest:
+/// ∫ I·(V_rest − V) dt (the overpotential heat with the open-circuit voltage
+/// held at its start, which over a discharge only falls). NaN when the window
+/// does not start at rest.
+double overpotential_bound_j(const detail::Prepared& p) {
+    const double thr = std::max({5.0 * p.i_noise, 0.01 * p.i_span, 1e-6});
+    std::size_t rest = 0;
+    while (rest < p.n && std::abs(p.i[rest]) <= thr) ++rest;
+    if (rest == 0 || rest == p.n) return std::numeric_limits<double>::quiet_NaN();
+    double v0 = 0.0;
+    for (std::size_t k = 0; k < rest; ++k) v0 += p.v[k];
+    v0 /= static_cast<double>(rest);
+    double e = 0.0;
+    for (std::size_t k = 1; k < p.n; ++k) e += p.i[k - 1] * (v0 - p.v[k - 1]) * p.dt[k];
+    return e;
+}
 
 void prepare_window(const Series& s, const ThermalOptions& opt, WindowInput& w) {
     w.p = detail::prepare(s, 8, true);
@@ -406,6 +431,20 @@ void prepare_window(const Series& s, const ThermalOptions& opt, WindowInput& w) 
             // than τ the fit turns the timing error into a large, negative P_x.
             w.heat_ohm = heating_from_circuit(s, p, opt, w.notes, d.heat);
             w.source = "circuit";
+            // A circuit that does not describe the window (a cell driven into
+            // its empty knee: the fit puts ohms into a slow branch) can give a
+            // heat a hundred times what the cell dissipates, and R_th then
+            // collapses and P_x = c/R_th reads hundreds of watts. The heat is
+            // bounded by I·(V_rest − V); over it the heat scale is unknown.
+            const double bound = overpotential_bound_j(p);
+            double e = 0.0;
+            for (std::size_t k = 1; k < p.n; ++k) e += d.heat[k] * p.dt[k];
+            if (bound > 0.0 && e > kHeatBoundFactor * bound) {
+                w.heat_unphysical = true;
+                w.notes.push_back("heating_ohm: the circuit's heat over the window (" + fmt_num(e) +
+                                  " J) exceeds what the cell can dissipate, I*(V_rest - V) (" + fmt_num(bound) +
+                                  " J): the circuit does not describe this window");
+            }
             break;
         }
         case HeatingSource::overpotential: {
@@ -837,6 +876,22 @@ ThermalJointFit fit_extended(const std::vector<const Series*>& series, const std
     return j;
 }
 
+/// A window whose heat is not known (WindowInput::heat_unphysical): the
+/// fit failed — R_th, C_th and P_x missing, τ (the shape) kept.
+void fail_on_unknown_heat(const WindowInput& w, ThermalFit& fit) {
+    if (!w.heat_unphysical) return;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    fit.heat_determined = false;
+    fit.converged = false;
+    fit.r_th_k_per_w = fit.c_th_j_per_k = fit.p_extra_w = {nan, kInf, false};
+    fit.entropic_v = {nan, kInf, false};
+    fit.heating_ohm.identifiable = false;
+    fit.p_extra_identifiable = false;
+    fit.corr_p_extra_r_th = fit.corr_entropic_r_th = nan;
+    fit.notes.push_back("thermal fit failed: the heat of the window is not known (heating_ohm above), so R_th, C_th "
+                        "and P_x are not determined; tau_s is the shape's");
+}
+
 /// Identifiability flags shared by the plain and the extended single-window fit.
 void flag_identifiability(const WindowInput& w, ThermalFit& fit) {
     const detail::Prepared& p = w.p;
@@ -863,7 +918,10 @@ void flag_identifiability(const WindowInput& w, ThermalFit& fit) {
     wide(fit.c_th_j_per_k, "c_th_j_per_k", std::abs(fit.c_th_j_per_k.value));
     wide(fit.r_th_k_per_w, "r_th_k_per_w", std::abs(fit.r_th_k_per_w.value));
     wide(fit.tau_s, "tau_s", fit.tau_s.value);
-    if (fit.p_extra_w.identifiable) wide(fit.p_extra_w, "p_extra_w", fit.mean_heat_w);
+    // P_x against the larger of the heat and itself: a short's watts are
+    // determined to a relative precision, a healthy cell's ~0 to the heat's.
+    if (fit.p_extra_w.identifiable)
+        wide(fit.p_extra_w, "p_extra_w", std::max(fit.mean_heat_w, std::abs(fit.p_extra_w.value)));
     wide(fit.heating_ohm, "heating_ohm", fit.heating_ohm.value);
 }
 
@@ -905,6 +963,7 @@ ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
     fit.mean_heat_w = w.energy / p.span;
     fit.notes.insert(fit.notes.begin(), w.notes.begin(), w.notes.end());
     flag_identifiability(w, fit);
+    fail_on_unknown_heat(w, fit);
     return fit;
 }
 
@@ -935,6 +994,8 @@ ThermalJointFit fit_thermal_joint(const std::vector<Series>& windows, const Ther
         f.mean_heat_w = w.energy / w.p.span;
         f.notes.insert(f.notes.begin(), w.notes.begin(), w.notes.end());
         flag_identifiability(w, f);
+        fail_on_unknown_heat(w, f);
+        if (w.heat_unphysical) j.converged = false;
     }
     return j;
 }

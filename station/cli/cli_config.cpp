@@ -112,12 +112,16 @@ json station_json(const StationConfig& c) {
                         {"connect_timeout_s", i.connect_timeout_s},
                         {"unit", i.unit}});
     json chans = json::array();
-    for (const auto& ch : c.channels)
+    for (const auto& ch : c.channels) {
+        const auto amb = c.ambient_for(ch);
         chans.push_back({{"position", ch.position},
                          {"load", ch.load},
                          {"load_channel", ch.load_channel},
                          {"thermo", ch.thermo},
-                         {"thermo_channel", ch.thermo_channel}});
+                         {"thermo_channel", ch.thermo_channel},
+                         {"ambient", amb ? json{{"thermo", amb->thermo}, {"channel", amb->channel}} : json(nullptr)},
+                         {"p_x_identifiable", amb.has_value()}});
+    }
     json j{{"valid", true},
            {"file", c.file.string()},
            {"station_id", c.station_id},
@@ -175,6 +179,16 @@ void print_recipe(const Recipe& r) {
                        l.file.lexically_normal().string());
 }
 
+/// Whether the station's recipe or screening uses P_x (p_x_w).
+std::string p_x_users(const StationConfig& c) {
+    std::vector<std::string> users;
+    for (const auto* m : c.recipe.measurements())
+        if (m->quantity == "p_x_w") users.push_back(fmt::format("recipe measurement {}", m->name));
+    for (const auto& f : c.screening.features)
+        if (f == "p_x_w" || f == "p_x_mw" || f == "thermal.p_extra_w") users.push_back(fmt::format("screening feature {}", f));
+    return fmt::format("{}", fmt::join(users, ", "));
+}
+
 void print_station(const StationConfig& c) {
     fmt::print("{}: valid\n", c.file.string());
     fmt::print("station      {}\n", c.station_id);
@@ -185,11 +199,32 @@ void print_station(const StationConfig& c) {
                    i.is_load() && i.driver == station::InstrumentConfig::Driver::scpi_load
                        ? ""
                        : fmt::format("  unit {}", i.unit));
-    fmt::print("channels     position  load       thermocouple\n");
-    for (const auto& ch : c.channels)
-        fmt::print("             {:>8}  {:<9}  {}/{}\n", ch.position,
-                   fmt::format("{}/{}", ch.load, ch.load_channel), ch.thermo, ch.thermo_channel);
+    fmt::print("channels     position  load       thermocouple  ambient\n");
+    std::vector<int> blind;  // positions that cannot measure P_x
+    for (const auto& ch : c.channels) {
+        const auto amb = c.ambient_for(ch);
+        if (!amb) blind.push_back(ch.position);
+        fmt::print("             {:>8}  {:<9}  {:<12}  {}\n", ch.position, fmt::format("{}/{}", ch.load, ch.load_channel),
+                   fmt::format("{}/{}", ch.thermo, ch.thermo_channel),
+                   !amb                      ? std::string("none")
+                   : amb->thermo == ch.thermo ? fmt::format("{}/{}", amb->thermo, amb->channel)
+                                              : fmt::format("{}/{} (read through {})", amb->thermo, amb->channel, amb->thermo));
+    }
     if (c.ambient) fmt::print("ambient      {}/{}\n", c.ambient->thermo, c.ambient->channel);
+    // P_x (the heat step's unexplained heat, p_x_w) needs an ambient sensor:
+    // the positions without one record it missing, and screening skips it there.
+    const std::string users = p_x_users(c);
+    if (blind.empty())
+        fmt::print("p_x_w        measurable at every position{}\n", users.empty() ? "" : " (" + users + ")");
+    else
+        fmt::print("p_x_w        NOT identifiable at position{} {} (no ambient thermocouple reachable): recorded as "
+                   "missing, screening skips it there{}\n",
+                   blind.size() == 1 ? "" : "s", fmt::join(blind, ", "),
+                   users.empty() ? "" : "; used by " + users);
+    if (!blind.empty() && !users.empty())
+        fmt::print(stderr, "{}: warning: P_x is not identifiable at position{} {} (no ambient thermocouple): {} "
+                           "will be missing for their cells\n",
+                   c.file.string(), blind.size() == 1 ? "" : "s", fmt::join(blind, ", "), users);
     print_recipe(c.recipe);
     fmt::print("screening    {}\n", fmt::join(c.screening.features, ", "));
     fmt::print("serial       {}\n", c.serial_scheme.string());

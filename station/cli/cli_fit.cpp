@@ -156,6 +156,9 @@ struct ThermalCli {
     std::optional<double> ambient, heating_ohm;
     std::string heating = "circuit";
     int heating_rc = 2;
+    // The extended model (any of these set): see eol/models/thermal.hpp.
+    bool reversible = false, offset_from_rest = false, ambient_drift = false;
+    std::optional<double> sensor_offset;
 };
 
 void run_thermal(const ThermalCli& o) {
@@ -170,6 +173,10 @@ void run_thermal(const ThermalCli& o) {
     } else if (o.heating == "overpotential") {
         to.heating = models::HeatingSource::overpotential;
     }
+    to.reversible_heat = o.reversible;
+    to.sensor_offset_c = o.sensor_offset;
+    to.offset_from_rest = o.offset_from_rest;
+    to.ambient_drift = o.ambient_drift;
     models::ThermalFit f;
     try {
         f = models::fit_thermal(in.series, to);
@@ -191,10 +198,22 @@ void run_thermal(const ThermalCli& o) {
         j["heating_source"] = f.heating_source;
         j["ambient_source"] = f.ambient_source;
         j["heating_only"] = f.heating_only;
+        j["heat_determined"] = f.heat_determined;
         j["mean_heat_w"] = f.mean_heat_w;
         j["converged"] = f.converged;
         j["iterations"] = f.iterations;
         j["samples"] = f.samples;
+        j["extended"] = f.extended;
+        j["p_extra_identifiable"] = f.p_extra_identifiable;
+        j["corr_p_extra_r_th"] = num(f.corr_p_extra_r_th);
+        if (f.extended) {
+            put(j, "entropic_v", f.entropic_v);
+            put(j, "steady_offset_k", f.steady_offset_k);
+            put(j, "sensor_offset_c", f.sensor_offset_c);
+            put(j, "ambient_drift_k_per_s", f.ambient_drift_k_per_s);
+            j["offset_source"] = f.offset_source;
+            j["corr_entropic_r_th"] = num(f.corr_entropic_r_th);
+        }
         j["notes"] = f.notes;
         fmt::print("{}\n", j.dump(2));
         return;
@@ -205,7 +224,23 @@ void run_thermal(const ThermalCli& o) {
     fmt::print("  R_th     {}\n", pm(f.r_th_k_per_w, 1.0, 3, "K/W"));
     fmt::print("  tau      {}\n", pm(f.tau_s, 1.0, 1, "s"));
     fmt::print("  heating  {}, mean heat {:.4f} W\n", pm(f.heating_ohm, 1e3, 3, "mOhm"), f.mean_heat_w);
-    fmt::print("  P_x      {}\n", pm(f.p_extra_w, 1.0, 4, "W"));
+    if (std::isfinite(f.p_extra_w.value))
+        fmt::print("  P_x      {}{}, corr(P_x, R_th) {:.2f}\n", pm(f.p_extra_w, 1.0, 4, "W"),
+                   f.p_extra_identifiable ? "" : " (assumes no sensor offset)", f.corr_p_extra_r_th);
+    else if (!f.heat_determined)
+        fmt::print("  P_x      not determined: the fit failed (the window's heat is not known, see the notes)\n");
+    else
+        fmt::print("  P_x      not identifiable from this window\n");
+    if (f.extended) {
+        fmt::print("  c        {} (sensor offset + R_th·P_x)\n", pm(f.steady_offset_k, 1.0, 4, "K"));
+        if (std::isfinite(f.sensor_offset_c.value))
+            fmt::print("  offset   {:.4f} K ({})\n", f.sensor_offset_c.value, f.offset_source);
+        if (std::isfinite(f.entropic_v.value))
+            fmt::print("  k        {} (reversible heat k·I, k = −T·dU/dT), corr(k, R_th) {:.2f}\n",
+                       pm(f.entropic_v, 1e3, 1, "mV"), f.corr_entropic_r_th);
+        if (std::isfinite(f.ambient_drift_k_per_s.value))
+            fmt::print("  drift    {}\n", pm(f.ambient_drift_k_per_s, 3600.0, 4, "K/h"));
+    }
     fmt::print("  T0       {}\n  ambient  {}\n", pm(f.t0_c, 1.0, 3, "C"), pm(f.ambient_c, 1.0, 3, "C"));
     fmt::print("  RMSE     {:.2f} mK\n", f.rmse_k * 1e3);
     if (f.heating_only) fmt::print("  heating only: no cooling after the heat\n");
@@ -304,6 +339,17 @@ void add_fit_commands(CLI::App& app) {
         ->check(finite_range(1e-9, 1e6));
     th->add_option("--heating-rc", t->heating_rc, "RC pairs of the circuit fit used for the heating")
         ->check(CLI::Range(1, 3));
+    th->add_flag("--reversible", t->reversible,
+                 "Extended model: fit a reversible (entropic) heat k·I beside the Joule heat (needs an ambient)");
+    CLI::Option* given_offset = th->add_option("--sensor-offset", t->sensor_offset,
+                   "Extended model: the calibrated offset of the cell's thermocouple against the ambient one, K; "
+                   "without it (or --offset-from-rest) P_x is not identifiable")
+        ->check(finite_range(-20.0, 20.0));
+    th->add_flag("--offset-from-rest", t->offset_from_rest,
+                 "Extended model: take the sensor offset from the rest before the current (≥ 60 s, at equilibrium)")
+        ->excludes(given_offset);
+    th->add_flag("--ambient-drift", t->ambient_drift,
+                 "Extended model: fit a linear drift of the cell's true surroundings against the ambient sensor");
     th->add_flag("--json", t->json_out, "Print JSON");
     th->callback([t] { run_thermal(*t); });
 

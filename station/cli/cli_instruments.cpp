@@ -78,7 +78,7 @@ std::string channel_use(const station::StationConfig& cfg, const std::string& th
     for (const auto& c : cfg.channels)
         if (c.thermo == thermo && c.thermo_channel == ch)
             use += fmt::format("{}position {}", use.empty() ? "" : ", ", c.position);
-    if (cfg.ambient && cfg.ambient->thermo == thermo && cfg.ambient->channel == ch)
+    if (cfg.is_ambient_input(thermo, ch))
         use += std::string(use.empty() ? "" : ", ") + "ambient";
     return use;
 }

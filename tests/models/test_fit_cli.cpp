@@ -113,3 +113,61 @@ TEST_CASE("fit CLI: a good pulse file fits, and every input error names file, li
 
     for (const auto& p : {good, empty, header, shrt, nan, inf, back, flat}) std::remove(p.c_str());
 }
+
+TEST_CASE("fit CLI: thermal extended model — P_x missing without a sensor offset, right with the calibrated one") {
+    // 300 s rest, 600 s at 3 A, 2400 s cooling, 1 Hz: a 50 J/K, 25 K/W cell
+    // with 20 mW of extra heat, read through a cell thermocouple 0.3 K above
+    // the ambient one. Heat I²·0.05 Ω (--heating-ohm).
+    const double c_th = 50.0, r_th = 25.0, px = 0.020, off = 0.3;
+    const std::string path = std::string(EOL_BINARY_DIR) + "/cli_thermal_offset.csv";
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs("time,current,voltage,cell_temp,ambient_temp\n", f);
+    double temp = 20.0 + r_th * px, ip = 0.0;
+    for (int k = 0; k <= 3300; ++k) {
+        const double i = (k >= 300 && k < 900) ? 3.0 : 0.0;
+        if (k > 0) {
+            const double a = std::exp(-1.0 / (r_th * c_th));
+            temp = a * temp + (1.0 - a) * (20.0 + r_th * (ip * ip * 0.05 + px));
+        }
+        const double noise = 2e-3 * std::sin(1.7 * k);
+        std::fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f\n", k, i, 3.9 - 0.05 * i, temp + off + noise, 20.0 - noise);
+        ip = i;
+    }
+    std::fclose(f);
+    std::string out;
+    const std::string base = "fit thermal --csv " + path + " --heating-ohm 0.05 --json";
+
+    // Plain model: assumes no sensor offset, so P_x carries off/R_th (12 mW) and says so.
+    REQUIRE(run_cli(base, out) == 0);
+    auto j = nlohmann::json::parse(out);
+    CHECK_FALSE(j.at("p_extra_identifiable").get<bool>());
+    CHECK(j.at("p_extra_w").get<double>() == doctest::Approx(px + off / r_th).epsilon(0.1));
+    CHECK(j.at("corr_p_extra_r_th").get<double>() < 0.0);
+
+    // Extended, no offset known: P_x is missing (null), c = off + R_th·P_x is reported.
+    REQUIRE(run_cli(base + " --reversible", out) == 0);
+    j = nlohmann::json::parse(out);
+    CHECK(j.at("extended").get<bool>());
+    CHECK(j.at("p_extra_w").is_null());
+    CHECK_FALSE(j.at("identifiable").at("p_extra_w").get<bool>());
+    CHECK(j.at("steady_offset_k").get<double>() == doctest::Approx(off + r_th * px).epsilon(0.05));
+    REQUIRE(run_cli("fit thermal --csv " + path + " --heating-ohm 0.05 --reversible", out) == 0);
+    CHECK(out.find("P_x      not identifiable") != std::string::npos);
+
+    // The channel's calibrated offset separates P_x.
+    REQUIRE(run_cli(base + " --sensor-offset 0.3", out) == 0);
+    j = nlohmann::json::parse(out);
+    CHECK(j.at("p_extra_identifiable").get<bool>());
+    CHECK(j.at("offset_source").get<std::string>() == "given");
+    CHECK(j.at("p_extra_w").get<double>() == doctest::Approx(px).epsilon(0.15));
+
+    // Bad use: both offsets, and the extended model without an ambient.
+    CHECK(run_cli(base + " --sensor-offset 0.3 --offset-from-rest", out) == 2);
+    CHECK(out.find("excludes") != std::string::npos);
+    CHECK(run_cli("fit thermal --csv " + path + " --columns time,current,voltage,cell_temp --heating-ohm 0.05 "
+                  "--reversible",
+                  out) == 2);
+    CHECK(out.find("needs the ambient temperature") != std::string::npos);
+    std::remove(path.c_str());
+}

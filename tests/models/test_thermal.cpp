@@ -184,6 +184,7 @@ TEST_CASE("thermal: without an ambient the steady temperature is fitted and P_x 
     CHECK(f.ambient_source == "fitted");
     CHECK(f.ambient_c.value == doctest::Approx(20.0).epsilon(0.001));
     CHECK_FALSE(f.p_extra_w.identifiable);
+    CHECK(std::isnan(f.p_extra_w.value));  // missing, not a 0 that reads as "no extra heat"
     CHECK(rel_err(f.c_th_j_per_k.value, c.c_th) < 0.02);
     CHECK(rel_err(f.r_th_k_per_w.value, c.r_th) < 0.02);
 

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "eol/models/thermal.hpp"
@@ -149,4 +150,81 @@ TEST_CASE("sim cell: reversible heat cools a discharge at high SoC and warms a c
     eol::sim::CellParams q = p;
     q.entropic_scale = 0.0;
     CHECK(eol::sim::Cell(q, 25.0).reversible_heat_w(3.0) == 0.0);
+}
+
+namespace {
+
+/// The station's heat step (a rest sample, 600 s at 3 A, 600 s cooling,
+/// 1 Hz) on a cell that waited `wait_s` in the fixture first (a short's heat
+/// settles, as in the simulated production).
+Series station_heat_step(const eol::sim::CellParams& cell, double wait_s) {
+    auto clock = eol::sim::SimClock::manual();
+    eol::sim::Fixture fx(1, clock, 25.0, 3);
+    fx.load_cell(0, "CELL", cell);
+    clock->skip(wait_s);
+    Series s;
+    double t = 0.0;
+    auto sample = [&] {
+        s.t_s.push_back(t);
+        s.i_a.push_back(fx.measure_current_a(0));
+        s.v_v.push_back(fx.measure_voltage_v(0));
+        s.t_cell_c.push_back(fx.measure_temp_c(0));
+        s.t_amb_c.push_back(fx.measure_ambient_c());
+    };
+    sample();
+    fx.set_load(0, {eol::sim::LoadMode::cc, 3.0, true});
+    for (int k = 1; k <= 1200; ++k) {
+        if (k == 601) fx.set_load(0, {eol::sim::LoadMode::cc, 0.0, false});
+        clock->skip(1.0);
+        t += 1.0;
+        sample();
+    }
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("hostile: sim thermal fit of a drained cell with a 202 ohm short says it failed instead of P_x = hundreds of W") {
+    // A 202 Ω short (≈ 63–75 mW) drains a cell in storage; in the demo such a
+    // cell reached the fixture nearly empty, its 3 A step ran into the empty
+    // knee, the circuit fit of the window put ohms into a slow branch and
+    // its "heat" was ~100× what the cell can dissipate: R_th collapsed and
+    // P_x = c/R_th read 211.9 W. The heat is now checked against
+    // ∫I·(V_rest − V)dt, and over it the fit fails honestly.
+    eol::models::ThermalOptions opt;
+    opt.heating_rc_pairs = 3;  // the station's
+    eol::sim::CellParams drained;
+    drained.r_isc_ohm = 202.0;
+    drained.soc0 = 0.15;
+    const eol::models::ThermalFit f = eol::models::fit_thermal(station_heat_step(drained, 600.0), opt);
+    INFO("P_x " << f.p_extra_w.value << " W, R_th " << f.r_th_k_per_w.value << ", heating_ohm " << f.heating_ohm.value);
+    CHECK_FALSE(f.heat_determined);
+    CHECK_FALSE(f.converged);
+    CHECK(std::isnan(f.p_extra_w.value));
+    CHECK_FALSE(f.p_extra_w.identifiable);
+    CHECK(std::isnan(f.r_th_k_per_w.value));
+    CHECK(std::isnan(f.c_th_j_per_k.value));
+    CHECK(std::isfinite(f.tau_s.value));  // the shape still has its time constant
+    CHECK(f.heating_ohm.value > 1.0);     // what the broken circuit claimed (the true R0 is 0.033 Ω)
+    bool said = false;
+    for (const auto& n : f.notes) said = said || n.find("thermal fit failed") != std::string::npos;
+    CHECK(said);
+    // Option variants take the same path (the joint fit of that window too).
+    eol::models::ThermalOptions ext = opt;
+    ext.sensor_offset_c = 0.0;
+    const eol::models::ThermalFit fe = eol::models::fit_thermal(station_heat_step(drained, 600.0), ext);
+    CHECK_FALSE(fe.heat_determined);
+    CHECK(std::isnan(fe.p_extra_w.value));
+
+    // The same short in a charged cell: a physical value with an honest interval.
+    eol::sim::CellParams charged = drained;
+    charged.soc0 = 0.8;
+    const double expected_w = std::pow(eol::sim::ocv_nmc_v(0.8), 2) / 202.0;
+    const eol::models::ThermalFit g = eol::models::fit_thermal(station_heat_step(charged, 600.0), opt);
+    INFO("charged: P_x " << g.p_extra_w.value << " ± " << g.p_extra_w.ci95 << " W, expected " << expected_w);
+    CHECK(g.heat_determined);
+    CHECK(g.converged);
+    CHECK(g.p_extra_w.value == doctest::Approx(expected_w).epsilon(0.35));
+    CHECK(g.p_extra_w.ci95 < 0.5 * expected_w);
+    CHECK(g.r_th_k_per_w.value == doctest::Approx(charged.r_th_k_per_w).epsilon(0.25));
 }

@@ -785,3 +785,146 @@ TEST_CASE("config: [plc] keys for the PLC server: defaults, values, and errors a
     const auto empty = errors_of(d, replace(kStation, "port = 15020\n", "port = 15020\nallow = []\n"));
     CHECK(contains(one(empty, "plc.allow").message, "empty"));
 }
+
+// ---------------------------------------------------------------- ambient thermocouples (issue 16)
+// A position's thermal fit needs the fixture's air temperature: its module's
+// own `ambient_channel`, else the station's `ambient` (read through the module
+// that has it), else none — P_x is then not identifiable there.
+
+namespace {
+
+/// kStation plus tc2 (8 channels; `tc2_extra` lines in its table) and
+/// positions 4 and 5 on tc2 channels 0 and 1 (load1 channels 3 and 4).
+std::string with_tc2(const std::string& station, const std::string& tc2_extra) {
+    std::string text = replace(station, "[[channels]]\nposition = 2",
+                               "[instruments.tc2]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:15504\"\n"
+                               "map = \"maps/tc.toml\"\nchannels = 8\n" + tc2_extra + "\n"
+                               "[[channels]]\nposition = 4\nload = \"load1\"\nload_channel = 3\nthermo = \"tc2\"\n"
+                               "thermo_channel = 0\n\n"
+                               "[[channels]]\nposition = 5\nload = \"load1\"\nload_channel = 4\nthermo = \"tc2\"\n"
+                               "thermo_channel = 1\n\n"
+                               "[[channels]]\nposition = 2");
+    return text;
+}
+
+std::string ambient_text(const StationConfig& c, int position) {
+    const ChannelConfig* ch = c.find_position(position);
+    REQUIRE(ch != nullptr);
+    const auto a = c.ambient_for(*ch);
+    return a ? a->thermo + "/" + std::to_string(a->channel) : "none";
+}
+
+}  // namespace
+
+TEST_CASE("config: each position's ambient — its module's ambient_channel, else the station's across modules, else none") {
+    Dir d;
+    {
+        // The station ambient is on tc1: tc2's positions read it across modules.
+        const StationConfig c = load_station_config(d.station(with_tc2(kStation, "")));
+        CHECK(ambient_text(c, 1) == "tc1/7");
+        CHECK(ambient_text(c, 4) == "tc1/7");
+        CHECK(ambient_text(c, 5) == "tc1/7");
+        CHECK(c.is_ambient_input("tc1", 7));
+        CHECK_FALSE(c.is_ambient_input("tc2", 7));
+    }
+    {
+        // tc2's own ambient channel wins for its positions.
+        const StationConfig c = load_station_config(d.station(with_tc2(kStation, "ambient_channel = 7\n")));
+        CHECK(ambient_text(c, 1) == "tc1/7");
+        CHECK(ambient_text(c, 4) == "tc2/7");
+        CHECK(c.find_instrument("tc2")->ambient_channel == 7);
+        CHECK(c.is_ambient_input("tc2", 7));
+    }
+    {
+        // No station ambient: only tc2's positions have one.
+        const std::string text = replace(with_tc2(kStation, "ambient_channel = 6\n"),
+                                         "ambient = { thermo = \"tc1\", channel = 7 }\n", "");
+        const StationConfig c = load_station_config(d.station(text));
+        CHECK(ambient_text(c, 1) == "none");
+        CHECK(ambient_text(c, 3) == "none");
+        CHECK(ambient_text(c, 4) == "tc2/6");
+        CHECK(ambient_text(c, 5) == "tc2/6");
+    }
+}
+
+TEST_CASE("hostile: config: bad ambient references are reported at their line") {
+    Dir d;
+    std::string text = with_tc2(kStation, "ambient_channel = 1\n");  // position 5's thermocouple
+    text = replace(text, "channels = 4\n", "channels = 4\nambient_channel = 0\n");  // on a load
+    text = replace(text, "unit = 3\n", "unit = 3\nambient_channel = 8\n");       // tc1 has 0..7
+    text = replace(text, "thermo_channel = 2", "thermo_channel = 7");              // the station ambient
+    const auto ds = errors_of(d, text);
+    INFO(dump(ds));
+    const Diagnostic on_load = one(ds, "instruments.load1.ambient_channel");
+    CHECK(contains(on_load.message, "applies to thermocouple modules (modbus_thermo), not to a scpi_load"));
+    CHECK(on_load.line == line_of(text, "ambient_channel = 0"));
+    const Diagnostic range = one(ds, "instruments.tc1.ambient_channel");
+    CHECK(contains(range.message, "out of range: 8 ('tc1' has 8 channels: 0..7)"));
+    CHECK(range.line == line_of(text, "ambient_channel = 8"));
+    // The 5th [[channels]] table in the file is position 5 (on tc2 channel 1, tc2's ambient).
+    const Diagnostic own = one(ds, "channels[1].thermo_channel");
+    CHECK(contains(own.message, "tc2 channel 1 is the ambient sensor (instruments.tc2.ambient_channel)"));
+    CHECK(own.line == line_of(text, "thermo_channel = 1\n\n[[channels]]\nposition = 2"));
+    const Diagnostic station = one(ds, "channels[4].thermo_channel");
+    CHECK(contains(station.message, "tc1 channel 7 is the ambient sensor (station.ambient)"));
+    CHECK(station.line == line_of(text, "thermo_channel = 7"));
+    CHECK(ds.size() == 4);
+}
+
+TEST_CASE("hostile: config: a recipe that measures p_x_w is refused at positions that cannot measure P_x") {
+    Dir d;
+    write_file(d.root / "recipes/px.toml", kRecipe + "  [[steps.measurements]]\n  name = \"p_x_w\"\n  high = 0.05\n");
+    const std::string base = replace(with_tc2(kStation, ""), "recipes/test.toml", "recipes/px.toml");
+    // With the station ambient every position reaches one (tc2's across modules): valid.
+    CHECK(load_station_config(d.station(base)).channels.size() == 5);
+    // Without it, every position is refused at its [[channels]] table.
+    const std::string text = replace(base, "ambient = { thermo = \"tc1\", channel = 7 }\n", "");
+    const auto ds = errors_of(d, text);
+    INFO(dump(ds));
+    REQUIRE(ds.size() == 5);
+    for (const Diagnostic& e : ds) {
+        CHECK(e.key_path == "channels");
+        CHECK(contains(e.message, "cannot measure P_x: no ambient thermocouple reachable"));
+        CHECK(contains(e.message, "measures p_x_w (<= 0.05 W) and every cell there would end 'not measured'"));
+    }
+    CHECK(contains(ds[0].message, "position 4"));  // the first [[channels]] table in the file
+    CHECK(ds[0].line == line_of(text, "[[channels]]\nposition = 4"));
+    // An ambient on tc2 alone: tc1's three positions are still refused.
+    const auto tc1_only = errors_of(d, replace(text, "channels = 8\n\n[[channels]]\nposition = 4",
+                                               "channels = 8\nambient_channel = 7\n\n[[channels]]\nposition = 4"));
+    CHECK(tc1_only.size() == 3);
+    for (const Diagnostic& e : tc1_only) CHECK(contains(e.message, "('tc1' has no ambient_channel"));
+}
+
+TEST_CASE("config: config check says which positions cannot measure P_x") {
+    Dir d;
+    std::string text = replace(with_tc2(kStation, ""), "ambient = { thermo = \"tc1\", channel = 7 }\n", "");
+    text = replace(text, "unit = 3\n", "unit = 3\nambient_channel = 7\n");  // tc1's own; tc2 has none
+    const Run r = run_cli("config check '" + d.station(text).string() + "'");
+    INFO(r.out << r.err);
+    CHECK(r.rc == 0);
+    CHECK(contains(r.out, "p_x_w        NOT identifiable at positions 4, 5 (no ambient thermocouple reachable)"));
+    CHECK(contains(r.out, "tc1/0         tc1/7\n"));
+    CHECK(contains(r.out, "tc2/0         none\n"));
+    CHECK(r.err.empty());  // neither the recipe nor screening uses P_x here
+    // Screening on P_x: a warning naming the positions, still valid.
+    const Run w = run_cli("config check '" +
+                          d.station(replace(text, "\"temp_rise_k\"]", "\"temp_rise_k\", \"p_x_mw\"]")).string() + "'");
+    CHECK(w.rc == 0);
+    CHECK(contains(w.err, "warning: P_x is not identifiable at positions 4, 5 (no ambient thermocouple): screening "
+                          "feature p_x_mw will be missing for their cells"));
+    const Run j = run_cli("config check --json '" + d.station(text).string() + "'");
+    REQUIRE(j.rc == 0);
+    const auto js = nlohmann::json::parse(j.out);
+    for (const auto& ch : js["channels"]) {
+        CAPTURE(ch.dump());
+        const bool tc2 = ch["thermo"] == "tc2";
+        CHECK(ch["p_x_identifiable"] == !tc2);
+        if (tc2) CHECK(ch["ambient"].is_null());
+        else CHECK(ch["ambient"]["channel"] == 7);
+    }
+    // With the station ambient on tc1, tc2's positions read it through tc1.
+    const Run across = run_cli("config check '" + d.station(with_tc2(kStation, "")).string() + "'");
+    CHECK(contains(across.out, "tc2/0         tc1/7 (read through tc1)"));
+    CHECK(contains(across.out, "p_x_w        measurable at every position"));
+}

@@ -578,18 +578,22 @@ TEST_CASE("hostile: controller serve answers a held serial hold while its load i
 }
 
 TEST_CASE("hostile: controller serve sixteen channels at once, every record whole and attributed to its serial") {
-    // 16 positions: eight two-channel Keysight loads, two 8-channel
-    // thermocouple modules (each shared by 8 positions), at 100x.
+    // 16 positions: eight two-channel Keysight loads, two thermocouple
+    // modules (each shared by 8 positions), at 100x. The ambient sensor is on
+    // tc1 (its `ambient_channel`, also the station's ambient): positions 9–16
+    // read it across modules, through tc1, and must measure P_x like 1–8 (the
+    // recipe judges p_x_w; they once all failed "not measured: p_x_w").
     TempDir tmp;
     const std::string c = EOL_CONFIG_DIR;
     std::string text = "[station]\nid = \"CTL-16\"\nrecipe = \"" + c + "/recipes/eol-18650.toml\"\nserial_scheme = \"" +
-                       c + "/serial-scheme.toml\"\nstore = \"test.db\"\n\n";
+                       c + "/serial-scheme.toml\"\nstore = \"test.db\"\nambient = { thermo = \"tc1\", channel = 8 }\n\n";
     for (int k = 1; k <= 8; ++k)
         text += "[instruments.load" + std::to_string(k) + "]\ndriver = \"scpi_load\"\naddress = \"tcp://127.0.0.1:" +
                 std::to_string(free_port()) + "\"\ndialect = \"" + c + "/dialects/keysight-el30000.toml\"\nchannels = 2\n\n";
     for (int k = 1; k <= 2; ++k)
         text += "[instruments.tc" + std::to_string(k) + "]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:" +
-                std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n";
+                std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\n" +
+                (k == 1 ? "channels = 10\nambient_channel = 8\n\n" : "channels = 8\n\n");
     for (int p = 1; p <= 16; ++p)
         text += "[[channels]]\nposition = " + std::to_string(p) + "\nload = \"load" + std::to_string((p + 1) / 2) +
                 "\"\nload_channel = " + std::to_string(2 - p % 2) + "\nthermo = \"tc" + std::to_string(p <= 8 ? 1 : 2) +
@@ -645,6 +649,14 @@ TEST_CASE("hostile: controller serve sixteen channels at once, every record whol
         CHECK(rec->steps.size() == 6);
         CHECK(rec->fits.size() == 2);
         CHECK(rec->measurements.size() == 13);
+        bool p_x = false;
+        for (const auto& m : rec->measurements)
+            if (m.name == "p_x_w") {
+                p_x = true;
+                CHECK(std::isfinite(m.value));  // measured on both modules
+                CHECK(m.outcome == eol::station::Outcome::pass);
+            }
+        CHECK(p_x);
     }
 }
 
@@ -802,7 +814,8 @@ TEST_CASE("controller cli: a recipe step above a load's rated current (its diale
             "/serial-scheme.toml\"\nstore = \"test.db\"\n\n[instruments.load1]\ndriver = \"scpi_load\"\naddress = "
             "\"tcp://127.0.0.1:" + std::to_string(free_port()) + "\"\ndialect = \"" + dialect.string() +
             "\"\nchannels = 2\n\n[instruments.tc1]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:" +
-            std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n"
+            std::to_string(free_port()) + "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n"
+            "ambient_channel = 7\n\n"  // the recipe measures p_x_w: the position needs an ambient
             "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n\n"
             "[limits]\ntemp_abort_c = 60.0\nv_min_v = 2.5\ni_max_a = 10.0\n\n[screening]\nfeatures = [\"ocv_v\"]\n");
     const Result r = run({EOL_CLI, "run", "--config", cfg.string(), "--serial", eol::test::lot0042_serial(1701), "--json"});

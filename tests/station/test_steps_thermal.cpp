@@ -6,13 +6,17 @@
 // noise), a cell with a 10 Ω internal short its OCV²/R_isc (≈ 1.6 W).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "eol/sim/cell.hpp"
+#include "eol/station/features.hpp"
 #include "eol/station/steps.hpp"
 #include "support/sim_rig.hpp"
 
@@ -21,20 +25,34 @@ namespace {
 using namespace eol;
 
 struct HeatRun {
-    double p_x_w = NAN;
+    double p_x_w = NAN;       // the fit's p_extra_w
+    double p_x_meas_w = NAN;  // the record's p_x_w measurement (what screening reads)
+    station::Outcome p_x_outcome = station::Outcome::unset;
+    bool p_x_measured = false;
     double r_th_k_per_w = NAN;
     double c_th_j_per_k = NAN;
+    double entropic_v = NAN;  // fitted only with a channel calibration (extended model)
+    double steady_offset_k = NAN;  // c = offset + R_th·P_x (extended model)
     std::string verdict;
+    station::TestRecord record;
 };
 
 /// Runs only the shipped recipe's heat step on fixture position 1 holding a
 /// cell with parameters `cell`.
-HeatRun run_heat_step(const sim::CellParams& cell) {
+HeatRun run_heat_step(const sim::CellParams& cell, bool ambient_sensor = true,
+                      std::optional<double> thermo_offset_k = std::nullopt, bool declare_p_x = true) {
     test::SimRig rig(500.0);
-    const station::Recipe recipe = rig.recipe_of({station::StepKind::heat});
+    station::Recipe recipe = rig.recipe_of({station::StepKind::heat});
     REQUIRE(recipe.steps.size() == 1);
-    const station::ChannelJob job = rig.job(1, "TEST-CELL", cell);
+    if (!declare_p_x) {  // a recipe that does not declare p_x_w (the fit still records P_x)
+        auto& ms = recipe.steps[0].measurements;
+        ms.erase(std::remove_if(ms.begin(), ms.end(), [](const station::MeasurementSpec& m) { return m.name == "p_x_w"; }),
+                 ms.end());
+    }
+    station::ChannelJob job = rig.job(1, "TEST-CELL", cell);
     REQUIRE(job.io.ambient_channel.has_value());
+    if (!ambient_sensor) job.io.ambient_channel.reset();
+    job.io.thermo_offset_k = thermo_offset_k;
     station::ScaledWallClock clock(rig.cfg.sim.time_scale);
     station::RunContext ctx;
     ctx.station_id = "test";
@@ -43,6 +61,7 @@ HeatRun run_heat_step(const sim::CellParams& cell) {
     const station::TestRecord rec = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
     CHECK_FALSE(rig.input_on(1));
     HeatRun out;
+    out.record = rec;
     out.verdict = std::string(station::to_string(rec.verdict));
     INFO("abort reason: " << rec.abort_reason);
     for (const auto& f : rec.fits)
@@ -50,6 +69,14 @@ HeatRun run_heat_step(const sim::CellParams& cell) {
             out.p_x_w = f.parameters.at("p_extra_w");
             out.r_th_k_per_w = f.parameters.at("r_th_k_per_w");
             out.c_th_j_per_k = f.parameters.at("c_th_j_per_k");
+            if (f.parameters.count("entropic_v")) out.entropic_v = f.parameters.at("entropic_v");
+            if (f.parameters.count("steady_offset_k")) out.steady_offset_k = f.parameters.at("steady_offset_k");
+        }
+    for (const auto& m : rec.measurements)
+        if (m.name == "p_x_w") {
+            out.p_x_measured = true;
+            out.p_x_meas_w = m.value;
+            out.p_x_outcome = m.outcome;
         }
     return out;
 }
@@ -80,4 +107,81 @@ TEST_CASE("steps: heat step shows no unexplained heat on a good cell, OCV²/R on
     const double expected = 4.0 * 4.0 / 10.0;
     CHECK(s.p_x_w > 0.5 * expected);
     CHECK(s.p_x_w < 1.5 * expected);
+}
+
+TEST_CASE("steps: heat step without an ambient sensor records P_x as missing, not 0") {
+    // Without the ambient channel the fit takes the ambient as a constant and
+    // that constant absorbs R_th·P_x: P_x is not determined by the window. It
+    // used to be recorded as 0 W ("no unexplained heat"), which screening
+    // then used as a perfect value; it must reach the record as not measured.
+    sim::CellParams shorted;
+    shorted.r_isc_ohm = 10.0;  // ≈ 1.6 W of extra heat: a 0 here would pass a shorted cell
+    const HeatRun s = run_heat_step(shorted, false);
+    INFO("P_x " << s.p_x_w << " W, measurement " << s.p_x_meas_w << ", verdict " << s.verdict);
+    REQUIRE(s.p_x_measured);  // the shipped recipe judges p_x_w
+    CHECK(std::isnan(s.p_x_w));
+    CHECK(std::isnan(s.p_x_meas_w));
+    CHECK(s.p_x_outcome == station::Outcome::unset);
+    CHECK(s.verdict != "pass");  // a required measurement not made does not pass
+    CHECK(std::isfinite(s.c_th_j_per_k));  // the rest of the fit is still there
+
+    // With the ambient sensor the same cell's P_x is measured (and fails the limit).
+    const HeatRun a = run_heat_step(shorted, true);
+    REQUIRE(a.p_x_measured);
+    CHECK(a.p_x_meas_w == doctest::Approx(a.p_x_w));
+    CHECK(a.p_x_outcome == station::Outcome::fail);
+}
+
+TEST_CASE("steps: a position without an ambient sensor: P_x not identifiable, missing to screening, never a fail by itself") {
+    // What a position whose module reaches no ambient thermocouple records
+    // (config check lists it; a recipe that declares p_x_w — every declared
+    // measurement is required — is refused there). With a recipe that does
+    // not declare it, a good cell passes on its other limits, the thermal
+    // fit's P_x is NaN, and the features screening reads are NaN (missing),
+    // not 0 W.
+    sim::CellParams good;
+    const HeatRun g = run_heat_step(good, false, std::nullopt, false);
+    INFO("verdict " << g.verdict << ", reason " << g.record.abort_reason);
+    CHECK_FALSE(g.p_x_measured);
+    CHECK(std::isnan(g.p_x_w));  // the fit record's p_extra_w
+    CHECK(std::isfinite(g.c_th_j_per_k));
+    CHECK(g.verdict == "pass");
+    const std::vector<std::string> names{"p_x_mw", "thermal.p_extra_w", "temp_rise_k"};
+    const std::vector<double> f = station::record_features(g.record, names, nullptr);
+    REQUIRE(f.size() == 3);
+    CHECK(std::isnan(f[0]));
+    CHECK(std::isnan(f[1]));
+    CHECK(std::isfinite(f[2]));  // the rest of the record is screened as usual
+}
+
+TEST_CASE("steps: a channel with a calibrated thermocouple offset fits with it and applies the offset") {
+    // The simulated fixture's thermocouples have no offset: calibrated at 0 K
+    // the fit with the given offset must give the good cell no unexplained
+    // heat and the 10 ohm short its OCV²/R. The shipped recipe cools 600 s,
+    // shorter than τ: the reversible term is not fitted there.
+    sim::CellParams good;
+    const HeatRun g = run_heat_step(good, true, 0.0);
+    INFO("good, offset 0: P_x " << g.p_x_w * 1e3 << " mW, c " << g.steady_offset_k << " K, verdict " << g.verdict);
+    REQUIRE(std::isfinite(g.steady_offset_k));  // the model with the offset ran
+    CHECK(std::isnan(g.entropic_v));            // k not fitted with a 600 s cooling
+    REQUIRE(g.p_x_measured);
+    CHECK(g.p_x_meas_w == doctest::Approx(g.p_x_w));
+    CHECK(std::abs(g.p_x_w) < 0.020);
+
+    CHECK(g.p_x_w == doctest::Approx(g.steady_offset_k / g.r_th_k_per_w));
+    // A calibration 0.3 K off: P_x = (c − 0.3 K)/R_th — the offset is used,
+    // not ignored. (Each run is a fresh wall-clock simulation: compare
+    // within the run, not across runs.)
+    const HeatRun w = run_heat_step(good, true, 0.3);
+    INFO("good, offset 0.3 K: P_x " << w.p_x_w * 1e3 << " mW, R_th " << w.r_th_k_per_w << ", c " << w.steady_offset_k);
+    REQUIRE(std::isfinite(w.steady_offset_k));
+    CHECK(w.p_x_w == doctest::Approx((w.steady_offset_k - 0.3) / w.r_th_k_per_w));
+
+    sim::CellParams shorted = good;
+    shorted.r_isc_ohm = 10.0;
+    const HeatRun s = run_heat_step(shorted, true, 0.0);
+    INFO("10 ohm short, offset 0: P_x " << s.p_x_w * 1e3 << " mW");
+    CHECK(s.p_x_w > 0.5 * 1.6);
+    CHECK(s.p_x_w < 1.5 * 1.6);
+    CHECK(s.p_x_outcome == station::Outcome::fail);
 }

@@ -65,7 +65,10 @@ public:
         j.io.load_channel = ch->load_channel;
         j.io.thermo = thermos.at(ch->thermo).get();
         j.io.thermo_channel = ch->thermo_channel;
-        if (cfg.ambient && cfg.ambient->thermo == ch->thermo) j.io.ambient_channel = cfg.ambient->channel;
+        if (const auto amb = cfg.ambient_for(*ch)) {
+            j.io.ambient_channel = amb->channel;
+            if (amb->thermo != ch->thermo) j.io.ambient_thermo = thermos.at(amb->thermo).get();
+        }
         sim->fixture()->load_cell(static_cast<std::size_t>(position - 1), serial, cell);
         return j;
     }

@@ -60,7 +60,8 @@ double cpu_s(int who) {
 }
 
 /// A station of `n` positions: ⌈n/2⌉ two-channel Keysight loads, ⌈n/8⌉
-/// eight-channel thermocouple modules (ambient on none).
+/// thermocouple modules of 8 positions each, every module reading the
+/// ambient on its channel 8 (the recipe judges p_x_w: every position needs one).
 std::string station_text(int n, double scale, std::uint64_t seed, const fs::path& store) {
     const std::string c = config_dir();
     std::string t = "[station]\nid = \"BENCH\"\nrecipe = \"" + c + "/recipes/eol-18650.toml\"\nserial_scheme = \"" + c +
@@ -71,7 +72,7 @@ std::string station_text(int n, double scale, std::uint64_t seed, const fs::path
                          k, free_port(), c);
     for (int k = 1; k <= (n + 7) / 8; ++k)
         t += fmt::format("[instruments.tc{}]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:{}\"\nmap = "
-                         "\"{}/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n",
+                         "\"{}/maps/icpdas-et7018z.toml\"\nchannels = 10\nambient_channel = 8\n\n",
                          k, free_port(), c);
     for (int p = 1; p <= n; ++p)
         t += fmt::format("[[channels]]\nposition = {}\nload = \"load{}\"\nload_channel = {}\nthermo = \"tc{}\"\n"

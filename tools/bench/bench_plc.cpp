@@ -60,7 +60,7 @@ std::uint16_t free_port() {
     return ntohs(a.sin_port);
 }
 
-/// Eight positions on four two-channel Keysight loads, one 8-channel ET-7018Z.
+/// Eight positions on four two-channel Keysight loads, one ET-7018Z (its channel 8 the ambient).
 std::string station_text(double time_scale) {
     const std::string c = config_dir();
     std::string t = "[station]\nid = \"BENCH-PLC\"\nrecipe = \"" + c + "/recipes/eol-18650.toml\"\nserial_scheme = \"" +
@@ -70,7 +70,7 @@ std::string station_text(double time_scale) {
                          "dialect = \"{}/dialects/keysight-el30000.toml\"\nchannels = 2\n\n",
                          l, free_port(), c);
     t += fmt::format("[instruments.tc1]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:{}\"\n"
-                     "map = \"{}/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n",
+                     "map = \"{}/maps/icpdas-et7018z.toml\"\nchannels = 10\nambient_channel = 8\n\n",
                      free_port(), c);
     for (int p = 1; p <= 8; ++p)
         t += fmt::format("[[channels]]\nposition = {}\nload = \"load{}\"\nload_channel = {}\nthermo = \"tc1\"\n"

@@ -118,6 +118,38 @@ def fit_thermal_scipy(t, temp, heat, amb):
             "rmse_k": float(np.sqrt(2 * best.cost / len(t)))}
 
 
+def thermal_model_ext(q, t, heat, amb, i):
+    """Extended model (eol::models ThermalOptions::reversible_heat, no offset
+    known): T_meas = T0'·e + F(T_amb) + R_th·F(P) + R_th·k·F(I) + c·(1 − e),
+    q = (log τ, T0', R_th, R_th·k, c), c = sensor offset + R_th·P_x; I held
+    between samples (discharge positive), heat[n] over (t[n−1], t[n]]."""
+    tau = np.exp(q[0])
+    e = np.exp(-(t - t[0]) / tau)
+    return (ltv_filter(t, amb, tau) + q[1] * e + q[2] * ltv_filter(t, np.append(heat[1:], 0.0), tau)
+            + q[3] * ltv_filter(t, i, tau) + q[4] * (1 - e))
+
+
+def fit_thermal_ext_scipy(t, temp, heat, amb, i):
+    """Best of several starts; returns τ, R_th, C_th, k (V), c (K), RMSE."""
+    span = t[-1] - t[0]
+    best = None
+    for tau0 in np.geomspace(span / 50, 5 * span, 8):
+        for r0 in (10.0, 30.0):
+            try:
+                with np.errstate(over='ignore', invalid='ignore'):
+                    r = least_squares(lambda q: thermal_model_ext(q, t, heat, amb, i) - temp,
+                                      [np.log(tau0), temp[0] - amb[0], r0, 0.0, 0.0], x_scale='jac', ftol=1e-12,
+                                      xtol=1e-12, gtol=1e-12, max_nfev=4000)
+            except ValueError:
+                continue
+            if best is None or r.cost < best.cost:
+                best = r
+    q = best.x
+    tau, r_th = float(np.exp(q[0])), float(q[2])
+    return {"tau_s": tau, "r_th_k_per_w": r_th, "c_th_j_per_k": tau / r_th, "entropic_v": q[3] / r_th,
+            "steady_offset_k": float(q[4]), "rmse_k": float(np.sqrt(2 * best.cost / len(t)))}
+
+
 # ---- the real record ----------------------------------------------------------------------------
 
 def read_labview(path):

@@ -17,7 +17,11 @@
 
 namespace eol::realdata {
 
-inline models::Series read_labview(const std::string& path) {
+/// max_gap_factor: passed to stitch_time. The default (5) also repairs the
+/// logger's forward jumps (13, 183 and 376 s between samples ~1 s apart);
+/// a huge value repairs only restarts and backward jumps — the time base the
+/// issue's "before" figures were computed on.
+inline models::Series read_labview(const std::string& path, double max_gap_factor = 5.0) {
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot open the real data file " + path);
     std::string line;
@@ -39,7 +43,7 @@ inline models::Series read_labview(const std::string& path) {
         s.t_amb_c.push_back(ta);
     }
     if (header) throw std::runtime_error(path + ": no ***End_of_Header***");
-    s.t_s = models::stitch_time(s.t_s).t_s;
+    s.t_s = models::stitch_time(s.t_s, max_gap_factor).t_s;
     return s;
 }
 

@@ -57,6 +57,29 @@ int main(int argc, char** argv) {
         std::vector<Series> wins;
         for (const auto& w : ws) wins.push_back(s.slice(w.first, w.last));
 
+        {
+            // The figures the issue quoted (P_x 4–73 mW, window 0 72.7 ± 1.0 mW,
+            // R_th 4.3–8.3 K/W, C_th 141–255 J/K): `fit thermal` defaults on
+            // windows whose time base kept the logger's forward jumps.
+            const Series raw = eol::realdata::read_labview(file, 1e9);
+            const auto rws = eol::realdata::windows(raw, 3);
+            std::printf("### Before, as the issue ran it: plain model, `fit thermal` defaults (2 RC pairs), time base "
+                        "with the logger's forward jumps kept\n\n");
+            std::printf("| window | P_x mW (±95 %%) | R_th K/W | C_th J/K | tau s | corr(P_x,R_th) | RMSE mK |\n");
+            std::printf("|---|---|---|---|---|---|---|\n");
+            std::vector<double> taus;
+            for (std::size_t k = 0; k < rws.size(); ++k) {
+                const ThermalFit f = eol::models::fit_thermal(raw.slice(rws[k].first, rws[k].last), {});
+                taus.push_back(f.tau_s.value);
+                std::printf("| %zu (%zu) | %.1f ± %.1f | %.2f | %.0f | %.0f | %+.2f | %.1f |\n", k, rws[k].first,
+                            1e3 * f.p_extra_w.value, 1e3 * f.p_extra_w.ci95, f.r_th_k_per_w.value,
+                            f.c_th_j_per_k.value, f.tau_s.value, f.corr_p_extra_r_th, 1e3 * f.rmse_k);
+            }
+            std::printf("\n");
+            spread("tau_s", taus);
+            std::printf("\n");
+        }
+
         for (int rc : {2, 3}) {
             std::printf("### Before: plain model, circuit heat with %d RC pairs, P_x assuming no sensor offset\n\n", rc);
             std::printf("| window | P_x mW (±95 %%) | R_th K/W | C_th J/K | tau s | corr(P_x,R_th) | RMSE mK |\n");

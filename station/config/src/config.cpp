@@ -180,6 +180,18 @@ const ChannelConfig* StationConfig::find_position(int position) const {
     return nullptr;
 }
 
+std::optional<ThermoRef> StationConfig::ambient_for(const ChannelConfig& ch) const {
+    if (const InstrumentConfig* ic = find_instrument(ch.thermo); ic && ic->ambient_channel)
+        return ThermoRef{ic->name, *ic->ambient_channel};
+    return ambient;
+}
+
+bool StationConfig::is_ambient_input(std::string_view thermo, int channel) const {
+    if (ambient && ambient->thermo == thermo && ambient->channel == channel) return true;
+    const InstrumentConfig* ic = find_instrument(thermo);
+    return ic && ic->ambient_channel == channel;
+}
+
 // ---------------------------------------------------------------- reading machinery
 
 namespace {
@@ -1003,6 +1015,17 @@ void read_instruments(Tbl& root, const fs::path& dir, StationConfig& cfg) {
         } else {
             in.read("unit", ic.unit, false, 0, 247);
         }
+        if (d && ic.is_load() && t->contains("ambient_channel")) {
+            in.allow("ambient_channel");
+            in.bad("ambient_channel", fmt::format("'ambient_channel' applies to thermocouple modules (modbus_thermo), "
+                                                  "not to a {}", to_string(ic.driver)));
+        } else if (auto amb = in.integer("ambient_channel", false, 0, 255)) {
+            if (*amb >= ic.channels)
+                in.bad("ambient_channel", fmt::format("out of range: {} ('{}' has {} channel{}: 0..{})", *amb, name,
+                                                      ic.channels, ic.channels == 1 ? "" : "s", ic.channels - 1));
+            else
+                ic.ambient_channel = static_cast<int>(*amb);
+        }
         in.finish();
         cfg.instruments.push_back(std::move(ic));
     }
@@ -1056,6 +1079,7 @@ void read_channels(Tbl& root, StationConfig& cfg) {
         ChannelConfig ch;
         bool ok = true;
         const int line = static_cast<int>(t->source().begin.line);
+        ch.line = line;
         if (auto p = c.integer("position", true, 1, 256)) {
             ch.position = static_cast<int>(*p);
             if (auto it = positions.find(ch.position); it != positions.end()) {
@@ -1116,6 +1140,16 @@ void read_channels(Tbl& root, StationConfig& cfg) {
                           fmt::format("{} channel {} is already used by position {}", ch.thermo,
                                       ch.thermo_channel, it->second));
                     ok = false;
+                } else if (cfg.is_ambient_input(ch.thermo, ch.thermo_channel)) {
+                    // The ambient sensor must not also be a cell's sensor.
+                    c.bad("thermo_channel",
+                          fmt::format("{} channel {} is the ambient sensor ({}); a cell's thermocouple needs "
+                                      "another channel",
+                                      ch.thermo, ch.thermo_channel,
+                                      ic->ambient_channel == ch.thermo_channel
+                                          ? fmt::format("instruments.{}.ambient_channel", ch.thermo)
+                                          : std::string("station.ambient")));
+                    ok = false;
                 }
             } else {
                 ok = false;
@@ -1128,15 +1162,6 @@ void read_channels(Tbl& root, StationConfig& cfg) {
     std::sort(cfg.channels.begin(), cfg.channels.end(),
               [](const ChannelConfig& a, const ChannelConfig& b) { return a.position < b.position; });
 
-    // The ambient sensor must not also be a cell's sensor.
-    if (cfg.ambient) {
-        for (const auto& ch : cfg.channels)
-            if (ch.thermo == cfg.ambient->thermo && ch.thermo_channel == cfg.ambient->channel)
-                root.sink().add(0, 0, "station.ambient",
-                                fmt::format("{} channel {} is both the ambient sensor and "
-                                            "position {}'s sensor",
-                                            ch.thermo, ch.thermo_channel, ch.position));
-    }
 }
 
 void read_station_table(Tbl& root, const fs::path& dir, StationConfig& cfg, bool& recipe_ok) {
@@ -1579,6 +1604,35 @@ void check_recipe_against_limits(const Recipe& r, const Limits& l, const std::st
     }
 }
 
+/// A recipe that measures p_x_w (eol-18650's spec limit on the heat step's
+/// P_x: the internal-short screen) needs an ambient thermocouple at every
+/// position: without one the fit cannot determine P_x, and every cell there
+/// would end "not measured" (a declared measurement is required; retested
+/// for ever) — or, were it skipped, ship without the short screen. Refused
+/// before the first cell instead, at the position. (A screening feature on
+/// P_x tolerates a missing value: `config check` lists those positions and
+/// warns, no error.)
+void check_p_x_reachable(const StationConfig& cfg, const std::string& station_file, std::vector<Diagnostic>& out) {
+    const MeasurementSpec* judged = nullptr;
+    for (const MeasurementSpec* m : cfg.recipe.measurements())
+        if (m->quantity == "p_x_w") judged = m;
+    if (!judged) return;
+    for (std::size_t i = 0; i < cfg.channels.size(); ++i) {
+        const ChannelConfig& ch = cfg.channels[i];
+        if (cfg.ambient_for(ch)) continue;
+        std::string limits;
+        if (judged->low) limits += fmt::format(">= {} W", fmt_num(*judged->low));
+        if (judged->high) limits += fmt::format("{}<= {} W", judged->low ? ", " : "", fmt_num(*judged->high));
+        out.push_back({station_file, ch.line, 0, "channels",
+                       fmt::format("position {} cannot measure P_x: no ambient thermocouple reachable ('{}' has no "
+                                   "ambient_channel and [station] ambient is not set), but recipe {} measures {}{} "
+                                   "and every cell there would end 'not measured'; give instruments.{} an "
+                                   "ambient_channel or set [station] ambient",
+                                   ch.position, ch.thermo, display_name(cfg.recipe.file), judged->name,
+                                   limits.empty() ? "" : " (" + limits + ")", ch.thermo)});
+    }
+}
+
 StationConfig parse_station(std::string_view text, const fs::path& as_file, Sink& sink,
                             std::vector<Diagnostic>& recipe_diags) {
     StationConfig cfg;
@@ -1613,6 +1667,7 @@ StationConfig parse_station(std::string_view text, const fs::path& as_file, Sink
             recipe_ok = recipe_diags.size() == before;
         }
         if (recipe_ok) check_recipe_against_limits(cfg.recipe, cfg.limits, sink.file(), recipe_diags);
+        if (recipe_ok) check_p_x_reachable(cfg, sink.file(), recipe_diags);
     }
     read_screening(t, cfg.screening, recipe_ok ? &cfg.recipe : nullptr);
     read_servers(t, cfg);

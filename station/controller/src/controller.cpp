@@ -278,6 +278,13 @@ struct Channel {
     Instrument* load = nullptr;
     Instrument* thermo = nullptr;
     std::optional<int> ambient_channel;
+    Instrument* ambient = nullptr;  // the ambient's module when it is not `thermo` (read across modules)
+    /// The instruments a test on this channel uses.
+    std::vector<Instrument*> uses() const {
+        std::vector<Instrument*> v{load, thermo};
+        if (ambient) v.push_back(ambient);
+        return v;
+    }
     ChannelClock clock;  // loop thread only
     // Guarded by Impl::mutex:
     ChannelState state = ChannelState::idle;
@@ -374,6 +381,7 @@ struct Controller::Impl {
             used.insert(ch.load);
             used.insert(ch.thermo);
         }
+        if (cfg.ambient) used.insert(cfg.ambient->thermo);
         // A driver thread per instrument (at most 8) and one for the store.
         drivers = std::make_unique<asio::thread_pool>(std::clamp<std::size_t>(used.size(), 1, 8) + 1);
         store_lane.emplace(asio::make_strand(drivers->get_executor()));
@@ -410,7 +418,15 @@ struct Controller::Impl {
             if (!c->thermo->thermo)
                 throw UsageError(fmt::format("{}: position {}: '{}' is not a thermocouple reader", cfg.file.string(),
                                              ch.position, ch.thermo));
-            if (cfg.ambient && cfg.ambient->thermo == ch.thermo) c->ambient_channel = cfg.ambient->channel;
+            if (const std::optional<ThermoRef> amb = cfg.ambient_for(ch)) {
+                c->ambient_channel = amb->channel;
+                if (amb->thermo != ch.thermo) {  // the station's ambient on another module
+                    c->ambient = instrument(amb->thermo);
+                    if (!c->ambient->thermo)
+                        throw UsageError(fmt::format("{}: station.ambient: '{}' is not a thermocouple reader",
+                                                     cfg.file.string(), amb->thermo));
+                }
+            }
             check_ratings(ch, *c->load);
             c->since_unix_s = unix_now_s();
             channels[ch.position] = std::move(c);
@@ -516,7 +532,7 @@ struct Controller::Impl {
             inst.state = InstrumentState::error;
             inst.last_error = why;
             for (auto& [p, c] : channels)
-                if ((c->load == &inst || c->thermo == &inst) && c->state != ChannelState::testing &&
+                if ((c->load == &inst || c->thermo == &inst || c->ambient == &inst) && c->state != ChannelState::testing &&
                     c->state != ChannelState::faulted) {
                     c->state = ChannelState::faulted;
                     c->reason = fmt::format("instrument {} lost: {}", inst.cfg->name, why);
@@ -972,19 +988,27 @@ struct Controller::Impl {
         io.thermo_channel = c.cfg->thermo_channel;
         io.thermo_lane = &c.thermo->lane;
         io.ambient_channel = c.ambient_channel;
+        if (c.ambient) {
+            io.ambient_thermo = c.ambient->thermo.get();
+            io.ambient_lane = &c.ambient->lane;
+        }
 
         TestRecord rec;
         bool load_connected = false;  // before that, nothing can have been energized
+        bool counted = false;         // the instruments count this test (Instrument::testing)
         std::string failure;
         try {
             co_await ensure_connected(*c.load);
             load_connected = true;
             co_await ensure_connected(*c.thermo);
+            if (c.ambient) co_await ensure_connected(*c.ambient);
             {
                 std::lock_guard lk(mutex);
-                c.load->state = c.thermo->state = InstrumentState::active;
-                ++c.load->testing;
-                ++c.thermo->testing;
+                for (Instrument* inst : c.uses()) {
+                    inst->state = InstrumentState::active;
+                    ++inst->testing;
+                }
+                counted = true;
             }
             c.demand = LoadDemand{};
             c.demand_since_station_s = station_now_s();
@@ -1005,8 +1029,8 @@ struct Controller::Impl {
         c.monitor_ticket = nullptr;
         {
             std::lock_guard lk(mutex);
-            for (Instrument* inst : {c.load, c.thermo})
-                if (load_connected && inst->testing > 0 && --inst->testing == 0 && inst->state == InstrumentState::active)
+            for (Instrument* inst : c.uses())
+                if (counted && inst->testing > 0 && --inst->testing == 0 && inst->state == InstrumentState::active)
                     inst->state = InstrumentState::safe;
         }
         if (!failure.empty()) {
@@ -1211,7 +1235,7 @@ void Controller::fault_reset(int position) {
         std::lock_guard lk(m.mutex);
         if (c.state == ChannelState::testing)
             throw ControllerRefused(fmt::format("position {} is testing {}", position, c.serial));
-        for (Instrument* inst : {c.load, c.thermo})
+        for (Instrument* inst : c.uses())
             if (inst->state == InstrumentState::error || inst->state == InstrumentState::connecting)
                 throw ControllerRefused(fmt::format("position {}: fault not reset: instrument {} is {} ({})", position,
                                                     inst->cfg->name, to_string(inst->state), inst->last_error));

@@ -117,7 +117,7 @@ SimStation::SimStation(const StationConfig& cfg, std::shared_ptr<sim::SimClock> 
             }
         } else {
             for (int ch = 0; ch < ic.channels; ++ch) {
-                if (cfg.ambient && cfg.ambient->thermo == ic.name && cfg.ambient->channel == ch) {
+                if (cfg.is_ambient_input(ic.name, ch)) {
                     plan.tc.push_back(sim::TcChannel::ambient());
                     continue;
                 }

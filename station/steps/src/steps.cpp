@@ -175,18 +175,27 @@ private:
     /// does not read ok (an open thermocouple must not pass as a temperature).
     awaitable<std::pair<double, double>> temperatures() const {
         const auto all = co_await with_thermo([](instruments::TemperatureReader& t) { return t.read_all(); });
-        auto pick = [&](int ch) {
-            if (ch < 0 || static_cast<std::size_t>(ch) >= all.size())
-                throw instruments::InstrumentError(io_.thermo->name(), "read channel " + std::to_string(ch),
+        auto pick = [](const instruments::TemperatureReader& reader, const auto& readings, int ch) {
+            if (ch < 0 || static_cast<std::size_t>(ch) >= readings.size())
+                throw instruments::InstrumentError(reader.name(), "read channel " + std::to_string(ch),
                                                    "no such channel");
-            const auto& r = all[static_cast<std::size_t>(ch)];
+            const auto& r = readings[static_cast<std::size_t>(ch)];
             if (r.status != instruments::TcStatus::ok)
-                throw instruments::InstrumentError(io_.thermo->name(), "read channel " + std::to_string(ch),
+                throw instruments::InstrumentError(reader.name(), "read channel " + std::to_string(ch),
                                                    std::string("thermocouple ") + to_string(r.status));
             return r.temp_c;
         };
-        const double cell = pick(io_.thermo_channel);
-        const double amb = io_.ambient_channel ? pick(*io_.ambient_channel) : std::nan("");
+        const double cell = pick(*io_.thermo, all, io_.thermo_channel);
+        double amb = std::nan("");
+        if (io_.ambient_channel && io_.ambient_thermo && io_.ambient_thermo != io_.thermo) {
+            // The station's ambient on another module, through that module's lane.
+            check_deadline();
+            instruments::TemperatureReader* reader = io_.ambient_thermo;
+            const auto other = co_await on_lane(io_.ambient_lane, [reader] { return reader->read_all(); });
+            amb = pick(*reader, other, *io_.ambient_channel);
+        } else if (io_.ambient_channel) {
+            amb = pick(*io_.thermo, all, *io_.ambient_channel);
+        }
         co_return std::pair<double, double>{cell, amb};
     }
 
@@ -380,6 +389,8 @@ private:
         }
     }
 
+    static constexpr double kReversibleMinCooling_s = 1800.0;
+
     awaitable<Quantities> heat(const HeatParams& p) {
         check_current(p.current_a);
         models::Series s;
@@ -404,6 +415,15 @@ private:
         models::ThermalOptions opt;
         opt.heating_rc_pairs = 3;
         if (!io_.ambient_channel) s.t_amb_c.clear();
+        if (io_.thermo_offset_k && io_.ambient_channel) {
+            opt.sensor_offset_c = *io_.thermo_offset_k;
+            // The reversible heat k·I has almost the shape of the Joule heat;
+            // only a cooling rest of about τ (~1900 s here) tells them and the
+            // steady offset apart. With the production recipe's 600 s the fit
+            // with k free swings the steady offset by ~1 K between runs of one
+            // cell (tools/thermal_sim_roc --cooling-s 600; docs/models.md).
+            opt.reversible_heat = p.cooling_s >= kReversibleMinCooling_s;
+        }
         std::optional<models::ThermalFit> fit_result;
         {
             const ComputingTime not_counted(*this);  // also when the fit throws
@@ -419,11 +439,21 @@ private:
         put(mf, "tau_s", fit.tau_s);
         put(mf, "heating_ohm", fit.heating_ohm);
         put(mf, "p_extra_w", fit.p_extra_w);
+        if (fit.extended) {
+            if (std::isfinite(fit.entropic_v.value)) put(mf, "entropic_v", fit.entropic_v);
+            put(mf, "steady_offset_k", fit.steady_offset_k);
+        }
         mf.parameters["p_heat_w"] = i_on * i_on * fit.heating_ohm.value;  // I²R of the step
         out_.fits.push_back(std::move(mf));
         q["c_th_j_per_k"] = fit.c_th_j_per_k.value;
         q["r_th_k_per_w"] = fit.r_th_k_per_w.value;
-        q["p_x_w"] = fit.p_extra_w.value;
+        // P_x the window does not determine (no ambient sensor: the fitted
+        // ambient absorbs it, the fit reports NaN; a heating-only window) is
+        // missing, not a value: NaN reaches the limit check as "not measured"
+        // and screening as a missing feature, never as 0. A wide interval
+        // alone (a 10 ohm short: 1.5 ± 0.8 W) is still a measurement.
+        const bool px_determined = std::isfinite(fit.p_extra_w.value) && !fit.heating_only;
+        q["p_x_w"] = px_determined ? fit.p_extra_w.value : std::nan("");
         co_return q;
     }
 
@@ -610,6 +640,7 @@ std::vector<TestRecord> run_channels(const Recipe& recipe, const Limits& limits,
     for (const ChannelJob& j : jobs) {
         instruments_used.insert(j.io.load);
         instruments_used.insert(j.io.thermo);
+        if (j.io.ambient_thermo) instruments_used.insert(j.io.ambient_thermo);
     }
     asio::thread_pool pool(std::clamp<std::size_t>(instruments_used.size(), 1, 8));
     std::map<const void*, Lane> lanes;
@@ -622,6 +653,7 @@ std::vector<TestRecord> run_channels(const Recipe& recipe, const Limits& limits,
         ios[k] = job.io;
         ios[k].load_lane = job.io.load ? &lanes.at(job.io.load) : nullptr;
         ios[k].thermo_lane = job.io.thermo ? &lanes.at(job.io.thermo) : nullptr;
+        ios[k].ambient_lane = job.io.ambient_thermo ? &lanes.at(job.io.ambient_thermo) : nullptr;
         ctxs[k].position = job.position;
         if (job.fits) ctxs[k].fits = job.fits;
         auto finish = [&, k](TestRecord rec) {

@@ -28,7 +28,14 @@
 //
 // Ambient: ThermalOptions::ambient_c if set, else the series' t_amb_c column
 // (held between samples), else fitted as a constant — then it absorbs
-// R_th·P_x and P_x is reported 0 and not identifiable.
+// R_th·P_x and P_x is reported NaN (missing, never 0) and not identifiable.
+//
+// Callers that pass P_x on (the station's p_x_w measurement, screening) take
+// p_extra_w.value only when p_extra_w.identifiable; else the value is missing
+// (NaN), never 0. p_extra_w.identifiable means "determined under the model's
+// assumptions" (in the plain model: a zero sensor offset);
+// p_extra_identifiable (below) is the stronger "separated from the sensor
+// offset by data or calibration".
 //
 // Method: variable projection. For fixed τ the model is linear in
 // (T0, R_th, R_th·P_x) (or (T0, R_th, T_∞) with a fitted ambient); τ is
@@ -40,7 +47,8 @@
 // Identifiability: heating only (no cooling after the last heat, window
 // shorter than 3τ) cannot separate C_th from R_th — both, τ and P_x are
 // flagged and `heating_only` is set. Also flagged: a 95 % half-width wider
-// than half the value (for P_x: wider than half the mean heating power).
+// than half the value (for P_x: wider than half of the larger of the mean
+// heating power and |P_x|).
 //
 // Extended model (any of reversible_heat, sensor_offset_c, offset_from_rest,
 // ambient_drift set; the defaults keep the plain model above):
@@ -69,6 +77,10 @@
 // windows of one cell with shared τ and R_th (hence C_th).
 // corr_p_extra_r_th is the correlation of P_x with R_th from the covariance
 // (also in the plain model).
+//
+// Failure: heat_determined (below) — a circuit heat over the physical bound
+// I·(V_rest − V) leaves R_th, C_th and P_x missing, never a number (it was
+// P_x = 212 W for a drained cell with a 202 Ω short).
 //
 // Errors: InputError for the window errors of Series::validate (cell
 // temperature required), no heat (zero current), non-positive heating_ohm,
@@ -112,6 +124,12 @@ struct ThermalFit {
     int iterations = 0;
     bool converged = false;
     bool heating_only = false;
+    // False when the heating is not physical: the circuit's heat over a
+    // window that starts at rest exceeds 1.5 × ∫I·(V_rest − V)dt, the most a
+    // cell can dissipate (the circuit does not describe the window, e.g. a
+    // cell driven into its empty knee). The fit then failed: converged =
+    // false, R_th, C_th, P_x (and k) NaN and not identifiable; τ is kept.
+    bool heat_determined = true;
     std::string heating_source;  // "circuit", "overpotential", "fixed"
     std::string ambient_source;  // "fixed", "column", "fitted"
     std::vector<std::string> notes;

@@ -22,7 +22,9 @@
 // the wrong kind, duplicates, files that do not exist, TOML syntax errors —
 // and thrown once, all together, as ConfigError (a UsageError: exit code 2).
 // Loading the station file also loads and validates its recipe; the recipe's
-// diagnostics name the recipe file.
+// diagnostics name the recipe file. A recipe that measures p_x_w is refused
+// at every position that reaches no ambient thermocouple (ambient_for()),
+// at that position's [[channels]] line: P_x cannot be determined there.
 //
 // Conventions: fixture positions and load channels are 1-based (as on the
 // load's front panel); thermocouple channels are 0-based (as on the modules).
@@ -240,6 +242,10 @@ struct InstrumentConfig {
     double timeout_s = 1.0;
     double connect_timeout_s = 3.0;
     int unit = 1;  // Modbus unit id (modbus_* only)
+    // modbus_thermo only: the module's own channel that reads the fixture's
+    // air (key `ambient_channel`): the ambient of every position whose cell
+    // thermocouple is on this module. Unset: they use [station] ambient.
+    std::optional<int> ambient_channel;
 
     bool is_load() const { return driver != Driver::modbus_thermo; }
     bool is_thermo() const { return driver == Driver::modbus_thermo; }
@@ -259,6 +265,7 @@ struct ChannelConfig {
     int load_channel = 1;  // 1-based
     std::string thermo;    // name of a modbus_thermo instrument
     int thermo_channel = 0;  // 0-based
+    int line = 0;            // of its [[channels]] table in the station file
 };
 
 /// Safety limits of the line ([limits], every key required). Spec limits
@@ -394,7 +401,7 @@ struct StationConfig {
     std::filesystem::path store;          // resolved
     std::vector<InstrumentConfig> instruments;  // in file order
     std::vector<ChannelConfig> channels;        // sorted by position
-    std::optional<ThermoRef> ambient;           // station ambient thermocouple
+    std::optional<ThermoRef> ambient;           // station ambient thermocouple (any module; see ambient_for)
     Limits limits;
     ScreeningConfig screening;
     PlcConfig plc;
@@ -405,6 +412,13 @@ struct StationConfig {
 
     const InstrumentConfig* find_instrument(std::string_view name) const;
     const ChannelConfig* find_position(int position) const;
+    /// The ambient thermocouple a position's thermal fit reads: its module's
+    /// own `ambient_channel`, else the station's `ambient` (which may be on
+    /// another module: the controller reads it through that module), else
+    /// none — the position cannot measure P_x (p_x_w is missing there).
+    std::optional<ThermoRef> ambient_for(const ChannelConfig& ch) const;
+    /// Whether `thermo` channel `channel` is an ambient input (the station's or a module's).
+    bool is_ambient_input(std::string_view thermo, int channel) const;
 };
 
 /// Reads and validates a station file and the recipe it names. Throws ConfigError.

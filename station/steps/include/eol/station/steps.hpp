@@ -158,7 +158,23 @@ struct ChannelIo {
     instruments::TemperatureReader* thermo = nullptr;
     int thermo_channel = 0;
     const Lane* thermo_lane = nullptr;    // nullptr: driver calls inline
-    std::optional<int> ambient_channel;   // on the same reader
+    // The ambient thermocouple (the thermal fit's T_amb): channel
+    // `ambient_channel` of `ambient_thermo`, or of `thermo` when that is
+    // nullptr (the same module). Another module's channel is read on
+    // `ambient_lane` (that instrument's lane, so its other commands never
+    // interleave; nullptr: inline), right after the cell's reading.
+    // No ambient_channel: the position cannot measure P_x (p_x_w missing).
+    std::optional<int> ambient_channel;
+    instruments::TemperatureReader* ambient_thermo = nullptr;
+    const Lane* ambient_lane = nullptr;
+    // Calibrated offset of this channel's cell thermocouple against the
+    // ambient one, K (reads T_cell − T_amb at equilibrium). Set: the heat
+    // step fits the thermal model with this offset (and the reversible heat
+    // k·I when the step cools ≥ 1800 s, about τ: shorter, k is not
+    // determined) and p_x_w is P_x separated from the offset. Unset: the plain fit, which
+    // assumes no offset (a ±0.5 K type-K offset then reads as ±o/R_th of
+    // P_x). Without an ambient channel p_x_w is missing either way.
+    std::optional<double> thermo_offset_k;
 };
 
 /// What the steps have asked of the load, told to RunContext::on_demand at
