@@ -632,7 +632,7 @@ TEST_CASE("genealogy: bulk device lookups (parallel readers, one statement) agre
     }
 }
 
-TEST_CASE("genealogy: a version-4 store is answered read-only as it is; migration 5 puts each cell's latest verdict on its row, kept by every run") {
+TEST_CASE("genealogy: a version-4 store is answered read-only as it is, migration 5 puts each cell's latest verdict on its row, kept by every run") {
     TempDir tmp;
     const fs::path db = tmp / "v4.db";
     std::vector<std::string> cells, devices;

@@ -38,7 +38,7 @@ namespace {
 /// config/ of the source tree ($EOL_CONFIG_DIR overrides).
 std::string config_dir() {
     if (const char* e = std::getenv("EOL_CONFIG_DIR")) return e;
-    return (std::filesystem::path(__FILE__).parent_path() / ".." / ".." / "config").string();
+    return EOL_BENCH_CONFIG_DIR;  // absolute, from CMake (__FILE__ is relative to the build folder)
 }
 
 struct Server {
