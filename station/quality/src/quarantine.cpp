@@ -1,5 +1,7 @@
 #include "eol/station/quarantine.hpp"
 
+#include "eol/station/parallel.hpp"
+
 #include "eol/models/calendar.hpp"
 #include "eol/station/text.hpp"
 
@@ -485,27 +487,11 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
     const std::size_t parts = std::max<std::size_t>(1, store_.bulk_readers(inputs.size()));
     // Part t of n items: [first, second).
     auto part = [&](std::size_t n, std::size_t t) { return std::pair{t * n / parts, (t + 1) * n / parts}; };
-    std::vector<std::exception_ptr> thrown(parts);
-    auto in_parallel = [&](auto&& work) {
-        auto guarded = [&](std::size_t t) {
-            try {
-                work(t);
-            } catch (...) {
-                thrown[t] = std::current_exception();
-            }
-        };
-        std::vector<std::thread> pool;
-        for (std::size_t t = 1; t < parts; ++t) pool.emplace_back(guarded, t);
-        guarded(0);
-        for (auto& th : pool) th.join();
-        for (const auto& e : thrown)
-            if (e) std::rethrow_exception(e);
-    };
     // Normalize each part and put it in key order; then one merge, so that
     // each slice of the store's read is a contiguous range of keys (half the
     // B-tree each, at twice the density, instead of all of it).
     std::vector<std::vector<Key>> runs(parts);
-    in_parallel([&](std::size_t t) {
+    in_parallel(parts, [&](std::size_t t) {
         const auto [from, to] = part(out.size(), t);
         for (std::size_t i = from; i < to; ++i) {
             LookupResult& r = out[i];
@@ -603,7 +589,7 @@ std::vector<LookupResult> LookupSession::lookup_many(std::span<const std::string
         }
         o.may_ship = ship_allowed(o.known, o.verdict, o.state);
     });
-    in_parallel([&](std::size_t t) {
+    in_parallel(parts, [&](std::size_t t) {
         const auto [from, to] = part(out.size(), t);
         for (std::size_t i = from; i < to; ++i) {
             LookupResult& r = out[i];

@@ -1,4 +1,6 @@
 #include "eol/station/store.hpp"
+
+#include "eol/station/parallel.hpp"
 #include "eol/station/text.hpp"
 
 #include <fmt/core.h>
@@ -1816,26 +1818,6 @@ struct ResetGuard {
         sqlite3_clear_bindings(s);
     }
 };
-
-// Runs work(t) for t in [0, n): t = 0 on the calling thread, the others on
-// threads of their own; the first exception thrown is rethrown after all end.
-template <typename Work>
-void in_parallel(std::size_t n, Work&& work) {
-    std::vector<std::exception_ptr> thrown(n);
-    auto guarded = [&](std::size_t t) {
-        try {
-            work(t);
-        } catch (...) {
-            thrown[t] = std::current_exception();
-        }
-    };
-    std::vector<std::thread> pool;
-    for (std::size_t t = 1; t < n; ++t) pool.emplace_back(guarded, t);
-    guarded(0);
-    for (auto& th : pool) th.join();
-    for (const auto& e : thrown)
-        if (e) std::rethrow_exception(e);
-}
 
 // The places of `serials` in ascending byte order: sorted on the first 16
 // bytes as two big-endian words (memcmp's order, without a call per
