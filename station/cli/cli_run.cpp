@@ -492,6 +492,8 @@ void add_run_commands(CLI::App& app) {
     run->add_option("--time-scale", r->time_scale,
                     "Station seconds per wall second (1 on a line; the simulators' [sim] time_scale)")
         ->capture_default_str();
+    run->footer("Events (cell, steps, instruments, safety trips) go to stderr as log lines; EOL_LOG_LEVEL=debug also "
+                "says where each step's time went (docs/controller.md, \"The event log\").");
     run->callback([r] { run_one(*r); });
 
     auto s = std::make_shared<ServeOptions>();
@@ -501,6 +503,8 @@ void add_run_commands(CLI::App& app) {
     serve_cmd->add_option("--time-scale", s->time_scale,
                           "Station seconds per wall second (1 on a line; the simulators' [sim] time_scale)")
         ->capture_default_str();
+    serve_cmd->footer("Events (cells, steps, instruments, safety trips, PLC, panel) go to stderr as log lines; "
+                      "EOL_LOG_LEVEL = trace, debug, info (default), warn, error, critical or off.");
     serve_cmd->callback([s] { serve(*s); });
 }
 
