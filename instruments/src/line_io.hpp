@@ -184,7 +184,7 @@ public:
     void clear() { buf_.consume(buf_.size()); }
 
     void write(const std::string& where, std::string_view data, double timeout_s) {
-        home_.check_caller();
+        home_.check_caller();  // before the fast path's send (reads check in run_with_deadline)
         // Fast path for sockets: a short command almost always fits the
         // kernel's send buffer, so try it without blocking first; only what
         // does not fit goes through the asynchronous write with its deadline.
@@ -213,7 +213,6 @@ public:
     }
 
     std::string read_line(const std::string& where, double timeout_s) {
-        home_.check_caller();
         const Outcome o = run_with_deadline(
             home_, timer_, timeout_s,
             [&](auto done) {
@@ -244,7 +243,6 @@ public:
     }
 
     std::string read_exact(const std::string& where, std::size_t n, double timeout_s) {
-        home_.check_caller();
         if (buf_.size() < n) {
             const std::size_t need = n - buf_.size();
             if (n > buf_.max_size())

@@ -50,6 +50,20 @@ std::string raw_sql(const fs::path& db, const std::string& sql) {
     sqlite3_close(h);
     return out;
 }
+
+// Links `cells` into `device` straight through the store, around the
+// assembly interlock (the store takes what it is given).
+void link_around_interlock(Store& store, const DeviceInfo& device, std::initializer_list<std::string> cells) {
+    std::vector<DeviceLinkEvent> ev;
+    for (const auto& c : cells) {
+        DeviceLinkEvent e;
+        e.device_serial = device.serial;
+        e.cell_serial = c;
+        e.station_id = device.station_id;
+        ev.push_back(e);
+    }
+    store.append_device_links(device, ev);
+}
 }  // namespace
 
 TEST_CASE("genealogy: the device serial scheme is the shipped config/device-serial-scheme.toml") {
@@ -450,16 +464,8 @@ TEST_CASE("genealogy: bulk device lookups (parallel readers, one statement) agre
     REQUIRE(g.link(link_request(donor, store.device(donor)->device.model, {freed})).linked);
     // Devices linked around the interlock (the store takes what it is given):
     // a failed, an untested and a never-tested cell inside.
-    DeviceInfo odd{device_serial(9000), "A1112", 1.7e9, "ASSY-02"};
-    std::vector<DeviceLinkEvent> ev;
-    for (const auto& c : {failed[0], aborted[0], never_tested}) {
-        DeviceLinkEvent e;
-        e.device_serial = odd.serial;
-        e.cell_serial = c;
-        e.station_id = "ASSY-02";
-        ev.push_back(e);
-    }
-    store.append_device_links(odd, ev);
+    const DeviceInfo odd{device_serial(9000), "A1112", 1.7e9, "ASSY-02"};
+    link_around_interlock(store, odd, {failed[0], aborted[0], never_tested});
     devices.push_back(odd.serial);
 
     // Holds: a lot, a window (released again in part), serials of cells,
@@ -655,16 +661,8 @@ TEST_CASE("genealogy: a version-4 store is answered read-only as it is, migratio
             }
             return true;
         });
-        DeviceInfo odd{device_serial(9000), "A3102", 1.7e9, "ASSY-02"};  // linked around the interlock
-        std::vector<DeviceLinkEvent> ev;
-        for (const auto& c : {fail[0], fail[1], aborted[0]}) {
-            DeviceLinkEvent e;
-            e.device_serial = odd.serial;
-            e.cell_serial = c;
-            e.station_id = "ASSY-02";
-            ev.push_back(e);
-        }
-        store.append_device_links(odd, ev);
+        const DeviceInfo odd{device_serial(9000), "A3102", 1.7e9, "ASSY-02"};
+        link_around_interlock(store, odd, {fail[0], fail[1], aborted[0]});
         devices.push_back(odd.serial);
         Quarantine(store).hold(Scope::serial(pass[7]), "outlier", kOperator);
         cells = pass;
