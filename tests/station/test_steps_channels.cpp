@@ -90,12 +90,7 @@ TEST_CASE("steps: a safety abort ends the run, skips the remaining steps and lea
     station::Limits limits = rig.cfg.limits;
     limits.v_min_v = 3.95;  // above what a 3 A DCIR level leaves a half-charged cell
     const station::ChannelJob job = rig.job(1, "CELL-A", sim::CellParams{});
-    station::ScaledWallClock clock(rig.cfg.sim.time_scale);
-    station::RunContext ctx;
-    ctx.station_id = "T-1";
-    ctx.position = 1;
-    ctx.clock = &clock;
-    const station::TestRecord r = station::run_recipe(recipe, limits, job.io, job.cell, ctx);
+    const station::TestRecord r = rig.run(recipe, limits, job);
     INFO(r.abort_reason);
     CHECK(r.verdict == Verdict::abort);
     CHECK(r.abort_reason.find("step 'dcir'") != std::string::npos);
@@ -114,10 +109,7 @@ TEST_CASE("steps: a step asking more than the safety current is an error before 
     station::Limits limits = rig.cfg.limits;
     limits.i_max_a = 1.0;  // the pulse asks 6 A
     const station::ChannelJob job = rig.job(1, "CELL-B", sim::CellParams{});
-    station::ScaledWallClock clock(rig.cfg.sim.time_scale);
-    station::RunContext ctx;
-    ctx.clock = &clock;
-    const station::TestRecord r = station::run_recipe(recipe, limits, job.io, job.cell, ctx);
+    const station::TestRecord r = rig.run(recipe, limits, job);
     CHECK(r.verdict == Verdict::error);
     CHECK(r.abort_reason.find("more than limits.i_max_a = 1 A") != std::string::npos);
     CHECK(r.trace.size() == 0);
@@ -170,12 +162,7 @@ TEST_CASE("hostile: steps a slow instrument on a compressed clock does not time 
     const station::ChannelJob job = rig.job(1, "CELL-SLOW", sim::CellParams{});
     const std::string load_name = rig.cfg.find_position(1)->load;
     rig.sim->faults(load_name).update([](sim::FaultSettings& s) { s.latency_s = 0.04; });
-    station::ScaledWallClock clock(rig.cfg.sim.time_scale);
-    station::RunContext ctx;
-    ctx.station_id = "T-1";
-    ctx.position = 1;
-    ctx.clock = &clock;
-    const station::TestRecord r = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
+    const station::TestRecord r = rig.run(recipe, rig.cfg.limits, job);
     INFO(r.abort_reason);
     REQUIRE(r.steps.size() == 1);
     const double took_s = r.steps[0].end_unix_s - r.steps[0].start_unix_s;
@@ -185,7 +172,7 @@ TEST_CASE("hostile: steps a slow instrument on a compressed clock does not time 
     CHECK(r.verdict == Verdict::pass);
 
     recipe.steps[0].timeout_s = 1.0;
-    const station::TestRecord t = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
+    const station::TestRecord t = rig.run(recipe, rig.cfg.limits, job);
     REQUIRE(t.steps.size() == 1);
     CHECK(t.steps[0].outcome == StepOutcome::timeout);
     CHECK(t.verdict == Verdict::error);

@@ -53,12 +53,7 @@ HeatRun run_heat_step(const sim::CellParams& cell, bool ambient_sensor = true,
     REQUIRE(job.io.ambient_channel.has_value());
     if (!ambient_sensor) job.io.ambient_channel.reset();
     job.io.thermo_offset_k = thermo_offset_k;
-    station::ScaledWallClock clock(rig.cfg.sim.time_scale);
-    station::RunContext ctx;
-    ctx.station_id = "test";
-    ctx.position = 1;
-    ctx.clock = &clock;
-    const station::TestRecord rec = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
+    const station::TestRecord rec = rig.run(recipe, rig.cfg.limits, job, "test");
     CHECK_FALSE(rig.input_on(1));
     HeatRun out;
     out.record = rec;

@@ -79,6 +79,18 @@ public:
         return sim->fixture()->load(static_cast<std::size_t>(position - 1)).input_on;
     }
 
+    /// One cell through `recipe` at the job's position, on the wall clock at
+    /// the rig's time scale.
+    station::TestRecord run(const station::Recipe& recipe, const station::Limits& limits,
+                            const station::ChannelJob& job, const std::string& station_id = "T-1") const {
+        station::ScaledWallClock clock(cfg.sim.time_scale);
+        station::RunContext ctx;
+        ctx.station_id = station_id;
+        ctx.position = job.position;
+        ctx.clock = &clock;
+        return station::run_recipe(recipe, limits, job.io, job.cell, ctx);
+    }
+
     /// The example recipe with only the steps of the given kinds.
     station::Recipe recipe_of(std::initializer_list<station::StepKind> kinds) const {
         station::Recipe r = cfg.recipe;
