@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 #include <nlohmann/json.hpp>
@@ -37,6 +38,9 @@ struct ProductionOptions {
     std::string formation;
     std::string assemble = "A1112:3,A3102:2";
     double assembly_fraction = 0.6;
+    int fixture_positions = 1;
+    double tc_offset_c = 0.0;
+    std::vector<std::string> fixture_drift;
     bool traces = false;
     bool json = false;
     bool quiet = false;
@@ -90,6 +94,43 @@ std::vector<DeviceModelSpec> device_models_option(const std::string& text) {
     return out;
 }
 
+// "POS:YYYY-MM-DD:MOHM_PER_WEEK[:K_PER_WEEK]": a position wearing from that date.
+FixtureDrift fixture_drift_option(const std::string& text, int positions) {
+    std::vector<std::string> parts;
+    std::size_t a = 0;
+    while (a <= text.size()) {
+        const std::size_t b = std::min(text.find(':', a), text.size());
+        parts.push_back(text.substr(a, b - a));
+        a = b + 1;
+    }
+    FixtureDrift d;
+    bool ok = parts.size() == 3 || parts.size() == 4;
+    std::optional<Date> start;
+    if (ok) {
+        try {
+            std::size_t used = 0;
+            d.position = std::stoi(parts[0], &used);
+            ok = used == parts[0].size() && d.position >= 1 && d.position <= positions;
+            start = Date::parse_iso(parts[1]);
+            ok = ok && start.has_value();
+            d.ohm_per_week = std::stod(parts[2], &used) * 1e-3;
+            ok = ok && used == parts[2].size() && std::isfinite(d.ohm_per_week) && d.ohm_per_week >= 0;
+            if (ok && parts.size() == 4) {
+                d.tc_k_per_week = std::stod(parts[3], &used);
+                ok = used == parts[3].size() && std::isfinite(d.tc_k_per_week);
+            }
+        } catch (const std::exception&) {
+            ok = false;
+        }
+    }
+    if (!ok)
+        throw UsageError(fmt::format("--fixture-drift: '{}' is not POSITION:YYYY-MM-DD:MOHM_PER_WEEK[:K_PER_WEEK] "
+                                     "(position 1…{}, mOhm per week >= 0), e.g. 3:2023-03-01:0.5",
+                                     text, positions));
+    d.start = *start;
+    return d;
+}
+
 void run_production(const ProductionOptions& o) {
     ProductionSpec spec;
     spec.cells = o.cells;
@@ -104,6 +145,9 @@ void run_production(const ProductionOptions& o) {
     spec.store_traces = o.traces;
     spec.device_models = device_models_option(o.assemble);
     spec.assembly_fraction = o.assembly_fraction;
+    spec.fixture_positions = o.fixture_positions;
+    spec.tc_offset_c = o.tc_offset_c;
+    for (const auto& text : o.fixture_drift) spec.fixture_drift.push_back(fixture_drift_option(text, o.fixture_positions));
     // The shipped recipes (embedded) unless a file is given.
     const Recipe recipe = o.recipe.empty() ? embedded_recipe("recipes/eol-18650.toml") : load_recipe(o.recipe);
     const Recipe formation = o.formation.empty() ? embedded_recipe("recipes/formation.toml") : load_recipe(o.formation);
@@ -189,6 +233,17 @@ void add_production_commands(CLI::App& app) {
         ->capture_default_str();
     c->add_option("--assembly-fraction", o->assembly_fraction, "Fraction of passing cells built into devices")
         ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+    c->add_option("--fixture-positions", o->fixture_positions,
+                  "EOL fixture positions the cells are tested at in turn (fixture health)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 256));
+    c->add_option("--tc-offset-c", o->tc_offset_c,
+                  "Each position's thermocouple reads a constant offset drawn in ±this (K)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 5.0));
+    c->add_option("--fixture-drift", o->fixture_drift,
+                  "A wearing position: POSITION:YYYY-MM-DD:MOHM_PER_WEEK[:K_PER_WEEK] (contact resistance, and "
+                  "thermocouple offset, growing from that date); repeatable");
     c->add_flag("--traces", o->traces, "Store each cell's pulse trace (about 10 kB a cell)");
     c->add_flag("--json", o->json, "Print the summary as JSON");
     c->add_flag("--quiet", o->quiet, "No progress on stderr");

@@ -78,6 +78,8 @@ nlohmann::json to_json(const station::CellResult& r) {
     j["reason"] = r.reason;
     j["load_off_confirmed"] = r.load_off_confirmed;
     j["held_hazardous"] = r.held_hazardous;
+    if (r.fixture_alarm) j["fixture_alarm"] = *r.fixture_alarm;
+    if (r.golden_passed) j["golden_check"] = {{"passed", *r.golden_passed}, {"reason", r.golden_reason}};
     j["stored"] = r.stored;
     if (!r.trip_cause.empty())
         j["trip"] = {{"cause", r.trip_cause}, {"to_off_s", r.trip_to_off_s >= 0 ? nlohmann::json(r.trip_to_off_s) : nlohmann::json(nullptr)}};
@@ -173,6 +175,7 @@ std::string to_text(const station::CellResult& r) {
                                         station::printable(r.screening->reason));
     if (!r.load_off_confirmed) out += "WARNING: the load input could not be confirmed off\n";
     if (r.held_hazardous) out += "held in quarantine as hazardous (over-temperature)\n";
+    if (r.fixture_alarm) out += "position out of service (fixture health): " + *r.fixture_alarm + "\n";
     return out;
 }
 
@@ -322,6 +325,9 @@ struct ServeOptions {
 std::string result_line(const station::CellResult& r) {
     std::string l = fmt::format("result channel {} serial {} verdict {}", r.position, r.serial, r.verdict);
     if (!r.reason.empty()) l += " reason " + station::printable(r.reason);
+    if (r.fixture_alarm) l += "; position out of service: " + station::printable(*r.fixture_alarm);
+    if (r.golden_passed)
+        l += std::string("; golden check ") + (*r.golden_passed ? "passed: " : "FAILED: ") + station::printable(r.golden_reason);
     return l;
 }
 

@@ -63,6 +63,7 @@ struct ScreenOptions {
     std::string actor;  // --actor / --role: refused, they no longer grant anything
     std::string role;
     std::string drift;         // --drift estimate|credible|off (empty: the config's)
+    bool fixture_correction = false;  // --fixture-correction (default settings when the config has none)
     bool k_given = false, quantile_given = false, min_count_given = false, alpha_given = false;
     std::string serial_column = "serial";
     std::string lot_column = "lot";
@@ -531,10 +532,12 @@ void run_screen_db(const ScreenOptions& o) {
     if (!o.actor.empty())
         throw UsageError("screen: --actor: who holds is the logged-in user now (--user NAME or EOL_TOKEN; docs/users.md)");
     station::ScreeningConfig config;
+    station::FixtureHealthConfig fixture;
     std::optional<station::Recipe> recipe;  // its measurements' limits are the spec limits
     if (!o.config.empty()) {
         station::StationConfig sc = station::load_station_config(o.config);
         config = sc.screening;
+        fixture = sc.fixture_health;
         recipe = std::move(sc.recipe);
     } else {
         config.features = default_db_features();
@@ -566,7 +569,9 @@ void run_screen_db(const ScreenOptions& o) {
     }
     station::ScreenReport r;
     try {
-        r = station::screen_store(store, config, filter, o.apply, who, recipe ? &*recipe : nullptr);
+        if (o.fixture_correction) fixture.enabled = true;
+        r = station::screen_store(store, config, filter, o.apply, who, recipe ? &*recipe : nullptr,
+                                  fixture.enabled ? &fixture : nullptr);
     } catch (const m::InputError& e) {
         throw UsageError(fmt::format("{}: {}", o.db, e.what()));
     }
@@ -587,8 +592,8 @@ void run_screen(const ScreenOptions& o) {
         run_screen_db(o);
         return;
     }
-    if (!o.lot.empty() || !o.since.empty() || o.apply || !o.config.empty() || !o.drift.empty())
-        throw UsageError("screen: --lot, --since, --apply, --config and --drift go with --db");
+    if (!o.lot.empty() || !o.since.empty() || o.apply || !o.config.empty() || !o.drift.empty() || o.fixture_correction)
+        throw UsageError("screen: --lot, --since, --apply, --config, --drift and --fixture-correction go with --db");
     if (o.features_csv.empty()) throw UsageError("screen: give --features FILE.csv or --db FILE");
     const LoadedTable lt = load_csv_table(o);
     const m::ScreeningSettings s = settings_from(o, lt.table);
@@ -637,6 +642,9 @@ void add_screen_commands(CLI::App& app) {
     c->add_option("--actor", o->actor, "No longer accepted: who holds is the logged-in user")->group("");
     c->add_option("--role", o->role, "No longer accepted: the role is the logged-in user's")->group("");
     c->add_flag("--json", o->json, "Print the result as JSON");
+    c->add_flag("--fixture-correction", o->fixture_correction,
+                "With --db: correct resistance features by each fixture position's learned contact offset "
+                "(the config's [fixture_health], else its defaults; docs/screening.md \"Fixture health\")");
     c->add_option("--drift", o->drift,
                   "With --db: drift windows (change-point scan over production days): hold the estimated window "
                   "(estimate), also each boundary's 95 % credible days (credible), or do not look (off); default: "

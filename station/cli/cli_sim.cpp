@@ -28,7 +28,11 @@
 //                                        r_isc_ohm (an internal short: heat),
 //                                        r_th_k_per_w, c_th_j_per_k, soc0, capacity_ah;
 //                                        or current_cap_a: the position's load channel
-//                                        sinks at most VALUE A (inf = no cap)
+//                                        sinks at most VALUE A (inf = no cap);
+//                                        contact_ohm: the position's contacts add
+//                                        VALUE Ω to every voltage reading's path
+//                                        (worn pins, ≥ 0); tc_offset_c: its
+//                                        thermocouple reads VALUE K off (a drift)
 // A fault the instrument's protocol does not have, or a channel it does not
 // have, is an error naming what it does have; nothing changes then.
 #include <fmt/format.h>
@@ -103,10 +107,24 @@ std::string control(station::SimStation& sim, const station::StationConfig& cfg,
         } catch (const std::exception&) {
             used = 0;
         }
-        if (used == 0 || used != value_text.size() || std::isnan(value) || value <= 0)
-            throw std::invalid_argument(fmt::format("cell: {}: '{}' is not a positive number", key, value_text));
+        if (used == 0 || used != value_text.size() || std::isnan(value))
+            throw std::invalid_argument(fmt::format("cell: {}: '{}' is not a number", key, value_text));
         const auto slot = static_cast<std::size_t>(pos - 1);
         auto fx = sim.fixture();
+        if (key == "contact_ohm") {
+            if (!(value >= 0) || !std::isfinite(value))
+                throw std::invalid_argument(fmt::format("cell: contact_ohm: '{}' is not a finite number >= 0", value_text));
+            fx->set_contact_resistance(slot, value);
+            return fmt::format("ok cell {} contact_ohm {}", pos, value);
+        }
+        if (key == "tc_offset_c") {
+            if (!std::isfinite(value) || std::fabs(value) > 50)
+                throw std::invalid_argument(fmt::format("cell: tc_offset_c: '{}' is not within -50..50", value_text));
+            fx->set_thermocouple_offset(slot, value);
+            return fmt::format("ok cell {} tc_offset_c {}", pos, value);
+        }
+        if (value <= 0)
+            throw std::invalid_argument(fmt::format("cell: {}: '{}' is not a positive number", key, value_text));
         if (key == "current_cap_a") {
             fx->set_current_cap(slot, value);
             return fmt::format("ok cell {} current_cap_a {}", pos, value);
@@ -122,7 +140,7 @@ std::string control(station::SimStation& sim, const station::StationConfig& cfg,
                                                 : nullptr;
         if (!field)
             throw std::invalid_argument(fmt::format("cell: unknown key '{}' (r0_ohm, r_isc_ohm, r_th_k_per_w, "
-                                                    "c_th_j_per_k, soc0, capacity_ah, current_cap_a)",
+                                                    "c_th_j_per_k, soc0, capacity_ah, current_cap_a, contact_ohm, tc_offset_c)",
                                                     key));
         if (key == "soc0" && value > 1) throw std::invalid_argument("cell: soc0 is a fraction 0..1");
         *field = value;

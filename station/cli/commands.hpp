@@ -81,6 +81,7 @@ void add_demo_commands(CLI::App& app);         // demo
 void add_run_commands(CLI::App& app);          // run, serve (cli_run.cpp)
 void add_genealogy_commands(CLI::App& app);    // genealogy link | import | unlink | show (cli_genealogy.cpp)
 void add_user_commands(CLI::App& app);         // user add | list | passwd | disable | enable | login (cli_users.cpp)
+void add_fixture_commands(CLI::App& app);      // fixture (cli_fixture.cpp)
 void add_report_commands(CLI::App& app);       // report: lot report, unit page (cli_report.cpp)
 
 }  // namespace eol::cli

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
     eol::cli::add_run_commands(app);
     eol::cli::add_user_commands(app);
     eol::cli::add_report_commands(app);
+    eol::cli::add_fixture_commands(app);
 
     try {
         app.parse(argc, argv);

@@ -26,6 +26,7 @@
 #include "eol/station/serial.hpp"
 #include "eol/station/store.hpp"
 #include "support/cli_test.hpp"
+#include "support/http_client.hpp"
 #include "support/process.hpp"
 #include "support/station_test.hpp"
 
@@ -53,6 +54,7 @@ struct StationFile {
     std::string recipe = std::string(EOL_CONFIG_DIR) + "/recipes/eol-18650.toml";
     double temp_abort_c = 60.0;
     std::string limits_extra;  // more [limits] lines
+    std::string extra_toml;    // more tables, appended
 };
 
 // The example station's instruments on `p` (load1: two-channel Keysight,
@@ -80,7 +82,7 @@ std::string config_text(const Ports& p, const StationFile& s) {
            "[limits]\ntemp_abort_c = " + std::to_string(s.temp_abort_c) + "\nv_min_v = 2.5\ni_max_a = 10.0\n" + s.limits_extra + "\n"
            "[screening]\nfeatures = [\"ocv_v\"]\n\n"
            "[sim]\ntime_scale = " + std::to_string(s.time_scale) +
-           "\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 20\n";
+           "\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 20\n\n" + s.extra_toml;
 }
 
 // A temporary station: its file, and `eolstation sim` serving it (stdin piped
@@ -869,4 +871,196 @@ TEST_CASE("controller cli: screening at test time holds an outlier of its model'
     // A retest is answered hold without touching the instruments.
     const Result again = st.run_cell(eol::test::lot0042_serial(1802), 2);
     CHECK(json::parse(again.out)["verdict"] == "hold");
+}
+
+// Fixture health through the real binaries: position 2's contacts add 7 mΩ
+// (`cell 2 contact_ohm 0.007` on the simulator: every voltage reading there
+// is I·7 mΩ low). After enough cells at every position the station takes
+// position 2 out of service with the reason, stores the flag, refuses it
+// (also after a restart), `eolstation fixture` names it; the contacts
+// "serviced" and a fault reset put it back, learning its baseline again.
+TEST_CASE("hostile: controller fixture health takes a position with worn contacts out of service until serviced") {
+    StationFile f;
+    f.time_scale = 50;  // the two-minute recipe (a test draws ~0.05 Ah: the simulator's cells stay charged)
+    f.recipe = std::string(EOL_CONFIG_DIR) + "/recipes/eol-18650-quick.toml";
+    // The simulator keeps one cell per position (a line tests a new cell
+    // each time): their own R0 spread (1 mΩ) is part of each position's
+    // offset here, so the limit is 4 mΩ and the window 5 cells.
+    const std::uint16_t panel = free_port();
+    f.extra_toml = "[fixture_health]\nwindow_cells = 5\ncontact_limit_ohm = 0.004\n\n[panel]\nbind = \"127.0.0.1\"\nport = " +
+                   std::to_string(panel) + "\n";
+    SimStation st(f);
+    st.fault("cell 2 contact_ohm 0.007");
+    std::string flagged_line;
+    {
+        Serve srv(st);
+        int seq = 1000;
+        for (int round = 0; round < 16 && flagged_line.empty(); ++round) {
+            // The SCPI positions (the Modbus load's software-timed pulse is for slower clocks).
+            for (int pos = 1; pos <= 4; ++pos) srv.send(std::to_string(pos) + " " + eol::test::lot0042_serial(static_cast<std::uint64_t>(++seq)));
+            for (int k = 0; k < 4; ++k) {
+                const std::string l = srv.wait_for("result ", 60);
+                REQUIRE_MESSAGE(!l.empty(), "seen: " << json(srv.seen).dump());
+                CHECK_MESSAGE((contains(l, "verdict pass") || contains(l, "verdict fail")), l);  // a completed test
+                if (contains(l, "position out of service")) {
+                    CHECK(flagged_line.empty());
+                    flagged_line = l;
+                    MESSAGE("round " << round + 1 << ": " << l);
+                }
+            }
+        }
+        REQUIRE_MESSAGE(!flagged_line.empty(), "never flagged; seen: " << json(srv.seen).dump());
+        CHECK(contains(flagged_line, "result channel 2 "));
+        CHECK(contains(flagged_line, "position 2: contact resistance +"));
+        CHECK(contains(flagged_line, "(limit 4.00 mOhm, median of its last 5 cells)"));
+        srv.send("2 " + eol::test::lot0042_serial(1900));
+        const std::string refused = srv.wait_for("error: ", 10);
+        CHECK(contains(refused, "position 2 is faulted (fixture health: position 2: contact resistance"));
+        // The operator panel's alarm (its status is refreshed every 0.25 s).
+        json js;
+        bool alarm = false;
+        for (int k = 0; k < 40 && !alarm; ++k) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            const auto status = eol::test::http(panel, "GET", "/api/status");
+            REQUIRE(status.status == 200);
+            js = json::parse(status.body);
+            for (const auto& a : js["alarms"])
+                alarm = alarm || (a["kind"] == "fixture" && a["position"] == 2 &&
+                                  contains(a["text"].get<std::string>(), "contact resistance"));
+        }
+        CHECK_MESSAGE(alarm, js["alarms"].dump());
+        for (const auto& c : js["channels"]) CHECK(c["out_of_service"] == (c["position"] == 2));
+        srv.send("1 " + eol::test::lot0042_serial(1901));  // the other positions go on
+        CHECK(contains(srv.wait_for("result ", 30), "result channel 1 serial " + eol::test::lot0042_serial(1901) + " verdict pass"));
+        CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    }
+    {
+        // The flag is in the store: `eolstation fixture` says so (exit 1) …
+        const Result fx = run({EOL_CLI, "fixture", "--db", st.db().string(), "--config", st.config.string(), "--json"});
+        CHECK_MESSAGE(fx.exit == 1, fx.out << fx.err);
+        const json j = json::parse(fx.out);
+        REQUIRE(j["flags"].size() == 1);
+        CHECK(j["flags"][0]["position"] == 2);
+        CHECK(j["flags"][0]["quantity"] == "contact_resistance");
+        CHECK(j["flags"][0]["value"].get<double>() > 0.004);
+        for (const auto& p : j["stations"][0]["positions"]) CHECK(p["in_service"] == (p["position"] != 2));
+        eol::station::OpenOptions o;
+        o.read_only = true;
+        auto store = eol::station::Store::open(st.db(), o);
+        CHECK(store.station_events_of("CTL-TEST", "fixture_flag").size() == 1);
+    }
+    {
+        // … and a restarted station keeps the position out of service until it is serviced.
+        Serve srv(st);
+        srv.send("status");
+        CHECK(contains(srv.wait_for("status channel 2 ", 10), "status channel 2 faulted"));
+        srv.send("2 " + eol::test::lot0042_serial(1902));
+        CHECK(contains(srv.wait_for("error: ", 10), "position 2 is faulted (fixture health:"));
+        st.fault("cell 2 contact_ohm 0");  // new pins
+        srv.send("reset 2");
+        CHECK(srv.wait_for("reset channel 2", 10) == "reset channel 2 ok");
+        srv.send("2 " + eol::test::lot0042_serial(1903));
+        const std::string l = srv.wait_for("result ", 30);
+        CHECK(contains(l, "result channel 2 serial " + eol::test::lot0042_serial(1903) + " verdict pass"));
+        CHECK_FALSE(contains(l, "out of service"));
+        CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    }
+    const Result fx = run({EOL_CLI, "fixture", "--db", st.db().string(), "--config", st.config.string()});
+    CHECK_MESSAGE(fx.exit == 0, fx.out << fx.err);  // serviced: in service, learning again
+    CHECK(contains(fx.out, "flag: station CTL-TEST position 2: contact resistance"));
+    eol::station::OpenOptions o;
+    o.read_only = true;
+    auto store = eol::station::Store::open(st.db(), o);
+    CHECK(store.station_events_of("CTL-TEST", "fixture_service").size() == 1);
+}
+
+// The golden cell: due at the station's start (other serials refused), the
+// first run starts its history; after a restart the golden cell tested with
+// a changed R0 (+7 mΩ) fails its check: the station is blocked until the
+// fault reset of that position, then due again; a good golden run lifts it.
+TEST_CASE("hostile: controller golden cell check: due at start, a failed check blocks the station until reset") {
+    StationFile f;
+    f.time_scale = 50;  // the two-minute recipe
+    f.recipe = std::string(EOL_CONFIG_DIR) + "/recipes/eol-18650-quick.toml";
+    const std::string golden = eol::test::lot0042_serial(777);
+    const std::uint16_t panel = free_port();
+    f.extra_toml = "[fixture_health]\ngolden_serials = [\"" + golden + "\"]\ngolden_resistance_tol_ohm = 0.004\n\n"
+                   "[panel]\nbind = \"127.0.0.1\"\nport = " + std::to_string(panel) + "\n";
+    SimStation st(f);
+    // The panel's alarm kinds once they are `want` (its status is refreshed every 0.25 s), else the last seen.
+    auto alarm_kinds = [&](const std::string& want) {
+        std::string kinds;
+        for (int k = 0; k < 40; ++k) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            const auto r = eol::test::http(panel, "GET", "/api/status");
+            if (r.status != 200) continue;
+            const json j = json::parse(r.body);
+            kinds.clear();
+            for (const auto& a : j["alarms"]) kinds += a["kind"].get<std::string>() + ";";
+            if (kinds == want) break;
+        }
+        return kinds;
+    };
+    const std::string a = eol::test::lot0042_serial(701), b = eol::test::lot0042_serial(702);
+    {
+        Serve srv(st);
+        srv.send("1 " + a);
+        CHECK(contains(srv.wait_for("error: ", 10), "golden check due: test a golden cell (" + golden + ") first"));
+        CHECK(alarm_kinds("golden_due;") == "golden_due;");
+        srv.send("1 " + golden);
+        const std::string g = srv.wait_for("result ", 30);
+        CHECK(contains(g, "result channel 1 serial " + golden + " verdict pass"));
+        CHECK(contains(g, "golden check passed: first golden run at this station"));
+        srv.send("2 " + a);
+        CHECK(contains(srv.wait_for("result ", 30), "result channel 2 serial " + a + " verdict pass"));
+        CHECK(alarm_kinds("").empty());
+        CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    }
+    // The golden cell's R0 as measured, to put the cell back later.
+    double golden_r0_ohm = 0;
+    {
+        eol::station::OpenOptions o;
+        o.read_only = true;
+        auto store = eol::station::Store::open(st.db(), o);
+        for (const auto& m : store.measurements(store.runs_for(golden).at(0).id))
+            if (m.name == "r0_ohm") golden_r0_ohm = m.value;
+    }
+    REQUIRE(golden_r0_ohm > 0.02);
+    st.fault("cell 1 r0_ohm " + std::to_string(golden_r0_ohm + 0.007));  // the golden cell now reads 7 mΩ more
+    {
+        Serve srv(st);
+        srv.send("3 " + b);
+        CHECK(contains(srv.wait_for("error: ", 10), "golden check due"));  // a new start: due again
+        srv.send("1 " + golden);
+        const std::string g = srv.wait_for("result ", 30);
+        CHECK(contains(g, "golden check FAILED: r0_ohm "));
+        srv.send("3 " + b);
+        CHECK(contains(srv.wait_for("error: ", 10), "station blocked: golden check failed at position 1"));
+        srv.send("status");
+        CHECK(contains(srv.wait_for("status channel 1 ", 10), "status channel 1 faulted"));
+        const std::string kinds = alarm_kinds("channel;golden;");
+        CHECK(kinds == "channel;golden;");  // position 1 faulted, the station blocked
+        srv.send("reset 1");
+        CHECK(srv.wait_for("reset channel 1", 10) == "reset channel 1 ok");
+        srv.send("3 " + b);
+        CHECK(contains(srv.wait_for("error: ", 10), "golden check due"));  // reset lifts the block, not the check
+        st.fault("cell 1 r0_ohm " + std::to_string(golden_r0_ohm));  // the station checked, the cell as it was
+        srv.send("1 " + golden);
+        const std::string g2 = srv.wait_for("result ", 30);
+        CHECK_MESSAGE(contains(g2, "result channel 1 serial " + golden), g2);
+        CHECK_MESSAGE(contains(g2, "golden check passed: r0_ohm "), g2);
+        srv.send("3 " + b);
+        CHECK(contains(srv.wait_for("result ", 30), "result channel 3 serial " + b + " verdict pass"));
+        CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    }
+    eol::station::OpenOptions o;
+    o.read_only = true;
+    auto store = eol::station::Store::open(st.db(), o);
+    const auto events = store.station_events_of("CTL-TEST", "golden_check");
+    REQUIRE(events.size() == 3);
+    CHECK(contains(events[0].detail_json, "\"passed\": true"));
+    CHECK(contains(events[1].detail_json, "\"passed\": false"));
+    CHECK(contains(events[2].detail_json, "\"passed\": true"));
+    // The golden cell was never screened nor held.
+    CHECK(store.status(golden).state == eol::station::CellState::clear);
 }

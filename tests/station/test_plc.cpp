@@ -19,6 +19,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <random>
 #include <set>
@@ -53,6 +54,7 @@ public:
         std::unique_lock lk(m_);
         if (states_[position] == ChannelState::testing) throw ControllerRefused("busy");
         if (states_[position] == ChannelState::faulted) throw ControllerRefused("faulted");
+        if (golden_due_) throw eol::station::GoldenCheckRequired("golden check due: test a golden cell first");
         starts_.push_back({position, serial});
         if (held_.count(serial)) {
             CellResult r;
@@ -93,6 +95,7 @@ public:
         ++resets_;
         if (!reset_ok_) throw ControllerRefused("load input cannot be confirmed off");
         states_[position] = ChannelState::idle;
+        out_of_service_.erase(position);
     }
     std::vector<ChannelSnapshot> snapshot() const override {
         std::lock_guard lk(m_);
@@ -102,13 +105,14 @@ public:
             s.position = c.position;
             auto it = states_.find(c.position);
             s.state = it == states_.end() ? ChannelState::idle : it->second;
+            s.out_of_service = out_of_service_.count(c.position) > 0;
             out.push_back(s);
         }
         return out;
     }
 
     /// Finishes the cell on `position` with `verdict` (and measurements).
-    void finish(int position, const std::string& verdict) {
+    void finish(int position, const std::string& verdict, const std::optional<std::string>& fixture_alarm = {}) {
         std::function<void(const CellResult&)> done;
         CellResult r;
         {
@@ -125,12 +129,21 @@ public:
             done = std::move(it->second.second);
             running_.erase(it);
             states_[position] = verdict == "error" ? ChannelState::faulted : ChannelState::complete;
+            if (fixture_alarm) {
+                r.fixture_alarm = fixture_alarm;
+                states_[position] = ChannelState::faulted;
+                out_of_service_.insert(position);
+            }
         }
         done(r);
     }
     void hold(const std::string& serial) {
         std::lock_guard lk(m_);
         held_.insert(serial);
+    }
+    void set_golden_due(bool due) {
+        std::lock_guard lk(m_);
+        golden_due_ = due;
     }
     void set_reset_ok(bool ok) {
         std::lock_guard lk(m_);
@@ -168,6 +181,8 @@ private:
     std::set<std::string> held_;
     bool reset_ok_ = true;
     int resets_ = 0;
+    std::set<int> out_of_service_;
+    bool golden_due_ = false;
 };
 
 PlcConfig test_plc_config() {
@@ -575,6 +590,46 @@ TEST_CASE("plc: a test ending in error leaves the channel Stopped until FAULT_RE
     CHECK(rig.station.resets() == 2);
     c.heartbeat();
     CHECK((status(c, 5) & plc::status::ready) != 0);
+}
+
+TEST_CASE("plc: fixture health and the golden check: fault 15 with the result and on START until FAULT_RESET, 16 while a golden check is due") {
+    Rig rig;
+    Client c(rig.port());
+    c.heartbeat();
+    const auto B = plc::block(3);
+    start_cycle(c, 3, eol::test::lot0042_serial(61), 20);
+    CHECK(eventually([&] { return rig.station.running(3); }));
+    c.write(B, 0);
+    // The cell passes; its reading takes the position out of service.
+    rig.station.finish(3, "pass", std::string("position 3: contact resistance +2.41 mOhm against the other positions"));
+    CHECK(eventually([&] { return packml(c, 3) == 17; }));
+    CHECK(result(c, 3) == 1);  // the cell's verdict stands
+    CHECK(fault(c, 3) == static_cast<std::uint16_t>(plc::FaultCode::position_out_of_service));
+    CHECK((status(c, 3) & plc::status::fault) != 0);
+    CHECK((status(c, 3) & plc::status::pass) != 0);
+    c.write(B, plc::command::result_ack);
+    c.write(B, 0);
+    CHECK(packml(c, 3) == 2);  // Stopped
+    c.heartbeat();
+    start_cycle(c, 3, eol::test::lot0042_serial(62), 21);
+    CHECK(fault(c, 3) == static_cast<std::uint16_t>(plc::FaultCode::position_out_of_service));
+    CHECK(packml(c, 3) == 2);
+    c.write(B, 0);
+    c.write(B, plc::command::fault_reset);  // serviced
+    CHECK(eventually([&] { return packml(c, 3) == 4 && fault(c, 3) == 0; }));
+    c.write(B, 0);
+
+    // A golden check due: START refused with 16, nothing started.
+    const std::size_t before = rig.station.starts();
+    rig.station.set_golden_due(true);
+    const auto B4 = plc::block(4);
+    c.heartbeat();
+    start_cycle(c, 4, eol::test::lot0042_serial(63), 22);
+    CHECK(eventually([&] { return fault(c, 4) == static_cast<std::uint16_t>(plc::FaultCode::golden_check); }));
+    CHECK(packml(c, 4) == 4);
+    CHECK(rig.station.starts() == before);
+    CHECK(plc::describe(plc::FaultCode::golden_check).find("golden cell") != std::string_view::npos);
+    c.write(B4, 0);
 }
 
 TEST_CASE("hostile: plc clients not on the allow list are refused, surplus and idle clients are closed") {

@@ -81,6 +81,26 @@ void Fixture::set_current_cap(std::size_t pos, double cap_a) {
     P.current_cap_a = cap_a;
 }
 
+void Fixture::set_contact_resistance(std::size_t pos, double ohm) {
+    if (!(ohm >= 0) || !std::isfinite(ohm)) throw std::invalid_argument("contact resistance must be finite and >= 0");
+    std::lock_guard lk(m_);
+    auto& P = at(pos);
+    sync(P, clock_->now_s());
+    P.contact_ohm = ohm;
+}
+
+double Fixture::contact_resistance(std::size_t pos) const {
+    std::lock_guard lk(m_);
+    if (pos >= pos_.size()) throw std::out_of_range("fixture position " + std::to_string(pos));
+    return pos_[pos].contact_ohm;
+}
+
+void Fixture::set_thermocouple_offset(std::size_t pos, double offset_c) {
+    if (!std::isfinite(offset_c)) throw std::invalid_argument("thermocouple offset must be finite");
+    std::lock_guard lk(m_);
+    at(pos).t_offset_c = offset_c;
+}
+
 void Fixture::unload(std::size_t pos) {
     std::lock_guard lk(m_);
     auto& P = at(pos);
@@ -162,7 +182,7 @@ void Fixture::sync(Position& p, double now) {
                     const double i = current_at(p, p.t_s);
                     p.log.t_s.push_back(ts - p.trigger_s);
                     p.log.v_v.push_back(
-                        quantize_noise(p.rng, p.cell->terminal_v(i), noise_.v_sd_v, noise_.v_res_v));
+                        quantize_noise(p.rng, p.cell->terminal_v(i) - i * p.contact_ohm, noise_.v_sd_v, noise_.v_res_v));
                     p.log.i_a.push_back(quantize_noise(p.rng, i, noise_.i_sd_a, noise_.i_res_a));
                     continue;
                 }
@@ -182,7 +202,7 @@ void Fixture::sync(Position& p, double now) {
             const double i = current_at(p, p.t_s);
             p.log.t_s.push_back(ts - p.trigger_s);
             p.log.v_v.push_back(
-                quantize_noise(p.rng, p.cell->terminal_v(i), noise_.v_sd_v, noise_.v_res_v));
+                quantize_noise(p.rng, p.cell->terminal_v(i) - i * p.contact_ohm, noise_.v_sd_v, noise_.v_res_v));
             p.log.i_a.push_back(quantize_noise(p.rng, i, noise_.i_sd_a, noise_.i_res_a));
         }
     }
@@ -241,8 +261,8 @@ double Fixture::measure_voltage_v(std::size_t pos) {
     auto& P = at(pos);
     sync(P, clock_->now_s());
     if (!P.cell) return 0.0;
-    return quantize_noise(P.rng, P.cell->terminal_v(current_at(P, P.t_s)), noise_.v_sd_v,
-                          noise_.v_res_v);
+    const double i = current_at(P, P.t_s);
+    return quantize_noise(P.rng, P.cell->terminal_v(i) - i * P.contact_ohm, noise_.v_sd_v, noise_.v_res_v);
 }
 
 double Fixture::measure_current_a(std::size_t pos) {

@@ -1326,6 +1326,65 @@ void read_screening(Tbl& root, ScreeningConfig& s, const Recipe* recipe) {
     t.finish();
 }
 
+void read_fixture_health(Tbl& root, FixtureHealthConfig& f, const Recipe* recipe) {
+    const toml::table* ft = root.table("fixture_health", false);
+    if (!ft) return;
+    Tbl t(root.sink(), *ft, "fixture_health");
+    f.enabled = true;
+    t.read("enabled", f.enabled, false);
+    std::vector<std::string> known;
+    if (recipe)
+        for (const auto* m : recipe->measurements()) known.push_back(m->name);
+    auto check_name = [&](const std::string& key, const std::string& name) {
+        if (recipe && std::find(known.begin(), known.end(), name) == known.end())
+            t.bad(key, fmt::format("'{}' is not a measurement of recipe '{}' (it measures: {})", name, recipe->name,
+                                   fmt::join(known, ", ")));
+    };
+    if (auto r = t.text("resistance", false)) {
+        f.resistance = *r;
+        check_name("resistance", f.resistance);
+    }
+    if (const toml::array* ca = t.array("correct", false)) {
+        f.correct.clear();
+        for (std::size_t i = 0; i < ca->size(); ++i) {
+            const toml::node& n = *ca->get(i);
+            const auto* sv = n.as_string();
+            if (!sv) {
+                root.sink().error(n.source(), fmt::format("fixture_health.correct[{}]", i),
+                                  fmt::format("expected string, got {}", type_name(n.type())));
+                continue;
+            }
+            f.correct.push_back(sv->get());
+        }
+    }
+    t.read("window_cells", f.window_cells, false, 3, 10'000);
+    t.read("reference_cells", f.reference_cells, false, 8, 100'000);
+    t.read("contact_limit_ohm", f.contact_limit_ohm, false, positive(1));
+    t.read("tc_drift_limit_k", f.tc_drift_limit_k, false, positive(50));
+    auto strings = [&](const char* key, auto&& each) {
+        const toml::array* a = t.array(key, false);
+        if (!a) return;
+        for (std::size_t i = 0; i < a->size(); ++i) {
+            const toml::node& n = *a->get(i);
+            const std::string path = fmt::format("fixture_health.{}[{}]", key, i);
+            const auto* sv = n.as_string();
+            if (!sv) {
+                root.sink().error(n.source(), path, fmt::format("expected string, got {}", type_name(n.type())));
+                continue;
+            }
+            each(n, path, sv->get());
+        }
+    };
+    strings("golden_serials", [&](const toml::node& n, const std::string& path, const std::string& v) {
+        if (v.empty()) root.sink().error(n.source(), path, "a golden serial must not be empty");
+        else f.golden_serials.push_back(v);
+    });
+    t.read("golden_history", f.golden_history, false, 1, 1000);
+    t.read("golden_resistance_tol_ohm", f.golden_resistance_tol_ohm, false, positive(1));
+    t.read("golden_ocv_tol_v", f.golden_ocv_tol_v, false, positive(1));
+    t.finish();
+}
+
 void read_bind(Tbl& t, std::string& out) {
     if (auto b = t.text("bind", false)) {
         if (!is_ip_literal(*b))
@@ -1670,6 +1729,7 @@ StationConfig parse_station(std::string_view text, const fs::path& as_file, Sink
         if (recipe_ok) check_p_x_reachable(cfg, sink.file(), recipe_diags);
     }
     read_screening(t, cfg.screening, recipe_ok ? &cfg.recipe : nullptr);
+    read_fixture_health(t, cfg.fixture_health, recipe_ok ? &cfg.recipe : nullptr);
     read_servers(t, cfg);
     read_recall(t, cfg.dir, cfg.recall, recipe_diags);
     read_sim(t, cfg.sim);

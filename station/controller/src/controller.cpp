@@ -1,6 +1,7 @@
 #include "eol/station/controller.hpp"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -17,8 +18,10 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <ctime>
 #include <deque>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -28,8 +31,10 @@
 #include "eol/instruments/errors.hpp"
 #include "eol/instruments/roles.hpp"
 #include "eol/station/errors.hpp"
+#include "eol/station/fixture_health.hpp"
 #include "eol/station/instrument_factory.hpp"
 #include "eol/station/log.hpp"
+#include "eol/station/shift.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/steps.hpp"
 #include "eol/station/store.hpp"
@@ -294,6 +299,7 @@ struct Channel {
     std::size_t step_index = 0;
     double t0_station_s = 0;
     double v_v = NAN, i_a = NAN, temp_c = NAN;
+    std::string out_of_service;  // fixture health: why the position is out of service ("" in service)
     // Loop thread only:
     LoadDemand demand;
     double demand_since_station_s = 0;
@@ -306,6 +312,12 @@ struct Channel {
 
 /// "held: hold lot 0042 by qa (why)[; …]" (the state, not LookupResult::status(),
 /// which says "unknown" for a unit never tested here even when its lot is held).
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 std::string describe_holds(const LookupResult& r) {
     const std::string state(to_string(r.state));
     std::string out = state;
@@ -339,6 +351,11 @@ struct Controller::Impl {
     std::optional<LookupSession> lookup;
     std::vector<RecordSink*> sinks;
     std::optional<TestTimeScreen> screen;  // store lane / store_mutex only
+    /// Fixture health ([fixture_health] enabled): the positions' learned
+    /// offsets, carried on from the store's history (store_mutex).
+    std::optional<models::FixtureMonitor> fixture;
+    /// The golden check (Impl::mutex).
+    GoldenStatus golden;
     /// A finished record waiting for the store lane (store_batched()).
     struct PendingRecord {
         TestRecord* rec;
@@ -431,6 +448,30 @@ struct Controller::Impl {
             c->since_unix_s = unix_now_s();
             channels[ch.position] = std::move(c);
         }
+        if (cfg.fixture_health.enabled && !cfg.fixture_health.golden_serials.empty()) {
+            golden.configured = true;
+            golden.due = true;  // at the station's start
+            if (!cfg.panel.shift_start_min.empty()) golden.next_shift_unix_s = shift_bounds(unix_now_s(), cfg.panel.shift_start_min).second;
+            for (const auto& g : cfg.fixture_health.golden_serials) {
+                const DecodeResult d = scheme.decode(g);
+                if (!d) throw UsageError(fmt::format("{}: fixture_health.golden_serials: '{}': {}", cfg.file.string(),
+                                                     printable(g), d.error->message));
+                golden.serials.push_back(d.value.serial);
+            }
+        }
+        if (cfg.fixture_health.enabled) {
+            // The history of this station: a position flagged and not
+            // serviced since stays out of service across a restart.
+            fixture.emplace(fixture_settings(cfg.fixture_health));
+            replay_fixture(*store, cfg.fixture_health, cfg.station_id, &*fixture);
+            for (auto& [pos, ch] : channels)
+                if (auto a = fixture->alarm(pos)) {
+                    ch->state = ChannelState::faulted;
+                    ch->out_of_service = a->reason;
+                    ch->reason = "fixture health: " + a->reason;
+                    log().warn("fixture channel={}: out of service since before this start: {}", pos, a->reason);
+                }
+        }
         // Not in virtual time: its queries would land at wall-clock instants
         // between the participants' turns (a simulated Modbus module samples
         // every channel on any read) and the runs would not repeat.
@@ -506,6 +547,10 @@ struct Controller::Impl {
 
     bool on_loop() { return loop.get_executor().running_in_this_thread(); }
     double station_now_s() const { return opt.virtual_time ? opt.virtual_time->now_s() : clock.now_s(); }
+    /// Unix time on the clock the records are stamped with (scaled or virtual).
+    double station_unix_now_s() const {
+        return opt.virtual_time ? opt.virtual_time->unix_now_s() : clock.unix_now_s();
+    }
 
     Channel& channel(int position) {
         const auto it = channels.find(position);
@@ -860,6 +905,11 @@ struct Controller::Impl {
             }
         }
         const double t_stored = steady_now_s();
+        if (fixture)
+            for (const PendingRecord& p : batch)
+                if (p.res->stored) learn_fixture(*p.rec, *p.res);
+        for (const PendingRecord& p : batch)
+            if (is_golden(p.rec->serial)) check_golden(*p.rec, *p.res);
         for (const PendingRecord& p : batch) {
             for (RecordSink* s : sinks) {
                 try {
@@ -875,13 +925,117 @@ struct Controller::Impl {
         }
     }
 
+    bool is_golden(const std::string& serial) const {
+        return golden.configured && std::find(golden.serials.begin(), golden.serials.end(), serial) != golden.serials.end();
+    }
+
+    /// The golden cell's record against the median of its last runs here
+    /// (store lane, store_mutex held; the record is stored or not).
+    void check_golden(const TestRecord& rec, CellResult& res) {
+        const FixtureHealthConfig& fh = cfg.fixture_health;
+        std::string why;
+        bool passed = false;
+        try {
+            if (!res.stored) {
+                why = "the golden record could not be stored";
+            } else if (rec.verdict != Verdict::pass && rec.verdict != Verdict::fail) {
+                why = fmt::format("the golden cell's test did not complete ({}: {})", to_string(rec.verdict),
+                                  rec.abort_reason);
+            } else {
+                auto value = [](const std::vector<Measurement>& ms, const std::string& name) {
+                    for (const auto& m : ms)
+                        if (m.name == name && std::isfinite(m.value)) return m.value;
+                    return std::numeric_limits<double>::quiet_NaN();
+                };
+                std::vector<RunInfo> earlier;
+                for (const RunInfo& r : store->runs_for(rec.serial))
+                    if (r.station_id == cfg.station_id && r.start_unix_s < rec.start_unix_s &&
+                        (r.verdict == Verdict::pass || r.verdict == Verdict::fail))
+                        earlier.push_back(r);
+                if (earlier.size() > static_cast<std::size_t>(fh.golden_history))
+                    earlier.erase(earlier.begin(), earlier.end() - fh.golden_history);
+                std::vector<double> hist_r, hist_v;
+                for (const RunInfo& r : earlier) {
+                    const auto ms = store->measurements(r.id);
+                    if (const double x = value(ms, fh.resistance); std::isfinite(x)) hist_r.push_back(x);
+                    if (const double x = value(ms, "ocv_v"); std::isfinite(x)) hist_v.push_back(x);
+                }
+                const double r_now = value(rec.measurements, fh.resistance), v_now = value(rec.measurements, "ocv_v");
+                std::vector<std::string> bad, said;
+                auto compare = [&](const char* name, double now, const std::vector<double>& hist, double tol,
+                                   double scale, const char* unit) {
+                    if (hist.empty()) return;
+                    const double med = median_of(hist);
+                    said.push_back(fmt::format("{} {:.3f} {} against {:.3f} (median of {}, tolerance {:.3f})", name,
+                                               now * scale, unit, med * scale, hist.size(), tol * scale));
+                    if (!std::isfinite(now) || std::fabs(now - med) > tol) bad.push_back(said.back());
+                };
+                compare(fh.resistance.c_str(), r_now, hist_r, fh.golden_resistance_tol_ohm, 1e3, "mOhm");
+                compare("ocv_v", v_now, hist_v, fh.golden_ocv_tol_v, 1.0, "V");
+                if (earlier.empty() || said.empty()) {
+                    passed = true;
+                    why = "first golden run at this station: its history starts";
+                } else if (bad.empty()) {
+                    passed = true;
+                    why = fmt::format("{}", fmt::join(said, "; "));
+                } else {
+                    why = fmt::format("{}", fmt::join(bad, "; "));
+                }
+            }
+        } catch (const std::exception& e) {
+            why = std::string("the golden check could not read the history: ") + e.what();
+        }
+        res.golden_passed = passed;
+        res.golden_reason = why;
+        log().log(passed ? spdlog::level::info : spdlog::level::warn, "golden check channel={} serial={} {}: {}",
+                  rec.channel, rec.serial, passed ? "passed" : "FAILED", printable(why));
+        try {
+            StationEvent ev;
+            ev.time_unix_s = unix_now_s();
+            ev.station_id = cfg.station_id;
+            ev.kind = "golden_check";
+            ev.message = fmt::format("position {}: golden cell {} {}: {}", rec.channel, rec.serial,
+                                     passed ? "passed" : "failed", why);
+            ev.detail_json = fmt::format(R"({{"position": {}, "serial": "{}", "passed": {}}})", rec.channel,
+                                         rec.serial, passed ? "true" : "false");
+            store->append_station_event(ev);
+        } catch (const std::exception& e) {
+            log().error("golden check channel={}: the event could not be stored: {}", rec.channel, e.what());
+        }
+    }
+
+    /// Fixture health: the stored record's reading; a position beyond its
+    /// limit is taken out of service (store lane, store_mutex held).
+    void learn_fixture(const TestRecord& rec, CellResult& res) {
+        const auto alarm = fixture->add(fixture_reading(rec, cfg.fixture_health));
+        if (!alarm) return;
+        res.fixture_alarm = alarm->reason;
+        log().warn("fixture channel={} serial={}: out of service: {}", rec.channel, rec.serial, alarm->reason);
+        try {
+            StationEvent ev;
+            ev.time_unix_s = unix_now_s();
+            ev.station_id = cfg.station_id;
+            ev.kind = std::string(kFixtureFlagEvent);
+            ev.message = alarm->reason;
+            ev.detail_json = fmt::format(R"({{"position": {}, "quantity": "{}", "value": {}, "limit": {}, "serial": "{}"}})",
+                                         alarm->position, alarm->quantity, alarm->value, alarm->limit, rec.serial);
+            store->append_station_event(ev);
+        } catch (const std::exception& e) {
+            log().error("fixture channel={}: the flag could not be stored: {}", rec.channel, e.what());
+        }
+    }
+
     /// Screening at test time, for a record that passed its limits (store
     /// lane, store_mutex held).
     void screen_at_test(const TestRecord& rec, CellResult& res) {
-        if (rec.verdict != Verdict::pass) return;
+        if (rec.verdict != Verdict::pass || is_golden(rec.serial)) return;
         try {
             if (!screen) screen.emplace(TestTimeScreen::build(*store, rec.cell_model, cfg.screening, &cfg.recipe, rec.lot));
-            res.screening = screen->judge(rec, *store);
+            if (fixture)
+                res.screening = screen->judge(
+                    corrected_for_fixture(rec, cfg.fixture_health, fixture->contact_offset_ohm(rec.channel)), *store);
+            else
+                res.screening = screen->judge(rec, *store);
         } catch (const std::exception& e) {
             // Not screened is not a hold: the record says why; the lot
             // screening at lot close still judges it.
@@ -1079,6 +1233,27 @@ struct Controller::Impl {
                   : rec.verdict == Verdict::abort ? ChannelState::aborted
                                                   : ChannelState::complete,
                   rec.serial, res.verdict, res.reason);
+        if (res.fixture_alarm) {
+            // The cell's own verdict stands (its features were judged
+            // corrected); the position tests no more cells until serviced.
+            std::lock_guard lk(mutex);
+            c.state = ChannelState::faulted;
+            c.out_of_service = *res.fixture_alarm;
+            c.reason = "fixture health: " + *res.fixture_alarm;
+        }
+        if (res.golden_passed) {
+            std::lock_guard lk(mutex);
+            if (*res.golden_passed) {
+                golden.due = false;
+                golden.last_pass_unix_s = unix_now_s();
+            } else {
+                golden.due = true;
+                golden.blocked = fmt::format("golden check failed at position {}: {}", c.cfg->position, res.golden_reason);
+                golden.blocked_position = c.cfg->position;
+                c.state = ChannelState::faulted;
+                c.reason = golden.blocked;
+            }
+        }
         res.record = std::move(rec);
         co_return res;
     }
@@ -1137,6 +1312,20 @@ void Controller::start(int position, std::string_view serial, std::function<void
         if (c.state == ChannelState::faulted)
             throw ControllerRefused(fmt::format("position {} is faulted ({}); reset the fault first", position,
                                                 c.reason));
+        if (m.golden.configured) {
+            const double now = unix_now_s();
+            if (m.golden.next_shift_unix_s > 0 && now >= m.golden.next_shift_unix_s) {
+                m.golden.due = true;  // a shift started
+                m.golden.next_shift_unix_s = shift_bounds(now, m.cfg.panel.shift_start_min).second;
+            }
+            if (!m.golden.blocked.empty())
+                throw GoldenCheckRequired(fmt::format("station blocked: {}; check the station, then reset the fault of "
+                                                      "position {}",
+                                                      m.golden.blocked, m.golden.blocked_position));
+            if (m.golden.due && !m.is_golden(dec.value.serial))
+                throw GoldenCheckRequired(fmt::format("golden check due: test a golden cell ({}) first",
+                                                      fmt::join(m.golden.serials, ", ")));
+        }
         c.state = ChannelState::testing;  // claimed: no second start() from here on
         c.serial = dec.value.serial;
         c.verdict.clear();
@@ -1265,12 +1454,49 @@ void Controller::fault_reset(int position) {
         log().warn("channel={}: fault not reset: {}", position, printable(problem));
         throw ControllerRefused(fmt::format("position {}: fault not reset: {}", position, problem));
     }
+    std::string serviced;
+    {
+        std::lock_guard lk(m.mutex);
+        serviced = c.out_of_service;
+        if (m.golden.configured && !m.golden.blocked.empty() && m.golden.blocked_position == position) {
+            log().info("golden: the block is lifted by the fault reset of position {}; a golden check is due", position);
+            m.golden.blocked.clear();
+            m.golden.blocked_position = 0;
+            m.golden.due = true;
+        }
+    }
+    if (!serviced.empty()) {
+        // The position was serviced: its baseline is learned again from its
+        // next cells (the event tells a later replay of the history).
+        std::lock_guard lk(m.store_mutex);
+        StationEvent ev;
+        ev.time_unix_s = unix_now_s();
+        ev.station_id = m.cfg.station_id;
+        ev.kind = std::string(kFixtureServiceEvent);
+        ev.message = fmt::format("position {} serviced and reset (was: {})", position, serviced);
+        // The runs stored so far (run ids count up from 1; runs are never
+        // deleted): a replay resets the position before its first later run,
+        // whatever the clocks of the records (scaled, virtual, restarted).
+        ev.detail_json = fmt::format(R"({{"position": {}, "after_run_id": {}, "station_unix_s": {:.6f}}})", position,
+                                     m.store->count("test_runs"), m.station_unix_now_s());
+        m.store->append_station_event(ev);
+        if (m.fixture) m.fixture->reset(position);
+        log().info("fixture channel={}: back in service, baseline relearned", position);
+    }
     log().info("channel={}: fault reset", position);
     std::lock_guard lk(m.mutex);
+    c.out_of_service.clear();
     c.state = ChannelState::idle;
     c.verdict.clear();
     c.reason.clear();
     c.since_unix_s = unix_now_s();
+}
+
+GoldenStatus Controller::golden() const {
+    std::lock_guard lk(impl_->mutex);
+    GoldenStatus g = impl_->golden;
+    if (g.configured && g.next_shift_unix_s > 0 && unix_now_s() >= g.next_shift_unix_s) g.due = true;
+    return g;
 }
 
 std::vector<ChannelSnapshot> Controller::snapshot() const {
@@ -1285,6 +1511,7 @@ std::vector<ChannelSnapshot> Controller::snapshot() const {
         s.verdict = c->verdict;
         s.reason = c->reason;
         s.since_unix_s = c->since_unix_s;
+        s.out_of_service = !c->out_of_service.empty();
         if (c->state == ChannelState::testing) {
             s.step = c->step;
             s.step_index = c->step_index;

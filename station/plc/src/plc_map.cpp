@@ -24,6 +24,12 @@ std::string_view describe(FaultCode f) {
         case FaultCode::load_not_off: return "the load input could not be confirmed off";
         case FaultCode::reset_failed: return "FAULT_RESET failed: the load input could not be confirmed off";
         case FaultCode::start_with_abort: return "START ignored: ABORT in the same write";
+        case FaultCode::golden_check:
+            return "START refused: a golden cell check is due (test a golden cell first) or failed (station blocked "
+                   "until FAULT_RESET of that position)";
+        case FaultCode::position_out_of_service:
+            return "position out of service (fixture health: contact resistance or thermocouple drift): service it, "
+                   "then FAULT_RESET";
     }
     return "?";
 }

@@ -158,6 +158,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         ResultCode result = ResultCode::none;
         std::uint16_t result_bits = 0;  // PASS / FAIL / HOLD while RESULT_VALID
         ChannelState station_state = ChannelState::idle;
+        bool out_of_service = false;  // faulted by fixture health (the controller's snapshot)
     };
     struct Session {
         std::uint64_t id = 0;
@@ -442,10 +443,12 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
             case Phase::result: return refuse(c, FaultCode::result_not_acknowledged);
             case Phase::starting: case Phase::testing: case Phase::aborting: case Phase::resetting:
                 return refuse(c, FaultCode::channel_busy);
-            case Phase::stopped: return refuse(c, FaultCode::channel_faulted);
+            case Phase::stopped:
+                return refuse(c, c.out_of_service ? FaultCode::position_out_of_service : FaultCode::channel_faulted);
             case Phase::idle: break;
         }
-        if (c.station_state == ChannelState::faulted) return refuse(c, FaultCode::channel_faulted);
+        if (c.station_state == ChannelState::faulted)
+            return refuse(c, c.out_of_service ? FaultCode::position_out_of_service : FaultCode::channel_faulted);
         if (!heartbeat_fresh()) return refuse(c, FaultCode::heartbeat_missing);
         if (at(c.base + reg::recipe_id) != cfg.recipe_id) return refuse(c, FaultCode::unknown_recipe);
 
@@ -479,12 +482,16 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
                 });
             };
             std::optional<std::string> refused;
+            bool golden = false;
             try {
                 self->station.start(pos, serial, std::move(done));
+            } catch (const GoldenCheckRequired& e) {
+                refused = e.what();
+                golden = true;
             } catch (const std::exception& e) {
                 refused = e.what();
             }
-            self->to_strand([pos, gen, refused](Core& core) { core.on_started(pos, gen, refused); });
+            self->to_strand([pos, gen, refused, golden](Core& core) { core.on_started(pos, gen, refused, golden); });
         });
     }
 
@@ -496,14 +503,14 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         });
     }
 
-    void on_started(int pos, std::uint64_t gen, const std::optional<std::string>& refused) {
+    void on_started(int pos, std::uint64_t gen, const std::optional<std::string>& refused, bool golden) {
         Channel& c = channels.at(pos);
         if (c.generation != gen) return;
         if (refused) {
             log().warn("position {} cycle {}: the station refused: {}", pos, c.cycle, printable(*refused));
             if (c.phase == Phase::starting) {
                 c.phase = Phase::idle;
-                c.fault = FaultCode::start_refused;
+                c.fault = golden ? FaultCode::golden_check : FaultCode::start_refused;
             }
         } else if (c.phase == Phase::starting) {
             c.phase = Phase::testing;
@@ -564,6 +571,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
                     log().info("position {}: fault reset", pos);
                     ch.fault = FaultCode::none;
                     ch.station_state = ChannelState::idle;
+                    ch.out_of_service = false;
                     ch.phase = back == Phase::result ? Phase::result : Phase::idle;
                 }
                 core.publish(ch);
@@ -594,6 +602,7 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
             if (r.held_hazardous) c.result_bits = status::hold;
         }
         if (!r.load_off_confirmed) c.fault = FaultCode::load_not_off;
+        if (r.fixture_alarm && c.fault == FaultCode::none) c.fault = FaultCode::position_out_of_service;
         c.abort_fault = FaultCode::none;
         c.abort_pending = false;
         c.serial = r.serial;
@@ -609,6 +618,10 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
         // The controller's state as of this result (its snapshot may lag a tick).
         if (r.verdict == "error" || !r.load_off_confirmed) c.station_state = ChannelState::faulted;
         else c.station_state = r.verdict == "abort" ? ChannelState::aborted : ChannelState::complete;
+        if (r.fixture_alarm) {
+            c.station_state = ChannelState::faulted;
+            c.out_of_service = true;
+        }
         c.phase = Phase::result;
         log().info("position {} cycle {}: result {} ({}){}", pos, c.cycle, static_cast<int>(c.result), r.verdict,
                      r.reason.empty() ? "" : ": " + printable(r.reason));
@@ -651,7 +664,8 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
                 break;
         }
         FaultCode fault = c.fault;
-        if (fault == FaultCode::none && station_faulted && c.phase != Phase::result) fault = FaultCode::channel_faulted;
+        if (fault == FaultCode::none && station_faulted && c.phase != Phase::result)
+            fault = c.out_of_service ? FaultCode::position_out_of_service : FaultCode::channel_faulted;
         if (fault != FaultCode::none) bits |= status::fault;
         at(c.base + reg::packml) = static_cast<std::uint16_t>(state);
         at(c.base + reg::status) = bits;
@@ -680,14 +694,18 @@ struct PlcServer::Core : std::enable_shared_from_this<PlcServer::Core> {
             heartbeat_stale_now = true;
             log().warn("PLC heartbeat stale (unchanged for {} s)", cfg.heartbeat_timeout_s);
         }
-        std::map<int, ChannelState> states;
-        for (const auto& s : station.snapshot()) states[s.position] = s.state;
+        std::map<int, std::pair<ChannelState, bool>> states;
+        for (const auto& s : station.snapshot()) states[s.position] = {s.state, s.out_of_service};
         for (auto& [p, c] : channels) {
             if (auto it = states.find(p); it != states.end() && c.phase != Phase::resetting) {
                 // The station's own view; our result keeps a faulted state even
                 // before the controller's snapshot shows it.
-                if (!(c.station_state == ChannelState::faulted && it->second != ChannelState::idle))
-                    c.station_state = it->second;
+                if (!(c.station_state == ChannelState::faulted && it->second.first != ChannelState::idle)) {
+                    c.station_state = it->second.first;
+                    c.out_of_service = it->second.second;
+                } else if (it->second.second) {
+                    c.out_of_service = true;
+                }
             }
             if (!fresh) do_abort(c, "stale PLC heartbeat", FaultCode::heartbeat_abort);
             if (c.phase == Phase::stopped && c.station_state != ChannelState::faulted) c.phase = Phase::idle;

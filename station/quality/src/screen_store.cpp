@@ -1,5 +1,7 @@
 #include "eol/station/screen_store.hpp"
 
+#include "eol/station/fixture_health.hpp"
+
 #include "eol/models/calendar.hpp"
 
 #include <fmt/format.h>
@@ -93,7 +95,7 @@ models::FeatureTable to_screening_table(const FeatureTable& t) {
 }
 
 ScreenReport screen_store(Store& store, const ScreeningConfig& config, const ScreenFilter& filter, bool apply,
-                          const Actor& actor, const Recipe* recipe) {
+                          const Actor& actor, const Recipe* recipe, const FixtureHealthConfig* fixture) {
     const auto t_start = std::chrono::steady_clock::now();
     if (config.features.empty()) throw UsageError("screen: no features configured ([screening] features)");
     if (apply && (actor.name.empty() || actor.role.empty()))
@@ -128,6 +130,8 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
         if (keep.empty()) throw UsageError("screen: none of the configured features has a value in any cell");
         if (keep.size() < table.cols()) table = build_feature_table(store, cf, keep);
     }
+    if (fixture && fixture->enabled && table.rows() > 0)
+        rep.notes.push_back(apply_fixture_correction(table, replay_fixture(store, *fixture), *fixture));
     rep.cells_screened = table.rows();
     rep.features = table.names;
     rep.missing = table.missing;

@@ -84,7 +84,37 @@ TestRecord run_formation(const ProductionSpec& spec, const DrawnCell& c, double 
     return run_in_process(*spec.formation, spec.limits, c.params, c.identity, form);
 }
 
-Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c) {
+// The EOL fixture position of cell `index` and its state at `t_unix_s`.
+struct PositionState {
+    int position = 1;
+    double contact_ohm = 0.0;
+    double tc_offset_c = 0.0;
+};
+
+PositionState fixture_state(const ProductionSpec& spec, std::size_t index, double t_unix_s) {
+    PositionState st;
+    const auto n = static_cast<std::size_t>(std::max(1, spec.fixture_positions));
+    st.position = static_cast<int>(index % n) + 1;
+    st.contact_ohm = spec.contact_ohm;
+    if (spec.tc_offset_c != 0) {
+        const std::uint64_t key = spec.seed * std::uint64_t{0x9E3779B97F4A7C15} + std::uint64_t{0xF1C7} +
+                                 static_cast<std::uint64_t>(st.position);
+        std::mt19937_64 rng(mix(key));
+        st.tc_offset_c = spec.tc_offset_c * (2.0 * std::uniform_real_distribution<double>(0.0, 1.0)(rng) - 1.0);
+    }
+    for (const auto& d : spec.fixture_drift) {
+        if (d.position != st.position) continue;
+        const auto start = models::parse_iso_day(d.start.iso());
+        if (!start) continue;
+        const double weeks = (t_unix_s - static_cast<double>(*start) * 86400.0) / (7 * 86400.0);
+        if (weeks <= 0) continue;
+        st.contact_ohm += d.ohm_per_week * weeks;
+        st.tc_offset_c += d.tc_k_per_week * weeks;
+    }
+    return st;
+}
+
+Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::size_t index) {
     const double t_form = c.formation_unix_s;
     const double t_eol = t_form + c.rest_days * 86400.0;
     Simulated out;
@@ -106,8 +136,16 @@ Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c) {
     eol.wait_s = spec.fixture_wait_s;
     eol.unix_start_s = t_eol + spec.fixture_wait_s;
     eol.trace = spec.store_traces ? RunContext::Trace::pulse_only : RunContext::Trace::none;
+    const PositionState at = fixture_state(spec, index, eol.unix_start_s);
+    eol.position = at.position;
+    eol.contact_ohm = at.contact_ohm;
+    eol.tc_offset_c = at.tc_offset_c;
     out.eol = run_in_process(*spec.recipe, spec.limits, pe, c.identity, eol);
     out.truth.eol_pass = out.eol.verdict == Verdict::pass;
+    out.truth.position = at.position;
+    out.truth.contact_ohm = at.contact_ohm;
+    out.truth.tc_offset_c = at.tc_offset_c;
+    out.truth.eol_unix_s = eol.unix_start_s;
     return out;
 }
 
@@ -297,7 +335,7 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
                 if (stop) return;
                 const std::size_t i = next++;
                 if (i >= n) return;
-                Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i));
+                Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i), i);
                 std::lock_guard lk(m);
                 slot[i] = std::move(s);
                 filled[i] = 1;
@@ -353,11 +391,14 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
 }
 
 void write_truth_csv(const std::filesystem::path& file, std::span<const CellTruth> truth) {
-    std::string text = "serial,lot,production_date,defect_lot,shorted,r_isc_ohm,r0_ohm,leak_ma,rest_days,eol_pass\n";
+    std::string text =
+        "serial,lot,production_date,defect_lot,shorted,r_isc_ohm,r0_ohm,leak_ma,rest_days,eol_pass,"
+        "position,contact_ohm,tc_offset_c,eol_unix_s\n";
     for (const auto& t : truth)
-        text += fmt::format("{},{},{},{},{},{:.1f},{:.6f},{:.4f},{:.3f},{}\n", t.serial, t.lot, t.production_date,
-                            t.defect_lot ? 1 : 0, t.shorted ? 1 : 0, t.r_isc_ohm, t.r0_ohm, t.leak_ma, t.rest_days,
-                            t.eol_pass ? 1 : 0);
+        text += fmt::format("{},{},{},{},{},{:.1f},{:.6f},{:.4f},{:.3f},{},{},{:.6f},{:.3f},{:.0f}\n", t.serial, t.lot,
+                            t.production_date, t.defect_lot ? 1 : 0, t.shorted ? 1 : 0, t.r_isc_ohm, t.r0_ohm,
+                            t.leak_ma, t.rest_days, t.eol_pass ? 1 : 0, t.position, t.contact_ohm, t.tc_offset_c,
+                            t.eol_unix_s);
     write_file_atomically(file, text);
 }
 

@@ -98,6 +98,8 @@ TestRecord run_in_process(const Recipe& recipe, const Limits& limits, const sim:
     auto clock = sim::SimClock::manual();
     auto fx = std::make_shared<sim::Fixture>(1, clock, how.ambient_c, how.noise_seed);
     fx->load_cell(0, identity.serial, cell);
+    if (how.contact_ohm > 0) fx->set_contact_resistance(0, how.contact_ohm);
+    if (how.tc_offset_c != 0) fx->set_thermocouple_offset(0, how.tc_offset_c);
     clock->skip(how.wait_s);
     InProcessLoad load("sim-load", fx);
     InProcessThermo thermo("sim-tc", fx);
@@ -109,7 +111,7 @@ TestRecord run_in_process(const Recipe& recipe, const Limits& limits, const sim:
     SkipClock step_clock(clock, how.unix_start_s);
     RunContext ctx;
     ctx.station_id = how.station_id;
-    ctx.position = 1;
+    ctx.position = how.position;
     ctx.clock = &step_clock;
     ctx.trace = how.trace;
     ctx.fits = how.fits;

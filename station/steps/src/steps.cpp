@@ -444,6 +444,9 @@ private:
             put(mf, "steady_offset_k", fit.steady_offset_k);
         }
         mf.parameters["p_heat_w"] = i_on * i_on * fit.heating_ohm.value;  // I²R of the step
+        // The cell's thermocouple against the ambient one before the current
+        // (fixture health learns each position's sensor offset from it).
+        if (!s.t_amb_c.empty()) mf.parameters["rest_delta_k"] = s.t_cell_c.front() - s.t_amb_c.front();
         out_.fits.push_back(std::move(mf));
         q["c_th_j_per_k"] = fit.c_th_j_per_k.value;
         q["r_th_k_per_w"] = fit.r_th_k_per_w.value;

@@ -2261,6 +2261,26 @@ std::vector<StationEvent> Store::station_events(std::size_t limit) {
     return out;
 }
 
+std::vector<StationEvent> Store::station_events_of(std::string_view station_id, std::string_view kind) {
+    Q q(*impl_,
+        "SELECT id, time_unix_s, station_id, kind, message, detail FROM station_events "
+        "WHERE station_id = ?1 AND kind = ?2 ORDER BY id");
+    q.text(1, station_id);
+    q.text(2, kind);
+    std::vector<StationEvent> out;
+    while (q.step()) {
+        StationEvent e;
+        e.id = q.col_int(0);
+        e.time_unix_s = q.col_real(1);
+        e.station_id = q.col_text(2);
+        e.kind = q.col_text(3);
+        e.message = q.col_text(4);
+        e.detail_json = q.col_text(5);
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
 // ---------------------------------------------------------------- users (migration 4)
 
 namespace {

@@ -10,6 +10,9 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -212,27 +215,6 @@ PanelOptions panel_options(const StationConfig& cfg) {
     return o;
 }
 
-std::pair<double, double> shift_bounds(double t_unix_s, const std::vector<int>& starts) {
-    if (starts.empty()) throw std::invalid_argument("shift_bounds: no shift start");
-    const auto now = static_cast<std::time_t>(std::floor(t_unix_s));
-    std::tm today{};
-    localtime_r(&now, &today);
-    double begin = -INFINITY, end = INFINITY;
-    for (int d = -1; d <= 1; ++d)
-        for (const int m : starts) {
-            std::tm x = today;
-            x.tm_mday += d;
-            x.tm_hour = m / 60;
-            x.tm_min = m % 60;
-            x.tm_sec = 0;
-            x.tm_isdst = -1;  // whatever holds on that day
-            const auto b = static_cast<double>(std::mktime(&x));
-            if (b <= t_unix_s) begin = std::max(begin, b);
-            else end = std::min(end, b);
-        }
-    return {begin, end};
-}
-
 struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
     Core(asio::any_io_executor ex, Controller& c, PanelOptions o)
         : controller(c),
@@ -346,6 +328,7 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
                {"state_text", t("state_" + std::string(to_string(s.state)))},
                {"serial", s.serial},
                {"reason", s.reason},
+               {"out_of_service", s.out_of_service},
                {"since_unix_s", s.since_unix_s}};
         if (s.state == ChannelState::testing) {
             c["step"] = s.step;
@@ -422,10 +405,18 @@ struct PanelServer::Core : std::enable_shared_from_this<PanelServer::Core> {
         for (const auto& s : snaps) {
             testing = testing || s.state == ChannelState::testing;
             if (s.state == ChannelState::faulted)
-                alarms.push_back({{"kind", "channel"},
+                alarms.push_back({{"kind", s.out_of_service ? "fixture" : "channel"},
                                   {"position", s.position},
                                   {"text", t("channel_faulted", {std::to_string(s.position), s.reason})}});
             channels.push_back(channel_json(s));
+        }
+        if (const GoldenStatus g = controller.golden(); g.configured) {
+            if (!g.blocked.empty())
+                alarms.push_back({{"kind", "golden"}, {"position", g.blocked_position}, {"text", g.blocked}});
+            else if (g.due)
+                alarms.push_back({{"kind", "golden_due"},
+                                  {"text", fmt::format("golden check due: test a golden cell ({}) first",
+                                                       fmt::join(g.serials, ", "))}});
         }
         if (opt.plc_heartbeat_stale && opt.plc_heartbeat_stale())
             alarms.push_back({{"kind", "plc"}, {"text", t("plc_stale")}});

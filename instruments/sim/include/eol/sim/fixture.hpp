@@ -97,6 +97,15 @@ public:
     /// `cap_a` (the current read back stays below the setpoint);
     /// infinity = none (the default).
     void set_current_cap(std::size_t pos, double cap_a);
+    /// The resistance of the position's contacts (pogo pins) in the path
+    /// the voltage is sensed through, Ω (0, the default: ideal 4-wire
+    /// sensing): every voltage reading and logged sample of the position is
+    /// V_terminal − I·R_contact, so the cell looks R_contact worse. The cell
+    /// itself does not heat in it. Throws std::invalid_argument when < 0.
+    void set_contact_resistance(std::size_t pos, double ohm);
+    double contact_resistance(std::size_t pos) const;
+    /// Replaces the position's thermocouple offset (a drifting sensor).
+    void set_thermocouple_offset(std::size_t pos, double offset_c);
     void unload(std::size_t pos);
     std::optional<std::string> serial(std::size_t pos) const;
 
@@ -141,6 +150,7 @@ private:
         LoggedSamples log;
         std::mt19937_64 rng;
         double t_offset_c = 0.0;  // this position's thermocouple offset
+        double contact_ohm = 0.0; // in the voltage sense path
         double current_cap_a = std::numeric_limits<double>::infinity();
     };
 

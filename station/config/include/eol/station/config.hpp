@@ -306,6 +306,32 @@ struct ScreeningConfig {
     int drift_max_windows = 3;
 };
 
+/// Fixture health ([fixture_health]; models/fixture_health.hpp, docs/screening.md
+/// "Fixture health"): what each position's contacts and thermocouple add,
+/// learned from the cells it tests; a position beyond a limit is taken out of
+/// service (its channel faulted until a fault reset after service).
+struct FixtureHealthConfig {
+    bool enabled = false;               // the table is present and not `enabled = false`
+    std::string resistance = "r0_ohm";  // the measurement a contact resistance shows in
+    /// Resistance features screening corrects by the position's learned
+    /// contact offset (lot screen and screening at test time).
+    std::vector<std::string> correct{"r0_ohm", "dcir_ohm"};
+    int window_cells = 15;              // a position's offset: median of its last N cells
+    int reference_cells = 64;           // the reference: last N cells at the other positions
+    double contact_limit_ohm = 0.002;   // |contact offset| beyond: out of service
+    double tc_drift_limit_k = 1.0;      // |thermocouple offset − its baseline| beyond: out of service
+    /// Golden (reference) cells: serials of cells kept to check the station
+    /// itself. With any, a golden check is due when the controller starts and
+    /// at every shift start ([panel] shifts, the station's shifts); until one
+    /// passes, other cells are refused; a
+    /// failed one blocks the station until the fault reset of the position it
+    /// failed at (and is due again). Normalized by the serial scheme at start.
+    std::vector<std::string> golden_serials;
+    int golden_history = 5;             // compared with the median of its last N completed runs here
+    double golden_resistance_tol_ohm = 0.002;  // |resistance − history median| beyond: failed
+    double golden_ocv_tol_v = 0.02;     // |ocv_v − history median| beyond: failed
+};
+
 /// The Modbus TCP server the line PLC talks to ([plc]; docs/plc.md).
 struct PlcConfig {
     enum class ByteOrder { high_first, low_first };
@@ -404,6 +430,7 @@ struct StationConfig {
     std::optional<ThermoRef> ambient;           // station ambient thermocouple (any module; see ambient_for)
     Limits limits;
     ScreeningConfig screening;
+    FixtureHealthConfig fixture_health;
     PlcConfig plc;
     PanelConfig panel;
     RecallConfig recall;

@@ -13,6 +13,27 @@
 //                                           confirmed off after the run)
 //   complete, aborted ──start──▶ testing
 //   faulted ──fault_reset (load input confirmed off)──▶ idle
+//   complete ──fixture health flags the position──▶ faulted (out_of_service)
+//
+// Fixture health ([fixture_health] enabled; fixture_health.hpp): every
+// stored record's reading (its resistance and the thermocouple at rest) goes
+// to a monitor carried on from the store's history of this station; a
+// position beyond a limit is taken out of service — its channel faulted with
+// the reason, a station event "fixture_flag" stored — and a fault reset of it
+// means "serviced": a "fixture_service" event is stored and its baseline is
+// learned again. Screening at test time judges a record with its resistance
+// features corrected by its position's learned contact offset.
+//
+// Golden cell ([fixture_health] golden_serials): a golden check is due at the
+// controller's start and at each configured shift start (local time); while
+// it is due, start() refuses any other serial (GoldenCheckRequired). A golden
+// serial's stored record is compared with the median of its last
+// golden_history completed runs at this station (resistance and OCV within
+// their tolerances; the first run starts the history and passes): passed →
+// not due; failed (or not completed) → its channel faulted and the station
+// blocked (every start refused) until that position's fault reset, after which
+// the check is due again. A golden cell is never screened at test time.
+// Station events "golden_check" record each check.
 //
 // Starting a cell: the serial is normalized and validated with the station's
 // serial scheme (ControllerRefused naming the position of a bad character);
@@ -130,6 +151,24 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+/// A cell refused because a golden check is due or has failed (the PLC's
+/// fault code 16; docs/screening.md "Golden cell").
+class GoldenCheckRequired : public ControllerRefused {
+public:
+    using ControllerRefused::ControllerRefused;
+};
+
+/// The golden (reference) cell check ([fixture_health] golden_serials).
+struct GoldenStatus {
+    bool configured = false;       // golden serials are configured
+    bool due = false;              // other cells are refused until a golden cell passes
+    std::string blocked;           // a golden check failed: why ("" = not blocked)
+    int blocked_position = 0;      // the position whose fault reset lifts the block
+    double last_pass_unix_s = 0;   // 0: none since the start
+    double next_shift_unix_s = 0;  // the next shift start (0: none configured)
+    std::vector<std::string> serials;  // normalized
+};
+
 /// The answer for one cell.
 struct CellResult {
     int position = 0;
@@ -149,6 +188,14 @@ struct CellResult {
     /// verdict of the model of earlier lots; outlier → verdict "hold" and a
     /// serial hold stored with the record. Absent when not screened.
     std::optional<TestTimeVerdict> screening;
+    /// Fixture health: this cell's reading took its position beyond a limit
+    /// (the reason); the channel is faulted, out of service until a fault
+    /// reset after service. The cell's own verdict stands.
+    std::optional<std::string> fixture_alarm;
+    /// A golden cell's check against its own history: set for a golden
+    /// serial; golden_reason says what was compared (or why it failed).
+    std::optional<bool> golden_passed;
+    std::string golden_reason;
 };
 
 /// What a panel or PLC shows of one channel (a copy, taken under the lock).
@@ -164,6 +211,9 @@ struct ChannelSnapshot {
     std::size_t step_index = 0, step_count = 0;
     double elapsed_s = 0;     // station seconds since the cell started
     double v_v = NAN, i_a = NAN, temp_c = NAN;  // last monitor reading
+    /// Faulted by fixture health (a contact or thermocouple drift): the
+    /// position is out of service until serviced and fault-reset.
+    bool out_of_service = false;
 };
 
 enum class InstrumentState { disconnected, connecting, ready, active, safe, error };
@@ -248,6 +298,7 @@ public:
     void fault_reset(int position);
 
     std::vector<ChannelSnapshot> snapshot() const;
+    GoldenStatus golden() const;
     std::vector<InstrumentSnapshot> instruments() const;
 
     /// abort_all(reason), waits for every worker (records stored), every

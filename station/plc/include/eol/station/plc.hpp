@@ -143,6 +143,12 @@ enum class FaultCode : std::uint16_t {
     load_not_off = 12,            // the load input could not be confirmed off (the channel is faulted)
     reset_failed = 13,            // FAULT_RESET: the load input could not be confirmed off
     start_with_abort = 14,        // START and ABORT rose in the same write: START ignored
+    position_out_of_service = 15, // fixture health: the position's contacts or thermocouple drifted beyond
+                                  // their limit; service it, then FAULT_RESET (with a result: that cell's
+                                  // verdict stands, the position tests no more)
+    golden_check = 16,            // START refused: a golden (reference) cell check is due (station start, shift
+                                  // start) or failed (the station is blocked until the fault reset of the
+                                  // position it failed at)
 };
 std::string_view describe(FaultCode f);
 

@@ -158,7 +158,11 @@ models::ScreeningSettings screening_settings(const ScreeningConfig& config, cons
 /// The station FeatureTable as the screening input.
 models::FeatureTable to_screening_table(const FeatureTable& table);
 
+/// `fixture` (optional, enabled): resistance features corrected by each
+/// run's position contact offset before screening (fixture_health.hpp; a
+/// note in the report says how many).
 ScreenReport screen_store(Store& store, const ScreeningConfig& config, const ScreenFilter& filter, bool apply,
-                          const Actor& actor, const Recipe* recipe = nullptr);
+                          const Actor& actor, const Recipe* recipe = nullptr,
+                          const FixtureHealthConfig* fixture = nullptr);
 
 }  // namespace eol::station

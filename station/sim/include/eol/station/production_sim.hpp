@@ -72,6 +72,16 @@
 
 namespace eol::station {
 
+/// A fixture position that wears (fixture health): from `start` on, its
+/// contact resistance grows by ohm_per_week and its thermocouple offset by
+/// tc_k_per_week (linear in the EOL test time).
+struct FixtureDrift {
+    int position = 1;
+    Date start{2023, 1, 1};
+    double ohm_per_week = 0.0;
+    double tc_k_per_week = 0.0;
+};
+
 /// A device model the simulated line assembles.
 struct DeviceModelSpec {
     std::string model;       // e.g. "A1112"
@@ -110,6 +120,15 @@ struct ProductionSpec {
     Limits limits{60.0, 2.5, 10.0};    // safety: temp_abort_c, v_min_v, i_max_a
     double fixture_wait_s = 7200.0;    // storage time spent in the EOL fixture before the test
     bool store_traces = false;         // keep the pulse trace in the EOL record
+    // The EOL fixture: cell i (production order) is tested at position
+    // 1 + i mod fixture_positions; each position's thermocouple reads a
+    // constant offset U(±tc_offset_c) (drawn from the seed), its contacts
+    // add contact_ohm plus any drift below. Defaults: one ideal position
+    // (the records of earlier versions, bit for bit).
+    int fixture_positions = 1;
+    double contact_ohm = 0.0;
+    double tc_offset_c = 0.0;
+    std::vector<FixtureDrift> fixture_drift;
     std::size_t batch_cells = 500;
     // Assembly (empty device_models: none).
     std::vector<DeviceModelSpec> device_models;
@@ -141,6 +160,10 @@ struct CellTruth {
     double leak_ma = 0.0;
     double rest_days = 0.0;
     bool eol_pass = false;   // the EOL verdict by the limits
+    int position = 1;        // EOL fixture position
+    double contact_ohm = 0.0;  // that position's contact resistance at the test
+    double tc_offset_c = 0.0;  // and its thermocouple offset
+    double eol_unix_s = 0.0;   // the EOL test's start
 };
 
 struct ProductionSummary {
@@ -191,7 +214,8 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec,
                                       const SerialScheme& scheme = SerialScheme::default_scheme(),
                                       const std::function<void(std::size_t, std::size_t)>& progress = {});
 
-/// Truth as CSV: serial,lot,production_date,defect_lot,shorted,r_isc_ohm,r0_ohm,leak_ma,rest_days,eol_pass
+/// Truth as CSV: serial,lot,production_date,defect_lot,shorted,r_isc_ohm,r0_ohm,leak_ma,rest_days,eol_pass,
+/// position,contact_ohm,tc_offset_c,eol_unix_s
 void write_truth_csv(const std::filesystem::path& file, std::span<const CellTruth> truth);
 
 /// Device truth as CSV: device_serial,model,cells (';'-separated),assembled_unix_s,shorted,defect_lot,affected

@@ -95,6 +95,9 @@ struct InProcessRun {
     double unix_start_s = 0.0;       // the record's start time
     RunContext::Trace trace = RunContext::Trace::none;
     std::shared_ptr<const StepFits> fits;  // nullptr: the standard fits
+    int position = 1;                // the fixture position the record names
+    double contact_ohm = 0.0;        // the position's contact resistance (sim::Fixture)
+    double tc_offset_c = 0.0;        // its thermocouple's offset
 };
 TestRecord run_in_process(const Recipe& recipe, const Limits& limits, const sim::CellParams& cell,
                           const CellIdentity& identity, const InProcessRun& how);

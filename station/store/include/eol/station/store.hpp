@@ -489,6 +489,9 @@ public:
     std::int64_t append_station_event(const StationEvent& event);
     /// The most recent `limit` events, newest first.
     std::vector<StationEvent> station_events(std::size_t limit = 100);
+    /// Every event of `kind` at station `station_id`, oldest first (a scan:
+    /// meant for a controller's start, e.g. the fixture's service history).
+    std::vector<StationEvent> station_events_of(std::string_view station_id, std::string_view kind);
 
     /// What station `station_id` finished since `since_unix_s`, counted as
     /// its operator panel counts cells (a shift's yield): each test run by its

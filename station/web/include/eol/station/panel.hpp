@@ -79,6 +79,7 @@
 #include <string_view>
 #include <vector>
 
+#include "eol/station/shift.hpp"
 #include "eol/station/auth.hpp"
 #include "eol/station/controller.hpp"
 
@@ -124,10 +125,8 @@ struct PanelOptions {
     RecallConfig recall;
 };
 
-/// The start of the shift `t_unix_s` falls in and the start of the next one
-/// (unix s), for shift starts in minutes after local midnight (the host's
-/// time zone, daylight saving included).
-std::pair<double, double> shift_bounds(double t_unix_s, const std::vector<int>& shift_start_min);
+/// shift.hpp (the station's shifts; the golden check uses them too).
+using eol::station::shift_bounds;
 
 /// PanelOptions from the station file's [panel] (and the defaults).
 PanelOptions panel_options(const StationConfig& cfg);

@@ -1,0 +1,152 @@
+#include "eol/station/fixture_health.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace eol::station {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+struct Row {
+    std::int64_t run_id = 0;
+    std::string serial;
+    int position = 0;
+    double start_unix_s = 0.0;
+    double end_unix_s = 0.0;
+    double resistance_ohm = kNaN;
+    double rest_offset_k = kNaN;
+};
+
+}  // namespace
+
+models::FixtureHealthSettings fixture_settings(const FixtureHealthConfig& cfg) {
+    models::FixtureHealthSettings s;
+    s.window_readings = static_cast<std::size_t>(std::max(1, cfg.window_cells));
+    s.reference_readings = static_cast<std::size_t>(std::max(1, cfg.reference_cells));
+    s.min_reference = std::min<std::size_t>(8, s.reference_readings);
+    s.contact_limit_ohm = cfg.contact_limit_ohm;
+    s.tc_drift_limit_k = cfg.tc_drift_limit_k;
+    return s;
+}
+
+models::FixtureReading fixture_reading(const TestRecord& record, const FixtureHealthConfig& cfg) {
+    models::FixtureReading r;
+    r.position = record.channel;
+    if (record.verdict != Verdict::pass && record.verdict != Verdict::fail) return r;
+    for (const auto& m : record.measurements)
+        if (m.name == cfg.resistance && std::isfinite(m.value)) r.resistance_ohm = m.value;
+    for (const auto& f : record.fits) {
+        if (f.kind != "thermal" || !f.converged) continue;
+        if (auto it = f.parameters.find("rest_delta_k"); it != f.parameters.end() && std::isfinite(it->second))
+            r.rest_offset_k = it->second;
+    }
+    return r;
+}
+
+TestRecord corrected_for_fixture(const TestRecord& record, const FixtureHealthConfig& cfg, double contact_offset_ohm) {
+    TestRecord out = record;
+    if (contact_offset_ohm == 0.0) return out;
+    for (auto& m : out.measurements)
+        if (std::find(cfg.correct.begin(), cfg.correct.end(), m.name) != cfg.correct.end() && std::isfinite(m.value))
+            m.value -= contact_offset_ohm;
+    return out;
+}
+
+FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std::string_view station_id,
+                              models::FixtureMonitor* monitor) {
+    const models::FixtureHealthSettings settings = fixture_settings(cfg);
+    std::map<std::string, std::vector<Row>> by_station;
+    const std::string resistance = cfg.resistance;
+    store.for_each_latest(CellFilter{}, [&](const CellFeatures& c) {
+        if (!station_id.empty() && c.run.station_id != station_id) return;
+        Row r;
+        r.run_id = c.run.id;
+        r.serial = c.cell.serial;
+        r.position = c.run.channel;
+        r.start_unix_s = c.run.start_unix_s;
+        r.end_unix_s = c.run.end_unix_s;
+        for (const auto& [name, value] : c.features) {
+            if (name == resistance) r.resistance_ohm = value;
+            else if (name == "thermal.rest_delta_k") r.rest_offset_k = value;
+        }
+        by_station[c.run.station_id].push_back(std::move(r));
+    });
+    FixtureHistory h;
+    for (auto& [station, rows] : by_station) {
+        // In the order a station learns them: as the tests finish.
+        std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+            return a.end_unix_s != b.end_unix_s ? a.end_unix_s < b.end_unix_s : a.run_id < b.run_id;
+        });
+        // Service events: the position is reset before its first run stored
+        // after the service (run ids count up in the order runs are stored).
+        std::map<int, std::vector<std::int64_t>> services;  // position → after_run_id, increasing
+        for (const auto& e : store.station_events_of(station, kFixtureServiceEvent)) {
+            const auto j = nlohmann::json::parse(e.detail_json, nullptr, false);
+            if (!j.is_object() || !j.contains("position") || !j["position"].is_number_integer() ||
+                !j.contains("after_run_id") || !j["after_run_id"].is_number_integer())
+                continue;
+            services[j["position"].get<int>()].push_back(j["after_run_id"].get<std::int64_t>());
+        }
+        for (auto& [pos, ids] : services) std::sort(ids.begin(), ids.end());
+        std::map<int, std::size_t> next_service;
+        models::FixtureMonitor mon(settings);
+        for (const Row& r : rows) {
+            if (auto it = services.find(r.position); it != services.end()) {
+                std::size_t& k = next_service[r.position];
+                bool reset = false;
+                while (k < it->second.size() && it->second[k] < r.run_id) {
+                    ++k;
+                    reset = true;
+                }
+                if (reset) mon.reset(r.position);
+            }
+            models::FixtureReading reading;
+            reading.position = r.position;
+            reading.resistance_ohm = r.resistance_ohm;
+            reading.rest_offset_k = r.rest_offset_k;
+            if (auto a = mon.add(reading)) h.flags.push_back({station, *a, r.run_id, r.serial, r.start_unix_s});
+            h.contact_offset_ohm[r.run_id] = mon.contact_offset_ohm(r.position);
+            ++h.runs;
+        }
+        for (const auto& [pos, ids] : services)
+            if (next_service[pos] < ids.size()) mon.reset(pos);  // serviced after its last run
+        h.positions[station] = mon.positions();
+        if (monitor && station == station_id) *monitor = mon;
+    }
+    if (monitor && (station_id.empty() || !by_station.count(std::string(station_id)))) *monitor = models::FixtureMonitor(settings);
+    return h;
+}
+
+std::string apply_fixture_correction(FeatureTable& table, const FixtureHistory& history,
+                                     const FixtureHealthConfig& cfg) {
+    std::vector<std::size_t> cols;
+    for (std::size_t j = 0; j < table.cols(); ++j)
+        if (std::find(cfg.correct.begin(), cfg.correct.end(), table.names[j]) != cfg.correct.end()) cols.push_back(j);
+    std::size_t corrected = 0;
+    double largest = 0.0;
+    const std::size_t n = table.rows();
+    for (std::size_t i = 0; i < n; ++i) {
+        auto it = history.contact_offset_ohm.find(table.run_ids[i]);
+        if (it == history.contact_offset_ohm.end() || it->second == 0.0) continue;
+        for (std::size_t j : cols) {
+            double& v = table.values[j * n + i];
+            if (std::isfinite(v)) v -= it->second;
+        }
+        ++corrected;
+        largest = std::max(largest, std::fabs(it->second));
+    }
+    std::string names;
+    for (std::size_t j : cols) names += (names.empty() ? "" : ", ") + table.names[j];
+    if (cols.empty())
+        return "fixture correction: none of the screened features is a corrected resistance ([fixture_health] correct)";
+    return fmt::format("fixture correction: {} of {} cells' {} corrected by their position's contact offset "
+                       "(largest {:.3f} mOhm; {} flags in the history)",
+                       corrected, n, names, largest * 1e3, history.flags.size());
+}
+
+}  // namespace eol::station

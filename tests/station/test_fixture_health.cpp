@@ -1,0 +1,193 @@
+// Fixture health over a simulated production: 960 cells tested at 8 fixture
+// positions from January to May 2023, one position's contacts wearing from
+// February (0.35 mΩ a week: past the 2 mΩ limit in mid-March, ~5 mΩ by
+// May) — the records go through the simulator's fixture (every voltage
+// reading of that position is I·R_contact low) and the real step engine and
+// fits. The replay of the store flags that position, and only it, within the
+// stated bound (window_cells of its cells after its true contact resistance
+// crossed the limit); the lot screen with the fixture correction holds no
+// more good cells than the same production on an unworn fixture, while
+// without it the worn position's good cells are held.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "eol/station/fixture_health.hpp"
+#include "eol/station/production_sim.hpp"
+#include "eol/station/screen_store.hpp"
+#include "eol/station/store.hpp"
+#include "support/cli_test.hpp"
+#include "support/process.hpp"
+#include "support/station_test.hpp"
+
+using namespace eol::station;
+using eol::test::create_store;
+using eol::test::shipped_recipe;
+using eol::test::TempDir;
+
+namespace {
+
+constexpr int kWorn = 3;
+
+ProductionSpec fixture_production(const Recipe& recipe, const Recipe& formation, bool worn) {
+    ProductionSpec spec;
+    spec.formation = &formation;
+    spec.recipe = &recipe;
+    spec.cells = 960;
+    spec.from = {2023, 1, 2};
+    spec.to = {2023, 4, 28};
+    spec.background_short_fraction = 0.0;
+    spec.fixture_wait_s = 600;
+    spec.seed = 5;
+    spec.threads = 2;
+    spec.fixture_positions = 8;
+    spec.tc_offset_c = 0.5;
+    if (worn) spec.fixture_drift.push_back({kWorn, Date{2023, 2, 1}, 0.00035, 0.0});
+    return spec;
+}
+
+// Good cells (no short) the screen would hold by serial.
+std::size_t good_held(const ScreenReport& rep, const ProductionSummary& sum, int only_position = 0) {
+    std::map<std::string, const CellTruth*> truth;
+    for (const auto& t : sum.truth) truth[t.serial] = &t;
+    std::size_t n = 0;
+    for (const auto& c : rep.cells) {
+        const CellTruth* t = truth.at(c.serial);
+        if (!t->shorted && (only_position == 0 || t->position == only_position)) ++n;
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("fixture health: a wearing position of a simulated production is flagged, and the correction keeps good cells shipping") {
+    TempDir tmp;
+    const Recipe recipe = eol::test::light_eol_recipe();
+    const Recipe formation = shipped_recipe("formation");
+    Store worn_store = create_store(tmp / "worn.db");
+    const ProductionSummary worn = simulate_production(worn_store, fixture_production(recipe, formation, true));
+    Store clean_store = create_store(tmp / "clean.db");
+    const ProductionSummary clean = simulate_production(clean_store, fixture_production(recipe, formation, false));
+    REQUIRE(worn.truth.size() == 960);
+
+    // The records name their position; the worn one's contacts are in the truth.
+    std::set<int> positions;
+    for (const auto& t : worn.truth) positions.insert(t.position);
+    CHECK(positions == std::set<int>{1, 2, 3, 4, 5, 6, 7, 8});
+    const RunInfo run = worn_store.runs_for(worn.truth[2].serial).back();
+    CHECK(run.channel == worn.truth[2].position);
+
+    FixtureHealthConfig cfg;
+    cfg.enabled = true;
+    const FixtureHistory h = replay_fixture(worn_store, cfg);
+    REQUIRE(h.flags.size() == 1);
+    const FixtureFlag& flag = h.flags[0];
+    CHECK(flag.station_id == "EOL-01");
+    CHECK(flag.alarm.position == kWorn);
+    CHECK(flag.alarm.quantity == "contact_resistance");
+
+    // Cells of the worn position in test order: where the truth crossed the
+    // limit, where the replay flagged it.
+    std::vector<const CellTruth*> at_worn;
+    for (const auto& t : worn.truth)
+        if (t.position == kWorn) at_worn.push_back(&t);
+    std::sort(at_worn.begin(), at_worn.end(),
+              [](const CellTruth* a, const CellTruth* b) { return a->eol_unix_s < b->eol_unix_s; });
+    std::optional<std::size_t> crossed, flagged;
+    for (std::size_t k = 0; k < at_worn.size(); ++k) {
+        if (!crossed && at_worn[k]->contact_ohm > cfg.contact_limit_ohm) crossed = k + 1;
+        if (at_worn[k]->serial == flag.serial) flagged = k + 1;
+    }
+    REQUIRE(crossed);
+    REQUIRE(flagged);
+    MESSAGE("worn position: ", at_worn.size(), " cells; contact past 2 mOhm at its cell ", *crossed,
+            ", flagged at its cell ", *flagged, " (", flag.alarm.reason, ")");
+    CHECK(at_worn[*flagged - 1]->contact_ohm > 0.75 * cfg.contact_limit_ohm);  // never far below the limit
+    CHECK(*flagged <= *crossed + static_cast<std::size_t>(cfg.window_cells));
+    // The clean fixture: nothing flagged, every position's offset small.
+    const FixtureHistory hc = replay_fixture(clean_store, cfg);
+    CHECK(hc.flags.empty());
+    for (const auto& p : hc.positions.at("EOL-01")) CHECK(std::fabs(p.contact_offset_ohm) < 0.001);  // ~3 standard errors
+
+    // Screening: the same settings on both stores, dry runs.
+    ScreeningConfig sc;
+    sc.features = {"ocv_v", "dcir_ohm", "r0_ohm", "r1_ohm", "tau1_s"};
+    const Actor nobody{"", ""};
+    const ScreenReport clean_rep = screen_store(clean_store, sc, {}, false, nobody);
+    const ScreenReport raw_rep = screen_store(worn_store, sc, {}, false, nobody);
+    const ScreenReport corr_rep = screen_store(worn_store, sc, {}, false, nobody, nullptr, &cfg);
+    const std::size_t clean_held = good_held(clean_rep, clean), raw_held = good_held(raw_rep, worn),
+                      corr_held = good_held(corr_rep, worn);
+    MESSAGE("good cells held: unworn fixture ", clean_held, "; worn, uncorrected ", raw_held, " (",
+            good_held(raw_rep, worn, kWorn), " at the worn position); worn, corrected ", corr_held, " (",
+            good_held(corr_rep, worn, kWorn), " at the worn position); groups ", clean_rep.groups.size(), "/",
+            raw_rep.groups.size(), "/", corr_rep.groups.size());
+    CHECK(good_held(raw_rep, worn, kWorn) >= 10);  // without the correction the wear is held as cells
+    CHECK(corr_held <= clean_held + 1);            // with it, false holds do not grow with the wear
+    CHECK(good_held(corr_rep, worn, kWorn) <= good_held(clean_rep, clean, kWorn) + 1);
+    CHECK(corr_rep.groups.size() <= clean_rep.groups.size());
+    bool noted = false;
+    for (const auto& n : corr_rep.notes) noted = noted || n.find("fixture correction: ") == 0;
+    CHECK(noted);
+}
+
+TEST_CASE("hostile: sim-production fixture options: a bad --fixture-drift is refused naming it, positions reach the truth") {
+    TempDir tmp;
+    const auto bad = eol::test::run_process({EOL_CLI, "sim-production", "--db", (tmp / "bad.db").string(), "--cells",
+                                             "10", "--fixture-positions", "4", "--fixture-drift", "9:2023-02-01:0.3"},
+                                            60);
+    CHECK(bad.exit == 2);
+    CHECK(bad.err.find("--fixture-drift: '9:2023-02-01:0.3' is not POSITION:YYYY-MM-DD:MOHM_PER_WEEK[:K_PER_WEEK] "
+                       "(position 1…4") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(tmp / "bad.db"));
+    for (const char* text : {"3:2023-13-01:0.3", "3:2023-02-01:-1", "3:2023-02-01", "3:2023-02-01:0.3:x"}) {
+        const auto r = eol::test::run_process({EOL_CLI, "sim-production", "--db", (tmp / "bad2.db").string(), "--cells",
+                                               "10", "--fixture-positions", "4", "--fixture-drift", text},
+                                              60);
+        CAPTURE(text);
+        CHECK(r.exit == 2);
+        CHECK(r.err.find(std::string("--fixture-drift: '") + text + "'") != std::string::npos);
+    }
+    const auto ok = eol::test::run_process({EOL_CLI, "sim-production", "--db", (tmp / "ok.db").string(), "--cells", "12",
+                                            "--from", "2023-02-01", "--to", "2023-02-03", "--fixture-positions", "4",
+                                            "--fixture-drift", "2:2023-01-01:1.0", "--truth", (tmp / "t.csv").string(),
+                                            "--assemble", "none", "--quiet"},
+                                           120);
+    REQUIRE_MESSAGE(ok.exit == 0, ok.err);
+    std::ifstream file(tmp / "t.csv");
+    const std::string csv((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    CHECK(csv.rfind("serial,lot,production_date,defect_lot,shorted,r_isc_ohm,r0_ohm,leak_ma,rest_days,eol_pass,"
+                    "position,contact_ohm,tc_offset_c,eol_unix_s\n",
+                    0) == 0);
+    // Position 2's contacts: 1 mΩ a week since January 1 (5+ weeks by the tests).
+    std::size_t at2 = 0;
+    std::istringstream in(csv);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+        std::vector<std::string> f;
+        std::string cell;
+        std::istringstream ls(line);
+        while (std::getline(ls, cell, ',')) f.push_back(cell);
+        REQUIRE(f.size() == 14);
+        const int pos = std::stoi(f[10]);
+        CHECK((pos >= 1 && pos <= 4));
+        if (pos == 2) {
+            ++at2;
+            CHECK(std::stod(f[11]) > 0.005);
+        } else {
+            CHECK(std::stod(f[11]) == 0.0);
+        }
+    }
+    CHECK(at2 == 3);
+}
