@@ -1128,13 +1128,7 @@ Store Store::open(const std::filesystem::path& path, const OpenOptions& options)
         return version;
     };
     impl->version = check_file(*impl);
-    if (options.read_only) {
-        // A reader (lookups, the ship gate's checks): the file mapped as far
-        // as the library allows (SQLITE_MAX_MMAP_SIZE), as the bulk readers
-        // map it — a page then costs no pread and no copy.
-        impl->exec("PRAGMA mmap_size = 17179869184");
-        return Store(std::move(impl));
-    }
+    if (options.read_only) return Store(std::move(impl));
 
     if (impl->pragma_text("PRAGMA journal_mode = WAL") != "wal")
         throw StoreError(fmt::format("{}: cannot switch to WAL journal mode", path.string()));
