@@ -12,6 +12,8 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
+#include <stdexcept>
 #include <cctype>
 #include <filesystem>
 #include <string>
@@ -537,6 +539,66 @@ TEST_CASE("genealogy: bulk device lookups (parallel readers, one statement) agre
         const auto bulk = g.lookup_devices(inputs);
         REQUIRE(bulk.size() == inputs.size());
         for (std::size_t i = 0; i < inputs.size(); ++i) CHECK(describe_lookup(bulk[i]) == single[i]);
+    }
+    SUBCASE("through the visitor and as compact checks: each input once, at its place, the same answers") {
+        // More repeats (as typed and normalized), unknown and invalid serials
+        // spread through the batch, in an order that is not the key order.
+        std::vector<std::string> mixed;
+        for (std::size_t i = inputs.size(); i-- > 0;) {
+            mixed.push_back(inputs[i]);
+            if (i % 50 == 0) mixed.push_back(inputs[i]);                              // a repeat
+            if (i % 97 == 0) mixed.push_back(device_serial(500000 + i));             // unknown
+            if (i % 89 == 0) mixed.push_back("P1A" + std::to_string(i) + "!");  // invalid
+        }
+        std::vector<std::string> expected;
+        for (const auto& in : mixed) expected.push_back(describe_lookup(g.lookup_device(in)));
+        REQUIRE(store.bulk_readers(mixed.size()) > 0);  // the parallel path
+        std::vector<std::string> visited(mixed.size());
+        std::vector<int> times(mixed.size(), 0);
+        std::mutex m;
+        std::size_t out_of_range = 0;
+        g.for_each_device(mixed, [&](std::size_t i, const DeviceLookup& d) {
+            std::string text = describe_lookup(d);
+            const std::lock_guard lock(m);
+            if (i >= mixed.size()) {
+                ++out_of_range;
+                return;
+            }
+            ++times[i];
+            visited[i] = std::move(text);
+        });
+        CHECK(out_of_range == 0);
+        for (std::size_t i = 0; i < mixed.size(); ++i) {
+            CHECK(times[i] == 1);
+            CHECK(visited[i] == expected[i]);
+        }
+        auto compact = [&](const std::vector<DeviceCheck>& checks) {
+            REQUIRE(checks.size() == mixed.size());
+            std::map<std::string_view, std::size_t> kinds;
+            for (std::size_t i = 0; i < mixed.size(); ++i) {
+                const DeviceLookup d = g.lookup_device(mixed[i]);
+                CHECK(checks[i].may_ship == d.may_ship);
+                CHECK(checks[i].status_text() == d.status());
+                ++kinds[checks[i].status_text()];
+            }
+            // Every kind of answer is among them.
+            for (const char* k : {"invalid", "unknown", "empty", "clear", "held", "released", "scrapped"})
+                CHECK_MESSAGE(kinds[k] > 0, k);
+        };
+        compact(g.check_devices(mixed));
+        store.write_transaction([&] {  // one slice on the store's connection, in its snapshot
+            compact(g.check_devices(mixed));
+            return false;
+        });
+        // A visitor that throws stops the check; the next one answers in full.
+        std::atomic<int> seen{0};
+        CHECK_THROWS_WITH_AS(g.for_each_device(mixed,
+                                               [&](std::size_t, const DeviceLookup&) {
+                                                   if (++seen == 100) throw std::runtime_error("visitor gave up");
+                                               }),
+                             "visitor gave up", std::runtime_error);
+        compact(g.check_devices(mixed));
+        CHECK(g.check_devices({}).empty());
     }
     SUBCASE("in bulk inside a write transaction (the store's connection)") {
         store.write_transaction([&] {

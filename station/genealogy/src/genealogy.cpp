@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <ctime>
+#include <limits>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
@@ -125,6 +127,34 @@ std::string DeviceLookup::why_not() const {
         return fmt::format("cell {}: last test {}", c.serial, c.verdict ? to_string(*c.verdict) : "none");
     }
     return "may not ship";
+}
+
+DeviceCheck DeviceCheck::of(const DeviceLookup& d) {
+    DeviceCheck c;
+    c.may_ship = d.may_ship;
+    if (d.error) c.status = Status::invalid;
+    else if (!d.known) c.status = Status::unknown;
+    else if (d.status() == "empty") c.status = Status::empty;
+    else switch (d.state()) {
+            case CellState::clear: c.status = Status::clear; break;
+            case CellState::held: c.status = Status::held; break;
+            case CellState::released: c.status = Status::released; break;
+            case CellState::scrapped: c.status = Status::scrapped; break;
+        }
+    return c;
+}
+
+std::string_view DeviceCheck::status_text() const {
+    switch (status) {
+        case Status::invalid: return "invalid";
+        case Status::unknown: return "unknown";
+        case Status::empty: return "empty";
+        case Status::clear: return to_string(CellState::clear);
+        case Status::held: return to_string(CellState::held);
+        case Status::released: return to_string(CellState::released);
+        case Status::scrapped: return to_string(CellState::scrapped);
+    }
+    return "?";
 }
 
 // ================================================================ Genealogy
@@ -275,9 +305,9 @@ std::int64_t Genealogy::unlink(std::string_view device, std::string_view cell, s
 
 bool Genealogy::judge_read(DeviceLookup& d, const DeviceCells& read) const {
     d.known = true;
-    d.model = read.device.model;
+    d.model.assign(read.device.model);
     d.assembled_unix_s = read.device.assembled_unix_s;
-    d.station_id = read.device.station_id;
+    d.station_id.assign(read.device.station_id);
     d.own_state = own_state(d.serial, &d.own_because);
     d.cells.resize(read.cells.size());
     bool complete = true;
@@ -287,15 +317,25 @@ bool Genealogy::judge_read(DeviceLookup& d, const DeviceCells& read) const {
     for (std::size_t j = 0; j < read.cells.size(); ++j) {
         const DeviceCell& c = read.cells[j];
         LookupResult& r = d.cells[j];
-        r.input = c.serial;
+        // `d` may be a reused buffer: every field set, strings keep their capacity.
+        r.input.assign(c.serial);
+        r.serial.clear();
+        r.error.reset();
+        r.known = false;
+        r.lot.clear();
+        r.production_date.clear();
+        r.state = CellState::clear;
+        r.verdict.reset();
+        r.because.clear();
+        r.may_ship = false;
         if (!c.known || !cell_scheme_.decode_key(c.serial, serial, lot, date) || serial != c.serial) {
             complete = false;  // the full lookup: diagnostics, the serial's own lot and date
             continue;
         }
-        r.serial = c.serial;
+        r.serial.assign(c.serial);
         r.known = true;
-        r.lot = c.lot;
-        r.production_date = c.production_date;
+        r.lot.assign(c.lot);
+        r.production_date.assign(c.production_date);
         r.verdict = c.verdict;
         cells_.judge_stored(r);
     }
@@ -305,56 +345,97 @@ bool Genealogy::judge_read(DeviceLookup& d, const DeviceCells& read) const {
     return complete;
 }
 
-void Genealogy::read_and_judge(std::span<const std::string> serials, std::span<DeviceLookup* const> devs) {
+void Genealogy::for_each_device(std::span<const std::string> inputs,
+                                const std::function<void(std::size_t, const DeviceLookup&)>& visit) {
+    if (inputs.size() > std::numeric_limits<std::uint32_t>::max())
+        throw UsageError(fmt::format("lookup: {} serials in one batch, at most {}", inputs.size(),
+                                     std::numeric_limits<std::uint32_t>::max()));
+    // The valid serials (normalized) and their places in `inputs`; the
+    // invalid ones are answered now.
+    std::vector<std::string> serials;
+    std::vector<std::uint32_t> place;
+    serials.reserve(inputs.size());
+    place.reserve(inputs.size());
+    {
+        std::string norm;
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            if (device_scheme_.normalize_into(inputs[i], norm)) {
+                serials.push_back(norm);
+                place.push_back(static_cast<std::uint32_t>(i));
+                continue;
+            }
+            DeviceLookup bad;
+            bad.input = inputs[i];
+            bad.error = std::make_shared<const SerialError>(std::move(*device_scheme_.normalize(inputs[i]).error));
+            visit(i, bad);
+        }
+    }
+    if (serials.empty()) return;
     cells_.refresh();  // the cells' events and the devices' own
+    // One reused lookup per slice of the store's read (a slice is one
+    // thread's, one device after the other).
+    std::vector<DeviceLookup> buffer(std::max<std::size_t>(1, store_.bulk_readers(serials.size())));
+    std::vector<char> known(serials.size(), 0);  // by k: distinct k, no race
     // Devices with a cell the fast judgement leaves to the full lookup (rare:
     // a cell linked without the interlock, or a changed cell scheme).
-    std::vector<char> incomplete(serials.size(), 0);
-    store_.for_each_device_cells(serials, [&](std::size_t k, const DeviceCells& read) {
-        DeviceLookup& d = *devs[k];  // distinct k: no race
-        if (d.serial.empty()) d.serial = serials[k];
-        incomplete[k] = judge_read(d, read) ? 0 : 1;
+    std::mutex incomplete_mutex;
+    std::vector<std::pair<std::size_t, DeviceLookup>> incomplete;
+    store_.for_each_device_cells(serials, [&](std::size_t slice, std::size_t k, const DeviceCells& read) {
+        known[k] = 1;
+        DeviceLookup& d = buffer.at(slice);
+        d.input.assign(inputs[place[k]]);
+        d.serial.assign(serials[k]);
+        if (judge_read(d, read)) {
+            visit(place[k], d);
+            return;
+        }
+        const std::lock_guard lock(incomplete_mutex);
+        incomplete.emplace_back(k, d);
     });
+    // Unknown devices: nothing but the input and the serial.
+    {
+        DeviceLookup unknown;
+        for (std::size_t k = 0; k < serials.size(); ++k) {
+            if (known[k]) continue;
+            unknown.input = inputs[place[k]];
+            unknown.serial = serials[k];
+            visit(place[k], unknown);
+        }
+    }
+    if (incomplete.empty()) return;
+    std::sort(incomplete.begin(), incomplete.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     std::vector<std::string> rest;
-    for (std::size_t k = 0; k < serials.size(); ++k)
-        if (incomplete[k])
-            for (const auto& c : devs[k]->cells)
-                if (c.serial.empty()) rest.push_back(c.input);
-    if (rest.empty()) return;
+    for (const auto& [k, d] : incomplete)
+        for (const auto& c : d.cells)
+            if (c.serial.empty()) rest.push_back(c.input);
     const std::vector<LookupResult> looked = cells_.lookup_many(rest);
     std::size_t n = 0;
-    for (std::size_t k = 0; k < serials.size(); ++k) {
-        if (!incomplete[k]) continue;
-        DeviceLookup& d = *devs[k];
+    for (auto& [k, d] : incomplete) {
         for (auto& c : d.cells)
             if (c.serial.empty()) c = looked[n++];
         bool ok = !d.cells.empty() && (d.own_state == CellState::clear || d.own_state == CellState::released);
         for (const auto& cell : d.cells) ok = ok && cell.may_ship;
         d.may_ship = ok;
+        visit(place[k], d);
     }
 }
 
 DeviceLookup Genealogy::lookup_device(std::string_view input) {
     const std::string in(input);
-    return lookup_devices(std::span(&in, 1)).front();
+    DeviceLookup out;
+    for_each_device(std::span(&in, 1), [&](std::size_t, const DeviceLookup& d) { out = d; });
+    return out;
 }
 
 std::vector<DeviceLookup> Genealogy::lookup_devices(std::span<const std::string> inputs) {
     std::vector<DeviceLookup> out(inputs.size());
-    std::vector<std::string> serials;
-    std::vector<DeviceLookup*> valid;
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-        out[i].input = inputs[i];
-        if (!device_scheme_.normalize_into(inputs[i], out[i].serial)) {
-            NormalizeResult r = device_scheme_.normalize(inputs[i]);
-            out[i].serial.clear();
-            out[i].error = std::make_shared<const SerialError>(std::move(*r.error));
-            continue;
-        }
-        serials.push_back(out[i].serial);
-        valid.push_back(&out[i]);
-    }
-    read_and_judge(serials, valid);
+    for_each_device(inputs, [&](std::size_t i, const DeviceLookup& d) { out[i] = d; });
+    return out;
+}
+
+std::vector<DeviceCheck> Genealogy::check_devices(std::span<const std::string> inputs) {
+    std::vector<DeviceCheck> out(inputs.size());
+    for_each_device(inputs, [&](std::size_t i, const DeviceLookup& d) { out[i] = DeviceCheck::of(d); });
     return out;
 }
 
@@ -371,7 +452,8 @@ std::vector<UnitLookup> Genealogy::lookup_units(std::span<const std::string> inp
         }
         return out;
     }
-    // Which inputs are devices the store knows.
+    // Which inputs are devices the store knows (only serials the device
+    // scheme takes are asked: no diagnostics are built for the rest).
     std::vector<std::string> candidates;
     std::vector<std::size_t> candidate_of;
     std::string norm;
@@ -380,18 +462,15 @@ std::vector<UnitLookup> Genealogy::lookup_units(std::span<const std::string> inp
         candidates.push_back(norm);
         candidate_of.push_back(i);
     }
-    // Judged straight into the results: the visitor fills the device part of
-    // the known ones (distinct elements), the rest stay cells.
-    std::vector<DeviceLookup*> devs(candidates.size());
-    for (std::size_t k = 0; k < candidates.size(); ++k) devs[k] = &out[candidate_of[k]].device;
-    read_and_judge(candidates, devs);
-    for (std::size_t k = 0; k < candidates.size(); ++k) {
+    // Known devices are answered as devices (distinct elements: no race),
+    // the rest as cells.
+    for_each_device(candidates, [&](std::size_t k, const DeviceLookup& d) {
+        if (!d.known) return;
         UnitLookup& u = out[candidate_of[k]];
-        if (!u.device.known) continue;
         u.is_device = true;
+        u.device = d;
         u.device.input = inputs[candidate_of[k]];
-    }
-    // The rest as cells.
+    });
     std::vector<std::string> rest;
     std::vector<std::size_t> rest_of;
     for (std::size_t i = 0; i < inputs.size(); ++i) {

@@ -1892,8 +1892,8 @@ public:
         if (!std::is_sorted(events_.begin(), events_.end(), [](const Event& a, const Event& b) { return a.id < b.id; }))
             std::sort(events_.begin(), events_.end(), [](const Event& a, const Event& b) { return a.id < b.id; });
         // As apply_link: a link adds a cell not yet inside, an unlink removes
-        // it (folded on indices; the cells are then assigned into the reused
-        // buffer, keeping its strings' capacity).
+        // it (folded on indices; the cells inside are then swapped into the
+        // reused buffer: no copy, and every string keeps a capacity).
         now_.clear();
         for (const Event& e : events_) {
             const auto it = std::find_if(now_.begin(), now_.end(),
@@ -1905,15 +1905,7 @@ public:
             }
         }
         cur_.cells.resize(now_.size());
-        for (std::size_t j = 0; j < now_.size(); ++j) {
-            const DeviceCell& from = pool_[now_[j]];
-            DeviceCell& to = cur_.cells[j];
-            to.serial.assign(from.serial);
-            to.known = from.known;
-            to.lot.assign(from.lot);
-            to.production_date.assign(from.production_date);
-            to.verdict = from.verdict;
-        }
+        for (std::size_t j = 0; j < now_.size(); ++j) std::swap(cur_.cells[j], pool_[now_[j]]);  // distinct indices
         visit_(key_, cur_);
     }
     /// The serial of the device being folded is the caller's: set before visit.
@@ -2009,13 +2001,17 @@ void Store::for_each_gate_cell(std::span<const std::string_view> serials,
 }
 
 void Store::for_each_device_cells(std::span<const std::string> serials,
-                                  const std::function<void(std::size_t, const DeviceCells&)>& visit) {
+                                  const std::function<void(std::size_t, std::size_t, const DeviceCells&)>& visit) {
     if (serials.empty() || impl_->version < 3) return;
     // One statement is one snapshot: no read transaction around it.
     if (serials.size() == 1) {  // the single lookup: no JSON, the cached statement
         Q q(*impl_, kDeviceCellsOne.at(impl_->version));
         q.text_ref(1, serials[0]);
-        DeviceCellsFolder fold(visit);
+        const std::function<void(std::size_t, const DeviceCells&)> to_caller = [&](std::size_t k,
+                                                                                   const DeviceCells& d) {
+            visit(0, k, d);
+        };
+        DeviceCellsFolder fold(to_caller);
         fold.current().device.serial = serials[0];
         while (q.step()) fold.row(q.raw());
         fold.flush();
@@ -2027,12 +2023,12 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
     const char* sql = kDeviceCellsMany.at(impl_->version);
 
     // Slice [from, to) of `order` through `s` (a kDeviceCellsMany statement).
-    auto read_slice = [&](sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail) {
+    auto read_slice = [&](std::size_t slice, sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail) {
         const std::string json = json_array(from, to, [&](std::size_t j) -> const std::string& { return serials[order[j]]; });
         // The visitor is told the caller's index, and sees the serial as given.
         const std::function<void(std::size_t, const DeviceCells&)> to_caller = [&](std::size_t k,
                                                                                    const DeviceCells& d) {
-            visit(order[from + k], d);
+            visit(slice, order[from + k], d);
         };
         DeviceCellsFolder fold(to_caller);
         if (sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8) != SQLITE_OK) fail();
@@ -2054,14 +2050,14 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
     const std::size_t parts = bulk_readers(serials.size());
     if (parts == 0) {
         Q q(*impl_, sql);
-        read_slice(q.raw(), 0, order.size(), [&] { impl_->fail("reading devices and their cells"); });
+        read_slice(0, q.raw(), 0, order.size(), [&] { impl_->fail("reading devices and their cells"); });
         return;
     }
     in_parallel(parts, [&](std::size_t t) {
         Reader& r = *impl_->readers[t];
         sqlite3_stmt* s = r.statement(sql);
         const ResetGuard reset{s};
-        read_slice(s, t * order.size() / parts, (t + 1) * order.size() / parts,
+        read_slice(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
                    [&] { r.fail("reading devices and their cells"); });
     });
 }

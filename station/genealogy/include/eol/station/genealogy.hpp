@@ -32,7 +32,10 @@
 // frees them again.
 //
 // Lookups answer for any serial: a serial the store knows as a device is
-// answered as a device, any other as a cell (lookup_units). ship_units() is
+// answered as a device, any other as a cell (lookup_units). In bulk, devices
+// are read in key order and judged one by one into a reused buffer
+// (for_each_device); check_devices keeps only status and may-ship of each
+// (DeviceCheck), lookup_devices a DeviceLookup each — the same answers. ship_units() is
 // the ship gate over both kinds: the decision and the shipment record are one
 // write transaction, recorded as ship() records (station event "shipment",
 // every unit's serial), so shipped_serials() sees devices too.
@@ -44,6 +47,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -126,6 +130,19 @@ struct DeviceLookup {
     std::string why_not() const;
 };
 
+/// The compact answer of a bulk device check (Genealogy::check_devices): a
+/// device's status and whether it may ship, exactly as its DeviceLookup
+/// says (status(), may_ship), without the details (two bytes a device).
+struct DeviceCheck {
+    enum class Status : std::uint8_t { invalid, unknown, empty, clear, held, released, scrapped };
+    Status status = Status::invalid;
+    bool may_ship = false;
+
+    static DeviceCheck of(const DeviceLookup& d);
+    /// As DeviceLookup::status(): "invalid", "unknown", "empty", "clear", "held", …
+    std::string_view status_text() const;
+};
+
 /// One looked-up serial of either kind.
 struct UnitLookup {
     bool is_device = false;
@@ -151,8 +168,27 @@ public:
                         std::string_view station_id = "REWORK-01", double time_unix_s = 0.0);
 
     DeviceLookup lookup_device(std::string_view input);
-    /// Many device serials (same order), in bulk.
+    /// Many device serials (same order), in bulk: for_each_device() kept.
     std::vector<DeviceLookup> lookup_devices(std::span<const std::string> inputs);
+    /// The bulk check: for_each_device() reduced to DeviceCheck (same order).
+    /// Builds no DeviceLookup per device: the way to decide a million.
+    std::vector<DeviceCheck> check_devices(std::span<const std::string> inputs);
+    /// Many device serials as typed or scanned (repeats, unknown and invalid
+    /// ones allowed), each judged as lookup_device() judges it and handed to
+    /// visit(i, d) once, i its place in `inputs`, in no particular order:
+    /// `d` is valid during the call only (a buffer reused from device to
+    /// device; copy what is kept). The event caches are refreshed once, then
+    /// the devices are read in key order by Store::for_each_device_cells —
+    /// on its bulk readers (≥ 256 valid serials, outside a write
+    /// transaction) `visit` is called from several threads at once, for
+    /// distinct i, and must guard shared state and not use this Genealogy or
+    /// its Store. Invalid inputs are visited first (on the calling thread),
+    /// unknown devices and the rare device with a cell the store cannot
+    /// judge alone (not a stored cell of this cell scheme: looked up in full
+    /// afterwards) last, on the calling thread. Exceptions from `visit` stop
+    /// the check and are rethrown; StoreError on a database error.
+    void for_each_device(std::span<const std::string> inputs,
+                         const std::function<void(std::size_t, const DeviceLookup&)>& visit);
     /// Serials of either kind (same order): known devices as devices, the
     /// rest as cells.
     std::vector<UnitLookup> lookup_units(std::span<const std::string> inputs);
@@ -162,14 +198,11 @@ public:
     const SerialScheme& cell_scheme() const { return cell_scheme_; }
 
 private:
-    /// Reads the devices `serials` with their cells (Store::for_each_device_cells)
-    /// and judges each known one into *devs[k] in the same pass (devs[k] has
-    /// input and serial set; known stays false for unknown ones). Refreshes
-    /// the event caches first.
-    void read_and_judge(std::span<const std::string> serials, std::span<DeviceLookup* const> devs);
-    /// Fills a known device's lookup from what the store read and judges it.
+    /// Fills a known device's lookup from what the store read and judges it
+    /// (every field but input, serial and error: `d` may be reused).
     /// False when a cell inside needs the full cell lookup (unknown here, or
-    /// not a serial of the cell scheme as stored): that cell is left for it.
+    /// not a serial of the cell scheme as stored): that cell is left for it
+    /// (its serial empty).
     bool judge_read(DeviceLookup& d, const DeviceCells& read) const;
     /// A device's own state (its serial-scope events, by quarantine_state(),
     /// from the cell session's event cache: one refresh serves both).

@@ -430,22 +430,26 @@ public:
     /// completed run): a device, its link events, its cells and their runs
     /// are read by ONE statement, so many devices are judged in one pass.
     ///
-    /// visit(i, device) is called once for each i whose serials[i] is a known
-    /// device, never for unknown ones, in no particular order; `device` is
-    /// valid during the call only. Batches of 256 serials or more, outside a
-    /// write transaction, are read in key order by up to 4 threads, each on a
-    /// read-only connection of its own to the file (bulk_readers(): kept open
-    /// between calls) (its own WAL snapshot: a
-    /// read never blocks the writer) with one statement per slice — so
-    /// `visit` is then called from several threads at once (for distinct i)
-    /// and must neither use this Store nor touch shared state unguarded.
-    /// Smaller batches, batches inside a write transaction (they must see its
-    /// own writes and its snapshot) and files that cannot be opened a second
-    /// time (in-memory, read-only media) are read on this connection in one
-    /// snapshot. Exceptions from `visit` stop the reading and are rethrown;
-    /// StoreError on a database error (devices visited up to then stay visited).
+    /// visit(slice, i, device) is called once for each i whose serials[i] is
+    /// a known device, never for unknown ones, in no particular order;
+    /// `device` is valid during the call only. The serials are read in key
+    /// order (sorted here; the caller's order and repeats are kept in i).
+    /// With P = bulk_readers(n) > 0 (batches of 256 serials or more, outside
+    /// a write transaction) they are read as P key-ordered slices, slice
+    /// t < P, each on its own thread and read-only connection (kept open
+    /// between calls; its own WAL snapshot: a read never blocks the writer)
+    /// with one statement per slice — so `visit` is then called from several
+    /// threads at once (for distinct i; within one slice always from the same
+    /// thread, one call after the other: state kept per slice needs no
+    /// guard) and must neither use this Store nor touch shared state
+    /// unguarded. Else (smaller batches, batches inside a write transaction —
+    /// they must see its own writes and its snapshot — and files that cannot
+    /// be opened a second time: in-memory, read-only media) as one slice 0
+    /// on this connection, in one snapshot. Exceptions from `visit` stop the
+    /// reading and are rethrown; StoreError on a database error (devices
+    /// visited up to then stay visited).
     void for_each_device_cells(std::span<const std::string> serials,
-                               const std::function<void(std::size_t, const DeviceCells&)>& visit);
+                               const std::function<void(std::size_t, std::size_t, const DeviceCells&)>& visit);
     /// Whether the store knows any device (one indexed probe).
     bool any_devices();
     /// The device a cell is inside now (its latest link event, if not undone).
