@@ -251,7 +251,11 @@ public:
             const Outcome o = run_with_deadline(
                 home_, timer_, timeout_s,
                 [&](auto done) {
-                    asio::async_read(stream_, buf_, asio::transfer_exactly(need),
+                    // At least what is missing, and whatever else has come (the
+                    // rest of a block and its newline): a reply read in pieces
+                    // of 1, 1, n digits, the block and the end would cost a
+                    // round trip through the I/O loop each.
+                    asio::async_read(stream_, buf_, asio::transfer_at_least(need),
                                      [done](const error_code& ec, std::size_t k) { done(ec, k); });
                 },
                 [&] { cancel(); });

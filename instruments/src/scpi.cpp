@@ -253,6 +253,36 @@ double ScpiClient::query_number(std::string_view q, double timeout_s) {
     return v;
 }
 
+std::vector<double> ScpiClient::query_numbers(const std::vector<std::string>& queries, double timeout_s) {
+    std::string q;
+    for (const std::string& unit : queries) {
+        if (!q.empty()) {
+            q += ';';
+            // A common command (*…) has no path; any other unit starts from the root.
+            if (!unit.starts_with(':') && !unit.starts_with('*')) q += ':';
+        }
+        q += unit;
+    }
+    const std::string r = query(q, timeout_s);
+    std::vector<double> out;
+    out.reserve(queries.size());
+    std::string_view rest = r;
+    for (;;) {
+        const std::size_t semi = rest.find(';');
+        double v = 0;
+        if (!parse_double(rest.substr(0, semi), v))
+            protocol(q, "expected " + std::to_string(queries.size()) + " numbers separated by ';', got " +
+                            detail::preview(r), false);
+        out.push_back(v);
+        if (semi == std::string_view::npos) break;
+        rest.remove_prefix(semi + 1);
+    }
+    if (out.size() != queries.size())
+        protocol(q, "expected " + std::to_string(queries.size()) + " numbers separated by ';', got " +
+                        detail::preview(r), false);
+    return out;
+}
+
 std::int64_t ScpiClient::query_integer(std::string_view q, double timeout_s) {
     const std::string r = query(q, timeout_s);
     std::string_view s = trim(r);

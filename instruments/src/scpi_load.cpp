@@ -23,7 +23,7 @@ std::string join_numbers(const std::vector<double>& v) {
 ScpiLoad::ScpiLoad(std::string name, Dialect dialect, std::unique_ptr<LineTransport> transport,
                    double timeout_s)
     : dialect_(std::move(dialect)), client_(std::move(name), std::move(transport), timeout_s),
-      armed_(static_cast<std::size_t>(dialect_.channels)) {
+      armed_(static_cast<std::size_t>(dialect_.channels)), prepared_(static_cast<std::size_t>(dialect_.channels)) {
     client_.set_error_query(dialect_.text(Cmd::error_query));
     client_.set_opc_query(dialect_.text(Cmd::opc_query));
 }
@@ -68,10 +68,12 @@ void ScpiLoad::reset() {
     client_.command(dialect_.text(Cmd::reset));
     client_.sync();
     for (auto& a : armed_) a = {};
+    for (auto& a : prepared_) a = {};
 }
 
 void ScpiLoad::set_mode(int channel, LoadMode mode, double level) {
     check_channel(channel);
+    prepared_[static_cast<std::size_t>(channel - 1)] = {};
     if (!std::isfinite(level) || level < 0)
         throw std::invalid_argument(name() + ": level must be a finite number ≥ 0, got " +
                                     format_number(level));
@@ -85,8 +87,13 @@ void ScpiLoad::set_mode(int channel, LoadMode mode, double level) {
     if (!dialect_.has(m))
         throw DeviceError(name(), std::string(command_info(m).key),
                           "dialect '" + dialect_.name + "' has no such mode");
-    client_.command(cmd(m, channel));
-    client_.command(cmd(l, channel, {{"value", format_number(level)}}));
+    // Both, then one look at the error queue (one round trip, not two):
+    // an error in either is reported before anything switches the input on.
+    const std::string mode_cmd = cmd(m, channel);
+    const std::string level_cmd = cmd(l, channel, {{"value", format_number(level)}});
+    client_.write(mode_cmd);
+    client_.write(level_cmd);
+    client_.check_errors(mode_cmd + "; " + level_cmd);
 }
 
 void ScpiLoad::set_input(int channel, bool on) {
@@ -94,16 +101,23 @@ void ScpiLoad::set_input(int channel, bool on) {
     client_.command(cmd(on ? Cmd::input_on : Cmd::input_off, channel));
 }
 
+// The three queries as one compound message: one round trip, not three.
 LoadReading ScpiLoad::measure(int channel) {
     check_channel(channel);
+    std::vector<std::string> q{cmd(Cmd::measure_voltage, channel), cmd(Cmd::measure_current, channel)};
+    const bool power = dialect_.has(Cmd::measure_power);
+    if (power) q.push_back(cmd(Cmd::measure_power, channel));
+    const std::vector<double> v = client_.query_numbers(q);
     LoadReading r;
-    r.v_v = client_.query_number(cmd(Cmd::measure_voltage, channel));
-    r.i_a = dialect_.current_sign * client_.query_number(cmd(Cmd::measure_current, channel));
-    if (dialect_.has(Cmd::measure_power))
-        r.p_w = std::abs(client_.query_number(cmd(Cmd::measure_power, channel)));
-    else
-        r.p_w = r.v_v * r.i_a;
+    r.v_v = v[0];
+    r.i_a = dialect_.current_sign * v[1];
+    r.p_w = power ? std::abs(v[2]) : r.v_v * r.i_a;
     return r;
+}
+
+double ScpiLoad::measure_voltage_v(int channel) {
+    check_channel(channel);
+    return client_.query_number(cmd(Cmd::measure_voltage, channel));
 }
 
 Protection ScpiLoad::protection(int channel) {
@@ -120,6 +134,16 @@ void ScpiLoad::check_error_queue() { client_.check_errors(dialect_.text(Cmd::err
 void ScpiLoad::clear_protection(int channel) {
     check_channel(channel);
     client_.command(cmd(Cmd::protection_clear, channel));
+}
+
+void ScpiLoad::command_batch(const std::vector<std::string>& commands) {
+    std::string all;
+    for (const std::string& c : commands) {
+        client_.write(c);
+        if (!all.empty()) all += "; ";
+        all += c;
+    }
+    client_.check_errors(all);
 }
 
 void ScpiLoad::input_off_best_effort(int channel) noexcept {
@@ -141,8 +165,7 @@ auto ScpiLoad::pulse_guard(int channel, F&& f) {
     }
 }
 
-void ScpiLoad::arm_pulse(int channel, const PulseSpec& spec) {
-    check_channel(channel);
+void ScpiLoad::check_pulse_spec(const PulseSpec& spec) const {
     auto bad = [&](const std::string& what) {
         throw std::invalid_argument(name() + ": pulse: " + what);
     };
@@ -163,41 +186,75 @@ void ScpiLoad::arm_pulse(int channel, const PulseSpec& spec) {
     if (spec.points > dialect_.max_logger_points)
         bad(std::to_string(spec.points) + " logger points; dialect '" + dialect_.name +
             "' allows " + std::to_string(dialect_.max_logger_points));
+}
 
+// The list and the logger, written as one batch and checked once (one
+// round trip instead of one per command). The input is not touched.
+void ScpiLoad::program_pulse(int channel, const PulseSpec& spec) {
+    std::vector<std::string> setup;
+    // Static level 0 A: before the trigger and after the list the cell rests.
+    setup.push_back(cmd(Cmd::mode_cc, channel));
+    setup.push_back(cmd(Cmd::level_cc, channel, {{"value", "0"}}));
+    for (const auto& c : dialect_.pulse_setup_global) setup.push_back(c);
+    for (const auto& c : dialect_.pulse_setup) setup.push_back(dialect_.address(c, channel));
+    if (dialect_.list_form_whole()) {
+        std::vector<double> levels, durations;
+        for (const auto& s : spec.steps) {
+            levels.push_back(s.current_a);
+            durations.push_back(s.duration_s);
+        }
+        setup.push_back(cmd(Cmd::list_levels, channel, {{"levels", join_numbers(levels)}}));
+        setup.push_back(cmd(Cmd::list_durations, channel, {{"durations", join_numbers(durations)}}));
+    } else {
+        setup.push_back(cmd(Cmd::list_step_count, channel, {{"count", std::to_string(spec.steps.size())}}));
+        for (std::size_t k = 0; k < spec.steps.size(); ++k) {
+            const std::string step = std::to_string(k + 1);
+            setup.push_back(cmd(Cmd::list_step_level, channel,
+                                {{"step", step}, {"value", format_number(spec.steps[k].current_a)}}));
+            setup.push_back(cmd(Cmd::list_step_duration, channel,
+                                {{"step", step}, {"value", format_number(spec.steps[k].duration_s)}}));
+        }
+    }
+    setup.push_back(cmd(Cmd::logger_interval, channel, {{"interval", format_number(spec.sample_interval_s)}}));
+    setup.push_back(cmd(Cmd::logger_points, channel, {{"points", std::to_string(spec.points)}}));
+    command_batch(setup);
+}
+
+namespace {
+bool same_spec(const PulseSpec& a, const PulseSpec& b) {
+    if (a.steps.size() != b.steps.size() || a.sample_interval_s != b.sample_interval_s || a.points != b.points)
+        return false;
+    for (std::size_t k = 0; k < a.steps.size(); ++k)
+        if (a.steps[k].current_a != b.steps[k].current_a || a.steps[k].duration_s != b.steps[k].duration_s)
+            return false;
+    return !a.steps.empty();
+}
+}  // namespace
+
+void ScpiLoad::prepare_pulse(int channel, const PulseSpec& spec) {
+    check_channel(channel);
+    check_pulse_spec(spec);
+    const auto idx = static_cast<std::size_t>(channel - 1);
+    prepared_[idx] = {};
+    pulse_guard(channel, [&] { program_pulse(channel, spec); });
+    prepared_[idx] = spec;
+}
+
+void ScpiLoad::arm_pulse(int channel, const PulseSpec& spec) {
+    check_channel(channel);
+    check_pulse_spec(spec);
     pulse_guard(channel, [&] {
         const auto idx = static_cast<std::size_t>(channel - 1);
         armed_[idx] = {};
-        // Static level 0 A: before the trigger and after the list the cell rests.
-        client_.command(cmd(Cmd::mode_cc, channel));
-        client_.command(cmd(Cmd::level_cc, channel, {{"value", "0"}}));
-        for (const auto& c : dialect_.pulse_setup_global) client_.command(c);
-        for (const auto& c : dialect_.pulse_setup) client_.command(dialect_.address(c, channel));
-        if (dialect_.list_form_whole()) {
-            std::vector<double> levels, durations;
-            for (const auto& s : spec.steps) {
-                levels.push_back(s.current_a);
-                durations.push_back(s.duration_s);
-            }
-            client_.command(cmd(Cmd::list_levels, channel, {{"levels", join_numbers(levels)}}));
-            client_.command(
-                cmd(Cmd::list_durations, channel, {{"durations", join_numbers(durations)}}));
-        } else {
-            client_.command(cmd(Cmd::list_step_count, channel,
-                                {{"count", std::to_string(spec.steps.size())}}));
-            for (std::size_t k = 0; k < spec.steps.size(); ++k) {
-                const std::string step = std::to_string(k + 1);
-                client_.command(cmd(Cmd::list_step_level, channel,
-                                    {{"step", step}, {"value", format_number(spec.steps[k].current_a)}}));
-                client_.command(cmd(Cmd::list_step_duration, channel,
-                                    {{"step", step}, {"value", format_number(spec.steps[k].duration_s)}}));
-            }
-        }
-        client_.command(cmd(Cmd::logger_interval, channel,
-                            {{"interval", format_number(spec.sample_interval_s)}}));
-        client_.command(
-            cmd(Cmd::logger_points, channel, {{"points", std::to_string(spec.points)}}));
-        client_.command(cmd(Cmd::input_on, channel));
-        for (const auto& c : dialect_.pulse_arm) client_.command(dialect_.address(c, channel));
+        // Programmed by prepare_pulse() with this spec: only the input and the arming are left.
+        const bool ready = same_spec(prepared_[idx], spec);
+        prepared_[idx] = {};
+        if (!ready) program_pulse(channel, spec);
+        // Then the input on and the arming, checked once more: an error in
+        // the set-up stopped before the input.
+        std::vector<std::string> arm{cmd(Cmd::input_on, channel)};
+        for (const auto& c : dialect_.pulse_arm) arm.push_back(dialect_.address(c, channel));
+        command_batch(arm);
         armed_[idx] = spec;
     });
 }

@@ -25,6 +25,12 @@ instruments::PulseSpec short_pulse() {
     return instruments::PulseSpec{{{0.0, 0.1}, {2.0, 0.1}, {0.0, 0.1}}, 0.01, 30};
 }
 
+/// What ScpiLoad::measure(1) sends: the three queries as one compound message.
+std::string reading_message(const instruments::Dialect& d) {
+    return d.render(Cmd::measure_voltage, 1) + ";:" + d.render(Cmd::measure_current, 1) + ";:" +
+           d.render(Cmd::measure_power, 1);
+}
+
 }  // namespace
 
 TEST_CASE("scpi faults: added latency delays replies, beyond the timeout it is a TimeoutError") {
@@ -36,9 +42,9 @@ TEST_CASE("scpi faults: added latency delays replies, beyond the timeout it is a
     const auto r = load->measure(1);
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CHECK(r.v_v > 3.0);
-    CHECK(took >= 0.3);  // three queries (V, I, P), each 0.1 s late
+    CHECK(took >= 0.1);  // one compound message (V, I, P), 0.1 s late
     sim.server->faults().update([](sim::FaultSettings& s) { s.latency_s = 0.5; });
-    const std::string q = sim.server->dialect().render(Cmd::measure_voltage, 1);
+    const std::string q = reading_message(sim.server->dialect());
     try {
         (void)load->measure(1);
         FAIL("expected a TimeoutError");
@@ -71,7 +77,7 @@ TEST_CASE("scpi faults: a garbage reply is a ProtocolError quoting what came bac
     auto load = sim.driver();
     load->connect();
     sim.server->faults().update([](sim::FaultSettings& s) { s.garbage_reply = true; });
-    const std::string q = sim.server->dialect().render(Cmd::measure_voltage, 1);
+    const std::string q = reading_message(sim.server->dialect());
     try {
         (void)load->measure(1);
         FAIL("expected a ProtocolError");

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <thread>
+#include <chrono>
 
 #include "eol/instruments/errors.hpp"
 #include "eol/sim/cell.hpp"
@@ -78,7 +80,8 @@ void exercise_dialect(const std::string& file) {
         FAIL("expected a DeviceError");
     } catch (const instruments::DeviceError& e) {
         CHECK(e.instrument() == "load1");
-        CHECK(e.command() == d.render(Cmd::level_cc, 1, {{"value", "1000"}}));
+        // The mode and the level are written together and checked once: both named.
+        CHECK(e.command() == d.render(Cmd::mode_cc, 1) + "; " + d.render(Cmd::level_cc, 1, {{"value", "1000"}}));
         CHECK(std::string(e.what()).find("-222") != std::string::npos);
     }
 
@@ -117,6 +120,66 @@ TEST_CASE("scpi load: siglent-sdl1000x dialect against the simulator") {
     exercise_dialect("siglent-sdl1000x");
 }
 
+namespace {
+
+// One round trip per reading: measure() is one compound message (every
+// shipped dialect), measure_voltage_v() one query, set_mode() two commands
+// and one error query — counted by the simulator, which handles each line
+// it receives once.
+void count_messages(const std::string& file) {
+    const instruments::Dialect d = instruments::load_dialect(test::dialect_path(file));
+    test::SimLoad sim(d);
+    auto load = sim.driver();
+    load->connect();
+    load->set_mode(1, LoadMode::cc, 1.5);
+    load->set_input(1, true);
+    std::uint64_t before = sim.server->commands();
+    const auto r = load->measure(1);
+    CHECK(sim.server->commands() == before + 1);
+    CHECK(r.i_a == doctest::Approx(1.5).epsilon(0.005));
+    CHECK(std::abs(r.v_v - expected_terminal_v(*sim.fixture, 0, test::cell_a(), 1.5)) < 0.004);
+    if (d.has(Cmd::measure_power)) CHECK(r.p_w == doctest::Approx(r.v_v * r.i_a).epsilon(0.01));
+    before = sim.server->commands();
+    const double v = load->measure_voltage_v(1);
+    CHECK(sim.server->commands() == before + 1);
+    CHECK(std::abs(v - expected_terminal_v(*sim.fixture, 0, test::cell_a(), 1.5)) < 0.004);
+    before = sim.server->commands();
+    load->set_mode(1, LoadMode::cc, 0.5);
+    CHECK(sim.server->commands() == before + 3);
+    CHECK(sim.fixture->load(0).level == doctest::Approx(0.5));
+    load->set_input(1, false);
+    CHECK(std::abs(load->measure_voltage_v(1) - load->measure(1).v_v) < 0.002);
+}
+
+}  // namespace
+
+TEST_CASE("scpi load: a reading is one message for every shipped dialect") {
+    for (const char* f : {"keysight-el30000", "itech-it8500", "siglent-sdl1000x"}) {
+        CAPTURE(f);
+        count_messages(f);
+    }
+}
+
+TEST_CASE("hostile: scpi load a compound reply cut short by an instrument error is a ProtocolError") {
+    const auto d = instruments::load_dialect(test::dialect_path("keysight-el30000"));
+    test::SimLoad sim(d);
+    auto load = sim.driver();
+    load->connect();
+    // The simulator, as SCPI instruments do, stops the message at the
+    // unknown header: one number comes back for two queries.
+    try {
+        (void)load->client().query_numbers({"MEAS:VOLT? (@1)", "MEAS:BOGUS? (@1)"});
+        FAIL("expected a ProtocolError");
+    } catch (const instruments::ProtocolError& e) {
+        CHECK(e.command() == "MEAS:VOLT? (@1);:MEAS:BOGUS? (@1)");
+        CHECK(std::string(e.what()).find("expected 2 numbers") != std::string::npos);
+    }
+    // The error it queued is still there for the next look, and the
+    // connection answers the next reading.
+    CHECK_THROWS_AS(load->check_error_queue(), instruments::DeviceError);
+    CHECK(load->measure(1).v_v > 3.0);
+}
+
 TEST_CASE("scpi load: second channel of a two-channel load reaches its own cell") {
     const auto d = instruments::load_dialect(test::dialect_path("keysight-el30000"));
     REQUIRE(d.channels == 2);
@@ -136,6 +199,48 @@ TEST_CASE("scpi load: second channel of a two-channel load reaches its own cell"
     std::size_t k_on = 0;
     CHECK(r0_from_pulse(data, k_on) == doctest::Approx(test::cell_b().r0_ohm).epsilon(0.03));
     CHECK_THROWS_AS(load->measure(3), std::out_of_range);
+}
+
+TEST_CASE("scpi load: a pulse prepared on both channels of one load starts only where it is armed and triggered") {
+    // The Keysight trigger (*TRG) is the load's, not a channel's: prepared
+    // lists must not be armed, or channel 1's trigger would start channel
+    // 2's pulse too (and channel 2's own trigger would find nothing armed).
+    const auto d = instruments::load_dialect(test::dialect_path("keysight-el30000"));
+    test::SimLoad sim(d);
+    auto load = sim.driver();
+    load->connect();
+    const instruments::PulseSpec spec{{{0.0, 0.205}, {3.0, 0.2}, {0.0, 0.1}}, 0.01, 50};
+    load->prepare_pulse(1, spec);
+    load->prepare_pulse(2, spec);
+    CHECK_FALSE(sim.fixture->load(0).input_on);  // preparing leaves the input off
+    CHECK_FALSE(sim.fixture->load(1).input_on);
+    std::uint64_t before = sim.server->commands();
+    load->arm_pulse(1, spec);  // prepared: the input on and the arming only, one error query
+    const std::uint64_t arm_lines = sim.server->commands() - before;
+    CHECK(arm_lines == 1 + d.pulse_arm.size() + 1);
+    load->trigger(1);
+    CHECK(sim.fixture->load(0).input_on);
+    CHECK_FALSE(sim.fixture->load(1).input_on);
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!load->pulse_done(1)) {
+        REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::size_t k_on = 0;
+    CHECK(r0_from_pulse(load->fetch_pulse(1), k_on) == doctest::Approx(test::cell_a().r0_ohm).epsilon(0.03));
+    load->set_input(1, false);
+    // Channel 2 is still only prepared: its own arm and trigger run its own pulse.
+    const auto data2 = load->run_pulse(2, spec);
+    CHECK(r0_from_pulse(data2, k_on) == doctest::Approx(test::cell_b().r0_ohm).epsilon(0.03));
+    // A different spec than the prepared one is programmed in full.
+    load->prepare_pulse(1, spec);
+    instruments::PulseSpec other = spec;
+    other.steps[1].current_a = 2.0;
+    before = sim.server->commands();
+    load->arm_pulse(1, other);
+    CHECK(sim.server->commands() - before > arm_lines);
+    load->set_input(1, false);
+    load->set_input(2, false);
 }
 
 TEST_CASE("scpi load: protection trips the input off, latches and clears") {

@@ -179,3 +179,37 @@ TEST_CASE("hostile: steps a slow instrument on a compressed clock does not time 
     rig.sim->faults(load_name).update([](sim::FaultSettings& s) { s.latency_s = 0; });
     CHECK_FALSE(rig.input_on(1));
 }
+
+TEST_CASE("steps: a rest before a pulse programs it; every step keeps its nominal duration and the pulse its whole log") {
+    // The rest programs the pulse's list and logger in its last part, the
+    // pulse reads its temperatures inside its profile, the DCIR and OCV
+    // readings are timed to complete at their windows' ends: none of it may
+    // shorten a step or the pulse's log, and the load ends off.
+    test::SimRig rig(200.0);
+    const station::Recipe recipe = rig.recipe_of({StepKind::rest, StepKind::ocv, StepKind::dcir, StepKind::pulse});
+    std::size_t pulse_at = recipe.steps.size();
+    for (std::size_t k = 0; k < recipe.steps.size(); ++k)
+        if (recipe.steps[k].kind() == StepKind::pulse) pulse_at = k;
+    REQUIRE(pulse_at < recipe.steps.size());
+    REQUIRE(pulse_at > 0);
+    REQUIRE(recipe.steps[pulse_at - 1].kind() == StepKind::rest);
+    const station::ChannelJob job = rig.job(1, "CELL-ARM", sim::CellParams{});
+    const station::TestRecord r = rig.run(recipe, rig.cfg.limits, job);
+    INFO(r.abort_reason);
+    REQUIRE(r.steps.size() == recipe.steps.size());
+    for (std::size_t k = 0; k < r.steps.size(); ++k) {
+        CAPTURE(r.steps[k].name);
+        CHECK(r.steps[k].outcome == StepOutcome::pass);
+        // A reading may complete at a window's end, never before it: a step
+        // takes at least its nominal duration (less a tenth of the DCIR's
+        // high level and of the OCV's span, the most a reading starts early).
+        const double least_s = recipe.steps[k].duration_s() -
+                               (recipe.steps[k].kind() == StepKind::rest || recipe.steps[k].kind() == StepKind::pulse
+                                    ? 1e-6
+                                    : 0.2 * recipe.steps[k].duration_s());
+        CHECK(r.steps[k].end_unix_s - r.steps[k].start_unix_s >= least_s);
+    }
+    const auto& pp = std::get<station::PulseParams>(recipe.steps[pulse_at].params);
+    CHECK(r.steps[pulse_at].sample_count == pp.points());
+    CHECK_FALSE(rig.input_on(1));
+}

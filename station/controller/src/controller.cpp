@@ -202,10 +202,14 @@ public:
     }
     void set_input(int ch, bool on) override { timed(h_, lost_, [&] { in_.set_input(ch, on); }); }
     instruments::LoadReading measure(int ch) override { return timed(h_, lost_, [&] { return in_.measure(ch); }); }
+    double measure_voltage_v(int ch) override { return timed(h_, lost_, [&] { return in_.measure_voltage_v(ch); }); }
     instruments::Protection protection(int ch) override {
         return timed(h_, lost_, [&] { return in_.protection(ch); });
     }
     void check_error_queue() override { timed(h_, lost_, [&] { in_.check_error_queue(); }); }
+    void prepare_pulse(int ch, const instruments::PulseSpec& spec) override {
+        timed(h_, lost_, [&] { in_.prepare_pulse(ch, spec); });
+    }
     void arm_pulse(int ch, const instruments::PulseSpec& spec) override {
         timed(h_, lost_, [&] { in_.arm_pulse(ch, spec); });
     }

@@ -110,6 +110,27 @@ private:
         return on_lane(io_.thermo_lane, [this, f]() mutable { return f(*io_.thermo); });
     }
 
+    /// The wall time one call to an instrument takes from here (its lane's
+    /// queue included), a running mean of the last ones: what a read has to
+    /// start early by to complete at the end of its window.
+    struct CallTime {
+        double wall_s = 0;
+        void add(double s) { wall_s = wall_s > 0 ? 0.7 * wall_s + 0.3 * s : s; }
+    };
+    static double wall_now_s() {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    }
+    /// Station seconds to start `calls` early so that they complete by the
+    /// end of a window of `window_s`: their measured wall time on a clock
+    /// that follows the wall clock, at most a tenth of the window (the
+    /// reading stays at the window's end); 0 on simulated or virtual time
+    /// (no wall time to plan for, and the records stay the same for a seed).
+    double lead_s(double calls_wall_s, double window_s) const {
+        const double scale = clock_.station_per_wall_s();
+        if (!(scale > 0)) return 0.0;
+        return std::clamp(calls_wall_s * scale, 0.0, 0.1 * window_s);
+    }
+
     double now_s() const { return clock_.now_s(); }
 
     /// The running step's timeout_s: checked before every command and at
@@ -146,34 +167,67 @@ private:
         if (ctx_.on_demand) ctx_.on_demand(LoadDemand{on, current_a, profile});
     }
 
-    awaitable<void> input_off() const {
+    // The input's state as this run last set it: `off` only after a
+    // confirmed input_off() (a rest's), so that the next step need not send
+    // it again. Making safe never relies on it (safe_off always sends).
+    enum class Input { unknown, off, on };
+
+    awaitable<void> input_off() {
         const int ch = io_.load_channel;
-        co_await with_load([ch](instruments::ElectronicLoad& l) { l.set_input(ch, false); });
+        input_ = Input::unknown;
+        co_await timed_load([ch](instruments::ElectronicLoad& l) { l.set_input(ch, false); });
+        input_ = Input::off;
         tell(false, 0, false);
     }
-    awaitable<void> safe_off() const {
+    /// input_off() unless this run switched it off already (the step before).
+    awaitable<void> ensure_off() {
+        if (input_ != Input::off) co_await input_off();
+    }
+    awaitable<void> safe_off() {
         try {
             co_await input_off();
         } catch (...) {
             // The instrument itself failed; the step's reason already says so.
         }
     }
-    awaitable<void> draw(double current_a) const {
+    /// CC at `current_a` with the input on; with the input already on (a
+    /// DCIR's second level) the level alone.
+    awaitable<void> draw(double current_a) {
         tell(true, current_a, false);
         const int ch = io_.load_channel;
-        co_await with_load([ch, current_a](instruments::ElectronicLoad& l) {
+        const bool on = input_ == Input::on;
+        input_ = Input::unknown;
+        co_await timed_load([ch, current_a, on](instruments::ElectronicLoad& l) {
             l.set_mode(ch, instruments::LoadMode::cc, current_a);
-            l.set_input(ch, true);
+            if (!on) l.set_input(ch, true);
         });
+        input_ = Input::on;
     }
-    awaitable<instruments::LoadReading> measure() const {
+    template <class F>
+    auto timed_load(F f) -> awaitable<std::invoke_result_t<F&, instruments::ElectronicLoad&>> {
+        const double t0 = wall_now_s();
+        if constexpr (std::is_void_v<std::invoke_result_t<F&, instruments::ElectronicLoad&>>) {
+            co_await with_load(std::move(f));
+            load_call_.add(wall_now_s() - t0);
+        } else {
+            auto r = co_await with_load(std::move(f));
+            load_call_.add(wall_now_s() - t0);
+            co_return r;
+        }
+    }
+    awaitable<instruments::LoadReading> measure() {
         const int ch = io_.load_channel;
-        co_return co_await with_load([ch](instruments::ElectronicLoad& l) { return l.measure(ch); });
+        co_return co_await timed_load([ch](instruments::ElectronicLoad& l) { return l.measure(ch); });
+    }
+    awaitable<double> measure_voltage_v() {
+        const int ch = io_.load_channel;
+        co_return co_await timed_load([ch](instruments::ElectronicLoad& l) { return l.measure_voltage_v(ch); });
     }
 
     /// Cell and ambient temperature; throws InstrumentError for a channel that
     /// does not read ok (an open thermocouple must not pass as a temperature).
-    awaitable<std::pair<double, double>> temperatures() const {
+    awaitable<std::pair<double, double>> temperatures() {
+        const double t0 = wall_now_s();
         const auto all = co_await with_thermo([](instruments::TemperatureReader& t) { return t.read_all(); });
         auto pick = [](const instruments::TemperatureReader& reader, const auto& readings, int ch) {
             if (ch < 0 || static_cast<std::size_t>(ch) >= readings.size())
@@ -196,6 +250,7 @@ private:
         } else if (io_.ambient_channel) {
             amb = pick(*io_.thermo, all, *io_.ambient_channel);
         }
+        thermo_call_.add(wall_now_s() - t0);
         co_return std::pair<double, double>{cell, amb};
     }
 
@@ -229,42 +284,72 @@ private:
 
     // Timed from the step's start, so that the commands' own time is not
     // added to the step's (it was ~1 % of every rest on a compressed clock).
-    awaitable<void> rest(const RestParams& p) {
+    //
+    // A rest right before a pulse programs the pulse's list and data logger
+    // (ElectronicLoad::prepare_pulse: the input stays off, nothing is armed)
+    // in its last part, so that the pulse starts with the input on, the
+    // arming and the trigger only: from half the rest, or `kArmBeforeWallS`
+    // of wall time before its end, whichever is later (1 station second on
+    // simulated or virtual time).
+    static constexpr double kArmBeforeWallS = 0.2;
+    awaitable<void> rest(const RestParams& p, const PulseParams* next_pulse) {
         const double t0 = now_s();
         co_await input_off();
+        // Not a pulse asking more than the limits allow: its own step says so.
+        if (next_pulse && next_pulse->current_a <= limits_.i_max_a) {
+            const double scale = clock_.station_per_wall_s();
+            const double before_s = std::min(0.5 * p.duration_s, scale > 0 ? kArmBeforeWallS * scale : 1.0);
+            co_await sleep_until_s(t0 + p.duration_s - before_s);
+            const instruments::PulseSpec spec = pulse_spec(*next_pulse);
+            const int ch = io_.load_channel;
+            try {
+                co_await timed_load([ch, &spec](instruments::ElectronicLoad& l) { l.prepare_pulse(ch, spec); });
+            } catch (const instruments::InstrumentError&) {
+                // The pulse programs it again and reports a failure in its own step.
+            }
+        }
         co_await sleep_until_s(t0 + p.duration_s);
     }
 
-    // Samples on a grid from the first one.
+    // Samples on a grid from the first one; the last one timed to complete
+    // at the grid's end. The input is already off after a rest. The
+    // temperatures (for the record and the safety check) are read right
+    // after the first sample, inside the step's time, not after the last.
     awaitable<double> ocv(const OcvParams& p) {
-        co_await input_off();
+        co_await ensure_off();
         double sum = 0;
         const int n = std::max(1, p.samples);
         double t0 = 0;
+        std::pair<double, double> temps;
         for (int k = 0; k < n; ++k) {
             if (k == 0) t0 = now_s();
+            else if (k == n - 1) co_await sleep_until_s(t0 + k * p.interval_s - lead_s(load_call_.wall_s, k * p.interval_s));
             else co_await sleep_until_s(t0 + k * p.interval_s);
-            const auto r = co_await measure();
-            sum += r.v_v;
+            sum += co_await measure_voltage_v();
+            if (k == 0) temps = co_await temperatures();
         }
         const double v = sum / n;
-        const auto temps = co_await temperatures();
         check_safety(v, temps.first, false);
         append_sample(now_s(), 0.0, v, temps.first, temps.second, false);
         co_return v;
     }
 
-    // IEC 61960: U and I at the end of the low level, then of the high level.
+    // IEC 61960: U and I at the end of the low level, then of the high
+    // level. Each reading is timed to complete at its level's end (the high
+    // level's command with it), the temperatures are read during the low
+    // level, the second level sets the current alone (the input is on).
     awaitable<double> dcir(const DcirParams& p) {
         check_current(p.high_a);
         co_await draw(p.low_a);
-        co_await sleep_s(p.low_s);
+        const double t_low = now_s();
+        const auto temps = co_await temperatures();
+        co_await sleep_until_s(t_low + p.low_s - lead_s(2 * load_call_.wall_s, p.low_s));
         const auto r1 = co_await measure();
         co_await draw(p.high_a);
-        co_await sleep_s(p.high_s);
+        const double t_high = std::min(now_s(), t_low + p.low_s);
+        co_await sleep_until_s(t_high + p.high_s - lead_s(load_call_.wall_s, p.high_s));
         const auto r2 = co_await measure();
         co_await input_off();
-        const auto temps = co_await temperatures();
         check_safety(std::min(r1.v_v, r2.v_v), temps.first, true);
         if (!(r2.i_a - r1.i_a > 1e-3))
             throw instruments::InstrumentError(io_.load->name(), "dcir",
@@ -273,21 +358,33 @@ private:
         co_return (r1.v_v - r2.v_v) / (r2.i_a - r1.i_a);
     }
 
-    awaitable<Quantities> pulse(const PulseParams& p) {
-        check_current(p.current_a);
+    static instruments::PulseSpec pulse_spec(const PulseParams& p) {
         instruments::PulseSpec spec;
         spec.steps = {{0.0, p.pre_s}, {p.current_a, p.duration_s}, {0.0, p.relaxation_s}};
         spec.sample_interval_s = p.sample_interval_s;
         spec.points = p.points();
-        const auto temps0 = co_await temperatures();
-        const double tc0 = temps0.first, ta0 = temps0.second;
-        const double t_trigger = now_s();
+        return spec;
+    }
+    awaitable<Quantities> pulse(const PulseParams& p) {
+        check_current(p.current_a);
+        const instruments::PulseSpec spec = pulse_spec(p);
         const int ch = io_.load_channel;
         tell(true, p.current_a, true);
-        co_await with_load([ch, &spec](instruments::ElectronicLoad& l) {
+        input_ = Input::unknown;
+        // Armed and triggered in one call to the load's lane: a trigger the
+        // load's channels share (*TRG) finds no other channel armed.
+        co_await timed_load([ch, &spec](instruments::ElectronicLoad& l) {
             l.arm_pulse(ch, spec);
             l.trigger(ch);
         });
+        const double t_trigger = now_s();
+        // The temperatures around the pulse: the first during its leading
+        // rest, the last timed to complete at the end of its relaxation.
+        const auto temps0 = co_await temperatures();
+        const double tc0 = temps0.first, ta0 = temps0.second;
+        co_await sleep_until_s(t_trigger + spec.total_s() - lead_s(thermo_call_.wall_s, p.relaxation_s));
+        const auto temps1 = co_await temperatures();
+        const double tc1 = temps1.first, ta1 = temps1.second;
         const double budget_s = std::max(spec.total_s(), p.sample_interval_s * static_cast<double>(spec.points));
         // Station time for the logger, plus 10 s of wall time for the instrument.
         const auto wall_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -298,17 +395,23 @@ private:
         co_await sleep_until_s(t_trigger + spec.total_s());
         const double scale = clock_.station_per_wall_s();
         const double poll_s = scale > 0 ? std::min(0.5, 0.002 * scale) : std::min(0.5, budget_s / 20);
+        // Done, fetched and the input off in one call to the load's lane.
+        std::optional<instruments::PulseData> fetched;
         for (;;) {
-            const bool done = co_await with_load([ch](instruments::ElectronicLoad& l) { return l.pulse_done(ch); });
-            if (done) break;
+            fetched = co_await with_load([ch](instruments::ElectronicLoad& l) -> std::optional<instruments::PulseData> {
+                if (!l.pulse_done(ch)) return std::nullopt;
+                auto d = l.fetch_pulse(ch);
+                l.set_input(ch, false);
+                return d;
+            });
+            if (fetched) break;
             if (now_s() > deadline_s && std::chrono::steady_clock::now() > wall_deadline)
                 throw instruments::TimeoutError(io_.load->name(), "pulse", "logger not complete in time");
             co_await sleep_s(poll_s);
         }
-        const auto data = co_await with_load([ch](instruments::ElectronicLoad& l) { return l.fetch_pulse(ch); });
-        co_await input_off();
-        const auto temps1 = co_await temperatures();
-        const double tc1 = temps1.first, ta1 = temps1.second;
+        input_ = Input::off;
+        tell(false, 0, false);
+        const instruments::PulseData& data = *fetched;
         if (data.t_s.size() < 10)
             throw instruments::ProtocolError(io_.load->name(), "pulse",
                                              fmt::format("logger returned {} samples", data.t_s.size()));
@@ -379,7 +482,11 @@ private:
         const double end = t0 + duration_s;
         double next = t0 + p.sample_interval_s;
         while (next <= end + 1e-9) {
-            co_await sleep_until_s(next);
+            // The window's last sample timed to complete at its end.
+            const double lead = next >= end - 1e-9
+                                    ? lead_s(load_call_.wall_s + thermo_call_.wall_s, p.sample_interval_s)
+                                    : 0.0;
+            co_await sleep_until_s(next - lead);
             co_await heat_sample(s, loaded);
             const double t = now_s();
             if (t >= end) break;
@@ -460,10 +567,10 @@ private:
         co_return q;
     }
 
-    awaitable<Quantities> run_step(const RecipeStep& step) {
+    awaitable<Quantities> run_step(const RecipeStep& step, const PulseParams* next_pulse) {
         Quantities q;
         if (const auto* rp = std::get_if<RestParams>(&step.params)) {
-            co_await rest(*rp);
+            co_await rest(*rp, next_pulse);
         } else if (const auto* op = std::get_if<OcvParams>(&step.params)) {
             q["ocv_v"] = co_await ocv(*op);
         } else if (const auto* dp = std::get_if<DcirParams>(&step.params)) {
@@ -484,6 +591,8 @@ private:
     const StepFits& fits_;
     TestRecord out_;
     double deadline_s_ = INFINITY;  // station time the running step must end by
+    Input input_ = Input::unknown;
+    CallTime load_call_, thermo_call_;
     double step_timeout_s_ = 0;
 };
 
@@ -525,7 +634,10 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
                                          step.duration_s() + kDefaultTimeoutWallS * clock_.station_per_wall_s());
         deadline_s_ = now_s() + step_timeout_s_;
         try {
-            q = co_await run_step(step);
+            const std::size_t at = static_cast<std::size_t>(&step - recipe_.steps.data());
+            const PulseParams* next_pulse =
+                at + 1 < recipe_.steps.size() ? std::get_if<PulseParams>(&recipe_.steps[at + 1].params) : nullptr;
+            q = co_await run_step(step, next_pulse);
         } catch (const StepStop& s) {
             stop = s;
         } catch (const RunAborted& e) {

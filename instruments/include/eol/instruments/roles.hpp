@@ -100,7 +100,12 @@ public:
     virtual void reset() = 0;
     virtual void set_mode(int channel, LoadMode mode, double level) = 0;
     virtual void set_input(int channel, bool on) = 0;
+    /// Voltage, current and power of `channel` (one reading of each).
     virtual LoadReading measure(int channel) = 0;
+    /// The terminal voltage alone, in V: what an open-circuit reading needs
+    /// (SCPI: the dialect's measure_voltage query, one round trip instead of
+    /// measure()'s). The default takes it from measure().
+    virtual double measure_voltage_v(int channel) { return measure(channel).v_v; }
     virtual Protection protection(int channel) = 0;
     /// Reads (and so clears) the device's error queue — SCPI: the dialect's
     /// error query (SYST:ERR?) until "0,No error" — and throws DeviceError
@@ -108,6 +113,17 @@ public:
     /// an error queue (Modbus) has nothing to report: the default does nothing.
     virtual void check_error_queue() {}
 
+    /// Optional first half of arm_pulse(): what can be programmed while the
+    /// cell still rests with the input off (the list, the data logger), so
+    /// that arm_pulse() with the same spec afterwards sends only the rest
+    /// (input on, arm). Nothing is armed and the input is not touched: a
+    /// trigger shared by the load's channels (*TRG) cannot start it. Any
+    /// set_mode() or reset() on the channel forgets it. Default: nothing
+    /// (arm_pulse() does it all).
+    virtual void prepare_pulse(int channel, const PulseSpec& spec) {
+        (void)channel;
+        (void)spec;
+    }
     virtual void arm_pulse(int channel, const PulseSpec& spec) = 0;
     virtual void trigger(int channel) = 0;
     virtual bool pulse_done(int channel) = 0;

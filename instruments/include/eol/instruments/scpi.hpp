@@ -91,6 +91,13 @@ public:
     /// Sends a query and returns its reply line.
     std::string query(std::string_view query, double timeout_s = 0);
     double query_number(std::string_view query, double timeout_s = 0);
+    /// Several numeric queries as ONE program message (IEEE 488.2 compound:
+    /// "Q1;:Q2;:Q3", a leading ':' resets the header path), answered in one
+    /// line "R1;R2;R3" — one round trip instead of one per query. A reply
+    /// with another number of fields (an instrument that stopped at an
+    /// error) or a field that is not a number is a ProtocolError naming the
+    /// message and the reply.
+    std::vector<double> query_numbers(const std::vector<std::string>& queries, double timeout_s = 0);
     std::int64_t query_integer(std::string_view query, double timeout_s = 0);
     /// An array reply: a definite-length block (binary per `format`, or
     /// ASCII text inside the block) or a plain comma-separated line.

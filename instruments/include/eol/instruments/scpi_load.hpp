@@ -7,7 +7,11 @@
 // the connection was lost. close() (or the destructor) closes it.
 //
 // Behaviour: configuration commands are followed by SYST:ERR? and any
-// queued error becomes a DeviceError naming the command. Readings are
+// queued error becomes a DeviceError naming the command (set_mode's mode and
+// level, and arm_pulse's set-up, are written together and checked once,
+// naming all of them — always before the input goes on). measure() sends its
+// queries as one compound message (one round trip); measure_voltage_v() only
+// the voltage query. Readings are
 // converted to discharge-positive current (dialect current_sign). The pulse
 // is hardware timed: arm_pulse() programs the load's list (CC levels and
 // dwell times) and data logger (interval, points) and arms both with the
@@ -51,9 +55,11 @@ public:
     void set_mode(int channel, LoadMode mode, double level) override;
     void set_input(int channel, bool on) override;
     LoadReading measure(int channel) override;
+    double measure_voltage_v(int channel) override;
     Protection protection(int channel) override;
     void check_error_queue() override;
 
+    void prepare_pulse(int channel, const PulseSpec& spec) override;
     void arm_pulse(int channel, const PulseSpec& spec) override;
     void trigger(int channel) override;
     bool pulse_done(int channel) override;
@@ -68,12 +74,19 @@ private:
     void check_channel(int channel) const;
     std::string cmd(Cmd c, int channel, const Dialect::Args& args = {}) const;
     void input_off_best_effort(int channel) noexcept;
+    /// Writes every command, then drains the error queue once: DeviceError
+    /// naming all of them if the instrument queued any error.
+    void command_batch(const std::vector<std::string>& commands);
     template <class F>
     auto pulse_guard(int channel, F&& f);
 
     Dialect dialect_;
     ScpiClient client_;
-    std::vector<PulseSpec> armed_;  // per channel (index channel-1)
+    void check_pulse_spec(const PulseSpec& spec) const;
+    void program_pulse(int channel, const PulseSpec& spec);
+
+    std::vector<PulseSpec> armed_;     // per channel (index channel-1)
+    std::vector<PulseSpec> prepared_;  // programmed by prepare_pulse(), not armed
 };
 
 /// Reads `dialect_file`, parses `address` and builds the load (no I/O).
