@@ -52,6 +52,18 @@ Date date_option(const std::string& flag, const std::string& text) {
     return *d;
 }
 
+// "a:b::c" → {"a", "b", "", "c"}.
+std::vector<std::string> split_colons(const std::string& text) {
+    std::vector<std::string> parts;
+    std::size_t a = 0;
+    while (a <= text.size()) {
+        const std::size_t b = std::min(text.find(':', a), text.size());
+        parts.push_back(text.substr(a, b - a));
+        a = b + 1;
+    }
+    return parts;
+}
+
 // "A1112:3,A3102:2" (model:cells[:share], comma-separated); "" or "none": no assembly.
 std::vector<DeviceModelSpec> device_models_option(const std::string& text) {
     std::vector<DeviceModelSpec> out;
@@ -60,13 +72,7 @@ std::vector<DeviceModelSpec> device_models_option(const std::string& text) {
     while (start <= text.size()) {
         const std::size_t end = std::min(text.find(',', start), text.size());
         const std::string item = text.substr(start, end - start);
-        std::vector<std::string> parts;
-        std::size_t a = 0;
-        while (a <= item.size()) {
-            const std::size_t b = std::min(item.find(':', a), item.size());
-            parts.push_back(item.substr(a, b - a));
-            a = b + 1;
-        }
+        const std::vector<std::string> parts = split_colons(item);
         DeviceModelSpec m;
         bool ok = (parts.size() == 2 || parts.size() == 3) && !parts[0].empty();
         if (ok) {
@@ -96,13 +102,7 @@ std::vector<DeviceModelSpec> device_models_option(const std::string& text) {
 
 // "POS:YYYY-MM-DD:MOHM_PER_WEEK[:K_PER_WEEK]": a position wearing from that date.
 FixtureDrift fixture_drift_option(const std::string& text, int positions) {
-    std::vector<std::string> parts;
-    std::size_t a = 0;
-    while (a <= text.size()) {
-        const std::size_t b = std::min(text.find(':', a), text.size());
-        parts.push_back(text.substr(a, b - a));
-        a = b + 1;
-    }
+    const std::vector<std::string> parts = split_colons(text);
     FixtureDrift d;
     bool ok = parts.size() == 3 || parts.size() == 4;
     std::optional<Date> start;

@@ -2239,10 +2239,9 @@ Store::StationCounts Store::station_counts_since(std::string_view station_id, do
     return c;
 }
 
-std::vector<StationEvent> Store::station_events(std::size_t limit) {
-    Q q(*impl_,
-        "SELECT id, time_unix_s, station_id, kind, message, detail FROM station_events ORDER BY id DESC LIMIT ?1");
-    q.int64(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+namespace {
+// The rows of a SELECT id, time_unix_s, station_id, kind, message, detail.
+std::vector<StationEvent> station_event_rows(Q& q) {
     std::vector<StationEvent> out;
     while (q.step()) {
         StationEvent e;
@@ -2256,6 +2255,14 @@ std::vector<StationEvent> Store::station_events(std::size_t limit) {
     }
     return out;
 }
+}  // namespace
+
+std::vector<StationEvent> Store::station_events(std::size_t limit) {
+    Q q(*impl_,
+        "SELECT id, time_unix_s, station_id, kind, message, detail FROM station_events ORDER BY id DESC LIMIT ?1");
+    q.int64(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+    return station_event_rows(q);
+}
 
 std::vector<StationEvent> Store::station_events_of(std::string_view station_id, std::string_view kind) {
     Q q(*impl_,
@@ -2263,18 +2270,7 @@ std::vector<StationEvent> Store::station_events_of(std::string_view station_id, 
         "WHERE station_id = ?1 AND kind = ?2 ORDER BY id");
     q.text(1, station_id);
     q.text(2, kind);
-    std::vector<StationEvent> out;
-    while (q.step()) {
-        StationEvent e;
-        e.id = q.col_int(0);
-        e.time_unix_s = q.col_real(1);
-        e.station_id = q.col_text(2);
-        e.kind = q.col_text(3);
-        e.message = q.col_text(4);
-        e.detail_json = q.col_text(5);
-        out.push_back(std::move(e));
-    }
-    return out;
+    return station_event_rows(q);
 }
 
 // ---------------------------------------------------------------- users (migration 4)
