@@ -180,7 +180,7 @@ TEST_CASE("hostile: steps a slow instrument on a compressed clock does not time 
     CHECK_FALSE(rig.input_on(1));
 }
 
-TEST_CASE("steps: a rest before a pulse programs it; every step keeps its nominal duration and the pulse its whole log") {
+TEST_CASE("steps: a rest before a pulse programs it, every step keeps its nominal duration and the pulse its whole log") {
     // The rest programs the pulse's list and logger in its last part, the
     // pulse reads its temperatures inside its profile, the DCIR and OCV
     // readings are timed to complete at their windows' ends: none of it may
