@@ -5,20 +5,11 @@
 #include <cstdio>
 
 #include "common.hpp"
+#include "eol/models/pat.hpp"  // median_inplace
 #include "eol/models/series.hpp"
 
 namespace eol::models {
 namespace {
-
-double median_of(std::vector<double> v) {
-    if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-    const std::size_t mid = v.size() / 2;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
-    const double hi = v[mid];
-    if (v.size() % 2 == 1) return hi;
-    const double lo = *std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid));
-    return 0.5 * (lo + hi);
-}
 
 std::string fmt2(double x) {
     char b[32];
@@ -42,19 +33,20 @@ double FixtureMonitor::reference(const std::deque<Recent>& recent, int position)
     for (const auto& r : recent)
         if (r.position != position) v.push_back(r.value);
     if (v.size() < s_.min_reference) return std::numeric_limits<double>::quiet_NaN();
-    return median_of(std::move(v));
+    return median_inplace(v);
 }
 
 void FixtureMonitor::update(Quantity& q, double residual) const {
     q.residuals.push_back(residual);
     if (q.residuals.size() > s_.window_readings) q.residuals.pop_front();
-    ++q.count;
     if (q.first.size() < s_.window_readings) {
         q.first.push_back(residual);
-        if (q.first.size() == s_.window_readings) q.baseline = median_of(q.first);
+        if (q.first.size() == s_.window_readings) q.baseline = median_inplace(q.first);  // (reorders it: only its size is read later)
     }
-    if (q.residuals.size() == s_.window_readings)
-        q.offset = median_of(std::vector<double>(q.residuals.begin(), q.residuals.end()));
+    if (q.residuals.size() == s_.window_readings) {
+        std::vector<double> window(q.residuals.begin(), q.residuals.end());
+        q.offset = median_inplace(window);
+    }
 }
 
 std::optional<FixtureAlarm> FixtureMonitor::add(const FixtureReading& reading) {

@@ -30,6 +30,7 @@
 
 #include "eol/instruments/errors.hpp"
 #include "eol/instruments/roles.hpp"
+#include "eol/models/pat.hpp"  // median_inplace
 #include "eol/station/errors.hpp"
 #include "eol/station/fixture_health.hpp"
 #include "eol/station/instrument_factory.hpp"
@@ -316,12 +317,6 @@ struct Channel {
 
 /// "held: hold lot 0042 by qa (why)[; …]" (the state, not LookupResult::status(),
 /// which says "unknown" for a unit never tested here even when its lot is held).
-double median_of(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 std::string describe_holds(const LookupResult& r) {
     const std::string state(to_string(r.state));
     std::string out = state;
@@ -969,7 +964,8 @@ struct Controller::Impl {
                 auto compare = [&](const char* name, double now, const std::vector<double>& hist, double tol,
                                    double scale, const char* unit) {
                     if (hist.empty()) return;
-                    const double med = median_of(hist);
+                    std::vector<double> sorted = hist;
+                    const double med = models::median_inplace(sorted);
                     said.push_back(fmt::format("{} {:.3f} {} against {:.3f} (median of {}, tolerance {:.3f})", name,
                                                now * scale, unit, med * scale, hist.size(), tol * scale));
                     if (!std::isfinite(now) || std::fabs(now - med) > tol) bad.push_back(said.back());

@@ -105,7 +105,6 @@ public:
 private:
     struct Quantity {
         std::deque<double> residuals;  // last W
-        std::size_t count = 0;         // residuals since reset
         double offset = std::numeric_limits<double>::quiet_NaN();
         std::vector<double> first;     // first W residuals since reset → baseline
         double baseline = std::numeric_limits<double>::quiet_NaN();
