@@ -25,6 +25,7 @@ FixtureMonitor::FixtureMonitor(FixtureHealthSettings settings) : s_(settings) {
         throw InputError("fixture health: need 0 < min_reference <= reference_readings");
     if (!(s_.contact_limit_ohm > 0) || !(s_.tc_drift_limit_k > 0))
         throw InputError("fixture health: contact_limit_ohm and tc_drift_limit_k must be > 0");
+    if (s_.calibration_readings == 0) throw InputError("fixture health: calibration_readings must be > 0");
 }
 
 double FixtureMonitor::reference(const std::deque<Recent>& recent, int position) const {
@@ -61,6 +62,13 @@ std::optional<FixtureAlarm> FixtureMonitor::add(const FixtureReading& reading) {
     };
     feed(recent_r_, p.contact, reading.resistance_ohm);
     feed(recent_t_, p.tc, reading.rest_offset_k);
+    if (std::isfinite(reading.steady_offset_k) && p.steady.size() < s_.calibration_readings) {
+        p.steady.push_back(reading.steady_offset_k);
+        if (p.steady.size() == s_.calibration_readings) {
+            std::vector<double> window = p.steady;
+            p.calibration = median_inplace(window);
+        }
+    }
     if (p.alarm) return std::nullopt;
 
     FixtureAlarm a;
@@ -101,9 +109,23 @@ double FixtureMonitor::contact_offset_ohm(int position) const {
     return it == pos_.end() || !std::isfinite(it->second.contact.offset) ? 0.0 : it->second.contact.offset;
 }
 
+double FixtureMonitor::contact_correction_ohm(int position) const {
+    auto it = pos_.find(position);
+    if (it == pos_.end() || !std::isfinite(it->second.contact.offset)) return 0.0;
+    std::vector<double> all;
+    for (const auto& [n, p] : pos_)
+        if (std::isfinite(p.contact.offset)) all.push_back(p.contact.offset);
+    return it->second.contact.offset - median_inplace(all);
+}
+
 double FixtureMonitor::tc_offset_k(int position) const {
     auto it = pos_.find(position);
     return it == pos_.end() || !std::isfinite(it->second.tc.offset) ? 0.0 : it->second.tc.offset;
+}
+
+double FixtureMonitor::thermo_calibration_k(int position) const {
+    auto it = pos_.find(position);
+    return it == pos_.end() ? std::numeric_limits<double>::quiet_NaN() : it->second.calibration;
 }
 
 std::optional<FixtureAlarm> FixtureMonitor::alarm(int position) const {
@@ -120,6 +142,7 @@ std::vector<PositionHealth> FixtureMonitor::positions() const {
         h.contact_offset_ohm = p.contact.offset;
         h.tc_offset_k = p.tc.offset;
         h.tc_baseline_k = p.tc.baseline;
+        h.tc_calibration_k = p.calibration;
         h.alarm = p.alarm;
         out.push_back(std::move(h));
     }

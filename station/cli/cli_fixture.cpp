@@ -50,7 +50,9 @@ void run_fixture(const FixtureOptions& o) {
                          {"window_cells", cfg.window_cells},
                          {"reference_cells", cfg.reference_cells},
                          {"contact_limit_ohm", cfg.contact_limit_ohm},
-                         {"tc_drift_limit_k", cfg.tc_drift_limit_k}};
+                         {"tc_drift_limit_k", cfg.tc_drift_limit_k},
+                         {"calibrate_thermocouples", cfg.calibrate_thermocouples},
+                         {"calibration_cells", cfg.calibration_cells}};
         nlohmann::json stations = nlohmann::json::array();
         for (const auto& [station, positions] : h.positions) {
             nlohmann::json ps = nlohmann::json::array();
@@ -60,6 +62,7 @@ void run_fixture(const FixtureOptions& o) {
                               {"contact_offset_ohm", num(p.contact_offset_ohm)},
                               {"tc_offset_k", num(p.tc_offset_k)},
                               {"tc_baseline_k", num(p.tc_baseline_k)},
+                              {"tc_calibration_k", num(p.tc_calibration_k)},
                               {"in_service", !p.alarm},
                               {"reason", p.alarm ? p.alarm->reason : ""}});
             stations.push_back({{"station_id", station}, {"positions", ps}});
@@ -84,14 +87,15 @@ void run_fixture(const FixtureOptions& o) {
                    o.db, h.runs, cfg.contact_limit_ohm * 1e3, cfg.resistance, cfg.tc_drift_limit_k, cfg.window_cells);
         for (const auto& [station, positions] : h.positions) {
             fmt::print("station {}\n", station);
-            fmt::print("  {:>8}  {:>6}  {:>14}  {:>12}  {:>12}  {}\n", "position", "cells", "contact mOhm", "tc offset K",
-                       "tc baseline", "state");
+            fmt::print("  {:>8}  {:>6}  {:>14}  {:>12}  {:>12}  {:>14}  {}\n", "position", "cells", "contact mOhm",
+                       "tc offset K", "tc baseline", "tc calibration", "state");
             auto f = [](double x, double scale) {
                 return std::isfinite(x) ? fmt::format("{:+.3f}", x * scale) : std::string("-");
             };
             for (const auto& p : positions)
-                fmt::print("  {:>8}  {:>6}  {:>14}  {:>12}  {:>12}  {}\n", p.position, p.readings,
+                fmt::print("  {:>8}  {:>6}  {:>14}  {:>12}  {:>12}  {:>14}  {}\n", p.position, p.readings,
                            f(p.contact_offset_ohm, 1e3), f(p.tc_offset_k, 1), f(p.tc_baseline_k, 1),
+                           f(p.tc_calibration_k, 1),
                            p.alarm ? "OUT OF SERVICE: " + p.alarm->reason : std::string("in service"));
         }
         for (const auto& fl : h.flags)

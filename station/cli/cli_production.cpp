@@ -40,6 +40,7 @@ struct ProductionOptions {
     double assembly_fraction = 0.6;
     int fixture_positions = 1;
     double tc_offset_c = 0.0;
+    double entropic_scale = 0.0;
     std::vector<std::string> fixture_drift;
     bool traces = false;
     bool json = false;
@@ -147,6 +148,7 @@ void run_production(const ProductionOptions& o) {
     spec.assembly_fraction = o.assembly_fraction;
     spec.fixture_positions = o.fixture_positions;
     spec.tc_offset_c = o.tc_offset_c;
+    spec.entropic_scale = o.entropic_scale;
     for (const auto& text : o.fixture_drift) spec.fixture_drift.push_back(fixture_drift_option(text, o.fixture_positions));
     // The shipped recipes (embedded) unless a file is given.
     const Recipe recipe = o.recipe.empty() ? embedded_recipe("recipes/eol-18650.toml") : load_recipe(o.recipe);
@@ -239,6 +241,10 @@ void add_production_commands(CLI::App& app) {
         ->check(CLI::Range(1, 256));
     c->add_option("--tc-offset-c", o->tc_offset_c,
                   "Each position's thermocouple reads a constant offset drawn in ±this (K)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 5.0));
+    c->add_option("--entropic-scale", o->entropic_scale,
+                  "Reversible (entropic) heat of the cells at the EOL test: 0 none, 1 an NMC cell's dU/dT (±0.3 mV/K)")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 5.0));
     c->add_option("--fixture-drift", o->fixture_drift,

@@ -147,4 +147,43 @@ TEST_CASE("fixture health: readings without values, a lone position, and bad set
     bad = {};
     bad.min_reference = bad.reference_readings + 1;
     CHECK_THROWS_AS(FixtureMonitor{bad}, InputError);
+    bad = {};
+    bad.calibration_readings = 0;
+    CHECK_THROWS_AS(FixtureMonitor{bad}, InputError);
+}
+
+TEST_CASE("fixture health: each position's thermocouple calibration is the median steady offset of its last cells") {
+    // 8 positions with sensor offsets o_p; good cells read c = o_p + R_th·P_x
+    // with P_x ~ N(0, 3 mW) and R_th 11 K/W; 3 % of cells are 1 kΩ shorts
+    // (+15 mW). The calibration comes within 20 mK of o_p once a position has
+    // calibration_readings cells, the shorts do not move it, and a reset (the
+    // sensor replaced) relearns it from the next cells only.
+    FixtureHealthSettings s;  // calibration over the last 31 cells
+    FixtureMonitor mon(s);
+    std::mt19937_64 rng(11);
+    std::uniform_real_distribution<double> u(-0.5, 0.5);
+    std::normal_distribution<double> px(0.0, 0.003);
+    std::vector<double> o(9);
+    for (int p = 1; p <= 8; ++p) o[static_cast<std::size_t>(p)] = u(rng);
+    auto feed = [&](int p, double offset) {
+        FixtureReading r;
+        r.position = p;
+        const bool shorted = std::uniform_real_distribution<double>(0, 1)(rng) < 0.03;
+        r.steady_offset_k = offset + 11.0 * (px(rng) + (shorted ? 0.015 : 0.0));
+        mon.add(r);
+    };
+    for (int k = 0; k < 30 * 8; ++k) feed(1 + k % 8, o[static_cast<std::size_t>(1 + k % 8)]);
+    for (int p = 1; p <= 8; ++p) CHECK(std::isnan(mon.thermo_calibration_k(p)));  // 30 of 31
+    for (int k = 0; k < 40 * 8; ++k) feed(1 + k % 8, o[static_cast<std::size_t>(1 + k % 8)]);
+    for (int p = 1; p <= 8; ++p) {
+        CAPTURE(p);
+        CHECK(std::fabs(mon.thermo_calibration_k(p) - o[static_cast<std::size_t>(p)]) < 0.02);
+    }
+    // Position 3's sensor replaced (+0.8 K): reset, then learned from the new cells alone.
+    mon.reset(3);
+    CHECK(std::isnan(mon.thermo_calibration_k(3)));
+    for (int k = 0; k < 31; ++k) feed(3, 0.8);
+    CHECK(std::fabs(mon.thermo_calibration_k(3) - 0.8) < 0.02);
+    CHECK(std::isnan(mon.thermo_calibration_k(42)));
+    CHECK(mon.positions().size() == 8);
 }

@@ -10,6 +10,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -975,6 +976,74 @@ TEST_CASE("hostile: controller fixture health takes a position with worn contact
     auto store = eol::station::Store::open(st.db(), o);
     CHECK(store.station_events_of("CTL-TEST", "fixture_service").size() == 1);
     CHECK(store.station_events_of("CTL-TEST", "fixture_flag").size() == 1);
+}
+
+// Thermocouple calibration: position 1's thermocouple reads 0.5 K high. Its
+// first `calibration_cells` (3) cells are fitted with the plain model (no
+// sensor offset known: the offset reads as ~+45 mW of P_x); from the 4th on
+// the heat step fits with the position's learned calibration — the median of
+// those cells' steady offsets — and P_x is read against it.
+TEST_CASE("controller fixture health: the heat step fits with its position's learned thermocouple calibration") {
+    StationFile f;  // the example recipe (600 s at 3 A, 600 s cooling) at 400x
+    f.extra_toml = "[fixture_health]\ncalibration_cells = 3\n";
+    SimStation st(f);
+    st.fault("cell 1 tc_offset_c 0.5");
+    std::vector<std::string> serials;
+    {
+        Serve srv(st);
+        for (int k = 0; k < 4; ++k) {
+            serials.push_back(eol::test::lot0042_serial(static_cast<std::uint64_t>(2100 + k)));
+            srv.send("1 " + serials.back());
+            const std::string l = srv.wait_for("result ", 60);
+            REQUIRE_MESSAGE(!l.empty(), "seen: " << json(srv.seen).dump());
+            MESSAGE(l);
+        }
+        CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    }
+    eol::station::OpenOptions o;
+    o.read_only = true;
+    auto store = eol::station::Store::open(st.db(), o);
+    std::map<std::string, eol::station::CellFeatures> by_serial;
+    store.for_each_latest(eol::station::CellFilter{}, [&](const eol::station::CellFeatures& c) { by_serial[c.cell.serial] = c; });
+    std::vector<double> steady, px_plain;
+    for (int k = 0; k < 3; ++k) {
+        const auto& c = by_serial.at(serials[static_cast<std::size_t>(k)]);
+        CAPTURE(k);
+        CHECK_FALSE(c.get("thermal.sensor_offset_c").has_value());  // not calibrated yet
+        REQUIRE(c.get("thermal.steady_offset_k").has_value());
+        steady.push_back(*c.get("thermal.steady_offset_k"));
+        REQUIRE(c.get("p_x_w").has_value());
+        px_plain.push_back(*c.get("p_x_w"));
+    }
+    std::sort(steady.begin(), steady.end());
+    const auto& fourth = by_serial.at(serials[3]);
+    REQUIRE(fourth.get("thermal.sensor_offset_c").has_value());
+    CHECK(*fourth.get("thermal.sensor_offset_c") == doctest::Approx(steady[1]).epsilon(1e-9));
+    REQUIRE(fourth.get("p_x_w").has_value());
+    const double px4 = *fourth.get("p_x_w");
+    MESSAGE("steady offsets of the first three: " << steady[0] << " " << steady[1] << " " << steady[2]
+            << " K; their P_x " << px_plain[0] * 1e3 << " " << px_plain[1] * 1e3 << " " << px_plain[2] * 1e3
+            << " mW; the 4th, fitted against the calibration: " << px4 * 1e3 << " mW");
+    CHECK(steady[1] > 0.3);                  // the +0.5 K offset, seen as steady offset
+    for (double p : px_plain) CHECK(p > 0.02);  // and as P_x without a calibration
+    // The 4th: the plain fit's c read against the calibration, (c − o)/R_th.
+    // (Not ~0 here: the simulator keeps one cell per position, tested back
+    // to back at 400x without cooling down, so c creeps up from test to test.)
+    REQUIRE(fourth.get("thermal.steady_offset_k").has_value());
+    REQUIRE(fourth.get("r_th_k_per_w").has_value());
+    const double c4 = *fourth.get("thermal.steady_offset_k"), r_th4 = *fourth.get("r_th_k_per_w");
+    CHECK(px4 == doctest::Approx((c4 - steady[1]) / r_th4).epsilon(1e-6));
+    CHECK(px4 < c4 / r_th4 - 0.02);           // the offset's ~45 mW taken out
+    const Result fx = run({EOL_CLI, "fixture", "--db", st.db().string(), "--config", st.config.string(), "--json"});
+    CHECK_MESSAGE(fx.exit == 0, fx.out << fx.err);
+    bool seen = false;
+    const json fj = json::parse(fx.out);
+    for (const auto& p : fj["stations"][0]["positions"])
+        if (p["position"] == 1) {
+            seen = true;
+            CHECK(p["tc_calibration_k"].get<double>() > 0.3);
+        }
+    CHECK(seen);
 }
 
 // The golden cell: due at the station's start (other serials refused), the

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "eol/models/pat.hpp"  // median_inplace
 #include "eol/station/fixture_health.hpp"
 #include "eol/station/production_sim.hpp"
 #include "eol/station/screen_store.hpp"
@@ -138,6 +139,102 @@ TEST_CASE("fixture health: a wearing position of a simulated production is flagg
     CHECK(corr_rep.groups.size() <= clean_rep.groups.size());
     bool noted = false;
     for (const auto& n : corr_rep.notes) noted = noted || n.find("fixture correction: ") == 0;
+    CHECK(noted);
+}
+
+TEST_CASE("fixture health: each position's thermocouple calibration is learned from its heat fits, and P_x is read against it") {
+    // Every position's thermocouple reads a constant offset in ±0.5 K. The
+    // shipped recipe's heat step (600 s at 3 A, 600 s cooling) fits each cell
+    // with the plain model (no sensor offset known), so a position's offset o
+    // reads as o/R_th ≈ ±45 mW of P_x on every cell it tests. The replay
+    // learns each position's calibration (median steady offset of its first
+    // 31 cells) and the correction reads P_x against it. (With reversible
+    // heat as well, the plain fit of a 600 s cooling is not sound at all:
+    // docs/screening.md, "Thermocouple calibration".)
+    TempDir tmp;
+    const Recipe recipe = shipped_recipe("eol-18650");
+    const Recipe formation = shipped_recipe("formation");
+    ProductionSpec spec = fixture_production(recipe, formation, false);
+    spec.cells = 8 * 45;
+    spec.background_short_fraction = 0.05;  // shorts of 100 Ω–5 kΩ, for the figures
+    Store store = create_store(tmp / "tc.db");
+    const ProductionSummary sum = simulate_production(store, spec);
+    REQUIRE(sum.truth.size() == spec.cells);
+
+    FixtureHealthConfig cfg;
+    cfg.enabled = true;
+    const FixtureHistory h = replay_fixture(store, cfg);
+    CHECK(h.flags.empty());
+    std::map<int, double> o_true, cal;
+    for (const auto& t : sum.truth) o_true[t.position] = t.tc_offset_c;
+    for (const auto& p : h.positions.at("EOL-01")) {
+        CAPTURE(p.position);
+        REQUIRE(std::isfinite(p.tc_calibration_k));
+        cal[p.position] = p.tc_calibration_k;
+    }
+    REQUIRE(cal.size() == 8);
+    // Against the other positions: the calibration follows the sensor offset.
+    double mean_o = 0, mean_cal = 0;
+    for (int p = 1; p <= 8; ++p) {
+        mean_o += o_true[p] / 8;
+        mean_cal += cal[p] / 8;
+    }
+    double worst_k = 0;
+    for (int p = 1; p <= 8; ++p) worst_k = std::max(worst_k, std::fabs((cal[p] - mean_cal) - (o_true[p] - mean_o)));
+    MESSAGE("thermocouple calibration against the simulated offsets (relative to the fixture's mean): worst ", worst_k,
+            " K; mean calibration ", mean_cal, " K, mean offset ", mean_o, " K");
+    CHECK(worst_k < 0.1);
+
+    // P_x of good cells per position, as fitted and as corrected.
+    std::map<std::string, const CellTruth*> truth;
+    for (const auto& t : sum.truth) truth[t.serial] = &t;
+    std::map<int, std::vector<double>> raw_mw, corr_mw;
+    std::vector<double> good_raw, good_corr, short_raw, short_corr;  // for the ROC figure
+    std::size_t corrected = 0;
+    store.for_each_latest(CellFilter{}, [&](const CellFeatures& c) {
+        const CellTruth* t = truth.at(c.cell.serial);
+        const auto px = c.get("p_x_w");
+        if (!px || !std::isfinite(*px)) return;
+        auto it = h.p_x_correction_w.find(c.run.id);
+        const double corr = it == h.p_x_correction_w.end() ? NAN : (*px - it->second) * 1e3;
+        (t->shorted ? short_raw : good_raw).push_back(*px * 1e3);
+        (t->shorted ? short_corr : good_corr).push_back(corr);
+        if (t->shorted) return;
+        raw_mw[t->position].push_back(*px * 1e3);
+        if (!std::isfinite(corr)) return;
+        ++corrected;
+        corr_mw[t->position].push_back(corr);
+    });
+    auto auc = [](const std::vector<double>& good, const std::vector<double>& bad) {
+        double wins = 0;
+        for (double b : bad)
+            for (double g : good) wins += b > g ? 1.0 : b == g ? 0.5 : 0.0;
+        return wins / static_cast<double>(good.size() * bad.size());
+    };
+    MESSAGE("P_x as a short screen (ROC AUC, ", short_raw.size(), " shorted cells of 100 Ohm-5 kOhm vs ", good_raw.size(),
+            " good): as fitted ", auc(good_raw, short_raw), ", against the calibration ", auc(good_corr, short_corr));
+    auto spread = [](std::map<int, std::vector<double>>& by_pos) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (auto& [p, v] : by_pos) {
+            const double m = eol::models::median_inplace(v);
+            lo = std::min(lo, m);
+            hi = std::max(hi, m);
+        }
+        return hi - lo;
+    };
+    const double raw_spread = spread(raw_mw), corr_spread = spread(corr_mw);
+    MESSAGE("good cells' P_x, spread of the positions' medians: as fitted ", raw_spread, " mW; against each position's "
+            "calibration ", corr_spread, " mW (", corrected, " cells corrected)");
+    CHECK(corrected == good_raw.size());  // every position calibrated; its first 31 cells by that calibration
+    CHECK(raw_spread > 30.0);   // ±0.5 K offsets at R_th ≈ 11 K/W
+    CHECK(corr_spread < 10.0);
+
+    // The lot screen: corrected P_x in the feature table, and its note.
+    ScreeningConfig sc;
+    sc.features = {"ocv_v", "r0_ohm", "p_x_w"};
+    const ScreenReport rep = screen_store(store, sc, {}, false, Actor{"", ""}, nullptr, &cfg);
+    bool noted = false;
+    for (const auto& n : rep.notes) noted = noted || n.find("thermocouple calibration") != std::string::npos;
     CHECK(noted);
 }
 

@@ -1361,6 +1361,8 @@ void read_fixture_health(Tbl& root, FixtureHealthConfig& f, const Recipe* recipe
     t.read("reference_cells", f.reference_cells, false, 8, 100'000);
     t.read("contact_limit_ohm", f.contact_limit_ohm, false, positive(1));
     t.read("tc_drift_limit_k", f.tc_drift_limit_k, false, positive(50));
+    t.read("calibrate_thermocouples", f.calibrate_thermocouples, false);
+    t.read("calibration_cells", f.calibration_cells, false, 3, 10'000);
     auto strings = [&](const char* key, auto&& each) {
         const toml::array* a = t.array(key, false);
         if (!a) return;

@@ -353,6 +353,24 @@ struct Controller::Impl {
     /// Fixture health ([fixture_health] enabled): the positions' learned
     /// offsets, carried on from the store's history (store_mutex).
     std::optional<models::FixtureMonitor> fixture;
+    /// Each position's thermocouple calibration as the heat step uses it
+    /// (copied from `fixture` so that starting a cell never waits for the
+    /// store lane; calibration_mutex).
+    std::mutex calibration_mutex;
+    std::map<int, double> tc_calibration_k;
+    /// After `fixture` changed at `position` (store_mutex held).
+    void publish_calibration(int position) {
+        if (!fixture || !cfg.fixture_health.calibrate_thermocouples) return;
+        const double cal = fixture->thermo_calibration_k(position);
+        std::lock_guard lk(calibration_mutex);
+        if (std::isfinite(cal)) tc_calibration_k[position] = cal;
+        else tc_calibration_k.erase(position);
+    }
+    std::optional<double> calibration_of(int position) {
+        std::lock_guard lk(calibration_mutex);
+        auto it = tc_calibration_k.find(position);
+        return it == tc_calibration_k.end() ? std::nullopt : std::optional<double>(it->second);
+    }
     /// The golden check (Impl::mutex).
     GoldenStatus golden;
     /// A finished record waiting for the store lane (store_batched()).
@@ -463,6 +481,7 @@ struct Controller::Impl {
             // serviced since stays out of service across a restart.
             fixture.emplace(fixture_settings(cfg.fixture_health));
             replay_fixture(*store, cfg.fixture_health, cfg.station_id, &*fixture);
+            for (auto& [pos, ch] : channels) publish_calibration(pos);
             for (auto& [pos, ch] : channels)
                 if (auto a = fixture->alarm(pos)) {
                     ch->state = ChannelState::faulted;
@@ -1008,6 +1027,7 @@ struct Controller::Impl {
     /// limit is taken out of service (store lane, store_mutex held).
     void learn_fixture(const TestRecord& rec, CellResult& res) {
         const auto alarm = fixture->add(fixture_reading(rec, cfg.fixture_health));
+        publish_calibration(rec.channel);
         if (!alarm) return;
         res.fixture_alarm = alarm->reason;
         log().warn("fixture channel={} serial={}: out of service: {}", rec.channel, rec.serial, alarm->reason);
@@ -1030,10 +1050,14 @@ struct Controller::Impl {
     void screen_at_test(const TestRecord& rec, CellResult& res) {
         if (rec.verdict != Verdict::pass || is_golden(rec.serial)) return;
         try {
-            if (!screen) screen.emplace(TestTimeScreen::build(*store, rec.cell_model, cfg.screening, &cfg.recipe, rec.lot));
+            if (!screen) {
+                TestTimeScreenOptions o;
+                if (fixture) o.fixture = &cfg.fixture_health;  // the reference read as the judged record
+                screen.emplace(TestTimeScreen::build(*store, rec.cell_model, cfg.screening, &cfg.recipe, rec.lot, o));
+            }
             if (fixture)
                 res.screening = screen->judge(
-                    corrected_for_fixture(rec, cfg.fixture_health, fixture->contact_offset_ohm(rec.channel)), *store);
+                    corrected_for_fixture(rec, cfg.fixture_health, fixture->contact_correction_ohm(rec.channel)), *store);
             else
                 res.screening = screen->judge(rec, *store);
         } catch (const std::exception& e) {
@@ -1146,6 +1170,9 @@ struct Controller::Impl {
             io.ambient_thermo = c.ambient->thermo.get();
             io.ambient_lane = &c.ambient->lane;
         }
+        // The position's learned thermocouple offset (fixture health): the
+        // heat step fits P_x separated from it.
+        if (io.ambient_channel) io.thermo_offset_k = calibration_of(c.cfg->position);
 
         TestRecord rec;
         bool load_connected = false;  // before that, nothing can have been energized
@@ -1480,7 +1507,10 @@ void Controller::fault_reset(int position) {
         ev.detail_json = fmt::format(R"({{"position": {}, "after_run_id": {}, "station_unix_s": {:.6f}}})", position,
                                      m.store->count("test_runs"), m.station_unix_now_s());
         m.store->append_station_event(ev);
-        if (m.fixture) m.fixture->reset(position);
+        if (m.fixture) {
+            m.fixture->reset(position);
+            m.publish_calibration(position);
+        }
         log().info("fixture channel={}: back in service, baseline relearned", position);
     }
     log().info("channel={}: fault reset", position);

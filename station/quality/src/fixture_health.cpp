@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 namespace eol::station {
 namespace {
@@ -20,7 +22,18 @@ struct Row {
     double end_unix_s = 0.0;
     double resistance_ohm = kNaN;
     double rest_offset_k = kNaN;
+    double steady_offset_k = kNaN;
+    double r_th_k_per_w = kNaN;
+    bool offset_given = false;  // the heat fit used a calibrated offset at test time
 };
+
+// The thermal fit's steady offset c = o + R_th·P_x: recorded as
+// steady_offset_k (extended fits, and plain fits since fixture calibration);
+// older plain fits assumed o = 0, so c = R_th·P_x.
+double steady_offset(double recorded, double p_extra_w, double r_th_k_per_w) {
+    if (std::isfinite(recorded)) return recorded;
+    return std::isfinite(p_extra_w) && std::isfinite(r_th_k_per_w) ? p_extra_w * r_th_k_per_w : kNaN;
+}
 
 }  // namespace
 
@@ -31,6 +44,7 @@ models::FixtureHealthSettings fixture_settings(const FixtureHealthConfig& cfg) {
     s.min_reference = std::min<std::size_t>(8, s.reference_readings);
     s.contact_limit_ohm = cfg.contact_limit_ohm;
     s.tc_drift_limit_k = cfg.tc_drift_limit_k;
+    s.calibration_readings = static_cast<std::size_t>(std::max(1, cfg.calibration_cells));
     return s;
 }
 
@@ -42,8 +56,12 @@ models::FixtureReading fixture_reading(const TestRecord& record, const FixtureHe
         if (m.name == cfg.resistance && std::isfinite(m.value)) r.resistance_ohm = m.value;
     for (const auto& f : record.fits) {
         if (f.kind != "thermal" || !f.converged) continue;
-        if (auto it = f.parameters.find("rest_delta_k"); it != f.parameters.end() && std::isfinite(it->second))
-            r.rest_offset_k = it->second;
+        auto param = [&](const char* name) {
+            auto it = f.parameters.find(name);
+            return it == f.parameters.end() ? kNaN : it->second;
+        };
+        if (std::isfinite(param("rest_delta_k"))) r.rest_offset_k = param("rest_delta_k");
+        r.steady_offset_k = steady_offset(param("steady_offset_k"), param("p_extra_w"), param("r_th_k_per_w"));
     }
     return r;
 }
@@ -70,10 +88,16 @@ FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std:
         r.position = c.run.channel;
         r.start_unix_s = c.run.start_unix_s;
         r.end_unix_s = c.run.end_unix_s;
+        double p_extra_w = kNaN;
         for (const auto& [name, value] : c.features) {
             if (name == resistance) r.resistance_ohm = value;
             else if (name == "thermal.rest_delta_k") r.rest_offset_k = value;
+            else if (name == "thermal.steady_offset_k") r.steady_offset_k = value;
+            else if (name == "thermal.r_th_k_per_w") r.r_th_k_per_w = value;
+            else if (name == "thermal.p_extra_w") p_extra_w = value;
+            else if (name == "thermal.sensor_offset_c") r.offset_given = std::isfinite(value);
         }
+        r.steady_offset_k = steady_offset(r.steady_offset_k, p_extra_w, r.r_th_k_per_w);
         by_station[c.run.station_id].push_back(std::move(r));
     });
     FixtureHistory h;
@@ -94,6 +118,10 @@ FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std:
         }
         for (auto& [pos, ids] : services) std::sort(ids.begin(), ids.end());
         std::map<int, std::size_t> next_service;
+        // Runs at a position before it had a calibration (since commissioning
+        // or its service) take its first one, so that the lot screen reads
+        // all of a position's cells against one reference (run id, R_th).
+        std::map<int, std::vector<std::pair<std::int64_t, double>>> uncalibrated;
         models::FixtureMonitor mon(settings);
         for (const Row& r : rows) {
             if (auto it = services.find(r.position); it != services.end()) {
@@ -103,14 +131,32 @@ FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std:
                     ++k;
                     reset = true;
                 }
-                if (reset) mon.reset(r.position);
+                if (reset) {
+                    mon.reset(r.position);
+                    uncalibrated[r.position].clear();
+                }
             }
             models::FixtureReading reading;
             reading.position = r.position;
             reading.resistance_ohm = r.resistance_ohm;
             reading.rest_offset_k = r.rest_offset_k;
+            reading.steady_offset_k = r.steady_offset_k;
+            // The calibration the position had when this cell was tested
+            // (before its own reading), for records fitted without one.
+            if (cfg.calibrate_thermocouples && !r.offset_given && std::isfinite(r.r_th_k_per_w) && r.r_th_k_per_w > 0) {
+                const double cal = mon.thermo_calibration_k(r.position);
+                if (std::isfinite(cal)) h.p_x_correction_w[r.run_id] = cal / r.r_th_k_per_w;
+                else uncalibrated[r.position].emplace_back(r.run_id, r.r_th_k_per_w);
+            }
             if (auto a = mon.add(reading)) h.flags.push_back({station, *a, r.run_id, r.serial, r.start_unix_s});
-            h.contact_offset_ohm[r.run_id] = mon.contact_offset_ohm(r.position);
+            if (auto u = uncalibrated.find(r.position); u != uncalibrated.end() && !u->second.empty()) {
+                const double first = mon.thermo_calibration_k(r.position);
+                if (std::isfinite(first)) {
+                    for (const auto& [id, r_th] : u->second) h.p_x_correction_w[id] = first / r_th;
+                    u->second.clear();
+                }
+            }
+            h.contact_offset_ohm[r.run_id] = mon.contact_correction_ohm(r.position);
             ++h.runs;
         }
         for (const auto& [pos, ids] : services)
@@ -142,11 +188,39 @@ std::string apply_fixture_correction(FeatureTable& table, const FixtureHistory& 
     }
     std::string names;
     for (std::size_t j : cols) names += (names.empty() ? "" : ", ") + table.names[j];
-    if (cols.empty())
-        return "fixture correction: none of the screened features is a corrected resistance ([fixture_health] correct)";
-    return fmt::format("fixture correction: {} of {} cells' {} corrected by their position's contact offset "
-                       "(largest {:.3f} mOhm; {} flags in the history)",
-                       corrected, n, names, largest * 1e3, history.flags.size());
+    std::string note =
+        cols.empty()
+            ? std::string("fixture correction: none of the screened features is a corrected resistance "
+                          "([fixture_health] correct)")
+            : fmt::format("fixture correction: {} of {} cells' {} corrected by their position's contact offset "
+                          "(largest {:.3f} mOhm; {} flags in the history)",
+                          corrected, n, names, largest * 1e3, history.flags.size());
+    // P_x of cells fitted without a sensor offset: P_x − o/R_th with o the
+    // position's thermocouple calibration when the cell was tested.
+    if (cfg.calibrate_thermocouples) {
+        std::vector<std::pair<std::size_t, double>> px;  // column, scale from W
+        for (std::size_t j = 0; j < table.cols(); ++j) {
+            if (table.names[j] == "p_x_w" || table.names[j] == "thermal.p_extra_w") px.emplace_back(j, 1.0);
+            else if (table.names[j] == "p_x_mw") px.emplace_back(j, 1e3);
+        }
+        std::size_t done = 0;
+        double largest_w = 0.0;
+        for (std::size_t i = 0; i < n && !px.empty(); ++i) {
+            auto it = history.p_x_correction_w.find(table.run_ids[i]);
+            if (it == history.p_x_correction_w.end()) continue;
+            for (const auto& [j, scale] : px) {
+                double& v = table.values[j * n + i];
+                if (std::isfinite(v)) v -= it->second * scale;
+            }
+            ++done;
+            largest_w = std::max(largest_w, std::fabs(it->second));
+        }
+        if (!px.empty())
+            note += fmt::format("; P_x of {} cells fitted without a sensor offset corrected by their position's "
+                                "thermocouple calibration (largest {:.1f} mW)",
+                                done, largest_w * 1e3);
+    }
+    return note;
 }
 
 }  // namespace eol::station

@@ -1,5 +1,7 @@
 #include "eol/station/test_time_screen.hpp"
 
+#include "eol/station/fixture_health.hpp"
+
 #include <fmt/format.h>
 
 #include <Eigen/Dense>
@@ -83,7 +85,9 @@ std::shared_ptr<const TestTimeScreen::Model> TestTimeScreen::Shared::fit(Store& 
 
     CellFilter filter;
     filter.cell_model = cell_model;
-    const FeatureTable all = build_feature_table(store, filter, configured, options.features);
+    FeatureTable all = build_feature_table(store, filter, configured, options.features);
+    if (options.fixture && options.fixture->enabled && all.rows() > 0)
+        info.notes.push_back(apply_fixture_correction(all, replay_fixture(store, *options.fixture), *options.fixture));
 
     // The reference rows: other lots, passed their limits, not held or scrapped now.
     std::vector<std::size_t> rows;

@@ -127,6 +127,7 @@ Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::siz
     sim::CellParams pe = c.params;
     pe.soc0 = storage_soc(c.params, c.params.soc0, c.leak_a,
                           std::max(0.0, (c.rest_days * 86400.0 - spec.fixture_wait_s) / 3600.0));
+    pe.entropic_scale = spec.entropic_scale;
 
     // 3. EOL station: the recipe, after the wait in the fixture (a short's heat settles).
     InProcessRun eol;

@@ -522,21 +522,53 @@ private:
         models::ThermalOptions opt;
         opt.heating_rc_pairs = 3;
         if (!io_.ambient_channel) s.t_amb_c.clear();
-        if (io_.thermo_offset_k && io_.ambient_channel) {
-            opt.sensor_offset_c = *io_.thermo_offset_k;
-            // The reversible heat k·I has almost the shape of the Joule heat;
-            // only a cooling rest of about τ (~1900 s here) tells them and the
-            // steady offset apart. With the production recipe's 600 s the fit
-            // with k free swings the steady offset by ~1 K between runs of one
-            // cell (tools/thermal_sim_roc --cooling-s 600; docs/models.md).
-            opt.reversible_heat = p.cooling_s >= kReversibleMinCooling_s;
+        // The position's calibrated sensor offset o (fixture health) and
+        // which model it is for. The reversible heat k·I has almost the shape
+        // of the Joule heat; only a cooling rest of about τ (~1900 s here)
+        // tells them and the steady offset apart: with it the extended fit
+        // (k·I, the offset given); with the production recipe's 600 s the
+        // fit with k free swings the steady offset by ~1 K between runs of
+        // one cell (tools/thermal_sim_roc --cooling-s 600; docs/models.md),
+        // so the plain fit, read against o. The calibration is learned from
+        // the steady offset c of the same model (recorded below), or the two
+        // would disagree by what their start-of-window treatment differs in
+        // (~0.8 K on a cell not yet cooled from its previous test).
+        const bool reversible = p.cooling_s >= kReversibleMinCooling_s && io_.ambient_channel.has_value();
+        const std::optional<double> offset = io_.ambient_channel ? io_.thermo_offset_k : std::nullopt;
+        if (offset && reversible) {
+            opt.sensor_offset_c = *offset;
+            opt.reversible_heat = true;
         }
-        std::optional<models::ThermalFit> fit_result;
+        std::optional<models::ThermalFit> fit_result, calibration_fit;
         {
             const ComputingTime not_counted(*this);  // also when the fit throws
             fit_result = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.thermal(s, opt); });
+            if (reversible && !offset) {
+                // Not calibrated yet: the extended fit's c, for the calibration.
+                models::ThermalOptions ext = opt;
+                ext.reversible_heat = true;
+                try {
+                    calibration_fit = co_await on_lane(ctx_.compute, [this, &s, &ext] { return fits_.thermal(s, ext); });
+                } catch (const std::exception&) {
+                    calibration_fit.reset();  // no c this time: the plain result stands
+                }
+            }
         }
-        const models::ThermalFit& fit = *fit_result;
+        models::ThermalFit& fit = *fit_result;
+        double steady_offset_k = std::nan("");  // c = o + R_th·P_x of the model the calibration is for
+        if (fit.extended) {
+            steady_offset_k = fit.steady_offset_k.value;
+        } else if (calibration_fit) {
+            steady_offset_k = calibration_fit->steady_offset_k.value;
+        } else if (std::isfinite(fit.p_extra_w.value) && std::isfinite(fit.r_th_k_per_w.value)) {
+            // The plain fit assumes no sensor offset: its c is R_th·P_x.
+            steady_offset_k = fit.r_th_k_per_w.value * fit.p_extra_w.value;
+        }
+        if (offset && !fit.extended && std::isfinite(fit.p_extra_w.value) && fit.r_th_k_per_w.value > 0) {
+            // P_x read against the calibration: (c − o)/R_th.
+            fit.p_extra_w.value -= *offset / fit.r_th_k_per_w.value;
+            fit.p_extra_identifiable = true;
+        }
         double i_on = 0;  // mean current while loaded (samples 1 .. n_on-1)
         for (std::size_t k = 1; k < n_on; ++k) i_on += s.i_a[k];
         if (n_on > 1) i_on /= static_cast<double>(n_on - 1);
@@ -546,10 +578,9 @@ private:
         put(mf, "tau_s", fit.tau_s);
         put(mf, "heating_ohm", fit.heating_ohm);
         put(mf, "p_extra_w", fit.p_extra_w);
-        if (fit.extended) {
-            if (std::isfinite(fit.entropic_v.value)) put(mf, "entropic_v", fit.entropic_v);
-            put(mf, "steady_offset_k", fit.steady_offset_k);
-        }
+        if (fit.extended && std::isfinite(fit.entropic_v.value)) put(mf, "entropic_v", fit.entropic_v);
+        if (std::isfinite(steady_offset_k)) mf.parameters["steady_offset_k"] = steady_offset_k;
+        if (offset) mf.parameters["sensor_offset_c"] = *offset;  // P_x above is read against it
         mf.parameters["p_heat_w"] = i_on * i_on * fit.heating_ohm.value;  // I²R of the step
         // The cell's thermocouple against the ambient one before the current
         // (fixture health learns each position's sensor offset from it).

@@ -27,6 +27,23 @@
 // Corrections: contact_offset_ohm(position) (to subtract from a resistance
 // feature measured there) and tc_offset_k(position), each 0 until the
 // position has `window_readings` residuals.
+// Contact correction: contact_correction_ohm(position) = the position's
+// offset minus the median offset of all positions — what one position adds
+// beyond the others. The common part is not the pins (a fixture's positions
+// wear apart, not together; a common shift is the golden cell's to see) but
+// the lag of the reference when the lots' resistance steps (every position's
+// offset then moves alike for a window), which must not be "corrected" into
+// the features.
+// Thermocouple calibration (absolute, not against the other positions):
+// thermo_calibration_k(position) = the median of the thermal fits' steady
+// offset c = o + R_th·P_x (K) over the position's FIRST
+// `calibration_readings` tests since commissioning or reset(), then held — a
+// calibration, not a running mean: it must not follow the process (a window
+// of lots with more heat would otherwise be calibrated away, and its end read
+// as a shift); a sensor that drifts later is the drift flag's. Good cells'
+// P_x is ~0, so this is the position's sensor offset o (plus what every good
+// cell's fit leaves there); a shorted cell's heat reads against it. NaN until
+// that many readings.
 //
 // Pure computation, deterministic. Not thread-safe (one owner). Errors:
 // InputError for settings out of range (window 0, limits ≤ 0).
@@ -48,6 +65,7 @@ struct FixtureHealthSettings {
     std::size_t min_reference = 8;         // fewer other readings: no residual yet
     double contact_limit_ohm = 0.002;      // |offset| beyond this: contact resistance flag
     double tc_drift_limit_k = 1.0;         // |offset − baseline| beyond this: thermocouple flag
+    std::size_t calibration_readings = 31; // thermocouple calibration: median of the first N steady offsets
 };
 
 /// One finished test at one position. NaN: not measured (skipped).
@@ -55,6 +73,7 @@ struct FixtureReading {
     int position = 0;
     double resistance_ohm = std::numeric_limits<double>::quiet_NaN();  // e.g. r0_ohm
     double rest_offset_k = std::numeric_limits<double>::quiet_NaN();   // T_cell − T_amb at rest
+    double steady_offset_k = std::numeric_limits<double>::quiet_NaN(); // thermal fit's c = o + R_th·P_x
 };
 
 /// A position taken out of service.
@@ -74,6 +93,7 @@ struct PositionHealth {
     double contact_offset_ohm = std::numeric_limits<double>::quiet_NaN();  // NaN until W residuals
     double tc_offset_k = std::numeric_limits<double>::quiet_NaN();
     double tc_baseline_k = std::numeric_limits<double>::quiet_NaN();
+    double tc_calibration_k = std::numeric_limits<double>::quiet_NaN();  // NaN until calibration_readings
     std::optional<FixtureAlarm> alarm;        // set: out of service
 };
 
@@ -96,7 +116,13 @@ public:
     /// What to subtract from a resistance feature measured at `position` now
     /// (0 until known), and likewise from a thermocouple reading.
     double contact_offset_ohm(int position) const;
+    /// The position's contact offset beyond the others' (see the top), Ω;
+    /// 0 until known.
+    double contact_correction_ohm(int position) const;
     double tc_offset_k(int position) const;
+    /// The position's thermocouple calibration (see the top), K; NaN until
+    /// it has `calibration_readings` steady offsets since reset, then held.
+    double thermo_calibration_k(int position) const;
 
     std::optional<FixtureAlarm> alarm(int position) const;
     /// Every position seen, by number.
@@ -112,6 +138,8 @@ private:
     struct Position {
         std::size_t readings = 0;
         Quantity contact, tc;
+        std::vector<double> steady;    // the first calibration_readings steady offsets since reset
+        double calibration = std::numeric_limits<double>::quiet_NaN();
         std::optional<FixtureAlarm> alarm;
     };
     struct Recent {

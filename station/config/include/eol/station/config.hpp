@@ -320,6 +320,13 @@ struct FixtureHealthConfig {
     int reference_cells = 64;           // the reference: last N cells at the other positions
     double contact_limit_ohm = 0.002;   // |contact offset| beyond: out of service
     double tc_drift_limit_k = 1.0;      // |thermocouple offset − its baseline| beyond: out of service
+    /// Thermocouple calibration: each position's offset against the ambient
+    /// sensor learned as the median steady offset of its last
+    /// `calibration_cells` heat fits; with `calibrate_thermocouples` the heat
+    /// step fits with it (ChannelIo::thermo_offset_k, P_x separated from the
+    /// offset) and the lot screen corrects p_x_w of records tested without it.
+    bool calibrate_thermocouples = true;
+    int calibration_cells = 31;
     /// Golden (reference) cells: serials of cells kept to check the station
     /// itself. With any, a golden check is due when the controller starts and
     /// at every shift start ([panel] shifts, the station's shifts); until one

@@ -5,10 +5,12 @@
 // subtracts from resistance features.
 //
 // A reading per finished record (fixture_reading): the record's `resistance`
-// measurement (FixtureHealthConfig, default r0_ohm) and the thermal fit's
+// measurement (FixtureHealthConfig, default r0_ohm), the thermal fit's
 // rest_delta_k (the cell's thermocouple minus the ambient one before the heat
-// step's current; absent without an ambient sensor). Records that did not
-// complete (abort, error) give none.
+// step's current; absent without an ambient sensor) and its steady offset
+// c = o + R_th·P_x (steady_offset_k; R_th·P_x for plain fits recorded before
+// it was) — the position's thermocouple calibration is learned from c.
+// Records that did not complete (abort, error) give none.
 //
 // Replay (replay_fixture): the latest completed run of every stored cell,
 // grouped by station and run through one monitor per station in the order
@@ -19,7 +21,7 @@
 // with an id above K (the runs stored before the service: independent of the
 // records' clocks, which may be scaled, virtual or restarted). The result: each position's state now,
 // every flag raised (with the run that raised it) and, per run, the contact
-// offset its position had when it was tested (the correction).
+// correction its position had when it was tested.
 //
 // Errors: StoreError from the store; models::InputError for settings out of
 // range.
@@ -68,8 +70,16 @@ struct FixtureHistory {
     /// Per station: each position's state now.
     std::map<std::string, std::vector<models::PositionHealth>> positions;
     std::vector<FixtureFlag> flags;  // in test order
-    /// Per run: its position's contact offset when it was tested (Ω).
+    /// Per run: its position's contact correction when it was tested (Ω):
+    /// its offset beyond the other positions' (FixtureMonitor::contact_correction_ohm).
     std::unordered_map<std::int64_t, double> contact_offset_ohm;
+    /// Per run fitted without a sensor offset (calibrate_thermocouples): what
+    /// its position's thermocouple calibration o adds to its P_x, o/R_th (W),
+    /// with o as the position had it before this cell; a run before the
+    /// position's first calibration (since commissioning or its service)
+    /// takes that first one, so that all of a position's cells are read
+    /// against one reference (a position that never had one: none).
+    std::unordered_map<std::int64_t, double> p_x_correction_w;
     std::size_t runs = 0;            // runs replayed
 };
 
@@ -80,6 +90,7 @@ FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std:
                               models::FixtureMonitor* monitor = nullptr);
 
 /// Subtracts each row's run correction from the columns named in cfg.correct
+/// and, with cfg.calibrate_thermocouples, its P_x correction from p_x_mw
 /// (NaN stays NaN). Returns a note for the screen report.
 std::string apply_fixture_correction(FeatureTable& table, const FixtureHistory& history,
                                      const FixtureHealthConfig& cfg);

@@ -87,6 +87,12 @@ struct TestTimeScreenOptions {
     std::size_t refresh_every_records = 2000;  // judge(record, store) refits after this many (0: never by count)
     FeatureOptions features;                 // as the lot screen (K-value interval)
     unsigned threads = 1;                    // FAST-MCD threads at a fit (1: leave the cores to the channels)
+    /// Fixture health (enabled): the reference cells' features corrected as
+    /// the lot screen corrects them (contact offsets; P_x against each
+    /// position's thermocouple calibration) — the judged record must come
+    /// corrected the same way (corrected_for_fixture; the heat step's
+    /// calibrated fit). A replay of the store's history at every fit.
+    const FixtureHealthConfig* fixture = nullptr;
 };
 
 /// A feature outside its static PAT limits.

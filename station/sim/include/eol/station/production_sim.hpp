@@ -129,6 +129,10 @@ struct ProductionSpec {
     double contact_ohm = 0.0;
     double tc_offset_c = 0.0;
     std::vector<FixtureDrift> fixture_drift;
+    // Reversible (entropic) heat of the cells at the EOL test
+    // (eol::sim::CellParams::entropic_scale; 0: none, 1: an NMC cell's
+    // dU/dT of ±0.3 mV/K). Default 0 (earlier versions' records).
+    double entropic_scale = 0.0;
     std::size_t batch_cells = 500;
     // Assembly (empty device_models: none).
     std::vector<DeviceModelSpec> device_models;

@@ -168,12 +168,14 @@ struct ChannelIo {
     instruments::TemperatureReader* ambient_thermo = nullptr;
     const Lane* ambient_lane = nullptr;
     // Calibrated offset of this channel's cell thermocouple against the
-    // ambient one, K (reads T_cell − T_amb at equilibrium). Set: the heat
-    // step fits the thermal model with this offset (and the reversible heat
-    // k·I when the step cools ≥ 1800 s, about τ: shorter, k is not
-    // determined) and p_x_w is P_x separated from the offset. Unset: the plain fit, which
-    // assumes no offset (a ±0.5 K type-K offset then reads as ±o/R_th of
-    // P_x). Without an ambient channel p_x_w is missing either way.
+    // ambient one, K: the steady offset c a typical cell's heat fit reads
+    // at this position (fixture health learns it from the steady_offset_k
+    // each heat step records). Set: p_x_w is P_x read against it — the plain
+    // fit's (c − o)/R_th, or, when the step cools ≥ 1800 s (about τ; shorter,
+    // k is not determined), the extended fit with the reversible heat k·I
+    // and this offset. Unset: the plain fit, which assumes no offset (a
+    // ±0.5 K type-K offset then reads as ±o/R_th of P_x). Without an ambient
+    // channel p_x_w is missing either way.
     std::optional<double> thermo_offset_k;
 };
 
