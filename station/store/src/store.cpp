@@ -4,10 +4,7 @@
 #include "eol/station/text.hpp"
 
 #include <fmt/core.h>
-#include <fcntl.h>
 #include <sqlite3.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -932,193 +929,6 @@ std::int64_t append_event(Conn& impl, QuarantineEvent e) {
 // ================================================================ Store
 
 namespace {
-// ---- the bulk readers' VFS: the whole file mapped
-//
-// Debian's libsqlite3 caps mmap_size at 2 GB (SQLITE_MAX_MMAP_SIZE): of a
-// 12.8 GB store (10 M devices) the rest is read through pread, a copy into
-// the page cache per page. The pager itself is not capped — only the unix
-// VFS's xFetch is — so this VFS wraps the default one and serves xFetch of
-// a main database file from its own read-only MAP_SHARED mapping of the
-// whole file (everything else goes to the wrapped VFS unchanged). It is
-// what SQLite's own mmap does (the same pages, the same WAL rules: a page
-// newer in the WAL is read from the WAL, never fetched; the pager unfetches
-// everything when the file changed, and the mapping is then redone at the
-// file's new size), without the cap. Only the bulk readers (read-only
-// connections, Reader below) use it. A page beyond the mapping, or a file
-// that cannot be mapped, is read the ordinary way (xFetch hands out null).
-// As with SQLite's own mmap, a file truncated by another process while a
-// reader holds pages of it would fault: the store never shrinks its file
-// (no VACUUM, no auto_vacuum).
-constexpr const char* kMappedVfsName = "eol-mapped";
-
-struct MappedFile {
-    sqlite3_file base;   // pMethods = kMappedMethods
-    sqlite3_file* real;  // the wrapped VFS's file (placed right after this struct)
-    int fd = -1;         // our own descriptor, for the mapping (main database files only)
-    const char* map = nullptr;
-    sqlite3_int64 mapped = 0;  // bytes mapped
-    sqlite3_int64 limit = 0;   // the pager's mmap_size (0: no fetching)
-    int out = 0;               // pages fetched and not yet unfetched
-};
-
-MappedFile* mf(sqlite3_file* f) { return reinterpret_cast<MappedFile*>(f); }
-sqlite3_vfs* wrapped_vfs(sqlite3_vfs* v) { return static_cast<sqlite3_vfs*>(v->pAppData); }
-
-void unmap(MappedFile* f) {
-    if (f->map) munmap(const_cast<char*>(f->map), static_cast<std::size_t>(f->mapped));
-    f->map = nullptr;
-    f->mapped = 0;
-}
-
-int mapped_close(sqlite3_file* file) {
-    MappedFile* f = mf(file);
-    unmap(f);
-    if (f->fd >= 0) ::close(f->fd);
-    f->fd = -1;
-    const int rc = f->real->pMethods ? f->real->pMethods->xClose(f->real) : SQLITE_OK;
-    return rc;
-}
-int mapped_read(sqlite3_file* f, void* p, int n, sqlite3_int64 o) { return mf(f)->real->pMethods->xRead(mf(f)->real, p, n, o); }
-int mapped_write(sqlite3_file* f, const void* p, int n, sqlite3_int64 o) {
-    return mf(f)->real->pMethods->xWrite(mf(f)->real, p, n, o);
-}
-int mapped_truncate(sqlite3_file* f, sqlite3_int64 n) { return mf(f)->real->pMethods->xTruncate(mf(f)->real, n); }
-int mapped_sync(sqlite3_file* f, int flags) { return mf(f)->real->pMethods->xSync(mf(f)->real, flags); }
-int mapped_size(sqlite3_file* f, sqlite3_int64* n) { return mf(f)->real->pMethods->xFileSize(mf(f)->real, n); }
-int mapped_lock(sqlite3_file* f, int l) { return mf(f)->real->pMethods->xLock(mf(f)->real, l); }
-int mapped_unlock(sqlite3_file* f, int l) { return mf(f)->real->pMethods->xUnlock(mf(f)->real, l); }
-int mapped_check(sqlite3_file* f, int* r) { return mf(f)->real->pMethods->xCheckReservedLock(mf(f)->real, r); }
-int mapped_control(sqlite3_file* file, int op, void* arg) {
-    MappedFile* f = mf(file);
-    if (op == SQLITE_FCNTL_MMAP_SIZE && f->fd >= 0) {  // the limit is ours, not the wrapped VFS's (capped)
-        auto* sz = static_cast<sqlite3_int64*>(arg);
-        if (*sz >= 0) {
-            f->limit = *sz;
-            if (f->out == 0 && f->mapped > f->limit) unmap(f);
-        }
-        *sz = f->limit;
-        return SQLITE_OK;
-    }
-    return f->real->pMethods->xFileControl(f->real, op, arg);
-}
-int mapped_sector(sqlite3_file* f) { return mf(f)->real->pMethods->xSectorSize(mf(f)->real); }
-int mapped_device(sqlite3_file* f) { return mf(f)->real->pMethods->xDeviceCharacteristics(mf(f)->real); }
-int mapped_shm_map(sqlite3_file* f, int pg, int sz, int extend, void volatile** pp) {
-    return mf(f)->real->pMethods->xShmMap(mf(f)->real, pg, sz, extend, pp);
-}
-int mapped_shm_lock(sqlite3_file* f, int off, int n, int flags) {
-    return mf(f)->real->pMethods->xShmLock(mf(f)->real, off, n, flags);
-}
-void mapped_shm_barrier(sqlite3_file* f) { mf(f)->real->pMethods->xShmBarrier(mf(f)->real); }
-int mapped_shm_unmap(sqlite3_file* f, int del) { return mf(f)->real->pMethods->xShmUnmap(mf(f)->real, del); }
-int mapped_fetch(sqlite3_file* file, sqlite3_int64 off, int n, void** pp) {
-    MappedFile* f = mf(file);
-    *pp = nullptr;
-    if (f->fd < 0 || f->limit <= 0 || off < 0 || n <= 0) return SQLITE_OK;
-    const sqlite3_int64 end = off + n;
-    if (end > f->mapped && f->out == 0) {  // (re)map at the file's size now, up to the limit
-        struct stat st{};
-        if (fstat(f->fd, &st) != 0) return SQLITE_OK;
-        const sqlite3_int64 size = std::min<sqlite3_int64>(st.st_size, f->limit);
-        if (size >= end) {
-            unmap(f);
-            void* m = mmap(nullptr, static_cast<std::size_t>(size), PROT_READ, MAP_SHARED, f->fd, 0);
-            if (m == MAP_FAILED) return SQLITE_OK;
-            f->map = static_cast<const char*>(m);
-            f->mapped = size;
-        }
-    }
-    if (end > f->mapped) return SQLITE_OK;  // read the ordinary way
-    *pp = const_cast<char*>(f->map + off);
-    ++f->out;
-    return SQLITE_OK;
-}
-int mapped_unfetch(sqlite3_file* file, sqlite3_int64, void* p) {
-    MappedFile* f = mf(file);
-    if (p) --f->out;
-    else if (f->out == 0) unmap(f);  // the file changed: mapped again at its new size on the next fetch
-    return SQLITE_OK;
-}
-
-constexpr sqlite3_io_methods kMappedMethods = {
-    3,           mapped_close,    mapped_read,      mapped_write,       mapped_truncate,  mapped_sync,
-    mapped_size, mapped_lock,     mapped_unlock,    mapped_check,       mapped_control,   mapped_sector,
-    mapped_device, mapped_shm_map, mapped_shm_lock, mapped_shm_barrier, mapped_shm_unmap, mapped_fetch,
-    mapped_unfetch};
-
-int mapped_open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
-    MappedFile* f = mf(file);
-    f->base.pMethods = nullptr;
-    f->real = reinterpret_cast<sqlite3_file*>(f + 1);
-    f->fd = -1;
-    f->map = nullptr;
-    f->mapped = 0;
-    f->limit = 0;
-    f->out = 0;
-    sqlite3_vfs* real = wrapped_vfs(vfs);
-    const int rc = real->xOpen(real, name, f->real, flags, out_flags);
-    if (rc != SQLITE_OK) {
-        // The wrapped VFS may have set pMethods; xClose is then still called on ours.
-        if (f->real->pMethods) f->base.pMethods = &kMappedMethods;
-        return rc;
-    }
-    if (f->real->pMethods->iVersion < 3) {
-        f->real->pMethods->xClose(f->real);
-        return SQLITE_CANTOPEN;
-    }
-    if ((flags & SQLITE_OPEN_MAIN_DB) && name) f->fd = ::open(name, O_RDONLY | O_CLOEXEC);
-    f->base.pMethods = &kMappedMethods;
-    return SQLITE_OK;
-}
-int mapped_delete(sqlite3_vfs* v, const char* n, int sync) { return wrapped_vfs(v)->xDelete(wrapped_vfs(v), n, sync); }
-int mapped_access(sqlite3_vfs* v, const char* n, int flags, int* r) {
-    return wrapped_vfs(v)->xAccess(wrapped_vfs(v), n, flags, r);
-}
-int mapped_full_pathname(sqlite3_vfs* v, const char* n, int size, char* out) {
-    return wrapped_vfs(v)->xFullPathname(wrapped_vfs(v), n, size, out);
-}
-void* mapped_dl_open(sqlite3_vfs* v, const char* n) { return wrapped_vfs(v)->xDlOpen(wrapped_vfs(v), n); }
-void mapped_dl_error(sqlite3_vfs* v, int n, char* m) { wrapped_vfs(v)->xDlError(wrapped_vfs(v), n, m); }
-void (*mapped_dl_sym(sqlite3_vfs* v, void* h, const char* s))(void) { return wrapped_vfs(v)->xDlSym(wrapped_vfs(v), h, s); }
-void mapped_dl_close(sqlite3_vfs* v, void* h) { wrapped_vfs(v)->xDlClose(wrapped_vfs(v), h); }
-int mapped_randomness(sqlite3_vfs* v, int n, char* out) { return wrapped_vfs(v)->xRandomness(wrapped_vfs(v), n, out); }
-int mapped_sleep(sqlite3_vfs* v, int us) { return wrapped_vfs(v)->xSleep(wrapped_vfs(v), us); }
-int mapped_current_time(sqlite3_vfs* v, double* t) { return wrapped_vfs(v)->xCurrentTime(wrapped_vfs(v), t); }
-int mapped_last_error(sqlite3_vfs* v, int n, char* m) { return wrapped_vfs(v)->xGetLastError(wrapped_vfs(v), n, m); }
-int mapped_current_time64(sqlite3_vfs* v, sqlite3_int64* t) {
-    return wrapped_vfs(v)->xCurrentTimeInt64(wrapped_vfs(v), t);
-}
-
-// The VFS's name, registered on first use (not as the default); nullptr
-// when the default VFS cannot be wrapped (the readers then use it as it is).
-const char* mapped_vfs() {
-    static sqlite3_vfs vfs{};
-    static const char* const name = [] () -> const char* {
-        sqlite3_vfs* real = sqlite3_vfs_find(nullptr);
-        if (!real || real->iVersion < 2 || !real->xCurrentTimeInt64) return nullptr;
-        vfs.iVersion = 2;
-        vfs.szOsFile = static_cast<int>(sizeof(MappedFile)) + real->szOsFile;
-        vfs.mxPathname = real->mxPathname;
-        vfs.zName = kMappedVfsName;
-        vfs.pAppData = real;
-        vfs.xOpen = mapped_open;
-        vfs.xDelete = mapped_delete;
-        vfs.xAccess = mapped_access;
-        vfs.xFullPathname = mapped_full_pathname;
-        vfs.xDlOpen = mapped_dl_open;
-        vfs.xDlError = mapped_dl_error;
-        vfs.xDlSym = mapped_dl_sym;
-        vfs.xDlClose = mapped_dl_close;
-        vfs.xRandomness = mapped_randomness;
-        vfs.xSleep = mapped_sleep;
-        vfs.xCurrentTime = mapped_current_time;
-        vfs.xGetLastError = mapped_last_error;
-        vfs.xCurrentTimeInt64 = mapped_current_time64;
-        return sqlite3_vfs_register(&vfs, 0) == SQLITE_OK ? kMappedVfsName : nullptr;
-    }();
-    return name;
-}
-
 // A read-only connection of its own to the store's file, for one slice of a
 // bulk read on its own thread (Store::bulk_readers). Kept open from bulk read
 // to bulk read — its page cache and mapped pages stay — but holds no
@@ -1130,15 +940,14 @@ public:
     Reader(const std::filesystem::path& path, std::int64_t cache_bytes) : path_(path) {
         if (path.empty() || path == ":memory:" || !std::filesystem::exists(path)) return;
         sqlite3* raw = nullptr;
-        const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, mapped_vfs());
+        const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
         db_.reset(raw);
         if (rc != SQLITE_OK) return;
         sqlite3_busy_timeout(raw, 5000);
-        // Map the file instead of copying its pages through pread: all of it
-        // (up to 1 TiB) through the mapped VFS above, else as far as the
-        // library's SQLITE_MAX_MMAP_SIZE allows; the rest goes through the
-        // page cache.
-        const std::string pragmas = fmt::format("PRAGMA mmap_size = 1099511627776; PRAGMA cache_size = -{}",
+        // Map the file (as far as the library's SQLITE_MAX_MMAP_SIZE allows)
+        // instead of copying its pages through pread; the rest goes through
+        // the page cache.
+        const std::string pragmas = fmt::format("PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -{}",
                                                 std::max<std::int64_t>(cache_bytes >> 10, 1));
         if (sqlite3_exec(raw, pragmas.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) return;
         // Reads the schema: fails when this file cannot be read a second
@@ -2183,6 +1992,9 @@ private:
     bool started_ = false, done_ = false;
 };
 
+// The share of the table from which the walk is used (Store::for_each_device_cells).
+constexpr std::int64_t kWalkRowsPerDevice = 8;
+
 constexpr const char* kWalkDevices =
     "SELECT serial, model, assembled_unix_s, station_id FROM devices WHERE serial >= ?1 ORDER BY serial";
 constexpr const char* kWalkLinks =
@@ -2422,8 +2234,20 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
         read_slice(0, q.raw(), 0, order.size(), [&] { impl_->fail("reading devices and their cells"); });
         return;
     }
-    if (impl_->version >= 5 && std::getenv("EOL_NO_WALK") == nullptr) {
-        // The merge walk, in one read transaction per slice (one snapshot).
+    // The merge walk when the batch is a large share of the devices: at most
+    // kWalkRowsPerDevice link events (of the whole table) a distinct serial,
+    // so that the walk steps through near rows instead of searching; else
+    // (a smaller share: the rows between two serials are more than a search
+    // costs) one search each. Schema 5: the cell's verdict is on its row.
+    std::size_t distinct = order.empty() ? 0 : 1;
+    for (std::size_t j = 1; j < order.size(); ++j) distinct += serials[order[j]] != serials[order[j - 1]];
+    const auto link_events = [&] {
+        Q q(*impl_, "SELECT max(id) FROM device_links");  // ≥ the rows: one search
+        return q.step() ? q.col_int(0) : 0;
+    };
+    if (impl_->version >= 5 &&
+        static_cast<std::int64_t>(distinct) * kWalkRowsPerDevice >= link_events()) {
+        // One read transaction per slice (one snapshot).
         in_parallel(parts, [&](std::size_t t) {
             Reader& r = *impl_->readers[t];
             const std::function<void()> fail = [&] { r.fail("reading devices and their cells"); };
