@@ -15,6 +15,7 @@
 #include <cctype>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -216,7 +217,7 @@ TEST_CASE("genealogy: bulk readers kept open answer for what was written after t
     // Thousands more cells and devices: the WAL is checkpointed into the file
     // (automatically, every 1000 pages), which grows beyond the mapping.
     std::vector<std::string> fresh_cells;
-    for (int lot = 0; lot < 6; ++lot) {
+    for (int lot = 0; lot < 10; ++lot) {
         const auto c = write_cells(store, fmt::format("{:04d}", 60 + lot), {2024, 1, 1 + lot}, 1000);
         fresh_cells.insert(fresh_cells.end(), c.begin(), c.end());
     }
@@ -250,4 +251,28 @@ TEST_CASE("genealogy: bulk readers kept open answer for what was written after t
     CHECK(known == fresh_devices.size());
     CHECK(held == 500);  // lot 0062: 1000 cells, two a device
     CHECK(kinds.count("unknown") == 1);
+
+    // The store's read visits every place of a known device exactly once —
+    // also a device named twice whose two places a chunk of the walk (4096
+    // devices) would split — with the cells inside it now.
+    std::vector<std::string> twice;
+    for (const auto& d : fresh_devices) {
+        twice.push_back(d);
+        twice.push_back(d);
+    }
+    twice.insert(twice.end(), p.devices.begin(), p.devices.end());
+    REQUIRE(fresh_devices.size() + p.devices.size() > 4096);
+    std::vector<int> times(twice.size(), 0);
+    std::vector<std::size_t> cells_inside(twice.size(), 0);
+    std::mutex m;
+    store.for_each_device_cells(twice, [&](std::size_t, std::size_t i, const DeviceCells& d) {
+        const std::lock_guard lock(m);
+        ++times[i];
+        cells_inside[i] = d.cells.size();
+        CHECK(d.device.serial == twice[i]);
+    });
+    for (std::size_t i = 0; i < twice.size(); ++i) {
+        CHECK(times[i] == 1);
+        CHECK(cells_inside[i] == store.device(twice[i])->cells.size());
+    }
 }

@@ -2020,9 +2020,11 @@ public:
             used_ = 0;
             first_.clear();
             refs_.clear();
-            for (; j < n && used_ < kChunk; ++j) {
+            const std::size_t begin = j;
+            for (; j < n; ++j) {
                 const std::string& serial = key(j);
-                if (!first_.empty() && key(first_.back()) == serial) continue;  // a repeat
+                if (j > begin && key(j - 1) == serial) continue;  // a repeat: visited with the first
+                if (used_ >= kChunk) break;                       // a chunk ends between two serials
                 if (!devices_.to(serial)) continue;  // unknown: never visited
                 if (used_ == buf_.size()) buf_.emplace_back();
                 DeviceCells& d = buf_[used_++];
@@ -2051,7 +2053,7 @@ public:
             // Phase 3: each device, to each of its places.
             for (std::size_t u = 0; u < used_; ++u) {
                 const std::string& serial = key(first_[u]);
-                for (std::size_t i = first_[u]; i < n && key(i) == serial; ++i) visit(i, buf_[u]);
+                for (std::size_t i = first_[u]; i < j && key(i) == serial; ++i) visit(i, buf_[u]);
             }
         }
     }
