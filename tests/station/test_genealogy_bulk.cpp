@@ -23,6 +23,7 @@
 #include "eol/station/genealogy.hpp"
 #include "eol/station/quarantine.hpp"
 #include "eol/station/store.hpp"
+#include "support/cli_test.hpp"
 #include "support/genealogy_test.hpp"
 #include "support/station_test.hpp"
 
