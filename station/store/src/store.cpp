@@ -971,6 +971,7 @@ public:
     }
     /// A read transaction: the statements until end() read one snapshot.
     void begin() {
+        if (!sqlite3_get_autocommit(db_.get())) end();  // never left open, but never nested either
         if (sqlite3_exec(db_.get(), "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) fail("beginning a read");
     }
     /// Ends it (also after an error: nothing was written).
