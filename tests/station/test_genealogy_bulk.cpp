@@ -71,7 +71,8 @@ Plant build_plant(Store& store, Genealogy& g, std::uint64_t seed) {
     });
     // Rework: some devices emptied, cells moved from one device to another.
     for (std::size_t i = 5; i < p.devices.size(); i += 97) {
-        for (const auto& c : store.device(p.devices[i])->cells) g.unlink(p.devices[i], c, "rework", kQuality);
+        const std::vector<std::string> inside = store.device(p.devices[i])->cells;
+        for (const auto& c : inside) g.unlink(p.devices[i], c, "rework", kQuality);
     }
     for (std::size_t i = 11; i + 1 < p.devices.size(); i += 61) {
         const auto from = store.device(p.devices[i]);
