@@ -433,9 +433,70 @@ std::vector<DeviceLookup> Genealogy::lookup_devices(std::span<const std::string>
     return out;
 }
 
+bool Genealogy::check_read(const std::string& serial, const DeviceCells& read, DeviceCheck& out) const {
+    // As judge_read() and DeviceCheck::of(), without a DeviceLookup: one
+    // reused scratch cell per thread, no strings kept.
+    thread_local LookupResult r;
+    thread_local std::string decoded, lot, date;
+    const CellState own = own_state(serial, nullptr);
+    bool held = own == CellState::held, released = own == CellState::released, scrapped = own == CellState::scrapped;
+    bool ok = !read.cells.empty() && (own == CellState::clear || own == CellState::released);
+    for (const DeviceCell& c : read.cells) {
+        if (!c.known || !cell_scheme_.decode_key(c.serial, decoded, lot, date) || decoded != c.serial)
+            return false;  // the full lookup decides
+        r.serial.assign(c.serial);
+        r.known = true;
+        r.lot.assign(c.lot);
+        r.production_date.assign(c.production_date);
+        r.verdict = c.verdict;
+        cells_.judge_stored(r);
+        scrapped = scrapped || r.state == CellState::scrapped;
+        held = held || r.state == CellState::held;
+        released = released || r.state == CellState::released;
+        ok = ok && r.may_ship;
+    }
+    out.may_ship = ok;
+    using S = DeviceCheck::Status;
+    if (read.cells.empty() && own != CellState::scrapped && own != CellState::held) out.status = S::empty;
+    else out.status = scrapped ? S::scrapped : held ? S::held : released ? S::released : S::clear;
+    return true;
+}
+
 std::vector<DeviceCheck> Genealogy::check_devices(std::span<const std::string> inputs) {
-    std::vector<DeviceCheck> out(inputs.size());
-    for_each_device(inputs, [&](std::size_t i, const DeviceLookup& d) { out[i] = DeviceCheck::of(d); });
+    if (inputs.size() > std::numeric_limits<std::uint32_t>::max())
+        throw UsageError(fmt::format("lookup: {} serials in one batch, at most {}", inputs.size(),
+                                     std::numeric_limits<std::uint32_t>::max()));
+    std::vector<DeviceCheck> out(inputs.size());  // invalid, may not ship
+    std::vector<std::string> serials;
+    std::vector<std::uint32_t> place;
+    serials.reserve(inputs.size());
+    place.reserve(inputs.size());
+    {
+        std::string norm;
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            if (!device_scheme_.normalize_into(inputs[i], norm)) continue;
+            serials.push_back(norm);
+            place.push_back(static_cast<std::uint32_t>(i));
+        }
+    }
+    if (serials.empty()) return out;
+    cells_.refresh();  // the cells' events and the devices' own
+    std::vector<char> known(serials.size(), 0);  // by k: distinct k, no race
+    std::mutex incomplete_mutex;
+    std::vector<std::uint32_t> incomplete;  // k: a cell the fast judgement leaves to the full lookup
+    store_.for_each_device_cells(serials, [&](std::size_t, std::size_t k, const DeviceCells& read) {
+        known[k] = 1;
+        if (check_read(serials[k], read, out[place[k]])) return;
+        const std::lock_guard lock(incomplete_mutex);
+        incomplete.push_back(static_cast<std::uint32_t>(k));
+    });
+    for (std::size_t k = 0; k < serials.size(); ++k)
+        if (!known[k]) out[place[k]] = DeviceCheck{DeviceCheck::Status::unknown, false};
+    if (incomplete.empty()) return out;
+    std::vector<std::string> rest;
+    rest.reserve(incomplete.size());
+    for (const std::uint32_t k : incomplete) rest.push_back(serials[k]);
+    for_each_device(rest, [&](std::size_t j, const DeviceLookup& d) { out[place[incomplete[j]]] = DeviceCheck::of(d); });
     return out;
 }
 

@@ -969,6 +969,13 @@ public:
     [[noreturn]] void fail(std::string_view what) const {
         throw StoreError(fmt::format("{}: {}: {}", path_.string(), what, sqlite3_errmsg(db_.get())));
     }
+    /// A read transaction: the statements until end() read one snapshot.
+    void begin() {
+        if (!sqlite3_get_autocommit(db_.get())) end();  // never left open, but never nested either
+        if (sqlite3_exec(db_.get(), "BEGIN", nullptr, nullptr, nullptr) != SQLITE_OK) fail("beginning a read");
+    }
+    /// Ends it (also after an error: nothing was written).
+    void end() { sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr); }
 
 private:
     std::filesystem::path path_;
@@ -1926,6 +1933,183 @@ private:
     bool open_ = false;
 };
 
+// ---- the merge walk (for_each_device_cells on the bulk readers, schema 5)
+//
+// Instead of one statement joining each device to its links and cells (5
+// B-tree searches a device), three statements read in key order and are
+// walked forward beside the sorted serials: devices, the device_links_device
+// index, then the cells of the devices (sorted). Near keys are reached by
+// stepping (the next rows of the same leaf pages), far ones by a new search.
+
+// A statement `... WHERE key >= ?1 ORDER BY key ...` (column 0 the key, as
+// text) walked forward: to(t) leaves it on the first row whose key is >= t —
+// by stepping when t is at most kMaxSteps rows ahead, else by a new search
+// (reset, bind, step), also when t is behind.
+class KeyWalk {
+public:
+    static constexpr int kMaxSteps = 24;  // about what a new search costs
+
+    KeyWalk(sqlite3_stmt* s, const std::function<void()>& fail) : s_(s), fail_(fail) {}
+    KeyWalk(const KeyWalk&) = delete;
+    KeyWalk& operator=(const KeyWalk&) = delete;
+    ~KeyWalk() {
+        sqlite3_reset(s_);
+        sqlite3_clear_bindings(s_);
+    }
+    /// True when it is now on a row whose key is t.
+    bool to(std::string_view t) {
+        if (!started_ || (!done_ && key_ > t)) return seek(t);
+        for (int n = 0; !done_ && key_ < t; ++n) {
+            if (n == kMaxSteps) return seek(t);
+            step();
+        }
+        return !done_ && key_ == t;
+    }
+    bool on(std::string_view t) const { return started_ && !done_ && key_ == t; }
+    void next() { step(); }
+    sqlite3_stmt* row() const { return s_; }
+
+private:
+    bool seek(std::string_view t) {
+        sqlite3_reset(s_);
+        if (sqlite3_bind_text64(s_, 1, t.data(), t.size(), SQLITE_TRANSIENT, SQLITE_UTF8) != SQLITE_OK) fail_();
+        started_ = true;
+        step();
+        return !done_ && key_ == t;
+    }
+    void step() {
+        const int rc = sqlite3_step(s_);
+        if (rc == SQLITE_ROW) {
+            key_ = column_view(s_, 0);
+            return;
+        }
+        if (rc != SQLITE_DONE) fail_();
+        done_ = true;
+        key_ = {};
+    }
+    sqlite3_stmt* s_;
+    const std::function<void()>& fail_;
+    std::string_view key_;  // valid until the next step
+    bool started_ = false, done_ = false;
+};
+
+// The share of the table from which the walk is used (Store::for_each_device_cells).
+constexpr std::int64_t kWalkRowsPerDevice = 8;
+
+constexpr const char* kWalkDevices =
+    "SELECT serial, model, assembled_unix_s, station_id FROM devices WHERE serial >= ?1 ORDER BY serial";
+constexpr const char* kWalkLinks =
+    "SELECT device_serial, id, action, cell_serial FROM device_links INDEXED BY device_links_device "
+    "WHERE device_serial >= ?1 ORDER BY device_serial, id";
+constexpr const char* kWalkCells =
+    "SELECT serial, lot, production_date, latest_verdict FROM cells WHERE serial >= ?1 ORDER BY serial";
+
+// The walk of one slice: `keys` (sorted; repeats adjacent) in chunks, each
+// device handed to visit(j, device) with j its place in `keys`. The
+// statements must be read in one snapshot (the caller's transaction).
+class DeviceWalk {
+public:
+    DeviceWalk(sqlite3_stmt* devices, sqlite3_stmt* links, sqlite3_stmt* cells, const std::function<void()>& fail)
+        : devices_(devices, fail), links_(links, fail), cells_(cells, fail) {}
+
+    template <typename Key, typename Visit>
+    void run(std::size_t n, Key&& key, Visit&& visit) {
+        constexpr std::size_t kChunk = 4096;  // distinct devices read before their cells
+        std::size_t j = 0;
+        while (j < n) {
+            // Phase 1: the chunk's distinct devices and the cells inside them now.
+            used_ = 0;
+            first_.clear();
+            refs_.clear();
+            const std::size_t begin = j;
+            for (; j < n; ++j) {
+                const std::string& serial = key(j);
+                if (j > begin && key(j - 1) == serial) continue;  // a repeat: visited with the first
+                if (used_ >= kChunk) break;                       // a chunk ends between two serials
+                if (!devices_.to(serial)) continue;  // unknown: never visited
+                if (used_ == buf_.size()) buf_.emplace_back();
+                DeviceCells& d = buf_[used_++];
+                first_.push_back(j);
+                d.device.serial.assign(serial);
+                d.device.model.assign(column_view(devices_.row(), 1));
+                d.device.assembled_unix_s = sqlite3_column_double(devices_.row(), 2);
+                d.device.station_id.assign(column_view(devices_.row(), 3));
+                fold_links(serial, d);
+            }
+            // Phase 2: the cells, in key order.
+            std::sort(refs_.begin(), refs_.end(), [&](const Ref& a, const Ref& b) { return cell(a).serial < cell(b).serial; });
+            for (const Ref& r : refs_) {
+                DeviceCell& c = cell(r);
+                c.known = cells_.to(c.serial);
+                if (!c.known) {
+                    c.lot.clear();
+                    c.production_date.clear();
+                    c.verdict.reset();
+                    continue;
+                }
+                c.lot.assign(column_view(cells_.row(), 1));
+                c.production_date.assign(column_view(cells_.row(), 2));
+                c.verdict = column_verdict(cells_.row(), 3);
+            }
+            // Phase 3: each device, to each of its places.
+            for (std::size_t u = 0; u < used_; ++u) {
+                const std::string& serial = key(first_[u]);
+                for (std::size_t i = first_[u]; i < j && key(i) == serial; ++i) visit(i, buf_[u]);
+            }
+        }
+    }
+
+private:
+    struct Ref {
+        std::uint32_t device, cell;  // into buf_, its cells
+    };
+    struct Event {
+        std::int64_t id = 0;
+        bool link = true;
+        std::string cell;
+    };
+    DeviceCell& cell(const Ref& r) { return buf_[r.device].cells[r.cell]; }
+
+    // A device's link events (oldest first: the index's order) folded into
+    // the cells inside it now, as apply_link / DeviceCellsFolder fold them.
+    void fold_links(const std::string& serial, DeviceCells& d) {
+        std::size_t n = 0;
+        for (bool on = links_.to(serial); on; on = (links_.next(), links_.on(serial))) {
+            if (n == events_.size()) events_.emplace_back();
+            Event& e = events_[n++];
+            e.id = sqlite3_column_int64(links_.row(), 1);
+            e.link = column_view(links_.row(), 2) != "unlink";
+            e.cell.assign(column_view(links_.row(), 3));
+        }
+        if (!std::is_sorted(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(n),
+                            [](const Event& a, const Event& b) { return a.id < b.id; }))
+            std::sort(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(n),
+                      [](const Event& a, const Event& b) { return a.id < b.id; });
+        now_.clear();
+        for (std::size_t k = 0; k < n; ++k) {
+            const Event& e = events_[k];
+            const auto it = std::find_if(now_.begin(), now_.end(), [&](std::size_t x) { return events_[x].cell == e.cell; });
+            if (e.link) {
+                if (it == now_.end()) now_.push_back(k);
+            } else if (it != now_.end()) {
+                now_.erase(it);
+            }
+        }
+        d.cells.resize(now_.size());
+        for (std::size_t c = 0; c < now_.size(); ++c) {
+            d.cells[c].serial.assign(events_[now_[c]].cell);
+            refs_.push_back(Ref{static_cast<std::uint32_t>(used_ - 1), static_cast<std::uint32_t>(c)});
+        }
+    }
+
+    KeyWalk devices_, links_, cells_;
+    std::vector<DeviceCells> buf_;        // the chunk's devices (reused: strings keep their capacity)
+    std::size_t used_ = 0;                // of buf_
+    std::vector<std::size_t> first_;      // the first place in `keys` of each device of the chunk
+    std::vector<Ref> refs_;               // the chunk's cells
+    std::vector<Event> events_;           // one device's events (reused)
+    std::vector<std::size_t> now_;        // into events_: the cells inside now
+};
 
 constexpr std::size_t kBulkThreshold = 256;  // fewer serials: the store's own connection
 
@@ -2051,6 +2235,38 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
     if (parts == 0) {
         Q q(*impl_, sql);
         read_slice(0, q.raw(), 0, order.size(), [&] { impl_->fail("reading devices and their cells"); });
+        return;
+    }
+    // The merge walk when the batch is a large share of the devices: at most
+    // kWalkRowsPerDevice link events (of the whole table) a distinct serial,
+    // so that the walk steps through near rows instead of searching; else
+    // (a smaller share: the rows between two serials are more than a search
+    // costs) one search each. Schema 5: the cell's verdict is on its row.
+    std::size_t distinct = order.empty() ? 0 : 1;
+    for (std::size_t j = 1; j < order.size(); ++j) distinct += serials[order[j]] != serials[order[j - 1]];
+    const auto link_events = [&] {
+        Q q(*impl_, "SELECT max(id) FROM device_links");  // ≥ the rows: one search
+        return q.step() ? q.col_int(0) : 0;
+    };
+    if (impl_->version >= 5 &&
+        static_cast<std::int64_t>(distinct) * kWalkRowsPerDevice >= link_events()) {
+        // One read transaction per slice (one snapshot).
+        in_parallel(parts, [&](std::size_t t) {
+            Reader& r = *impl_->readers[t];
+            const std::function<void()> fail = [&] { r.fail("reading devices and their cells"); };
+            const std::size_t from = t * order.size() / parts, to = (t + 1) * order.size() / parts;
+            r.begin();
+            try {
+                DeviceWalk walk(r.statement(kWalkDevices), r.statement(kWalkLinks), r.statement(kWalkCells), fail);
+                walk.run(
+                    to - from, [&](std::size_t j) -> const std::string& { return serials[order[from + j]]; },
+                    [&](std::size_t j, const DeviceCells& d) { visit(t, order[from + j], d); });
+            } catch (...) {
+                r.end();
+                throw;
+            }
+            r.end();
+        });
         return;
     }
     in_parallel(parts, [&](std::size_t t) {

@@ -170,8 +170,10 @@ public:
     DeviceLookup lookup_device(std::string_view input);
     /// Many device serials (same order), in bulk: for_each_device() kept.
     std::vector<DeviceLookup> lookup_devices(std::span<const std::string> inputs);
-    /// The bulk check: for_each_device() reduced to DeviceCheck (same order).
-    /// Builds no DeviceLookup per device: the way to decide a million.
+    /// The bulk check: each device judged as for_each_device() judges it,
+    /// reduced to DeviceCheck (same order), straight from the store's read
+    /// (Store::for_each_device_cells): no DeviceLookup per device (only for
+    /// the rare device left to the full lookup) — the way to decide a million.
     std::vector<DeviceCheck> check_devices(std::span<const std::string> inputs);
     /// Many device serials as typed or scanned (repeats, unknown and invalid
     /// ones allowed), each judged as lookup_device() judges it and handed to
@@ -204,6 +206,10 @@ private:
     /// not a serial of the cell scheme as stored): that cell is left for it
     /// (its serial empty).
     bool judge_read(DeviceLookup& d, const DeviceCells& read) const;
+    /// The same judgement reduced to a DeviceCheck (check_devices): no
+    /// DeviceLookup built, no string kept. False when judge_read() would be
+    /// incomplete (`out` then untouched). Thread-safe as judge_read().
+    bool check_read(const std::string& serial, const DeviceCells& read, DeviceCheck& out) const;
     /// A device's own state (its serial-scope events, by quarantine_state(),
     /// from the cell session's event cache: one refresh serves both).
     CellState own_state(const std::string& serial, std::vector<QuarantineEvent>* because) const {

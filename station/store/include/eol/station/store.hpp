@@ -428,7 +428,12 @@ public:
     /// The devices among `serials` with the cells inside them now and each
     /// cell's stored fields (lot, production date, verdict of its latest
     /// completed run): a device, its link events, its cells and their runs
-    /// are read by ONE statement, so many devices are judged in one pass.
+    /// are read by ONE statement, so many devices are judged in one pass —
+    /// or, on the bulk readers of a schema-5 store when the batch is a large
+    /// share of the devices (at most 8 link events of the table a distinct
+    /// serial), by a merge walk: devices, their link events and then their
+    /// cells, each read forward in key order beside the sorted serials by
+    /// three statements in ONE read transaction per slice (one snapshot).
     ///
     /// visit(slice, i, device) is called once for each i whose serials[i] is
     /// a known device, never for unknown ones, in no particular order;
