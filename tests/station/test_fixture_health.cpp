@@ -238,6 +238,57 @@ TEST_CASE("fixture health: each position's thermocouple calibration is learned f
     CHECK(noted);
 }
 
+TEST_CASE("fixture health: a simulated production with the station's calibration fits each position's later cells against it") {
+    // ProductionSpec::calibrate_thermocouples does what the controller does:
+    // a position's first calibration_cells cells in test order are fitted
+    // plain, the median of their steady offsets is its calibration, and its
+    // later cells' heat steps fit with it.
+    TempDir tmp;
+    const Recipe recipe = shipped_recipe("eol-18650");
+    const Recipe formation = shipped_recipe("formation");
+    ProductionSpec spec = fixture_production(recipe, formation, false);
+    spec.cells = 8 * 20;
+    spec.calibrate_thermocouples = true;
+    spec.calibration_cells = 10;
+    Store store = create_store(tmp / "cal.db");
+    const ProductionSummary sum = simulate_production(store, spec);
+    std::map<std::string, const CellTruth*> truth;
+    for (const auto& t : sum.truth) truth[t.serial] = &t;
+    struct Cell {
+        double eol_s;
+        std::optional<double> offset, steady, p_x;
+    };
+    std::map<int, std::vector<Cell>> by_pos;
+    store.for_each_latest(CellFilter{}, [&](const CellFeatures& c) {
+        const CellTruth* t = truth.at(c.cell.serial);
+        by_pos[t->position].push_back({t->eol_unix_s, c.get("thermal.sensor_offset_c"), c.get("thermal.steady_offset_k"),
+                                       c.get("p_x_w")});
+    });
+    REQUIRE(by_pos.size() == 8);
+    std::vector<double> medians_mw;
+    for (auto& [pos, cells] : by_pos) {
+        CAPTURE(pos);
+        std::sort(cells.begin(), cells.end(), [](const Cell& a, const Cell& b) { return a.eol_s < b.eol_s; });
+        std::vector<double> first;
+        for (std::size_t k = 0; k < 10; ++k) {
+            CHECK_FALSE(cells[k].offset.has_value());  // fitted plain
+            if (cells[k].steady) first.push_back(*cells[k].steady);
+        }
+        const double cal = eol::models::median_inplace(first);
+        std::vector<double> later_mw;
+        for (std::size_t k = 10; k < cells.size(); ++k) {
+            REQUIRE(cells[k].offset.has_value());
+            CHECK(*cells[k].offset == doctest::Approx(cal).epsilon(1e-12));
+            if (cells[k].p_x) later_mw.push_back(*cells[k].p_x * 1e3);
+        }
+        REQUIRE(!later_mw.empty());
+        medians_mw.push_back(eol::models::median_inplace(later_mw));
+    }
+    const auto [lo, hi] = std::minmax_element(medians_mw.begin(), medians_mw.end());
+    MESSAGE("P_x of the calibrated cells, spread of the positions' medians: ", *hi - *lo, " mW");
+    CHECK(*hi - *lo < 10.0);
+}
+
 TEST_CASE("hostile: sim-production fixture options: a bad --fixture-drift is refused naming it, positions reach the truth") {
     TempDir tmp;
     const auto bad = eol::test::run_process({EOL_CLI, "sim-production", "--db", (tmp / "bad.db").string(), "--cells",

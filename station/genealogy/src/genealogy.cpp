@@ -345,31 +345,37 @@ bool Genealogy::judge_read(DeviceLookup& d, const DeviceCells& read) const {
     return complete;
 }
 
-void Genealogy::for_each_device(std::span<const std::string> inputs,
-                                const std::function<void(std::size_t, const DeviceLookup&)>& visit) {
+void Genealogy::normalize_batch(std::span<const std::string> inputs, std::vector<std::string>& serials,
+                                std::vector<std::uint32_t>& place,
+                                const std::function<void(std::size_t)>& invalid) const {
     if (inputs.size() > std::numeric_limits<std::uint32_t>::max())
         throw UsageError(fmt::format("lookup: {} serials in one batch, at most {}", inputs.size(),
                                      std::numeric_limits<std::uint32_t>::max()));
+    serials.reserve(inputs.size());
+    place.reserve(inputs.size());
+    std::string norm;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        if (device_scheme_.normalize_into(inputs[i], norm)) {
+            serials.push_back(norm);
+            place.push_back(static_cast<std::uint32_t>(i));
+        } else {
+            invalid(i);
+        }
+    }
+}
+
+void Genealogy::for_each_device(std::span<const std::string> inputs,
+                                const std::function<void(std::size_t, const DeviceLookup&)>& visit) {
     // The valid serials (normalized) and their places in `inputs`; the
     // invalid ones are answered now.
     std::vector<std::string> serials;
     std::vector<std::uint32_t> place;
-    serials.reserve(inputs.size());
-    place.reserve(inputs.size());
-    {
-        std::string norm;
-        for (std::size_t i = 0; i < inputs.size(); ++i) {
-            if (device_scheme_.normalize_into(inputs[i], norm)) {
-                serials.push_back(norm);
-                place.push_back(static_cast<std::uint32_t>(i));
-                continue;
-            }
-            DeviceLookup bad;
-            bad.input = inputs[i];
-            bad.error = std::make_shared<const SerialError>(std::move(*device_scheme_.normalize(inputs[i]).error));
-            visit(i, bad);
-        }
-    }
+    normalize_batch(inputs, serials, place, [&](std::size_t i) {
+        DeviceLookup bad;
+        bad.input = inputs[i];
+        bad.error = std::make_shared<const SerialError>(std::move(*device_scheme_.normalize(inputs[i]).error));
+        visit(i, bad);
+    });
     if (serials.empty()) return;
     cells_.refresh();  // the cells' events and the devices' own
     // One reused lookup per slice of the store's read (a slice is one
@@ -463,22 +469,10 @@ bool Genealogy::check_read(const std::string& serial, const DeviceCells& read, D
 }
 
 std::vector<DeviceCheck> Genealogy::check_devices(std::span<const std::string> inputs) {
-    if (inputs.size() > std::numeric_limits<std::uint32_t>::max())
-        throw UsageError(fmt::format("lookup: {} serials in one batch, at most {}", inputs.size(),
-                                     std::numeric_limits<std::uint32_t>::max()));
-    std::vector<DeviceCheck> out(inputs.size());  // invalid, may not ship
     std::vector<std::string> serials;
     std::vector<std::uint32_t> place;
-    serials.reserve(inputs.size());
-    place.reserve(inputs.size());
-    {
-        std::string norm;
-        for (std::size_t i = 0; i < inputs.size(); ++i) {
-            if (!device_scheme_.normalize_into(inputs[i], norm)) continue;
-            serials.push_back(norm);
-            place.push_back(static_cast<std::uint32_t>(i));
-        }
-    }
+    normalize_batch(inputs, serials, place, [](std::size_t) {});
+    std::vector<DeviceCheck> out(inputs.size());  // invalid, may not ship
     if (serials.empty()) return out;
     cells_.refresh();  // the cells' events and the devices' own
     std::vector<char> known(serials.size(), 0);  // by k: distinct k, no race

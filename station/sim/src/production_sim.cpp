@@ -8,11 +8,16 @@
 #include <cmath>
 #include <condition_variable>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "eol/models/lot_tests.hpp"
+#include "eol/models/pat.hpp"  // median_inplace
 #include "eol/sim/fixture.hpp"
 #include "eol/station/genealogy.hpp"
 #include "eol/station/output.hpp"
@@ -114,7 +119,8 @@ PositionState fixture_state(const ProductionSpec& spec, std::size_t index, doubl
     return st;
 }
 
-Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::size_t index) {
+Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::size_t index,
+                        std::optional<double> thermo_offset_k = std::nullopt) {
     const double t_form = c.formation_unix_s;
     const double t_eol = t_form + c.rest_days * 86400.0;
     Simulated out;
@@ -141,12 +147,46 @@ Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::siz
     eol.position = at.position;
     eol.contact_ohm = at.contact_ohm;
     eol.tc_offset_c = at.tc_offset_c;
+    eol.thermo_offset_k = thermo_offset_k;
     out.eol = run_in_process(*spec.recipe, spec.limits, pe, c.identity, eol);
     out.truth.eol_pass = out.eol.verdict == Verdict::pass;
     out.truth.position = at.position;
     out.truth.contact_ohm = at.contact_ohm;
     out.truth.tc_offset_c = at.tc_offset_c;
     out.truth.eol_unix_s = eol.unix_start_s;
+    return out;
+}
+
+// The station's thermocouple calibration (ProductionSpec::calibrate_thermocouples):
+// per cell, the offset its heat step fits with (none for a position's first
+// calibration_cells cells in test order, whose steady offsets make it).
+std::vector<std::optional<double>> station_calibration(const ProductionSpec& spec, const std::vector<Planned>& planned) {
+    const std::size_t n = planned.size();
+    std::vector<std::optional<double>> out(n);
+    if (!spec.calibrate_thermocouples || n == 0) return out;
+    std::map<int, std::vector<std::pair<double, std::size_t>>> by_position;  // (EOL start, index)
+    for (std::size_t i = 0; i < n; ++i) {
+        const DrawnCell c = draw_cell_of(spec, planned[i], i);
+        const double t_eol = c.formation_unix_s + c.rest_days * 86400.0 + spec.fixture_wait_s;
+        by_position[fixture_state(spec, i, t_eol).position].emplace_back(t_eol, i);
+    }
+    for (auto& [position, cells] : by_position) {
+        std::sort(cells.begin(), cells.end());
+        const std::size_t first = std::min(spec.calibration_cells, cells.size());
+        std::vector<double> steady;
+        for (std::size_t k = 0; k < first; ++k) {
+            const std::size_t i = cells[k].second;
+            const Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i), i);
+            if (s.eol.verdict != Verdict::pass && s.eol.verdict != Verdict::fail) continue;
+            for (const auto& f : s.eol.fits)
+                if (f.kind == "thermal" && f.converged)
+                    if (auto it = f.parameters.find("steady_offset_k"); it != f.parameters.end() && std::isfinite(it->second))
+                        steady.push_back(it->second);
+        }
+        if (first < spec.calibration_cells || steady.empty()) continue;  // never calibrated: all plain
+        const double cal = models::median_inplace(steady);
+        for (std::size_t k = first; k < cells.size(); ++k) out[cells[k].second] = cal;
+    }
     return out;
 }
 
@@ -321,6 +361,7 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
     const std::size_t batch = std::max<std::size_t>(1, spec.batch_cells);
     unsigned threads = spec.threads ? spec.threads : std::max(1u, std::thread::hardware_concurrency());
 
+    const std::vector<std::optional<double>> calibration = station_calibration(spec, planned);
     std::vector<std::optional<Simulated>> slot(n);
     std::atomic<std::size_t> next{0};
     std::mutex m;
@@ -336,7 +377,7 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
                 if (stop) return;
                 const std::size_t i = next++;
                 if (i >= n) return;
-                Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i), i);
+                Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i), i, calibration[i]);
                 std::lock_guard lk(m);
                 slot[i] = std::move(s);
                 filled[i] = 1;

@@ -108,6 +108,7 @@ TestRecord run_in_process(const Recipe& recipe, const Limits& limits, const sim:
     io.thermo = &thermo;
     io.thermo_channel = 0;
     io.ambient_channel = 1;
+    io.thermo_offset_k = how.thermo_offset_k;
     SkipClock step_clock(clock, how.unix_start_s);
     RunContext ctx;
     ctx.station_id = how.station_id;

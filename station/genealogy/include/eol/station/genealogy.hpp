@@ -200,6 +200,11 @@ public:
     const SerialScheme& cell_scheme() const { return cell_scheme_; }
 
 private:
+    /// A batch's valid serials, normalized, and their places in `inputs`
+    /// (appended); `invalid(i)` for each input the device scheme refuses.
+    /// UsageError over 2^32 inputs.
+    void normalize_batch(std::span<const std::string> inputs, std::vector<std::string>& serials,
+                         std::vector<std::uint32_t>& place, const std::function<void(std::size_t)>& invalid) const;
     /// Fills a known device's lookup from what the store read and judges it
     /// (every field but input, serial and error: `d` may be reused).
     /// False when a cell inside needs the full cell lookup (unknown here, or

@@ -133,6 +133,13 @@ struct ProductionSpec {
     // (eol::sim::CellParams::entropic_scale; 0: none, 1: an NMC cell's
     // dU/dT of ±0.3 mV/K). Default 0 (earlier versions' records).
     double entropic_scale = 0.0;
+    // The station's thermocouple calibration (fixture health,
+    // calibrate_thermocouples): each position's first `calibration_cells`
+    // cells in test order are fitted plain, the median of their heat fits'
+    // steady offset is the position's calibration, and its later cells' heat
+    // steps fit with it — what the controller does. Default off.
+    bool calibrate_thermocouples = false;
+    std::size_t calibration_cells = 31;
     std::size_t batch_cells = 500;
     // Assembly (empty device_models: none).
     std::vector<DeviceModelSpec> device_models;

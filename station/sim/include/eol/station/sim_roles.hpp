@@ -20,6 +20,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <cstdint>
 #include <string>
 
@@ -98,6 +99,7 @@ struct InProcessRun {
     int position = 1;                // the fixture position the record names
     double contact_ohm = 0.0;        // the position's contact resistance (sim::Fixture)
     double tc_offset_c = 0.0;        // its thermocouple's offset
+    std::optional<double> thermo_offset_k;  // the station's calibration of it (ChannelIo::thermo_offset_k)
 };
 TestRecord run_in_process(const Recipe& recipe, const Limits& limits, const sim::CellParams& cell,
                           const CellIdentity& identity, const InProcessRun& how);
