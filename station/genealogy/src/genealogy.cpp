@@ -328,16 +328,8 @@ bool Genealogy::judge_read(DeviceLookup& d, const DeviceCells& read) const {
         r.verdict.reset();
         r.because.clear();
         r.may_ship = false;
-        if (!c.known || !cell_scheme_.decode_key(c.serial, serial, lot, date) || serial != c.serial) {
-            complete = false;  // the full lookup: diagnostics, the serial's own lot and date
-            continue;
-        }
-        r.serial.assign(c.serial);
-        r.known = true;
-        r.lot.assign(c.lot);
-        r.production_date.assign(c.production_date);
-        r.verdict = c.verdict;
-        cells_.judge_stored(r);
+        // Else the full lookup: diagnostics, the serial's own lot and date.
+        if (!judge_stored_cell(c, r, serial, lot, date)) complete = false;
     }
     bool ok = !d.cells.empty() && (d.own_state == CellState::clear || d.own_state == CellState::released);
     for (const auto& cell : d.cells) ok = ok && cell.may_ship;
@@ -439,6 +431,18 @@ std::vector<DeviceLookup> Genealogy::lookup_devices(std::span<const std::string>
     return out;
 }
 
+bool Genealogy::judge_stored_cell(const DeviceCell& c, LookupResult& r, std::string& decoded, std::string& lot,
+                                  std::string& date) const {
+    if (!c.known || !cell_scheme_.decode_key(c.serial, decoded, lot, date) || decoded != c.serial) return false;
+    r.serial.assign(c.serial);
+    r.known = true;
+    r.lot.assign(c.lot);
+    r.production_date.assign(c.production_date);
+    r.verdict = c.verdict;
+    cells_.judge_stored(r);
+    return true;
+}
+
 bool Genealogy::check_read(const std::string& serial, const DeviceCells& read, DeviceCheck& out) const {
     // As judge_read() and DeviceCheck::of(), without a DeviceLookup: one
     // reused scratch cell per thread, no strings kept.
@@ -448,14 +452,7 @@ bool Genealogy::check_read(const std::string& serial, const DeviceCells& read, D
     bool held = own == CellState::held, released = own == CellState::released, scrapped = own == CellState::scrapped;
     bool ok = !read.cells.empty() && (own == CellState::clear || own == CellState::released);
     for (const DeviceCell& c : read.cells) {
-        if (!c.known || !cell_scheme_.decode_key(c.serial, decoded, lot, date) || decoded != c.serial)
-            return false;  // the full lookup decides
-        r.serial.assign(c.serial);
-        r.known = true;
-        r.lot.assign(c.lot);
-        r.production_date.assign(c.production_date);
-        r.verdict = c.verdict;
-        cells_.judge_stored(r);
+        if (!judge_stored_cell(c, r, decoded, lot, date)) return false;  // the full lookup decides
         scrapped = scrapped || r.state == CellState::scrapped;
         held = held || r.state == CellState::held;
         released = released || r.state == CellState::released;

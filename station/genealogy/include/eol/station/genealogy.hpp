@@ -215,6 +215,12 @@ private:
     /// DeviceLookup built, no string kept. False when judge_read() would be
     /// incomplete (`out` then untouched). Thread-safe as judge_read().
     bool check_read(const std::string& serial, const DeviceCells& read, DeviceCheck& out) const;
+    /// One stored cell of a device judged into `r` (serial, known, lot,
+    /// date, verdict, then the cell session's judgement); false, `r`
+    /// untouched, when the full cell lookup must decide (unknown, or not a
+    /// serial of the cell scheme as stored). decoded/lot/date: scratch.
+    bool judge_stored_cell(const DeviceCell& c, LookupResult& r, std::string& decoded, std::string& lot,
+                           std::string& date) const;
     /// A device's own state (its serial-scope events, by quarantine_state(),
     /// from the cell session's event cache: one refresh serves both).
     CellState own_state(const std::string& serial, std::vector<QuarantineEvent>* because) const {
