@@ -19,6 +19,7 @@
 #include "eol/models/lot_tests.hpp"
 #include "eol/models/pat.hpp"  // median_inplace
 #include "eol/sim/fixture.hpp"
+#include "eol/station/fixture_health.hpp"
 #include "eol/station/genealogy.hpp"
 #include "eol/station/output.hpp"
 #include "eol/station/sim_roles.hpp"
@@ -177,11 +178,9 @@ std::vector<std::optional<double>> station_calibration(const ProductionSpec& spe
         for (std::size_t k = 0; k < first; ++k) {
             const std::size_t i = cells[k].second;
             const Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i), i);
-            if (s.eol.verdict != Verdict::pass && s.eol.verdict != Verdict::fail) continue;
-            for (const auto& f : s.eol.fits)
-                if (f.kind == "thermal" && f.converged)
-                    if (auto it = f.parameters.find("steady_offset_k"); it != f.parameters.end() && std::isfinite(it->second))
-                        steady.push_back(it->second);
+            // What the controller's monitor learns from the record.
+            const double c = fixture_reading(s.eol, FixtureHealthConfig{}).steady_offset_k;
+            if (std::isfinite(c)) steady.push_back(c);
         }
         if (first < spec.calibration_cells || steady.empty()) continue;  // never calibrated: all plain
         const double cal = models::median_inplace(steady);
