@@ -339,3 +339,54 @@ TEST_CASE("hostile: sim-production fixture options: a bad --fixture-drift is ref
     }
     CHECK(at2 == 3);
 }
+
+// A service splits a station's history, whatever the records' clocks say: a
+// station restarted on a scaled or virtual clock may stamp its first cells
+// after a service EARLIER than the worn cells before it. The replay must
+// still read the worn cells before the reset and the serviced position's new
+// cell after it (before the fix, the worn cells were replayed after the
+// reset and raised the flag again: the CI failure of session 10's stop).
+TEST_CASE("fixture health: the replay orders a service by stored runs, not by the records' clocks") {
+    TempDir tmp;
+    Store store = create_store(tmp / "svc.db");
+    FixtureHealthConfig cfg;
+    cfg.window_cells = 3;
+    cfg.contact_limit_ohm = 0.002;
+    cfg.calibrate_thermocouples = false;
+    const double t0 = 1.7e9;
+    int seq = 0;
+    std::int64_t last_before = 0;
+    auto put = [&](int position, double r0_ohm, double start_unix_s) {
+        auto r = eol::test::make_record(eol::test::make_serial("0042", Date{2023, 3, 1}, static_cast<std::uint64_t>(++seq)),
+                                        "EOL-01", "eol", start_unix_s, 60, {{"r0_ohm", r0_ohm}}, "Ohm");
+        r.channel = position;
+        return store.write(r);
+    };
+    // Ten rounds on 4 positions; position 2 reads +6 mΩ.
+    for (int round = 0; round < 10; ++round)
+        for (int pos = 1; pos <= 4; ++pos)
+            last_before = put(pos, 0.020 + (pos == 2 ? 0.006 : 0.0) + 0.0001 * pos, t0 + 1000.0 * round + pos);
+    {
+        const FixtureHistory h = replay_fixture(store, cfg, "EOL-01");
+        REQUIRE(h.flags.size() == 1);
+        CHECK(h.flags[0].alarm.position == 2);
+    }
+    StationEvent ev;
+    ev.time_unix_s = t0 + 10'000;
+    ev.station_id = "EOL-01";
+    ev.kind = std::string(kFixtureServiceEvent);
+    ev.message = "position 2 serviced";
+    ev.detail_json = "{\"position\": 2, \"after_run_id\": " + std::to_string(last_before) + "}";
+    store.append_station_event(ev);
+    // After the service: new pins, but the restarted clock stamps these cells
+    // in the middle of the worn ones.
+    for (int pos = 1; pos <= 4; ++pos) put(pos, 0.020 + 0.0001 * pos, t0 + 2500.0 + pos);
+    const FixtureHistory h = replay_fixture(store, cfg, "EOL-01");
+    CHECK(h.flags.size() == 1);  // only the first flag: not raised again
+    const auto& positions = h.positions.at("EOL-01");
+    for (const auto& p : positions) {
+        CHECK_MESSAGE(!p.alarm.has_value(), "position " << p.position);
+        if (p.position == 2) CHECK(p.readings == 1);
+        else CHECK(p.readings == 11);
+    }
+}

@@ -12,7 +12,7 @@
 //   peak RSS           this process, after the 16-channel rounds
 //
 // Deterministic for a given seed (--seed; the simulator's lot). Usage:
-//   bench_controller [--scale X] [--rounds N] [--seed S]
+//   bench_controller [--scale X] [--rounds N] [--seed S] [--channels 1,8,16]
 #include <fmt/core.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -226,11 +226,29 @@ int main(int argc, char** argv) {
     double scale = 200;
     int rounds = 3;
     std::uint64_t seed = 7;
+    std::vector<int> sizes{1, 8, 16};
     for (int k = 1; k + 1 < argc; k += 2) {
         const std::string a = argv[k];
         if (a == "--scale") scale = std::atof(argv[k + 1]);
         else if (a == "--rounds") rounds = std::atoi(argv[k + 1]);
         else if (a == "--seed") seed = static_cast<std::uint64_t>(std::atoll(argv[k + 1]));
+        else if (a == "--channels") {
+            sizes.clear();
+            std::string list = argv[k + 1];
+            for (std::size_t at = 0; at <= list.size();) {
+                const std::size_t comma = std::min(list.find(',', at), list.size());
+                const int n = std::atoi(list.substr(at, comma - at).c_str());
+                if (n < 1 || n > 64) {
+                    fmt::print(stderr, "bench_controller: --channels: '{}' is not a count of 1..64\n", list);
+                    return 2;
+                }
+                sizes.push_back(n);
+                at = comma + 1;
+            }
+        } else {
+            fmt::print(stderr, "bench_controller: unknown option '{}'\n", a);
+            return 2;
+        }
     }
     // The controller's per-cell events are not what is measured here.
     if (!std::getenv("EOL_LOG_LEVEL")) station::station_log("controller").set_level(spdlog::level::warn);
@@ -243,7 +261,7 @@ int main(int argc, char** argv) {
                "bare instr. ms", "overhead/cell ms", "overhead max ms", "ctrl CPU s/ch-h", "bare sim CPU s/ch-h",
                "!pass");
     std::vector<Row> rows;
-    for (int n : {1, 8, 16}) {
+    for (int n : sizes) {
         const Row r = measure(cli, n, scale, rounds, seed, dir);
         fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>16.2f} {:>18.2f} {:>20.2f} {:>8}\n", r.channels, r.cells,
                    r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3, r.overhead_max_s * 1e3,
@@ -263,7 +281,7 @@ int main(int argc, char** argv) {
     }
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
-    fmt::print("\npeak RSS of the controller process (after 16 channels): {:.1f} MiB\n",
+    fmt::print("\npeak RSS of the controller process (after {} channels): {:.1f} MiB\n", sizes.back(),
                static_cast<double>(u.ru_maxrss) / 1024.0);
     fmt::print("target: overhead < 5 ms per cell (mean)\n");
     std::error_code ec;

@@ -102,20 +102,31 @@ FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std:
     });
     FixtureHistory h;
     for (auto& [station, rows] : by_station) {
-        // In the order a station learns them: as the tests finish.
-        std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
-            return a.end_unix_s != b.end_unix_s ? a.end_unix_s < b.end_unix_s : a.run_id < b.run_id;
-        });
         // Service events: the position is reset before its first run stored
         // after the service (run ids count up in the order runs are stored).
         std::map<int, std::vector<std::int64_t>> services;  // position → after_run_id, increasing
+        std::vector<std::int64_t> epochs;                    // every service's after_run_id, any position
         for (const auto& e : store.station_events_of(station, kFixtureServiceEvent)) {
             const auto j = nlohmann::json::parse(e.detail_json, nullptr, false);
             if (!j.is_object() || !j.contains("position") || !j["position"].is_number_integer() ||
                 !j.contains("after_run_id") || !j["after_run_id"].is_number_integer())
                 continue;
             services[j["position"].get<int>()].push_back(j["after_run_id"].get<std::int64_t>());
+            epochs.push_back(j["after_run_id"].get<std::int64_t>());
         }
+        std::sort(epochs.begin(), epochs.end());
+        // In the order a station learns them: as the tests finish — within
+        // each span between services. A run stored before a service was
+        // tested before it, whatever its clock says (a restarted station on
+        // a scaled or virtual clock may stamp later runs earlier).
+        const auto epoch_of = [&](std::int64_t run_id) {
+            return std::lower_bound(epochs.begin(), epochs.end(), run_id) - epochs.begin();
+        };
+        std::sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) {
+            const auto ea = epoch_of(a.run_id), eb = epoch_of(b.run_id);
+            if (ea != eb) return ea < eb;
+            return a.end_unix_s != b.end_unix_s ? a.end_unix_s < b.end_unix_s : a.run_id < b.run_id;
+        });
         for (auto& [pos, ids] : services) std::sort(ids.begin(), ids.end());
         std::map<int, std::size_t> next_service;
         // Runs at a position before it had a calibration (since commissioning
