@@ -238,9 +238,45 @@ TEST_CASE("genealogy: bulk readers kept open answer for what was written after t
         write_cells(store, fmt::format("{:04d}", 70 + i), {2024, 2, 1 + i}, 2000);
     REQUIRE(fs::file_size(db) > size_before);
 
-    // The old batch alone is now a small share (one search each); with the
-    // new devices a large one (the walk).
-    agree(g, batch);
+    // The old batch alone is now a small share (one search each: the
+    // check's cells-only read, a device's link events without its devices
+    // row, then the serials without events — unknown or empty — through the
+    // full read); with the new devices a large one (the walk).
+    {
+        const auto search = agree(g, batch);
+        for (const char* k : {"invalid", "unknown", "empty", "clear+ship", "held", "released+ship", "scrapped"})
+            CHECK_MESSAGE(search.count(k) == 1, k);
+        // The store's cells-only read visits the same devices with the same
+        // cells as the full read, and no unknown serial.
+        std::vector<std::string> norm;
+        for (const auto& b : batch)
+            if (std::string n; g.device_scheme().normalize_into(b, n)) norm.push_back(n);
+        REQUIRE(store.bulk_readers(norm.size()) > 0);
+        std::vector<int> full_seen(norm.size(), 0), cells_seen(norm.size(), 0);
+        std::vector<std::vector<std::string>> full_cells(norm.size()), only_cells(norm.size());
+        std::mutex m;
+        store.for_each_device_cells(norm, [&](std::size_t, std::size_t i, const DeviceCells& d) {
+            const std::lock_guard lock(m);
+            ++full_seen[i];
+            for (const auto& c : d.cells) full_cells[i].push_back(c.serial + "/" + c.lot + "/" + (c.known ? "k" : "u"));
+        });
+        store.for_each_device_cells(
+            norm,
+            [&](std::size_t, std::size_t i, const DeviceCells& d) {
+                const std::lock_guard lock(m);
+                ++cells_seen[i];
+                CHECK(d.device.serial == norm[i]);
+                for (const auto& c : d.cells) only_cells[i].push_back(c.serial + "/" + c.lot + "/" + (c.known ? "k" : "u"));
+            },
+            false);
+        std::size_t unknown = 0;
+        for (std::size_t i = 0; i < norm.size(); ++i) {
+            CHECK(full_seen[i] == cells_seen[i]);
+            CHECK(full_cells[i] == only_cells[i]);
+            unknown += full_seen[i] == 0;
+        }
+        CHECK(unknown > 0);
+    }
     std::vector<std::string> again = batch;
     again.insert(again.end(), fresh_devices.begin(), fresh_devices.end());
     const auto kinds = agree(g, again);

@@ -480,7 +480,7 @@ std::vector<DeviceCheck> Genealogy::check_devices(std::span<const std::string> i
         if (check_read(serials[k], read, out[place[k]])) return;
         const std::lock_guard lock(incomplete_mutex);
         incomplete.push_back(static_cast<std::uint32_t>(k));
-    });
+    }, /*device_fields=*/false);  // the check needs the cells only
     for (std::size_t k = 0; k < serials.size(); ++k)
         if (!known[k]) out[place[k]] = DeviceCheck{DeviceCheck::Status::unknown, false};
     if (incomplete.empty()) return out;

@@ -1763,6 +1763,13 @@ constexpr Sql kDeviceCellsMany{
     "ON d.serial = k.value" EOL_DEVICE_CELLS_JOINS,
     "SELECT k.key," EOL_DEVICE_CELLS_COLUMNS("r.verdict") "FROM json_each(?1) k CROSS JOIN devices d "
     "ON d.serial = k.value" EOL_DEVICE_CELLS_JOINS EOL_RUN_JOIN("c")};
+// The cells of many devices without their devices rows (schema 5: the bulk
+// check): the same columns, the device's own NULL; a device without link
+// events gives no row here.
+constexpr const char* kDeviceEventCellsMany =
+    "SELECT k.key, NULL, NULL, NULL, l.id, l.action, l.cell_serial, c.serial IS NOT NULL, c.lot, "
+    "c.production_date, c.latest_verdict FROM json_each(?1) k CROSS JOIN device_links l "
+    "ON l.device_serial = k.value LEFT JOIN cells c ON c.serial = l.cell_serial";
 constexpr Sql kDeviceCellsOne{
     "SELECT 0," EOL_DEVICE_CELLS_COLUMNS("c.latest_verdict") "FROM devices d" EOL_DEVICE_CELLS_JOINS
     " WHERE d.serial = ?1",
@@ -2185,7 +2192,8 @@ void Store::for_each_gate_cell(std::span<const std::string_view> serials,
 }
 
 void Store::for_each_device_cells(std::span<const std::string> serials,
-                                  const std::function<void(std::size_t, std::size_t, const DeviceCells&)>& visit) {
+                                  const std::function<void(std::size_t, std::size_t, const DeviceCells&)>& visit,
+                                  bool device_fields) {
     if (serials.empty() || impl_->version < 3) return;
     // One statement is one snapshot: no read transaction around it.
     if (serials.size() == 1) {  // the single lookup: no JSON, the cached statement
@@ -2269,13 +2277,61 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
         });
         return;
     }
+    if (device_fields || impl_->version < 5) {
+        in_parallel(parts, [&](std::size_t t) {
+            Reader& r = *impl_->readers[t];
+            sqlite3_stmt* s = r.statement(sql);
+            const ResetGuard reset{s};
+            read_slice(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
+                       [&] { r.fail("reading devices and their cells"); });
+        });
+        return;
+    }
+    // Cells only: the link events and cells of each serial (a device with
+    // events exists), then the serials without events through the full
+    // statement (unknown ones stay unvisited; known empty ones are visited).
+    std::vector<char> seen(serials.size(), 0);  // by the caller's index: distinct indices, no race
+    const auto read_events = [&](std::size_t slice, sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail) {
+        const std::string json = json_array(from, to, [&](std::size_t j) -> const std::string& { return serials[order[j]]; });
+        const std::function<void(std::size_t, const DeviceCells&)> to_caller = [&](std::size_t k,
+                                                                                   const DeviceCells& d) {
+            seen[order[from + k]] = 1;
+            visit(slice, order[from + k], d);
+        };
+        DeviceCellsFolder fold(to_caller);
+        if (sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8) != SQLITE_OK) fail();
+        int rc;
+        std::size_t last = static_cast<std::size_t>(-1);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            const auto k = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+            if (k != last) {
+                fold.flush();  // before the serial changes
+                fold.current().device.serial = serials[order[from + k]];
+                last = k;
+            }
+            fold.row(s);
+        }
+        if (rc != SQLITE_DONE) fail();
+        fold.flush();
+    };
     in_parallel(parts, [&](std::size_t t) {
         Reader& r = *impl_->readers[t];
-        sqlite3_stmt* s = r.statement(sql);
+        sqlite3_stmt* s = r.statement(kDeviceEventCellsMany);
         const ResetGuard reset{s};
-        read_slice(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
-                   [&] { r.fail("reading devices and their cells"); });
+        read_events(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
+                    [&] { r.fail("reading the cells of devices"); });
     });
+    // Unknown serials and known devices without events (few): the full read.
+    std::vector<std::string> rest;
+    std::vector<std::size_t> rest_index;
+    for (std::size_t i = 0; i < serials.size(); ++i)
+        if (!seen[i]) {
+            rest.push_back(serials[i]);
+            rest_index.push_back(i);
+        }
+    if (rest.empty()) return;
+    for_each_device_cells(
+        rest, [&](std::size_t slice, std::size_t j, const DeviceCells& d) { visit(slice, rest_index[j], d); }, true);
 }
 
 std::optional<std::string> Store::device_of_cell(std::string_view cell_serial) {
