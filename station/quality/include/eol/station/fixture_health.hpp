@@ -15,7 +15,10 @@
 // Replay (replay_fixture): the latest completed run of every stored cell,
 // grouped by station and run through one monitor per station in the order
 // the tests finished (end time, then run id: the order a station learns them
-// in); a station event "fixture_service" (detail
+// in) within each span between two services of the station (a run stored
+// before a service was tested before it, whatever its clock says: a
+// restarted station on a scaled clock may stamp later runs earlier); a
+// station event "fixture_service" (detail
 // {"position": N, "after_run_id": K}) — what a fault reset of an
 // out-of-service position writes — resets that position before its first run
 // with an id above K (the runs stored before the service: independent of the
