@@ -137,6 +137,9 @@ struct Row {
     /// record's store write, the result's way back).
     std::map<std::string, double> over_ms;
     std::vector<std::string> step_order;
+    /// Within the steps and the store (ControllerOptions::on_phase): total
+    /// wall ms per phase over all cells.
+    std::map<std::string, double> phase_ms;
 };
 
 Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir) {
@@ -152,6 +155,11 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
         SimChild sim(cli, cfg_file, (n + 1) / 2 + (n + 7) / 8);
         station::ControllerOptions opt;
         opt.time_scale = scale;
+        std::mutex phase_mutex;
+        opt.on_phase = [&](int, const char* phase, double wall_ms) {
+            const std::lock_guard lk(phase_mutex);
+            row.phase_ms[phase] += wall_ms;
+        };
         station::Controller controller(cfg, opt);
         controller.connect_all();
         const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
@@ -276,6 +284,18 @@ int main(int argc, char** argv) {
         for (const Row& r : rows) {
             const auto it = r.over_ms.find(name);
             fmt::print(" {:>10.2f}", it == r.over_ms.end() ? 0.0 : it->second / static_cast<double>(r.cells));
+        }
+        fmt::print("\n");
+    }
+    fmt::print("\nwithin the steps and the store: mean wall ms per cell (instrument calls and fits outside the "
+               "timed waits; \"late\": a window or reading ending past its nominal time)\n{:>18}", "phase");
+    for (const Row& r : rows) fmt::print(" {:>10}", fmt::format("{} ch", r.channels));
+    fmt::print("\n");
+    for (const auto& [name, total] : rows.front().phase_ms) {
+        fmt::print("{:>18}", name);
+        for (const Row& r : rows) {
+            const auto it = r.phase_ms.find(name);
+            fmt::print(" {:>10.2f}", it == r.phase_ms.end() ? 0.0 : it->second / static_cast<double>(r.cells));
         }
         fmt::print("\n");
     }

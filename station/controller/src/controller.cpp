@@ -928,6 +928,11 @@ struct Controller::Impl {
                 if (p.res->stored) learn_fixture(*p.rec, *p.res);
         for (const PendingRecord& p : batch)
             if (is_golden(p.rec->serial)) check_golden(*p.rec, *p.res);
+        if (opt.on_phase)
+            for (const PendingRecord& p : batch) {
+                opt.on_phase(p.rec->channel, "store.screen", 1e3 * (t_screened - t0));
+                opt.on_phase(p.rec->channel, "store.write", 1e3 * (t_stored - t_screened));
+            }
         for (const PendingRecord& p : batch) {
             for (RecordSink* s : sinks) {
                 try {
@@ -1144,6 +1149,10 @@ struct Controller::Impl {
             c.demand = d;
             c.demand_since_station_s = station_now_s();
         };
+        if (opt.on_phase)
+            ctx.on_phase = [this, position = c.cfg->position](const char* phase, double wall_ms) {
+                opt.on_phase(position, phase, wall_ms);
+            };
         ctx.on_step = [this, &c, serial = cell.serial](std::size_t index, const std::string& name) {
             log().info("step channel={} serial={} step={} index={}/{}", c.cfg->position, serial, name, index + 1,
                        cfg.recipe.steps.size());

@@ -133,6 +133,21 @@ private:
 
     double now_s() const { return clock_.now_s(); }
 
+    // RunContext::on_phase: the wall time since the last mark.
+    double phase_mark_s_ = 0.0;
+    void mark() { phase_mark_s_ = wall_now_s(); }
+    void phase(const char* name) {
+        const double t = wall_now_s();
+        if (ctx_.on_phase) ctx_.on_phase(name, 1e3 * (t - phase_mark_s_));
+        phase_mark_s_ = t;
+    }
+    // A window's end past its nominal end (station time → wall ms).
+    void late(const char* name, double end_s) {
+        const double scale = clock_.station_per_wall_s();
+        if (ctx_.on_phase && scale > 0) ctx_.on_phase(name, 1e3 * std::max(0.0, now_s() - end_s) / scale);
+        mark();
+    }
+
     /// The running step's timeout_s: checked before every command and at
     /// every wait (a wait ends at the deadline), outcome timeout.
     void check_deadline() const {
@@ -369,6 +384,7 @@ private:
         check_current(p.current_a);
         const instruments::PulseSpec spec = pulse_spec(p);
         const int ch = io_.load_channel;
+        mark();
         tell(true, p.current_a, true);
         input_ = Input::unknown;
         // Armed and triggered in one call to the load's lane: a trigger the
@@ -378,12 +394,14 @@ private:
             l.trigger(ch);
         });
         const double t_trigger = now_s();
+        phase("pulse.arm");
         // The temperatures around the pulse: the first during its leading
         // rest, the last timed to complete at the end of its relaxation.
         const auto temps0 = co_await temperatures();
         const double tc0 = temps0.first, ta0 = temps0.second;
         co_await sleep_until_s(t_trigger + spec.total_s() - lead_s(thermo_call_.wall_s, p.relaxation_s));
         const auto temps1 = co_await temperatures();
+        late("pulse.temps_late", t_trigger + spec.total_s());
         const double tc1 = temps1.first, ta1 = temps1.second;
         const double budget_s = std::max(spec.total_s(), p.sample_interval_s * static_cast<double>(spec.points));
         // Station time for the logger, plus 10 s of wall time for the instrument.
@@ -393,6 +411,7 @@ private:
         // then ask every 2 ms of wall time (a station's poll would add up to
         // its period to every cell), at most every 0.5 station seconds.
         co_await sleep_until_s(t_trigger + spec.total_s());
+        mark();
         const double scale = clock_.station_per_wall_s();
         const double poll_s = scale > 0 ? std::min(0.5, 0.002 * scale) : std::min(0.5, budget_s / 20);
         // Done, fetched and the input off in one call to the load's lane.
@@ -409,6 +428,7 @@ private:
                 throw instruments::TimeoutError(io_.load->name(), "pulse", "logger not complete in time");
             co_await sleep_s(poll_s);
         }
+        phase("pulse.fetch");
         input_ = Input::off;
         tell(false, 0, false);
         const instruments::PulseData& data = *fetched;
@@ -434,7 +454,9 @@ private:
         std::optional<models::EcmFit> fit_result;
         {
             const ComputingTime not_counted(*this);  // also when the fit throws
+            mark();
             fit_result = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.ecm(s, opt); });
+            phase("pulse.fit");
         }
         const models::EcmFit& fit = *fit_result;
         ModelFit mf = fit_record("ecm2", fit.converged, fit.rmse_v);
@@ -501,13 +523,20 @@ private:
     awaitable<Quantities> heat(const HeatParams& p) {
         check_current(p.current_a);
         models::Series s;
+        mark();
         co_await heat_sample(s, false);
+        phase("heat.first_sample");
         co_await draw(p.current_a);
+        phase("heat.on");
         const double t_on = now_s();
         co_await heat_sample_until(s, p, t_on, p.duration_s, true);
+        late("heat.heating_late", t_on + p.duration_s);
         const std::size_t n_on = s.size();
         co_await input_off();
-        co_await heat_sample_until(s, p, now_s(), p.cooling_s, false);
+        phase("heat.off");
+        const double t_off = now_s();
+        co_await heat_sample_until(s, p, t_off, p.cooling_s, false);
+        late("heat.cooling_late", t_off + p.cooling_s);
         double t_max = -INFINITY;
         for (double t : s.t_cell_c) t_max = std::max(t_max, t);
         Quantities q{{"temp_rise_k", t_max - s.t_cell_c.front()}};
@@ -543,6 +572,7 @@ private:
         {
             const ComputingTime not_counted(*this);  // also when the fit throws
             fit_result = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.thermal(s, opt); });
+            phase("heat.fit");
             if (reversible && !offset) {
                 // Not calibrated yet: the extended fit's c, for the calibration.
                 models::ThermalOptions ext = opt;

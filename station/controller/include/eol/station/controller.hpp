@@ -254,6 +254,13 @@ struct ControllerOptions {
     /// In virtual time: the safety monitor's period in station seconds
     /// (> 0), so that the readings do not depend on the pace. 0: as above.
     double virtual_monitor_period_s = 0.0;
+    /// Where a cell's software overhead goes: the step engine's phases
+    /// (RunContext::on_phase: "pulse.fetch", "heat.fit", …) and, per stored
+    /// record, "store.screen" (screening at test time) and "store.write"
+    /// (the transaction its record was written in, commit included), in
+    /// wall ms, with the position. Called on the controller's threads (the
+    /// loop, the store lane): must be thread-safe. May be empty.
+    std::function<void(int position, const char* phase, double wall_ms)> on_phase;
 };
 
 class Controller {

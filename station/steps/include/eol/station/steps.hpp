@@ -224,6 +224,15 @@ struct RunContext {
     /// Told when a step starts: its index in the recipe (0-based) and name
     /// (may be empty; on the run's executor).
     std::function<void(std::size_t index, const std::string& name)> on_step;
+    /// Told, as each ends, the wall time of the phases of the pulse and heat
+    /// steps that lie outside their timed waits — instrument calls and fits:
+    /// "pulse.arm" (input on, arm, trigger), "pulse.temps_late" (the last
+    /// temperatures past the profile's end), "pulse.fetch" (done, fetch,
+    /// input off), "pulse.fit", "heat.first_sample", "heat.on", "heat.off",
+    /// "heat.heating_late" / "heat.cooling_late" (a window's end past its
+    /// nominal end), "heat.fit" — in ms. Where the software overhead of a
+    /// cell goes (bench_controller); may be empty; on the run's executor.
+    std::function<void(const char* phase, double wall_ms)> on_phase;
 };
 
 /// Runs `recipe` on one position; see the top of this header. Every
