@@ -110,6 +110,18 @@ struct ThermalOptions {
     std::optional<double> sensor_offset_c;  // calibrated T_cell − T_amb sensor offset, K
     bool offset_from_rest = false;          // else: estimate it from the leading rest
     bool ambient_drift = false;             // fit a linear drift of the true ambient
+    // A known reversible-heat coefficient k = −T·dU/dT, V (W per A, discharge
+    // positive; k < 0 when discharge cools the cell), e.g. characterised for
+    // the cell model at the recipe's state of charge: k·I is added to the
+    // heat of every interval as known — no free parameter — in the plain and
+    // the extended model alike (it pins the heat scale that the temperature
+    // alone cannot). Excludes reversible_heat (k fitted).
+    std::optional<double> entropic_v;
+    // With entropic_v: how k changes with the charge drawn since the window's
+    // first sample, V/Ah (k = entropic_v + entropic_v_per_ah·Q). A 600 s step
+    // at 3 A draws 0.5 Ah of a 3 Ah cell, and dU/dT follows the state of
+    // charge: an NMC cell's k moves by ~25 mV over such a step.
+    std::optional<double> entropic_v_per_ah;
 };
 
 struct ThermalFit {
@@ -134,7 +146,9 @@ struct ThermalFit {
     std::string ambient_source;  // "fixed", "column", "fitted"
     std::vector<std::string> notes;
     // Extended model (NaN / "none" where not fitted).
-    Estimate entropic_v;            // k = −T·dU/dT, V (reversible heat per ampere)
+    Estimate entropic_v;            // k = −T·dU/dT, V (reversible heat per ampere): fitted or given
+    std::string entropic_source = "none";  // "none", "fitted" (reversible_heat), "given" (entropic_v)
+    double entropic_v_per_ah = 0.0;        // the given slope of k with the charge drawn (0: none)
     Estimate steady_offset_k;       // c = sensor offset + R_th·P_x
     Estimate sensor_offset_c;       // the offset used, or NaN
     Estimate ambient_drift_k_per_s; // d
