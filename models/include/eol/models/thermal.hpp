@@ -66,6 +66,15 @@
 //            rest is long and the cell temperature is flat over it).
 //   d        optional slow drift of the cell's true ambient against the
 //            ambient sensor (ambient_drift).
+// A known k (ThermalOptions::entropic_v, with entropic_v_per_ah the change of
+// k with the charge drawn) is not fitted: (k + k'·Q)·I is added to the heat
+// P of every interval, in the plain and the extended model. A wrong k leaves
+// Δk·I unmodelled while the current flows; with a cooling rest shorter than
+// τ the fit puts it mostly into τ (C_th ±10 % for Δk·I = ±36 mW at 3 A),
+// R_th hardly moves, and P_x moves by about −0.2·Δk·I (tests/models/
+// test_thermal.cpp). A constant k on a step that moves the state of charge
+// (k of an NMC cell changes by ~25 mV over 0.5 Ah) leaves a heat growing
+// through the step that reads as a slower cell: give the slope too.
 // For fixed τ the model is linear in (R_th, T0, c, R_th·k, d) with
 // c = o + R_th·P_x. In one window a constant sensor offset and a constant
 // P_x have the same shape: c is determined, P_x only once o is known. With
