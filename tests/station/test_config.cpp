@@ -949,7 +949,8 @@ TEST_CASE("config: a heat step's known entropic coefficient: read, shown by conf
     const Run j = run_cli("config check --json '" + d.station(kStation).string() + "'");
     REQUIRE(j.rc == 0);
     bool seen = false;
-    for (const auto& st : nlohmann::json::parse(j.out)["recipe"]["steps"])
+    const auto js = nlohmann::json::parse(j.out);
+    for (const auto& st : js["recipe"]["steps"])
         if (st["name"] == "heat") {
             seen = true;
             CHECK(st["entropic_v"].get<double>() == doctest::Approx(-0.058));
@@ -958,7 +959,8 @@ TEST_CASE("config: a heat step's known entropic coefficient: read, shown by conf
     CHECK(seen);
     // Not declared: none (the shipped default).
     write_file(d.root / "recipes/plain.toml", kRecipe);
-    const auto* p = std::get_if<HeatParams>(&load_recipe(d.root / "recipes/plain.toml").steps.back().params);
+    const Recipe plain = load_recipe(d.root / "recipes/plain.toml");
+    const auto* p = std::get_if<HeatParams>(&plain.steps.back().params);
     REQUIRE(p);
     CHECK_FALSE(p->entropic_v);
     CHECK_FALSE(p->entropic_v_per_ah);

@@ -317,7 +317,7 @@ TEST_CASE("fixture health: with reversible heat the recipe's known entropic coef
         spec.calibrate_thermocouples = true;
         spec.calibration_cells = 6;
         spec.entropic_scale = 1.0;
-        Store store = create_store(tmp / name);
+        Store store = create_store(tmp.dir / name);
         const ProductionSummary sum = simulate_production(store, spec);
         std::map<std::string, const CellTruth*> truth;
         for (const auto& t : sum.truth) truth[t.serial] = &t;
@@ -334,7 +334,7 @@ TEST_CASE("fixture health: with reversible heat the recipe's known entropic coef
         return r;
     };
     const Result plain = run(shipped, "plain.db");
-    const Result with_k = run(known, "known.db");
+    Result with_k = run(known, "known.db");
     MESSAGE("good cells with R_th in 5-20 K/W: shipped ", plain.r_th_in, " of ", plain.good, ", with k ", with_k.r_th_in,
             " of ", with_k.good);
     REQUIRE(plain.good > 80);
