@@ -475,6 +475,29 @@ void prepare_window(const Series& s, const ThermalOptions& opt, WindowInput& w) 
     for (std::size_t k = 1; k < p.n; ++k)
         if (d.heat[k] > 0.05 * qmax) w.last_heat = k;
 
+    // A known reversible heat k·I, added to each interval's heat as known
+    // (after the Joule heat's checks above: the bound, heating_ohm, the
+    // window's energy and its last heat stay the electrical heat's).
+    if (opt.entropic_v) {
+        if (!std::isfinite(*opt.entropic_v)) throw InputError("entropic_v is not finite");
+        if (opt.reversible_heat)
+            throw InputError("entropic_v (a known reversible-heat coefficient) and reversible_heat (k fitted) exclude "
+                             "each other");
+        const double slope = opt.entropic_v_per_ah.value_or(0.0);
+        if (!std::isfinite(slope)) throw InputError("entropic_v_per_ah is not finite");
+        double q_ah = 0.0;  // charge drawn since the first sample
+        for (std::size_t k = 1; k < p.n; ++k) {
+            const double dq = p.ih[k - 1] * p.dt[k] / 3600.0;
+            d.heat[k] += (*opt.entropic_v + slope * (q_ah + 0.5 * dq)) * p.ih[k - 1];
+            q_ah += dq;
+        }
+        w.notes.push_back("heat: the reversible heat k*I with the given k = " + fmt_num(1e3 * *opt.entropic_v) +
+                          " mV" + (slope != 0.0 ? " + " + fmt_num(1e3 * slope) + " mV/Ah of charge drawn" : "") +
+                          " added to the electrical heat");
+    } else if (opt.entropic_v_per_ah) {
+        throw InputError("entropic_v_per_ah needs entropic_v (the coefficient at the window's start)");
+    }
+
     if (opt.ambient_c) {
         if (!std::isfinite(*opt.ambient_c)) throw InputError("ambient temperature is not finite");
         d.amb.assign(p.n, *opt.ambient_c);
@@ -925,6 +948,19 @@ void flag_identifiability(const WindowInput& w, ThermalFit& fit) {
     wide(fit.heating_ohm, "heating_ohm", fit.heating_ohm.value);
 }
 
+/// Where k came from: given (entropic_v, recorded as the input it is, also
+/// when the fit failed), fitted (reversible_heat) or none.
+void report_entropic(const ThermalOptions& opt, ThermalFit& fit) {
+    if (opt.entropic_v) {
+        fit.entropic_v = {*opt.entropic_v, 0.0, true};
+        fit.entropic_source = "given";
+        fit.entropic_v_per_ah = opt.entropic_v_per_ah.value_or(0.0);
+        fit.corr_entropic_r_th = std::numeric_limits<double>::quiet_NaN();
+    } else {
+        fit.entropic_source = opt.reversible_heat ? "fitted" : "none";
+    }
+}
+
 }  // namespace
 
 ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
@@ -964,6 +1000,7 @@ ThermalFit fit_thermal(const Series& s, const ThermalOptions& opt) {
     fit.notes.insert(fit.notes.begin(), w.notes.begin(), w.notes.end());
     flag_identifiability(w, fit);
     fail_on_unknown_heat(w, fit);
+    report_entropic(opt, fit);
     return fit;
 }
 
@@ -995,6 +1032,7 @@ ThermalJointFit fit_thermal_joint(const std::vector<Series>& windows, const Ther
         f.notes.insert(f.notes.begin(), w.notes.begin(), w.notes.end());
         flag_identifiability(w, f);
         fail_on_unknown_heat(w, f);
+        report_entropic(opt, f);
         if (w.heat_unphysical) j.converged = false;
     }
     return j;

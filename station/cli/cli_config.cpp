@@ -39,8 +39,15 @@ std::string step_text(const station::RecipeStep& s) {
                                    p.current_a, p.duration_s, p.relaxation_s, p.sample_interval_s,
                                    p.points());
             else
-                return fmt::format("{} A for {} s, {} s cooling, sampled every {} s", p.current_a,
-                                   p.duration_s, p.cooling_s, p.sample_interval_s);
+                return fmt::format("{} A for {} s, {} s cooling, sampled every {} s{}", p.current_a,
+                                   p.duration_s, p.cooling_s, p.sample_interval_s,
+                                   p.entropic_v ? fmt::format(", reversible heat k = {:g} mV{} given",
+                                                              1e3 * *p.entropic_v,
+                                                              p.entropic_v_per_ah
+                                                                  ? fmt::format(" {:+g} mV/Ah drawn",
+                                                                                1e3 * *p.entropic_v_per_ah)
+                                                                  : std::string())
+                                                : std::string());
         },
         s.params);
 }
@@ -73,6 +80,8 @@ json step_json(const station::RecipeStep& s) {
                 j["heating_s"] = p.duration_s;
                 j["cooling_s"] = p.cooling_s;
                 j["sample_interval_s"] = p.sample_interval_s;
+                if (p.entropic_v) j["entropic_v"] = *p.entropic_v;
+                if (p.entropic_v_per_ah) j["entropic_v_per_ah"] = *p.entropic_v_per_ah;
             }
         },
         s.params);

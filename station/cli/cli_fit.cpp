@@ -159,6 +159,8 @@ struct ThermalCli {
     // The extended model (any of these set): see eol/models/thermal.hpp.
     bool reversible = false, offset_from_rest = false, ambient_drift = false;
     std::optional<double> sensor_offset;
+    std::optional<double> entropic_v;         // a known reversible-heat coefficient, V
+    std::optional<double> entropic_v_per_ah;  // and its change with the charge drawn, V/Ah
 };
 
 void run_thermal(const ThermalCli& o) {
@@ -177,6 +179,8 @@ void run_thermal(const ThermalCli& o) {
     to.sensor_offset_c = o.sensor_offset;
     to.offset_from_rest = o.offset_from_rest;
     to.ambient_drift = o.ambient_drift;
+    to.entropic_v = o.entropic_v;
+    to.entropic_v_per_ah = o.entropic_v_per_ah;
     models::ThermalFit f;
     try {
         f = models::fit_thermal(in.series, to);
@@ -206,8 +210,13 @@ void run_thermal(const ThermalCli& o) {
         j["extended"] = f.extended;
         j["p_extra_identifiable"] = f.p_extra_identifiable;
         j["corr_p_extra_r_th"] = num(f.corr_p_extra_r_th);
-        if (f.extended) {
+        j["entropic_source"] = f.entropic_source;
+        if (f.entropic_source == "given") {
             put(j, "entropic_v", f.entropic_v);
+            j["entropic_v_per_ah"] = f.entropic_v_per_ah;
+        }
+        if (f.extended) {
+            if (f.entropic_source != "given") put(j, "entropic_v", f.entropic_v);
             put(j, "steady_offset_k", f.steady_offset_k);
             put(j, "sensor_offset_c", f.sensor_offset_c);
             put(j, "ambient_drift_k_per_s", f.ambient_drift_k_per_s);
@@ -231,11 +240,14 @@ void run_thermal(const ThermalCli& o) {
         fmt::print("  P_x      not determined: the fit failed (the window's heat is not known, see the notes)\n");
     else
         fmt::print("  P_x      not identifiable from this window\n");
+    if (f.entropic_source == "given")
+        fmt::print("  k        {:.1f} mV {:+.1f} mV/Ah drawn, given (reversible heat k·I added to the heat)\n",
+                   1e3 * f.entropic_v.value, 1e3 * f.entropic_v_per_ah);
     if (f.extended) {
         fmt::print("  c        {} (sensor offset + R_th·P_x)\n", pm(f.steady_offset_k, 1.0, 4, "K"));
         if (std::isfinite(f.sensor_offset_c.value))
             fmt::print("  offset   {:.4f} K ({})\n", f.sensor_offset_c.value, f.offset_source);
-        if (std::isfinite(f.entropic_v.value))
+        if (f.entropic_source == "fitted" && std::isfinite(f.entropic_v.value))
             fmt::print("  k        {} (reversible heat k·I, k = −T·dU/dT), corr(k, R_th) {:.2f}\n",
                        pm(f.entropic_v, 1e3, 1, "mV"), f.corr_entropic_r_th);
         if (std::isfinite(f.ambient_drift_k_per_s.value))
@@ -348,6 +360,15 @@ void add_fit_commands(CLI::App& app) {
     th->add_flag("--offset-from-rest", t->offset_from_rest,
                  "Extended model: take the sensor offset from the rest before the current (≥ 60 s, at equilibrium)")
         ->excludes(given_offset);
+    th->add_option("--entropic-v", t->entropic_v,
+                   "A known reversible-heat coefficient k = −T·dU/dT in V (discharge positive): k·I is added to the "
+                   "heat as known, not fitted (plain or extended model)")
+        ->check(finite_range(-1.0, 1.0))
+        ->excludes("--reversible");
+    th->add_option("--entropic-v-per-ah", t->entropic_v_per_ah,
+                   "With --entropic-v: how k changes with the charge drawn since the first sample, V/Ah")
+        ->check(finite_range(-10.0, 10.0))
+        ->needs("--entropic-v");
     th->add_flag("--ambient-drift", t->ambient_drift,
                  "Extended model: fit a linear drift of the cell's true surroundings against the ambient sensor");
     th->add_flag("--json", t->json_out, "Print JSON");

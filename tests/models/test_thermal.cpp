@@ -306,3 +306,175 @@ TEST_CASE("thermal: circuit heating over a step that changes the state of charge
         CHECK(noted);
     }
 }
+
+namespace {
+
+/// The station's heat step (60 s rest, 600 s at 3 A, 600 s cooling, 1 Hz) of
+/// a cell whose true heat is its circuit's Joule heat plus a reversible heat
+/// k·I (k = k_v + k_per_ah·Q, Q the charge drawn) plus P_x; its thermocouple
+/// reads `offset_k` above the ambient sensor. Open-circuit voltage falling
+/// with the charge drawn.
+Series entropic_window(double k_v, double p_x_w, double offset_k, unsigned seed, double k_per_ah = 0.0) {
+    eol::models::EcmParams truth;
+    truth.ocv_v = 4.02;
+    truth.r0_ohm = 0.033;
+    truth.rc = {{0.012, 10.0}, {0.010, 90.0}};
+    const double c_th = 170.0, r_th = 11.0;
+    std::vector<double> t, i;
+    for (double x = 0.0; x <= 1260.0; x += 1.0) {
+        t.push_back(x);
+        i.push_back(x >= 60.0 && x < 660.0 ? 3.0 : 0.0);
+    }
+    const auto pw = eol::models::ecm_joule_power_w(t, i, truth);
+    auto v = eol::models::ecm_voltage(t, i, truth);
+    double q_ah = 0.0;
+    for (std::size_t k = 1; k < t.size(); ++k) {
+        q_ah += i[k - 1] * (t[k] - t[k - 1]) / 3600.0;
+        v[k] -= 0.3 * q_ah;
+    }
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> n01(0.0, 1.0);
+    Series s;
+    double temp = 25.0;
+    q_ah = 0.0;
+    for (std::size_t k = 0; k < t.size(); ++k) {
+        if (k > 0) {
+            q_ah += i[k - 1] * (t[k] - t[k - 1]) / 3600.0;
+            const double a = std::exp(-(t[k] - t[k - 1]) / (r_th * c_th));
+            const double q_mid = q_ah - 0.5 * i[k - 1] / 3600.0;
+            temp = a * temp + (1.0 - a) * (25.0 + r_th * (pw[k] + (k_v + k_per_ah * q_mid) * i[k - 1] + p_x_w));
+        }
+        s.t_s.push_back(t[k]);
+        s.i_a.push_back(i[k] + 1e-3 * n01(rng));
+        s.v_v.push_back(v[k] + 5e-4 * n01(rng));
+        s.t_cell_c.push_back(temp + offset_k + 5e-3 * n01(rng));
+        s.t_amb_c.push_back(25.0);
+    }
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("thermal: a known entropic coefficient pins the heat: R_th, C_th and P_x of the station heat step recovered") {
+    // k = −60 mV (dU/dT ≈ +0.2 mV/K at 298 K, an NMC cell at 80 % SoC): the
+    // reversible heat k·I = −180 mW cools the cell against ~530 mW of Joule heat.
+    const double k_v = -0.060, c_th = 170.0, r_th = 11.0;
+    for (const double p_x : {0.0, 0.015}) {
+        const Series s = entropic_window(k_v, p_x, 0.3, 41);
+        // Without k: the heat is taken for the Joule heat alone and R_th reads high.
+        ThermalOptions plain;
+        plain.heating_rc_pairs = 3;
+        plain.sensor_offset_c = 0.3;
+        const ThermalFit without = eol::models::fit_thermal(s, plain);
+        // With k given (the channel's offset given too, as the station fits a
+        // calibrated position): no free parameter more than the plain model.
+        ThermalOptions known = plain;
+        known.entropic_v = k_v;
+        const ThermalFit f = eol::models::fit_thermal(s, known);
+        INFO("P_x truth " << p_x << ": with k " << f.p_extra_w.value << " W, R_th " << f.r_th_k_per_w.value
+                          << ", C_th " << f.c_th_j_per_k.value << "; without k: P_x " << without.p_extra_w.value
+                          << ", R_th " << without.r_th_k_per_w.value << ", C_th " << without.c_th_j_per_k.value);
+        CHECK(f.converged);
+        CHECK(f.entropic_source == "given");
+        CHECK(f.entropic_v.value == k_v);
+        CHECK(f.entropic_v.identifiable);
+        CHECK(f.p_extra_identifiable);
+        // As close as the circuit heat of this window allows (the plain fit of a
+        // cell without reversible heat: R_th within 10 %, P_x within 8 mW, the
+        // "station heat step" case above).
+        CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.1);
+        CHECK(rel_err(f.c_th_j_per_k.value, c_th) < 0.05);
+        CHECK(std::abs(f.p_extra_w.value - p_x) < 0.006);
+        // Without k a third of the heat is missing; with 600 s of cooling the fit
+        // puts it into a slower approach (C_th) and a negative P_x.
+        CHECK(rel_err(without.c_th_j_per_k.value, c_th) > 0.3);
+        CHECK(without.p_extra_w.value - p_x < -0.02);
+        // heating_ohm stays the circuit's Joule heat.
+        CHECK(rel_err(f.heating_ohm.value, 0.055) < 0.05);
+    }
+    // The plain model (no offset given, none in the data) with k given: the same.
+    const Series s0 = entropic_window(k_v, 0.015, 0.0, 42);
+    ThermalOptions o;
+    o.heating_rc_pairs = 3;
+    o.entropic_v = k_v;
+    const ThermalFit p = eol::models::fit_thermal(s0, o);
+    CHECK_FALSE(p.extended);
+    CHECK(p.entropic_source == "given");
+    CHECK(rel_err(p.r_th_k_per_w.value, r_th) < 0.1);
+    CHECK(std::abs(p.p_extra_w.value - 0.015) < 0.006);
+    // k known and k fitted exclude each other.
+    ThermalOptions both = o;
+    both.reversible_heat = true;
+    CHECK_THROWS_AS(eol::models::fit_thermal(s0, both), InputError);
+    ThermalOptions nan_k = o;
+    nan_k.entropic_v = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_AS(eol::models::fit_thermal(s0, nan_k), InputError);
+}
+
+TEST_CASE("thermal: a wrong entropic coefficient moves C_th and P_x, P_x by about a fifth of dk*I") {
+    // The true k = −60 mV; the fit is given k ∓ 20 % (Δk·I = ±36 mW of heat
+    // while the current flows, unmodelled). With 600 s of cooling (a third of
+    // τ) the fit takes Δk·I mostly into τ, so C_th moves by ~10 %, R_th hardly
+    // at all, and P_x — a heat over the whole window — by about −0.2·Δk·I
+    // (Δk = given − true).
+    const double k_v = -0.060, p_x = 0.015;
+    const Series s = entropic_window(k_v, p_x, 0.3, 43);
+    ThermalOptions o;
+    o.heating_rc_pairs = 3;
+    o.sensor_offset_c = 0.3;
+    o.entropic_v = k_v;
+    const ThermalFit right = eol::models::fit_thermal(s, o);
+    for (const double rel : {-0.2, 0.2}) {
+        ThermalOptions w = o;
+        w.entropic_v = k_v * (1.0 + rel);
+        const double dk_i = (w.entropic_v.value() - k_v) * 3.0;  // W, given − true
+        const ThermalFit f = eol::models::fit_thermal(s, w);
+        const double dpx = f.p_extra_w.value - right.p_extra_w.value;
+        INFO("k " << rel * 100 << " %: dk*I " << dk_i * 1e3 << " mW: R_th " << f.r_th_k_per_w.value << " (right k "
+                  << right.r_th_k_per_w.value << "), C_th " << f.c_th_j_per_k.value << " (" << right.c_th_j_per_k.value
+                  << "), P_x moved " << dpx * 1e3 << " mW");
+        CHECK(f.converged);
+        CHECK(rel_err(f.r_th_k_per_w.value, right.r_th_k_per_w.value) < 0.03);
+        const double dc = f.c_th_j_per_k.value / right.c_th_j_per_k.value - 1.0;
+        CHECK(std::abs(dc) > 0.05);
+        CHECK(std::abs(dc) < 0.2);
+        CHECK(dc * dk_i > 0.0);  // k assumed weaker (Δk·I > 0): more heat assumed, a slower cell read
+        CHECK(-dpx / dk_i > 0.1);
+        CHECK(-dpx / dk_i < 0.3);
+    }
+}
+
+TEST_CASE("thermal: k that moves with the state of charge over the step needs its slope: a constant k leaves R_th off") {
+    // An NMC cell at 79 % SoC: k = −58 mV when the current starts, rising by
+    // +50 mV per Ah drawn as dU/dT falls with the state of charge (the
+    // simulator's curve: 0.5 mV/K per unit SoC, 3 Ah, 299 K): −33 mV after the
+    // 0.5 Ah of the step. Given k and its slope the fit recovers the cell;
+    // given the step's mean k as a constant, the growing heat reads as a slower
+    // approach and R_th is far off (the station heat step's 600 s of cooling
+    // do not pin τ).
+    const double k0 = -0.058, k1 = 0.050, r_th = 11.0, c_th = 170.0;
+    const Series s = entropic_window(k0, 0.015, 0.3, 44, k1);
+    ThermalOptions o;
+    o.heating_rc_pairs = 3;
+    o.sensor_offset_c = 0.3;
+    o.entropic_v = k0;
+    o.entropic_v_per_ah = k1;
+    const ThermalFit f = eol::models::fit_thermal(s, o);
+    INFO("k and slope: R_th " << f.r_th_k_per_w.value << ", C_th " << f.c_th_j_per_k.value << ", P_x "
+                              << f.p_extra_w.value);
+    CHECK(f.entropic_v_per_ah == k1);
+    CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.1);
+    CHECK(rel_err(f.c_th_j_per_k.value, c_th) < 0.05);
+    CHECK(std::abs(f.p_extra_w.value - 0.015) < 0.006);
+    ThermalOptions mean_k = o;
+    mean_k.entropic_v = k0 + k1 * 0.25;  // the mean over the 0.5 Ah drawn
+    mean_k.entropic_v_per_ah.reset();
+    const ThermalFit m = eol::models::fit_thermal(s, mean_k);
+    MESSAGE("constant mean k: R_th " << m.r_th_k_per_w.value << ", C_th " << m.c_th_j_per_k.value << ", tau "
+                                     << m.tau_s.value << ", P_x " << m.p_extra_w.value * 1e3 << " mW");
+    CHECK(m.r_th_k_per_w.value > 1.5 * r_th);
+    // A slope without the coefficient is refused.
+    ThermalOptions bad;
+    bad.entropic_v_per_ah = k1;
+    CHECK_THROWS_AS(eol::models::fit_thermal(s, bad), InputError);
+}

@@ -928,3 +928,66 @@ TEST_CASE("config: config check says which positions cannot measure P_x") {
     CHECK(contains(across.out, "tc2/0         tc1/7 (read through tc1)"));
     CHECK(contains(across.out, "p_x_w        measurable at every position"));
 }
+
+TEST_CASE("config: a heat step's known entropic coefficient: read, shown by config check, errors at their lines") {
+    Dir d;
+    // Declared: read into the step, shown by config check (text and JSON).
+    const std::string good =
+        replace(kRecipe, "cooling_s = 300\n", "cooling_s = 300\nentropic_v = -0.058\nentropic_v_per_ah = 0.05\n");
+    write_file(d.root / "recipes/test.toml", good);
+    const Recipe r = load_recipe(d.root / "recipes/test.toml");
+    const auto* h = std::get_if<HeatParams>(&r.steps.back().params);
+    REQUIRE(h);
+    REQUIRE(h->entropic_v);
+    CHECK(*h->entropic_v == doctest::Approx(-0.058));
+    REQUIRE(h->entropic_v_per_ah);
+    CHECK(*h->entropic_v_per_ah == doctest::Approx(0.05));
+    const Run c = run_cli("config check '" + d.station(kStation).string() + "'");
+    INFO(c.out << c.err);
+    CHECK(c.rc == 0);
+    CHECK(contains(c.out, "reversible heat k = -58 mV +50 mV/Ah drawn given"));
+    const Run j = run_cli("config check --json '" + d.station(kStation).string() + "'");
+    REQUIRE(j.rc == 0);
+    bool seen = false;
+    const auto js = nlohmann::json::parse(j.out);
+    for (const auto& st : js["recipe"]["steps"])
+        if (st["name"] == "heat") {
+            seen = true;
+            CHECK(st["entropic_v"].get<double>() == doctest::Approx(-0.058));
+            CHECK(st["entropic_v_per_ah"].get<double>() == doctest::Approx(0.05));
+        }
+    CHECK(seen);
+    // Not declared: none (the shipped default).
+    write_file(d.root / "recipes/plain.toml", kRecipe);
+    const Recipe plain = load_recipe(d.root / "recipes/plain.toml");
+    const auto* p = std::get_if<HeatParams>(&plain.steps.back().params);
+    REQUIRE(p);
+    CHECK_FALSE(p->entropic_v);
+    CHECK_FALSE(p->entropic_v_per_ah);
+    // Errors: out of range, wrong type, a slope without k, the key on another step kind.
+    const std::string bad = replace(
+        replace(kRecipe, "cooling_s = 300\n", "cooling_s = 300\nentropic_v = 3\nentropic_v_per_ah = \"x\"\n"),
+        "sample_interval_s = 0.01\n", "sample_interval_s = 0.01\nentropic_v = -0.05\n");
+    write_file(d.root / "recipes/bad.toml", bad);
+    try {
+        load_recipe(d.root / "recipes/bad.toml");
+        FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+        const auto& ds = e.diagnostics();
+        const Diagnostic range = one(ds, "steps[3].entropic_v");
+        CHECK(contains(range.message, "out of range: 3"));
+        CHECK(range.line == line_of(bad, "entropic_v = 3"));
+        CHECK(one(ds, "steps[3].entropic_v_per_ah").line == line_of(bad, "entropic_v_per_ah = \"x\""));
+        CHECK(one(ds, "steps[2].entropic_v").line == line_of(bad, "entropic_v = -0.05"));  // a pulse has none
+    }
+    const std::string slope_only = replace(kRecipe, "cooling_s = 300\n", "cooling_s = 300\nentropic_v_per_ah = 0.05\n");
+    write_file(d.root / "recipes/slope.toml", slope_only);
+    try {
+        load_recipe(d.root / "recipes/slope.toml");
+        FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+        const Diagnostic s = one(e.diagnostics(), "steps[3].entropic_v_per_ah");
+        CHECK(contains(s.message, "needs entropic_v"));
+        CHECK(s.line == line_of(slope_only, "entropic_v_per_ah = 0.05"));
+    }
+}

@@ -289,6 +289,68 @@ TEST_CASE("fixture health: a simulated production with the station's calibration
     CHECK(*hi - *lo < 10.0);
 }
 
+TEST_CASE("fixture health: with reversible heat the recipe's known entropic coefficient keeps the 600 s heat step within its limits") {
+    // Cells with reversible heat (entropic_scale 1: k = −T·dU/dT ≈ −58 mV at
+    // the 79 % SoC they reach the heat step with, −33 mV after its 0.5 Ah) on
+    // 8 positions with ±0.5 K thermocouple offsets, the station's calibration
+    // on. The shipped recipe's plain fit reads R_th far above its 5–20 K/W
+    // limit on every cell; the recipe declaring k and its slope with the
+    // charge drawn (entropic_v, entropic_v_per_ah) keeps every good cell's
+    // R_th and C_th inside their limits, records the given k with the fit,
+    // and the calibrated cells' P_x near 0 (docs/models.md).
+    TempDir tmp;
+    const Recipe formation = shipped_recipe("formation");
+    const Recipe shipped = shipped_recipe("eol-18650");
+    Recipe known = shipped;
+    for (auto& st : known.steps)
+        if (auto* h = std::get_if<HeatParams>(&st.params)) {
+            h->entropic_v = -0.0583;
+            h->entropic_v_per_ah = 0.0499;
+        }
+    struct Result {
+        std::size_t good = 0, r_th_in = 0, c_th_in = 0, k_given = 0;
+        std::vector<double> p_x_cal_mw;
+    };
+    auto run = [&](const Recipe& recipe, const std::string& name) {
+        ProductionSpec spec = fixture_production(recipe, formation, false);
+        spec.cells = 8 * 12;
+        spec.calibrate_thermocouples = true;
+        spec.calibration_cells = 6;
+        spec.entropic_scale = 1.0;
+        Store store = create_store(tmp.dir / name);
+        const ProductionSummary sum = simulate_production(store, spec);
+        std::map<std::string, const CellTruth*> truth;
+        for (const auto& t : sum.truth) truth[t.serial] = &t;
+        Result r;
+        store.for_each_latest(CellFilter{}, [&](const CellFeatures& c) {
+            if (truth.at(c.cell.serial)->shorted) return;
+            ++r.good;
+            const auto rth = c.get("r_th_k_per_w"), cth = c.get("c_th_j_per_k"), k = c.get("thermal.entropic_v");
+            if (rth && *rth >= 5 && *rth <= 20) ++r.r_th_in;
+            if (cth && *cth >= 100 && *cth <= 300) ++r.c_th_in;
+            if (k && *k == doctest::Approx(-0.0583) && c.get("thermal.entropic_given")) ++r.k_given;
+            if (c.get("thermal.sensor_offset_c") && c.get("p_x_w")) r.p_x_cal_mw.push_back(*c.get("p_x_w") * 1e3);
+        });
+        return r;
+    };
+    const Result plain = run(shipped, "plain.db");
+    Result with_k = run(known, "known.db");
+    MESSAGE("good cells with R_th in 5-20 K/W: shipped ", plain.r_th_in, " of ", plain.good, ", with k ", with_k.r_th_in,
+            " of ", with_k.good);
+    REQUIRE(plain.good > 80);
+    CHECK(plain.r_th_in < plain.good / 10);  // the failure the known k removes
+    CHECK(plain.k_given == 0);
+    CHECK(with_k.r_th_in == with_k.good);
+    CHECK(with_k.c_th_in == with_k.good);
+    CHECK(with_k.k_given == with_k.good);
+    REQUIRE(with_k.p_x_cal_mw.size() > 40);
+    const double med = eol::models::median_inplace(with_k.p_x_cal_mw);
+    const auto [lo, hi] = std::minmax_element(with_k.p_x_cal_mw.begin(), with_k.p_x_cal_mw.end());
+    MESSAGE("calibrated good cells' P_x with k: median ", med, " mW, ", *lo, " .. ", *hi);
+    CHECK(std::abs(med) < 5.0);
+    CHECK(*hi < 50.0);  // none fails p_x_w <= 0.05 W once calibrated
+}
+
 TEST_CASE("hostile: sim-production fixture options: a bad --fixture-drift is refused naming it, positions reach the truth") {
     TempDir tmp;
     const auto bad = eol::test::run_process({EOL_CLI, "sim-production", "--db", (tmp / "bad.db").string(), "--cells",

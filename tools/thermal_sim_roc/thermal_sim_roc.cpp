@@ -20,7 +20,19 @@
 //   ... median R_th the same with R_th the median over the position's cells
 //                  (one window's R_th trades against k; R_th is a property
 //                  of the cell model in its fixture, as the joint fit of the
-//                  real windows shares it).
+//                  real windows shares it);
+//   known k + cal  (--known-k V [--known-k-per-ah V/Ah]) the plain fit with
+//                  the reversible heat k·I added to the heat as known
+//                  (ThermalOptions::entropic_v, entropic_v_per_ah: k moving
+//                  with the charge drawn; what a recipe's entropic_v does in
+//                  the station's heat step), read against each channel's
+//                  calibration of that same model: P_x − o_known/R_th.
+// Also printed: the good cells' R_th, C_th and τ per fit (the recipe's EOL
+// limits are R_th 5–20 K/W, C_th 100–300 J/K), the median k the extended fit
+// estimates over all cells (blind to the labels: "characterising" the cell
+// model, meaningful with a cooling of about τ, --cooling-s 1800) and the true
+// k of the simulated cells averaged over their 600 s of current
+// (−T·dU/dT(SoC) × entropic scale, SoC falling 17 % over the step).
 // The channel calibration is blind to the labels: the median over all cells
 // the position tested (shorts are a minority; in production: the position's
 // history, issue 16 part 3).
@@ -29,13 +41,14 @@
 // cells. Deterministic for a seed.
 // Usage: thermal_sim_roc [--positions 8] [--cells 60] [--short-fraction 0.2]
 //        [--short-ohm 1000] [--offset 0.5] [--soc-min 0.3] [--soc-max 0.9] [--entropic-scale 1]
-//        [--cooling-s 1800] [--seed 1]
+//        [--cooling-s 1800] [--known-k V] [--known-k-per-ah V/Ah] [--seed 1]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -53,6 +66,7 @@ struct Args {
     std::size_t positions = 8, cells = 60;
     double short_fraction = 0.2, short_ohm = 1000.0, offset_k = 0.5, soc_min = 0.3, soc_max = 0.9, entropic = 1.0;
     double cooling_s = 1800.0;
+    std::optional<double> known_k, known_k_per_ah;
     std::uint64_t seed = 1;
 };
 
@@ -85,6 +99,8 @@ Args parse(int argc, char** argv) {
         else if (opt == "--seed") a.seed = count(v);
         else if (opt == "--entropic-scale") a.entropic = v;
         else if (opt == "--cooling-s") a.cooling_s = v;
+        else if (opt == "--known-k") a.known_k = v;
+        else if (opt == "--known-k-per-ah") a.known_k_per_ah = v;
         else throw std::invalid_argument("unknown option " + opt);
     }
     if (!(a.short_fraction > 0 && a.short_fraction < 1)) throw std::invalid_argument("--short-fraction: in (0, 1)");
@@ -92,6 +108,8 @@ Args parse(int argc, char** argv) {
     if (!(a.offset_k >= 0 && a.offset_k <= 5)) throw std::invalid_argument("--offset: 0..5 K");
     if (!(a.cooling_s >= 60 && a.cooling_s <= 20000)) throw std::invalid_argument("--cooling-s: 60..20000 s");
     if (!(a.entropic >= 0 && a.entropic <= 5)) throw std::invalid_argument("--entropic-scale: 0..5");
+    if (a.known_k && !(*a.known_k >= -1 && *a.known_k <= 1)) throw std::invalid_argument("--known-k: -1..1 V");
+    if (a.known_k_per_ah && !a.known_k) throw std::invalid_argument("--known-k-per-ah needs --known-k");
     if (!(a.soc_min >= 0.05 && a.soc_min <= a.soc_max && a.soc_max <= 1.0))
         throw std::invalid_argument("--soc-min/--soc-max: 0.05 ≤ min ≤ max ≤ 1");
     return a;
@@ -151,8 +169,20 @@ struct Cell {
     std::size_t pos;
     bool shorted;
     double soc;
-    eol::models::ThermalFit plain, ext;
+    eol::models::ThermalFit plain, ext, known;
+    double k_true_v;  // the simulated k averaged over the 600 s of current
 };
+
+/// The simulated cell's k = −T·dU/dT × scale averaged over 600 s at 3 A from
+/// `soc0` (capacity `ah`), T at 25 °C + 1 K (the cell's mean rise).
+double true_k_v(double soc0, double ah, double scale) {
+    double sum = 0.0;
+    for (int k = 0; k < 600; ++k) {
+        const double soc = soc0 - 3.0 * (k + 0.5) / 3600.0 / ah;
+        sum += -(26.0 + 273.15) * scale * eol::sim::entropic_du_dt_v_per_k(soc);
+    }
+    return sum / 600.0;
+}
 
 }  // namespace
 
@@ -188,8 +218,13 @@ int main(int argc, char** argv) {
             plain.heating_rc_pairs = 3;
             eol::models::ThermalOptions ext = plain;
             ext.reversible_heat = true;
+            eol::models::ThermalOptions known = plain;
+            known.entropic_v = a.known_k;
+            known.entropic_v_per_ah = a.known_k_per_ah;
             try {
-                cells.push_back({p, shorted, cp.soc0, eol::models::fit_thermal(s, plain), eol::models::fit_thermal(s, ext)});
+                cells.push_back({p, shorted, cp.soc0, eol::models::fit_thermal(s, plain), eol::models::fit_thermal(s, ext),
+                                 a.known_k ? eol::models::fit_thermal(s, known) : eol::models::ThermalFit{},
+                                 true_k_v(cp.soc0, cp.capacity_ah, a.entropic)});
             } catch (const std::exception& e) {
                 ++failed;
                 std::fprintf(stderr, "cell %zu on position %zu: %s\n", c, p, e.what());
@@ -197,7 +232,7 @@ int main(int argc, char** argv) {
         }
 
     // Channel calibration, blind to the labels.
-    std::vector<double> o_plain(a.positions), o_ext(a.positions), r_ext(a.positions);
+    std::vector<double> o_plain(a.positions), o_ext(a.positions), r_ext(a.positions), o_known(a.positions);
     std::printf("## thermal_sim_roc: %zu positions x %zu cells, %.0f %% with a %.0f ohm short, thermocouple offsets "
                 "±%.2f K, SoC %.2f..%.2f, reversible heat × %.2f, cooling %.0f s, seed %llu; %zu fits failed\n\n",
                 a.positions, a.cells, 100 * a.short_fraction, a.short_ohm, a.offset_k, a.soc_min, a.soc_max, a.entropic,
@@ -207,16 +242,18 @@ int main(int argc, char** argv) {
                 "median R_th, extended K/W |\n");
     std::printf("|---|---|---|---|---|\n");
     for (std::size_t p = 0; p < a.positions; ++p) {
-        std::vector<double> cp, ce, re;
+        std::vector<double> cp, ce, re, ck;
         for (const auto& c : cells)
             if (c.pos == p) {
                 cp.push_back(c.plain.p_extra_w.value * c.plain.r_th_k_per_w.value);
                 ce.push_back(c.ext.steady_offset_k.value);
                 re.push_back(c.ext.r_th_k_per_w.value);
+                ck.push_back(c.known.p_extra_w.value * c.known.r_th_k_per_w.value);
             }
         o_plain[p] = median(cp);
         o_ext[p] = median(ce);
         r_ext[p] = median(re);
+        o_known[p] = a.known_k ? median(ck) : 0.0;
         std::printf("| %zu | %+.3f | %+.3f | %+.3f | %.2f |\n", p, fx.thermocouple_offset_c(p) - fx.ambient_offset_c(),
                     o_plain[p], o_ext[p], r_ext[p]);
     }
@@ -228,15 +265,18 @@ int main(int argc, char** argv) {
     std::vector<Score> scores{{"plain (station today: no offset assumed)", {}, {}},
                               {"plain + calibrated channel offset", {}, {}},
                               {"extended (k·I) + calibrated channel offset", {}, {}},
-                              {"extended + calibrated offset, the position's median R_th", {}, {}}};
+                              {"extended + calibrated offset, the position's median R_th", {}, {}},
+                              {"plain + known k + calibrated channel offset", {}, {}}};
     std::size_t ext_identifiable = 0;
     for (const auto& c : cells) {
         ext_identifiable += c.ext.p_extra_identifiable ? 1 : 0;
-        const double v[4] = {c.plain.p_extra_w.value,
+        const double v[5] = {c.plain.p_extra_w.value,
                              c.plain.p_extra_w.value - o_plain[c.pos] / c.plain.r_th_k_per_w.value,
                              (c.ext.steady_offset_k.value - o_ext[c.pos]) / c.ext.r_th_k_per_w.value,
-                             (c.ext.steady_offset_k.value - o_ext[c.pos]) / r_ext[c.pos]};
-        for (std::size_t k = 0; k < 4; ++k) (c.shorted ? scores[k].bad : scores[k].good).push_back(1e3 * v[k]);
+                             (c.ext.steady_offset_k.value - o_ext[c.pos]) / r_ext[c.pos],
+                             c.known.p_extra_w.value - o_known[c.pos] / c.known.r_th_k_per_w.value};
+        for (std::size_t k = 0; k < (a.known_k ? 5u : 4u); ++k)
+            (c.shorted ? scores[k].bad : scores[k].good).push_back(1e3 * v[k]);
     }
     std::printf("\nExtended fit without a calibration: P_x identifiable in %zu of %zu cells (it must be 0).\n\n",
                 ext_identifiable, cells.size());
@@ -256,5 +296,47 @@ int main(int argc, char** argv) {
     }
     std::printf("\n(%zu good cells, %zu shorts; OCV²/R_isc ≈ %.1f mW at 3.9 V)\n", scores[0].good.size(),
                 scores[0].bad.size(), 1e3 * 3.9 * 3.9 / a.short_ohm);
+
+    // The good cells' thermal parameters per fit, against the recipe's EOL limits.
+    auto q3 = [](const std::vector<double>& v) {
+        char buf[96];
+        if (v.empty()) return std::string("-");
+        std::snprintf(buf, sizeof buf, "%.1f / %.1f / %.1f", quantile(v, 0), quantile(v, 0.5), quantile(v, 1));
+        return std::string(buf);
+    };
+    std::printf("\n| fit, good cells | R_th K/W min / median / max | C_th J/K | tau s | outside R_th 5–20 or C_th "
+                "100–300 |\n|---|---|---|---|---|\n");
+    auto params = [&](const char* name, auto get) {
+        std::vector<double> r, c, t;
+        std::size_t out = 0;
+        for (const auto& cell : cells) {
+            if (cell.shorted) continue;
+            const eol::models::ThermalFit& f = get(cell);
+            r.push_back(f.r_th_k_per_w.value);
+            c.push_back(f.c_th_j_per_k.value);
+            t.push_back(f.tau_s.value);
+            const bool in = f.r_th_k_per_w.value >= 5 && f.r_th_k_per_w.value <= 20 && f.c_th_j_per_k.value >= 100 &&
+                            f.c_th_j_per_k.value <= 300;
+            out += in ? 0 : 1;
+        }
+        std::printf("| %s | %s | %s | %s | %zu of %zu |\n", name, q3(r).c_str(), q3(c).c_str(), q3(t).c_str(), out,
+                    r.size());
+    };
+    params("plain", [](const Cell& c) -> const eol::models::ThermalFit& { return c.plain; });
+    params("extended (k free)", [](const Cell& c) -> const eol::models::ThermalFit& { return c.ext; });
+    if (a.known_k) params("plain + known k", [](const Cell& c) -> const eol::models::ThermalFit& { return c.known; });
+    std::vector<double> k_ext, k_true_good;
+    for (const auto& c : cells) {
+        k_ext.push_back(c.ext.entropic_v.value);
+        if (!c.shorted) k_true_good.push_back(c.k_true_v);
+    }
+    std::printf("\nk, mV: extended fit over all cells (blind to the labels) min / median / max %s; simulated "
+                "(−T·dU/dT averaged over the current, good cells) %s%s\n",
+                q3([&] { std::vector<double> m; for (double x : k_ext) m.push_back(1e3 * x); return m; }()).c_str(),
+                q3([&] { std::vector<double> m; for (double x : k_true_good) m.push_back(1e3 * x); return m; }()).c_str(),
+                a.known_k ? (std::string("; given ") + std::to_string(1e3 * *a.known_k) + " mV " +
+                             std::to_string(1e3 * a.known_k_per_ah.value_or(0.0)) + " mV/Ah")
+                                .c_str()
+                          : "");
     return failed == 0 ? 0 : 1;
 }

@@ -681,7 +681,7 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
             // Unknown kind: accept any step key so only the kind is reported.
             for (const char* key : {"duration_s", "samples", "interval_s", "low_c", "low_s",
                                     "high_c", "high_s", "current_a", "pre_s", "relaxation_s",
-                                    "sample_interval_s", "cooling_s", "measurements", "timeout_s"})
+                                    "sample_interval_s", "cooling_s", "entropic_v", "entropic_v_per_ah", "measurements", "timeout_s"})
                 st.allow(key);
             st.finish();
             continue;
@@ -743,6 +743,11 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
                 p.duration_s = sr.req("duration_s", positive(86400));
                 p.cooling_s = sr.req("cooling_s", non_negative(86400));
                 p.sample_interval_s = sr.opt("sample_interval_s", positive(60), 1.0);
+                // k = −T·dU/dT: Li-ion cells' dU/dT is within about ±1 mV/K.
+                p.entropic_v = st.number("entropic_v", false, Range{-1.0, 1.0, false, false});
+                p.entropic_v_per_ah = st.number("entropic_v_per_ah", false, Range{-10.0, 10.0, false, false});
+                if (p.entropic_v_per_ah && !p.entropic_v)
+                    st.bad("entropic_v_per_ah", "entropic_v_per_ah needs entropic_v (k when the current starts)");
                 if (p.duration_s > 0 && p.sample_interval_s > p.duration_s)
                     st.bad("sample_interval_s",
                            fmt::format("sample interval {} s is longer than the heating ({} s)",

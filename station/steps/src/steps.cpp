@@ -562,7 +562,14 @@ private:
         // the steady offset c of the same model (recorded below), or the two
         // would disagree by what their start-of-window treatment differs in
         // (~0.8 K on a cell not yet cooled from its previous test).
-        const bool reversible = p.cooling_s >= kReversibleMinCooling_s && io_.ambient_channel.has_value();
+        // A recipe that declares the cell model's entropic coefficient (k = −T·dU/dT,
+        // entropic_v) has the reversible heat k·I added to the heat as known, in
+        // whichever model runs; k is then never fitted, so the calibration's c
+        // and the later cells' fits are of the same model (the plain one with
+        // the known heat) at any cooling.
+        opt.entropic_v = p.entropic_v;
+        opt.entropic_v_per_ah = p.entropic_v_per_ah;
+        const bool reversible = !p.entropic_v && p.cooling_s >= kReversibleMinCooling_s && io_.ambient_channel.has_value();
         const std::optional<double> offset = io_.ambient_channel ? io_.thermo_offset_k : std::nullopt;
         if (offset && reversible) {
             opt.sensor_offset_c = *offset;
@@ -608,7 +615,9 @@ private:
         put(mf, "tau_s", fit.tau_s);
         put(mf, "heating_ohm", fit.heating_ohm);
         put(mf, "p_extra_w", fit.p_extra_w);
-        if (fit.extended && std::isfinite(fit.entropic_v.value)) put(mf, "entropic_v", fit.entropic_v);
+        if ((fit.extended || p.entropic_v) && std::isfinite(fit.entropic_v.value)) put(mf, "entropic_v", fit.entropic_v);
+        if (p.entropic_v) mf.parameters["entropic_given"] = 1.0;  // k above is the recipe's, not fitted
+        if (p.entropic_v_per_ah) mf.parameters["entropic_v_per_ah"] = *p.entropic_v_per_ah;
         if (std::isfinite(steady_offset_k)) mf.parameters["steady_offset_k"] = steady_offset_k;
         if (offset) mf.parameters["sensor_offset_c"] = *offset;  // P_x above is read against it
         mf.parameters["p_heat_w"] = i_on * i_on * fit.heating_ohm.value;  // I²R of the step

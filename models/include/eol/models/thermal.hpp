@@ -66,6 +66,15 @@
 //            rest is long and the cell temperature is flat over it).
 //   d        optional slow drift of the cell's true ambient against the
 //            ambient sensor (ambient_drift).
+// A known k (ThermalOptions::entropic_v, with entropic_v_per_ah the change of
+// k with the charge drawn) is not fitted: (k + k'·Q)·I is added to the heat
+// P of every interval, in the plain and the extended model. A wrong k leaves
+// Δk·I unmodelled while the current flows; with a cooling rest shorter than
+// τ the fit puts it mostly into τ (C_th ±10 % for Δk·I = ±36 mW at 3 A),
+// R_th hardly moves, and P_x moves by about −0.2·Δk·I (tests/models/
+// test_thermal.cpp). A constant k on a step that moves the state of charge
+// (k of an NMC cell changes by ~25 mV over 0.5 Ah) leaves a heat growing
+// through the step that reads as a slower cell: give the slope too.
 // For fixed τ the model is linear in (R_th, T0, c, R_th·k, d) with
 // c = o + R_th·P_x. In one window a constant sensor offset and a constant
 // P_x have the same shape: c is determined, P_x only once o is known. With
@@ -110,6 +119,18 @@ struct ThermalOptions {
     std::optional<double> sensor_offset_c;  // calibrated T_cell − T_amb sensor offset, K
     bool offset_from_rest = false;          // else: estimate it from the leading rest
     bool ambient_drift = false;             // fit a linear drift of the true ambient
+    // A known reversible-heat coefficient k = −T·dU/dT, V (W per A, discharge
+    // positive; k < 0 when discharge cools the cell), e.g. characterised for
+    // the cell model at the recipe's state of charge: k·I is added to the
+    // heat of every interval as known — no free parameter — in the plain and
+    // the extended model alike (it pins the heat scale that the temperature
+    // alone cannot). Excludes reversible_heat (k fitted).
+    std::optional<double> entropic_v;
+    // With entropic_v: how k changes with the charge drawn since the window's
+    // first sample, V/Ah (k = entropic_v + entropic_v_per_ah·Q). A 600 s step
+    // at 3 A draws 0.5 Ah of a 3 Ah cell, and dU/dT follows the state of
+    // charge: an NMC cell's k moves by ~25 mV over such a step.
+    std::optional<double> entropic_v_per_ah;
 };
 
 struct ThermalFit {
@@ -134,7 +155,9 @@ struct ThermalFit {
     std::string ambient_source;  // "fixed", "column", "fitted"
     std::vector<std::string> notes;
     // Extended model (NaN / "none" where not fitted).
-    Estimate entropic_v;            // k = −T·dU/dT, V (reversible heat per ampere)
+    Estimate entropic_v;            // k = −T·dU/dT, V (reversible heat per ampere): fitted or given
+    std::string entropic_source = "none";  // "none", "fitted" (reversible_heat), "given" (entropic_v)
+    double entropic_v_per_ah = 0.0;        // the given slope of k with the charge drawn (0: none)
     Estimate steady_offset_k;       // c = sensor offset + R_th·P_x
     Estimate sensor_offset_c;       // the offset used, or NaN
     Estimate ambient_drift_k_per_s; // d

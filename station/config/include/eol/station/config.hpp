@@ -152,12 +152,19 @@ struct PulseParams {
 };
 /// Heating step for the thermal model: current_a for duration_s, then
 /// cooling_s at 0 A; temperature (and V, I) read every sample_interval_s
-/// (software timed).
+/// (software timed). entropic_v (optional): the cell model's known
+/// reversible-heat coefficient k = −T·dU/dT in V at the recipe's state of
+/// charge when the current starts (discharge positive), and
+/// entropic_v_per_ah (optional, needs entropic_v) how k moves with the
+/// charge drawn, V/Ah; the thermal fit adds k·I to the heat as known instead
+/// of leaving it to R_th (docs/models.md, "A known entropic coefficient").
 struct HeatParams {
     double current_a = 0;
     double duration_s = 0;
     double cooling_s = 0;
     double sample_interval_s = 1.0;
+    std::optional<double> entropic_v;
+    std::optional<double> entropic_v_per_ah;
 };
 
 enum class StepKind { rest, ocv, dcir, pulse, heat };
