@@ -2214,12 +2214,16 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
     const std::vector<std::uint32_t> order = key_order(serials, impl_->path);
     const char* sql = kDeviceCellsMany.at(impl_->version);
 
-    // Slice [from, to) of `order` through `s` (a kDeviceCellsMany statement).
-    auto read_slice = [&](std::size_t slice, sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail) {
+    // Slice [from, to) of `order` through `s` (a kDeviceCellsMany or
+    // kDeviceEventCellsMany statement); `seen` (optional) marks each caller's
+    // index visited.
+    auto read_slice = [&](std::size_t slice, sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail,
+                          std::vector<char>* seen = nullptr) {
         const std::string json = json_array(from, to, [&](std::size_t j) -> const std::string& { return serials[order[j]]; });
         // The visitor is told the caller's index, and sees the serial as given.
         const std::function<void(std::size_t, const DeviceCells&)> to_caller = [&](std::size_t k,
                                                                                    const DeviceCells& d) {
+            if (seen) (*seen)[order[from + k]] = 1;
             visit(slice, order[from + k], d);
         };
         DeviceCellsFolder fold(to_caller);
@@ -2291,35 +2295,12 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
     // events exists), then the serials without events through the full
     // statement (unknown ones stay unvisited; known empty ones are visited).
     std::vector<char> seen(serials.size(), 0);  // by the caller's index: distinct indices, no race
-    const auto read_events = [&](std::size_t slice, sqlite3_stmt* s, std::size_t from, std::size_t to, auto&& fail) {
-        const std::string json = json_array(from, to, [&](std::size_t j) -> const std::string& { return serials[order[j]]; });
-        const std::function<void(std::size_t, const DeviceCells&)> to_caller = [&](std::size_t k,
-                                                                                   const DeviceCells& d) {
-            seen[order[from + k]] = 1;
-            visit(slice, order[from + k], d);
-        };
-        DeviceCellsFolder fold(to_caller);
-        if (sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8) != SQLITE_OK) fail();
-        int rc;
-        std::size_t last = static_cast<std::size_t>(-1);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            const auto k = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
-            if (k != last) {
-                fold.flush();  // before the serial changes
-                fold.current().device.serial = serials[order[from + k]];
-                last = k;
-            }
-            fold.row(s);
-        }
-        if (rc != SQLITE_DONE) fail();
-        fold.flush();
-    };
     in_parallel(parts, [&](std::size_t t) {
         Reader& r = *impl_->readers[t];
         sqlite3_stmt* s = r.statement(kDeviceEventCellsMany);
         const ResetGuard reset{s};
-        read_events(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
-                    [&] { r.fail("reading the cells of devices"); });
+        read_slice(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
+                   [&] { r.fail("reading the cells of devices"); }, &seen);
     });
     // Unknown serials and known devices without events (few): the full read.
     std::vector<std::string> rest;
