@@ -250,63 +250,6 @@ TEST_CASE("thermal: input errors") {
     CHECK(message(back, fixed).find("time is not increasing at sample 50") != std::string::npos);
 }
 
-TEST_CASE("thermal: circuit heating over a step that changes the state of charge (station heat step)") {
-    // The station's heat step: 600 s at 3 A, 600 s cooling, 1 Hz, τ_th ≈ 1870 s
-    // (longer than the window). The open-circuit voltage falls with the charge
-    // drawn (0.3 V/Ah: 150 mV over the step). The temperature follows the
-    // circuit's true Joule heat plus P_x. With three pairs for the heating
-    // circuit (one goes to the state-of-charge change and adds no heat) P_x
-    // and R_th come out right; the heat of a short shows as P_x.
-    eol::models::EcmParams truth;
-    truth.ocv_v = 4.02;
-    truth.r0_ohm = 0.033;
-    truth.rc = {{0.012, 10.0}, {0.010, 90.0}};
-    const double c_th = 170.0, r_th = 11.0;
-    std::vector<double> t, i;
-    for (double x = 0.0; x <= 1260.0; x += 1.0) {
-        t.push_back(x);
-        i.push_back(x >= 60.0 && x < 660.0 ? 3.0 : 0.0);
-    }
-    const auto pw = eol::models::ecm_joule_power_w(t, i, truth);
-    auto v = eol::models::ecm_voltage(t, i, truth);
-    double q_ah = 0.0;
-    for (std::size_t k = 1; k < t.size(); ++k) {
-        q_ah += i[k - 1] * (t[k] - t[k - 1]) / 3600.0;
-        v[k] -= 0.3 * q_ah;
-    }
-    for (const double p_x : {0.0, 0.05}) {
-        std::mt19937_64 rng(31);
-        std::normal_distribution<double> n01(0.0, 1.0);
-        Series s;
-        double temp = 25.0;
-        for (std::size_t k = 0; k < t.size(); ++k) {
-            if (k > 0) {
-                const double a = std::exp(-(t[k] - t[k - 1]) / (r_th * c_th));
-                temp = a * temp + (1.0 - a) * (25.0 + r_th * (pw[k] + p_x));
-            }
-            s.t_s.push_back(t[k]);
-            s.i_a.push_back(i[k] + 1e-3 * n01(rng));
-            s.v_v.push_back(v[k] + 5e-4 * n01(rng));
-            s.t_cell_c.push_back(temp + 5e-3 * n01(rng));
-            s.t_amb_c.push_back(25.0);
-        }
-        ThermalOptions o;
-        o.heating_rc_pairs = 3;
-        const ThermalFit f = eol::models::fit_thermal(s, o);
-        INFO("P_x truth " << p_x << ": fitted " << f.p_extra_w.value << " ± " << f.p_extra_w.ci95 << " W, R_th "
-                          << f.r_th_k_per_w.value << ", C_th " << f.c_th_j_per_k.value << ", heating "
-                          << f.heating_ohm.value);
-        CHECK(f.converged);
-        CHECK(std::abs(f.p_extra_w.value - p_x) < 0.008);
-        CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.1);
-        CHECK(rel_err(f.c_th_j_per_k.value, c_th) < 0.05);
-        CHECK(rel_err(f.heating_ohm.value, 0.055) < 0.05);
-        bool noted = false;  // the slow pair was taken as the state-of-charge change
-        for (const auto& n : f.notes) noted = noted || n.find("state-of-charge") != std::string::npos;
-        CHECK(noted);
-    }
-}
-
 namespace {
 
 /// The station's heat step (60 s rest, 600 s at 3 A, 600 s cooling, 1 Hz) of
@@ -354,6 +297,34 @@ Series entropic_window(double k_v, double p_x_w, double offset_k, unsigned seed,
 }
 
 }  // namespace
+
+TEST_CASE("thermal: circuit heating over a step that changes the state of charge (station heat step)") {
+    // The station's heat step: 600 s at 3 A, 600 s cooling, 1 Hz, τ_th ≈ 1870 s
+    // (longer than the window). The open-circuit voltage falls with the charge
+    // drawn (0.3 V/Ah: 150 mV over the step). The temperature follows the
+    // circuit's true Joule heat plus P_x. With three pairs for the heating
+    // circuit (one goes to the state-of-charge change and adds no heat) P_x
+    // and R_th come out right; the heat of a short shows as P_x.
+    for (const double p_x : {0.0, 0.05}) {
+        // The same window as the known-k tests below, without reversible heat or offset.
+        const Series s = entropic_window(0.0, p_x, 0.0, 31);
+        const double c_th = 170.0, r_th = 11.0;
+        ThermalOptions o;
+        o.heating_rc_pairs = 3;
+        const ThermalFit f = eol::models::fit_thermal(s, o);
+        INFO("P_x truth " << p_x << ": fitted " << f.p_extra_w.value << " ± " << f.p_extra_w.ci95 << " W, R_th "
+                          << f.r_th_k_per_w.value << ", C_th " << f.c_th_j_per_k.value << ", heating "
+                          << f.heating_ohm.value);
+        CHECK(f.converged);
+        CHECK(std::abs(f.p_extra_w.value - p_x) < 0.008);
+        CHECK(rel_err(f.r_th_k_per_w.value, r_th) < 0.1);
+        CHECK(rel_err(f.c_th_j_per_k.value, c_th) < 0.05);
+        CHECK(rel_err(f.heating_ohm.value, 0.055) < 0.05);
+        bool noted = false;  // the slow pair was taken as the state-of-charge change
+        for (const auto& n : f.notes) noted = noted || n.find("state-of-charge") != std::string::npos;
+        CHECK(noted);
+    }
+}
 
 TEST_CASE("thermal: a known entropic coefficient pins the heat: R_th, C_th and P_x of the station heat step recovered") {
     // k = −60 mV (dU/dT ≈ +0.2 mV/K at 298 K, an NMC cell at 80 % SoC): the
