@@ -160,10 +160,16 @@ Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::siz
 
 // The station's thermocouple calibration (ProductionSpec::calibrate_thermocouples):
 // per cell, the offset its heat step fits with (none for a position's first
-// calibration_cells cells in test order, whose steady offsets make it).
-std::vector<std::optional<double>> station_calibration(const ProductionSpec& spec, const std::vector<Planned>& planned) {
+// calibration_cells cells in test order, whose steady offsets make it), and
+// those first cells already simulated (plain: what the production keeps).
+struct StationCalibration {
+    std::vector<std::optional<double>> offset_k;
+    std::vector<std::optional<Simulated>> simulated;
+};
+
+StationCalibration station_calibration(const ProductionSpec& spec, const std::vector<Planned>& planned) {
     const std::size_t n = planned.size();
-    std::vector<std::optional<double>> out(n);
+    StationCalibration out{std::vector<std::optional<double>>(n), std::vector<std::optional<Simulated>>(n)};
     if (!spec.calibrate_thermocouples || n == 0) return out;
     std::map<int, std::vector<std::pair<double, std::size_t>>> by_position;  // (EOL start, index)
     for (std::size_t i = 0; i < n; ++i) {
@@ -177,14 +183,14 @@ std::vector<std::optional<double>> station_calibration(const ProductionSpec& spe
         std::vector<double> steady;
         for (std::size_t k = 0; k < first; ++k) {
             const std::size_t i = cells[k].second;
-            const Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i), i);
+            out.simulated[i] = simulate_cell(spec, draw_cell_of(spec, planned[i], i), i);
             // What the controller's monitor learns from the record.
-            const double c = fixture_reading(s.eol, FixtureHealthConfig{}).steady_offset_k;
+            const double c = fixture_reading(out.simulated[i]->eol, FixtureHealthConfig{}).steady_offset_k;
             if (std::isfinite(c)) steady.push_back(c);
         }
         if (first < spec.calibration_cells || steady.empty()) continue;  // never calibrated: all plain
         const double cal = models::median_inplace(steady);
-        for (std::size_t k = first; k < cells.size(); ++k) out[cells[k].second] = cal;
+        for (std::size_t k = first; k < cells.size(); ++k) out.offset_k[cells[k].second] = cal;
     }
     return out;
 }
@@ -360,7 +366,7 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
     const std::size_t batch = std::max<std::size_t>(1, spec.batch_cells);
     unsigned threads = spec.threads ? spec.threads : std::max(1u, std::thread::hardware_concurrency());
 
-    const std::vector<std::optional<double>> calibration = station_calibration(spec, planned);
+    StationCalibration calibration = station_calibration(spec, planned);
     std::vector<std::optional<Simulated>> slot(n);
     std::atomic<std::size_t> next{0};
     std::mutex m;
@@ -376,7 +382,11 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
                 if (stop) return;
                 const std::size_t i = next++;
                 if (i >= n) return;
-                Simulated s = simulate_cell(spec, draw_cell_of(spec, planned[i], i), i, calibration[i]);
+                // A position's first cells were simulated for its calibration (each i is one worker's).
+                Simulated s = calibration.simulated[i]
+                                  ? std::move(*calibration.simulated[i])
+                                  : simulate_cell(spec, draw_cell_of(spec, planned[i], i), i, calibration.offset_k[i]);
+                calibration.simulated[i].reset();
                 std::lock_guard lk(m);
                 slot[i] = std::move(s);
                 filled[i] = 1;

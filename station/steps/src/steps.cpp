@@ -579,7 +579,6 @@ private:
         {
             const ComputingTime not_counted(*this);  // also when the fit throws
             fit_result = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.thermal(s, opt); });
-            phase("heat.fit");
             if (reversible && !offset) {
                 // Not calibrated yet: the extended fit's c, for the calibration.
                 models::ThermalOptions ext = opt;
@@ -590,6 +589,7 @@ private:
                     calibration_fit.reset();  // no c this time: the plain result stands
                 }
             }
+            phase("heat.fit");  // both fits
         }
         models::ThermalFit& fit = *fit_result;
         double steady_offset_k = std::nan("");  // c = o + R_th·P_x of the model the calibration is for

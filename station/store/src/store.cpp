@@ -2281,27 +2281,20 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
         });
         return;
     }
-    if (device_fields || impl_->version < 5) {
-        in_parallel(parts, [&](std::size_t t) {
-            Reader& r = *impl_->readers[t];
-            sqlite3_stmt* s = r.statement(sql);
-            const ResetGuard reset{s};
-            read_slice(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
-                       [&] { r.fail("reading devices and their cells"); });
-        });
-        return;
-    }
-    // Cells only: the link events and cells of each serial (a device with
-    // events exists), then the serials without events through the full
-    // statement (unknown ones stay unvisited; known empty ones are visited).
-    std::vector<char> seen(serials.size(), 0);  // by the caller's index: distinct indices, no race
+    // Cells only (schema 5): the link events and cells of each serial (a
+    // device with events exists), then the serials without events through
+    // the full statement (unknown ones stay unvisited; known empty ones are
+    // visited).
+    const bool cells_only = !device_fields && impl_->version >= 5;
+    std::vector<char> seen(cells_only ? serials.size() : 0, 0);  // by the caller's index: distinct, no race
     in_parallel(parts, [&](std::size_t t) {
         Reader& r = *impl_->readers[t];
-        sqlite3_stmt* s = r.statement(kDeviceEventCellsMany);
+        sqlite3_stmt* s = r.statement(cells_only ? kDeviceEventCellsMany : sql);
         const ResetGuard reset{s};
         read_slice(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
-                   [&] { r.fail("reading the cells of devices"); }, &seen);
+                   [&] { r.fail("reading devices and their cells"); }, cells_only ? &seen : nullptr);
     });
+    if (!cells_only) return;
     // Unknown serials and known devices without events (few): the full read.
     std::vector<std::string> rest;
     std::vector<std::size_t> rest_index;

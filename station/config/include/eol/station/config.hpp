@@ -328,8 +328,9 @@ struct FixtureHealthConfig {
     double contact_limit_ohm = 0.002;   // |contact offset| beyond: out of service
     double tc_drift_limit_k = 1.0;      // |thermocouple offset − its baseline| beyond: out of service
     /// Thermocouple calibration: each position's offset against the ambient
-    /// sensor learned as the median steady offset of its last
-    /// `calibration_cells` heat fits; with `calibrate_thermocouples` the heat
+    /// sensor learned as the median steady offset of its FIRST
+    /// `calibration_cells` heat fits since commissioning or its last service,
+    /// then held; with `calibrate_thermocouples` the heat
     /// step fits with it (ChannelIo::thermo_offset_k, P_x separated from the
     /// offset) and the lot screen corrects p_x_w of records tested without it.
     bool calibrate_thermocouples = true;
