@@ -104,6 +104,11 @@ void FixtureMonitor::reset(int position) {
     if (it != pos_.end()) it->second = Position{};
 }
 
+void FixtureMonitor::keep_alarm(const FixtureAlarm& a) {
+    Position& p = pos_[a.position];
+    if (!p.alarm) p.alarm = a;
+}
+
 double FixtureMonitor::contact_offset_ohm(int position) const {
     auto it = pos_.find(position);
     return it == pos_.end() || !std::isfinite(it->second.contact.offset) ? 0.0 : it->second.contact.offset;

@@ -936,7 +936,8 @@ TEST_CASE("hostile: controller fixture health takes a position with worn contact
         CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
     }
     {
-        // The flag is in the store: `eolstation fixture` says so (exit 1) …
+        // The flag is in the store: `eolstation fixture` says so (exit 1),
+        // replaying in the order the station stored (and learned) its runs …
         const Result fx = run({EOL_CLI, "fixture", "--db", st.db().string(), "--config", st.config.string(), "--json"});
         CHECK_MESSAGE(fx.exit == 1, fx.out << fx.err);
         const json j = json::parse(fx.out);
@@ -968,8 +969,8 @@ TEST_CASE("hostile: controller fixture health takes a position with worn contact
     }
     // Serviced: in service, learning again from its one cell since. The
     // restarted station's scaled clock stamps that cell earlier than the
-    // first session's last ones; the replay orders by the service event
-    // (stored run ids), not by the clocks, so this holds on any interleaving.
+    // first session's last ones; the replay learns in stored order (run
+    // ids), not by the clocks, so this holds on any interleaving.
     const Result fx = run({EOL_CLI, "fixture", "--db", st.db().string(), "--config", st.config.string(), "--json"});
     CHECK_MESSAGE(fx.exit == 0, fx.out << fx.err);
     const json jf = json::parse(fx.out);

@@ -452,3 +452,98 @@ TEST_CASE("fixture health: the replay orders a service by stored runs, not by th
         else CHECK(p.readings == 11);
     }
 }
+
+// The replay learns the runs in the order the station stored them — the
+// order its live monitor learned them in — not by the records' clocks: two
+// channels finishing together may stamp their end times in one order and
+// store in the other. Here position 2 is stored last of each round of four
+// but stamped first. In store order it has 3, 6, 9, … readings of the other
+// positions before its own, so its residuals start at its 3rd cell and the
+// window of 3 is full at its 5th: flagged there, as the live station did
+// (in clock order it would be judged one round later: the CI failure of
+// session 11's stop).
+TEST_CASE("fixture health: the replay learns in the order runs were stored, not by the records' clocks") {
+    TempDir tmp;
+    Store store = create_store(tmp / "order.db");
+    FixtureHealthConfig cfg;
+    cfg.window_cells = 3;
+    cfg.contact_limit_ohm = 0.002;
+    cfg.calibrate_thermocouples = false;
+    const double t0 = 1.7e9;
+    int seq = 0;
+    std::vector<std::int64_t> position2_runs;
+    for (int round = 0; round < 5; ++round)
+        for (int pos : {1, 3, 4, 2}) {
+            auto r = eol::test::make_record(
+                eol::test::make_serial("0042", Date{2023, 3, 1}, static_cast<std::uint64_t>(++seq)), "EOL-01", "eol",
+                t0 + 1000.0 * round + (pos == 2 ? 0.0 : 1.0 + pos), 60,
+                {{"r0_ohm", 0.020 + (pos == 2 ? 0.006 : 0.0) + 0.0001 * pos}}, "Ohm");
+            r.channel = pos;
+            const std::int64_t id = store.write(r);
+            if (pos == 2) position2_runs.push_back(id);
+        }
+    const FixtureHistory h = replay_fixture(store, cfg, "EOL-01");
+    REQUIRE(h.flags.size() == 1);
+    CHECK(h.flags[0].alarm.position == 2);
+    CHECK(h.flags[0].alarm.readings == 5);
+    CHECK(h.flags[0].run_id == position2_runs.back());
+}
+
+// A position the station took out of service stays out until it is
+// serviced, whatever a replay decides now (here: settings under which no
+// position drifts) — the stored decision, not a recomputation; the service
+// event that follows it puts the position back.
+TEST_CASE("fixture health: a stored flag keeps its position out of service until a service event") {
+    TempDir tmp;
+    Store store = create_store(tmp / "flag.db");
+    FixtureHealthConfig cfg;
+    cfg.window_cells = 3;
+    cfg.calibrate_thermocouples = false;
+    const double t0 = 1.7e9;
+    int seq = 0;
+    std::int64_t last = 0;
+    for (int round = 0; round < 6; ++round)
+        for (int pos = 1; pos <= 4; ++pos) {
+            auto r = eol::test::make_record(
+                eol::test::make_serial("0042", Date{2023, 3, 1}, static_cast<std::uint64_t>(++seq)), "EOL-01", "eol",
+                t0 + 1000.0 * round + pos, 60, {{"r0_ohm", 0.020 + 0.0001 * pos}}, "Ohm");
+            r.channel = pos;
+            last = store.write(r);
+        }
+    auto in_service = [&](int position) {
+        const FixtureHistory h = replay_fixture(store, cfg, "EOL-01");
+        CHECK(h.flags.empty());  // the replay itself raises none
+        for (const auto& p : h.positions.at("EOL-01"))
+            if (p.position == position) return std::make_pair(!p.alarm, p.alarm ? p.alarm->reason : std::string());
+        FAIL("no position " << position);
+        return std::make_pair(false, std::string());
+    };
+    CHECK(in_service(3).first);
+    StationEvent flag;
+    flag.time_unix_s = t0 + 7000;
+    flag.station_id = "EOL-01";
+    flag.kind = std::string(kFixtureFlagEvent);
+    flag.message = "position 3: contact resistance +4.50 mOhm against the other positions";
+    flag.detail_json = R"({"position": 3, "quantity": "contact_resistance", "value": 0.0045, "limit": 0.004, "serial": "X"})";
+    store.append_station_event(flag);
+    {
+        const auto [ok, reason] = in_service(3);
+        CHECK_FALSE(ok);
+        CHECK(reason == flag.message);
+        CHECK(in_service(1).first);
+        // The controller starts from the replay: the position starts faulted.
+        eol::models::FixtureMonitor mon;
+        replay_fixture(store, cfg, "EOL-01", &mon);
+        REQUIRE(mon.alarm(3).has_value());
+        CHECK(mon.alarm(3)->quantity == "contact_resistance");
+        CHECK(mon.alarm(3)->value == doctest::Approx(0.0045));
+    }
+    StationEvent svc;
+    svc.time_unix_s = t0 + 8000;
+    svc.station_id = "EOL-01";
+    svc.kind = std::string(kFixtureServiceEvent);
+    svc.message = "position 3 serviced";
+    svc.detail_json = "{\"position\": 3, \"after_run_id\": " + std::to_string(last) + "}";
+    store.append_station_event(svc);
+    CHECK(in_service(3).first);
+}

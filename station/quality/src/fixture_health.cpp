@@ -105,28 +105,22 @@ FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std:
         // Service events: the position is reset before its first run stored
         // after the service (run ids count up in the order runs are stored).
         std::map<int, std::vector<std::int64_t>> services;  // position → after_run_id, increasing
-        std::vector<std::int64_t> epochs;                    // every service's after_run_id, any position
+        std::map<int, std::int64_t> last_service_event;     // position → its latest service's event id
         for (const auto& e : store.station_events_of(station, kFixtureServiceEvent)) {
             const auto j = nlohmann::json::parse(e.detail_json, nullptr, false);
             if (!j.is_object() || !j.contains("position") || !j["position"].is_number_integer() ||
                 !j.contains("after_run_id") || !j["after_run_id"].is_number_integer())
                 continue;
             services[j["position"].get<int>()].push_back(j["after_run_id"].get<std::int64_t>());
-            epochs.push_back(j["after_run_id"].get<std::int64_t>());
+            auto& last = last_service_event[j["position"].get<int>()];
+            last = std::max(last, e.id);
         }
-        std::sort(epochs.begin(), epochs.end());
-        // In the order a station learns them: as the tests finish — within
-        // each span between services. A run stored before a service was
-        // tested before it, whatever its clock says (a restarted station on
-        // a scaled or virtual clock may stamp later runs earlier).
-        const auto epoch_of = [&](std::int64_t run_id) {
-            return std::lower_bound(epochs.begin(), epochs.end(), run_id) - epochs.begin();
-        };
-        std::sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) {
-            const auto ea = epoch_of(a.run_id), eb = epoch_of(b.run_id);
-            if (ea != eb) return ea < eb;
-            return a.end_unix_s != b.end_unix_s ? a.end_unix_s < b.end_unix_s : a.run_id < b.run_id;
-        });
+        // In the order the station learned them: the order it stored them
+        // (a live station learns each record as it stores it; sim-production
+        // stores in test order). Not by the records' clocks: a restarted
+        // station on a scaled or virtual clock may stamp later runs earlier,
+        // and channels finishing together may store in either order.
+        std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.run_id < b.run_id; });
         for (auto& [pos, ids] : services) std::sort(ids.begin(), ids.end());
         std::map<int, std::size_t> next_service;
         // Runs at a position before it had a calibration (since commissioning
@@ -172,6 +166,22 @@ FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std:
         }
         for (const auto& [pos, ids] : services)
             if (next_service[pos] < ids.size()) mon.reset(pos);  // serviced after its last run
+        // A stored flag stands until its position is serviced: the station's
+        // decision, whatever a replay under other settings or of the latest
+        // runs only (a retested cell) would decide now.
+        for (const auto& e : store.station_events_of(station, kFixtureFlagEvent)) {
+            const auto j = nlohmann::json::parse(e.detail_json, nullptr, false);
+            if (!j.is_object() || !j.contains("position") || !j["position"].is_number_integer()) continue;
+            const int pos = j["position"].get<int>();
+            if (auto it = last_service_event.find(pos); it != last_service_event.end() && it->second > e.id) continue;
+            models::FixtureAlarm a;
+            a.position = pos;
+            a.quantity = j.value("quantity", std::string("stored"));
+            a.value = j.contains("value") && j["value"].is_number() ? j["value"].get<double>() : kNaN;
+            a.limit = j.contains("limit") && j["limit"].is_number() ? j["limit"].get<double>() : kNaN;
+            a.reason = e.message;
+            mon.keep_alarm(a);
+        }
         h.positions[station] = mon.positions();
         if (monitor && station == station_id) *monitor = mon;
     }

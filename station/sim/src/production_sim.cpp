@@ -167,16 +167,23 @@ struct StationCalibration {
     std::vector<std::optional<Simulated>> simulated;
 };
 
-StationCalibration station_calibration(const ProductionSpec& spec, const std::vector<Planned>& planned) {
+// Each cell's EOL test start (unix s), in production order.
+std::vector<double> eol_starts(const ProductionSpec& spec, const std::vector<Planned>& planned) {
+    std::vector<double> t(planned.size());
+    for (std::size_t i = 0; i < planned.size(); ++i) {
+        const DrawnCell c = draw_cell_of(spec, planned[i], i);
+        t[i] = c.formation_unix_s + c.rest_days * 86400.0 + spec.fixture_wait_s;
+    }
+    return t;
+}
+
+StationCalibration station_calibration(const ProductionSpec& spec, const std::vector<Planned>& planned,
+                                       const std::vector<double>& t_eol) {
     const std::size_t n = planned.size();
     StationCalibration out{std::vector<std::optional<double>>(n), std::vector<std::optional<Simulated>>(n)};
     if (!spec.calibrate_thermocouples || n == 0) return out;
     std::map<int, std::vector<std::pair<double, std::size_t>>> by_position;  // (EOL start, index)
-    for (std::size_t i = 0; i < n; ++i) {
-        const DrawnCell c = draw_cell_of(spec, planned[i], i);
-        const double t_eol = c.formation_unix_s + c.rest_days * 86400.0 + spec.fixture_wait_s;
-        by_position[fixture_state(spec, i, t_eol).position].emplace_back(t_eol, i);
-    }
+    for (std::size_t i = 0; i < n; ++i) by_position[fixture_state(spec, i, t_eol[i]).position].emplace_back(t_eol[i], i);
     for (auto& [position, cells] : by_position) {
         std::sort(cells.begin(), cells.end());
         const std::size_t first = std::min(spec.calibration_cells, cells.size());
@@ -366,8 +373,16 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
     const std::size_t batch = std::max<std::size_t>(1, spec.batch_cells);
     unsigned threads = spec.threads ? spec.threads : std::max(1u, std::thread::hardware_concurrency());
 
-    StationCalibration calibration = station_calibration(spec, planned);
-    std::vector<std::optional<Simulated>> slot(n);
+    // Written in the order the EOL station tests the cells (start time, then
+    // production order), as a live station stores them: a replay of the
+    // store in run-id order (fixture health) learns what the station learned.
+    const std::vector<double> t_eol = eol_starts(spec, planned);
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](std::size_t a, std::size_t b) { return t_eol[a] != t_eol[b] ? t_eol[a] < t_eol[b] : a < b; });
+    StationCalibration calibration = station_calibration(spec, planned, t_eol);
+    std::vector<std::optional<Simulated>> slot(n);  // by write position
     std::atomic<std::size_t> next{0};
     std::mutex m;
     std::condition_variable cv;
@@ -380,16 +395,17 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
         try {
             for (;;) {
                 if (stop) return;
-                const std::size_t i = next++;
-                if (i >= n) return;
+                const std::size_t w = next++;
+                if (w >= n) return;
+                const std::size_t i = order[w];
                 // A position's first cells were simulated for its calibration (each i is one worker's).
                 Simulated s = calibration.simulated[i]
                                   ? std::move(*calibration.simulated[i])
                                   : simulate_cell(spec, draw_cell_of(spec, planned[i], i), i, calibration.offset_k[i]);
                 calibration.simulated[i].reset();
                 std::lock_guard lk(m);
-                slot[i] = std::move(s);
-                filled[i] = 1;
+                slot[w] = std::move(s);
+                filled[w] = 1;
                 while (done_prefix < n && filled[done_prefix]) ++done_prefix;
                 cv.notify_all();
             }
@@ -404,7 +420,8 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
     for (unsigned t = 0; t < threads; ++t) pool.emplace_back(worker);
 
     std::vector<TestRecord> records;
-    std::vector<double> eol_end(n, 0.0);  // for the assembly stage
+    std::vector<double> eol_end(n, 0.0);  // for the assembly stage (production order)
+    sum.truth.resize(n);
     std::size_t written = 0;
     try {
         while (written < n) {
@@ -415,15 +432,16 @@ ProductionSummary simulate_production(Store& store, const ProductionSpec& spec, 
                 if (stop) break;
             }
             records.clear();
-            for (std::size_t i = written; i < end; ++i) {
-                Simulated& s = *slot[i];
+            for (std::size_t w = written; w < end; ++w) {
+                Simulated& s = *slot[w];
+                const std::size_t i = order[w];
                 eol_end[i] = s.eol.end_unix_s;
                 records.push_back(std::move(s.formation));
                 records.push_back(std::move(s.eol));
                 sum.shorted += s.truth.shorted ? 1 : 0;
                 sum.eol_failed += s.truth.eol_pass ? 0 : 1;
-                sum.truth.push_back(std::move(s.truth));
-                slot[i].reset();
+                sum.truth[i] = std::move(s.truth);
+                slot[w].reset();
             }
             store.write_batch(records);
             written = end;

@@ -113,6 +113,11 @@ public:
     /// readings in the reference are kept.
     void reset(int position);
 
+    /// A flag decided earlier (stored by the station) holds `a.position` out
+    /// of service until reset(), unless it is flagged already (that alarm
+    /// is kept).
+    void keep_alarm(const FixtureAlarm& a);
+
     /// What to subtract from a resistance feature measured at `position` now
     /// (0 until known), and likewise from a thermocouple reading.
     double contact_offset_ohm(int position) const;

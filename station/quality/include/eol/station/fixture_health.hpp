@@ -14,17 +14,19 @@
 //
 // Replay (replay_fixture): the latest completed run of every stored cell,
 // grouped by station and run through one monitor per station in the order
-// the tests finished (end time, then run id: the order a station learns them
-// in) within each span between two services of the station (a run stored
-// before a service was tested before it, whatever its clock says: a
-// restarted station on a scaled clock may stamp later runs earlier); a
-// station event "fixture_service" (detail
-// {"position": N, "after_run_id": K}) — what a fault reset of an
-// out-of-service position writes — resets that position before its first run
-// with an id above K (the runs stored before the service: independent of the
-// records' clocks, which may be scaled, virtual or restarted). The result: each position's state now,
-// every flag raised (with the run that raised it) and, per run, the contact
-// correction its position had when it was tested.
+// the station stored them (run id: a live station learns each record as it
+// stores it, and sim-production stores in test order) — never by the
+// records' clocks, which may be scaled, virtual or restarted, and which two
+// channels finishing together may stamp in either order. A station event
+// "fixture_service" (detail {"position": N, "after_run_id": K}) — what a
+// fault reset of an out-of-service position writes — resets that position
+// before its first run with an id above K. A stored "fixture_flag" event
+// (detail {"position": N, "quantity", "value", "limit", "serial"}; message:
+// the reason) keeps its position out of service until a later service
+// event, whatever the replay decides now (other settings; a retested cell
+// counts once here, at each test live). The result: each position's state
+// now, every flag the replay raises (with the run that raised it) and, per
+// run, the contact correction its position had when it was tested.
 //
 // Errors: StoreError from the store; models::InputError for settings out of
 // range.

@@ -29,7 +29,9 @@
 //      its own limits under the safety `limits`. The pulse trace is stored
 //      only with store_traces (~10 kB a cell).
 // Both records go to the store with Store::write_batch, `batch_cells` cells
-// a transaction, in cell order.
+// a transaction, in the order the EOL station tests the cells (EOL start,
+// then production order) — the order a live station stores its runs in, so
+// that run ids count up in test order (fixture health replays by run id).
 //
 // Assembly (after every cell is written; before any screening, so some
 // devices contain cells whose lots screening will hold later): each cell
