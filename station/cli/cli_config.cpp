@@ -129,7 +129,8 @@ json station_json(const StationConfig& c) {
                          {"thermo", ch.thermo},
                          {"thermo_channel", ch.thermo_channel},
                          {"ambient", amb ? json{{"thermo", amb->thermo}, {"channel", amb->channel}} : json(nullptr)},
-                         {"p_x_identifiable", amb.has_value()}});
+                         {"p_x_identifiable", amb.has_value()},
+                         {"thermo_offset_k", ch.thermo_offset_k ? json(*ch.thermo_offset_k) : json(nullptr)}});
     }
     json j{{"valid", true},
            {"file", c.file.string()},
@@ -208,16 +209,20 @@ void print_station(const StationConfig& c) {
                    i.is_load() && i.driver == station::InstrumentConfig::Driver::scpi_load
                        ? ""
                        : fmt::format("  unit {}", i.unit));
-    fmt::print("channels     position  load       thermocouple  ambient\n");
+    fmt::print("channels     position  load       thermocouple  ambient  (thermocouple offset: commissioned, else learned)\n");
     std::vector<int> blind;  // positions that cannot measure P_x
     for (const auto& ch : c.channels) {
         const auto amb = c.ambient_for(ch);
         if (!amb) blind.push_back(ch.position);
-        fmt::print("             {:>8}  {:<9}  {:<12}  {}\n", ch.position, fmt::format("{}/{}", ch.load, ch.load_channel),
+        fmt::print("             {:>8}  {:<9}  {:<12}  {}{}\n", ch.position, fmt::format("{}/{}", ch.load, ch.load_channel),
                    fmt::format("{}/{}", ch.thermo, ch.thermo_channel),
                    !amb                      ? std::string("none")
                    : amb->thermo == ch.thermo ? fmt::format("{}/{}", amb->thermo, amb->channel)
-                                              : fmt::format("{}/{} (read through {})", amb->thermo, amb->channel, amb->thermo));
+                                              : fmt::format("{}/{} (read through {})", amb->thermo, amb->channel, amb->thermo),
+                   !ch.thermo_offset_k ? std::string()
+                   : amb               ? fmt::format("  offset {:+.3f} K commissioned", *ch.thermo_offset_k)
+                                       : fmt::format("  offset {:+.3f} K commissioned (unused: no ambient sensor)",
+                                                     *ch.thermo_offset_k));
     }
     if (c.ambient) fmt::print("ambient      {}/{}\n", c.ambient->thermo, c.ambient->channel);
     // P_x (the heat step's unexplained heat, p_x_w) needs an ambient sensor:

@@ -171,3 +171,58 @@ TEST_CASE("fit CLI: thermal extended model — P_x missing without a sensor offs
     CHECK(out.find("needs the ambient temperature") != std::string::npos);
     std::remove(path.c_str());
 }
+
+// A known entropic coefficient through the CLI (`--entropic-v`, issue 16):
+// a 50 J/K, 25 K/W cell heated by I²·0.05 Ω plus its reversible heat k·I
+// (k = −60 mV at 3 A: −180 mW while the current flows, no extra heat, no
+// sensor offset). Told k, the fit recovers R_th and reads P_x ≈ 0; not told,
+// the reversible heat is missing from the balance and R_th and P_x move.
+// Bad combinations are refused naming the option.
+TEST_CASE("fit CLI: thermal with a known entropic coefficient recovers R_th and P_x, misuse is refused") {
+    const double c_th = 50.0, r_th = 25.0, k_v = -0.060;
+    const std::string path = std::string(EOL_BINARY_DIR) + "/cli_thermal_entropic.csv";
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs("time,current,voltage,cell_temp,ambient_temp\n", f);
+    double temp = 20.0, ip = 0.0;
+    for (int k = 0; k <= 3300; ++k) {
+        const double i = (k >= 300 && k < 900) ? 3.0 : 0.0;
+        if (k > 0) {
+            const double a = std::exp(-1.0 / (r_th * c_th));
+            temp = a * temp + (1.0 - a) * (20.0 + r_th * (ip * ip * 0.05 + k_v * ip));
+        }
+        const double noise = 2e-3 * std::sin(1.7 * k);
+        std::fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f\n", k, i, 3.9 - 0.05 * i, temp + noise, 20.0 - noise);
+        ip = i;
+    }
+    std::fclose(f);
+    std::string out;
+    const std::string base = "fit thermal --csv " + path + " --heating-ohm 0.05";
+
+    REQUIRE(run_cli(base + " --entropic-v -0.060 --json", out) == 0);
+    auto j = nlohmann::json::parse(out);
+    CHECK(j.at("entropic_source").get<std::string>() == "given");
+    CHECK(j.at("entropic_v").get<double>() == doctest::Approx(k_v));
+    CHECK(j.at("r_th_k_per_w").get<double>() == doctest::Approx(r_th).epsilon(0.05));
+    CHECK(j.at("tau_s").get<double>() == doctest::Approx(r_th * c_th).epsilon(0.05));
+    CHECK(std::fabs(j.at("p_extra_w").get<double>()) < 0.003);
+    REQUIRE(run_cli(base + " --entropic-v -0.060", out) == 0);
+    CHECK(out.find("k        -60.0 mV +0.0 mV/Ah drawn, given") != std::string::npos);
+
+    // Not told: the heat balance lacks 180 mW during the current.
+    REQUIRE(run_cli(base + " --json", out) == 0);
+    j = nlohmann::json::parse(out);
+    CHECK(j.at("entropic_source").get<std::string>() != "given");
+    const bool r_th_off = std::fabs(j.at("r_th_k_per_w").get<double>() / r_th - 1.0) > 0.2;
+    const bool p_x_off = std::fabs(j.at("p_extra_w").get<double>()) > 0.02;
+    CHECK_MESSAGE((r_th_off || p_x_off), out);
+
+    // Misuse: fitted and given at once; a slope without k; k out of range.
+    CHECK(run_cli(base + " --entropic-v -0.06 --reversible", out) == 2);
+    CHECK(out.find("excludes") != std::string::npos);
+    CHECK(run_cli(base + " --entropic-v-per-ah 0.05", out) == 2);
+    CHECK(out.find("--entropic-v-per-ah") != std::string::npos);
+    CHECK(run_cli(base + " --entropic-v 5", out) == 2);
+    CHECK(out.find("--entropic-v") != std::string::npos);
+    std::remove(path.c_str());
+}

@@ -338,6 +338,7 @@ TEST_CASE("config: out-of-range values are reported with the allowed range") {
     text = replace(text, "timeout_s = 2", "timeout_s = 0");
     text = replace(text, "load_channel = 2", "load_channel = 5");  // load1 has 4
     text = replace(text, "thermo_channel = 2", "thermo_channel = 8");  // tc1 has 0..7
+    text = replace(text, "thermo_channel = 1\n", "thermo_channel = 1\nthermo_offset_k = 7.5\n");  // ±5 K
     const auto ds = errors_of(d, text);
     const Diagnostic plc = one(ds, "plc.port");
     CHECK(contains(plc.message, "out of range: 70000"));
@@ -349,7 +350,10 @@ TEST_CASE("config: out-of-range values are reported with the allowed range") {
     CHECK(contains(lc.message, "'load1' has 4 channels: 1..4"));
     CHECK(lc.line == line_of(text, "load_channel = 5"));
     CHECK(contains(one(ds, "channels[2].thermo_channel").message, "'tc1' has 8 channels: 0..7"));
-    CHECK(ds.size() == 5);
+    const Diagnostic off = one(ds, "channels[0].thermo_offset_k");
+    CHECK(contains(off.message, "out of range: 7.5"));
+    CHECK(off.line == line_of(text, "thermo_offset_k = 7.5"));
+    CHECK(ds.size() == 6);
 }
 
 TEST_CASE("config: a missing required key is reported at the line of the table that lacks it") {

@@ -56,6 +56,7 @@ struct StationFile {
     double temp_abort_c = 60.0;
     std::string limits_extra;  // more [limits] lines
     std::string extra_toml;    // more tables, appended
+    std::string channel1_extra;  // more keys of position 1's [[channels]] table
 };
 
 // The example station's instruments on `p` (load1: two-channel Keysight,
@@ -75,7 +76,8 @@ std::string config_text(const Ports& p, const StationFile& s) {
            "\"\nmap = \"" + c + "/maps/maynuo-m97.toml\"\n\n"
            "[instruments.tc1]\ndriver = \"modbus_thermo\"\naddress = \"tcp://127.0.0.1:" + port(p.tc) +
            "\"\nmap = \"" + c + "/maps/icpdas-et7018z.toml\"\nchannels = 8\n\n"
-           "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n\n"
+           "[[channels]]\nposition = 1\nload = \"load1\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 0\n" +
+           s.channel1_extra + "\n"
            "[[channels]]\nposition = 2\nload = \"load1\"\nload_channel = 2\nthermo = \"tc1\"\nthermo_channel = 1\n\n"
            "[[channels]]\nposition = 3\nload = \"load2\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 2\n\n"
            "[[channels]]\nposition = 4\nload = \"load3\"\nload_channel = 1\nthermo = \"tc1\"\nthermo_channel = 3\n\n"
@@ -1052,6 +1054,54 @@ TEST_CASE("controller fixture health: the heat step fits with its position's lea
             CHECK(p["tc_calibration_k"].get<double>() > 0.3);
         }
     CHECK(seen);
+}
+
+// A commissioned thermocouple offset ([[channels]] thermo_offset_k): position
+// 1's thermocouple reads 0.5 K high and was measured so at commissioning.
+// Its FIRST cell's heat step fits with that offset (P_x read against it),
+// while position 2 (no commissioned offset, nothing learned yet) fits plain;
+// `config check` shows it.
+TEST_CASE("controller fixture health: a commissioned thermocouple offset is used from a position's first cell") {
+    StationFile f;  // the example recipe (600 s at 3 A, 600 s cooling) at 400x
+    f.channel1_extra = "thermo_offset_k = 0.5\n";
+    f.extra_toml = "[fixture_health]\n";
+    SimStation st(f);
+    st.fault("cell 1 tc_offset_c 0.5");
+    const Result chk = run({EOL_CLI, "config", "check", st.config.string()});
+    CHECK_MESSAGE(chk.exit == 0, chk.out << chk.err);
+    CHECK(contains(chk.out, "offset +0.500 K commissioned"));
+    const Result chj = run({EOL_CLI, "config", "check", st.config.string(), "--json"});
+    REQUIRE(chj.exit == 0);
+    const json cj = json::parse(chj.out);
+    for (const auto& c : cj["channels"])
+        CHECK(c["thermo_offset_k"] == (c["position"] == 1 ? json(0.5) : json(nullptr)));
+    const std::string s1 = eol::test::lot0042_serial(2201), s2 = eol::test::lot0042_serial(2202);
+    {
+        Serve srv(st);
+        srv.send("1 " + s1);
+        srv.send("2 " + s2);
+        for (int k = 0; k < 2; ++k) REQUIRE_MESSAGE(!srv.wait_for("result ", 60).empty(), "seen: " << json(srv.seen).dump());
+        CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
+    }
+    eol::station::OpenOptions o;
+    o.read_only = true;
+    auto store = eol::station::Store::open(st.db(), o);
+    std::map<std::string, eol::station::CellFeatures> by_serial;
+    store.for_each_latest(eol::station::CellFilter{}, [&](const eol::station::CellFeatures& c) { by_serial[c.cell.serial] = c; });
+    const auto& one = by_serial.at(s1);
+    REQUIRE(one.get("thermal.sensor_offset_c").has_value());
+    CHECK(*one.get("thermal.sensor_offset_c") == doctest::Approx(0.5));
+    REQUIRE(one.get("thermal.steady_offset_k").has_value());
+    REQUIRE(one.get("r_th_k_per_w").has_value());
+    REQUIRE(one.get("p_x_w").has_value());
+    const double c1 = *one.get("thermal.steady_offset_k"), r_th1 = *one.get("r_th_k_per_w");
+    MESSAGE("position 1, first cell: c " << c1 << " K, R_th " << r_th1 << " K/W, P_x " << *one.get("p_x_w") * 1e3
+            << " mW against the commissioned 0.5 K (plain it would read " << c1 / r_th1 * 1e3 << " mW)");
+    CHECK(c1 > 0.3);  // the thermocouple's +0.5 K, seen as the steady offset
+    CHECK(*one.get("p_x_w") == doctest::Approx((c1 - 0.5) / r_th1).epsilon(1e-6));
+    CHECK(std::fabs(*one.get("p_x_w")) < 0.015);  // a good cell: the offset's ~45 mW is not read as heat
+    const auto& two = by_serial.at(s2);
+    CHECK_FALSE(two.get("thermal.sensor_offset_c").has_value());  // plain: nothing learned, nothing commissioned
 }
 
 // The golden cell: due at the station's start (other serials refused), the

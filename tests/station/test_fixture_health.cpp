@@ -20,6 +20,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "eol/models/pat.hpp"  // median_inplace
@@ -68,6 +69,39 @@ std::size_t good_held(const ScreenReport& rep, const ProductionSummary& sum, int
     }
     return n;
 }
+
+// A station history written directly (no simulation): runs of EOL-01 with
+// one r0_ohm reading each, the settings a few cells decide under.
+struct History {
+    TempDir tmp;
+    Store store;
+    FixtureHealthConfig cfg;
+    int seq = 0;
+    explicit History(const char* name) : store(create_store(tmp / name)) {
+        cfg.window_cells = 3;
+        cfg.contact_limit_ohm = 0.002;
+        cfg.calibrate_thermocouples = false;
+    }
+    static constexpr double t0 = 1.7e9;
+    /// Stores a run at `position` reading `r0_ohm`; its run id.
+    std::int64_t put(int position, double r0_ohm, double start_unix_s) {
+        auto r = eol::test::make_record(eol::test::make_serial("0042", Date{2023, 3, 1}, static_cast<std::uint64_t>(++seq)),
+                                        "EOL-01", "eol", start_unix_s, 60, {{"r0_ohm", r0_ohm}}, "Ohm");
+        r.channel = position;
+        return store.write(r);
+    }
+    /// Stores a station event of `kind` with `detail_json`.
+    void event(std::string_view kind, const std::string& message, const std::string& detail_json, double time_unix_s) {
+        StationEvent ev;
+        ev.time_unix_s = time_unix_s;
+        ev.station_id = "EOL-01";
+        ev.kind = std::string(kind);
+        ev.message = message;
+        ev.detail_json = detail_json;
+        store.append_station_event(ev);
+    }
+    FixtureHistory replay(eol::models::FixtureMonitor* monitor = nullptr) { return replay_fixture(store, cfg, "EOL-01", monitor); }
+};
 
 }  // namespace
 
@@ -409,41 +443,24 @@ TEST_CASE("hostile: sim-production fixture options: a bad --fixture-drift is ref
 // cell after it (before the fix, the worn cells were replayed after the
 // reset and raised the flag again: the CI failure of session 10's stop).
 TEST_CASE("fixture health: the replay orders a service by stored runs, not by the records' clocks") {
-    TempDir tmp;
-    Store store = create_store(tmp / "svc.db");
-    FixtureHealthConfig cfg;
-    cfg.window_cells = 3;
-    cfg.contact_limit_ohm = 0.002;
-    cfg.calibrate_thermocouples = false;
-    const double t0 = 1.7e9;
-    int seq = 0;
+    History hist("svc.db");
+    const double t0 = History::t0;
     std::int64_t last_before = 0;
-    auto put = [&](int position, double r0_ohm, double start_unix_s) {
-        auto r = eol::test::make_record(eol::test::make_serial("0042", Date{2023, 3, 1}, static_cast<std::uint64_t>(++seq)),
-                                        "EOL-01", "eol", start_unix_s, 60, {{"r0_ohm", r0_ohm}}, "Ohm");
-        r.channel = position;
-        return store.write(r);
-    };
     // Ten rounds on 4 positions; position 2 reads +6 mΩ.
     for (int round = 0; round < 10; ++round)
         for (int pos = 1; pos <= 4; ++pos)
-            last_before = put(pos, 0.020 + (pos == 2 ? 0.006 : 0.0) + 0.0001 * pos, t0 + 1000.0 * round + pos);
+            last_before = hist.put(pos, 0.020 + (pos == 2 ? 0.006 : 0.0) + 0.0001 * pos, t0 + 1000.0 * round + pos);
     {
-        const FixtureHistory h = replay_fixture(store, cfg, "EOL-01");
+        const FixtureHistory h = hist.replay();
         REQUIRE(h.flags.size() == 1);
         CHECK(h.flags[0].alarm.position == 2);
     }
-    StationEvent ev;
-    ev.time_unix_s = t0 + 10'000;
-    ev.station_id = "EOL-01";
-    ev.kind = std::string(kFixtureServiceEvent);
-    ev.message = "position 2 serviced";
-    ev.detail_json = "{\"position\": 2, \"after_run_id\": " + std::to_string(last_before) + "}";
-    store.append_station_event(ev);
+    hist.event(kFixtureServiceEvent, "position 2 serviced",
+               "{\"position\": 2, \"after_run_id\": " + std::to_string(last_before) + "}", t0 + 10'000);
     // After the service: new pins, but the restarted clock stamps these cells
     // in the middle of the worn ones.
-    for (int pos = 1; pos <= 4; ++pos) put(pos, 0.020 + 0.0001 * pos, t0 + 2500.0 + pos);
-    const FixtureHistory h = replay_fixture(store, cfg, "EOL-01");
+    for (int pos = 1; pos <= 4; ++pos) hist.put(pos, 0.020 + 0.0001 * pos, t0 + 2500.0 + pos);
+    const FixtureHistory h = hist.replay();
     CHECK(h.flags.size() == 1);  // only the first flag: not raised again
     const auto& positions = h.positions.at("EOL-01");
     for (const auto& p : positions) {
@@ -458,31 +475,20 @@ TEST_CASE("fixture health: the replay orders a service by stored runs, not by th
 // channels finishing together may stamp their end times in one order and
 // store in the other. Here position 2 is stored last of each round of four
 // but stamped first. In store order it has 3, 6, 9, … readings of the other
-// positions before its own, so its residuals start at its 3rd cell and the
-// window of 3 is full at its 5th: flagged there, as the live station did
-// (in clock order it would be judged one round later: the CI failure of
-// session 11's stop).
+// positions before its own (8 are needed), so its residuals start at its 3rd
+// cell and the window of 3 is full at its 5th: flagged there, as the live
+// station did (in clock order it would be judged a round later: the CI
+// failure of session 11's stop).
 TEST_CASE("fixture health: the replay learns in the order runs were stored, not by the records' clocks") {
-    TempDir tmp;
-    Store store = create_store(tmp / "order.db");
-    FixtureHealthConfig cfg;
-    cfg.window_cells = 3;
-    cfg.contact_limit_ohm = 0.002;
-    cfg.calibrate_thermocouples = false;
-    const double t0 = 1.7e9;
-    int seq = 0;
+    History hist("order.db");
     std::vector<std::int64_t> position2_runs;
     for (int round = 0; round < 5; ++round)
         for (int pos : {1, 3, 4, 2}) {
-            auto r = eol::test::make_record(
-                eol::test::make_serial("0042", Date{2023, 3, 1}, static_cast<std::uint64_t>(++seq)), "EOL-01", "eol",
-                t0 + 1000.0 * round + (pos == 2 ? 0.0 : 1.0 + pos), 60,
-                {{"r0_ohm", 0.020 + (pos == 2 ? 0.006 : 0.0) + 0.0001 * pos}}, "Ohm");
-            r.channel = pos;
-            const std::int64_t id = store.write(r);
+            const std::int64_t id = hist.put(pos, 0.020 + (pos == 2 ? 0.006 : 0.0) + 0.0001 * pos,
+                                             History::t0 + 1000.0 * round + (pos == 2 ? 0.0 : 1.0 + pos));
             if (pos == 2) position2_runs.push_back(id);
         }
-    const FixtureHistory h = replay_fixture(store, cfg, "EOL-01");
+    const FixtureHistory h = hist.replay();
     REQUIRE(h.flags.size() == 1);
     CHECK(h.flags[0].alarm.position == 2);
     CHECK(h.flags[0].alarm.readings == 5);
@@ -490,60 +496,40 @@ TEST_CASE("fixture health: the replay learns in the order runs were stored, not 
 }
 
 // A position the station took out of service stays out until it is
-// serviced, whatever a replay decides now (here: settings under which no
-// position drifts) — the stored decision, not a recomputation; the service
-// event that follows it puts the position back.
+// serviced, whatever a replay decides now (here no position drifts) — the
+// stored decision, not a recomputation; the service event that follows it
+// puts the position back.
 TEST_CASE("fixture health: a stored flag keeps its position out of service until a service event") {
-    TempDir tmp;
-    Store store = create_store(tmp / "flag.db");
-    FixtureHealthConfig cfg;
-    cfg.window_cells = 3;
-    cfg.calibrate_thermocouples = false;
-    const double t0 = 1.7e9;
-    int seq = 0;
+    History hist("flag.db");
     std::int64_t last = 0;
     for (int round = 0; round < 6; ++round)
-        for (int pos = 1; pos <= 4; ++pos) {
-            auto r = eol::test::make_record(
-                eol::test::make_serial("0042", Date{2023, 3, 1}, static_cast<std::uint64_t>(++seq)), "EOL-01", "eol",
-                t0 + 1000.0 * round + pos, 60, {{"r0_ohm", 0.020 + 0.0001 * pos}}, "Ohm");
-            r.channel = pos;
-            last = store.write(r);
-        }
-    auto in_service = [&](int position) {
-        const FixtureHistory h = replay_fixture(store, cfg, "EOL-01");
+        for (int pos = 1; pos <= 4; ++pos) last = hist.put(pos, 0.020 + 0.0001 * pos, History::t0 + 1000.0 * round + pos);
+    auto state = [&](int position) {
+        const FixtureHistory h = hist.replay();
         CHECK(h.flags.empty());  // the replay itself raises none
         for (const auto& p : h.positions.at("EOL-01"))
             if (p.position == position) return std::make_pair(!p.alarm, p.alarm ? p.alarm->reason : std::string());
         FAIL("no position " << position);
         return std::make_pair(false, std::string());
     };
-    CHECK(in_service(3).first);
-    StationEvent flag;
-    flag.time_unix_s = t0 + 7000;
-    flag.station_id = "EOL-01";
-    flag.kind = std::string(kFixtureFlagEvent);
-    flag.message = "position 3: contact resistance +4.50 mOhm against the other positions";
-    flag.detail_json = R"({"position": 3, "quantity": "contact_resistance", "value": 0.0045, "limit": 0.004, "serial": "X"})";
-    store.append_station_event(flag);
+    CHECK(state(3).first);
+    const std::string reason = "position 3: contact resistance +4.50 mOhm against the other positions";
+    hist.event(kFixtureFlagEvent, reason,
+               R"({"position": 3, "quantity": "contact_resistance", "value": 0.0045, "limit": 0.004, "serial": "X"})",
+               History::t0 + 7000);
     {
-        const auto [ok, reason] = in_service(3);
-        CHECK_FALSE(ok);
-        CHECK(reason == flag.message);
-        CHECK(in_service(1).first);
+        const auto [in_service, why] = state(3);
+        CHECK_FALSE(in_service);
+        CHECK(why == reason);
+        CHECK(state(1).first);
         // The controller starts from the replay: the position starts faulted.
         eol::models::FixtureMonitor mon;
-        replay_fixture(store, cfg, "EOL-01", &mon);
+        hist.replay(&mon);
         REQUIRE(mon.alarm(3).has_value());
         CHECK(mon.alarm(3)->quantity == "contact_resistance");
         CHECK(mon.alarm(3)->value == doctest::Approx(0.0045));
     }
-    StationEvent svc;
-    svc.time_unix_s = t0 + 8000;
-    svc.station_id = "EOL-01";
-    svc.kind = std::string(kFixtureServiceEvent);
-    svc.message = "position 3 serviced";
-    svc.detail_json = "{\"position\": 3, \"after_run_id\": " + std::to_string(last) + "}";
-    store.append_station_event(svc);
-    CHECK(in_service(3).first);
+    hist.event(kFixtureServiceEvent, "position 3 serviced",
+               "{\"position\": 3, \"after_run_id\": " + std::to_string(last) + "}", History::t0 + 8000);
+    CHECK(state(3).first);
 }

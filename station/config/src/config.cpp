@@ -1102,6 +1102,7 @@ void read_channels(Tbl& root, StationConfig& cfg) {
         auto load_ch = c.integer("load_channel", true, 1, 256);
         auto thermo = c.text("thermo", true);
         auto thermo_ch = c.integer("thermo_channel", true, 0, 255);
+        ch.thermo_offset_k = c.number("thermo_offset_k", false, Range{-5.0, 5.0});
         c.finish();
 
         if (load) {

@@ -1179,9 +1179,11 @@ struct Controller::Impl {
             io.ambient_thermo = c.ambient->thermo.get();
             io.ambient_lane = &c.ambient->lane;
         }
-        // The position's learned thermocouple offset (fixture health): the
-        // heat step fits P_x separated from it.
-        if (io.ambient_channel) io.thermo_offset_k = calibration_of(c.cfg->position);
+        // The position's thermocouple offset, commissioned ([[channels]]
+        // thermo_offset_k) or learned (fixture health): the heat step fits
+        // P_x separated from it.
+        if (io.ambient_channel)
+            io.thermo_offset_k = c.cfg->thermo_offset_k ? c.cfg->thermo_offset_k : calibration_of(c.cfg->position);
 
         TestRecord rec;
         bool load_connected = false;  // before that, nothing can have been energized

@@ -272,6 +272,13 @@ struct ChannelConfig {
     int load_channel = 1;  // 1-based
     std::string thermo;    // name of a modbus_thermo instrument
     int thermo_channel = 0;  // 0-based
+    /// The position's thermocouple offset measured at commissioning (K: its
+    /// reading minus the ambient sensor's with the cell at the ambient's
+    /// temperature). Set: every heat step at the position fits with it
+    /// (P_x separated from the offset from the first cell on) instead of the
+    /// calibration fixture health learns from its first cells; only with
+    /// an ambient sensor. Unset: learned ([fixture_health]).
+    std::optional<double> thermo_offset_k;
     int line = 0;            // of its [[channels]] table in the station file
 };
 
