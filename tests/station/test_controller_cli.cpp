@@ -88,6 +88,16 @@ std::string config_text(const Ports& p, const StationFile& s) {
            "\nseed = 7\nambient_c = 25.0\nlot = \"0042\"\nproduction_date = 2023-03-14\ncells = 20\n\n" + s.extra_toml;
 }
 
+// Each stored cell's latest completed run with its features, by serial.
+std::map<std::string, eol::station::CellFeatures> latest_by_serial(const fs::path& db) {
+    eol::station::OpenOptions o;
+    o.read_only = true;
+    auto store = eol::station::Store::open(db, o);
+    std::map<std::string, eol::station::CellFeatures> out;
+    store.for_each_latest(eol::station::CellFilter{}, [&](const eol::station::CellFeatures& c) { out[c.cell.serial] = c; });
+    return out;
+}
+
 // A temporary station: its file, and `eolstation sim` serving it (stdin piped
 // for faults; killed at the end).
 struct SimStation {
@@ -1010,11 +1020,7 @@ TEST_CASE("controller fixture health: the heat step fits with its position's lea
         }
         CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
     }
-    eol::station::OpenOptions o;
-    o.read_only = true;
-    auto store = eol::station::Store::open(st.db(), o);
-    std::map<std::string, eol::station::CellFeatures> by_serial;
-    store.for_each_latest(eol::station::CellFilter{}, [&](const eol::station::CellFeatures& c) { by_serial[c.cell.serial] = c; });
+    const auto by_serial = latest_by_serial(st.db());
     std::vector<double> steady, px_plain;
     for (int k = 0; k < 3; ++k) {
         const auto& c = by_serial.at(serials[static_cast<std::size_t>(k)]);
@@ -1083,11 +1089,7 @@ TEST_CASE("controller fixture health: a commissioned thermocouple offset is used
         for (int k = 0; k < 2; ++k) REQUIRE_MESSAGE(!srv.wait_for("result ", 60).empty(), "seen: " << json(srv.seen).dump());
         CHECK(srv.proc.terminate(SIGTERM, 20) == 0);
     }
-    eol::station::OpenOptions o;
-    o.read_only = true;
-    auto store = eol::station::Store::open(st.db(), o);
-    std::map<std::string, eol::station::CellFeatures> by_serial;
-    store.for_each_latest(eol::station::CellFilter{}, [&](const eol::station::CellFeatures& c) { by_serial[c.cell.serial] = c; });
+    const auto by_serial = latest_by_serial(st.db());
     const auto& one = by_serial.at(s1);
     REQUIRE(one.get("thermal.sensor_offset_c").has_value());
     CHECK(*one.get("thermal.sensor_offset_c") == doctest::Approx(0.5));
