@@ -42,6 +42,8 @@ struct ProductionOptions {
     double tc_offset_c = 0.0;
     double entropic_scale = 0.0;
     bool calibrate_thermocouples = false;
+    bool commissioned_thermocouples = false;
+    double commission_sd_k = 0.05;
     std::vector<std::string> fixture_drift;
     bool traces = false;
     bool json = false;
@@ -151,6 +153,8 @@ void run_production(const ProductionOptions& o) {
     spec.tc_offset_c = o.tc_offset_c;
     spec.entropic_scale = o.entropic_scale;
     spec.calibrate_thermocouples = o.calibrate_thermocouples;
+    spec.commissioned_thermocouples = o.commissioned_thermocouples;
+    spec.commission_sd_k = o.commission_sd_k;
     for (const auto& text : o.fixture_drift) spec.fixture_drift.push_back(fixture_drift_option(text, o.fixture_positions));
     // The shipped recipes (embedded) unless a file is given.
     const Recipe recipe = o.recipe.empty() ? embedded_recipe("recipes/eol-18650.toml") : load_recipe(o.recipe);
@@ -249,9 +253,21 @@ void add_production_commands(CLI::App& app) {
                   "Reversible (entropic) heat of the cells at the EOL test: 0 none, 1 an NMC cell's dU/dT (±0.3 mV/K)")
         ->capture_default_str()
         ->check(CLI::Range(0.0, 5.0));
-    c->add_flag("--calibrate-thermocouples", o->calibrate_thermocouples,
-                "The station's thermocouple calibration (fixture health): each position's first 31 cells fitted "
-                "plain, the later ones' heat steps against the median steady offset of those");
+    CLI::Option* calibrate = c->add_flag(
+        "--calibrate-thermocouples", o->calibrate_thermocouples,
+        "The station's thermocouple calibration (fixture health): each position's first 31 cells fitted "
+        "plain, the later ones' heat steps against the median steady offset of those");
+    CLI::Option* commissioned =
+        c->add_flag("--commissioned-thermocouples", o->commissioned_thermocouples,
+                    "Commissioned thermocouple offsets ([[channels]] thermo_offset_k): each position's offset "
+                    "measured before its first cell (with --commission-sd-k of error); every heat step fits "
+                    "with it from the first cell")
+            ->excludes(calibrate);
+    c->add_option("--commission-sd-k", o->commission_sd_k,
+                  "With --commissioned-thermocouples: the commissioning measurement's error (SD, K)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0))
+        ->needs(commissioned);
     c->add_option("--fixture-drift", o->fixture_drift,
                   "A wearing position: POSITION:YYYY-MM-DD:MOHM_PER_WEEK[:K_PER_WEEK] (contact resistance, and "
                   "thermocouple offset, growing from that date); repeatable");

@@ -323,6 +323,68 @@ TEST_CASE("fixture health: a simulated production with the station's calibration
     CHECK(*hi - *lo < 10.0);
 }
 
+TEST_CASE("fixture health: a simulated production with commissioned offsets fits every cell against its position's offset") {
+    // ProductionSpec::commissioned_thermocouples: each position's offset as
+    // measured before its first cell (its simulated offset plus a 0.05 K
+    // error), used by every heat step there from the first cell — what a
+    // station with [[channels]] thermo_offset_k does.
+    TempDir tmp;
+    const Recipe recipe = shipped_recipe("eol-18650");
+    const Recipe formation = shipped_recipe("formation");
+    ProductionSpec spec = fixture_production(recipe, formation, false);
+    spec.cells = 8 * 12;
+    spec.commissioned_thermocouples = true;
+    Store store = create_store(tmp / "com.db");
+    const ProductionSummary sum = simulate_production(store, spec);
+    std::map<std::string, const CellTruth*> truth;
+    for (const auto& t : sum.truth) truth[t.serial] = &t;
+    std::map<int, std::vector<double>> offsets, p_x_mw, plain_mw;
+    std::map<int, double> true_offset;
+    store.for_each_latest(CellFilter{}, [&](const CellFeatures& c) {
+        const CellTruth* t = truth.at(c.cell.serial);
+        const auto offset = c.get("thermal.sensor_offset_c");
+        REQUIRE_MESSAGE(offset.has_value(), c.cell.serial);  // from the first cell on
+        offsets[t->position].push_back(*offset);
+        true_offset[t->position] = t->tc_offset_c;
+        if (const auto p = c.get("p_x_w")) p_x_mw[t->position].push_back(*p * 1e3);
+        const auto steady = c.get("thermal.steady_offset_k"), r_th = c.get("r_th_k_per_w");
+        if (steady && r_th) plain_mw[t->position].push_back(*steady / *r_th * 1e3);  // what a plain fit reads
+    });
+    REQUIRE(offsets.size() == 8);
+    std::vector<double> medians_mw, plain_medians_mw;
+    double spread_true = 0;
+    for (auto& [pos, v] : offsets) {
+        CAPTURE(pos);
+        CHECK(*std::min_element(v.begin(), v.end()) == *std::max_element(v.begin(), v.end()));  // one per position
+        CHECK(std::fabs(v.front() - true_offset[pos]) < 0.2);  // 4 SD of the commissioning error
+        spread_true = std::max(spread_true, std::fabs(true_offset[pos]));
+        REQUIRE(!p_x_mw[pos].empty());
+        medians_mw.push_back(eol::models::median_inplace(p_x_mw[pos]));
+        plain_medians_mw.push_back(eol::models::median_inplace(plain_mw[pos]));
+    }
+    CHECK(spread_true > 0.2);  // the offsets are there to be corrected
+    const auto [lo, hi] = std::minmax_element(medians_mw.begin(), medians_mw.end());
+    const auto [plo, phi] = std::minmax_element(plain_medians_mw.begin(), plain_medians_mw.end());
+    MESSAGE("P_x of the positions' medians: " << *lo << " … " << *hi << " mW against the commissioned offsets; "
+            << *plo << " … " << *phi << " mW plain");
+    CHECK(*phi - *plo > 40.0);  // ±0.5 K read as heat
+    // 0.05 K of commissioning error is ±5 mW at R_th ≈ 11 K/W; 12 cells a position.
+    CHECK(*hi - *lo < 30.0);
+    // The CLI: the two ways of knowing an offset exclude each other; an error needs the option.
+    for (const std::vector<std::string>& extra :
+         {std::vector<std::string>{"--commissioned-thermocouples", "--calibrate-thermocouples"},
+          std::vector<std::string>{"--commission-sd-k", "0.1"},
+          std::vector<std::string>{"--commissioned-thermocouples", "--commission-sd-k", "2"}}) {
+        std::vector<std::string> args{EOL_CLI, "sim-production", "--db", (tmp / "bad.db").string(), "--cells", "10"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        const auto r = eol::test::run_process(args, 60);
+        CAPTURE(r.err);
+        CHECK(r.exit == 2);
+        CHECK(r.err.find(extra[extra.size() == 2 && extra[1] == "0.1" ? 0 : extra.size() - 2]) != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(tmp / "bad.db"));
+    }
+}
+
 TEST_CASE("fixture health: with reversible heat the recipe's known entropic coefficient keeps the 600 s heat step within its limits") {
     // Cells with reversible heat (entropic_scale 1: k = −T·dU/dT ≈ −58 mV at
     // the 79 % SoC they reach the heat step with, −33 mV after its 0.5 Ah) on

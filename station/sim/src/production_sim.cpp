@@ -181,6 +181,24 @@ StationCalibration station_calibration(const ProductionSpec& spec, const std::ve
                                        const std::vector<double>& t_eol) {
     const std::size_t n = planned.size();
     StationCalibration out{std::vector<std::optional<double>>(n), std::vector<std::optional<Simulated>>(n)};
+    if (spec.commissioned_thermocouples) {
+        // Each position's offset at its first cell, as measured then.
+        std::map<int, std::pair<double, double>> first;  // position → (EOL start, offset)
+        for (std::size_t i = 0; i < n; ++i) {
+            const PositionState at = fixture_state(spec, i, t_eol[i]);
+            auto [it, fresh] = first.try_emplace(at.position, t_eol[i], at.tc_offset_c);
+            if (!fresh && t_eol[i] < it->second.first) it->second = {t_eol[i], at.tc_offset_c};
+        }
+        std::map<int, double> commissioned;
+        for (const auto& [position, f] : first) {
+            const std::uint64_t key = spec.seed * std::uint64_t{0x2545F4914F6CDD1D} + std::uint64_t{0xC0DE} +
+                                     static_cast<std::uint64_t>(position);
+            std::mt19937_64 rng(mix(key));
+            commissioned[position] = f.second + spec.commission_sd_k * std::normal_distribution<double>(0.0, 1.0)(rng);
+        }
+        for (std::size_t i = 0; i < n; ++i) out.offset_k[i] = commissioned.at(fixture_state(spec, i, t_eol[i]).position);
+        return out;
+    }
     if (!spec.calibrate_thermocouples || n == 0) return out;
     std::map<int, std::vector<std::pair<double, std::size_t>>> by_position;  // (EOL start, index)
     for (std::size_t i = 0; i < n; ++i) by_position[fixture_state(spec, i, t_eol[i]).position].emplace_back(t_eol[i], i);

@@ -142,6 +142,14 @@ struct ProductionSpec {
     // steps fit with it — what the controller does. Default off.
     bool calibrate_thermocouples = false;
     std::size_t calibration_cells = 31;
+    // Commissioned thermocouple offsets (a station's [[channels]]
+    // thermo_offset_k): each position's offset measured before its first
+    // cell — its simulated offset then, plus an error N(0, commission_sd_k)
+    // drawn from the seed — and every heat step at the position fits with
+    // it from the first cell (a drift after commissioning is not followed).
+    // Takes the place of calibrate_thermocouples. Default off.
+    bool commissioned_thermocouples = false;
+    double commission_sd_k = 0.05;
     std::size_t batch_cells = 500;
     // Assembly (empty device_models: none).
     std::vector<DeviceModelSpec> device_models;
