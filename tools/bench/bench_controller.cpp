@@ -12,7 +12,7 @@
 //   peak RSS           this process, after the 16-channel rounds
 //
 // Deterministic for a given seed (--seed; the simulator's lot). Usage:
-//   bench_controller [--scale X] [--rounds N] [--seed S] [--channels 1,8,16]
+//   bench_controller [--scale X] [--rounds N] [--seed S] [--channels 1,8,16] [--share-module-reads yes|no]
 #include <fmt/core.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -140,9 +140,12 @@ struct Row {
     /// Within the steps and the store (ControllerOptions::on_phase): total
     /// wall ms per phase over all cells.
     std::map<std::string, double> phase_ms;
+    /// Bus transactions on the thermocouple modules (the steps' readings, the
+    /// safety monitors', keep-alives), per cell.
+    double tc_reads_per_cell = 0;
 };
 
-Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir) {
+Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir, bool share) {
     const fs::path cfg_file = dir / fmt::format("station{}.toml", n);
     std::ofstream(cfg_file) << station_text(n, scale, seed, dir / fmt::format("bench{}.db", n));
     const auto cfg = station::load_station_config(cfg_file);
@@ -155,6 +158,7 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
         SimChild sim(cli, cfg_file, (n + 1) / 2 + (n + 7) / 8);
         station::ControllerOptions opt;
         opt.time_scale = scale;
+        opt.share_module_reads = share;
         std::mutex phase_mutex;
         opt.on_phase = [&](int, const char* phase, double wall_ms) {
             const std::lock_guard lk(phase_mutex);
@@ -215,10 +219,14 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
             row.cells += static_cast<std::size_t>(n);
         }
         const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
+        std::uint64_t tc_reads = 0;
+        for (const auto& i : controller.instruments())
+            if (i.role == "thermo") tc_reads += i.commands;
         const double channel_hours = static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0;
         row.cpu_per_channel_h_s = cpu / channel_hours;
         row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
         row.overhead_mean_s = sum_overhead / static_cast<double>(row.cells);
+        row.tc_reads_per_cell = static_cast<double>(tc_reads) / static_cast<double>(row.cells);
         controller.shutdown("bench done");
         // SimChild's destructor reaps the simulator: its CPU shows in RUSAGE_CHILDREN.
     }
@@ -235,8 +243,18 @@ int main(int argc, char** argv) {
     int rounds = 3;
     std::uint64_t seed = 7;
     std::vector<int> sizes{1, 8, 16};
+    bool share = true;
     for (int k = 1; k + 1 < argc; k += 2) {
         const std::string a = argv[k];
+        if (a == "--share-module-reads") {
+            const std::string v = argv[k + 1];
+            if (v != "yes" && v != "no") {
+                fmt::print(stderr, "bench_controller: --share-module-reads: expected yes or no, got '{}'\n", v);
+                return 2;
+            }
+            share = v == "yes";
+            continue;
+        }
         if (a == "--scale") scale = std::atof(argv[k + 1]);
         else if (a == "--rounds") rounds = std::atoi(argv[k + 1]);
         else if (a == "--seed") seed = static_cast<std::uint64_t>(std::atoll(argv[k + 1]));
@@ -263,17 +281,18 @@ int main(int argc, char** argv) {
     const fs::path cli = EOL_CLI;
     const fs::path dir = fs::temp_directory_path() / fmt::format("bench_controller.{}", getpid());
     fs::create_directories(dir);
-    fmt::print("bench_controller: recipe eol-18650 at {}x, {} rounds per size, `eolstation sim` in a child process\n\n",
-               scale, rounds);
-    fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>16} {:>18} {:>20} {:>8}\n", "channels", "cells", "wall/cell ms",
+    fmt::print("bench_controller: recipe eol-18650 at {}x, {} rounds per size, `eolstation sim` in a child process, "
+               "module reads {}\n\n",
+               scale, rounds, share ? "shared" : "one per request");
+    fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>16} {:>18} {:>20} {:>8} {:>13}\n", "channels", "cells", "wall/cell ms",
                "bare instr. ms", "overhead/cell ms", "overhead max ms", "ctrl CPU s/ch-h", "bare sim CPU s/ch-h",
-               "!pass");
+               "!pass", "tc reads/cell");
     std::vector<Row> rows;
     for (int n : sizes) {
-        const Row r = measure(cli, n, scale, rounds, seed, dir);
-        fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>16.2f} {:>18.2f} {:>20.2f} {:>8}\n", r.channels, r.cells,
-                   r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3, r.overhead_max_s * 1e3,
-                   r.cpu_per_channel_h_s, r.sim_cpu_per_channel_h_s, r.not_pass);
+        const Row r = measure(cli, n, scale, rounds, seed, dir, share);
+        fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>16.2f} {:>18.2f} {:>20.2f} {:>8} {:>13.1f}\n", r.channels,
+                   r.cells, r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3, r.overhead_max_s * 1e3,
+                   r.cpu_per_channel_h_s, r.sim_cpu_per_channel_h_s, r.not_pass, r.tc_reads_per_cell);
         rows.push_back(r);
     }
     fmt::print("\nwhere the overhead goes: mean wall ms per cell beyond each step's nominal duration\n{:>18}", "step");

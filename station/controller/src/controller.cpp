@@ -249,6 +249,7 @@ struct Instrument {
     std::unique_ptr<TimedLoad> load;      // what the channels use
     std::unique_ptr<TimedThermo> thermo;  // what the channels use
     Lane lane;
+    ThermoShare share;  // a thermocouple module's reading shared by its positions (lane only)
     Health health;
     // Guarded by Impl::mutex:
     InstrumentState state = InstrumentState::disconnected;
@@ -775,7 +776,11 @@ struct Controller::Impl {
             instruments::TcReading tc;
             try {
                 r = co_await on_lane(&c.load->lane, [&c, lch] { return c.load->load->measure(lch); });
-                const auto all = co_await on_lane(&c.thermo->lane, [&c] { return c.thermo->thermo->read_all(); });
+                ThermoShare* share = vt || !opt.share_module_reads ? nullptr : &c.thermo->share;
+                const double requested_s = ThermoShare::steady_now_s();
+                const auto all = co_await on_lane(&c.thermo->lane, [&c, share, requested_s] {
+                    return share ? share->read(*c.thermo->thermo, requested_s) : c.thermo->thermo->read_all();
+                });
                 if (tch < 0 || static_cast<std::size_t>(tch) >= all.size())
                     throw instruments::InstrumentError(c.thermo->cfg->name, "read", "no channel " + std::to_string(tch));
                 tc = all[static_cast<std::size_t>(tch)];
@@ -1174,10 +1179,15 @@ struct Controller::Impl {
         io.thermo = c.thermo->thermo.get();
         io.thermo_channel = c.cfg->thermo_channel;
         io.thermo_lane = &c.thermo->lane;
+        // Reads shared between positions on a busy module; not in virtual
+        // time (which reads happen would follow the threads' timing).
+        const bool share = !opt.virtual_time && opt.share_module_reads;
+        if (share) io.thermo_share = &c.thermo->share;
         io.ambient_channel = c.ambient_channel;
         if (c.ambient) {
             io.ambient_thermo = c.ambient->thermo.get();
             io.ambient_lane = &c.ambient->lane;
+            if (share) io.ambient_share = &c.ambient->share;
         }
         // The position's thermocouple offset, commissioned ([[channels]]
         // thermo_offset_k) or learned (fixture health): the heat step fits

@@ -243,7 +243,11 @@ private:
     /// does not read ok (an open thermocouple must not pass as a temperature).
     awaitable<std::pair<double, double>> temperatures() {
         const double t0 = wall_now_s();
-        const auto all = co_await with_thermo([](instruments::TemperatureReader& t) { return t.read_all(); });
+        const double requested_s = ThermoShare::steady_now_s();
+        ThermoShare* share = io_.thermo_share;
+        const auto all = co_await with_thermo([share, requested_s](instruments::TemperatureReader& t) {
+            return share ? share->read(t, requested_s) : t.read_all();
+        });
         auto pick = [](const instruments::TemperatureReader& reader, const auto& readings, int ch) {
             if (ch < 0 || static_cast<std::size_t>(ch) >= readings.size())
                 throw instruments::InstrumentError(reader.name(), "read channel " + std::to_string(ch),
@@ -260,7 +264,11 @@ private:
             // The station's ambient on another module, through that module's lane.
             check_deadline();
             instruments::TemperatureReader* reader = io_.ambient_thermo;
-            const auto other = co_await on_lane(io_.ambient_lane, [reader] { return reader->read_all(); });
+            ThermoShare* other_share = io_.ambient_share;
+            const double other_requested_s = ThermoShare::steady_now_s();
+            const auto other = co_await on_lane(io_.ambient_lane, [reader, other_share, other_requested_s] {
+                return other_share ? other_share->read(*reader, other_requested_s) : reader->read_all();
+            });
             amb = pick(*reader, other, *io_.ambient_channel);
         } else if (io_.ambient_channel) {
             amb = pick(*io_.thermo, all, *io_.ambient_channel);
@@ -755,6 +763,22 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
 }
 
 }  // namespace
+
+double ThermoShare::steady_now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::vector<instruments::TcReading> ThermoShare::read(instruments::TemperatureReader& reader, double requested_s) {
+    if (started_s_ >= requested_s) {
+        ++shared_;
+        return readings_;
+    }
+    const double started = steady_now_s();
+    readings_ = reader.read_all();
+    started_s_ = started;
+    ++reads_;
+    return readings_;
+}
 
 bool aborted_for_over_temperature(const TestRecord& record) {
     if (record.verdict != Verdict::abort) return false;

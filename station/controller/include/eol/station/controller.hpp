@@ -254,6 +254,11 @@ struct ControllerOptions {
     /// In virtual time: the safety monitor's period in station seconds
     /// (> 0), so that the readings do not depend on the pace. 0: as above.
     double virtual_monitor_period_s = 0.0;
+    /// A thermocouple module's reading is shared by the positions and safety
+    /// monitors whose requests queued behind one another on it (a read that
+    /// began after a request answers it: ThermoShare in steps.hpp); false:
+    /// one bus transaction per request. Never in virtual time.
+    bool share_module_reads = true;
     /// Where a cell's software overhead goes: the step engine's phases
     /// (RunContext::on_phase: "pulse.fetch", "heat.fit", …) and, per stored
     /// record, "store.screen" (screening at test time) and "store.write"

@@ -59,6 +59,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -151,6 +152,32 @@ public:
 /// limits.temp_abort_c (the safety abort whose cell is held as hazardous).
 bool aborted_for_over_temperature(const TestRecord& record);
 
+/// A thermocouple module's last whole reading, shared by every position and
+/// safety monitor that reads that module: a request is answered by a read
+/// that BEGAN after the request was made — never older than the request —
+/// so that requests queued behind one another on a busy module (8–16
+/// positions and their monitors on one module) take one bus transaction
+/// instead of one each. Used on the module's lane only (one call at a
+/// time: no lock). Not for virtual time, where which reads happen must not
+/// depend on the threads' timing (a simulated module samples its noise on
+/// every read).
+class ThermoShare {
+public:
+    /// On the module's lane: `reader.read_all()`, or the readings of a read
+    /// begun at or after `requested_s` (steady clock, s: steady_now_s()).
+    /// A read that throws is not kept.
+    std::vector<instruments::TcReading> read(instruments::TemperatureReader& reader, double requested_s);
+    /// The steady clock in seconds, for `requested_s`.
+    static double steady_now_s();
+    std::uint64_t reads() const { return reads_; }    // bus transactions made
+    std::uint64_t shared() const { return shared_; }  // requests answered without one
+
+private:
+    double started_s_ = -1.0;
+    std::vector<instruments::TcReading> readings_;
+    std::uint64_t reads_ = 0, shared_ = 0;
+};
+
 struct ChannelIo {
     instruments::ElectronicLoad* load = nullptr;
     int load_channel = 1;
@@ -158,6 +185,7 @@ struct ChannelIo {
     instruments::TemperatureReader* thermo = nullptr;
     int thermo_channel = 0;
     const Lane* thermo_lane = nullptr;    // nullptr: driver calls inline
+    ThermoShare* thermo_share = nullptr;  // the module's shared reading (nullptr: a read per request)
     // The ambient thermocouple (the thermal fit's T_amb): channel
     // `ambient_channel` of `ambient_thermo`, or of `thermo` when that is
     // nullptr (the same module). Another module's channel is read on
@@ -167,6 +195,7 @@ struct ChannelIo {
     std::optional<int> ambient_channel;
     instruments::TemperatureReader* ambient_thermo = nullptr;
     const Lane* ambient_lane = nullptr;
+    ThermoShare* ambient_share = nullptr;  // that module's shared reading (nullptr: a read per request)
     // Calibrated offset of this channel's cell thermocouple against the
     // ambient one, K: the steady offset c a typical cell's heat fit reads
     // at this position (fixture health learns it from the steady_offset_k
