@@ -70,6 +70,27 @@ std::size_t good_held(const ScreenReport& rep, const ProductionSummary& sum, int
     return n;
 }
 
+// A simulated production of fixture_production's spec (unworn), changed by
+// `adjust`, in a fresh store, with the truth by serial.
+struct FixtureProductionRun {
+    TempDir tmp;
+    Recipe recipe = shipped_recipe("eol-18650");
+    Recipe formation = shipped_recipe("formation");
+    ProductionSpec spec;
+    std::optional<Store> store;
+    ProductionSummary sum;
+    std::map<std::string, const CellTruth*> truth;
+    template <class Adjust>
+    FixtureProductionRun(const char* name, Adjust adjust) : spec(fixture_production(recipe, formation, false)) {
+        adjust(spec);
+        store.emplace(create_store(tmp / name));
+        sum = simulate_production(*store, spec);
+        for (const auto& t : sum.truth) truth[t.serial] = &t;
+    }
+    FixtureProductionRun(const FixtureProductionRun&) = delete;
+    FixtureProductionRun& operator=(const FixtureProductionRun&) = delete;
+};
+
 // A station history written directly (no simulation): runs of EOL-01 with
 // one r0_ohm reading each, the settings a few cells decide under.
 struct History {
@@ -277,17 +298,13 @@ TEST_CASE("fixture health: a simulated production with the station's calibration
     // a position's first calibration_cells cells in test order are fitted
     // plain, the median of their steady offsets is its calibration, and its
     // later cells' heat steps fit with it.
-    TempDir tmp;
-    const Recipe recipe = shipped_recipe("eol-18650");
-    const Recipe formation = shipped_recipe("formation");
-    ProductionSpec spec = fixture_production(recipe, formation, false);
-    spec.cells = 8 * 20;
-    spec.calibrate_thermocouples = true;
-    spec.calibration_cells = 10;
-    Store store = create_store(tmp / "cal.db");
-    const ProductionSummary sum = simulate_production(store, spec);
-    std::map<std::string, const CellTruth*> truth;
-    for (const auto& t : sum.truth) truth[t.serial] = &t;
+    FixtureProductionRun run("cal.db", [](ProductionSpec& spec) {
+        spec.cells = 8 * 20;
+        spec.calibrate_thermocouples = true;
+        spec.calibration_cells = 10;
+    });
+    Store& store = *run.store;
+    const auto& truth = run.truth;
     struct Cell {
         double eol_s;
         std::optional<double> offset, steady, p_x;
@@ -328,16 +345,13 @@ TEST_CASE("fixture health: a simulated production with commissioned offsets fits
     // measured before its first cell (its simulated offset plus a 0.05 K
     // error), used by every heat step there from the first cell — what a
     // station with [[channels]] thermo_offset_k does.
-    TempDir tmp;
-    const Recipe recipe = shipped_recipe("eol-18650");
-    const Recipe formation = shipped_recipe("formation");
-    ProductionSpec spec = fixture_production(recipe, formation, false);
-    spec.cells = 8 * 12;
-    spec.commissioned_thermocouples = true;
-    Store store = create_store(tmp / "com.db");
-    const ProductionSummary sum = simulate_production(store, spec);
-    std::map<std::string, const CellTruth*> truth;
-    for (const auto& t : sum.truth) truth[t.serial] = &t;
+    FixtureProductionRun run("com.db", [](ProductionSpec& spec) {
+        spec.cells = 8 * 12;
+        spec.commissioned_thermocouples = true;
+    });
+    Store& store = *run.store;
+    const auto& truth = run.truth;
+    const TempDir& tmp = run.tmp;
     std::map<int, std::vector<double>> offsets, p_x_mw, plain_mw;
     std::map<int, double> true_offset;
     store.for_each_latest(CellFilter{}, [&](const CellFeatures& c) {
