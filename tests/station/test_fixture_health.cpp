@@ -608,4 +608,14 @@ TEST_CASE("fixture health: a stored flag keeps its position out of service until
     hist.event(kFixtureServiceEvent, "position 3 serviced",
                "{\"position\": 3, \"after_run_id\": " + std::to_string(last) + "}", History::t0 + 8000);
     CHECK(state(3).first);
+    // A flag whose detail is malformed in its types still holds its
+    // position (by its message); one without a position is skipped.
+    hist.event(kFixtureFlagEvent, "position 4: stored by hand", R"({"position": 4, "quantity": 7, "value": "x"})",
+               History::t0 + 9000);
+    hist.event(kFixtureFlagEvent, "no position", R"({"quantity": "contact_resistance"})", History::t0 + 9001);
+    hist.event(kFixtureFlagEvent, "not json", "{", History::t0 + 9002);
+    const auto [in4, why4] = state(4);
+    CHECK_FALSE(in4);
+    CHECK(why4 == "position 4: stored by hand");
+    CHECK(state(3).first);
 }

@@ -176,7 +176,8 @@ FixtureHistory replay_fixture(Store& store, const FixtureHealthConfig& cfg, std:
             if (auto it = last_service_event.find(pos); it != last_service_event.end() && it->second > e.id) continue;
             models::FixtureAlarm a;
             a.position = pos;
-            a.quantity = j.value("quantity", std::string("stored"));
+            a.quantity = j.contains("quantity") && j["quantity"].is_string() ? j["quantity"].get<std::string>()
+                                                                              : std::string("stored");
             a.value = j.contains("value") && j["value"].is_number() ? j["value"].get<double>() : kNaN;
             a.limit = j.contains("limit") && j["limit"].is_number() ? j["limit"].get<double>() : kNaN;
             a.reason = e.message;
