@@ -359,6 +359,12 @@ struct Controller::Impl {
     /// store lane; calibration_mutex).
     std::mutex calibration_mutex;
     std::map<int, double> tc_calibration_k;
+    /// A module's reading shared between its positions and monitors
+    /// (share_module_reads); nullptr in virtual time, where which reads
+    /// happen would follow the threads' timing.
+    ThermoShare* shared_reads(Instrument& module) {
+        return opt.virtual_time || !opt.share_module_reads ? nullptr : &module.share;
+    }
     /// After `fixture` changed at `position` (store_mutex held).
     void publish_calibration(int position) {
         if (!fixture || !cfg.fixture_health.calibrate_thermocouples) return;
@@ -776,10 +782,10 @@ struct Controller::Impl {
             instruments::TcReading tc;
             try {
                 r = co_await on_lane(&c.load->lane, [&c, lch] { return c.load->load->measure(lch); });
-                ThermoShare* share = vt || !opt.share_module_reads ? nullptr : &c.thermo->share;
-                const double requested_s = ThermoShare::steady_now_s();
+                ThermoShare* share = shared_reads(*c.thermo);
+                const double requested_s = steady_now_s();
                 const auto all = co_await on_lane(&c.thermo->lane, [&c, share, requested_s] {
-                    return share ? share->read(*c.thermo->thermo, requested_s) : c.thermo->thermo->read_all();
+                    return read_module(*c.thermo->thermo, share, requested_s);
                 });
                 if (tch < 0 || static_cast<std::size_t>(tch) >= all.size())
                     throw instruments::InstrumentError(c.thermo->cfg->name, "read", "no channel " + std::to_string(tch));
@@ -1179,15 +1185,12 @@ struct Controller::Impl {
         io.thermo = c.thermo->thermo.get();
         io.thermo_channel = c.cfg->thermo_channel;
         io.thermo_lane = &c.thermo->lane;
-        // Reads shared between positions on a busy module; not in virtual
-        // time (which reads happen would follow the threads' timing).
-        const bool share = !opt.virtual_time && opt.share_module_reads;
-        if (share) io.thermo_share = &c.thermo->share;
+        io.thermo_share = shared_reads(*c.thermo);
         io.ambient_channel = c.ambient_channel;
         if (c.ambient) {
             io.ambient_thermo = c.ambient->thermo.get();
             io.ambient_lane = &c.ambient->lane;
-            if (share) io.ambient_share = &c.ambient->share;
+            io.ambient_share = shared_reads(*c.ambient);
         }
         // The position's thermocouple offset, commissioned ([[channels]]
         // thermo_offset_k) or learned (fixture health): the heat step fits

@@ -184,8 +184,10 @@ StationCalibration station_calibration(const ProductionSpec& spec, const std::ve
     if (spec.commissioned_thermocouples) {
         // Each position's offset at its first cell, as measured then.
         std::map<int, std::pair<double, double>> first;  // position → (EOL start, offset)
+        std::vector<int> position_of(n);
         for (std::size_t i = 0; i < n; ++i) {
             const PositionState at = fixture_state(spec, i, t_eol[i]);
+            position_of[i] = at.position;
             auto [it, fresh] = first.try_emplace(at.position, t_eol[i], at.tc_offset_c);
             if (!fresh && t_eol[i] < it->second.first) it->second = {t_eol[i], at.tc_offset_c};
         }
@@ -196,7 +198,7 @@ StationCalibration station_calibration(const ProductionSpec& spec, const std::ve
             std::mt19937_64 rng(mix(key));
             commissioned[position] = f.second + spec.commission_sd_k * std::normal_distribution<double>(0.0, 1.0)(rng);
         }
-        for (std::size_t i = 0; i < n; ++i) out.offset_k[i] = commissioned.at(fixture_state(spec, i, t_eol[i]).position);
+        for (std::size_t i = 0; i < n; ++i) out.offset_k[i] = commissioned.at(position_of[i]);
         return out;
     }
     if (!spec.calibrate_thermocouples || n == 0) return out;

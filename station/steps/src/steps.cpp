@@ -117,9 +117,7 @@ private:
         double wall_s = 0;
         void add(double s) { wall_s = wall_s > 0 ? 0.7 * wall_s + 0.3 * s : s; }
     };
-    static double wall_now_s() {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-    }
+    static double wall_now_s() { return steady_s(); }
     /// Station seconds to start `calls` early so that they complete by the
     /// end of a window of `window_s`: their measured wall time on a clock
     /// that follows the wall clock, at most a tenth of the window (the
@@ -243,11 +241,10 @@ private:
     /// does not read ok (an open thermocouple must not pass as a temperature).
     awaitable<std::pair<double, double>> temperatures() {
         const double t0 = wall_now_s();
-        const double requested_s = ThermoShare::steady_now_s();
+        const double requested_s = steady_s();
         ThermoShare* share = io_.thermo_share;
-        const auto all = co_await with_thermo([share, requested_s](instruments::TemperatureReader& t) {
-            return share ? share->read(t, requested_s) : t.read_all();
-        });
+        const auto all = co_await with_thermo(
+            [share, requested_s](instruments::TemperatureReader& t) { return read_module(t, share, requested_s); });
         auto pick = [](const instruments::TemperatureReader& reader, const auto& readings, int ch) {
             if (ch < 0 || static_cast<std::size_t>(ch) >= readings.size())
                 throw instruments::InstrumentError(reader.name(), "read channel " + std::to_string(ch),
@@ -265,9 +262,9 @@ private:
             check_deadline();
             instruments::TemperatureReader* reader = io_.ambient_thermo;
             ThermoShare* other_share = io_.ambient_share;
-            const double other_requested_s = ThermoShare::steady_now_s();
+            const double other_requested_s = steady_s();
             const auto other = co_await on_lane(io_.ambient_lane, [reader, other_share, other_requested_s] {
-                return other_share ? other_share->read(*reader, other_requested_s) : reader->read_all();
+                return read_module(*reader, other_share, other_requested_s);
             });
             amb = pick(*reader, other, *io_.ambient_channel);
         } else if (io_.ambient_channel) {
@@ -764,9 +761,7 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
 
 }  // namespace
 
-double ThermoShare::steady_now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double ThermoShare::steady_now_s() { return steady_s(); }
 
 std::vector<instruments::TcReading> ThermoShare::read(instruments::TemperatureReader& reader, double requested_s) {
     if (started_s_ >= requested_s) {
@@ -778,6 +773,11 @@ std::vector<instruments::TcReading> ThermoShare::read(instruments::TemperatureRe
     started_s_ = started;
     ++reads_;
     return readings_;
+}
+
+std::vector<instruments::TcReading> read_module(instruments::TemperatureReader& reader, ThermoShare* share,
+                                                double requested_s) {
+    return share ? share->read(reader, requested_s) : reader.read_all();
 }
 
 bool aborted_for_over_temperature(const TestRecord& record) {

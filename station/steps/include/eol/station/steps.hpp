@@ -178,6 +178,11 @@ private:
     std::uint64_t reads_ = 0, shared_ = 0;
 };
 
+/// On the module's lane: `share->read(reader, requested_s)`, or
+/// `reader.read_all()` without a share (nullptr).
+std::vector<instruments::TcReading> read_module(instruments::TemperatureReader& reader, ThermoShare* share,
+                                                double requested_s);
+
 struct ChannelIo {
     instruments::ElectronicLoad* load = nullptr;
     int load_channel = 1;
