@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "commands.hpp"
 #include "eol/station/config.hpp"
 
@@ -106,7 +108,11 @@ json recipe_json(const Recipe& r) {
         layers.push_back({{"file", l.file.lexically_normal().string()}, {"present", l.present}, {"overrides", l.overrides}, {"not_measured", l.not_measured}});
     return {{"file", r.file.string()},   {"name", r.name},
             {"cell_model", r.cell_model}, {"capacity_ah", r.capacity_ah},
-            {"duration_s", r.duration_s()}, {"steps", steps}, {"limit_layers", layers}};
+            {"duration_s", r.duration_s()}, {"steps", steps}, {"limit_layers", layers},
+            {"entropy", r.entropy ? json{{"soc", r.entropy->soc},
+                                         {"ocv_v", r.entropy->ocv_v},
+                                         {"du_dt_v_per_k", r.entropy->du_dt_v_per_k}}
+                                  : json(nullptr)}};
 }
 
 json station_json(const StationConfig& c) {
@@ -159,6 +165,13 @@ json station_json(const StationConfig& c) {
 void print_recipe(const Recipe& r) {
     fmt::print("recipe       {} ({}), cell {} {} Ah, {} steps, {:.0f} s at the cell\n", r.name,
                r.file.string(), r.cell_model, r.capacity_ah, r.steps.size(), r.duration_s());
+    if (r.entropy) {
+        const auto& e = *r.entropy;
+        const auto [lo, hi] = std::minmax_element(e.du_dt_v_per_k.begin(), e.du_dt_v_per_k.end());
+        fmt::print("entropy      dU/dT {:+.2f} … {:+.2f} mV/K over SoC {:g}–{:g} (OCV {:.3f}–{:.3f} V, {} points): "
+                   "heat steps without entropic_v take k = −T·dU/dT at each cell's measured OCV\n",
+                   1e3 * *lo, 1e3 * *hi, e.soc.front(), e.soc.back(), e.ocv_v.front(), e.ocv_v.back(), e.soc.size());
+    }
     std::size_t w = 0;
     for (const auto& s : r.steps) w = std::max(w, s.name.size());
     for (std::size_t i = 0; i < r.steps.size(); ++i) {

@@ -40,7 +40,7 @@ struct ProductionOptions {
     double assembly_fraction = 0.6;
     int fixture_positions = 1;
     double tc_offset_c = 0.0;
-    double entropic_scale = 0.0;
+    double entropic_scale = 1.0;
     bool calibrate_thermocouples = false;
     bool commissioned_thermocouples = false;
     double commission_sd_k = 0.05;

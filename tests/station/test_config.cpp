@@ -14,6 +14,7 @@
 #include "eol/station/config.hpp"
 #include "support/cli_test.hpp"
 #include "support/process.hpp"
+#include "support/station_test.hpp"
 
 namespace fs = std::filesystem;
 using namespace eol::station;
@@ -931,6 +932,73 @@ TEST_CASE("config: config check says which positions cannot measure P_x") {
     const Run across = run_cli("config check '" + d.station(with_tc2(kStation, "")).string() + "'");
     CHECK(contains(across.out, "tc2/0         tc1/7 (read through tc1)"));
     CHECK(contains(across.out, "p_x_w        measurable at every position"));
+}
+
+TEST_CASE("config: [cell.entropy]: read, shown by config check, errors at their lines") {
+    Dir d;
+    const std::string table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.5, 0.9]\nocv_v = [3.55, 3.75, 4.10]\n"
+                              "du_dt_v_per_k = [-0.1e-3, 0.05e-3, 0.25e-3]\n";
+    const std::string good = replace(kRecipe, "capacity_ah = 3.0\n", table);
+    write_file(d.root / "recipes/test.toml", good);
+    const Recipe r = load_recipe(d.root / "recipes/test.toml");
+    REQUIRE(r.entropy);
+    CHECK(r.entropy->line == line_of(good, "[cell.entropy]"));
+    CHECK(r.entropy->soc_at(3.65) == doctest::Approx(0.35));       // between points
+    CHECK(r.entropy->soc_at(3.0) == doctest::Approx(0.2));         // clamped below
+    CHECK(r.entropy->du_dt_at(0.7) == doctest::Approx(0.15e-3));   // between points
+    CHECK(r.entropy->du_dt_at(1.0) == doctest::Approx(0.25e-3));   // clamped above
+    const Run c = run_cli("config check '" + d.station(kStation).string() + "'");
+    INFO(c.out << c.err);
+    CHECK(c.rc == 0);
+    CHECK(contains(c.out, "entropy      dU/dT -0.10 … +0.25 mV/K over SoC 0.2–0.9 (OCV 3.550–4.100 V, 3 points)"));
+    const Run j = run_cli("config check --json '" + d.station(kStation).string() + "'");
+    REQUIRE(j.rc == 0);
+    const auto js = nlohmann::json::parse(j.out);
+    CHECK(js["recipe"]["entropy"]["ocv_v"].size() == 3);
+    CHECK(js["recipe"]["entropy"]["du_dt_v_per_k"][2].get<double>() == doctest::Approx(0.25e-3));
+    // The shipped recipes declare it.
+    CHECK(eol::test::shipped_recipe("eol-18650").entropy);
+    // Errors at their lines: a soc not increasing, a value out of range, a
+    // wrong type, arrays of different lengths, an unknown key.
+    const std::string bad_table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.2, 0.9]\nocv_v = [3.55, 3.75, 9]\n"
+                                  "du_dt_v_per_k = [-0.1e-3, \"x\", 0.25e-3]\nslope = 1\n";
+    const std::string bad = replace(kRecipe, "capacity_ah = 3.0\n", bad_table);
+    write_file(d.root / "recipes/bad.toml", bad);
+    try {
+        load_recipe(d.root / "recipes/bad.toml");
+        FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+        const auto& ds = e.diagnostics();
+        CHECK(contains(one(ds, "cell.entropy.soc[1]").message, "soc must increase strictly (0.2 after 0.2)"));
+        CHECK(one(ds, "cell.entropy.soc[1]").line == line_of(bad, "soc = ["));
+        CHECK(contains(one(ds, "cell.entropy.ocv_v[2]").message, "out of range: 9"));
+        CHECK(contains(one(ds, "cell.entropy.du_dt_v_per_k[1]").message, "expected number, got string"));
+        CHECK(one(ds, "cell.entropy.slope").line == line_of(bad, "slope = 1"));
+    }
+    const std::string short_table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.9]\nocv_v = [3.55, 3.75, 4.1]\n"
+                                    "du_dt_v_per_k = [-0.1e-3, 0.25e-3]\n";
+    const std::string uneven = replace(kRecipe, "capacity_ah = 3.0\n", short_table);
+    write_file(d.root / "recipes/uneven.toml", uneven);
+    try {
+        load_recipe(d.root / "recipes/uneven.toml");
+        FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+        const Diagnostic u = one(e.diagnostics(), "cell.entropy.ocv_v");
+        CHECK(contains(u.message, "one value per point (soc has 2, ocv_v 3, du_dt_v_per_k 2)"));
+        CHECK(u.line == line_of(uneven, "ocv_v = ["));
+    }
+    // A heat step with no OCV step before it cannot read a state of charge.
+    const std::string no_ocv = replace(replace(good, "name = \"ocv\"\nkind = \"ocv\"\n", "name = \"ocv\"\nkind = \"rest\"\nduration_s = 1\n"),
+                                       "  [[steps.measurements]]\n  name = \"ocv_v\"\n  low = 3.4\n  high = 4.2\n", "");
+    write_file(d.root / "recipes/no_ocv.toml", no_ocv);
+    try {
+        load_recipe(d.root / "recipes/no_ocv.toml");
+        FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+        const Diagnostic h = one(e.diagnostics(), "steps[3]");
+        CHECK(contains(h.message, "needs an ocv step before it"));
+        CHECK(h.line == line_of(no_ocv, "name = \"heat\"") - 1);
+    }
 }
 
 TEST_CASE("config: a heat step's known entropic coefficient: read, shown by config check, errors at their lines") {

@@ -116,6 +116,20 @@ std::size_t PulseParams::points() const {
     return static_cast<std::size_t>(std::ceil(total / sample_interval_s - 1e-9));
 }
 
+namespace {
+double interp_on(const std::vector<double>& x, const std::vector<double>& y, double at) {
+    if (x.empty()) return std::nan("");
+    if (at <= x.front()) return y.front();
+    if (at >= x.back()) return y.back();
+    const auto k = static_cast<std::size_t>(std::upper_bound(x.begin(), x.end(), at) - x.begin());
+    const double f = (at - x[k - 1]) / (x[k] - x[k - 1]);
+    return y[k - 1] + f * (y[k] - y[k - 1]);
+}
+}  // namespace
+
+double CellEntropy::soc_at(double ocv) const { return interp_on(ocv_v, soc, ocv); }
+double CellEntropy::du_dt_at(double s) const { return interp_on(soc, du_dt_v_per_k, s); }
+
 double RecipeStep::duration_s() const {
     return std::visit(
         [](const auto& p) -> double {
@@ -638,6 +652,57 @@ void read_measurements(Tbl& st, StepKind kind, RecipeStep& step,
     }
 }
 
+// [cell.entropy]: three arrays of numbers on one grid.
+std::optional<CellEntropy> read_entropy(Sink& sink, const toml::table& et) {
+    Tbl e(sink, et, "cell.entropy");
+    CellEntropy ce;
+    ce.line = static_cast<int>(et.source().begin.line);
+    bool ok = true;
+    auto numbers = [&](const char* key, std::vector<double>& out, Range r) {
+        const toml::array* a = e.array(key, true);
+        if (!a) {
+            ok = false;
+            return;
+        }
+        for (std::size_t i = 0; i < a->size(); ++i) {
+            const toml::node& n = *a->get(i);
+            double v = std::nan("");
+            if (const auto* f = n.as_floating_point()) v = f->get();
+            else if (const auto* k = n.as_integer()) v = static_cast<double>(k->get());
+            const std::string where = fmt::format("{}[{}]", e.key_path(key), i);
+            if (std::isnan(v)) {
+                sink.error(n.source(), where, fmt::format("expected number, got {}", type_name(n.type())));
+                ok = false;
+            } else if (!r.contains(v)) {
+                sink.error(n.source(), where, fmt::format("out of range: {} ({})", fmt_num(v), r.describe()));
+                ok = false;
+            } else if (!out.empty() && key != std::string_view("du_dt_v_per_k") && !(v > out.back())) {
+                sink.error(n.source(), where,
+                           fmt::format("{} must increase strictly ({} after {})", key, fmt_num(v), fmt_num(out.back())));
+                ok = false;
+            }
+            out.push_back(v);
+        }
+    };
+    numbers("soc", ce.soc, {0.0, 1.0});
+    numbers("ocv_v", ce.ocv_v, {0.5, 6.0});
+    numbers("du_dt_v_per_k", ce.du_dt_v_per_k, {-0.005, 0.005});
+    if (ok && ce.soc.size() < 2) {
+        e.bad("soc", "needs at least two points");
+        ok = false;
+    }
+    if (ok && (ce.ocv_v.size() != ce.soc.size() || ce.du_dt_v_per_k.size() != ce.soc.size())) {
+        e.bad(ce.ocv_v.size() != ce.soc.size() ? "ocv_v" : "du_dt_v_per_k",
+              fmt::format("soc, ocv_v and du_dt_v_per_k need one value per point (soc has {}, ocv_v {}, "
+                          "du_dt_v_per_k {})",
+                          ce.soc.size(), ce.ocv_v.size(), ce.du_dt_v_per_k.size()));
+        ok = false;
+    }
+    e.finish();
+    if (!ok) return std::nullopt;
+    return ce;
+}
+
 Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
     Recipe r;
     r.file = file;
@@ -648,6 +713,7 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
         Tbl c(sink, *ct, "cell");
         c.read("model", r.cell_model, true);
         c.read("capacity_ah", r.capacity_ah, true, positive(1000));
+        if (const toml::table* et = c.table("entropy", false)) r.entropy = read_entropy(sink, *et);
         c.finish();
     }
     const toml::array* steps = t.array("steps", true);
@@ -655,6 +721,7 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
     std::map<std::string, int> step_names;
     std::map<std::string, int> measurement_names;
     const std::vector<std::string> kinds{"rest", "ocv", "dcir", "pulse", "heat"};
+    bool ocv_before = false;  // an OCV step precedes: a heat step can read its state of charge
     for (std::size_t i = 0; steps && i < steps->size(); ++i) {
         const std::string path = fmt::format("steps[{}]", i);
         const toml::node& n = *steps->get(i);
@@ -696,6 +763,7 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
                 break;
             }
             case StepKind::ocv: {
+                ocv_before = true;
                 OcvParams p;
                 p.samples = 10;
                 st.read("samples", p.samples, false, 1, 10000);
@@ -748,6 +816,12 @@ Recipe read_recipe(Sink& sink, const toml::table& root, const fs::path& file) {
                 p.entropic_v_per_ah = st.number("entropic_v_per_ah", false, Range{-10.0, 10.0, false, false});
                 if (p.entropic_v_per_ah && !p.entropic_v)
                     st.bad("entropic_v_per_ah", "entropic_v_per_ah needs entropic_v (k when the current starts)");
+                if (r.entropy && !p.entropic_v && !ocv_before)
+                    sink.error(n.source(), path,
+                               fmt::format("heat step '{}': [cell.entropy] (line {}) needs an ocv step before it "
+                                           "(the state of charge its reversible heat is read at), or declare "
+                                           "entropic_v",
+                                           step.name, r.entropy->line));
                 if (p.duration_s > 0 && p.sample_interval_s > p.duration_s)
                     st.bad("sample_interval_s",
                            fmt::format("sample interval {} s is longer than the heating ({} s)",
@@ -1649,6 +1723,7 @@ void read_sim(Tbl& root, SimConfig& s) {
     t.read("short_fraction", s.short_fraction, false, {0, 1});
     t.read("r0_shift_rel", s.r0_shift_rel, false, {-0.5, 5});
     t.read("cells", s.cells, false, 1, 10'000'000);
+    t.read("entropic_scale", s.entropic_scale, false, {0, 3});
     t.finish();
 }
 

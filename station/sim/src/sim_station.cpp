@@ -71,6 +71,7 @@ struct SimStation::Impl {
         sim::PopulationSpec pop;
         pop.short_fraction = cfg.sim.short_fraction;
         pop.r0_shift_rel = cfg.sim.r0_shift_rel;
+        pop.nominal.entropic_scale = cfg.sim.entropic_scale;
         std::mt19937_64 rng(cfg.sim.seed);
         for (std::size_t k = 0; k < serials.size(); ++k) params.push_back(sim::draw_cell(pop, rng));
     }

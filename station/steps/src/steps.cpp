@@ -574,7 +574,23 @@ private:
         // the known heat) at any cooling.
         opt.entropic_v = p.entropic_v;
         opt.entropic_v_per_ah = p.entropic_v_per_ah;
-        const bool reversible = !p.entropic_v && p.cooling_s >= kReversibleMinCooling_s && io_.ambient_channel.has_value();
+        // Or the cell model's dU/dT table ([cell.entropy]) at the state of
+        // charge this cell's OCV says, and its secant over the step's charge.
+        std::optional<double> entropy_soc;
+        if (!p.entropic_v && recipe_.entropy) {
+            if (!std::isfinite(last_ocv_v_))
+                throw StepStop{StepOutcome::error, "[cell.entropy] needs the cell's OCV, and no OCV step measured it"};
+            const CellEntropy& e = *recipe_.entropy;
+            const double t_k = s.t_cell_c.front() + 273.15;
+            const double soc0 = e.soc_at(last_ocv_v_);
+            const double dq_ah = p.current_a * p.duration_s / 3600.0;
+            const double soc1 = recipe_.capacity_ah > 0 ? soc0 - dq_ah / recipe_.capacity_ah : soc0;
+            const double k0 = -t_k * e.du_dt_at(soc0);
+            opt.entropic_v = k0;
+            opt.entropic_v_per_ah = dq_ah > 0 ? (-t_k * e.du_dt_at(soc1) - k0) / dq_ah : 0.0;
+            entropy_soc = soc0;
+        }
+        const bool reversible = !opt.entropic_v && p.cooling_s >= kReversibleMinCooling_s && io_.ambient_channel.has_value();
         const std::optional<double> offset = io_.ambient_channel ? io_.thermo_offset_k : std::nullopt;
         if (offset && reversible) {
             opt.sensor_offset_c = *offset;
@@ -620,9 +636,10 @@ private:
         put(mf, "tau_s", fit.tau_s);
         put(mf, "heating_ohm", fit.heating_ohm);
         put(mf, "p_extra_w", fit.p_extra_w);
-        if ((fit.extended || p.entropic_v) && std::isfinite(fit.entropic_v.value)) put(mf, "entropic_v", fit.entropic_v);
-        if (p.entropic_v) mf.parameters["entropic_given"] = 1.0;  // k above is the recipe's, not fitted
-        if (p.entropic_v_per_ah) mf.parameters["entropic_v_per_ah"] = *p.entropic_v_per_ah;
+        if ((fit.extended || opt.entropic_v) && std::isfinite(fit.entropic_v.value)) put(mf, "entropic_v", fit.entropic_v);
+        if (opt.entropic_v) mf.parameters["entropic_given"] = 1.0;  // k above is the recipe's, not fitted
+        if (opt.entropic_v_per_ah) mf.parameters["entropic_v_per_ah"] = *opt.entropic_v_per_ah;
+        if (entropy_soc) mf.parameters["entropic_soc"] = *entropy_soc;  // where [cell.entropy] was read
         if (std::isfinite(steady_offset_k)) mf.parameters["steady_offset_k"] = steady_offset_k;
         if (offset) mf.parameters["sensor_offset_c"] = *offset;  // P_x above is read against it
         mf.parameters["p_heat_w"] = i_on * i_on * fit.heating_ohm.value;  // I²R of the step
@@ -648,6 +665,7 @@ private:
             co_await rest(*rp, next_pulse);
         } else if (const auto* op = std::get_if<OcvParams>(&step.params)) {
             q["ocv_v"] = co_await ocv(*op);
+            last_ocv_v_ = q["ocv_v"];
         } else if (const auto* dp = std::get_if<DcirParams>(&step.params)) {
             q["dcir_ohm"] = co_await dcir(*dp);
         } else if (const auto* pp = std::get_if<PulseParams>(&step.params)) {
@@ -667,6 +685,7 @@ private:
     TestRecord out_;
     double deadline_s_ = INFINITY;  // station time the running step must end by
     Input input_ = Input::unknown;
+    double last_ocv_v_ = std::nan("");  // the latest OCV step's reading (a heat step's state of charge)
     CallTime load_call_, thermo_call_;
     double step_timeout_s_ = 0;
 };

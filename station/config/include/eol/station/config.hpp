@@ -187,12 +187,36 @@ struct RecipeStep {
     double default_timeout_s() const;
 };
 
+/// The cell model's entropic coefficient dU/dT against its state of charge,
+/// with its open-circuit voltage on the same grid (the recipe's
+/// `[cell.entropy]`: what a potentiometric characterisation of the model
+/// gives). A heat step that does not declare entropic_v takes, from the OCV
+/// the same test measured before it, the cell's state of charge soc(OCV),
+/// k = −T·dU/dT there (T the cell's temperature when the current starts, K)
+/// and how k moves over the step's charge (the secant to where the step ends)
+/// — so a cell tested at another state of charge (a retest, a partly drained
+/// cell) is fitted with its own reversible heat (docs/models.md).
+/// soc strictly increasing in [0, 1], ocv_v strictly increasing, at least two
+/// points; values outside the grid are clamped to its ends.
+struct CellEntropy {
+    std::vector<double> soc;
+    std::vector<double> ocv_v;
+    std::vector<double> du_dt_v_per_k;
+    int line = 0;  // where [cell.entropy] starts in the recipe file
+
+    /// State of charge at open-circuit voltage `ocv_v` (linear between points).
+    double soc_at(double ocv_v) const;
+    /// dU/dT in V/K at state of charge `soc` (linear between points).
+    double du_dt_at(double soc) const;
+};
+
 struct Recipe {
     std::filesystem::path file;
     std::string name;
     std::string description;
     std::string cell_model;
     double capacity_ah = 0;
+    std::optional<CellEntropy> entropy;  // [cell.entropy]; none: heat steps fit without known reversible heat
     std::vector<RecipeStep> steps;
     std::vector<LimitLayer> limit_layers;  // applied in order over the steps' own limits (apply_limits); empty: none
 
@@ -437,6 +461,10 @@ struct SimConfig {
     double short_fraction = 0.0;  // fraction of cells with an internal short
     double r0_shift_rel = 0.0;    // lot-wide R0 shift (a drifting process)
     int cells = 100;              // cells the simulated line feeds
+    // Reversible (entropic) heat of the simulated cells (eol::sim::CellParams::
+    // entropic_scale): 1, an NMC cell's dU/dT as the shipped recipes'
+    // [cell.entropy] declares it; 0 none (a kinder cell than a real one).
+    double entropic_scale = 1.0;
 };
 
 struct StationConfig {

@@ -133,8 +133,9 @@ struct ProductionSpec {
     std::vector<FixtureDrift> fixture_drift;
     // Reversible (entropic) heat of the cells at the EOL test
     // (eol::sim::CellParams::entropic_scale; 0: none, 1: an NMC cell's
-    // dU/dT of ±0.3 mV/K). Default 0 (earlier versions' records).
-    double entropic_scale = 0.0;
+    // dU/dT of ±0.3 mV/K, what the shipped recipe's [cell.entropy]
+    // declares). Default 1; 0 gives the records of versions before it.
+    double entropic_scale = 1.0;
     // The station's thermocouple calibration (fixture health,
     // calibrate_thermocouples): each position's first `calibration_cells`
     // cells in test order are fitted plain, the median of their heat fits'
