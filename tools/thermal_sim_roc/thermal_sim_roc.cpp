@@ -26,7 +26,12 @@
 //                  (ThermalOptions::entropic_v, entropic_v_per_ah: k moving
 //                  with the charge drawn; what a recipe's entropic_v does in
 //                  the station's heat step), read against each channel's
-//                  calibration of that same model: P_x − o_known/R_th.
+//                  calibration of that same model: P_x − o_known/R_th;
+//                  or (--known-k-from-ocv) k read per cell as the station's
+//                  heat step reads a recipe's [cell.entropy]: the state of
+//                  charge from the rest voltage before the current (the
+//                  table being the simulator's OCV and dU/dT curves), k =
+//                  −T·dU/dT there and its secant over the step's 0.5 Ah.
 // Also printed: the good cells' R_th, C_th and τ per fit (the recipe's EOL
 // limits are R_th 5–20 K/W, C_th 100–300 J/K), the median k the extended fit
 // estimates over all cells (blind to the labels: "characterising" the cell
@@ -41,7 +46,7 @@
 // cells. Deterministic for a seed.
 // Usage: thermal_sim_roc [--positions 8] [--cells 60] [--short-fraction 0.2]
 //        [--short-ohm 1000] [--offset 0.5] [--soc-min 0.3] [--soc-max 0.9] [--entropic-scale 1]
-//        [--cooling-s 1800] [--known-k V] [--known-k-per-ah V/Ah] [--seed 1]
+//        [--cooling-s 1800] [--known-k V [--known-k-per-ah V/Ah] | --known-k-from-ocv] [--seed 1]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -67,6 +72,7 @@ struct Args {
     double short_fraction = 0.2, short_ohm = 1000.0, offset_k = 0.5, soc_min = 0.3, soc_max = 0.9, entropic = 1.0;
     double cooling_s = 1800.0;
     std::optional<double> known_k, known_k_per_ah;
+    bool k_from_ocv = false;  // --known-k-from-ocv
     std::uint64_t seed = 1;
 };
 
@@ -82,6 +88,10 @@ Args parse(int argc, char** argv) {
     Args a;
     for (int k = 1; k < argc; ++k) {
         const std::string opt = argv[k];
+        if (opt == "--known-k-from-ocv") {
+            a.k_from_ocv = true;
+            continue;
+        }
         if (k + 1 >= argc) throw std::invalid_argument(opt + ": missing value (see the header of thermal_sim_roc.cpp)");
         const double v = parse_num(argv[k], argv[k + 1]);
         ++k;
@@ -110,6 +120,7 @@ Args parse(int argc, char** argv) {
     if (!(a.entropic >= 0 && a.entropic <= 5)) throw std::invalid_argument("--entropic-scale: 0..5");
     if (a.known_k && !(*a.known_k >= -1 && *a.known_k <= 1)) throw std::invalid_argument("--known-k: -1..1 V");
     if (a.known_k_per_ah && !a.known_k) throw std::invalid_argument("--known-k-per-ah needs --known-k");
+    if (a.k_from_ocv && a.known_k) throw std::invalid_argument("--known-k-from-ocv excludes --known-k");
     if (!(a.soc_min >= 0.05 && a.soc_min <= a.soc_max && a.soc_max <= 1.0))
         throw std::invalid_argument("--soc-min/--soc-max: 0.05 ≤ min ≤ max ≤ 1");
     return a;
@@ -184,6 +195,22 @@ double true_k_v(double soc0, double ah, double scale) {
     return sum / 600.0;
 }
 
+/// k and its slope per Ah as the station's heat step reads a recipe's
+/// [cell.entropy] (the simulator's curves): SoC from the rest voltage `ocv_v`
+/// (bisection of the monotone OCV curve), k = −T·dU/dT there (T = `t_cell_c`),
+/// the slope the secant to where 0.5 Ah (600 s at 3 A) leaves the cell.
+std::pair<double, double> k_from_ocv(double ocv_v, double t_cell_c, double ah) {
+    double lo = 0.0, hi = 1.0;
+    for (int i = 0; i < 60; ++i) {
+        const double mid = 0.5 * (lo + hi);
+        (eol::sim::ocv_nmc_v(mid) < ocv_v ? lo : hi) = mid;
+    }
+    const double soc0 = 0.5 * (lo + hi), dq_ah = 0.5, t_k = t_cell_c + 273.15;
+    const double k0 = -t_k * eol::sim::entropic_du_dt_v_per_k(soc0);
+    const double k1 = -t_k * eol::sim::entropic_du_dt_v_per_k(soc0 - dq_ah / ah);
+    return {k0, (k1 - k0) / dq_ah};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -203,6 +230,7 @@ int main(int argc, char** argv) {
     std::mt19937_64 rng(a.seed * 0x9E3779B97F4A7C15ull + 17);
     std::uniform_real_distribution<double> soc(a.soc_min, a.soc_max), u01(0.0, 1.0);
 
+    const bool use_known = a.known_k || a.k_from_ocv;
     std::vector<Cell> cells;
     std::size_t failed = 0;
     for (std::size_t c = 0; c < a.cells; ++c)
@@ -221,9 +249,15 @@ int main(int argc, char** argv) {
             eol::models::ThermalOptions known = plain;
             known.entropic_v = a.known_k;
             known.entropic_v_per_ah = a.known_k_per_ah;
+            if (a.k_from_ocv) {
+                // The recipe's table is the cell model's (nominal capacity), as in the station.
+                const auto [k0, slope] = k_from_ocv(s.v_v.front(), s.t_cell_c.front(), spec.nominal.capacity_ah);
+                known.entropic_v = k0;
+                known.entropic_v_per_ah = slope;
+            }
             try {
                 cells.push_back({p, shorted, cp.soc0, eol::models::fit_thermal(s, plain), eol::models::fit_thermal(s, ext),
-                                 a.known_k ? eol::models::fit_thermal(s, known) : eol::models::ThermalFit{},
+                                 known.entropic_v ? eol::models::fit_thermal(s, known) : eol::models::ThermalFit{},
                                  true_k_v(cp.soc0, cp.capacity_ah, a.entropic)});
             } catch (const std::exception& e) {
                 ++failed;
@@ -253,7 +287,7 @@ int main(int argc, char** argv) {
         o_plain[p] = median(cp);
         o_ext[p] = median(ce);
         r_ext[p] = median(re);
-        o_known[p] = a.known_k ? median(ck) : 0.0;
+        o_known[p] = use_known ? median(ck) : 0.0;
         std::printf("| %zu | %+.3f | %+.3f | %+.3f | %.2f |\n", p, fx.thermocouple_offset_c(p) - fx.ambient_offset_c(),
                     o_plain[p], o_ext[p], r_ext[p]);
     }
@@ -275,7 +309,7 @@ int main(int argc, char** argv) {
                              (c.ext.steady_offset_k.value - o_ext[c.pos]) / c.ext.r_th_k_per_w.value,
                              (c.ext.steady_offset_k.value - o_ext[c.pos]) / r_ext[c.pos],
                              c.known.p_extra_w.value - o_known[c.pos] / c.known.r_th_k_per_w.value};
-        for (std::size_t k = 0; k < (a.known_k ? 5u : 4u); ++k)
+        for (std::size_t k = 0; k < (use_known ? 5u : 4u); ++k)
             (c.shorted ? scores[k].bad : scores[k].good).push_back(1e3 * v[k]);
     }
     std::printf("\nExtended fit without a calibration: P_x identifiable in %zu of %zu cells (it must be 0).\n\n",
@@ -324,7 +358,7 @@ int main(int argc, char** argv) {
     };
     params("plain", [](const Cell& c) -> const eol::models::ThermalFit& { return c.plain; });
     params("extended (k free)", [](const Cell& c) -> const eol::models::ThermalFit& { return c.ext; });
-    if (a.known_k) params("plain + known k", [](const Cell& c) -> const eol::models::ThermalFit& { return c.known; });
+    if (use_known) params(a.k_from_ocv ? "plain + k from OCV" : "plain + known k", [](const Cell& c) -> const eol::models::ThermalFit& { return c.known; });
     std::vector<double> k_ext, k_true_good;
     for (const auto& c : cells) {
         k_ext.push_back(c.ext.entropic_v.value);
@@ -337,6 +371,7 @@ int main(int argc, char** argv) {
                 a.known_k ? (std::string("; given ") + std::to_string(1e3 * *a.known_k) + " mV " +
                              std::to_string(1e3 * a.known_k_per_ah.value_or(0.0)) + " mV/Ah")
                                 .c_str()
-                          : "");
+                : a.k_from_ocv ? "; known k read per cell from its rest voltage ([cell.entropy])"
+                               : "");
     return failed == 0 ? 0 : 1;
 }
