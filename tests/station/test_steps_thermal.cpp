@@ -31,25 +31,31 @@ struct HeatRun {
     bool p_x_measured = false;
     double r_th_k_per_w = NAN;
     double c_th_j_per_k = NAN;
-    double entropic_v = NAN;  // fitted only with a channel calibration (extended model)
+    double entropic_v = NAN;  // the recipe's k ([cell.entropy]) or, fitted, the extended model's
+    bool entropic_given = false;
     double steady_offset_k = NAN;  // c = offset + R_th·P_x (extended model)
     std::string verdict;
     station::TestRecord record;
 };
 
-/// Runs only the shipped recipe's heat step on fixture position 1 holding a
-/// cell with parameters `cell`.
+/// Runs the shipped recipe's OCV and heat steps on fixture position 1 holding
+/// a cell with parameters `cell` and reversible heat (entropic scale 1, as the
+/// station's simulator gives its cells): the heat step reads k at the SoC of
+/// the OCV step's reading from the recipe's [cell.entropy].
 HeatRun run_heat_step(const sim::CellParams& cell, bool ambient_sensor = true,
                       std::optional<double> thermo_offset_k = std::nullopt, bool declare_p_x = true) {
     test::SimRig rig(500.0);
-    station::Recipe recipe = rig.recipe_of({station::StepKind::heat});
-    REQUIRE(recipe.steps.size() == 1);
+    station::Recipe recipe = rig.recipe_of({station::StepKind::ocv, station::StepKind::heat});
+    REQUIRE(recipe.steps.size() == 2);
+    REQUIRE(recipe.entropy);
     if (!declare_p_x) {  // a recipe that does not declare p_x_w (the fit still records P_x)
-        auto& ms = recipe.steps[0].measurements;
+        auto& ms = recipe.steps.back().measurements;
         ms.erase(std::remove_if(ms.begin(), ms.end(), [](const station::MeasurementSpec& m) { return m.name == "p_x_w"; }),
                  ms.end());
     }
-    station::ChannelJob job = rig.job(1, "TEST-CELL", cell);
+    sim::CellParams with_heat = cell;
+    with_heat.entropic_scale = 1.0;
+    station::ChannelJob job = rig.job(1, "TEST-CELL", with_heat);
     REQUIRE(job.io.ambient_channel.has_value());
     if (!ambient_sensor) job.io.ambient_channel.reset();
     job.io.thermo_offset_k = thermo_offset_k;
@@ -65,6 +71,7 @@ HeatRun run_heat_step(const sim::CellParams& cell, bool ambient_sensor = true,
             out.r_th_k_per_w = f.parameters.at("r_th_k_per_w");
             out.c_th_j_per_k = f.parameters.at("c_th_j_per_k");
             if (f.parameters.count("entropic_v")) out.entropic_v = f.parameters.at("entropic_v");
+            out.entropic_given = f.parameters.count("entropic_given") > 0;
             if (f.parameters.count("steady_offset_k")) out.steady_offset_k = f.parameters.at("steady_offset_k");
         }
     for (const auto& m : rec.measurements)
@@ -79,7 +86,7 @@ HeatRun run_heat_step(const sim::CellParams& cell, bool ambient_sensor = true,
 }  // namespace
 
 TEST_CASE("steps: heat step shows no unexplained heat on a good cell, OCV²/R on a 10 ohm short") {
-    sim::CellParams good;  // nominal: C_th 170 J/K, R_th 11 K/W, no short
+    sim::CellParams good;  // nominal: C_th 170 J/K, R_th 11 K/W, 80 % SoC, no short
     const HeatRun g = run_heat_step(good);
     INFO("good cell: P_x " << g.p_x_w * 1e3 << " mW, R_th " << g.r_th_k_per_w << " K/W, C_th " << g.c_th_j_per_k
                            << " J/K, verdict " << g.verdict);
@@ -158,7 +165,8 @@ TEST_CASE("steps: a channel with a calibrated thermocouple offset fits with it a
     const HeatRun g = run_heat_step(good, true, 0.0);
     INFO("good, offset 0: P_x " << g.p_x_w * 1e3 << " mW, c " << g.steady_offset_k << " K, verdict " << g.verdict);
     REQUIRE(std::isfinite(g.steady_offset_k));  // the model with the offset ran
-    CHECK(std::isnan(g.entropic_v));            // k not fitted with a 600 s cooling
+    CHECK(g.entropic_given);                    // k from [cell.entropy], not fitted (600 s of cooling)
+    CHECK(g.entropic_v == doctest::Approx(-0.058).epsilon(0.05));
     REQUIRE(g.p_x_measured);
     CHECK(g.p_x_meas_w == doctest::Approx(g.p_x_w));
     CHECK(std::abs(g.p_x_w) < 0.020);

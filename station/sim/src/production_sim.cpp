@@ -375,6 +375,7 @@ FormedCell form_and_store(const ProductionSpec& spec, const DrawnCell& cell, dou
     f.formation = run_formation(spec, cell, t_eol_unix_s - cell.rest_days * 86400.0);
     f.at_eol = cell.params;
     f.at_eol.soc0 = storage_soc(cell.params, cell.params.soc0, cell.leak_a, cell.rest_days * 24.0);
+    f.at_eol.entropic_scale = spec.entropic_scale;  // as simulate_production's EOL test
     return f;
 }
 

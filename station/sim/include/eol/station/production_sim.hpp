@@ -223,7 +223,7 @@ std::vector<DrawnCell> draw_production(const ProductionSpec& spec, const SerialS
 /// A drawn cell's life before a live EOL test at `t_eol_unix_s`: its
 /// formation record (spec.formation at spec.formation_station, `rest_days`
 /// before) and its parameters in the EOL fixture (state of charge drained over
-/// the rest by the leakage and any short).
+/// the rest by the leakage and any short; spec.entropic_scale's reversible heat).
 struct FormedCell {
     TestRecord formation;
     sim::CellParams at_eol;
