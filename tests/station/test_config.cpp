@@ -934,7 +934,7 @@ TEST_CASE("config: config check says which positions cannot measure P_x") {
     CHECK(contains(across.out, "p_x_w        measurable at every position"));
 }
 
-TEST_CASE("config: [cell.entropy]: read, shown by config check, errors at their lines") {
+TEST_CASE("config: [cell.entropy]: read, interpolated, shown by config check") {
     Dir d;
     const std::string table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.5, 0.9]\nocv_v = [3.55, 3.75, 4.10]\n"
                               "du_dt_v_per_k = [-0.1e-3, 0.05e-3, 0.25e-3]\n";
@@ -958,6 +958,13 @@ TEST_CASE("config: [cell.entropy]: read, shown by config check, errors at their 
     CHECK(js["recipe"]["entropy"]["du_dt_v_per_k"][2].get<double>() == doctest::Approx(0.25e-3));
     // The shipped recipes declare it.
     CHECK(eol::test::shipped_recipe("eol-18650").entropy);
+}
+
+TEST_CASE("hostile: config [cell.entropy]: malformed tables are refused naming the element and its line") {
+    Dir d;
+    const std::string table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.5, 0.9]\nocv_v = [3.55, 3.75, 4.10]\n"
+                              "du_dt_v_per_k = [-0.1e-3, 0.05e-3, 0.25e-3]\n";
+    const std::string good = replace(kRecipe, "capacity_ah = 3.0\n", table);
     // Errors at their lines: a soc not increasing, a value out of range, a
     // wrong type, arrays of different lengths, an unknown key.
     const std::string bad_table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.2, 0.9]\nocv_v = [3.55, 3.75, 9]\n"
