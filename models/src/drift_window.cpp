@@ -401,6 +401,13 @@ DriftWindowResult find_drift_windows(std::span<const double> values, std::size_t
             }
         }
         for (std::size_t k = best.a; k <= best.b; ++k) removed[pos[k]] = 1;
+        std::size_t largest = 0;
+        for (std::size_t q = 1; q < p; ++q)
+            if (std::abs(win.shift_z[q]) > std::abs(win.shift_z[largest])) largest = q;
+        if (p > 0 && std::abs(win.shift_z[largest]) < s.min_shift_sigma) {
+            r.immaterial.push_back(std::move(win));
+            continue;
+        }
         r.windows.push_back(std::move(win));
     }
     std::sort(r.windows.begin(), r.windows.end(),

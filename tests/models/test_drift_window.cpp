@@ -162,6 +162,36 @@ TEST_CASE("drift window: two separate windows are both found, in date order") {
     CHECK(r.windows[1].shift_z[0] < -0.5);
 }
 
+TEST_CASE("drift window: a significant shift far smaller than the cells' spread is not a window (min_shift_sigma)") {
+    // 150 days of 150 cells (a large production): a 1 sigma window on days
+    // 20-34 and a 0.2 sigma wobble on days 100-107 — significant at this size
+    // (its days' means are 0.08 sigma apart by noise) but a fifth of the cells'
+    // own spread. Default floor 0.25: one window, the wobble listed as
+    // immaterial and its days kept out of further windows; floor 0: both.
+    Production p = make(11, 150, 150, 1.0, 20, 34);
+    const Production q = make(12, 150, 150, 0.2, 100, 107);
+    for (std::size_t j = 0; j < p.features; ++j)
+        for (std::size_t i = 100 * 150; i < 108 * 150; ++i) p.values[j * p.rows + i] = q.values[j * q.rows + i];
+    const DriftWindowResult r = run(p);
+    REQUIRE(r.windows.size() == 1);
+    CHECK(r.windows[0].start.day == 19020);
+    CHECK(r.windows[0].end.day == 19034);
+    REQUIRE(r.immaterial.size() == 1);
+    const DriftWindow& w = r.immaterial[0];
+    MESSAGE("immaterial: days ", w.start.day - 19000, "..", w.end.day - 19000, ", p ", w.p_value, ", shift ",
+            w.shift_z[0], " / ", w.shift_z[1], " cell sigmas");
+    CHECK(w.p_value <= 0.01);
+    CHECK(w.start.day >= 19098);
+    CHECK(w.end.day <= 19109);
+    CHECK(std::abs(w.shift_z[0]) < 0.25);
+    CHECK(std::abs(w.shift_z[0]) > 0.1);
+    DriftWindowSettings all;
+    all.min_shift_sigma = 0.0;
+    const DriftWindowResult r0 = run(p, all);
+    CHECK(r0.windows.size() == 2);
+    CHECK(r0.immaterial.empty());
+}
+
 TEST_CASE("drift window: gross outliers on scattered days make no window (cells clipped at 3 robust sigma)") {
     Production p = make(11, 100, 10, 0.0, -1, -1);
     for (std::size_t k = 3; k < 100; k += 7) p.values[0 * p.rows + k * 10] = 10.0;  // 300x the R0

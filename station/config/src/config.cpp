@@ -1403,6 +1403,7 @@ void read_screening(Tbl& root, ScreeningConfig& s, const Recipe* recipe) {
     t.read("drift_alpha", s.drift_alpha, false, {0, 0.5, true, false});
     t.read("drift_permutations", s.drift_permutations, false, 19, 1'000'000);
     t.read("drift_max_windows", s.drift_max_windows, false, 1, 100);
+    t.read("drift_min_shift_sigma", s.drift_min_shift_sigma, false, {0, 5});
     t.finish();
 }
 

@@ -179,10 +179,22 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
         ds.alpha = config.drift_alpha;
         ds.permutations = static_cast<std::size_t>(std::max(19, config.drift_permutations));
         ds.max_windows = static_cast<std::size_t>(std::max(1, config.drift_max_windows));
+        ds.min_shift_sigma = config.drift_min_shift_sigma;
         const models::DriftWindowResult dw = models::find_drift_windows(mt.values, mt.rows, mt.features.size(), mt.day, ds);
         rep.drift_evaluated = dw.evaluated;
         rep.drift_p_value = dw.first_p_value;
         for (const auto& n : dw.notes) rep.notes.push_back(n);
+        for (const auto& w : dw.immaterial) {
+            std::size_t largest = 0;
+            for (std::size_t q = 1; q < w.shift_z.size(); ++q)
+                if (std::abs(w.shift_z[q]) > std::abs(w.shift_z[largest])) largest = q;
+            rep.notes.push_back(fmt::format(
+                "drift windows: {}..{} ({} cells) shifted significantly (permutation p = {:.4f}) but by at most {:+.2f} "
+                "robust cell sigmas ({}), below drift_min_shift_sigma {:g}: not held",
+                models::day_to_iso(w.start.day), models::day_to_iso(w.end.day), w.cells, w.p_value,
+                w.shift_z.empty() ? 0.0 : w.shift_z[largest],
+                w.shift_z.empty() ? std::string("-") : table.names[dw.features[largest]], config.drift_min_shift_sigma));
+        }
         for (const auto& w : dw.windows) {
             DriftWindowReport d;
             d.start = models::day_to_iso(w.start.day);

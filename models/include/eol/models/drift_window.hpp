@@ -38,6 +38,9 @@
 //     taken out and the search repeated on the rest (runs do not cross a
 //     window taken out), each at level alpha — a second window is only looked
 //     for once the first has been found.
+//  7. Material shifts only: a significant window whose features all moved by
+//     less than min_shift_sigma robust cell sigmas is left out of `windows`
+//     (listed in `immaterial`; its days are taken out of the further search).
 //
 // Days with fewer than min_day_fraction × the median cells a day (and fewer
 // than 2) are not used (their mean is too noisy); a window's date range still
@@ -66,6 +69,13 @@ struct DriftWindowSettings {
     std::size_t max_windows = 3;
     double credible = 0.95;              // mass of the reported start/end day sets
     std::size_t min_days = 8;            // fewer usable days: not evaluated
+    // A significant window whose largest feature shift |shift_z| is below this
+    // (robust cell sigmas) is not reported as a window: its days are taken
+    // out of the further search like a window's, and a note names it. At a
+    // large production a shift far smaller than the cells' own spread is
+    // significant; holding its days stops good cells for nothing the cell
+    // screen does not already judge one by one. 0: every significant window.
+    double min_shift_sigma = 0.25;
 };
 
 /// Posterior of a boundary (start or end) over production days.
@@ -106,6 +116,7 @@ struct DriftWindowResult {
     std::vector<DriftDay> days;          // every production day, in order
     std::size_t days_used = 0;
     std::vector<DriftWindow> windows;    // significant windows, by start day
+    std::vector<DriftWindow> immaterial; // significant, but every |shift_z| < min_shift_sigma: not windows
     double first_p_value = 1.0;          // of the best run in the first search (also when not significant)
     double first_statistic = 0.0;
     std::vector<std::string> notes;

@@ -342,6 +342,9 @@ struct ScreeningConfig {
     double drift_alpha = 0.01;            // false-alarm rate of a window per screen (permutation test)
     int drift_permutations = 999;
     int drift_max_windows = 3;
+    // A significant window whose every feature moved by less than this many
+    // robust cell sigmas is not held (a note names it): 0 holds every one.
+    double drift_min_shift_sigma = 0.25;
 };
 
 /// Fixture health ([fixture_health]; models/fixture_health.hpp, docs/screening.md
