@@ -122,12 +122,21 @@ BoundaryEstimate boundary(const std::vector<std::int32_t>& days, const std::vect
 
 }  // namespace
 
+std::size_t DriftWindow::largest_shift() const {
+    std::size_t largest = 0;
+    for (std::size_t q = 1; q < shift_z.size(); ++q)
+        if (std::abs(shift_z[q]) > std::abs(shift_z[largest])) largest = q;
+    return largest;
+}
+
 DriftWindowResult find_drift_windows(std::span<const double> values, std::size_t rows, std::size_t features,
                                      std::span<const std::int32_t> day, const DriftWindowSettings& s) {
     if (values.size() != rows * features)
         throw InputError(cat("drift windows: ", values.size(), " values for ", rows, " rows × ", features, " features"));
     if (day.size() != rows) throw InputError(cat("drift windows: ", day.size(), " days for ", rows, " rows"));
     if (!(s.alpha > 0.0 && s.alpha < 1.0)) throw InputError(cat("drift windows: alpha ", s.alpha, " outside (0, 1)"));
+    if (!(s.min_shift_sigma >= 0.0 && std::isfinite(s.min_shift_sigma)))
+        throw InputError(cat("drift windows: min_shift_sigma ", s.min_shift_sigma, " is not a number >= 0"));
     if (s.permutations < 19) throw InputError(cat("drift windows: ", s.permutations, " permutations (at least 19)"));
     if (!(s.winsor_z > 0.0)) throw InputError(cat("drift windows: winsor_z ", s.winsor_z, " must be positive"));
     if (!(s.max_window_fraction > 0.0 && s.max_window_fraction < 1.0))
@@ -401,10 +410,7 @@ DriftWindowResult find_drift_windows(std::span<const double> values, std::size_t
             }
         }
         for (std::size_t k = best.a; k <= best.b; ++k) removed[pos[k]] = 1;
-        std::size_t largest = 0;
-        for (std::size_t q = 1; q < p; ++q)
-            if (std::abs(win.shift_z[q]) > std::abs(win.shift_z[largest])) largest = q;
-        if (p > 0 && std::abs(win.shift_z[largest]) < s.min_shift_sigma) {
+        if (p > 0 && std::abs(win.shift_z[win.largest_shift()]) < s.min_shift_sigma) {
             r.immaterial.push_back(std::move(win));
             continue;
         }

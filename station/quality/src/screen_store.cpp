@@ -185,9 +185,7 @@ ScreenReport screen_store(Store& store, const ScreeningConfig& config, const Scr
         rep.drift_p_value = dw.first_p_value;
         for (const auto& n : dw.notes) rep.notes.push_back(n);
         for (const auto& w : dw.immaterial) {
-            std::size_t largest = 0;
-            for (std::size_t q = 1; q < w.shift_z.size(); ++q)
-                if (std::abs(w.shift_z[q]) > std::abs(w.shift_z[largest])) largest = q;
+            const std::size_t largest = w.largest_shift();
             rep.notes.push_back(fmt::format(
                 "drift windows: {}..{} ({} cells) shifted significantly (permutation p = {:.4f}) but by at most {:+.2f} "
                 "robust cell sigmas ({}), below drift_min_shift_sigma {:g}: not held",

@@ -101,6 +101,9 @@ struct DriftWindow {
     std::vector<double> shift_z;         // per feature (result.features): mean day z inside − outside,
                                          // in robust cell sigmas
     std::vector<double> shift;           // the same in the feature's units
+
+    /// Index into shift_z of the largest |shift_z| (0 when there are none).
+    std::size_t largest_shift() const;
 };
 
 struct DriftDay {
