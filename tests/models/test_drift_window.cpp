@@ -61,6 +61,12 @@ Production make(std::uint64_t seed, std::size_t days, std::size_t per_day, doubl
     return p;
 }
 
+/// Days [first, last] (indices; `per_day` cells a day) of p replaced by q's.
+void splice(Production& p, const Production& q, std::size_t per_day, std::size_t first, std::size_t last) {
+    for (std::size_t j = 0; j < p.features; ++j)
+        for (std::size_t i = first * per_day; i < (last + 1) * per_day; ++i) p.values[j * p.rows + i] = q.values[j * q.rows + i];
+}
+
 DriftWindowResult run(const Production& p, const DriftWindowSettings& s = {}) {
     return find_drift_windows(p.values, p.rows, p.features, p.day, s);
 }
@@ -149,9 +155,7 @@ TEST_CASE("drift window: at the default alpha 0.01 the production without a chan
 TEST_CASE("drift window: two separate windows are both found, in date order") {
     Production p = make(9, 150, 15, 1.2, 20, 34);
     const Production q = make(9, 150, 15, -1.2, 100, 119);
-    // Days 100-119 from q (shift of the other sign), the rest from p.
-    for (std::size_t j = 0; j < p.features; ++j)
-        for (std::size_t i = 100 * 15; i < 120 * 15; ++i) p.values[j * p.rows + i] = q.values[j * q.rows + i];
+    splice(p, q, 15, 100, 119);  // days 100-119 from q (shift of the other sign), the rest from p
     const DriftWindowResult r = run(p);
     REQUIRE(r.windows.size() == 2);
     CHECK(r.windows[0].start.day == 19020);
@@ -169,9 +173,7 @@ TEST_CASE("drift window: a significant shift far smaller than the cells' spread 
     // own spread. Default floor 0.25: one window, the wobble listed as
     // immaterial and its days kept out of further windows; floor 0: both.
     Production p = make(11, 150, 150, 1.0, 20, 34);
-    const Production q = make(12, 150, 150, 0.2, 100, 107);
-    for (std::size_t j = 0; j < p.features; ++j)
-        for (std::size_t i = 100 * 150; i < 108 * 150; ++i) p.values[j * p.rows + i] = q.values[j * q.rows + i];
+    splice(p, make(12, 150, 150, 0.2, 100, 107), 150, 100, 107);
     const DriftWindowResult r = run(p);
     REQUIRE(r.windows.size() == 1);
     CHECK(r.windows[0].start.day == 19020);

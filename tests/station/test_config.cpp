@@ -185,6 +185,26 @@ std::vector<Diagnostic> errors_of(const Dir& d, const std::string& text) {
     return {};
 }
 
+/// The diagnostics of recipe `text` written as recipes/NAME.toml (FAIL when it loads).
+std::vector<Diagnostic> recipe_errors_of(const Dir& d, const std::string& name, const std::string& text) {
+    write_file(d.root / ("recipes/" + name + ".toml"), text);
+    try {
+        load_recipe(d.root / ("recipes/" + name + ".toml"));
+    } catch (const ConfigError& e) {
+        return e.diagnostics();
+    }
+    FAIL("expected a ConfigError");
+    return {};
+}
+
+/// The test recipe with a [cell.entropy] of three points (a function: replace()
+/// checks with doctest, which must not run before main).
+std::string entropy_recipe() {
+    return replace(kRecipe, "capacity_ah = 3.0\n",
+                   "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.5, 0.9]\n"
+                   "ocv_v = [3.55, 3.75, 4.10]\ndu_dt_v_per_k = [-0.1e-3, 0.05e-3, 0.25e-3]\n");
+}
+
 const Diagnostic* find_key(const std::vector<Diagnostic>& ds, const std::string& key) {
     for (const auto& d : ds)
         if (d.key_path == key) return &d;
@@ -936,9 +956,7 @@ TEST_CASE("config: config check says which positions cannot measure P_x") {
 
 TEST_CASE("config: [cell.entropy]: read, interpolated, shown by config check") {
     Dir d;
-    const std::string table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.5, 0.9]\nocv_v = [3.55, 3.75, 4.10]\n"
-                              "du_dt_v_per_k = [-0.1e-3, 0.05e-3, 0.25e-3]\n";
-    const std::string good = replace(kRecipe, "capacity_ah = 3.0\n", table);
+    const std::string good = entropy_recipe();
     write_file(d.root / "recipes/test.toml", good);
     const Recipe r = load_recipe(d.root / "recipes/test.toml");
     REQUIRE(r.entropy);
@@ -962,50 +980,29 @@ TEST_CASE("config: [cell.entropy]: read, interpolated, shown by config check") {
 
 TEST_CASE("hostile: config [cell.entropy]: malformed tables are refused naming the element and its line") {
     Dir d;
-    const std::string table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.5, 0.9]\nocv_v = [3.55, 3.75, 4.10]\n"
-                              "du_dt_v_per_k = [-0.1e-3, 0.05e-3, 0.25e-3]\n";
-    const std::string good = replace(kRecipe, "capacity_ah = 3.0\n", table);
     // Errors at their lines: a soc not increasing, a value out of range, a
     // wrong type, arrays of different lengths, an unknown key.
     const std::string bad_table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.2, 0.9]\nocv_v = [3.55, 3.75, 9]\n"
                                   "du_dt_v_per_k = [-0.1e-3, \"x\", 0.25e-3]\nslope = 1\n";
     const std::string bad = replace(kRecipe, "capacity_ah = 3.0\n", bad_table);
-    write_file(d.root / "recipes/bad.toml", bad);
-    try {
-        load_recipe(d.root / "recipes/bad.toml");
-        FAIL("expected a ConfigError");
-    } catch (const ConfigError& e) {
-        const auto& ds = e.diagnostics();
-        CHECK(contains(one(ds, "cell.entropy.soc[1]").message, "soc must increase strictly (0.2 after 0.2)"));
-        CHECK(one(ds, "cell.entropy.soc[1]").line == line_of(bad, "soc = ["));
-        CHECK(contains(one(ds, "cell.entropy.ocv_v[2]").message, "out of range: 9"));
-        CHECK(contains(one(ds, "cell.entropy.du_dt_v_per_k[1]").message, "expected number, got string"));
-        CHECK(one(ds, "cell.entropy.slope").line == line_of(bad, "slope = 1"));
-    }
+    const auto ds = recipe_errors_of(d, "bad", bad);
+    CHECK(contains(one(ds, "cell.entropy.soc[1]").message, "soc must increase strictly (0.2 after 0.2)"));
+    CHECK(one(ds, "cell.entropy.soc[1]").line == line_of(bad, "soc = ["));
+    CHECK(contains(one(ds, "cell.entropy.ocv_v[2]").message, "out of range: 9"));
+    CHECK(contains(one(ds, "cell.entropy.du_dt_v_per_k[1]").message, "expected number, got string"));
+    CHECK(one(ds, "cell.entropy.slope").line == line_of(bad, "slope = 1"));
     const std::string short_table = "capacity_ah = 3.0\n\n[cell.entropy]\nsoc = [0.2, 0.9]\nocv_v = [3.55, 3.75, 4.1]\n"
                                     "du_dt_v_per_k = [-0.1e-3, 0.25e-3]\n";
     const std::string uneven = replace(kRecipe, "capacity_ah = 3.0\n", short_table);
-    write_file(d.root / "recipes/uneven.toml", uneven);
-    try {
-        load_recipe(d.root / "recipes/uneven.toml");
-        FAIL("expected a ConfigError");
-    } catch (const ConfigError& e) {
-        const Diagnostic u = one(e.diagnostics(), "cell.entropy.ocv_v");
-        CHECK(contains(u.message, "one value per point (soc has 2, ocv_v 3, du_dt_v_per_k 2)"));
-        CHECK(u.line == line_of(uneven, "ocv_v = ["));
-    }
+    const Diagnostic u = one(recipe_errors_of(d, "uneven", uneven), "cell.entropy.ocv_v");
+    CHECK(contains(u.message, "one value per point (soc has 2, ocv_v 3, du_dt_v_per_k 2)"));
+    CHECK(u.line == line_of(uneven, "ocv_v = ["));
     // A heat step with no OCV step before it cannot read a state of charge.
-    const std::string no_ocv = replace(replace(good, "name = \"ocv\"\nkind = \"ocv\"\n", "name = \"ocv\"\nkind = \"rest\"\nduration_s = 1\n"),
+    const std::string no_ocv = replace(replace(entropy_recipe(), "name = \"ocv\"\nkind = \"ocv\"\n", "name = \"ocv\"\nkind = \"rest\"\nduration_s = 1\n"),
                                        "  [[steps.measurements]]\n  name = \"ocv_v\"\n  low = 3.4\n  high = 4.2\n", "");
-    write_file(d.root / "recipes/no_ocv.toml", no_ocv);
-    try {
-        load_recipe(d.root / "recipes/no_ocv.toml");
-        FAIL("expected a ConfigError");
-    } catch (const ConfigError& e) {
-        const Diagnostic h = one(e.diagnostics(), "steps[3]");
-        CHECK(contains(h.message, "needs an ocv step before it"));
-        CHECK(h.line == line_of(no_ocv, "name = \"heat\"") - 1);
-    }
+    const Diagnostic h = one(recipe_errors_of(d, "no_ocv", no_ocv), "steps[3]");
+    CHECK(contains(h.message, "needs an ocv step before it"));
+    CHECK(h.line == line_of(no_ocv, "name = \"heat\"") - 1);
 }
 
 TEST_CASE("config: a heat step's known entropic coefficient: read, shown by config check, errors at their lines") {
