@@ -62,6 +62,7 @@
 #include "eol/models/thermal.hpp"
 #include "eol/sim/cell.hpp"
 #include "eol/sim/fixture.hpp"
+#include "eol/station/config.hpp"  // CellEntropy
 
 namespace {
 
@@ -195,20 +196,17 @@ double true_k_v(double soc0, double ah, double scale) {
     return sum / 600.0;
 }
 
-/// k and its slope per Ah as the station's heat step reads a recipe's
-/// [cell.entropy] (the simulator's curves): SoC from the rest voltage `ocv_v`
-/// (bisection of the monotone OCV curve), k = −T·dU/dT there (T = `t_cell_c`),
-/// the slope the secant to where 0.5 Ah (600 s at 3 A) leaves the cell.
-std::pair<double, double> k_from_ocv(double ocv_v, double t_cell_c, double ah) {
-    double lo = 0.0, hi = 1.0;
-    for (int i = 0; i < 60; ++i) {
-        const double mid = 0.5 * (lo + hi);
-        (eol::sim::ocv_nmc_v(mid) < ocv_v ? lo : hi) = mid;
+/// The shipped recipes' [cell.entropy]: the simulator's OCV and dU/dT curves on
+/// their grid (both piecewise linear between these points, so the same curves).
+eol::station::CellEntropy simulator_entropy() {
+    eol::station::CellEntropy e;
+    for (int k = 0; k <= 10; ++k) {
+        const double soc = 0.1 * k;
+        e.soc.push_back(soc);
+        e.ocv_v.push_back(eol::sim::ocv_nmc_v(soc));
+        e.du_dt_v_per_k.push_back(eol::sim::entropic_du_dt_v_per_k(soc));
     }
-    const double soc0 = 0.5 * (lo + hi), dq_ah = 0.5, t_k = t_cell_c + 273.15;
-    const double k0 = -t_k * eol::sim::entropic_du_dt_v_per_k(soc0);
-    const double k1 = -t_k * eol::sim::entropic_du_dt_v_per_k(soc0 - dq_ah / ah);
-    return {k0, (k1 - k0) / dq_ah};
+    return e;
 }
 
 }  // namespace
@@ -231,6 +229,7 @@ int main(int argc, char** argv) {
     std::uniform_real_distribution<double> soc(a.soc_min, a.soc_max), u01(0.0, 1.0);
 
     const bool use_known = a.known_k || a.k_from_ocv;
+    const eol::station::CellEntropy entropy = simulator_entropy();
     std::vector<Cell> cells;
     std::size_t failed = 0;
     for (std::size_t c = 0; c < a.cells; ++c)
@@ -250,10 +249,11 @@ int main(int argc, char** argv) {
             known.entropic_v = a.known_k;
             known.entropic_v_per_ah = a.known_k_per_ah;
             if (a.k_from_ocv) {
-                // The recipe's table is the cell model's (nominal capacity), as in the station.
-                const auto [k0, slope] = k_from_ocv(s.v_v.front(), s.t_cell_c.front(), spec.nominal.capacity_ah);
-                known.entropic_v = k0;
-                known.entropic_v_per_ah = slope;
+                // As the station's heat step: the table read at the rest voltage, the
+                // model's nominal capacity, 600 s at 3 A.
+                const auto rev = entropy.reversible(s.v_v.front(), s.t_cell_c.front(), 0.5, spec.nominal.capacity_ah);
+                known.entropic_v = rev.k_v;
+                known.entropic_v_per_ah = rev.k_v_per_ah;
             }
             try {
                 cells.push_back({p, shorted, cp.soc0, eol::models::fit_thermal(s, plain), eol::models::fit_thermal(s, ext),

@@ -130,6 +130,16 @@ double interp_on(const std::vector<double>& x, const std::vector<double>& y, dou
 double CellEntropy::soc_at(double ocv) const { return interp_on(ocv_v, soc, ocv); }
 double CellEntropy::du_dt_at(double s) const { return interp_on(soc, du_dt_v_per_k, s); }
 
+CellEntropy::Reversible CellEntropy::reversible(double ocv, double t_cell_c, double charge_ah, double capacity_ah) const {
+    const double t_k = t_cell_c + 273.15;
+    Reversible r;
+    r.soc = soc_at(ocv);
+    r.k_v = -t_k * du_dt_at(r.soc);
+    const double soc_end = capacity_ah > 0 ? r.soc - charge_ah / capacity_ah : r.soc;
+    r.k_v_per_ah = charge_ah > 0 ? (-t_k * du_dt_at(soc_end) - r.k_v) / charge_ah : 0.0;
+    return r;
+}
+
 double RecipeStep::duration_s() const {
     return std::visit(
         [](const auto& p) -> double {

@@ -120,6 +120,16 @@ PositionState fixture_state(const ProductionSpec& spec, std::size_t index, doubl
     return st;
 }
 
+// A drawn cell as it goes into the EOL fixture after `storage_h` hours on the
+// shelf: its state of charge drained by the leakage (and any short), with the
+// production's reversible heat — for the simulated and the live EOL test alike.
+sim::CellParams params_at_eol(const ProductionSpec& spec, const DrawnCell& c, double storage_h) {
+    sim::CellParams p = c.params;
+    p.soc0 = storage_soc(c.params, c.params.soc0, c.leak_a, storage_h);
+    p.entropic_scale = spec.entropic_scale;
+    return p;
+}
+
 Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::size_t index,
                         std::optional<double> thermo_offset_k = std::nullopt) {
     const double t_form = c.formation_unix_s;
@@ -131,10 +141,8 @@ Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::siz
     out.formation = run_formation(spec, c, t_form);
 
     // 2. Storage until the cell goes into the EOL fixture.
-    sim::CellParams pe = c.params;
-    pe.soc0 = storage_soc(c.params, c.params.soc0, c.leak_a,
-                          std::max(0.0, (c.rest_days * 86400.0 - spec.fixture_wait_s) / 3600.0));
-    pe.entropic_scale = spec.entropic_scale;
+    const sim::CellParams pe =
+        params_at_eol(spec, c, std::max(0.0, (c.rest_days * 86400.0 - spec.fixture_wait_s) / 3600.0));
 
     // 3. EOL station: the recipe, after the wait in the fixture (a short's heat settles).
     InProcessRun eol;
@@ -373,9 +381,7 @@ FormedCell form_and_store(const ProductionSpec& spec, const DrawnCell& cell, dou
     if (!spec.formation) throw UsageError("production: the formation recipe is needed (config/recipes/formation.toml)");
     FormedCell f;
     f.formation = run_formation(spec, cell, t_eol_unix_s - cell.rest_days * 86400.0);
-    f.at_eol = cell.params;
-    f.at_eol.soc0 = storage_soc(cell.params, cell.params.soc0, cell.leak_a, cell.rest_days * 24.0);
-    f.at_eol.entropic_scale = spec.entropic_scale;  // as simulate_production's EOL test
+    f.at_eol = params_at_eol(spec, cell, cell.rest_days * 24.0);
     return f;
 }
 

@@ -580,15 +580,11 @@ private:
         if (!p.entropic_v && recipe_.entropy) {
             if (!std::isfinite(last_ocv_v_))
                 throw StepStop{StepOutcome::error, "[cell.entropy] needs the cell's OCV, and no OCV step measured it"};
-            const CellEntropy& e = *recipe_.entropy;
-            const double t_k = s.t_cell_c.front() + 273.15;
-            const double soc0 = e.soc_at(last_ocv_v_);
-            const double dq_ah = p.current_a * p.duration_s / 3600.0;
-            const double soc1 = recipe_.capacity_ah > 0 ? soc0 - dq_ah / recipe_.capacity_ah : soc0;
-            const double k0 = -t_k * e.du_dt_at(soc0);
-            opt.entropic_v = k0;
-            opt.entropic_v_per_ah = dq_ah > 0 ? (-t_k * e.du_dt_at(soc1) - k0) / dq_ah : 0.0;
-            entropy_soc = soc0;
+            const CellEntropy::Reversible rev = recipe_.entropy->reversible(
+                last_ocv_v_, s.t_cell_c.front(), p.current_a * p.duration_s / 3600.0, recipe_.capacity_ah);
+            opt.entropic_v = rev.k_v;
+            opt.entropic_v_per_ah = rev.k_v_per_ah;
+            entropy_soc = rev.soc;
         }
         const bool reversible = !opt.entropic_v && p.cooling_s >= kReversibleMinCooling_s && io_.ambient_channel.has_value();
         const std::optional<double> offset = io_.ambient_channel ? io_.thermo_offset_k : std::nullopt;

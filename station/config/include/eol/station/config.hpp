@@ -208,6 +208,17 @@ struct CellEntropy {
     double soc_at(double ocv_v) const;
     /// dU/dT in V/K at state of charge `soc` (linear between points).
     double du_dt_at(double soc) const;
+
+    /// The reversible heat a heat step gives its fit as known.
+    struct Reversible {
+        double soc = 0;          // the state of charge the OCV says
+        double k_v = 0;          // k = −T·dU/dT there (V, discharge positive)
+        double k_v_per_ah = 0;   // the secant of k to where `charge_ah` leaves the cell
+    };
+    /// For a cell at open-circuit voltage `ocv_v` and temperature `t_cell_c`
+    /// (°C) from which a step draws `charge_ah` of its `capacity_ah`
+    /// (capacity ≤ 0: the state of charge taken as not moving).
+    Reversible reversible(double ocv_v, double t_cell_c, double charge_ah, double capacity_ah) const;
 };
 
 struct Recipe {
