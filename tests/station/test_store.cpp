@@ -799,6 +799,43 @@ TEST_CASE("store: station events") {
     CHECK(st.station_events().size() == 5);
 }
 
+TEST_CASE("store: a new store gets 16 KiB pages, an existing store keeps its own, a bad size is refused before any file") {
+    TempDir t;
+    const fs::path p16 = t / "new.db", p4 = t / "old.db", bad = t / "bad.db";
+    {
+        Store st = create_store(p16);
+        st.write(crash_record(1));
+        CHECK(st.info().page_size == 16384);
+    }
+    {
+        Store st = Store::open(p4, OpenOptions{.create = true, .page_size_bytes = 4096});
+        st.write(crash_record(2));
+        CHECK(st.info().page_size == 4096);
+    }
+    // Reopened with the default (16 KiB) options: the 4 KiB store keeps its
+    // pages and its record (a page size applies only before the first table).
+    {
+        Store st = Store::open(p4);
+        CHECK(st.info().page_size == 4096);
+        CHECK(st.info().journal_mode == "wal");
+        CHECK(st.cell(crash_record(2).serial).has_value());
+    }
+    CHECK(Store::inspect(p16).page_size == 16384);
+    const Run r = run_cli("db info --json --db " + p16.string());
+    REQUIRE(r.code == 0);
+    CHECK(nlohmann::json::parse(r.out)["page_size"] == 16384);
+    for (const int ps : {0, 256, 3000, 131072}) {
+        CAPTURE(ps);
+        try {
+            (void)Store::open(bad, OpenOptions{.create = true, .page_size_bytes = ps});
+            FAIL("a page size of " << ps << " was accepted");
+        } catch (const StoreError& e) {
+            CHECK(std::string(e.what()).find(fmt::format("page size {} bytes", ps)) != std::string::npos);
+        }
+        CHECK_FALSE(fs::exists(bad));
+    }
+}
+
 TEST_CASE("store: db info reports versions, counts and journal mode, read-only, without migrating") {
     TempDir t;
     const fs::path p = t / "r.db";

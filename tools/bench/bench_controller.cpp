@@ -13,6 +13,7 @@
 //
 // Deterministic for a given seed (--seed; the simulator's lot). Usage:
 //   bench_controller [--scale X] [--rounds N] [--seed S] [--channels 1,8,16] [--share-module-reads yes|no]
+//                    [--page-size BYTES]   (the store's pages; default the store's own, 16384)
 #include <fmt/core.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -35,6 +36,7 @@
 #include "eol/station/controller.hpp"
 #include "eol/station/log.hpp"
 #include "eol/station/serial.hpp"
+#include "eol/station/store.hpp"
 
 namespace fs = std::filesystem;
 using namespace eol;
@@ -145,9 +147,12 @@ struct Row {
     double tc_reads_per_cell = 0;
 };
 
-Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir, bool share) {
+Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir, bool share,
+            int page_size) {
     const fs::path cfg_file = dir / fmt::format("station{}.toml", n);
-    std::ofstream(cfg_file) << station_text(n, scale, seed, dir / fmt::format("bench{}.db", n));
+    const fs::path db = dir / fmt::format("bench{}.db", n);
+    std::ofstream(cfg_file) << station_text(n, scale, seed, db);
+    station::Store::open(db, station::OpenOptions{.create = true, .page_size_bytes = page_size});
     const auto cfg = station::load_station_config(cfg_file);
     const double bare_s = cfg.recipe.duration_s() / scale;
     const double child_cpu0 = cpu_s(RUSAGE_CHILDREN);
@@ -244,6 +249,7 @@ int main(int argc, char** argv) {
     std::uint64_t seed = 7;
     std::vector<int> sizes{1, 8, 16};
     bool share = true;
+    int page_size = station::OpenOptions{}.page_size_bytes;
     for (int k = 1; k + 1 < argc; k += 2) {
         const std::string a = argv[k];
         if (a == "--share-module-reads") {
@@ -257,6 +263,7 @@ int main(int argc, char** argv) {
         }
         if (a == "--scale") scale = std::atof(argv[k + 1]);
         else if (a == "--rounds") rounds = std::atoi(argv[k + 1]);
+        else if (a == "--page-size") page_size = std::atoi(argv[k + 1]);
         else if (a == "--seed") seed = static_cast<std::uint64_t>(std::atoll(argv[k + 1]));
         else if (a == "--channels") {
             sizes.clear();
@@ -282,14 +289,14 @@ int main(int argc, char** argv) {
     const fs::path dir = fs::temp_directory_path() / fmt::format("bench_controller.{}", getpid());
     fs::create_directories(dir);
     fmt::print("bench_controller: recipe eol-18650 at {}x, {} rounds per size, `eolstation sim` in a child process, "
-               "module reads {}\n\n",
-               scale, rounds, share ? "shared" : "one per request");
+               "module reads {}, store pages {} bytes\n\n",
+               scale, rounds, share ? "shared" : "one per request", page_size);
     fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>16} {:>18} {:>20} {:>8} {:>13}\n", "channels", "cells", "wall/cell ms",
                "bare instr. ms", "overhead/cell ms", "overhead max ms", "ctrl CPU s/ch-h", "bare sim CPU s/ch-h",
                "!pass", "tc reads/cell");
     std::vector<Row> rows;
     for (int n : sizes) {
-        const Row r = measure(cli, n, scale, rounds, seed, dir, share);
+        const Row r = measure(cli, n, scale, rounds, seed, dir, share, page_size);
         fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>16.2f} {:>18.2f} {:>20.2f} {:>8} {:>13.1f}\n", r.channels,
                    r.cells, r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3, r.overhead_max_s * 1e3,
                    r.cpu_per_channel_h_s, r.sim_cpu_per_channel_h_s, r.not_pass, r.tc_reads_per_cell);

@@ -1065,6 +1065,10 @@ Store Store::open(const std::filesystem::path& path, const OpenOptions& options)
     impl->path = path;
     impl->read_only = options.read_only;
     impl->reader_cache_bytes = options.bulk_reader_cache_bytes;
+    const int ps = options.page_size_bytes;
+    if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0)
+        throw StoreError(
+            fmt::format("{}: page size {} bytes: not a power of two from 512 to 65536", path.string(), ps));
     std::error_code ec;
     const auto st = std::filesystem::status(path, ec);
     if (!std::filesystem::exists(st) && (!options.create || options.read_only))
@@ -1137,6 +1141,10 @@ Store Store::open(const std::filesystem::path& path, const OpenOptions& options)
     impl->version = check_file(*impl);
     if (options.read_only) return Store(std::move(impl));
 
+    // The page size takes effect only before the first table (and before WAL
+    // mode is set on the file); a store that has tables keeps its own.
+    if (impl->version == 0 && impl->pragma_int("SELECT count(*) FROM sqlite_schema") == 0)
+        impl->exec(fmt::format("PRAGMA page_size = {}", ps).c_str());
     if (impl->pragma_text("PRAGMA journal_mode = WAL") != "wal")
         throw StoreError(fmt::format("{}: cannot switch to WAL journal mode", path.string()));
     impl->exec("PRAGMA synchronous = FULL");
