@@ -836,6 +836,110 @@ TEST_CASE("store: a new store gets 16 KiB pages, an existing store keeps its own
     }
 }
 
+TEST_CASE("store: db copy writes a compacted copy with the page size asked, the same rows, the source unchanged") {
+    TempDir t;
+    const fs::path old_db = t / "old.db", copy16 = t / "copy16.db", copy8 = t / "copy8.db";
+    std::vector<std::int64_t> ids;
+    {
+        Store st = Store::open(old_db, OpenOptions{.create = true, .page_size_bytes = 4096});
+        for (int k = 0; k < 40; ++k) ids.push_back(st.write(crash_record(k)));
+        st.append_quarantine(ev(QuarantineAction::hold, QuarantineScope::lot, "C001"));
+    }
+    const DbInfo src = Store::inspect(old_db);
+    Run r = run_cli("db copy --db " + old_db.string() + " --out " + copy16.string());
+    REQUIRE(r.code == 0);
+    CHECK(r.out.find("x 4096 bytes") != std::string::npos);
+    CHECK(r.out.find("x 16384 bytes") != std::string::npos);
+    CHECK(r.out.find("journal mode wal") != std::string::npos);
+    // Whole in the file itself: a -wal (an empty one, of the read-only look
+    // at the copy above) holds nothing.
+    CHECK((!fs::exists(copy16.string() + "-wal") || fs::file_size(copy16.string() + "-wal") == 0));
+    const DbInfo got = Store::inspect(copy16);
+    CHECK(got.page_size == 16384);
+    CHECK(got.journal_mode == "wal");
+    CHECK(got.schema_version == src.schema_version);
+    CHECK(got.table_counts == src.table_counts);
+    CHECK(fs::status(copy16).permissions() == fs::status(old_db).permissions());
+    {
+        Store st = Store::open(copy16);  // a store: opened for writing, records read back as written
+        for (std::size_t k = 0; k < ids.size(); k += 13) check_crash_record(st, ids[k], static_cast<std::int64_t>(k));
+        CHECK(st.write(crash_record(100)) > ids.back());
+    }
+    CHECK(Store::inspect(old_db).page_size == 4096);
+    CHECK(Store::inspect(old_db).table_counts == src.table_counts);
+    // No temporary left beside the copy.
+    for (const auto& e : fs::directory_iterator(t.dir)) CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
+
+    r = run_cli("db copy --json --page-size 8192 --db " + old_db.string() + " --out " + copy8.string());
+    REQUIRE(r.code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["from"]["page_size"] == 4096);
+    CHECK(j["to"]["page_size"] == 8192);
+    CHECK(j["to"]["journal_mode"] == "wal");
+    CHECK(j["schema_version"] == src.schema_version);
+    CHECK(Store::inspect(copy8).page_size == 8192);
+}
+
+TEST_CASE("hostile: db copy never writes over a file, refuses bad sizes and non-stores, and leaves nothing on failure") {
+    TempDir t;
+    const fs::path db = t / "s.db";
+    {
+        Store st = create_store(db);
+        st.write(crash_record(1));
+    }
+    auto no_temporaries = [&] {
+        for (const auto& e : fs::recursive_directory_iterator(t.dir))
+            CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
+    };
+    // An existing target (and the store itself) is left as it was.
+    const fs::path existing = t / "existing.db";
+    std::ofstream(existing) << "keep me";
+    Run r = run_cli("db copy --db " + db.string() + " --out " + existing.string());
+    CHECK(r.code == 2);
+    CHECK(r.out.find("existing.db: exists") != std::string::npos);
+    CHECK(fs::file_size(existing) == 7);
+    r = run_cli("db copy --db " + db.string() + " --out " + db.string());
+    CHECK(r.code == 2);
+    CHECK(r.out.find("exists") != std::string::npos);
+    CHECK(Store::inspect(db).table_counts.size() == kAllTables.size());
+    // A bad page size names itself; nothing is written.
+    const fs::path out = t / "out.db";
+    r = run_cli("db copy --page-size 1000 --db " + db.string() + " --out " + out.string());
+    CHECK(r.code == 2);
+    CHECK(r.out.find("page size 1000 bytes") != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+    // Not a store, a missing store, a missing folder for the copy.
+    const fs::path other = t / "other.db";
+    {
+        sqlite3* raw = nullptr;
+        REQUIRE(sqlite3_open(other.c_str(), &raw) == SQLITE_OK);
+        sqlite3_exec(raw, "CREATE TABLE t(x)", nullptr, nullptr, nullptr);
+        sqlite3_close(raw);
+    }
+    r = run_cli("db copy --db " + other.string() + " --out " + out.string());
+    CHECK(r.code == 2);
+    CHECK(r.out.find("not an eolstation store") != std::string::npos);
+    r = run_cli("db copy --db " + (t / "missing.db").string() + " --out " + out.string());
+    CHECK(r.code == 2);
+    CHECK(r.out.find("no such database") != std::string::npos);
+    r = run_cli("db copy --db " + db.string() + " --out " + (t / "no-folder" / "c.db").string());
+    CHECK(r.code == 2);
+    CHECK(r.out.find("nothing written") != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+    no_temporaries();
+    // A copy that cannot be finished (a file-size limit: the disk "full"
+    // part-way) leaves no copy and no temporary.
+    int code = -1;
+    const std::string err = eol::test::run_command("sh -c \"trap '' XFSZ; ulimit -f 64; exec " + std::string(EOL_CLI) +
+                                            " db copy --db " + db.string() + " --out " + out.string() + "\" 2>&1",
+                                        code);
+    INFO(err);
+    CHECK(code == 2);
+    CHECK(err.find("nothing written") != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+    no_temporaries();
+}
+
 TEST_CASE("store: db info reports versions, counts and journal mode, read-only, without migrating") {
     TempDir t;
     const fs::path p = t / "r.db";

@@ -29,7 +29,7 @@
 // also counts the time other processes had the cores.
 //
 // Usage: bench_genealogy [--db FILE] [--devices N] [--bulk N] [--singles N] [--rebuild] [--only singles|devices|check|cells|units|recall]
-//                       [--reader-cache-mib N] [--repeat-bulk]
+//                       [--reader-cache-mib N] [--repeat-bulk] [--page-size BYTES]   (of a fixture built: default the store's 16384)
 //   default FILE: $TMPDIR/eol_bench_genealogy.db (about 9 GB for 10 M devices).
 #include <sqlite3.h>
 #include <sys/resource.h>
@@ -159,7 +159,7 @@ struct Maker {
     static const char* model(std::size_t k) { return k % 5 == 0 ? "A1263" : k % 7 == 0 ? "A3102" : "A1112"; }
 };
 
-void build(const fs::path& path, std::size_t devices) {
+void build(const fs::path& path, std::size_t devices, int page_size) {
     const std::size_t cells = devices * kCellsPerDevice;
     fmt::print("building the fixture: {} devices, {} cells in {} …\n", devices, cells, path.string());
     const auto t0 = Clock::now();
@@ -167,6 +167,7 @@ void build(const fs::path& path, std::size_t devices) {
     {
         OpenOptions o;
         o.create = true;
+        o.page_size_bytes = page_size;
         Store::open(path, o);  // schema
     }
     Db db(path);
@@ -276,6 +277,7 @@ int main(int argc, char** argv) {
     fs::path path = fs::temp_directory_path() / "eol_bench_genealogy.db";
     std::size_t devices = 10'000'000, bulk = 1'000'000, singles = 100'000;
     bool rebuild = false;
+    int page_size = OpenOptions{}.page_size_bytes;  // a fixture built here
     long reader_cache_mib = 64;  // OpenOptions::bulk_reader_cache_bytes
     bool repeat_bulk = false;    // the device bulk check a second time (other serials): the readers warm
     std::string only;  // profiling: one question only (singles, devices, check, cells, units, recall)
@@ -290,12 +292,13 @@ int main(int argc, char** argv) {
         else if (a == "--bulk") bulk = std::stoul(next());
         else if (a == "--singles") singles = std::stoul(next());
         else if (a == "--rebuild") rebuild = true;
+        else if (a == "--page-size") page_size = std::stoi(next());
         else if (a == "--only") only = next();
         else if (a == "--reader-cache-mib") reader_cache_mib = std::stol(next());
         else if (a == "--repeat-bulk") repeat_bulk = true;
         else {
             fmt::print(stderr, "usage: bench_genealogy [--db FILE] [--devices N] [--bulk N] [--singles N] [--rebuild] "
-                       "[--only singles|devices|check|cells|units|recall] [--reader-cache-mib N] [--repeat-bulk]\n");
+                       "[--only singles|devices|check|cells|units|recall] [--reader-cache-mib N] [--repeat-bulk] [--page-size BYTES]\n");
             return 2;
         }
     }
@@ -306,7 +309,7 @@ int main(int argc, char** argv) {
         have = db.integer("SELECT count(*) FROM devices") == static_cast<std::int64_t>(devices);
         if (have) fmt::print("reusing the fixture {} ({} devices)\n", path.string(), devices);
     }
-    if (!have) build(path, devices);
+    if (!have) build(path, devices, page_size);
     // A fixture of an older schema (built by an older bench): migrated once,
     // by the store's own migrations, timed.
     if (const auto v = Db(path).integer("PRAGMA user_version"); v < Store::latest_schema_version()) {

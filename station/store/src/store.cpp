@@ -5,6 +5,8 @@
 
 #include <fmt/core.h>
 #include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1172,10 +1174,10 @@ Store Store::open(const std::filesystem::path& path, const OpenOptions& options)
     return Store(std::move(impl));
 }
 
-DbInfo Store::inspect(const std::filesystem::path& path) {
+DbInfo Store::inspect(const std::filesystem::path& path, bool count_rows) {
     OpenOptions o;
     o.read_only = true;
-    return open(path, o).info();
+    return open(path, o).info(count_rows);
 }
 
 // ---------------------------------------------------------------- writing
@@ -2667,7 +2669,96 @@ std::int64_t Store::count(std::string_view table) {
     throw StoreError(fmt::format("count: '{}' is not a table of the store", table));
 }
 
-DbInfo Store::info() {
+std::vector<std::pair<std::string, std::int64_t>> Store::copy_to(const std::filesystem::path& out,
+                                                                  int page_size_bytes) {
+    const int ps = page_size_bytes;
+    if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0)
+        throw StoreError(fmt::format("{}: page size {} bytes: not a power of two from 512 to 65536", out.string(), ps));
+    std::error_code ec;
+    if (std::filesystem::exists(std::filesystem::symlink_status(out, ec)))
+        throw StoreError(fmt::format("{}: exists; a copy is never written over a file (nothing written)", out.string()));
+    const std::filesystem::path dir = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
+    // An empty file VACUUM INTO may write into; hidden, beside the target.
+    std::string tmp = (dir / ("." + out.filename().string() + ".tmp-XXXXXX")).string();
+    const int fd = ::mkstemp(tmp.data());
+    if (fd < 0) throw StoreError(fmt::format("{}: cannot write: {} (nothing written)", out.string(), std::strerror(errno)));
+    struct stat src_st {};
+    if (::stat(impl_->path.c_str(), &src_st) == 0) ::fchmod(fd, src_st.st_mode & 0777);
+    ::close(fd);
+    auto remove_tmp = [&] {
+        for (const char* suffix : {"", "-journal", "-wal", "-shm"}) ::unlink((tmp + suffix).c_str());
+    };
+    auto fail = [&](const std::string& why) {
+        remove_tmp();
+        throw StoreError(fmt::format("{}: {} (nothing written)", out.string(), why));
+    };
+    // Each table's rows now, to compare with the copy's: a store written to
+    // while it was copied (a running station) gives a copy that is refused.
+    const auto counts = info().table_counts;
+    try {
+        impl_->exec(fmt::format("PRAGMA page_size = {}", ps).c_str());
+        Q q(*impl_, "VACUUM INTO ?1");
+        q.text(1, tmp);
+        q.run();
+    } catch (const StoreError& e) {
+        fail(fmt::format("copying failed: {}", e.what()));
+    }
+    // WAL as every store is; closing the connection checkpoints and removes the -wal.
+    {
+        sqlite3* raw = nullptr;
+        const int rc = sqlite3_open_v2(tmp.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_EXRESCODE, nullptr);
+        auto one = [&](const std::string& sql) -> std::optional<std::string> {
+            sqlite3_stmt* st = nullptr;
+            std::optional<std::string> v;
+            if (sqlite3_prepare_v2(raw, sql.c_str(), -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+                v = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+            sqlite3_finalize(st);
+            return v;
+        };
+        std::string problem;
+        if (rc != SQLITE_OK) {
+            problem = fmt::format("cannot open the copy: {}", raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc));
+        } else if (one("PRAGMA journal_mode = WAL").value_or("") != "wal") {
+            problem = fmt::format("cannot set WAL mode on the copy: {}", sqlite3_errmsg(raw));
+        } else {
+            for (const auto& [table, n] : counts) {
+                std::string quoted;
+                for (char c : table) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+                const auto got = one(fmt::format("SELECT count(*) FROM \"{}\"", quoted));
+                if (got != std::to_string(n)) {
+                    problem = fmt::format("table {}: {} rows in the store, {} in the copy: the store changed while "
+                                          "it was copied (stop the station first) or the copy failed",
+                                          table, n, got.value_or("none"));
+                    break;
+                }
+            }
+        }
+        sqlite3_close(raw);
+        if (!problem.empty()) fail(problem);
+    }
+    const int tfd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (tfd < 0 || ::fsync(tfd) != 0) {
+        const int err = errno;
+        if (tfd >= 0) ::close(tfd);
+        fail(fmt::format("write failed: {}", std::strerror(err)));
+    }
+    ::close(tfd);
+    // link() never replaces: a file that appeared at `out` meanwhile stays.
+    if (::link(tmp.c_str(), out.c_str()) != 0) {
+        const int err = errno;
+        fail(err == EEXIST ? std::string("exists; a copy is never written over a file")
+                           : fmt::format("cannot write: {}", std::strerror(err)));
+    }
+    ::unlink(tmp.c_str());
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+    return counts;
+}
+
+DbInfo Store::info(bool count_rows) {
     DbInfo i;
     i.path = impl_->path;
     i.schema_version = impl_->version;
@@ -2682,6 +2773,7 @@ DbInfo Store::info() {
     wal += "-wal";
     i.wal_size_bytes = std::filesystem::exists(wal, ec) ? std::filesystem::file_size(wal, ec) : 0;
     if (ec) i.wal_size_bytes = 0;
+    if (!count_rows) return i;
     std::vector<std::string> names;
     {
         Q q(*impl_, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name");

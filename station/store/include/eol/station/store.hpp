@@ -319,7 +319,7 @@ public:
     /// Opens (see the top of this header). Throws StoreError, SchemaTooNewError.
     static Store open(const std::filesystem::path& path, const OpenOptions& options = {});
     /// Opens read-only without migrating and describes the file.
-    static DbInfo inspect(const std::filesystem::path& path);
+    static DbInfo inspect(const std::filesystem::path& path, bool count_rows = true);
     /// The newest schema version this binary knows.
     static int latest_schema_version();
 
@@ -532,7 +532,20 @@ public:
     StationCounts station_counts_since(std::string_view station_id, double since_unix_s);
 
     // ---- information ----
-    DbInfo info();
+    /// `count_rows` false: table_counts left empty (counting 100 M rows takes minutes).
+    DbInfo info(bool count_rows = true);
+    /// Writes a consistent copy of the store (one read snapshot: commits made
+    /// meanwhile are not in it) to `out` with pages of `page_size_bytes` (a
+    /// power of two from 512 to 65536), in WAL mode like any store: SQLite's
+    /// VACUUM INTO to a temporary file beside `out`, fsynced, then linked to
+    /// `out` only when whole, and the folder fsynced. The copy is compacted
+    /// (each table's pages together); every table's row count must equal
+    /// the store's as counted just before. Read-only stores can be copied.
+    /// StoreError (nothing at `out`, no temporary left) when `out` exists
+    /// (this store's own file too), the copy fails (disk full: its reason)
+    /// or its counts differ (the store was written to meanwhile). The copy's
+    /// file mode is the store's. Returns every table's rows (in both).
+    std::vector<std::pair<std::string, std::int64_t>> copy_to(const std::filesystem::path& out, int page_size_bytes);
     std::int64_t count(std::string_view table);  // one of the store's tables, else StoreError
 
 private:
