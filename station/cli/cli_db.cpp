@@ -118,8 +118,9 @@ void add_db_commands(CLI::App& app) {
         "copy",
         "Write a compacted copy of a store to a new file, with the page size chosen (a store made before "
         "16 KiB pages became the default reads 10 M devices' bulk checks faster as a 16 KiB copy, "
-        "docs/genealogy.md). One read snapshot: stop the station first, or later commits are not in the copy. "
-        "The copy appears only when whole; an existing file is never written over (exit 2).");
+        "docs/genealogy.md). Stop the station first: a store written to while it is copied gives a copy whose "
+        "row counts differ, which is refused. The copy appears only when whole; an existing file is never "
+        "written over (exit 2).");
     copy->add_option("--db", copy_opts->db, "Results database file to copy (read only)")->required();
     copy->add_option("--out", copy_opts->out, "The new store's file (must not exist)")->required();
     copy->add_option("--page-size", copy_opts->page_size, "Page size of the copy in bytes (512..65536, a power of two)")
