@@ -2695,14 +2695,29 @@ std::vector<std::pair<std::string, std::int64_t>> Store::copy_to(const std::file
     // Each table's rows now, to compare with the copy's: a store written to
     // while it was copied (a running station) gives a copy that is refused.
     const auto counts = info().table_counts;
-    try {
-        impl_->exec(fmt::format("PRAGMA page_size = {}", ps).c_str());
-        Q q(*impl_, "VACUUM INTO ?1");
-        q.text(1, tmp);
-        q.run();
-    } catch (const StoreError& e) {
-        fail(fmt::format("copying failed: {}", e.what()));
+    // VACUUM INTO on a read-write connection: SQLite 3.40 fills the copy's
+    // pages fuller there than on a read-only one (a 1 M-device store: 71,242
+    // against 78,054 pages of 16 KiB). It only reads the source. A store on
+    // read-only media is copied through this store's own connection.
+    sqlite3* rw = nullptr;
+    if (impl_->read_only &&
+        sqlite3_open_v2(impl_->path.c_str(), &rw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+        sqlite3_close(rw);
+        rw = nullptr;
     }
+    sqlite3* via = rw ? rw : impl_->db.get();
+    std::string why;
+    const std::string page_pragma = fmt::format("PRAGMA page_size = {}", ps);
+    sqlite3_stmt* vacuum = nullptr;
+    if (rw) sqlite3_busy_timeout(rw, 30000);
+    if (sqlite3_exec(via, page_pragma.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK ||
+        sqlite3_prepare_v2(via, "VACUUM INTO ?1", -1, &vacuum, nullptr) != SQLITE_OK ||
+        sqlite3_bind_text(vacuum, 1, tmp.c_str(), -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_step(vacuum) != SQLITE_DONE)
+        why = fmt::format("copying failed: {}", sqlite3_errmsg(via));
+    sqlite3_finalize(vacuum);
+    sqlite3_close(rw);
+    if (!why.empty()) fail(why);
     // WAL as every store is; closing the connection checkpoints and removes the -wal.
     {
         sqlite3* raw = nullptr;
