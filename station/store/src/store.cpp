@@ -1057,6 +1057,27 @@ int Store::latest_schema_version() { return kLatestVersion; }
 int Store::schema_version() const { return impl_->version; }
 const std::filesystem::path& Store::path() const { return impl_->path; }
 
+namespace {
+
+// A page size SQLite accepts (OpenOptions::page_size_bytes, Store::copy_to).
+void check_page_size(const std::filesystem::path& path, int ps) {
+    if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0)
+        throw StoreError(
+            fmt::format("{}: page size {} bytes: not a power of two from 512 to 65536", path.string(), ps));
+}
+
+// "SELECT count(*) FROM <table>" with the name quoted as an SQL identifier.
+std::string count_rows_sql(std::string_view table) {
+    std::string quoted;
+    for (char c : table) {
+        quoted += c;
+        if (c == '"') quoted += '"';
+    }
+    return fmt::format("SELECT count(*) FROM \"{}\"", quoted);
+}
+
+}  // namespace
+
 Store Store::open(const std::filesystem::path& path, const OpenOptions& options) {
     // No global allocation statistics (nothing here reads them): with them,
     // every SQLite allocation takes one process-wide mutex, which serialises
@@ -1068,9 +1089,7 @@ Store Store::open(const std::filesystem::path& path, const OpenOptions& options)
     impl->read_only = options.read_only;
     impl->reader_cache_bytes = options.bulk_reader_cache_bytes;
     const int ps = options.page_size_bytes;
-    if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0)
-        throw StoreError(
-            fmt::format("{}: page size {} bytes: not a power of two from 512 to 65536", path.string(), ps));
+    check_page_size(path, ps);
     std::error_code ec;
     const auto st = std::filesystem::status(path, ec);
     if (!std::filesystem::exists(st) && (!options.create || options.read_only))
@@ -2672,8 +2691,7 @@ std::int64_t Store::count(std::string_view table) {
 std::vector<std::pair<std::string, std::int64_t>> Store::copy_to(const std::filesystem::path& out,
                                                                   int page_size_bytes) {
     const int ps = page_size_bytes;
-    if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0)
-        throw StoreError(fmt::format("{}: page size {} bytes: not a power of two from 512 to 65536", out.string(), ps));
+    check_page_size(out, ps);
     std::error_code ec;
     if (std::filesystem::exists(std::filesystem::symlink_status(out, ec)))
         throw StoreError(fmt::format("{}: exists; a copy is never written over a file (nothing written)", out.string()));
@@ -2737,9 +2755,7 @@ std::vector<std::pair<std::string, std::int64_t>> Store::copy_to(const std::file
             problem = fmt::format("cannot set WAL mode on the copy: {}", sqlite3_errmsg(raw));
         } else {
             for (const auto& [table, n] : counts) {
-                std::string quoted;
-                for (char c : table) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-                const auto got = one(fmt::format("SELECT count(*) FROM \"{}\"", quoted));
+                const auto got = one(count_rows_sql(table));
                 if (got != std::to_string(n)) {
                     problem = fmt::format("table {}: {} rows in the store, {} in the copy: the store changed while "
                                           "it was copied (stop the station first) or the copy failed",
@@ -2795,12 +2811,7 @@ DbInfo Store::info(bool count_rows) {
         while (q.step()) names.push_back(q.col_text(0));
     }
     for (const auto& n : names) {
-        std::string quoted;
-        for (char c : n) {
-            quoted += c;
-            if (c == '"') quoted += '"';
-        }
-        const std::string sql = fmt::format("SELECT count(*) FROM \"{}\"", quoted);
+        const std::string sql = count_rows_sql(n);
         i.table_counts.emplace_back(n, impl_->pragma_int(sql.c_str()));
     }
     return i;
