@@ -30,6 +30,7 @@
 namespace fs = std::filesystem;
 using namespace eol::station;
 using eol::test::create_store;
+using eol::test::kUndoSchema6;
 using eol::test::device_serial;
 using eol::test::link_request;
 using eol::test::make_serial;
@@ -373,7 +374,7 @@ TEST_CASE("genealogy: a version-2 store migrates to devices and links, and both 
     }
     // What a version-2 binary left: no devices tables (nor the users tables
     // of migration 4, nor the latest verdict of migration 5), user_version 2.
-    REQUIRE(raw_sql(db, "DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
+    REQUIRE(raw_sql(db, std::string(kUndoSchema6) + "DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
                         "ALTER TABLE cells DROP COLUMN latest_verdict; "
                         "DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
                         "DROP TABLE device_links; DROP TABLE devices; PRAGMA user_version = 2") == "");
@@ -735,7 +736,7 @@ TEST_CASE("genealogy: a version-4 store is answered read-only as it is, migratio
                   .find("latest_verdict must be the verdict") != std::string::npos);
     }
     // What a version-4 binary left: no latest_verdict (nor its triggers).
-    REQUIRE(raw_sql(db, "DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
+    REQUIRE(raw_sql(db, std::string(kUndoSchema6) + "DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
                         "ALTER TABLE cells DROP COLUMN latest_verdict; PRAGMA user_version = 4") == "");
     // Every answer, single and bulk (parallel readers), cells and devices.
     auto answers = [&](Store& store) {
@@ -813,4 +814,130 @@ TEST_CASE("genealogy: a version-4 store is answered read-only as it is, migratio
     CHECK(sqlite3_column_int64(q, 0) == 0);
     sqlite3_finalize(q);
     sqlite3_close(h);
+}
+
+namespace {
+// The device gate's rows (schema 6) as text, in key order.
+std::string gate_rows(const fs::path& db) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, "SELECT device_serial, cell_serial, link_id, lot, production_date, latest_verdict "
+                                  "FROM device_gate ORDER BY device_serial, cell_serial",
+                               -1, &q, nullptr) == SQLITE_OK);
+    std::string out;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        for (int k = 0; k < 6; ++k) {
+            const auto* t = sqlite3_column_text(q, k);
+            out += t ? reinterpret_cast<const char*>(t) : "NULL";
+            out += k < 5 ? "|" : "\n";
+        }
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("genealogy: the device gate (schema 6) mirrors the link events and the cells, in the writing transaction, and migration 6 builds the same rows") {
+    TempDir tmp;
+    const fs::path db = tmp / "gate.db";
+    std::vector<std::string> c, devices;
+    {
+        Store store = create_store(db);
+        CHECK(store.schema_version() >= 6);
+        Genealogy g(store);
+        c = write_cells(store, "0042", {2023, 3, 14}, 8);
+        const auto late = write_cells(store, "0043", {2023, 3, 15}, 1, Verdict::fail);
+        devices = {device_serial(1), device_serial(2), device_serial(3)};
+        REQUIRE(g.link(link_request(devices[0], "A1112", {c[0], c[1], c[2]})).linked);
+        // Linked: one row a cell, in the link's transaction.
+        const std::string after_link = gate_rows(db);
+        CHECK(std::count(after_link.begin(), after_link.end(), '\n') == 3);
+        for (const auto& e : store.device_history(devices[0]))
+            CHECK(after_link.find(fmt::format("{}|{}|{}|0042|2023-03-14|pass\n", devices[0], e.cell_serial, e.id)) !=
+                  std::string::npos);
+        // Rework: c[1] out (reason), c[3] in; then c[1] back into another device.
+        REQUIRE(g.unlink(devices[0], c[1], "rework", kQuality) > 0);
+        const DeviceInfo d0{devices[0], "A1112", 1.7e9, "ASSY-01"};
+        link_around_interlock(store, d0, {c[3]});
+        const DeviceInfo d1{devices[1], "A3102", 1.7e9, "ASSY-02"};
+        link_around_interlock(store, d1, {c[1], c[4]});
+        link_around_interlock(store, d1, {c[4]});  // a second link of a cell inside: the first one stays
+        // A retest that fails moves the device's copy in the run's transaction.
+        TestRecord retest = eol::test::make_record(c[2], "EOL-01", "eol-18650", 1.9e9, 60.0, {{"ocv_v", 3.1}}, "V");
+        retest.verdict = Verdict::fail;
+        store.write(retest);
+        // A cell linked before it is stored (only around the interlock) is
+        // unknown, until its row comes; a deleted row makes it unknown again.
+        const DeviceInfo d2{devices[2], "A1263", 1.7e9, "ASSY-01"};
+        link_around_interlock(store, d2, {"NOT-YET-STORED", late[0], c[5]});
+        CHECK(Genealogy(store).lookup_device(devices[2]).why_not().find("unknown") != std::string::npos);
+        REQUIRE(raw_sql(db, "INSERT INTO cells (serial, cell_model, lot, production_date) "
+                            "VALUES ('NOT-YET-STORED', 'INR18650-30Q', '0044', '2023-03-16')") == "");
+        REQUIRE(raw_sql(db, "UPDATE cells SET lot = '0099' WHERE serial = '" + c[5] + "'") == "");
+        // A rolled-back link leaves no row.
+        REQUIRE(raw_sql(db, "BEGIN; INSERT INTO device_links (time_unix_s, action, device_serial, cell_serial, "
+                            "station_id) VALUES (1, 'link', '" + devices[2] + "', '" + c[6] + "', 'X'); ROLLBACK") == "");
+    }
+    // Every cell inside now, once, with its stored fields, and nothing else.
+    const std::string rows = gate_rows(db);
+    auto row_of = [&](const std::string& dev, const std::string& cell) {
+        const std::string key = dev + "|" + cell + "|";
+        const auto at = rows.find(key);
+        return at == std::string::npos ? std::string("-") : rows.substr(at, rows.find('\n', at) - at);
+    };
+    auto fields = [](const std::string& row) {  // without the link id
+        const auto a = row.find('|', row.find('|') + 1), b = row.find('|', a + 1);
+        return row.substr(0, a) + row.substr(b);
+    };
+    CHECK(std::count(rows.begin(), rows.end(), '\n') == 8);
+    CHECK(fields(row_of(devices[0], c[0])) == devices[0] + "|" + c[0] + "|0042|2023-03-14|pass");
+    CHECK(row_of(devices[0], c[1]) == "-");  // unlinked
+    CHECK(fields(row_of(devices[0], c[2])) == devices[0] + "|" + c[2] + "|0042|2023-03-14|fail");  // retested
+    CHECK(fields(row_of(devices[0], c[3])) == devices[0] + "|" + c[3] + "|0042|2023-03-14|pass");
+    CHECK(fields(row_of(devices[1], c[1])) == devices[1] + "|" + c[1] + "|0042|2023-03-14|pass");
+    CHECK(fields(row_of(devices[2], "NOT-YET-STORED")) == devices[2] + "|NOT-YET-STORED|0044|2023-03-16|NULL");
+    CHECK(fields(row_of(devices[2], c[5])) == devices[2] + "|" + c[5] + "|0099|2023-03-14|pass");
+    CHECK(row_of(devices[2], c[6]) == "-");  // rolled back
+    // c[4]'s row keeps the link id of its first link (the fold's order).
+    {
+        Store store = Store::open(db);
+        std::int64_t first = 0;
+        for (const auto& e : store.device_history(devices[1]))
+            if (e.cell_serial == c[4] && first == 0) first = e.id;
+        CHECK(row_of(devices[1], c[4]) == fmt::format("{}|{}|{}|0042|2023-03-14|pass", devices[1], c[4], first));
+    }
+    // The answers read through the gate, single and in bulk (parallel
+    // readers: 300 serials, the known ones repeated), as a schema-5 store
+    // gives them from the link events.
+    std::vector<std::string> many;
+    for (std::size_t k = 0; k < 300; ++k) many.push_back(k % 4 == 3 ? device_serial(100 + k) : devices[k % 3]);
+    auto answers = [&](Store& store) {
+        Genealogy g(store);
+        std::string single, bulk, check;
+        for (const auto& d : many) single += describe_lookup(g.lookup_device(d));
+        for (const auto& d : g.lookup_devices(many)) bulk += describe_lookup(d);
+        for (const auto& d : g.check_devices(many)) check += fmt::format("{}:{};", d.may_ship, d.status_text());
+        CHECK(single == bulk);
+        return single + check;
+    };
+    std::string v6;
+    {
+        Store store = Store::open(db);
+        REQUIRE(store.bulk_readers(many.size()) > 0);
+        v6 = answers(store);
+        CHECK(v6.find("last test fail") != std::string::npos);
+    }
+    REQUIRE(raw_sql(db, kUndoSchema6) == "");
+    {
+        Store ro = Store::open(db, OpenOptions{.read_only = true});
+        CHECK(ro.schema_version() == 5);  // read as it is: the link events
+        CHECK(answers(ro) == v6);
+    }
+    // Migration 6 folds the events into the same rows the triggers kept.
+    Store store = Store::open(db);
+    CHECK(store.schema_version() == Store::latest_schema_version());
+    CHECK(gate_rows(db) == rows);
+    CHECK(answers(store) == v6);
 }

@@ -34,6 +34,7 @@ using namespace eol::station;
 namespace {
 
 // A fresh directory per test case, removed at the end.
+using eol::test::kUndoSchema6;
 using eol::test::Run;
 using eol::test::run_cli;
 using eol::test::create_store;
@@ -79,7 +80,7 @@ struct Raw {
     }
 };
 
-const std::vector<std::string> kAllTables{"auth_events",    "cells",          "device_links",   "devices",
+const std::vector<std::string> kAllTables{"auth_events",    "cells",          "device_gate",    "device_links",   "devices",
                                           "fit_parameters", "measurements",   "model_fits",
                                           "quarantine_events", "run_steps",   "sessions",
                                           "station_events", "test_runs",      "traces",         "users"};
@@ -1088,7 +1089,7 @@ TEST_CASE("store: a version-1 store migrates to the step records and keeps every
         // What a version-1 binary left: no run_steps table (nor the later
         // devices and users tables, nor the cells' latest verdict), user_version 1.
         Raw raw(p);
-        REQUIRE(raw.exec("DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
+        REQUIRE(raw.exec(std::string(kUndoSchema6) + "DROP TRIGGER cells_latest_verdict_update; DROP TRIGGER cells_latest_verdict_insert; "
                          "ALTER TABLE cells DROP COLUMN latest_verdict; "
                          "DROP TABLE auth_events; DROP TABLE sessions; DROP TABLE users; "
                          "DROP TABLE device_links; DROP TABLE devices; DROP TABLE run_steps; "

@@ -56,6 +56,14 @@ inline station::Recipe light_eol_recipe() {
     return r;
 }
 
+/// SQL that takes a store back to what a schema-5 binary left (no device
+/// gate, migration 6): for the migration tests, run before their own
+/// downgrade to older schemas (its triggers read columns those drop).
+inline constexpr const char* kUndoSchema6 =
+    "DROP TRIGGER device_gate_link; DROP TRIGGER device_gate_unlink; DROP TRIGGER device_gate_cell_insert; "
+    "DROP TRIGGER device_gate_cell_update; DROP TRIGGER device_gate_cell_delete; DROP TABLE device_gate; "
+    "PRAGMA user_version = 5; ";
+
 inline station::Store create_store(const std::filesystem::path& p) {
     station::OpenOptions o;
     o.create = true;

@@ -306,6 +306,58 @@ CREATE TRIGGER cells_latest_verdict_insert BEFORE INSERT ON cells
     WHEN NEW.latest_verdict IS NOT (SELECT verdict FROM test_runs WHERE id = NEW.latest_run_id) BEGIN
     SELECT RAISE(ABORT, 'cells.latest_verdict must be the verdict of the run cells.latest_run_id'); END;
 )sql"},
+    // 6: the device gate — the cells inside each device now, one row a cell
+    // keyed by (device, cell), with the fields the ship gate reads (lot,
+    // production date, latest verdict): a device's cells in ONE search
+    // instead of a search of its link events and one per cell. Derived, never
+    // a source: filled here from device_links (a cell is inside while its
+    // latest unlink, if any, is followed by a link — as Genealogy folds the
+    // events) and cells; afterwards kept by the triggers below, in the
+    // transaction of every write that changes what it mirrors, whoever runs
+    // the SQL. Holds are not in it: they are computed when asked. link_id:
+    // the event that put the cell in (a device's cells come in that order);
+    // lot NULL: the cell is not stored.
+    {6, R"sql(
+CREATE TABLE device_gate (
+    device_serial   TEXT NOT NULL,
+    cell_serial     TEXT NOT NULL,
+    link_id         INTEGER NOT NULL,
+    lot             TEXT,
+    production_date TEXT,
+    latest_verdict  TEXT,
+    PRIMARY KEY (device_serial, cell_serial)
+) WITHOUT ROWID;
+INSERT INTO device_gate (device_serial, cell_serial, link_id, lot, production_date, latest_verdict)
+SELECT g.device_serial, g.cell_serial, g.link_id, c.lot, c.production_date, c.latest_verdict
+FROM (SELECT l.device_serial, l.cell_serial, min(l.id) AS link_id FROM device_links l
+      WHERE l.action = 'link' AND l.id > coalesce((SELECT max(u.id) FROM device_links u
+          WHERE u.device_serial = l.device_serial AND u.cell_serial = l.cell_serial AND u.action = 'unlink'), 0)
+      GROUP BY l.device_serial, l.cell_serial) g
+LEFT JOIN cells c ON c.serial = g.cell_serial
+ORDER BY g.device_serial, g.cell_serial;
+CREATE TRIGGER device_gate_link AFTER INSERT ON device_links WHEN NEW.action = 'link' AND NOT EXISTS
+    (SELECT 1 FROM device_gate WHERE device_serial = NEW.device_serial AND cell_serial = NEW.cell_serial) BEGIN
+    INSERT INTO device_gate (device_serial, cell_serial, link_id, lot, production_date, latest_verdict)
+    SELECT NEW.device_serial, NEW.cell_serial, NEW.id, c.lot, c.production_date, c.latest_verdict
+    FROM (SELECT 1) LEFT JOIN cells c ON c.serial = NEW.cell_serial; END;
+CREATE TRIGGER device_gate_unlink AFTER INSERT ON device_links WHEN NEW.action = 'unlink' BEGIN
+    DELETE FROM device_gate WHERE device_serial = NEW.device_serial AND cell_serial = NEW.cell_serial; END;
+CREATE TRIGGER device_gate_cell_insert AFTER INSERT ON cells BEGIN
+    UPDATE device_gate SET lot = NEW.lot, production_date = NEW.production_date, latest_verdict = NEW.latest_verdict
+    WHERE cell_serial = NEW.serial
+      AND device_serial IN (SELECT device_serial FROM device_links WHERE cell_serial = NEW.serial); END;
+CREATE TRIGGER device_gate_cell_update AFTER UPDATE OF serial, lot, production_date, latest_verdict ON cells BEGIN
+    UPDATE device_gate SET lot = NULL, production_date = NULL, latest_verdict = NULL
+    WHERE OLD.serial IS NOT NEW.serial AND cell_serial = OLD.serial
+      AND device_serial IN (SELECT device_serial FROM device_links WHERE cell_serial = OLD.serial);
+    UPDATE device_gate SET lot = NEW.lot, production_date = NEW.production_date, latest_verdict = NEW.latest_verdict
+    WHERE cell_serial = NEW.serial
+      AND device_serial IN (SELECT device_serial FROM device_links WHERE cell_serial = NEW.serial); END;
+CREATE TRIGGER device_gate_cell_delete AFTER DELETE ON cells BEGIN
+    UPDATE device_gate SET lot = NULL, production_date = NULL, latest_verdict = NULL
+    WHERE cell_serial = OLD.serial
+      AND device_serial IN (SELECT device_serial FROM device_links WHERE cell_serial = OLD.serial); END;
+)sql"},
 };
 
 // Appended to migration 1: results and events are records of fact.
@@ -350,7 +402,7 @@ constexpr const char* kTables[] = {"cells",          "test_runs",         "measu
                                    "traces",         "model_fits",        "fit_parameters",
                                    "quarantine_events", "station_events", "run_steps",
                                    "devices",        "device_links",      "users",
-                                   "sessions",       "auth_events"};
+                                   "sessions",       "auth_events",       "device_gate"};
 
 // ================================================================ trace codec
 //
@@ -1773,7 +1825,8 @@ namespace {
 struct Sql {
     const char* v5;
     const char* old;
-    const char* at(int version) const { return version >= 5 ? v5 : old; }
+    const char* v6 = nullptr;  // from schema 6 (the device gate), when it differs
+    const char* at(int version) const { return version >= 6 && v6 ? v6 : version >= 5 ? v5 : old; }
 };
 
 // A device, its link events, each linked cell and that cell's latest verdict
@@ -1785,25 +1838,38 @@ struct Sql {
 #define EOL_DEVICE_CELLS_JOINS \
     " LEFT JOIN device_links l ON l.device_serial = d.serial LEFT JOIN cells c ON c.serial = l.cell_serial"
 #define EOL_RUN_JOIN(C) " LEFT JOIN test_runs r ON r.id = " C ".latest_run_id"
+// Schema 6: the same columns from the device gate — each cell inside now as
+// the event that put it in (the fold keeps it), with its stored fields.
+#define EOL_DEVICE_GATE_COLUMNS(D)                                                                         \
+    D " g.link_id, 'link', g.cell_serial, g.lot IS NOT NULL, g.lot, g.production_date, g.latest_verdict "
+#define EOL_DEVICE_GATE_JOIN " LEFT JOIN device_gate g ON g.device_serial = d.serial"
 // Many serials: a JSON array of them (json_each keeps them the outer loop;
 // k.key is the place in the array).
 constexpr Sql kDeviceCellsMany{
     "SELECT k.key," EOL_DEVICE_CELLS_COLUMNS("c.latest_verdict") "FROM json_each(?1) k CROSS JOIN devices d "
     "ON d.serial = k.value" EOL_DEVICE_CELLS_JOINS,
     "SELECT k.key," EOL_DEVICE_CELLS_COLUMNS("r.verdict") "FROM json_each(?1) k CROSS JOIN devices d "
-    "ON d.serial = k.value" EOL_DEVICE_CELLS_JOINS EOL_RUN_JOIN("c")};
-// The cells of many devices without their devices rows (schema 5: the bulk
-// check): the same columns, the device's own NULL; a device without link
-// events gives no row here.
-constexpr const char* kDeviceEventCellsMany =
+    "ON d.serial = k.value" EOL_DEVICE_CELLS_JOINS EOL_RUN_JOIN("c"),
+    "SELECT k.key," EOL_DEVICE_GATE_COLUMNS(" d.model, d.assembled_unix_s, d.station_id,")
+    "FROM json_each(?1) k CROSS JOIN devices d ON d.serial = k.value" EOL_DEVICE_GATE_JOIN};
+// The cells of many devices without their devices rows (from schema 5: the
+// bulk check): the same columns, the device's own NULL; a device without
+// link events (schema 6: without cells inside now) gives no row here.
+constexpr const char* kDeviceEventCellsManyV5 =
     "SELECT k.key, NULL, NULL, NULL, l.id, l.action, l.cell_serial, c.serial IS NOT NULL, c.lot, "
     "c.production_date, c.latest_verdict FROM json_each(?1) k CROSS JOIN device_links l "
     "ON l.device_serial = k.value LEFT JOIN cells c ON c.serial = l.cell_serial";
+constexpr Sql kDeviceEventCellsMany{
+    kDeviceEventCellsManyV5, kDeviceEventCellsManyV5,
+    "SELECT k.key," EOL_DEVICE_GATE_COLUMNS(" NULL, NULL, NULL,")
+    "FROM json_each(?1) k CROSS JOIN device_gate g ON g.device_serial = k.value"};
 constexpr Sql kDeviceCellsOne{
     "SELECT 0," EOL_DEVICE_CELLS_COLUMNS("c.latest_verdict") "FROM devices d" EOL_DEVICE_CELLS_JOINS
     " WHERE d.serial = ?1",
     "SELECT 0," EOL_DEVICE_CELLS_COLUMNS("r.verdict") "FROM devices d" EOL_DEVICE_CELLS_JOINS EOL_RUN_JOIN("c")
-    " WHERE d.serial = ?1"};
+    " WHERE d.serial = ?1",
+    "SELECT 0," EOL_DEVICE_GATE_COLUMNS(" d.model, d.assembled_unix_s, d.station_id,")
+    "FROM devices d" EOL_DEVICE_GATE_JOIN " WHERE d.serial = ?1"};
 // The ship gate's fields of cells (Store::gate_cell, for_each_gate_cell).
 constexpr Sql kGateCellOne{
     "SELECT lot, production_date, latest_verdict FROM cells WHERE serial = ?1",
@@ -1815,6 +1881,8 @@ constexpr Sql kGateCellsMany{
     "ON c.serial = k.value" EOL_RUN_JOIN("c")};
 #undef EOL_DEVICE_CELLS_COLUMNS
 #undef EOL_DEVICE_CELLS_JOINS
+#undef EOL_DEVICE_GATE_COLUMNS
+#undef EOL_DEVICE_GATE_JOIN
 #undef EOL_RUN_JOIN
 // A cell and the device it is inside now (its latest link event, if not
 // undone): the recall list's rows (for_each_linked_cell).
@@ -2283,13 +2351,17 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
     // so that the walk steps through near rows instead of searching; else
     // (a smaller share: the rows between two serials are more than a search
     // costs) one search each. Schema 5: the cell's verdict is on its row.
+    // Schema 6, cells only: never — one search of the device gate gives a
+    // device's cells with their fields (as fast as the walk at 1 M devices,
+    // and it reads one narrow table instead of three).
+    const bool cells_only = !device_fields && impl_->version >= 5;
     std::size_t distinct = order.empty() ? 0 : 1;
     for (std::size_t j = 1; j < order.size(); ++j) distinct += serials[order[j]] != serials[order[j - 1]];
     const auto link_events = [&] {
         Q q(*impl_, "SELECT max(id) FROM device_links");  // ≥ the rows: one search
         return q.step() ? q.col_int(0) : 0;
     };
-    if (impl_->version >= 5 &&
+    if (impl_->version >= 5 && !(cells_only && impl_->version >= 6) &&
         static_cast<std::int64_t>(distinct) * kWalkRowsPerDevice >= link_events()) {
         // One read transaction per slice (one snapshot).
         in_parallel(parts, [&](std::size_t t) {
@@ -2310,15 +2382,15 @@ void Store::for_each_device_cells(std::span<const std::string> serials,
         });
         return;
     }
-    // Cells only (schema 5): the link events and cells of each serial (a
-    // device with events exists), then the serials without events through
-    // the full statement (unknown ones stay unvisited; known empty ones are
-    // visited).
-    const bool cells_only = !device_fields && impl_->version >= 5;
+    // Cells only (from schema 5): the link events and cells of each serial
+    // (a device with events exists; schema 6: its rows of the device gate,
+    // a device with a cell inside exists), then the serials without any
+    // through the full statement (unknown ones stay unvisited; known empty
+    // ones are visited).
     std::vector<char> seen(cells_only ? serials.size() : 0, 0);  // by the caller's index: distinct, no race
     in_parallel(parts, [&](std::size_t t) {
         Reader& r = *impl_->readers[t];
-        sqlite3_stmt* s = r.statement(cells_only ? kDeviceEventCellsMany : sql);
+        sqlite3_stmt* s = r.statement(cells_only ? kDeviceEventCellsMany.at(impl_->version) : sql);
         const ResetGuard reset{s};
         read_slice(t, s, t * order.size() / parts, (t + 1) * order.size() / parts,
                    [&] { r.fail("reading devices and their cells"); }, cells_only ? &seen : nullptr);

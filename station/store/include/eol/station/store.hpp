@@ -215,6 +215,18 @@ CellState quarantine_state(std::string_view serial, std::span<const QuarantineEv
 // event, when that is a link. Devices and their events are never changed or
 // deleted (triggers, as for results). The interlock that decides whether a
 // link may be written lives in station/genealogy (genealogy.hpp).
+//
+// The device gate (migration 6, table device_gate): the cells inside each
+// device now, one row a cell keyed by (device, cell), with the cell's lot,
+// production date and latest verdict — what the ship gate reads, so a
+// device's cells come from ONE B-tree search instead of a search of its link
+// events and one per cell. It is derived, never a source: migration 6 fills
+// it by folding the link events (as above), and triggers keep it in the
+// transaction of every write that changes what it mirrors (a link or unlink
+// event; a cell's row inserted, changed or deleted), whoever runs the SQL.
+// Holds are not in it: they are computed when asked. A store migrated to 6
+// reads devices through it; an older store opened read-only through the
+// events. Migrating 10 M devices (30 M links) takes about 2 minutes.
 
 struct DeviceInfo {
     std::string serial;
@@ -436,7 +448,8 @@ public:
     /// The devices among `serials` with the cells inside them now and each
     /// cell's stored fields (lot, production date, verdict of its latest
     /// completed run): a device, its link events, its cells and their runs
-    /// are read by ONE statement, so many devices are judged in one pass —
+    /// (from schema 6: a device and its rows of the device gate) are read by
+    /// ONE statement, so many devices are judged in one pass —
     /// or, on the bulk readers of a schema-5 store when the batch is a large
     /// share of the devices (at most 8 link events of the table a distinct
     /// serial), by a merge walk: devices, their link events and then their
@@ -469,6 +482,9 @@ public:
     /// exists (each event references it); only the serials without events
     /// (unknown, or known and empty) are then looked up in `devices` (4
     /// B-tree searches a device of 3 cells instead of 5: the bulk check).
+    /// From schema 6 its rows of the device gate are searched instead (one
+    /// search a device, at any share: no merge walk), and the serials
+    /// without a cell inside go to `devices`.
     void for_each_device_cells(std::span<const std::string> serials,
                                const std::function<void(std::size_t, std::size_t, const DeviceCells&)>& visit,
                                bool device_fields = true);
