@@ -3,6 +3,7 @@
 // from here.
 #include <fmt/format.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -95,15 +96,23 @@ std::string lookup_line(const LookupResult& r, const std::string& where) {
 
 namespace {
 
-// Serials from the command line and/or a file (one per line; blank lines
-// skipped; "-" is standard input). `where[i]` names the source of serial i
-// for messages.
-void gather(const std::vector<std::string>& args, const std::string& file, std::vector<std::string>& serials,
-            std::vector<std::string>& where) {
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        serials.push_back(args[i]);
-        where.push_back(fmt::format("argument {}", i + 1));
+// Where each gathered serial came from, named when a message needs it:
+// "argument N" or "FILE:LINE".
+struct Sources {
+    std::size_t arguments = 0;       // serials 0..arguments-1
+    std::string file;                // "stdin" for "-"
+    std::vector<std::size_t> lines;  // the line of each serial after the arguments
+    std::string at(std::size_t i) const {
+        return i < arguments ? fmt::format("argument {}", i + 1) : fmt::format("{}:{}", file, lines[i - arguments]);
     }
+};
+
+// Serials from the command line and/or a file (one per line; blank lines
+// skipped; "-" is standard input), and where each came from.
+void gather(const std::vector<std::string>& args, const std::string& file, std::vector<std::string>& serials,
+            Sources& where) {
+    serials = args;
+    where.arguments = args.size();
     if (!file.empty()) {
         std::ifstream opened;
         if (file != "-") {
@@ -111,13 +120,19 @@ void gather(const std::vector<std::string>& args, const std::string& file, std::
             if (!opened) throw UsageError(fmt::format("{}: cannot open", file));
         }
         std::istream& in = file == "-" ? std::cin : opened;
-        const std::string name = file == "-" ? "stdin" : file;
-        const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (in.bad()) throw UsageError(fmt::format("{}: read error", name));
+        where.file = file == "-" ? "stdin" : file;
+        std::string content;  // read in blocks (a million serials: 17 MB)
+        std::array<char, 1 << 16> block;
+        while (in.read(block.data(), block.size()) || in.gcount() > 0)
+            content.append(block.data(), static_cast<std::size_t>(in.gcount()));
+        if (in.bad()) throw UsageError(fmt::format("{}: read error", where.file));
         // BOM dropped; LF, CRLF or a lone CR end a line; blank and '#' lines skipped.
-        for (auto& l : list_lines(content)) {
+        std::vector<ListLine> lines = list_lines(content);
+        serials.reserve(serials.size() + lines.size());
+        where.lines.reserve(lines.size());
+        for (auto& l : lines) {
             serials.push_back(std::move(l.text));
-            where.push_back(fmt::format("{}:{}", name, l.number));
+            where.lines.push_back(l.number);
         }
     }
     if (serials.empty()) throw UsageError("no serials given (arguments or --file)");
@@ -138,36 +153,46 @@ struct LookupOptions {
 void run_lookup(const LookupOptions& o) {
     const SerialScheme scheme = scheme_from(o.scheme);
     const SerialScheme dscheme = o.device_scheme.empty() ? device_serial_scheme() : SerialScheme::load(o.device_scheme);
-    std::vector<std::string> serials, where;
+    std::vector<std::string> serials;
+    Sources where;
     gather(o.serials, o.file, serials, where);
     Store store = open_store(o.db, false);
     // Devices the store knows are answered as devices (their cells through
-    // the same ship gate), every other serial as a cell.
+    // the same ship gate), every other serial as a cell. Each answer is made
+    // into its line where it is judged (devices on the store's reader
+    // threads): a million answers are never copied.
     Genealogy genealogy(store, scheme, dscheme);
-    const std::vector<UnitLookup> rs = genealogy.lookup_units(serials);
+    std::vector<std::string> lines(serials.size());  // by input: distinct i, no race
+    std::vector<char> may_ship(serials.size(), 0);
+    genealogy.for_each_unit(serials, [&](std::size_t i, const DeviceLookup* d, const LookupResult* c) {
+        const bool ok = d ? d->may_ship : c->may_ship;
+        may_ship[i] = ok ? 1 : 0;
+        if (o.json) lines[i] = (d ? device_json(*d) : lookup_json(*c, where.at(i))).dump();
+        else if (!o.quiet || !ok) lines[i] = d ? device_line(*d) : lookup_line(*c, where.at(i));
+    });
     std::size_t blocked = 0;
-    for (const auto& r : rs) blocked += r.may_ship() ? 0u : 1u;
+    for (const char ok : may_ship) blocked += ok ? 0u : 1u;
     if (o.json) {
         // One result per line, written as it is made: a bulk check of a
         // million serials would otherwise build and indent one huge tree.
-        std::string out = json{{"checked", rs.size()}, {"may_not_ship", blocked}}.dump();
+        std::string out = json{{"checked", lines.size()}, {"may_not_ship", blocked}}.dump();
         out.pop_back();
         out += ",\"results\":[\n";
-        for (std::size_t i = 0; i < rs.size(); ++i) {
-            out += unit_json(rs[i], where[i]).dump();
-            out += i + 1 < rs.size() ? ",\n" : "\n";
+        for (std::size_t i = 0; i < lines.size(); ++i) {
+            out += lines[i];
+            out += i + 1 < lines.size() ? ",\n" : "\n";
         }
         out += "]}\n";
         write_stdout(out);
     } else {
         std::string out;
-        for (std::size_t i = 0; i < rs.size(); ++i) {
-            if (o.quiet && rs[i].may_ship()) continue;
-            out += unit_line(rs[i], where[i]);
+        for (std::size_t i = 0; i < lines.size(); ++i) {
+            if (o.quiet && may_ship[i]) continue;
+            out += lines[i];
             out += '\n';
         }
-        if (rs.size() > 1 || o.quiet)
-            out += fmt::format("{} checked, {} may ship, {} may not\n", rs.size(), rs.size() - blocked, blocked);
+        if (lines.size() > 1 || o.quiet)
+            out += fmt::format("{} checked, {} may ship, {} may not\n", lines.size(), lines.size() - blocked, blocked);
         write_stdout(out);
     }
     if (blocked > 0) set_exit(ExitCode::domain_no);
@@ -320,7 +345,8 @@ struct ShipOptions {
 void run_ship(const ShipOptions& o) {
     const SerialScheme scheme = scheme_from(o.scheme);
     const SerialScheme dscheme = o.device_scheme.empty() ? device_serial_scheme() : SerialScheme::load(o.device_scheme);
-    std::vector<std::string> serials, where;
+    std::vector<std::string> serials;
+    Sources where;
     gather(o.serials, o.file, serials, where);
     Store store = open_store(o.db, true);
     Genealogy genealogy(store, scheme, dscheme);

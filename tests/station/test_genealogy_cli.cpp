@@ -4,6 +4,7 @@
 // --devices, and device lookups over a whole simulated production against
 // the simulator's device truth.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 
 #include "eol/station/csv.hpp"
 #include "eol/station/genealogy.hpp"
+#include "eol/station/quarantine.hpp"
 #include "eol/station/store.hpp"
 #include "support/auth_test.hpp"
 #include "support/cli_test.hpp"
@@ -313,4 +315,94 @@ TEST_CASE("genealogy CLI: device lookups over a simulated production match the s
     const json recall = json::parse(r.out);
     for (const auto& d : recall["list"]) listed.insert(d["device_serial"].get<std::string>());
     CHECK(listed == defect_window_devices);
+}
+
+TEST_CASE("genealogy CLI: a bulk lookup of devices and cells (the store's reader threads) answers each serial as smaller lookups do, in input order") {
+    TempDir tmp;
+    const fs::path db = tmp / "bulk.db";
+    std::vector<std::string> devices, cells;
+    {
+        Store store = create_store(db);
+        Genealogy g(store);
+        cells = write_cells(store, "0042", {2023, 3, 14}, 120);
+        const auto later = write_cells(store, "0043", {2023, 3, 15}, 60);
+        cells.insert(cells.end(), later.begin(), later.end());
+        for (std::size_t k = 0; k + 3 <= 168; k += 3) {  // 56 devices; 12 cells of lot 0043 stay free
+            devices.push_back(device_serial(10 + k));
+            REQUIRE(g.link(eol::test::link_request(devices.back(), k % 2 ? "A1112" : "A3102",
+                                                   {cells[k], cells[k + 1], cells[k + 2]}))
+                        .linked);
+        }
+        // Lot 0043 held after assembly: the devices with its cells may not ship.
+        Quarantine(store).hold(Scope::lot("0043"), "lot outlier rate", Actor{"qe-anna", "quality"});
+    }
+    // 400 lines: each device 5 times, 40 unknown device serials, 60 cells
+    // (inside devices and free), 20 invalid — shuffled by a fixed stride.
+    std::vector<std::string> in;
+    for (int rep = 0; rep < 5; ++rep) in.insert(in.end(), devices.begin(), devices.end());
+    for (std::uint64_t k = 0; k < 40; ++k) in.push_back(device_serial(5000 + k));
+    for (std::size_t k = 0; k < 60; ++k) in.push_back(cells[k * 3 % cells.size()]);
+    for (int k = 0; k < 20; ++k) in.push_back("not-a-serial-" + std::to_string(k));
+    std::vector<std::string> lines(in.size());
+    for (std::size_t k = 0; k < in.size(); ++k) lines[k] = in[k * 7 % in.size()];  // 400 and 7 coprime
+    REQUIRE(lines.size() == 400);
+    std::string all;
+    for (const auto& l : lines) all += l + "\n";
+    const fs::path big = tmp.write("big.txt", all);
+    const std::string D = " --db " + db.string();
+
+    // The whole file: more than 256 device serials, read on the reader threads.
+    Run whole = run_cli("lookup --json" + D + " --file " + big.string());
+    CHECK(whole.code == 1);
+    const json w = json::parse(whole.out);
+    REQUIRE(w["results"].size() == 400);
+    // The same serials in files of 100 (each read on the store's own connection).
+    json parts = json::array();
+    std::size_t blocked = 0;
+    for (std::size_t from = 0; from < lines.size(); from += 100) {
+        std::string part;
+        for (std::size_t k = from; k < from + 100; ++k) part += lines[k] + "\n";
+        Run r = run_cli("lookup --json" + D + " --file " + tmp.write("part.txt", part).string());
+        const json p = json::parse(r.out);
+        blocked += p["may_not_ship"].get<std::size_t>();
+        for (const auto& x : p["results"]) parts.push_back(x);
+    }
+    CHECK(w["may_not_ship"] == blocked);
+    std::size_t n_devices = 0, n_held = 0;
+    for (std::size_t k = 0; k < 400; ++k) {
+        CAPTURE(k);
+        json a = w["results"][k], b = parts[k];
+        CHECK(a["input"] == lines[k]);  // input order kept
+        if (a.contains("source")) {  // cells: where each came from
+            CHECK(a["source"] == big.string() + ":" + std::to_string(k + 1));
+            a.erase("source");
+            b.erase("source");
+        }
+        CHECK(a == b);
+        n_devices += a["kind"] == "device" && a["known"] == true;
+        n_held += a["kind"] == "device" && a["state"] == "held";
+    }
+    CHECK(n_devices == 280);
+    CHECK(n_held == 5 * 16);  // devices 40..55 hold lot-0043 cells (cells 120..167)
+    // The text: one line per serial in input order, the same answers; --quiet only those that may not ship.
+    Run text = run_cli("lookup" + D + " --file " + big.string());
+    Run quiet = run_cli("lookup --quiet" + D + " --file " + big.string());
+    std::istringstream t(text.out);
+    std::string line, expect_quiet;
+    std::size_t k = 0;
+    while (std::getline(t, line) && k < 400) {
+        CAPTURE(k);
+        CHECK(line.find(lines[k]) != std::string::npos);
+        const bool ok = w["results"][k]["may_ship"].get<bool>();
+        if (w["results"][k].contains("error"))  // an invalid serial: where it came from and why
+            CHECK(line.rfind(big.string() + ":" + std::to_string(k + 1) + ": " + lines[k] + ": error: ", 0) == 0);
+        else
+            CHECK(has(line, ok ? "  may ship" : "  may NOT ship"));
+        if (!ok) expect_quiet += line + "\n";
+        ++k;
+    }
+    CHECK(k == 400);
+    const std::string summary = fmt::format("400 checked, {} may ship, {} may not\n", 400 - blocked, blocked);
+    CHECK(line + "\n" == summary);
+    CHECK(quiet.out == expect_quiet + summary);
 }

@@ -1,5 +1,6 @@
 #include "eol/station/text.hpp"
 
+#include <algorithm>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -64,6 +65,7 @@ std::string printable(std::string_view text) {
 std::vector<ListLine> list_lines(std::string_view content) {
     if (content.substr(0, 3) == "\xEF\xBB\xBF") content.remove_prefix(3);
     std::vector<ListLine> out;
+    out.reserve(static_cast<std::size_t>(std::count(content.begin(), content.end(), '\n')) + 1);
     std::size_t number = 0;
     std::size_t i = 0;
     while (i < content.size()) {

@@ -368,6 +368,12 @@ void Genealogy::for_each_device(std::span<const std::string> inputs,
         bad.error = std::make_shared<const SerialError>(std::move(*device_scheme_.normalize(inputs[i]).error));
         visit(i, bad);
     });
+    read_devices(inputs, serials, place, visit);
+}
+
+void Genealogy::read_devices(std::span<const std::string> inputs, std::span<const std::string> serials,
+                             std::span<const std::uint32_t> place,
+                             const std::function<void(std::size_t, const DeviceLookup&)>& visit) {
     if (serials.empty()) return;
     cells_.refresh();  // the cells' events and the devices' own
     // One reused lookup per slice of the store's read (a slice is one
@@ -493,50 +499,55 @@ std::vector<DeviceCheck> Genealogy::check_devices(std::span<const std::string> i
 
 std::vector<UnitLookup> Genealogy::lookup_units(std::span<const std::string> inputs) {
     std::vector<UnitLookup> out(inputs.size());
+    for_each_unit(inputs, [&](std::size_t i, const DeviceLookup* d, const LookupResult* c) {
+        UnitLookup& u = out[i];  // distinct i: no race
+        if (d) {
+            u.is_device = true;
+            u.device = *d;
+        } else {
+            u.cell = *c;
+        }
+    });
+    return out;
+}
+
+void Genealogy::for_each_unit(std::span<const std::string> inputs,
+                              const std::function<void(std::size_t, const DeviceLookup*, const LookupResult*)>& visit) {
+    auto cells = [&](std::span<const std::string> asked, auto&& place_of) {
+        if (asked.size() == 1) {
+            const LookupResult r = cells_.lookup(asked[0]);
+            visit(place_of(0), nullptr, &r);
+        } else if (!asked.empty()) {
+            const std::vector<LookupResult> looked = cells_.lookup_many(asked);
+            for (std::size_t k = 0; k < looked.size(); ++k) visit(place_of(k), nullptr, &looked[k]);
+        }
+    };
     // A store without devices (a cell plant, a station): every input is a
     // cell, and the bulk cell path keeps its speed (no device probe per serial).
     if (!store_.any_devices()) {
-        if (inputs.size() == 1) {
-            out[0].cell = cells_.lookup(inputs[0]);
-        } else if (!inputs.empty()) {
-            auto looked = cells_.lookup_many(inputs);
-            for (std::size_t k = 0; k < inputs.size(); ++k) out[k].cell = std::move(looked[k]);
-        }
-        return out;
+        cells(inputs, [](std::size_t k) { return k; });
+        return;
     }
     // Which inputs are devices the store knows (only serials the device
-    // scheme takes are asked: no diagnostics are built for the rest).
-    std::vector<std::string> candidates;
-    std::vector<std::size_t> candidate_of;
-    std::string norm;
-    for (std::size_t i = 0; i < inputs.size(); ++i) {
-        if (!device_scheme_.normalize_into(inputs[i], norm)) continue;
-        candidates.push_back(norm);
-        candidate_of.push_back(i);
-    }
-    // Known devices are answered as devices (distinct elements: no race),
-    // the rest as cells.
-    for_each_device(candidates, [&](std::size_t k, const DeviceLookup& d) {
+    // scheme takes are asked: no diagnostics are built for the rest). Known
+    // devices are answered as devices (their input as given), the rest as cells.
+    std::vector<std::string> serials;
+    std::vector<std::uint32_t> place;
+    normalize_batch(inputs, serials, place, [](std::size_t) {});
+    std::vector<char> is_device(inputs.size(), 0);  // distinct i: no race
+    read_devices(inputs, serials, place, [&](std::size_t i, const DeviceLookup& d) {
         if (!d.known) return;
-        UnitLookup& u = out[candidate_of[k]];
-        u.is_device = true;
-        u.device = d;
-        u.device.input = inputs[candidate_of[k]];
+        is_device[i] = 1;
+        visit(i, &d, nullptr);
     });
     std::vector<std::string> rest;
     std::vector<std::size_t> rest_of;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
-        if (out[i].is_device) continue;
+        if (is_device[i]) continue;
         rest.push_back(inputs[i]);
         rest_of.push_back(i);
     }
-    if (rest.size() == 1) {
-        out[rest_of[0]].cell = cells_.lookup(rest[0]);
-    } else if (!rest.empty()) {
-        auto looked = cells_.lookup_many(rest);
-        for (std::size_t k = 0; k < rest.size(); ++k) out[rest_of[k]].cell = std::move(looked[k]);
-    }
-    return out;
+    cells(rest, [&](std::size_t k) { return rest_of[k]; });
 }
 
 // ================================================================ shipping

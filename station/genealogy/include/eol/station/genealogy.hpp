@@ -192,8 +192,22 @@ public:
     void for_each_device(std::span<const std::string> inputs,
                          const std::function<void(std::size_t, const DeviceLookup&)>& visit);
     /// Serials of either kind (same order): known devices as devices, the
-    /// rest as cells.
+    /// rest as cells. for_each_unit() kept.
     std::vector<UnitLookup> lookup_units(std::span<const std::string> inputs);
+    /// Serials of either kind as typed or scanned, each handed once to
+    /// visit(i, device, cell), i its place in `inputs`, in no particular
+    /// order: a serial of the device scheme that is a device the store knows
+    /// as `device` (cell null), judged as for_each_device() judges it; every
+    /// other one as `cell` (device null), judged as LookupSession::lookup_many
+    /// judges it. Both are valid during the call only. Devices are visited
+    /// as for_each_device() visits them — from several threads at once in a
+    /// large batch (distinct i: guard shared state, do not use this
+    /// Genealogy or its Store) — then the cells on the calling thread. A
+    /// store without devices answers every serial as a cell (no device
+    /// probe). What `eolstation lookup` prints, without a copy of each
+    /// answer: the way to answer a million.
+    void for_each_unit(std::span<const std::string> inputs,
+                       const std::function<void(std::size_t, const DeviceLookup*, const LookupResult*)>& visit);
 
     LookupSession& cell_session() { return cells_; }
     const SerialScheme& device_scheme() const { return device_scheme_; }
@@ -205,6 +219,11 @@ private:
     /// UsageError over 2^32 inputs.
     void normalize_batch(std::span<const std::string> inputs, std::vector<std::string>& serials,
                          std::vector<std::uint32_t>& place, const std::function<void(std::size_t)>& invalid) const;
+    /// for_each_device() after normalize_batch(): the valid serials and
+    /// their places (the invalid inputs are the caller's).
+    void read_devices(std::span<const std::string> inputs, std::span<const std::string> serials,
+                      std::span<const std::uint32_t> place,
+                      const std::function<void(std::size_t, const DeviceLookup&)>& visit);
     /// Fills a known device's lookup from what the store read and judges it
     /// (every field but input, serial and error: `d` may be reused).
     /// False when a cell inside needs the full cell lookup (unknown here, or
