@@ -871,11 +871,12 @@ TEST_CASE("genealogy: the device gate (schema 6) mirrors the link events and the
         // A cell linked before it is stored (only around the interlock) is
         // unknown, until its row comes; a deleted row makes it unknown again.
         const DeviceInfo d2{devices[2], "A1263", 1.7e9, "ASSY-01"};
-        link_around_interlock(store, d2, {"NOT-YET-STORED", late[0], c[5]});
+        link_around_interlock(store, d2, {"NOT-YET-STORED", late[0], c[5], c[7]});
         CHECK(Genealogy(store).lookup_device(devices[2]).why_not().find("unknown") != std::string::npos);
         REQUIRE(raw_sql(db, "INSERT INTO cells (serial, cell_model, lot, production_date) "
                             "VALUES ('NOT-YET-STORED', 'INR18650-30Q', '0044', '2023-03-16')") == "");
         REQUIRE(raw_sql(db, "UPDATE cells SET lot = '0099' WHERE serial = '" + c[5] + "'") == "");
+        REQUIRE(raw_sql(db, "DELETE FROM cells WHERE serial = '" + c[7] + "'") == "");
         // A rolled-back link leaves no row.
         REQUIRE(raw_sql(db, "BEGIN; INSERT INTO device_links (time_unix_s, action, device_serial, cell_serial, "
                             "station_id) VALUES (1, 'link', '" + devices[2] + "', '" + c[6] + "', 'X'); ROLLBACK") == "");
@@ -891,7 +892,7 @@ TEST_CASE("genealogy: the device gate (schema 6) mirrors the link events and the
         const auto a = row.find('|', row.find('|') + 1), b = row.find('|', a + 1);
         return row.substr(0, a) + row.substr(b);
     };
-    CHECK(std::count(rows.begin(), rows.end(), '\n') == 8);
+    CHECK(std::count(rows.begin(), rows.end(), '\n') == 9);
     CHECK(fields(row_of(devices[0], c[0])) == devices[0] + "|" + c[0] + "|0042|2023-03-14|pass");
     CHECK(row_of(devices[0], c[1]) == "-");  // unlinked
     CHECK(fields(row_of(devices[0], c[2])) == devices[0] + "|" + c[2] + "|0042|2023-03-14|fail");  // retested
@@ -899,6 +900,7 @@ TEST_CASE("genealogy: the device gate (schema 6) mirrors the link events and the
     CHECK(fields(row_of(devices[1], c[1])) == devices[1] + "|" + c[1] + "|0042|2023-03-14|pass");
     CHECK(fields(row_of(devices[2], "NOT-YET-STORED")) == devices[2] + "|NOT-YET-STORED|0044|2023-03-16|NULL");
     CHECK(fields(row_of(devices[2], c[5])) == devices[2] + "|" + c[5] + "|0099|2023-03-14|pass");
+    CHECK(fields(row_of(devices[2], c[7])) == devices[2] + "|" + c[7] + "|NULL|NULL|NULL");  // its row deleted
     CHECK(row_of(devices[2], c[6]) == "-");  // rolled back
     // c[4]'s row keeps the link id of its first link (the fold's order).
     {
