@@ -25,6 +25,7 @@
 #include "eol/station/store.hpp"
 #include "support/cli_test.hpp"
 #include "support/genealogy_test.hpp"
+#include "support/raw_sqlite.hpp"
 #include "support/station_test.hpp"
 
 namespace fs = std::filesystem;
@@ -819,23 +820,8 @@ TEST_CASE("genealogy: a version-4 store is answered read-only as it is, migratio
 namespace {
 // The device gate's rows (schema 6) as text, in key order.
 std::string gate_rows(const fs::path& db) {
-    sqlite3* h = nullptr;
-    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
-    sqlite3_stmt* q = nullptr;
-    REQUIRE(sqlite3_prepare_v2(h, "SELECT device_serial, cell_serial, link_id, lot, production_date, latest_verdict "
-                                  "FROM device_gate ORDER BY device_serial, cell_serial",
-                               -1, &q, nullptr) == SQLITE_OK);
-    std::string out;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        for (int k = 0; k < 6; ++k) {
-            const auto* t = sqlite3_column_text(q, k);
-            out += t ? reinterpret_cast<const char*>(t) : "NULL";
-            out += k < 5 ? "|" : "\n";
-        }
-    }
-    sqlite3_finalize(q);
-    sqlite3_close(h);
-    return out;
+    return eol::test::Raw(db).rows("SELECT device_serial, cell_serial, link_id, lot, production_date, latest_verdict "
+                                   "FROM device_gate ORDER BY device_serial, cell_serial");
 }
 }  // namespace
 

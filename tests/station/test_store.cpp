@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "support/cli_test.hpp"
+#include "support/raw_sqlite.hpp"
 #include "support/station_test.hpp"
 #include <poll.h>
 #include <signal.h>
@@ -39,46 +40,8 @@ using eol::test::Run;
 using eol::test::run_cli;
 using eol::test::create_store;
 using eol::test::TempDir;
+using eol::test::Raw;
 
-// Raw SQLite access, as a different program (or an attacker with the file) would have.
-struct Raw {
-    sqlite3* db = nullptr;
-    explicit Raw(const fs::path& p) { REQUIRE(sqlite3_open(p.c_str(), &db) == SQLITE_OK); }
-    ~Raw() { sqlite3_close(db); }
-    // Returns "" on success, else SQLite's message.
-    std::string exec(const std::string& sql) {
-        char* err = nullptr;
-        const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-        std::string msg = rc == SQLITE_OK ? "" : (err ? err : "error");
-        sqlite3_free(err);
-        return msg;
-    }
-    std::string text(const std::string& sql) {
-        sqlite3_stmt* s = nullptr;
-        REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
-        std::string out;
-        if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
-            out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-        sqlite3_finalize(s);
-        return out;
-    }
-    std::int64_t integer(const std::string& sql) {
-        sqlite3_stmt* s = nullptr;
-        REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
-        std::int64_t v = -1;
-        if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-        sqlite3_finalize(s);
-        return v;
-    }
-    std::vector<std::string> column(const std::string& sql) {
-        sqlite3_stmt* s = nullptr;
-        REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
-        std::vector<std::string> out;
-        while (sqlite3_step(s) == SQLITE_ROW) out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
-        sqlite3_finalize(s);
-        return out;
-    }
-};
 
 const std::vector<std::string> kAllTables{"auth_events",    "cells",          "device_gate",    "device_links",   "devices",
                                           "fit_parameters", "measurements",   "model_fits",
