@@ -929,3 +929,49 @@ TEST_CASE("genealogy: the device gate (schema 6) mirrors the link events and the
     CHECK(gate_rows(db) == rows);
     CHECK(answers(store) == v6);
 }
+
+TEST_CASE("hostile: hand-written writes to the device gate are refused, whoever runs the SQL") {
+    TempDir tmp;
+    const fs::path db = tmp / "guard.db";
+    std::vector<std::string> c;
+    const std::string d = device_serial(7);
+    std::int64_t unlinked_id = 0;
+    {
+        Store store = create_store(db);
+        Genealogy g(store);
+        c = write_cells(store, "0042", {2023, 3, 14}, 6);
+        REQUIRE(g.link(link_request(d, "A1112", {c[0], c[1], c[2]})).linked);
+        for (const auto& e : store.device_history(d))
+            if (e.cell_serial == c[1]) unlinked_id = e.id;
+        REQUIRE(g.unlink(d, c[1], "rework", kQuality) > 0);
+    }
+    const std::string before = gate_rows(db);
+    REQUIRE(std::count(before.begin(), before.end(), '\n') == 2);
+    std::string may;
+    {
+        Store store = Store::open(db);
+        may = Genealogy(store).lookup_device(d).why_not();
+    }
+    auto refused = [&](const std::string& sql) {
+        CAPTURE(sql);
+        const std::string err = raw_sql(db, sql);
+        CHECK(err.find("device_gate is kept by the store") != std::string::npos);
+    };
+    const std::string row = "'" + d + "', '" + c[3] + "', 1, '0042', '2023-03-14', 'pass'";
+    // A cell no event put in; a cell unlinked since its event; wrong fields.
+    refused("INSERT INTO device_gate VALUES (" + row + ")");
+    refused(fmt::format("INSERT INTO device_gate VALUES ('{}', '{}', {}, '0042', '2023-03-14', 'pass')", d, c[1],
+                        unlinked_id));
+    refused("INSERT OR REPLACE INTO device_gate SELECT device_serial, cell_serial, link_id, '0099', production_date, "
+            "latest_verdict FROM device_gate");
+    refused("UPDATE device_gate SET lot = '0099'");
+    refused("UPDATE device_gate SET latest_verdict = 'fail' WHERE cell_serial = '" + c[0] + "'");
+    refused("UPDATE device_gate SET link_id = link_id + 1");
+    refused("UPDATE device_gate SET cell_serial = '" + c[4] + "' WHERE cell_serial = '" + c[0] + "'");
+    refused("DELETE FROM device_gate WHERE cell_serial = '" + c[0] + "'");
+    refused("DELETE FROM device_gate");
+    CHECK(gate_rows(db) == before);
+    Store store = Store::open(db);
+    CHECK(Genealogy(store).lookup_device(d).why_not() == may);
+    CHECK(Genealogy(store).lookup_device(d).cells.size() == 2);
+}

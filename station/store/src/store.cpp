@@ -314,7 +314,8 @@ CREATE TRIGGER cells_latest_verdict_insert BEFORE INSERT ON cells
     // latest unlink, if any, is followed by a link — as Genealogy folds the
     // events) and cells; afterwards kept by the triggers below, in the
     // transaction of every write that changes what it mirrors, whoever runs
-    // the SQL. Holds are not in it: they are computed when asked. link_id:
+    // the SQL; the guards refuse any other write. Holds are not in it: they
+    // are computed when asked. link_id:
     // the event that put the cell in (a device's cells come in that order);
     // lot NULL: the cell is not stored.
     {6, R"sql(
@@ -357,6 +358,29 @@ CREATE TRIGGER device_gate_cell_delete AFTER DELETE ON cells BEGIN
     UPDATE device_gate SET lot = NULL, production_date = NULL, latest_verdict = NULL
     WHERE cell_serial = OLD.serial
       AND device_serial IN (SELECT device_serial FROM device_links WHERE cell_serial = OLD.serial); END;
+-- Any other write is refused, whoever runs the SQL: a row must be a cell
+-- put in by that link event and not unlinked since, with the fields its
+-- cell has now; it goes only after an unlink.
+CREATE TRIGGER device_gate_guard_insert BEFORE INSERT ON device_gate
+    WHEN NOT EXISTS (SELECT 1 FROM device_links WHERE id = NEW.link_id AND action = 'link'
+                     AND device_serial = NEW.device_serial AND cell_serial = NEW.cell_serial)
+      OR EXISTS (SELECT 1 FROM device_links WHERE device_serial = NEW.device_serial AND id > NEW.link_id
+                 AND action = 'unlink' AND cell_serial = NEW.cell_serial)
+      OR NEW.lot IS NOT (SELECT lot FROM cells WHERE serial = NEW.cell_serial)
+      OR NEW.production_date IS NOT (SELECT production_date FROM cells WHERE serial = NEW.cell_serial)
+      OR NEW.latest_verdict IS NOT (SELECT latest_verdict FROM cells WHERE serial = NEW.cell_serial) BEGIN
+    SELECT RAISE(ABORT, 'device_gate is kept by the store: a row must be a cell its link event put in, with the cell''s fields'); END;
+CREATE TRIGGER device_gate_guard_update BEFORE UPDATE ON device_gate
+    WHEN NEW.device_serial IS NOT OLD.device_serial OR NEW.cell_serial IS NOT OLD.cell_serial
+      OR NEW.link_id IS NOT OLD.link_id
+      OR NEW.lot IS NOT (SELECT lot FROM cells WHERE serial = NEW.cell_serial)
+      OR NEW.production_date IS NOT (SELECT production_date FROM cells WHERE serial = NEW.cell_serial)
+      OR NEW.latest_verdict IS NOT (SELECT latest_verdict FROM cells WHERE serial = NEW.cell_serial) BEGIN
+    SELECT RAISE(ABORT, 'device_gate is kept by the store: a row follows its cell''s fields'); END;
+CREATE TRIGGER device_gate_guard_delete BEFORE DELETE ON device_gate
+    WHEN NOT EXISTS (SELECT 1 FROM device_links WHERE device_serial = OLD.device_serial AND id > OLD.link_id
+                     AND action = 'unlink' AND cell_serial = OLD.cell_serial) BEGIN
+    SELECT RAISE(ABORT, 'device_gate is kept by the store: a row goes only when its cell is unlinked'); END;
 )sql"},
 };
 
