@@ -223,8 +223,10 @@ CellState quarantine_state(std::string_view serial, std::span<const QuarantineEv
 // events and one per cell. It is derived, never a source: migration 6 fills
 // it by folding the link events (as above), and triggers keep it in the
 // transaction of every write that changes what it mirrors (a link or unlink
-// event; a cell's row inserted, changed or deleted), whoever runs the SQL.
-// Holds are not in it: they are computed when asked. A store migrated to 6
+// event; a cell's row inserted, changed or deleted), whoever runs the SQL;
+// guard triggers refuse any other write to it (a row must be a cell its link
+// event put in, not unlinked since, with the cell's fields; it goes only
+// after an unlink). Holds are not in it: they are computed when asked. A store migrated to 6
 // reads devices through it; an older store opened read-only through the
 // events. Migrating 10 M devices (30 M links) takes about 2 minutes.
 
