@@ -118,6 +118,11 @@ private:
         void add(double s) { wall_s = wall_s > 0 ? 0.7 * wall_s + 0.3 * s : s; }
     };
     static double wall_now_s() { return steady_s(); }
+    /// Whether the load and the thermocouples are read at once (both()) where
+    /// a step needs both: on a clock that follows the wall clock; on virtual
+    /// or simulated time one after the other, as the records of a seed were
+    /// made (which reads happen must not follow the threads' timing).
+    bool reads_beside() const { return clock_.station_per_wall_s() > 0 && io_.thermo_lane != io_.load_lane; }
     /// Station seconds to start `calls` early so that they complete by the
     /// end of a window of `window_s`: their measured wall time on a clock
     /// that follows the wall clock, at most a tenth of the window (the
@@ -404,10 +409,15 @@ private:
         // rest, the last timed to complete at the end of its relaxation.
         const auto temps0 = co_await temperatures();
         const double tc0 = temps0.first, ta0 = temps0.second;
-        co_await sleep_until_s(t_trigger + spec.total_s() - lead_s(thermo_call_.wall_s, p.relaxation_s));
-        const auto temps1 = co_await temperatures();
-        late("pulse.temps_late", t_trigger + spec.total_s());
-        const double tc1 = temps1.first, ta1 = temps1.second;
+        // The last ones beside the logger's first fetch where the two are read
+        // at once; else timed to complete at the end of the relaxation.
+        const bool beside = reads_beside();
+        std::pair<double, double> temps1;
+        if (!beside) {
+            co_await sleep_until_s(t_trigger + spec.total_s() - lead_s(thermo_call_.wall_s, p.relaxation_s));
+            temps1 = co_await temperatures();
+            late("pulse.temps_late", t_trigger + spec.total_s());
+        }
         const double budget_s = std::max(spec.total_s(), p.sample_interval_s * static_cast<double>(spec.points));
         // Station time for the logger, plus 10 s of wall time for the instrument.
         const auto wall_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -419,19 +429,16 @@ private:
         mark();
         const double scale = clock_.station_per_wall_s();
         const double poll_s = scale > 0 ? std::min(0.5, 0.002 * scale) : std::min(0.5, budget_s / 20);
-        // Done, fetched and the input off in one call to the load's lane.
         std::optional<instruments::PulseData> fetched;
+        if (beside) std::tie(fetched, temps1) = co_await both(fetch_pulse_once(ch), temperatures());
+        else fetched = co_await fetch_pulse_once(ch);
+        const double tc1 = temps1.first, ta1 = temps1.second;
         for (;;) {
-            fetched = co_await with_load([ch](instruments::ElectronicLoad& l) -> std::optional<instruments::PulseData> {
-                if (!l.pulse_done(ch)) return std::nullopt;
-                auto d = l.fetch_pulse(ch);
-                l.set_input(ch, false);
-                return d;
-            });
             if (fetched) break;
             if (now_s() > deadline_s && std::chrono::steady_clock::now() > wall_deadline)
                 throw instruments::TimeoutError(io_.load->name(), "pulse", "logger not complete in time");
             co_await sleep_s(poll_s);
+            fetched = co_await fetch_pulse_once(ch);
         }
         phase("pulse.fetch");
         input_ = Input::off;
@@ -481,14 +488,31 @@ private:
         co_return q;
     }
 
+    /// Done, fetched and the input off in one call to the load's lane;
+    /// nullopt while the logger is not done (the input stays as it is).
+    awaitable<std::optional<instruments::PulseData>> fetch_pulse_once(int ch) {
+        co_return co_await with_load([ch](instruments::ElectronicLoad& l) -> std::optional<instruments::PulseData> {
+            if (!l.pulse_done(ch)) return std::nullopt;
+            auto d = l.fetch_pulse(ch);
+            l.set_input(ch, false);
+            return d;
+        });
+    }
+
     // One sample, stamped at the middle of its two reads: on a loaded host
     // (or a compressed clock) the reads take a noticeable share of a sample
     // interval, and a stamp taken before them made the temperature look
     // early, which the thermal fit read as extra heat.
     awaitable<void> heat_sample(models::Series& s, bool loaded) {
         const double t_before = now_s();
-        const auto r = co_await measure();
-        const auto temps = co_await temperatures();
+        instruments::LoadReading r;
+        std::pair<double, double> temps;
+        if (reads_beside()) {
+            std::tie(r, temps) = co_await both(measure(), temperatures());
+        } else {
+            r = co_await measure();
+            temps = co_await temperatures();
+        }
         const double t_s = 0.5 * (t_before + now_s());
         const double tc = temps.first, ta = temps.second;
         check_safety(r.v_v, tc, loaded);
@@ -511,7 +535,9 @@ private:
         while (next <= end + 1e-9) {
             // The window's last sample timed to complete at its end.
             const double lead = next >= end - 1e-9
-                                    ? lead_s(load_call_.wall_s + thermo_call_.wall_s, p.sample_interval_s)
+                                    ? lead_s(reads_beside() ? std::max(load_call_.wall_s, thermo_call_.wall_s)
+                                                            : load_call_.wall_s + thermo_call_.wall_s,
+                                             p.sample_interval_s)
                                     : 0.0;
             co_await sleep_until_s(next - lead);
             co_await heat_sample(s, loaded);

@@ -56,10 +56,15 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -119,6 +124,49 @@ boost::asio::awaitable<std::invoke_result_t<F&>> on_lane(const Lane* lane, F f) 
         co_return co_await boost::asio::co_spawn(
             *lane, [f]() mutable -> boost::asio::awaitable<R> { co_return f(); }, boost::asio::use_awaitable);
     }
+}
+
+/// Awaits `a` here while `b` runs beside it (spawned on this coroutine's
+/// executor), and returns both results: e.g. two instruments read at once,
+/// each through on_lane. Both have completed when it returns, also when one
+/// throws (a's exception is rethrown before b's), so `b` may use what the
+/// caller holds. The executor must run one handler at a time (the
+/// controller's loop, a strand): b's completion is handed to it by dispatch.
+/// A and B must be default-constructible (co_spawn's completion).
+template <class A, class B>
+boost::asio::awaitable<std::pair<A, B>> both(boost::asio::awaitable<A> a, boost::asio::awaitable<B> b) {
+    struct Beside {
+        explicit Beside(const boost::asio::any_io_executor& ex)
+            : signal(ex, boost::asio::steady_timer::time_point::max()) {}
+        boost::asio::steady_timer signal;
+        std::optional<B> value;
+        std::exception_ptr error;
+        bool done = false;
+    };
+    const boost::asio::any_io_executor ex = co_await boost::asio::this_coro::executor;
+    auto beside = std::make_shared<Beside>(ex);
+    boost::asio::co_spawn(ex, std::move(b), [beside, ex](std::exception_ptr e, B v) {
+        boost::asio::dispatch(ex, [beside, e, v = std::move(v)]() mutable {
+            if (e) beside->error = e;
+            else beside->value.emplace(std::move(v));
+            beside->done = true;
+            beside->signal.cancel();
+        });
+    });
+    std::optional<A> here;
+    std::exception_ptr here_error;
+    try {
+        here.emplace(co_await std::move(a));
+    } catch (...) {
+        here_error = std::current_exception();
+    }
+    while (!beside->done) {
+        boost::system::error_code ec;
+        co_await beside->signal.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    }
+    if (here_error) std::rethrow_exception(here_error);
+    if (beside->error) std::rethrow_exception(beside->error);
+    co_return std::pair<A, B>{std::move(*here), std::move(*beside->value)};
 }
 
 /// Real time: `time_scale` station seconds pass per wall second (1 on a

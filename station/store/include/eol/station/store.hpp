@@ -226,7 +226,9 @@ CellState quarantine_state(std::string_view serial, std::span<const QuarantineEv
 // event; a cell's row inserted, changed or deleted), whoever runs the SQL;
 // guard triggers refuse any other write to it (a row must be a cell its link
 // event put in, not unlinked since, with the cell's fields; it goes only
-// after an unlink). Holds are not in it: they are computed when asked. A store migrated to 6
+// after an unlink). Migration 7 re-creates the triggers so that a cell
+// without link events (a cell at its EOL test) costs the gate nothing on
+// write. Holds are not in it: they are computed when asked. A store migrated to 6
 // reads devices through it; an older store opened read-only through the
 // events. Migrating 10 M devices (30 M links) takes about 2 minutes.
 
