@@ -12,8 +12,15 @@
 //   peak RSS           this process, after the 16-channel rounds
 //
 // Deterministic for a given seed (--seed; the simulator's lot). Usage:
-//   bench_controller [--scale X] [--rounds N] [--seed S] [--channels 1,8,16] [--share-module-reads yes|no]
+//   bench_controller [--scale X] [--rounds N] [--warmup N] [--seed S] [--channels 1,8,16]
+//                    [--share-module-reads yes|no]
 //                    [--page-size BYTES]   (the store's pages; default the store's own, 16384)
+// --warmup N (default 0): rounds run first at each size and left out of every
+// figure but "1st round ms" (their mean overhead per cell). A station runs
+// all shift on one store and its connections; its first cells pay for what
+// is done once (a new store's first pages and WAL growth, the first
+// screening model, first touches of memory), which is not the overhead per
+// cell of a running line. --warmup 0 gives the figures of sessions 5-15.
 #include <fmt/core.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -133,6 +140,7 @@ struct Row {
     double cpu_per_channel_h_s = 0;
     double sim_cpu_per_channel_h_s = 0;
     std::size_t not_pass = 0;
+    double first_overhead_mean_s = std::nan("");  // the warm-up rounds' mean (cold start)
     /// Where the overhead goes: per step, the mean wall ms beyond its
     /// nominal duration (its commands, waits for shared instruments, fits);
     /// "after the steps": from the last step's end to the result (the
@@ -147,8 +155,8 @@ struct Row {
     double tc_reads_per_cell = 0;
 };
 
-Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir, bool share,
-            int page_size) {
+Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, std::uint64_t seed, const fs::path& dir,
+            bool share, int page_size) {
     const fs::path cfg_file = dir / fmt::format("station{}.toml", n);
     const fs::path db = dir / fmt::format("bench{}.db", n);
     std::ofstream(cfg_file) << station_text(n, scale, seed, db);
@@ -165,9 +173,10 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
         opt.time_scale = scale;
         opt.share_module_reads = share;
         std::mutex phase_mutex;
+        bool measuring = warmup == 0;  // under phase_mutex
         opt.on_phase = [&](int, const char* phase, double wall_ms) {
             const std::lock_guard lk(phase_mutex);
-            row.phase_ms[phase] += wall_ms;
+            if (measuring) row.phase_ms[phase] += wall_ms;
         };
         station::Controller controller(cfg, opt);
         controller.connect_all();
@@ -178,9 +187,20 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
         spec.lot = "0042";
         spec.date = {2023, 3, 14};
         std::uint64_t sequence = 1;
-        const double cpu0 = cpu_s(RUSAGE_SELF);
-        double sum_overhead = 0, sum_wall = 0;
-        for (int r = 0; r < rounds; ++r) {
+        double cpu0 = cpu_s(RUSAGE_SELF);
+        double sum_overhead = 0, sum_wall = 0, sum_first = 0;
+        std::uint64_t tc_reads0 = 0;
+        for (int r = 0; r < warmup + rounds; ++r) {
+            const bool warm = r >= warmup;
+            if (r == warmup && warmup > 0) {  // the warm-up is over: measure from here
+                {
+                    const std::lock_guard lk(phase_mutex);
+                    measuring = true;
+                }
+                cpu0 = cpu_s(RUSAGE_SELF);
+                for (const auto& i : controller.instruments())
+                    if (i.role == "thermo") tc_reads0 += i.commands;
+            }
             std::mutex mu;
             std::condition_variable cv;
             int done = 0;
@@ -195,8 +215,8 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
                         std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
                     std::lock_guard lk(mu);
                     took[static_cast<std::size_t>(p)] = now - started[static_cast<std::size_t>(p)];
-                    row.not_pass += res.verdict != "pass";
-                    if (res.record) {
+                    if (warm) row.not_pass += res.verdict != "pass";
+                    if (warm && res.record) {
                         double in_steps_ms = 0;
                         for (std::size_t k = 0; k < res.record->steps.size() && k < cfg.recipe.steps.size(); ++k) {
                             const auto& st = res.record->steps[k];
@@ -215,6 +235,10 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
             }
             std::unique_lock lk(mu);
             cv.wait(lk, [&] { return done == n; });
+            if (!warm) {
+                for (int p = 1; p <= n; ++p) sum_first += took[static_cast<std::size_t>(p)] - bare_s;
+                continue;
+            }
             for (int p = 1; p <= n; ++p) {
                 const double t = took[static_cast<std::size_t>(p)];
                 sum_wall += t;
@@ -224,9 +248,11 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
             row.cells += static_cast<std::size_t>(n);
         }
         const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
+        if (warmup > 0) row.first_overhead_mean_s = sum_first / static_cast<double>(warmup * n);
         std::uint64_t tc_reads = 0;
         for (const auto& i : controller.instruments())
             if (i.role == "thermo") tc_reads += i.commands;
+        tc_reads -= tc_reads0;
         const double channel_hours = static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0;
         row.cpu_per_channel_h_s = cpu / channel_hours;
         row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
@@ -236,8 +262,9 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
         // SimChild's destructor reaps the simulator: its CPU shows in RUSAGE_CHILDREN.
     }
     const double sim_cpu = cpu_s(RUSAGE_CHILDREN) - child_cpu0;
+    // The simulator's CPU is had when it exits: over every cell it served, warm-up included.
     row.sim_cpu_per_channel_h_s =
-        sim_cpu / (static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0);
+        sim_cpu / (static_cast<double>(row.cells + static_cast<std::size_t>(warmup * n)) * cfg.recipe.duration_s() / 3600.0);
     return row;
 }
 
@@ -246,6 +273,7 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, std::uint64_t 
 int main(int argc, char** argv) {
     double scale = 200;
     int rounds = 3;
+    int warmup = 0;
     std::uint64_t seed = 7;
     std::vector<int> sizes{1, 8, 16};
     bool share = true;
@@ -263,6 +291,7 @@ int main(int argc, char** argv) {
         }
         if (a == "--scale") scale = std::atof(argv[k + 1]);
         else if (a == "--rounds") rounds = std::atoi(argv[k + 1]);
+        else if (a == "--warmup") warmup = std::max(0, std::atoi(argv[k + 1]));
         else if (a == "--page-size") page_size = std::atoi(argv[k + 1]);
         else if (a == "--seed") seed = static_cast<std::uint64_t>(std::atoll(argv[k + 1]));
         else if (a == "--channels") {
@@ -288,18 +317,21 @@ int main(int argc, char** argv) {
     const fs::path cli = EOL_CLI;
     const fs::path dir = fs::temp_directory_path() / fmt::format("bench_controller.{}", getpid());
     fs::create_directories(dir);
-    fmt::print("bench_controller: recipe eol-18650 at {}x, {} rounds per size, `eolstation sim` in a child process, "
-               "module reads {}, store pages {} bytes\n\n",
-               scale, rounds, share ? "shared" : "one per request", page_size);
-    fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>16} {:>18} {:>20} {:>8} {:>13}\n", "channels", "cells", "wall/cell ms",
-               "bare instr. ms", "overhead/cell ms", "overhead max ms", "ctrl CPU s/ch-h", "bare sim CPU s/ch-h",
-               "!pass", "tc reads/cell");
+    fmt::print("bench_controller: recipe eol-18650 at {}x, {} rounds per size after {} warm-up round(s) (left out of "
+               "every figure but \"1st round ms\"), `eolstation sim` in a child process, module reads {}, store pages {} "
+               "bytes\n\n",
+               scale, rounds, warmup, share ? "shared" : "one per request", page_size);
+    fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>16} {:>13} {:>18} {:>20} {:>8} {:>13}\n", "channels", "cells",
+               "wall/cell ms", "bare instr. ms", "overhead/cell ms", "overhead max ms", "1st round ms", "ctrl CPU s/ch-h",
+               "bare sim CPU s/ch-h", "!pass", "tc reads/cell");
     std::vector<Row> rows;
     for (int n : sizes) {
-        const Row r = measure(cli, n, scale, rounds, seed, dir, share, page_size);
-        fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>16.2f} {:>18.2f} {:>20.2f} {:>8} {:>13.1f}\n", r.channels,
-                   r.cells, r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3, r.overhead_max_s * 1e3,
-                   r.cpu_per_channel_h_s, r.sim_cpu_per_channel_h_s, r.not_pass, r.tc_reads_per_cell);
+        const Row r = measure(cli, n, scale, rounds, warmup, seed, dir, share, page_size);
+        const std::string first = warmup > 0 ? fmt::format("{:.2f}", r.first_overhead_mean_s * 1e3) : "-";
+        fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>16.2f} {:>13} {:>18.2f} {:>20.2f} {:>8} {:>13.1f}\n",
+                   r.channels, r.cells, r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3,
+                   r.overhead_max_s * 1e3, first, r.cpu_per_channel_h_s,
+                   r.sim_cpu_per_channel_h_s, r.not_pass, r.tc_reads_per_cell);
         rows.push_back(r);
     }
     fmt::print("\nwhere the overhead goes: mean wall ms per cell beyond each step's nominal duration\n{:>18}", "step");
