@@ -975,3 +975,42 @@ TEST_CASE("hostile: hand-written writes to the device gate are refused, whoever 
     CHECK(Genealogy(store).lookup_device(d).why_not() == may);
     CHECK(Genealogy(store).lookup_device(d).cells.size() == 2);
 }
+
+TEST_CASE("genealogy: migration 7 re-creates the device gate's triggers, also on a schema-6 store without its guards") {
+    TempDir tmp;
+    const fs::path db = tmp / "m7.db";
+    std::vector<std::string> c;
+    const std::string d = device_serial(8);
+    {
+        Store store = create_store(db);
+        c = write_cells(store, "0042", {2023, 3, 14}, 3);
+        REQUIRE(Genealogy(store).link(link_request(d, "A1112", {c[0], c[1]})).linked);
+    }
+    const std::string before = gate_rows(db);
+    REQUIRE(std::count(before.begin(), before.end(), '\n') == 2);
+    // What a development build of session 15 left: migration 6 before it had
+    // its insert and update guards.
+    REQUIRE(raw_sql(db, "DROP TRIGGER device_gate_guard_insert; DROP TRIGGER device_gate_guard_update; "
+                        "DROP TRIGGER device_gate_guard_delete; PRAGMA user_version = 6") == "");
+    {
+        Store store = Store::open(db);  // migrates to 7
+        CHECK(store.schema_version() == Store::latest_schema_version());
+        CHECK(store.schema_version() >= 7);
+    }
+    CHECK(gate_rows(db) == before);
+    CHECK(raw_sql(db, "UPDATE device_gate SET lot = '0099'").find("device_gate is kept by the store") !=
+          std::string::npos);
+    CHECK(raw_sql(db, "INSERT INTO device_gate SELECT device_serial, '" + c[2] +
+                          "', link_id, lot, production_date, latest_verdict FROM device_gate LIMIT 1")
+              .find("device_gate is kept by the store") != std::string::npos);
+    CHECK(raw_sql(db, "DELETE FROM device_gate").find("device_gate is kept by the store") != std::string::npos);
+    // A linked cell's change reaches its row; a cell without link events
+    // changes nothing in the gate.
+    REQUIRE(raw_sql(db, "UPDATE cells SET lot = '0077' WHERE serial = '" + c[0] + "'") == "");
+    REQUIRE(raw_sql(db, "UPDATE cells SET lot = '0078' WHERE serial = '" + c[2] + "'") == "");
+    const std::string after = gate_rows(db);
+    CHECK(after != before);
+    CHECK(after.find("0077") != std::string::npos);
+    CHECK(after.find("0078") == std::string::npos);
+    CHECK(std::count(after.begin(), after.end(), '\n') == 2);
+}
