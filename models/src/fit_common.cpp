@@ -167,7 +167,7 @@ void require_current_change(const Prepared& p) {
 
 std::vector<Row> select_rows(const Prepared& p) {
     std::vector<Row> rows;
-    if (p.n <= kFullSearchMaxSamples) {
+    if (p.n <= 3000) {
         rows.reserve(p.n);
         for (std::size_t k = 0; k < p.n; ++k) rows.push_back({k, 1.0});
         return rows;

@@ -148,14 +148,6 @@ void require_current_change(const Prepared& p);
 /// Rows used to pick a start: all rows for short windows; otherwise every row
 /// shortly after a current change and log-spaced rows later, each weighted
 /// by the number of rows it stands for.
-///
-/// A window is short up to kFullSearchMaxSamples. Longer windows are searched
-/// on the reduced record and then polished on every sample. At 1,000 the
-/// station's own windows are long: a 1,200-sample heat step and a 1,420-sample
-/// pulse. Their fits take 3-4x less time (the 3-pair circuit of a heat step:
-/// 1.1 ms to 0.29 ms; the whole thermal fit: 1.4 ms to 0.49 ms). The optimum moves
-/// by far less than its standard error (the residual sum by about 1e-9 of itself).
-inline constexpr std::size_t kFullSearchMaxSamples = 1000;
 struct Row {
     std::size_t index;
     double sqrt_weight;
