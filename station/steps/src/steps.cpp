@@ -118,8 +118,8 @@ private:
         void add(double s) { wall_s = wall_s > 0 ? 0.7 * wall_s + 0.3 * s : s; }
     };
     static double wall_now_s() { return steady_s(); }
-    /// Whether the load and the thermocouples are read at once (both()) where
-    /// a step needs both: on a clock that follows the wall clock; on virtual
+    /// Whether the pulse's last temperatures are read beside the logger's
+    /// fetch (both(), once a cell): on a clock that follows the wall clock; on virtual
     /// or simulated time one after the other, as the records of a seed were
     /// made (which reads happen must not follow the threads' timing).
     bool reads_beside() const { return clock_.station_per_wall_s() > 0 && io_.thermo_lane != io_.load_lane; }
@@ -461,14 +461,37 @@ private:
             append_sample(t_trigger + data.t_s[k], data.i_a[k], data.v_v[k], tc0 + f * (tc1 - tc0),
                           ta0 + f * (ta1 - ta0), true);
         }
+        // The circuit fit runs on the compute lane while the next step drives
+        // the instruments; the step is judged once it is done (Run::run,
+        // finish_pulse_fit), with its place among the record's fits kept.
         models::EcmOptions opt;
         opt.rc_pairs = 2;
+        pending_ecm_ = co_await Deferred<models::EcmFit>::start(
+            fit_ecm_on(ctx_.compute, &fits_, std::make_shared<const models::Series>(std::move(s)), opt));
+        pending_ecm_slot_ = out_.fits.size();
+        out_.fits.push_back(fit_record("ecm2", false, std::nan("")));
+        co_return q;
+    }
+
+    /// The circuit fit on `lane`, as an awaitable that owns its data: it runs
+    /// after the expression that made it has ended (a Deferred), so the data
+    /// are this coroutine's parameters: a closure handed to on_lane there
+    /// did not outlive that expression here (GCC 12; ASan found the series
+    /// freed under the fit).
+    static awaitable<models::EcmFit> fit_ecm_on(const Lane* lane, const StepFits* fits,
+                                                std::shared_ptr<const models::Series> series, models::EcmOptions opt) {
+        co_return co_await on_lane(lane, [fits, &series, &opt] { return fits->ecm(*series, opt); });
+    }
+
+    /// A pulse's circuit fit (started by pulse()) into its place `slot` among
+    /// the record's fits and into `q`; rethrows the fit's exception.
+    awaitable<void> finish_pulse_fit(Deferred<models::EcmFit>& pending, std::size_t slot, Quantities& q) {
         std::optional<models::EcmFit> fit_result;
         {
             const ComputingTime not_counted(*this);  // also when the fit throws
             mark();
-            fit_result = co_await on_lane(ctx_.compute, [this, &s, &opt] { return fits_.ecm(s, opt); });
-            phase("pulse.fit");
+            fit_result = co_await pending.get();
+            phase("pulse.fit");  // what judging the step waited for the fit
         }
         const models::EcmFit& fit = *fit_result;
         ModelFit mf = fit_record("ecm2", fit.converged, fit.rmse_v);
@@ -484,8 +507,7 @@ private:
             q["r" + n + "_ohm"] = fit.rc[k].r_ohm.value;
             q["tau" + n + "_s"] = fit.rc[k].tau_s.value;
         }
-        out_.fits.push_back(std::move(mf));
-        co_return q;
+        out_.fits[slot] = std::move(mf);
     }
 
     /// Done, fetched and the input off in one call to the load's lane;
@@ -505,14 +527,11 @@ private:
     // early, which the thermal fit read as extra heat.
     awaitable<void> heat_sample(models::Series& s, bool loaded) {
         const double t_before = now_s();
-        instruments::LoadReading r;
-        std::pair<double, double> temps;
-        if (reads_beside()) {
-            std::tie(r, temps) = co_await both(measure(), temperatures());
-        } else {
-            r = co_await measure();
-            temps = co_await temperatures();
-        }
+        // One after the other: both() here (1,200 samples a cell) cost more
+        // than it saved — a coroutine, a timer and a dispatch per sample;
+        // session 17 A/B, docs/controller.md.
+        const instruments::LoadReading r = co_await measure();
+        const std::pair<double, double> temps = co_await temperatures();
         const double t_s = 0.5 * (t_before + now_s());
         const double tc = temps.first, ta = temps.second;
         check_safety(r.v_v, tc, loaded);
@@ -535,9 +554,7 @@ private:
         while (next <= end + 1e-9) {
             // The window's last sample timed to complete at its end.
             const double lead = next >= end - 1e-9
-                                    ? lead_s(reads_beside() ? std::max(load_call_.wall_s, thermo_call_.wall_s)
-                                                            : load_call_.wall_s + thermo_call_.wall_s,
-                                             p.sample_interval_s)
+                                    ? lead_s(load_call_.wall_s + thermo_call_.wall_s, p.sample_interval_s)
                                     : 0.0;
             co_await sleep_until_s(next - lead);
             co_await heat_sample(s, loaded);
@@ -710,6 +727,8 @@ private:
     double last_ocv_v_ = std::nan("");  // the latest OCV step's reading (a heat step's state of charge)
     CallTime load_call_, thermo_call_;
     double step_timeout_s_ = 0;
+    Deferred<models::EcmFit> pending_ecm_;  // the last pulse's fit, until its step is judged
+    std::size_t pending_ecm_slot_ = 0;      // its index in out_.fits
 };
 
 awaitable<TestRecord> Run::run(const CellIdentity& cell) {
@@ -725,64 +744,42 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
     out_.verdict = Verdict::pass;  // until a step says otherwise; decided below
     const double t0 = now_s();
     bool stopped = false;
-    for (const RecipeStep& step : recipe_.steps) {
-        if (!stopped && ctx_.on_step) ctx_.on_step(out_.steps.size(), step.name);
+    // A step that ended, judged once its fit is done.
+    struct Ended {
+        const RecipeStep* step = nullptr;
         StepRecord sr;
-        sr.name = step.name;
-        sr.kind = std::string(to_string(step.kind()));
-        sr.start_unix_s = out_.start_unix_s + (now_s() - t0);
-        sr.first_measurement = out_.measurements.size();
-        sr.first_sample = out_.trace.size();
-        if (stopped) {
-            sr.outcome = StepOutcome::skipped;
-            sr.end_unix_s = sr.start_unix_s;
-            out_.steps.push_back(std::move(sr));
-            continue;
-        }
         Quantities q;
         std::optional<StepStop> stop;
-        // A declared timeout is the recipe's; the default margin is at least
-        // kDefaultTimeoutWallS of wall time, so that a compressed clock (30 s
-        // of margin at 400x is 75 ms) does not time out a step on a loaded host.
-        step_timeout_s_ = step.timeout_s > 0
-                              ? step.timeout_s
-                              : std::max(step.default_timeout_s(),
-                                         step.duration_s() + kDefaultTimeoutWallS * clock_.station_per_wall_s());
-        deadline_s_ = now_s() + step_timeout_s_;
-        try {
-            const std::size_t at = static_cast<std::size_t>(&step - recipe_.steps.data());
-            const PulseParams* next_pulse =
-                at + 1 < recipe_.steps.size() ? std::get_if<PulseParams>(&recipe_.steps[at + 1].params) : nullptr;
-            q = co_await run_step(step, next_pulse);
-        } catch (const StepStop& s) {
-            stop = s;
-        } catch (const RunAborted& e) {
-            stop = StepStop{StepOutcome::aborted, e.what()};
-        } catch (const instruments::TimeoutError& e) {
-            stop = StepStop{StepOutcome::timeout, e.what()};
-        } catch (const std::exception& e) {
-            stop = StepStop{StepOutcome::error, e.what()};
-        } catch (...) {
-            stop = StepStop{StepOutcome::error, "unknown exception"};
-        }
-        deadline_s_ = INFINITY;  // making safe is never late
-        if (stop) co_await safe_off();
-        // The step's declared measurements, judged once (not measured when a
-        // stop came first: unset).
-        for (const MeasurementSpec& spec : step.measurements) {
-            const auto it = q.find(spec.quantity.empty() ? spec.name : spec.quantity);
-            out_.measurements.push_back(
-                Measurement::judged(spec.name, it == q.end() ? std::nan("") : it->second, spec.unit, spec.low, spec.high));
+        Deferred<models::EcmFit> fit;  // a pulse's circuit fit, still running
+        std::size_t fit_slot = 0;
+    };
+    // Its declared measurements judged once (not measured when a stop came
+    // first: unset) and its record appended; a stop ends the run (the steps
+    // after it are skipped). A stop when the run stopped already (a pulse's
+    // fit failed while the next step ran, and that step stopped too) adds
+    // its reason; an abort outweighs an error.
+    auto judge = [this, &stopped](Ended& e) {
+        StepRecord& sr = e.sr;
+        sr.first_measurement = out_.measurements.size();
+        for (const MeasurementSpec& spec : e.step->measurements) {
+            const auto it = e.q.find(spec.quantity.empty() ? spec.name : spec.quantity);
+            out_.measurements.push_back(Measurement::judged(spec.name, it == e.q.end() ? std::nan("") : it->second,
+                                                            spec.unit, spec.low, spec.high));
         }
         sr.measurement_count = out_.measurements.size() - sr.first_measurement;
-        sr.sample_count = out_.trace.size() - sr.first_sample;
-        sr.end_unix_s = out_.start_unix_s + (now_s() - t0);
-        if (stop) {
-            sr.outcome = stop->outcome;
-            sr.message = stop->reason;
+        if (e.stop) {
+            sr.outcome = e.stop->outcome;
+            sr.message = e.stop->reason;
+            const std::string why = fmt::format("step '{}': {}", e.step->name, e.stop->reason);
+            const Verdict v = e.stop->outcome == StepOutcome::aborted ? Verdict::abort : Verdict::error;
+            if (!stopped) {
+                out_.verdict = v;
+                out_.abort_reason = why;
+            } else {
+                if (v == Verdict::abort) out_.verdict = v;
+                out_.abort_reason += "; " + why;
+            }
             stopped = true;
-            out_.verdict = stop->outcome == StepOutcome::aborted ? Verdict::abort : Verdict::error;
-            out_.abort_reason = fmt::format("step '{}': {}", step.name, stop->reason);
         } else {
             sr.outcome = StepOutcome::pass;
             for (std::size_t k = sr.first_measurement; k < out_.measurements.size(); ++k) {
@@ -794,7 +791,75 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
             }
         }
         out_.steps.push_back(std::move(sr));
+    };
+    // The step whose fit ran beside the next step: its fit's result (or
+    // failure: outcome error, the fit dropped from the record), then judged.
+    std::optional<Ended> waiting;
+    auto judge_waiting = [this, &waiting, &judge]() -> awaitable<void> {
+        if (!waiting) co_return;
+        Ended e = std::move(*waiting);
+        waiting.reset();
+        try {
+            co_await finish_pulse_fit(e.fit, e.fit_slot, e.q);
+        } catch (const std::exception& ex) {
+            out_.fits.erase(out_.fits.begin() + static_cast<std::ptrdiff_t>(e.fit_slot));
+            e.stop = StepStop{StepOutcome::error, fmt::format("circuit fit: {}", ex.what())};
+        }
+        judge(e);
+    };
+    for (const RecipeStep& step : recipe_.steps) {
+        const std::size_t at = static_cast<std::size_t>(&step - recipe_.steps.data());
+        if (!stopped && ctx_.on_step) ctx_.on_step(at, step.name);
+        Ended e;
+        e.step = &step;
+        StepRecord& sr = e.sr;
+        sr.name = step.name;
+        sr.kind = std::string(to_string(step.kind()));
+        sr.start_unix_s = out_.start_unix_s + (now_s() - t0);
+        sr.first_measurement = out_.measurements.size();
+        sr.first_sample = out_.trace.size();
+        if (stopped) {
+            co_await judge_waiting();
+            sr.outcome = StepOutcome::skipped;
+            sr.end_unix_s = sr.start_unix_s;
+            sr.first_measurement = out_.measurements.size();
+            out_.steps.push_back(std::move(sr));
+            continue;
+        }
+        // A declared timeout is the recipe's; the default margin is at least
+        // kDefaultTimeoutWallS of wall time, so that a compressed clock (30 s
+        // of margin at 400x is 75 ms) does not time out a step on a loaded host.
+        step_timeout_s_ = step.timeout_s > 0
+                              ? step.timeout_s
+                              : std::max(step.default_timeout_s(),
+                                         step.duration_s() + kDefaultTimeoutWallS * clock_.station_per_wall_s());
+        deadline_s_ = now_s() + step_timeout_s_;
+        try {
+            const PulseParams* next_pulse =
+                at + 1 < recipe_.steps.size() ? std::get_if<PulseParams>(&recipe_.steps[at + 1].params) : nullptr;
+            e.q = co_await run_step(step, next_pulse);
+        } catch (const StepStop& st) {
+            e.stop = st;
+        } catch (const RunAborted& ex) {
+            e.stop = StepStop{StepOutcome::aborted, ex.what()};
+        } catch (const instruments::TimeoutError& ex) {
+            e.stop = StepStop{StepOutcome::timeout, ex.what()};
+        } catch (const std::exception& ex) {
+            e.stop = StepStop{StepOutcome::error, ex.what()};
+        } catch (...) {
+            e.stop = StepStop{StepOutcome::error, "unknown exception"};
+        }
+        deadline_s_ = INFINITY;  // making safe is never late
+        if (e.stop) co_await safe_off();
+        sr.sample_count = out_.trace.size() - sr.first_sample;
+        sr.end_unix_s = out_.start_unix_s + (now_s() - t0);
+        e.fit = std::move(pending_ecm_);  // a pulse's fit (it ended without a stop)
+        e.fit_slot = pending_ecm_slot_;
+        co_await judge_waiting();
+        if (e.fit.pending()) waiting = std::move(e);
+        else judge(e);
     }
+    co_await judge_waiting();
     if (!stopped) decide_verdict(out_);
     out_.end_unix_s = out_.start_unix_s + (now_s() - t0);
     co_return std::move(out_);

@@ -126,33 +126,69 @@ boost::asio::awaitable<std::invoke_result_t<F&>> on_lane(const Lane* lane, F f) 
     }
 }
 
-/// Awaits `a` here while `b` runs beside it (spawned on this coroutine's
-/// executor), and returns both results: e.g. two instruments read at once,
-/// each through on_lane. Both have completed when it returns, also when one
-/// throws (a's exception is rethrown before b's), so `b` may use what the
-/// caller holds. The executor must run one handler at a time (the
-/// controller's loop, a strand): b's completion is handed to it by dispatch.
-/// A and B must be default-constructible (co_spawn's completion).
-template <class A, class B>
-boost::asio::awaitable<std::pair<A, B>> both(boost::asio::awaitable<A> a, boost::asio::awaitable<B> b) {
-    struct Beside {
-        explicit Beside(const boost::asio::any_io_executor& ex)
+/// A computation started now and awaited later: `work` (an awaitable) is
+/// spawned on the starting coroutine's executor and runs while that
+/// coroutine goes on; get() waits until it has completed and returns its
+/// result or rethrows its exception. E.g. the pulse's fit on the compute
+/// lane while the next step drives the instruments. The executor must run
+/// one handler at a time (the controller's loop, a strand): the completion
+/// is handed to it by dispatch. Whoever started one must get() it before
+/// anything `work` uses goes away (it cannot be cancelled). T must be
+/// default-constructible (co_spawn's completion). Not thread-safe: start and
+/// get on the same executor.
+template <class T>
+class Deferred {
+public:
+    Deferred() = default;
+    static boost::asio::awaitable<Deferred> start(boost::asio::awaitable<T> work) {
+        const boost::asio::any_io_executor ex = co_await boost::asio::this_coro::executor;
+        Deferred d;
+        d.state_ = std::make_shared<State>(ex);
+        boost::asio::co_spawn(ex, std::move(work), [st = d.state_, ex](std::exception_ptr e, T v) {
+            boost::asio::dispatch(ex, [st, e, v = std::move(v)]() mutable {
+                if (e) st->error = e;
+                else st->value.emplace(std::move(v));
+                st->done = true;
+                st->signal.cancel();
+            });
+        });
+        co_return d;
+    }
+    /// Whether start() was called and get() not yet.
+    bool pending() const { return state_ != nullptr; }
+    /// Waits for the work; its result, or its exception rethrown. Once.
+    boost::asio::awaitable<T> get() {
+        const std::shared_ptr<State> st = std::move(state_);
+        if (!st) throw std::logic_error("Deferred::get: nothing started");
+        while (!st->done) {
+            boost::system::error_code ec;
+            co_await st->signal.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+        }
+        if (st->error) std::rethrow_exception(st->error);
+        co_return std::move(*st->value);
+    }
+
+private:
+    struct State {
+        explicit State(const boost::asio::any_io_executor& ex)
             : signal(ex, boost::asio::steady_timer::time_point::max()) {}
         boost::asio::steady_timer signal;
-        std::optional<B> value;
+        std::optional<T> value;
         std::exception_ptr error;
         bool done = false;
     };
-    const boost::asio::any_io_executor ex = co_await boost::asio::this_coro::executor;
-    auto beside = std::make_shared<Beside>(ex);
-    boost::asio::co_spawn(ex, std::move(b), [beside, ex](std::exception_ptr e, B v) {
-        boost::asio::dispatch(ex, [beside, e, v = std::move(v)]() mutable {
-            if (e) beside->error = e;
-            else beside->value.emplace(std::move(v));
-            beside->done = true;
-            beside->signal.cancel();
-        });
-    });
+    std::shared_ptr<State> state_;
+};
+
+/// Awaits `a` here while `b` runs beside it (a Deferred), and returns both
+/// results: e.g. two instruments read at once, each through on_lane. Both
+/// have completed when it returns, also when one throws (a's exception is
+/// rethrown before b's), so `b` may use what the caller holds. The executor
+/// must run one handler at a time (the controller's loop, a strand). A and B
+/// must be default-constructible (co_spawn's completion).
+template <class A, class B>
+boost::asio::awaitable<std::pair<A, B>> both(boost::asio::awaitable<A> a, boost::asio::awaitable<B> b) {
+    Deferred<B> beside = co_await Deferred<B>::start(std::move(b));
     std::optional<A> here;
     std::exception_ptr here_error;
     try {
@@ -160,13 +196,16 @@ boost::asio::awaitable<std::pair<A, B>> both(boost::asio::awaitable<A> a, boost:
     } catch (...) {
         here_error = std::current_exception();
     }
-    while (!beside->done) {
-        boost::system::error_code ec;
-        co_await beside->signal.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    std::optional<B> there;
+    std::exception_ptr there_error;
+    try {
+        there.emplace(co_await beside.get());
+    } catch (...) {
+        there_error = std::current_exception();
     }
     if (here_error) std::rethrow_exception(here_error);
-    if (beside->error) std::rethrow_exception(beside->error);
-    co_return std::pair<A, B>{std::move(*here), std::move(*beside->value)};
+    if (there_error) std::rethrow_exception(there_error);
+    co_return std::pair<A, B>{std::move(*here), std::move(*there)};
 }
 
 /// Real time: `time_scale` station seconds pass per wall second (1 on a
