@@ -481,7 +481,7 @@ EcmFit solve(const detail::Prepared& p, const EcmOptions& opt) {
     // search, the best result kept (deterministic; several starts guard
     // against the local minima of sums of exponentials). Long records are
     // searched on a reduced record first and only polished on every sample.
-    const std::vector<detail::Row> rows = detail::select_rows(p);
+    const std::vector<detail::Row> rows = detail::select_rows(p, opt.search_every_sample_up_to);
     const bool reduced = rows.size() < p.n;
     detail::Compressed comp;
     if (reduced) detail::compress(p, rows, comp);

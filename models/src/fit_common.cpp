@@ -165,9 +165,9 @@ void require_current_change(const Prepared& p) {
     }
 }
 
-std::vector<Row> select_rows(const Prepared& p) {
+std::vector<Row> select_rows(const Prepared& p, std::size_t every_sample_up_to) {
     std::vector<Row> rows;
-    if (p.n <= 3000) {
+    if (p.n <= every_sample_up_to) {
         rows.reserve(p.n);
         for (std::size_t k = 0; k < p.n; ++k) rows.push_back({k, 1.0});
         return rows;

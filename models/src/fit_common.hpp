@@ -152,7 +152,7 @@ struct Row {
     std::size_t index;
     double sqrt_weight;
 };
-std::vector<Row> select_rows(const Prepared& p);
+std::vector<Row> select_rows(const Prepared& p, std::size_t every_sample_up_to);
 
 /// The record reduced to the selected rows, for finding a start: each row
 /// keeps its time, current and voltage; the current held up to it is the

@@ -217,6 +217,7 @@ Estimate heating_from_circuit(const Series& s, const detail::Prepared& p, const 
                               std::vector<std::string>& notes, std::vector<double>& heat) {
     EcmOptions eo;
     eo.rc_pairs = opt.heating_rc_pairs;
+    eo.search_every_sample_up_to = opt.search_every_sample_up_to;
     EcmFit ecm;
     try {
         ecm = fit_ecm(s, eo);
@@ -276,7 +277,7 @@ ThermalFit solve(const detail::Prepared& p, const ThermalData& d, const ThermalO
 
     // Long records: the start search runs on a reduced record, the result is
     // polished on every sample.
-    const std::vector<detail::Row> rows = detail::select_rows(p);
+    const std::vector<detail::Row> rows = detail::select_rows(p, opt.search_every_sample_up_to);
     const bool reduced = rows.size() < p.n;
     ThermalReduced red;
     if (reduced) reduce(d, rows, red);
@@ -429,6 +430,7 @@ void prepare_window(const Series& s, const ThermalOptions& opt, WindowInput& w) 
             // after the current stops. I²·R_heat with the same total energy
             // puts that heat too early, and over a window not much longer
             // than τ the fit turns the timing error into a large, negative P_x.
+            const std::size_t notes_before = w.notes.size();
             w.heat_ohm = heating_from_circuit(s, p, opt, w.notes, d.heat);
             w.source = "circuit";
             // A circuit that does not describe the window (a cell driven into
@@ -437,8 +439,25 @@ void prepare_window(const Series& s, const ThermalOptions& opt, WindowInput& w) 
             // collapses and P_x = c/R_th reads hundreds of watts. The heat is
             // bounded by I·(V_rest − V); over it the heat scale is unknown.
             const double bound = overpotential_bound_j(p);
-            double e = 0.0;
-            for (std::size_t k = 1; k < p.n; ++k) e += d.heat[k] * p.dt[k];
+            auto heat_j = [&] {
+                double e = 0.0;
+                for (std::size_t k = 1; k < p.n; ++k) e += d.heat[k] * p.dt[k];
+                return e;
+            };
+            double e = heat_j();
+            if (bound > 0.0 && e > kHeatBoundFactor * bound && p.n > opt.search_every_sample_up_to) {
+                // The circuit's start was searched on a reduced record, and
+                // the polish stayed in another minimum than the search on
+                // every sample finds (a shorted cell: tools/bench/
+                // bench_thermal_search): searched again on every sample.
+                w.notes.resize(notes_before);
+                ThermalOptions every = opt;
+                every.search_every_sample_up_to = p.n;
+                w.heat_ohm = heating_from_circuit(s, p, every, w.notes, d.heat);
+                e = heat_j();
+                w.notes.push_back("heating_ohm: the circuit searched again on every sample (on the reduced record "
+                                  "its heat was over the bound)");
+            }
             if (bound > 0.0 && e > kHeatBoundFactor * bound) {
                 w.heat_unphysical = true;
                 w.notes.push_back("heating_ohm: the circuit's heat over the window (" + fmt_num(e) +

@@ -46,6 +46,7 @@ struct ProductionOptions {
     double commission_sd_k = 0.05;
     std::vector<std::string> fixture_drift;
     bool traces = false;
+    bool all_traces = false;
     bool json = false;
     bool quiet = false;
 };
@@ -147,6 +148,7 @@ void run_production(const ProductionOptions& o) {
     spec.seed = o.seed;
     spec.threads = o.threads;
     spec.store_traces = o.traces;
+    spec.store_all_traces = o.all_traces;
     spec.device_models = device_models_option(o.assemble);
     spec.assembly_fraction = o.assembly_fraction;
     spec.fixture_positions = o.fixture_positions;
@@ -272,6 +274,9 @@ void add_production_commands(CLI::App& app) {
                   "A wearing position: POSITION:YYYY-MM-DD:MOHM_PER_WEEK[:K_PER_WEEK] (contact resistance, and "
                   "thermocouple offset, growing from that date); repeatable");
     c->add_flag("--traces", o->traces, "Store each cell's pulse trace (about 10 kB a cell)");
+    c->add_flag("--all-traces", o->all_traces,
+                "Store each cell's whole EOL trace, the heat step's samples too (about 60 kB a cell; "
+                "tools/bench/bench_thermal_search fits them again)");
     c->add_flag("--json", o->json, "Print the summary as JSON");
     c->add_flag("--quiet", o->quiet, "No progress on stderr");
     c->callback([o] { run_production(*o); });

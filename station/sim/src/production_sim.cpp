@@ -151,7 +151,9 @@ Simulated simulate_cell(const ProductionSpec& spec, const DrawnCell& c, std::siz
     eol.noise_seed = c.noise_seed + 1;
     eol.wait_s = spec.fixture_wait_s;
     eol.unix_start_s = t_eol + spec.fixture_wait_s;
-    eol.trace = spec.store_traces ? RunContext::Trace::pulse_only : RunContext::Trace::none;
+    eol.trace = spec.store_all_traces ? RunContext::Trace::all
+                : spec.store_traces   ? RunContext::Trace::pulse_only
+                                      : RunContext::Trace::none;
     const PositionState at = fixture_state(spec, index, eol.unix_start_s);
     eol.position = at.position;
     eol.contact_ohm = at.contact_ohm;

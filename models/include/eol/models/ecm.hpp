@@ -69,6 +69,9 @@ struct EcmOptions {
     int rc_pairs = 2;                 // 1..3
     bool free_initial_state = false;  // fit the branch voltages at t0
     int max_iterations = 100;
+    /// Records of up to this many samples are searched on every sample;
+    /// longer ones on a reduced record first, then polished on every sample.
+    std::size_t search_every_sample_up_to = 3000;
 };
 
 struct EcmRc {

@@ -122,6 +122,7 @@ struct ProductionSpec {
     Limits limits{60.0, 2.5, 10.0};    // safety: temp_abort_c, v_min_v, i_max_a
     double fixture_wait_s = 7200.0;    // storage time spent in the EOL fixture before the test
     bool store_traces = false;         // keep the pulse trace in the EOL record
+    bool store_all_traces = false;     // keep every step's samples (the heat step's too): ~60 kB a cell
     // The EOL fixture: cell i (production order) is tested at position
     // 1 + i mod fixture_positions; each position's thermocouple reads a
     // constant offset U(±tc_offset_c) (drawn from the seed), its contacts

@@ -1,0 +1,109 @@
+// The heat step's thermal fit searched on a reduced record (the default above
+// 1000 samples) against the search on every sample, over the heat windows of
+// a simulated production stored whole (good and shorted cells, through the
+// step engine and the simulator's cell physics): the same results within the
+// search's tolerance, and the same failures. A shorted cell whose reduced
+// search finds an unphysical circuit is searched again on every sample.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "eol/models/thermal.hpp"
+#include "eol/station/config.hpp"
+#include "eol/station/production_sim.hpp"
+#include "eol/station/store.hpp"
+#include "support/cli_test.hpp"
+#include "support/station_test.hpp"
+
+using namespace eol;
+using namespace eol::station;
+
+namespace {
+
+/// |a − b| against the larger of |a|, |b| and `floor`; 0 when both are NaN,
+/// infinite when one is.
+double rel(double a, double b, double floor) {
+    if (std::isnan(a) && std::isnan(b)) return 0.0;
+    if (std::isnan(a) != std::isnan(b)) return INFINITY;
+    return std::abs(a - b) / std::max({std::abs(a), std::abs(b), floor});
+}
+
+}  // namespace
+
+TEST_CASE("thermal search: a reduced record agrees with every sample on a simulated production's heat windows, shorted cells included") {
+    test::TempDir tmp;
+    Store store = test::create_store(tmp / "p.db");
+    ProductionSpec spec;
+    spec.cells = 24;
+    spec.from = {2023, 3, 1};
+    spec.to = {2023, 3, 3};
+    spec.defect_window = std::pair{Date{2023, 3, 2}, Date{2023, 3, 3}};
+    spec.defect_short_fraction = 0.5;
+    spec.background_short_fraction = 0.0;
+    spec.fixture_wait_s = 1800;
+    spec.seed = 3;
+    spec.threads = 2;
+    spec.store_all_traces = true;
+    const Recipe eol = test::shipped_recipe("eol-18650");
+    const Recipe formation = test::shipped_recipe("formation");
+    spec.recipe = &eol;
+    spec.formation = &formation;
+    const ProductionSummary sum = simulate_production(store, spec);
+    REQUIRE(sum.shorted > 0);
+
+    const auto heat = std::find_if(eol.steps.begin(), eol.steps.end(), [](const auto& st) { return st.kind() == StepKind::heat; });
+    REQUIRE(heat != eol.steps.end());
+    const auto& hp = std::get<HeatParams>(heat->params);
+    int windows = 0, again = 0, failed = 0;
+    for (std::int64_t id = 1; id <= store.count("test_runs"); ++id) {
+        const auto steps = store.steps(id);
+        const auto it = std::find_if(steps.begin(), steps.end(), [](const auto& s) { return s.kind == "heat"; });
+        if (it == steps.end()) continue;
+        const models::Series all = store.trace(id);
+        REQUIRE(all.size() >= it->first_sample + it->sample_count);
+        models::Series s;
+        for (std::size_t k = it->first_sample; k < it->first_sample + it->sample_count; ++k) {
+            s.t_s.push_back(all.t_s[k]);
+            s.i_a.push_back(all.i_a[k]);
+            s.v_v.push_back(all.v_v[k]);
+            s.t_cell_c.push_back(all.t_cell_c[k]);
+            s.t_amb_c.push_back(std::isfinite(all.t_amb_c[k]) ? all.t_amb_c[k] : all.t_cell_c[k]);
+        }
+        REQUIRE(s.size() > 1000);  // the station's window is searched reduced by default
+        double ocv_v = NAN;
+        for (const auto& m : store.measurements(id))
+            if (m.name == "ocv_v") ocv_v = m.value;
+        REQUIRE(std::isfinite(ocv_v));
+        models::ThermalOptions opt;  // as the heat step fits (steps.cpp)
+        opt.heating_rc_pairs = 3;
+        REQUIRE(eol.entropy);
+        const auto rev = eol.entropy->reversible(ocv_v, s.t_cell_c.front(), hp.current_a * hp.duration_s / 3600.0,
+                                                 eol.capacity_ah);
+        opt.entropic_v = rev.k_v;
+        opt.entropic_v_per_ah = rev.k_v_per_ah;
+        CHECK(opt.search_every_sample_up_to == 1000);
+        const models::ThermalFit reduced = models::fit_thermal(s, opt);
+        models::ThermalOptions every = opt;
+        every.search_every_sample_up_to = 3000;
+        const models::ThermalFit full = models::fit_thermal(s, every);
+        ++windows;
+        failed += std::isnan(full.p_extra_w.value) ? 1 : 0;
+        for (const auto& n : reduced.notes) again += n.find("searched again on every sample") != std::string::npos ? 1 : 0;
+        INFO("run " << id << ": C_th " << full.c_th_j_per_k.value << " / " << reduced.c_th_j_per_k.value << ", R_th "
+                    << full.r_th_k_per_w.value << " / " << reduced.r_th_k_per_w.value << ", P_x " << full.p_extra_w.value
+                    << " / " << reduced.p_extra_w.value << " W, R_heat " << full.heating_ohm.value << " / "
+                    << reduced.heating_ohm.value);
+        CHECK(rel(full.c_th_j_per_k.value, reduced.c_th_j_per_k.value, 1e-12) <= 1e-2);
+        CHECK(rel(full.r_th_k_per_w.value, reduced.r_th_k_per_w.value, 1e-12) <= 1e-2);
+        CHECK(rel(full.p_extra_w.value, reduced.p_extra_w.value, 1e-3) <= 1e-2);  // P_x against 1 mW
+        CHECK(full.converged == reduced.converged);
+        if (std::isfinite(full.p_extra_w.value))
+            CHECK(rel(full.heating_ohm.value, reduced.heating_ohm.value, 1e-12) <= 1e-2);
+    }
+    MESSAGE(windows << " heat windows, " << failed << " with the fit failed on both sides, " << again
+                    << " searched again on every sample");
+    CHECK(windows == 24);
+    CHECK(again >= 1);  // seed 3: two shorted cells take the search on every sample again
+}
