@@ -36,6 +36,28 @@ void check_ranges(const station::TestRecord& r) {
     CHECK(next == r.measurements.size());
 }
 
+/// A run's context with its fits on a compute lane of their own (a strand on
+/// a one-thread pool), as the controller runs them.
+struct ComputeRun {
+    explicit ComputeRun(const test::SimRig& rig, std::shared_ptr<const station::StepFits> fits)
+        : clock(rig.cfg.sim.time_scale) {
+        ctx.station_id = "T-1";
+        ctx.position = 1;
+        ctx.clock = &clock;
+        ctx.fits = std::move(fits);
+        ctx.compute = &compute;
+    }
+    station::TestRecord run(const station::Recipe& recipe, const test::SimRig& rig, const station::ChannelJob& job) {
+        auto r = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
+        pool.join();
+        return r;
+    }
+    boost::asio::thread_pool pool{1};
+    const station::Lane compute = boost::asio::make_strand(pool.get_executor());
+    station::ScaledWallClock clock;
+    station::RunContext ctx;
+};
+
 }  // namespace
 
 TEST_CASE("steps: the pulse's circuit fit runs while the next step drives the instruments, and the record keeps recipe order") {
@@ -60,16 +82,8 @@ TEST_CASE("steps: the pulse's circuit fit runs while the next step drives the in
         }
         return standard.ecm(s, o);
     };
-    boost::asio::thread_pool pool(1);
-    const station::Lane compute = boost::asio::make_strand(pool.get_executor());
-    station::ScaledWallClock clock(rig.cfg.sim.time_scale);
-    station::RunContext ctx;
-    ctx.station_id = "T-1";
-    ctx.position = 1;
-    ctx.clock = &clock;
-    ctx.fits = fits;
-    ctx.compute = &compute;
-    ctx.on_step = [&](std::size_t index, const std::string& name) {
+    ComputeRun cr(rig, fits);
+    cr.ctx.on_step = [&](std::size_t index, const std::string& name) {
         if (index == 2) {
             CHECK(name == recipe.steps[2].name);
             std::lock_guard lk(m);
@@ -77,8 +91,7 @@ TEST_CASE("steps: the pulse's circuit fit runs while the next step drives the in
             cv.notify_all();
         }
     };
-    const station::TestRecord r = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
-    pool.join();
+    const station::TestRecord r = cr.run(recipe, rig, job);
     INFO(station::to_string(r.verdict) << " " << r.abort_reason);
     CHECK(fit_saw_heat);
     // The heat step without the recipe's rests before it may judge P_x out
@@ -119,17 +132,8 @@ TEST_CASE("steps: a pulse fit that fails while the next step runs is the pulse's
     fits->ecm = [](const models::Series&, const models::EcmOptions&) -> models::EcmFit {
         throw models::InputError("injected: the circuit fit cannot use this pulse", "v_v", 7);
     };
-    boost::asio::thread_pool pool(1);
-    const station::Lane compute = boost::asio::make_strand(pool.get_executor());
-    station::ScaledWallClock clock(rig.cfg.sim.time_scale);
-    station::RunContext ctx;
-    ctx.station_id = "T-1";
-    ctx.position = 1;
-    ctx.clock = &clock;
-    ctx.fits = fits;
-    ctx.compute = &compute;
-    const station::TestRecord r = station::run_recipe(recipe, rig.cfg.limits, job.io, job.cell, ctx);
-    pool.join();
+    ComputeRun cr(rig, fits);
+    const station::TestRecord r = cr.run(recipe, rig, job);
     INFO(station::to_string(r.verdict) << " " << r.abort_reason);
     CHECK(r.verdict == Verdict::error);
     CHECK(r.abort_reason.find("step 'pulse") != std::string::npos);

@@ -804,6 +804,9 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
         } catch (const std::exception& ex) {
             out_.fits.erase(out_.fits.begin() + static_cast<std::ptrdiff_t>(e.fit_slot));
             e.stop = StepStop{StepOutcome::error, fmt::format("circuit fit: {}", ex.what())};
+        } catch (...) {
+            out_.fits.erase(out_.fits.begin() + static_cast<std::ptrdiff_t>(e.fit_slot));
+            e.stop = StepStop{StepOutcome::error, "circuit fit: unknown exception"};
         }
         judge(e);
     };

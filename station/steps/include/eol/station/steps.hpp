@@ -49,7 +49,12 @@
 // measurement's name and judged once with judge() (record.hpp).
 // Fits: the pulse → "ecm2" (R0 + 2 RC); the heat step → "thermal" (C_th,
 // R_th, τ, P_x, heating resistance, and p_heat_w = I²·R of the step, which
-// the heat_rise_k_per_w feature divides by).
+// the heat_rise_k_per_w feature divides by). The pulse's fit runs on the
+// compute lane while the next step drives the instruments: the pulse step
+// is judged once it is done (after the next step has run, before that one
+// is judged), and a fit that fails makes the pulse step's outcome error and
+// skips the steps after the one that ran beside it. The record is in recipe
+// order either way.
 #pragma once
 
 #include <utility>  // before Asio's awaitable.hpp (Boost 1.74 uses std::exchange without it)
