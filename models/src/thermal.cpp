@@ -445,7 +445,8 @@ void prepare_window(const Series& s, const ThermalOptions& opt, WindowInput& w) 
                 return e;
             };
             double e = heat_j();
-            if (bound > 0.0 && e > kHeatBoundFactor * bound && p.n > opt.search_every_sample_up_to) {
+            auto over_bound = [&] { return bound > 0.0 && e > kHeatBoundFactor * bound; };
+            if (over_bound() && p.n > opt.search_every_sample_up_to) {
                 // The circuit's start was searched on a reduced record, and
                 // the polish stayed in another minimum than the search on
                 // every sample finds (a shorted cell: tools/bench/
@@ -458,7 +459,7 @@ void prepare_window(const Series& s, const ThermalOptions& opt, WindowInput& w) 
                 w.notes.push_back("heating_ohm: the circuit searched again on every sample (on the reduced record "
                                   "its heat was over the bound)");
             }
-            if (bound > 0.0 && e > kHeatBoundFactor * bound) {
+            if (over_bound()) {
                 w.heat_unphysical = true;
                 w.notes.push_back("heating_ohm: the circuit's heat over the window (" + fmt_num(e) +
                                   " J) exceeds what the cell can dissipate, I*(V_rest - V) (" + fmt_num(bound) +

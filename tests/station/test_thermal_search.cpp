@@ -12,6 +12,7 @@
 
 #include "eol/models/thermal.hpp"
 #include "eol/station/config.hpp"
+#include "eol/station/steps.hpp"
 #include "eol/station/production_sim.hpp"
 #include "eol/station/store.hpp"
 #include "support/cli_test.hpp"
@@ -61,28 +62,18 @@ TEST_CASE("thermal search: a reduced record agrees with every sample on a simula
         const auto steps = store.steps(id);
         const auto it = std::find_if(steps.begin(), steps.end(), [](const auto& s) { return s.kind == "heat"; });
         if (it == steps.end()) continue;
-        const models::Series all = store.trace(id);
-        REQUIRE(all.size() >= it->first_sample + it->sample_count);
-        models::Series s;
-        for (std::size_t k = it->first_sample; k < it->first_sample + it->sample_count; ++k) {
-            s.t_s.push_back(all.t_s[k]);
-            s.i_a.push_back(all.i_a[k]);
-            s.v_v.push_back(all.v_v[k]);
-            s.t_cell_c.push_back(all.t_cell_c[k]);
-            s.t_amb_c.push_back(std::isfinite(all.t_amb_c[k]) ? all.t_amb_c[k] : all.t_cell_c[k]);
-        }
+        const models::Series s = step_window(store.trace(id), it->first_sample, it->sample_count);
+        REQUIRE(s.t_amb_c.size() == s.size());  // every position of the production sim has an ambient sensor
         REQUIRE(s.size() > 1000);  // the station's window is searched reduced by default
         double ocv_v = NAN;
         for (const auto& m : store.measurements(id))
             if (m.name == "ocv_v") ocv_v = m.value;
         REQUIRE(std::isfinite(ocv_v));
-        models::ThermalOptions opt;  // as the heat step fits (steps.cpp)
-        opt.heating_rc_pairs = 3;
         REQUIRE(eol.entropy);
-        const auto rev = eol.entropy->reversible(ocv_v, s.t_cell_c.front(), hp.current_a * hp.duration_s / 3600.0,
-                                                 eol.capacity_ah);
-        opt.entropic_v = rev.k_v;
-        opt.entropic_v_per_ah = rev.k_v_per_ah;
+        const auto options = heat_fit_options(hp, eol, ocv_v, s.t_cell_c.front());
+        REQUIRE(options);
+        CHECK(options->entropy_soc.has_value());
+        const models::ThermalOptions& opt = options->thermal;  // as the heat step fits
         CHECK(opt.search_every_sample_up_to == 1000);
         const models::ThermalFit reduced = models::fit_thermal(s, opt);
         models::ThermalOptions every = opt;

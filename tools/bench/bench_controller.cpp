@@ -7,12 +7,16 @@
 //   bare instrument    the recipe's instrument time at the simulators' scale
 //                      (what the cell costs with zero software)
 //   overhead per cell  wall − bare; target < 5 ms
+//   round ms/cell      a round's wall (first start to last result) − bare,
+//                      over its cells: the station's time lost per cell
+//                      (its throughput), not each cell's wait
 //   CPU / channel-h    this process's user+sys CPU per hour of testing on one
 //                      channel (station time), next to the simulator's
 //   peak RSS           this process, after the 16-channel rounds
 //
 // Deterministic for a given seed (--seed; the simulator's lot). Usage:
 //   bench_controller [--scale X] [--rounds N] [--warmup N] [--seed S] [--channels 1,8,16]
+//                    [--path controller|lanes|inline]
 //                    [--share-module-reads yes|no] [--fresh-cells yes|no]
 //                    [--page-size BYTES]   (the store's pages; default the store's own, 16384)
 // --warmup N (default 0): rounds run first at each size and left out of every
@@ -21,6 +25,10 @@
 // is done once (a new store's first pages and WAL growth, the first
 // screening model, first touches of memory), which is not the overhead per
 // cell of a running line. --warmup 0 gives the figures of sessions 5-15.
+// --path (default controller): lanes or inline measure the step engine alone
+// (measure_steps below: no controller, safety monitor or store), the floor
+// under the controller's overhead on this machine and simulator
+// (--warmup, --share-module-reads and --page-size apply to the controller).
 // --fresh-cells yes (the default): before each round every position gets a
 // fresh cell of the lot at 80 % charge and ambient temperature (the
 // simulator's `cell P soc0 0.8`), so that any number of rounds tests the same
@@ -43,13 +51,16 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <vector>
 
 #include "eol/station/config.hpp"
 #include "eol/station/controller.hpp"
 #include "eol/station/log.hpp"
+#include "eol/station/instrument_factory.hpp"
 #include "eol/station/serial.hpp"
+#include "eol/station/steps.hpp"
 #include "eol/station/store.hpp"
 
 namespace fs = std::filesystem;
@@ -156,6 +167,11 @@ struct Row {
     std::size_t cells = 0;
     double wall_per_cell_s = 0, bare_s = 0, overhead_mean_s = 0, overhead_max_s = 0;
     double overhead_median_s = 0;
+    /// A round's wall time (its first start to its last result) beyond the
+    /// bare instrument time, over its cells, averaged over the rounds: the
+    /// station's time lost per cell tested when every position runs at once
+    /// (its throughput), beside each cell's own overhead above.
+    double round_overhead_per_cell_s = 0;
     double cpu_per_channel_h_s = 0;
     double sim_cpu_per_channel_h_s = 0;
     std::size_t not_pass = 0;
@@ -207,8 +223,8 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
         spec.date = {2023, 3, 14};
         std::uint64_t sequence = 1;
         double cpu0 = cpu_s(RUSAGE_SELF);
-        double sum_overhead = 0, sum_wall = 0, sum_first = 0;
-        std::vector<double> overheads;
+        double sum_wall = 0, sum_first = 0, sum_round = 0;
+        std::vector<double> overheads;  // each measured cell's wall − bare
         std::uint64_t tc_reads0 = 0;
         for (int r = 0; r < warmup + rounds; ++r) {
             const bool warm = r >= warmup;
@@ -261,13 +277,15 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
                 for (int p = 1; p <= n; ++p) sum_first += took[static_cast<std::size_t>(p)] - bare_s;
                 continue;
             }
+            double round_start = INFINITY, round_end = -INFINITY;
             for (int p = 1; p <= n; ++p) {
-                const double t = took[static_cast<std::size_t>(p)];
-                sum_wall += t;
-                sum_overhead += t - bare_s;
-                row.overhead_max_s = std::max(row.overhead_max_s, t - bare_s);
-                overheads.push_back(t - bare_s);
+                const auto k = static_cast<std::size_t>(p);
+                sum_wall += took[k];
+                overheads.push_back(took[k] - bare_s);
+                round_start = std::min(round_start, started[k]);
+                round_end = std::max(round_end, started[k] + took[k]);
             }
+            sum_round += (round_end - round_start - bare_s) / n;
             row.cells += static_cast<std::size_t>(n);
         }
         const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
@@ -279,8 +297,11 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
         const double channel_hours = static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0;
         row.cpu_per_channel_h_s = cpu / channel_hours;
         row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
-        row.overhead_mean_s = sum_overhead / static_cast<double>(row.cells);
+        row.round_overhead_per_cell_s = rounds > 0 ? sum_round / rounds : 0.0;
         if (!overheads.empty()) {
+            row.overhead_mean_s = std::accumulate(overheads.begin(), overheads.end(), 0.0) /
+                                  static_cast<double>(overheads.size());
+            row.overhead_max_s = *std::max_element(overheads.begin(), overheads.end());
             std::sort(overheads.begin(), overheads.end());
             const std::size_t h = overheads.size() / 2;
             row.overhead_median_s = overheads.size() % 2 ? overheads[h] : 0.5 * (overheads[h - 1] + overheads[h]);
@@ -296,6 +317,104 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
     return row;
 }
 
+/// --path lanes | inline: the same recipe, cells and simulator child, driven by
+/// the step engine alone — no controller: no safety monitor, no store write
+/// or screening, no keep-alive. "lanes": run_channels (the positions as
+/// coroutines on one loop, each instrument's calls on its own lane thread;
+/// each SCPI load's socket on a private io_context, driven by its lane).
+/// "inline" (one channel): run_recipe on this one thread, every driver call
+/// made by the thread that runs the steps — no hand-over at all. What is left
+/// is the steps' own instrument calls, fits and waits on this machine and
+/// simulator: the floor under the controller's figure. A cell's wall time is
+/// its record's (end − start) / scale.
+Row measure_steps(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir,
+                  bool inline_calls, bool fresh_cells) {
+    const fs::path cfg_file = dir / fmt::format("steps{}.toml", n);
+    std::ofstream(cfg_file) << station_text(n, scale, seed, dir / fmt::format("steps{}.db", n));
+    const auto cfg = station::load_station_config(cfg_file);
+    const double bare_s = cfg.recipe.duration_s() / scale;
+    const double child_cpu0 = cpu_s(RUSAGE_CHILDREN);
+    Row row;
+    row.channels = n;
+    row.bare_s = bare_s;
+    {
+        SimChild sim(cli, cfg_file, (n + 1) / 2 + (n + 7) / 8);
+        station::StationInstruments inst = station::make_instruments(cfg);
+        for (auto& [name, l] : inst.loads) l->connect();
+        for (auto& [name, t] : inst.thermos) t->connect();
+        std::vector<station::ChannelJob> jobs;
+        for (int p = 1; p <= n; ++p) {
+            const station::ChannelConfig* ch = cfg.find_position(p);
+            station::ChannelJob j;
+            j.position = p;
+            j.io.load = inst.loads.at(ch->load).get();
+            j.io.load_channel = ch->load_channel;
+            j.io.thermo = inst.thermos.at(ch->thermo).get();
+            j.io.thermo_channel = ch->thermo_channel;
+            if (const auto amb = cfg.ambient_for(*ch)) {
+                j.io.ambient_channel = amb->channel;
+                if (amb->thermo != ch->thermo) j.io.ambient_thermo = inst.thermos.at(amb->thermo).get();
+            }
+            jobs.push_back(std::move(j));
+        }
+        const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
+        station::SerialSpec spec;
+        spec.plant = "01";
+        spec.line = "A";
+        spec.lot = "0042";
+        spec.date = {2023, 3, 14};
+        std::uint64_t sequence = 1;
+        station::ScaledWallClock clock(scale);
+        station::RunContext ctx;
+        ctx.station_id = "BENCH";
+        ctx.position = 1;
+        ctx.clock = &clock;
+        ctx.on_phase = [&row](const char* phase, double wall_ms) { row.phase_ms[phase] += wall_ms; };  // one thread
+        std::vector<double> overheads;
+        double sum_wall = 0, sum_round = 0;
+        const double cpu0 = cpu_s(RUSAGE_SELF);
+        for (int r = 0; r < rounds; ++r) {
+            if (fresh_cells)
+                for (int p = 1; p <= n; ++p) sim.control(fmt::format("cell {} soc0 0.8", p));
+            for (auto& j : jobs) {
+                spec.sequence = sequence++;
+                j.cell = {scheme.make(spec), cfg.recipe.cell_model, "0042", "2023-03-14"};
+            }
+            std::vector<station::TestRecord> records;
+            if (inline_calls) records.push_back(station::run_recipe(cfg.recipe, cfg.limits, jobs[0].io, jobs[0].cell, ctx));
+            else records = station::run_channels(cfg.recipe, cfg.limits, jobs, ctx);
+            double round_start = INFINITY, round_end = -INFINITY;
+            for (const station::TestRecord& rec : records) {
+                const double wall = (rec.end_unix_s - rec.start_unix_s) / scale;
+                sum_wall += wall;
+                overheads.push_back(wall - bare_s);
+                round_start = std::min(round_start, rec.start_unix_s / scale);
+                round_end = std::max(round_end, rec.end_unix_s / scale);
+                row.not_pass += rec.verdict != station::Verdict::pass;
+                for (std::size_t k = 0; k < rec.steps.size() && k < cfg.recipe.steps.size(); ++k) {
+                    const auto& st = rec.steps[k];
+                    if (!row.over_ms.count(st.name)) row.step_order.push_back(st.name);
+                    row.over_ms[st.name] += (st.end_unix_s - st.start_unix_s - cfg.recipe.steps[k].duration_s()) / scale * 1e3;
+                }
+            }
+            sum_round += (round_end - round_start - bare_s) / n;
+            row.cells += records.size();
+        }
+        const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
+        row.cpu_per_channel_h_s = cpu / (static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0);
+        row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
+        row.round_overhead_per_cell_s = sum_round / rounds;
+        std::sort(overheads.begin(), overheads.end());
+        row.overhead_mean_s = std::accumulate(overheads.begin(), overheads.end(), 0.0) / static_cast<double>(overheads.size());
+        row.overhead_max_s = overheads.back();
+        const std::size_t h = overheads.size() / 2;
+        row.overhead_median_s = overheads.size() % 2 ? overheads[h] : 0.5 * (overheads[h - 1] + overheads[h]);
+    }
+    row.sim_cpu_per_channel_h_s =
+        (cpu_s(RUSAGE_CHILDREN) - child_cpu0) / (static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0);
+    return row;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -306,6 +425,7 @@ int main(int argc, char** argv) {
     std::vector<int> sizes{1, 8, 16};
     bool share = true;
     bool fresh_cells = true;
+    std::string path = "controller";
     int page_size = station::OpenOptions{}.page_size_bytes;
     for (int k = 1; k + 1 < argc; k += 2) {
         const std::string a = argv[k];
@@ -322,6 +442,7 @@ int main(int argc, char** argv) {
         else if (a == "--rounds") rounds = std::atoi(argv[k + 1]);
         else if (a == "--warmup") warmup = std::max(0, std::atoi(argv[k + 1]));
         else if (a == "--page-size") page_size = std::atoi(argv[k + 1]);
+        else if (a == "--path") path = argv[k + 1];
         else if (a == "--seed") seed = static_cast<std::uint64_t>(std::atoll(argv[k + 1]));
         else if (a == "--channels") {
             sizes.clear();
@@ -341,6 +462,18 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    if (path != "controller" && path != "lanes" && path != "inline") {
+        fmt::print(stderr, "bench_controller: --path: expected controller, lanes or inline, got '{}'\n", path);
+        return 2;
+    }
+    if (path == "inline" && (sizes.size() != 1 || sizes.front() != 1)) {
+        fmt::print(stderr, "bench_controller: --path inline runs one channel: give --channels 1\n");
+        return 2;
+    }
+    if (rounds < 1) {
+        fmt::print(stderr, "bench_controller: --rounds must be at least 1\n");
+        return 2;
+    }
     // The controller's per-cell events are not what is measured here.
     if (!std::getenv("EOL_LOG_LEVEL")) station::station_log("controller").set_level(spdlog::level::warn);
     const fs::path cli = EOL_CLI;
@@ -348,19 +481,27 @@ int main(int argc, char** argv) {
     fs::create_directories(dir);
     fmt::print("bench_controller: recipe eol-18650 at {}x, {} rounds per size after {} warm-up round(s) (left out of "
                "every figure but \"1st round ms\"), `eolstation sim` in a child process, module reads {}, store pages {} "
-               "bytes, {}\n\n",
+               "bytes, {}; {}\n\n",
                scale, rounds, warmup, share ? "shared" : "one per request", page_size,
-               fresh_cells ? "a fresh cell at each position for each round" : "each position's cell tested again");
-    fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>10} {:>16} {:>13} {:>18} {:>20} {:>8} {:>13}\n", "channels", "cells",
-               "wall/cell ms", "bare instr. ms", "overhead/cell ms", "median ms", "overhead max ms", "1st round ms", "ctrl CPU s/ch-h",
-               "bare sim CPU s/ch-h", "!pass", "tc reads/cell");
+               fresh_cells ? "a fresh cell at each position for each round" : "each position's cell tested again",
+               path == "controller" ? "the station controller"
+               : path == "lanes"    ? "the step engine alone, instrument calls on lanes (no controller, monitor or store)"
+                                    : "the step engine alone on one thread, driver calls inline (no controller, monitor "
+                                      "or store)");
+    fmt::print("{:>8} {:>6} {:>14} {:>16} {:>18} {:>10} {:>16} {:>15} {:>13} {:>18} {:>20} {:>8} {:>13}\n", "channels",
+               "cells", "wall/cell ms", "bare instr. ms", "overhead/cell ms", "median ms", "overhead max ms",
+               "round ms/cell", "1st round ms", "ctrl CPU s/ch-h", "bare sim CPU s/ch-h", "!pass", "tc reads/cell");
     std::vector<Row> rows;
     for (int n : sizes) {
-        const Row r = measure(cli, n, scale, rounds, warmup, seed, dir, share, page_size, fresh_cells);
+        const Row r = path == "controller"
+                          ? measure(cli, n, scale, rounds, warmup, seed, dir, share, page_size, fresh_cells)
+                          : measure_steps(cli, n, scale, rounds, seed, dir, path == "inline", fresh_cells);
         const std::string first = warmup > 0 ? fmt::format("{:.2f}", r.first_overhead_mean_s * 1e3) : "-";
-        fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>10.2f} {:>16.2f} {:>13} {:>18.2f} {:>20.2f} {:>8} {:>13.1f}\n",
+        fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>10.2f} {:>16.2f} {:>15.2f} {:>13} {:>18.2f} {:>20.2f} {:>8} "
+                   "{:>13.1f}\n",
                    r.channels, r.cells, r.wall_per_cell_s * 1e3, r.bare_s * 1e3, r.overhead_mean_s * 1e3,
-                   r.overhead_median_s * 1e3, r.overhead_max_s * 1e3, first, r.cpu_per_channel_h_s,
+                   r.overhead_median_s * 1e3, r.overhead_max_s * 1e3, r.round_overhead_per_cell_s * 1e3, first,
+                   r.cpu_per_channel_h_s,
                    r.sim_cpu_per_channel_h_s, r.not_pass, r.tc_reads_per_cell);
         rows.push_back(r);
     }

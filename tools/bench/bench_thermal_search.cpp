@@ -22,6 +22,7 @@
 
 #include "eol/models/thermal.hpp"
 #include "eol/station/config.hpp"
+#include "eol/station/steps.hpp"
 #include "eol/station/store.hpp"
 
 using namespace eol;
@@ -103,32 +104,13 @@ int main(int argc, char** argv) {
         const auto steps = store.steps(id);
         const auto it = std::find_if(steps.begin(), steps.end(), [](const auto& s) { return s.kind == "heat"; });
         if (it == steps.end() || it->sample_count < 10) continue;
-        const models::Series all = store.trace(id);
-        models::Series s;
-        bool amb = true;
-        for (std::size_t k = it->first_sample; k < it->first_sample + it->sample_count; ++k) {
-            s.t_s.push_back(all.t_s[k]);
-            s.i_a.push_back(all.i_a[k]);
-            s.v_v.push_back(all.v_v[k]);
-            s.t_cell_c.push_back(all.t_cell_c[k]);
-            s.t_amb_c.push_back(all.t_amb_c[k]);
-            amb = amb && std::isfinite(all.t_amb_c[k]);
-        }
-        if (!amb) s.t_amb_c.clear();
-        models::ThermalOptions opt;
-        opt.heating_rc_pairs = 3;
-        opt.entropic_v = hp.entropic_v;
-        opt.entropic_v_per_ah = hp.entropic_v_per_ah;
-        if (!hp.entropic_v && recipe.entropy) {
-            double ocv_v = NAN;
-            for (const auto& m : store.measurements(id))
-                if (m.name == "ocv_v") ocv_v = m.value;
-            if (!std::isfinite(ocv_v)) continue;
-            const auto rev = recipe.entropy->reversible(ocv_v, s.t_cell_c.front(), hp.current_a * hp.duration_s / 3600.0,
-                                                        recipe.capacity_ah);
-            opt.entropic_v = rev.k_v;
-            opt.entropic_v_per_ah = rev.k_v_per_ah;
-        }
+        const models::Series s = station::step_window(store.trace(id), it->first_sample, it->sample_count);
+        double ocv_v = NAN;
+        for (const auto& m : store.measurements(id))
+            if (m.name == "ocv_v") ocv_v = m.value;
+        const auto options = station::heat_fit_options(hp, recipe, ocv_v, s.t_cell_c.front());
+        if (!options) continue;
+        const models::ThermalOptions& opt = options->thermal;
         ++windows;
         const Outcome a = fit_once(s, opt, 3000), b = fit_once(s, opt, limit);
         for (const auto& n : b.fit.notes)

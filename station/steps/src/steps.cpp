@@ -9,6 +9,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -17,6 +18,7 @@
 #include <stdexcept>
 #include <set>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 #include "eol/instruments/errors.hpp"
@@ -99,6 +101,13 @@ public:
     awaitable<TestRecord> run(const CellIdentity& cell);
 
 private:
+    /// A pulse's circuit fit still running, and its place among the record's
+    /// fits (a placeholder until the fit is done).
+    struct PendingFit {
+        Deferred<models::EcmFit> fit;
+        std::size_t slot = 0;
+    };
+
     template <class F>
     auto with_load(F f) const {
         check_deadline();
@@ -466,9 +475,9 @@ private:
         // finish_pulse_fit), with its place among the record's fits kept.
         models::EcmOptions opt;
         opt.rc_pairs = 2;
-        pending_ecm_ = co_await Deferred<models::EcmFit>::start(
+        pending_ecm_.fit = co_await Deferred<models::EcmFit>::start(
             fit_ecm_on(ctx_.compute, &fits_, std::make_shared<const models::Series>(std::move(s)), opt));
-        pending_ecm_slot_ = out_.fits.size();
+        pending_ecm_.slot = out_.fits.size();
         out_.fits.push_back(fit_record("ecm2", false, std::nan("")));
         co_return q;
     }
@@ -483,14 +492,14 @@ private:
         co_return co_await on_lane(lane, [fits, &series, &opt] { return fits->ecm(*series, opt); });
     }
 
-    /// A pulse's circuit fit (started by pulse()) into its place `slot` among
-    /// the record's fits and into `q`; rethrows the fit's exception.
-    awaitable<void> finish_pulse_fit(Deferred<models::EcmFit>& pending, std::size_t slot, Quantities& q) {
+    /// A pulse's circuit fit (started by pulse()) into its place among the
+    /// record's fits and into `q`; rethrows the fit's exception.
+    awaitable<void> finish_pulse_fit(PendingFit& pending, Quantities& q) {
         std::optional<models::EcmFit> fit_result;
         {
             const ComputingTime not_counted(*this);  // also when the fit throws
             mark();
-            fit_result = co_await pending.get();
+            fit_result = co_await pending.fit.get();
             phase("pulse.fit");  // what judging the step waited for the fit
         }
         const models::EcmFit& fit = *fit_result;
@@ -507,7 +516,7 @@ private:
             q["r" + n + "_ohm"] = fit.rc[k].r_ohm.value;
             q["tau" + n + "_s"] = fit.rc[k].tau_s.value;
         }
-        out_.fits[slot] = std::move(mf);
+        out_.fits[pending.slot] = std::move(mf);
     }
 
     /// Done, fetched and the input off in one call to the load's lane;
@@ -589,15 +598,7 @@ private:
         for (double t : s.t_cell_c) t_max = std::max(t_max, t);
         Quantities q{{"temp_rise_k", t_max - s.t_cell_c.front()}};
 
-        // Heating from a circuit fitted to the same window, with three RC
-        // pairs: over a 10-minute step the open-circuit voltage falls with
-        // the charge drawn, and one pair (slower than the window, taken as
-        // that state-of-charge change, no heat) goes to it; the other two
-        // carry the polarisation heat that lags the current. With two pairs
-        // the heat came too early and too large after the current stopped,
-        // and the fit showed it as a P_x of about −20 to −70 mW on good cells.
-        models::ThermalOptions opt;
-        opt.heating_rc_pairs = 3;
+        // Heating from a circuit fitted to the same window (heat_fit_options).
         if (!io_.ambient_channel) s.t_amb_c.clear();
         // The position's calibrated sensor offset o (fixture health) and
         // which model it is for. The reversible heat k·I has almost the shape
@@ -610,25 +611,11 @@ private:
         // the steady offset c of the same model (recorded below), or the two
         // would disagree by what their start-of-window treatment differs in
         // (~0.8 K on a cell not yet cooled from its previous test).
-        // A recipe that declares the cell model's entropic coefficient (k = −T·dU/dT,
-        // entropic_v) has the reversible heat k·I added to the heat as known, in
-        // whichever model runs; k is then never fitted, so the calibration's c
-        // and the later cells' fits are of the same model (the plain one with
-        // the known heat) at any cooling.
-        opt.entropic_v = p.entropic_v;
-        opt.entropic_v_per_ah = p.entropic_v_per_ah;
-        // Or the cell model's dU/dT table ([cell.entropy]) at the state of
-        // charge this cell's OCV says, and its secant over the step's charge.
-        std::optional<double> entropy_soc;
-        if (!p.entropic_v && recipe_.entropy) {
-            if (!std::isfinite(last_ocv_v_))
-                throw StepStop{StepOutcome::error, "[cell.entropy] needs the cell's OCV, and no OCV step measured it"};
-            const CellEntropy::Reversible rev = recipe_.entropy->reversible(
-                last_ocv_v_, s.t_cell_c.front(), p.current_a * p.duration_s / 3600.0, recipe_.capacity_ah);
-            opt.entropic_v = rev.k_v;
-            opt.entropic_v_per_ah = rev.k_v_per_ah;
-            entropy_soc = rev.soc;
-        }
+        std::optional<HeatFitOptions> options = heat_fit_options(p, recipe_, last_ocv_v_, s.t_cell_c.front());
+        if (!options)
+            throw StepStop{StepOutcome::error, "[cell.entropy] needs the cell's OCV, and no OCV step measured it"};
+        models::ThermalOptions& opt = options->thermal;
+        const std::optional<double> entropy_soc = options->entropy_soc;
         const bool reversible = !opt.entropic_v && p.cooling_s >= kReversibleMinCooling_s && io_.ambient_channel.has_value();
         const std::optional<double> offset = io_.ambient_channel ? io_.thermo_offset_k : std::nullopt;
         if (offset && reversible) {
@@ -727,8 +714,7 @@ private:
     double last_ocv_v_ = std::nan("");  // the latest OCV step's reading (a heat step's state of charge)
     CallTime load_call_, thermo_call_;
     double step_timeout_s_ = 0;
-    Deferred<models::EcmFit> pending_ecm_;  // the last pulse's fit, until its step is judged
-    std::size_t pending_ecm_slot_ = 0;      // its index in out_.fits
+    PendingFit pending_ecm_;  // the last pulse's fit, until its step is judged
 };
 
 awaitable<TestRecord> Run::run(const CellIdentity& cell) {
@@ -750,8 +736,7 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
         StepRecord sr;
         Quantities q;
         std::optional<StepStop> stop;
-        Deferred<models::EcmFit> fit;  // a pulse's circuit fit, still running
-        std::size_t fit_slot = 0;
+        PendingFit fit;  // a pulse's circuit fit, still running
     };
     // Its declared measurements judged once (not measured when a stop came
     // first: unset) and its record appended; a stop ends the run (the steps
@@ -800,12 +785,12 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
         Ended e = std::move(*waiting);
         waiting.reset();
         try {
-            co_await finish_pulse_fit(e.fit, e.fit_slot, e.q);
+            co_await finish_pulse_fit(e.fit, e.q);
         } catch (const std::exception& ex) {
-            out_.fits.erase(out_.fits.begin() + static_cast<std::ptrdiff_t>(e.fit_slot));
+            out_.fits.erase(out_.fits.begin() + static_cast<std::ptrdiff_t>(e.fit.slot));
             e.stop = StepStop{StepOutcome::error, fmt::format("circuit fit: {}", ex.what())};
         } catch (...) {
-            out_.fits.erase(out_.fits.begin() + static_cast<std::ptrdiff_t>(e.fit_slot));
+            out_.fits.erase(out_.fits.begin() + static_cast<std::ptrdiff_t>(e.fit.slot));
             e.stop = StepStop{StepOutcome::error, "circuit fit: unknown exception"};
         }
         judge(e);
@@ -856,10 +841,9 @@ awaitable<TestRecord> Run::run(const CellIdentity& cell) {
         if (e.stop) co_await safe_off();
         sr.sample_count = out_.trace.size() - sr.first_sample;
         sr.end_unix_s = out_.start_unix_s + (now_s() - t0);
-        e.fit = std::move(pending_ecm_);  // a pulse's fit (it ended without a stop)
-        e.fit_slot = pending_ecm_slot_;
+        e.fit = std::exchange(pending_ecm_, PendingFit{});  // a pulse's fit (it ended without a stop)
         co_await judge_waiting();
-        if (e.fit.pending()) waiting = std::move(e);
+        if (e.fit.fit.pending()) waiting = std::move(e);
         else judge(e);
     }
     co_await judge_waiting();
@@ -887,6 +871,45 @@ std::vector<instruments::TcReading> ThermoShare::read(instruments::TemperatureRe
 std::vector<instruments::TcReading> read_module(instruments::TemperatureReader& reader, ThermoShare* share,
                                                 double requested_s) {
     return share ? share->read(reader, requested_s) : reader.read_all();
+}
+
+std::optional<HeatFitOptions> heat_fit_options(const HeatParams& p, const Recipe& recipe, double ocv_v,
+                                               double t_start_c) {
+    HeatFitOptions out;
+    // Three RC pairs: over a 10-minute step the open-circuit voltage falls
+    // with the charge drawn, and one pair (slower than the window, taken as
+    // that state-of-charge change, no heat) goes to it; the other two carry
+    // the polarisation heat that lags the current. With two pairs the heat
+    // came too early and too large after the current stopped, and the fit
+    // showed it as a P_x of about −20 to −70 mW on good cells.
+    out.thermal.heating_rc_pairs = 3;
+    // A recipe that declares the cell model's entropic coefficient (k =
+    // −T·dU/dT, entropic_v) has the reversible heat k·I added to the heat as
+    // known, in whichever model runs; k is then never fitted, so the
+    // calibration's c and the later cells' fits are of the same model (the
+    // plain one with the known heat) at any cooling.
+    out.thermal.entropic_v = p.entropic_v;
+    out.thermal.entropic_v_per_ah = p.entropic_v_per_ah;
+    // Or the cell model's dU/dT table ([cell.entropy]) at the state of
+    // charge this cell's OCV says, and its secant over the step's charge.
+    if (!p.entropic_v && recipe.entropy) {
+        if (!std::isfinite(ocv_v)) return std::nullopt;
+        const CellEntropy::Reversible rev =
+            recipe.entropy->reversible(ocv_v, t_start_c, p.current_a * p.duration_s / 3600.0, recipe.capacity_ah);
+        out.thermal.entropic_v = rev.k_v;
+        out.thermal.entropic_v_per_ah = rev.k_v_per_ah;
+        out.entropy_soc = rev.soc;
+    }
+    return out;
+}
+
+models::Series step_window(const models::Series& trace, std::size_t first, std::size_t count) {
+    if (first > trace.size() || count > trace.size() - first)
+        throw std::out_of_range(fmt::format("a step's samples {}..{} are past the trace's {} samples", first,
+                                            first + count, trace.size()));
+    models::Series s = trace.slice(first, first + count);
+    if (std::any_of(s.t_amb_c.begin(), s.t_amb_c.end(), [](double x) { return !std::isfinite(x); })) s.t_amb_c.clear();
+    return s;
 }
 
 bool aborted_for_over_temperature(const TestRecord& record) {

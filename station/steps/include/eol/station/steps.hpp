@@ -244,6 +244,28 @@ public:
 /// limits.temp_abort_c (the safety abort whose cell is held as hazardous).
 bool aborted_for_over_temperature(const TestRecord& record);
 
+/// The thermal fit's options of a heat step, as the step fits its window
+/// (one place for the step, bench_thermal_search and the tests): three RC
+/// pairs in the circuit that gives the heat, and the reversible heat given
+/// as known — the step's own entropic_v, or the recipe's [cell.entropy]
+/// table read at the cell's OCV `ocv_v` (V) and the window's first cell
+/// temperature `t_start_c` (°C) over the step's charge. The sensor-offset
+/// and extended (k fitted) variants are the step's own business.
+struct HeatFitOptions {
+    models::ThermalOptions thermal;
+    std::optional<double> entropy_soc;  // where [cell.entropy] was read, when it was
+};
+/// Empty when the recipe declares [cell.entropy] and `ocv_v` is not finite
+/// (no OCV step measured it): the step errs, a tool skips the cell.
+std::optional<HeatFitOptions> heat_fit_options(const HeatParams& p, const Recipe& recipe, double ocv_v,
+                                               double t_start_c);
+
+/// The samples [first, first + count) of a run's stored trace as one step's
+/// window; the ambient column is dropped unless every sample has one (as a
+/// position without an ambient sensor records it). Throws
+/// std::out_of_range when the trace is shorter than the step says.
+models::Series step_window(const models::Series& trace, std::size_t first, std::size_t count);
+
 /// A thermocouple module's last whole reading, shared by every position and
 /// safety monitor that reads that module: a request is answered by a read
 /// that BEGAN after the request was made — never older than the request —
