@@ -98,3 +98,51 @@ TEST_CASE("thermal search: a reduced record agrees with every sample on a simula
     CHECK(windows == 24);
     CHECK(again >= 1);  // seed 3: two shorted cells take the search on every sample again
 }
+
+TEST_CASE("heat window: step_window cuts a step's samples and drops an ambient column with a gap; heat_fit_options reads [cell.entropy] at the OCV") {
+    models::Series trace;
+    for (int k = 0; k < 10; ++k) {
+        trace.t_s.push_back(k);
+        trace.i_a.push_back(k >= 3 ? 3.0 : 0.0);
+        trace.v_v.push_back(4.0 - 0.01 * k);
+        trace.t_cell_c.push_back(25.0 + 0.1 * k);
+        trace.t_amb_c.push_back(25.0);
+    }
+    const models::Series w = step_window(trace, 2, 5);
+    REQUIRE(w.size() == 5);
+    CHECK(w.t_s.front() == 2.0);
+    CHECK(w.t_s.back() == 6.0);
+    CHECK(w.t_amb_c.size() == 5);
+    trace.t_amb_c[8] = NAN;  // outside the window: kept
+    CHECK(step_window(trace, 2, 5).t_amb_c.size() == 5);
+    trace.t_amb_c[4] = NAN;  // inside: the window has no ambient
+    CHECK(step_window(trace, 2, 5).t_amb_c.empty());
+    CHECK(step_window(trace, 2, 5).t_cell_c.size() == 5);
+    CHECK(step_window(trace, 10, 0).size() == 0);
+    CHECK_THROWS_WITH_AS(step_window(trace, 8, 3), "a step's samples 8..11 are past the trace's 10 samples", std::out_of_range);
+    CHECK_THROWS_AS(step_window(trace, 11, 0), std::out_of_range);
+
+    const Recipe eol = test::shipped_recipe("eol-18650");
+    REQUIRE(eol.entropy);
+    const auto heat = std::find_if(eol.steps.begin(), eol.steps.end(), [](const auto& st) { return st.kind() == StepKind::heat; });
+    REQUIRE(heat != eol.steps.end());
+    HeatParams hp = std::get<HeatParams>(heat->params);
+    REQUIRE_FALSE(hp.entropic_v);
+    CHECK_FALSE(heat_fit_options(hp, eol, NAN, 25.0).has_value());  // no OCV: the step errs
+    const auto lo = heat_fit_options(hp, eol, 3.6, 25.0), hi = heat_fit_options(hp, eol, 4.1, 25.0);
+    REQUIRE(lo);
+    REQUIRE(hi);
+    CHECK(lo->thermal.heating_rc_pairs == 3);
+    REQUIRE(lo->entropy_soc);
+    REQUIRE(hi->entropy_soc);
+    CHECK(*lo->entropy_soc < *hi->entropy_soc);  // the state of charge the OCV says
+    REQUIRE(lo->thermal.entropic_v);
+    const auto rev = eol.entropy->reversible(3.6, 25.0, hp.current_a * hp.duration_s / 3600.0, eol.capacity_ah);
+    CHECK(*lo->thermal.entropic_v == rev.k_v);
+    // The step's own coefficient wins over the table, and needs no OCV.
+    hp.entropic_v = 0.012;
+    const auto own = heat_fit_options(hp, eol, NAN, 25.0);
+    REQUIRE(own);
+    CHECK(*own->thermal.entropic_v == 0.012);
+    CHECK_FALSE(own->entropy_soc);
+}

@@ -16,7 +16,7 @@
 //
 // Deterministic for a given seed (--seed; the simulator's lot). Usage:
 //   bench_controller [--scale X] [--rounds N] [--warmup N] [--seed S] [--channels 1,8,16]
-//                    [--path controller|lanes|inline]
+//                    [--path controller|lanes|inline] [--stagger yes|no]
 //                    [--share-module-reads yes|no] [--fresh-cells yes|no]
 //                    [--page-size BYTES]   (the store's pages; default the store's own, 16384)
 // --warmup N (default 0): rounds run first at each size and left out of every
@@ -29,6 +29,10 @@
 // (measure_steps below: no controller, safety monitor or store), the floor
 // under the controller's overhead on this machine and simulator
 // (--warmup, --share-module-reads and --page-size apply to the controller).
+// --stagger yes (controller only; default no): within a round the positions
+// start one after another, a recipe's time over the channel count apart (as
+// cells arrive on a line), not all at the same moment; "round ms/cell" then
+// leaves the offsets out.
 // --fresh-cells yes (the default): before each round every position gets a
 // fresh cell of the lot at 80 % charge and ambient temperature (the
 // simulator's `cell P soc0 0.8`), so that any number of rounds tests the same
@@ -53,6 +57,7 @@
 #include <mutex>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "eol/station/config.hpp"
@@ -191,7 +196,7 @@ struct Row {
 };
 
 Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, std::uint64_t seed, const fs::path& dir,
-            bool share, int page_size, bool fresh_cells) {
+            bool share, int page_size, bool fresh_cells, bool stagger) {
     const fs::path cfg_file = dir / fmt::format("station{}.toml", n);
     const fs::path db = dir / fmt::format("bench{}.db", n);
     std::ofstream(cfg_file) << station_text(n, scale, seed, db);
@@ -243,7 +248,9 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
             std::condition_variable cv;
             int done = 0;
             std::vector<double> started(static_cast<std::size_t>(n) + 1), took(static_cast<std::size_t>(n) + 1);
+            const double gap_s = stagger ? bare_s / n : 0.0;
             for (int p = 1; p <= n; ++p) {
+                if (p > 1 && gap_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(gap_s));
                 spec.sequence = sequence++;
                 const std::string serial = scheme.make(spec);
                 started[static_cast<std::size_t>(p)] =
@@ -285,7 +292,9 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
                 round_start = std::min(round_start, started[k]);
                 round_end = std::max(round_end, started[k] + took[k]);
             }
-            sum_round += (round_end - round_start - bare_s) / n;
+            // With --stagger the offsets the starts were given are not the station's cost.
+            const double offsets_s = gap_s > 0 ? started[static_cast<std::size_t>(n)] - started[1] : 0.0;
+            sum_round += (round_end - round_start - bare_s - offsets_s) / n;
             row.cells += static_cast<std::size_t>(n);
         }
         const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
@@ -426,16 +435,17 @@ int main(int argc, char** argv) {
     bool share = true;
     bool fresh_cells = true;
     std::string path = "controller";
+    bool stagger = false;
     int page_size = station::OpenOptions{}.page_size_bytes;
     for (int k = 1; k + 1 < argc; k += 2) {
         const std::string a = argv[k];
-        if (a == "--share-module-reads" || a == "--fresh-cells") {
+        if (a == "--share-module-reads" || a == "--fresh-cells" || a == "--stagger") {
             const std::string v = argv[k + 1];
             if (v != "yes" && v != "no") {
                 fmt::print(stderr, "bench_controller: {}: expected yes or no, got '{}'\n", a, v);
                 return 2;
             }
-            (a == "--fresh-cells" ? fresh_cells : share) = v == "yes";
+            (a == "--fresh-cells" ? fresh_cells : a == "--stagger" ? stagger : share) = v == "yes";
             continue;
         }
         if (a == "--scale") scale = std::atof(argv[k + 1]);
@@ -494,7 +504,7 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     for (int n : sizes) {
         const Row r = path == "controller"
-                          ? measure(cli, n, scale, rounds, warmup, seed, dir, share, page_size, fresh_cells)
+                          ? measure(cli, n, scale, rounds, warmup, seed, dir, share, page_size, fresh_cells, stagger)
                           : measure_steps(cli, n, scale, rounds, seed, dir, path == "inline", fresh_cells);
         const std::string first = warmup > 0 ? fmt::format("{:.2f}", r.first_overhead_mean_s * 1e3) : "-";
         fmt::print("{:>8} {:>6} {:>14.1f} {:>16.1f} {:>18.2f} {:>10.2f} {:>16.2f} {:>15.2f} {:>13} {:>18.2f} {:>20.2f} {:>8} "
