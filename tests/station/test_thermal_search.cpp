@@ -99,7 +99,7 @@ TEST_CASE("thermal search: a reduced record agrees with every sample on a simula
     CHECK(again >= 1);  // seed 3: two shorted cells take the search on every sample again
 }
 
-TEST_CASE("heat window: step_window cuts a step's samples and drops an ambient column with a gap; heat_fit_options reads [cell.entropy] at the OCV") {
+TEST_CASE("heat window: step_window cuts a step's samples and drops an ambient column with a gap, and heat_fit_options reads [cell.entropy] at the OCV") {
     models::Series trace;
     for (int k = 0; k < 10; ++k) {
         trace.t_s.push_back(k);
