@@ -168,6 +168,7 @@ struct SimChild {
 };
 
 struct Row {
+    Row(int n, double bare) : channels(n), bare_s(bare) {}
     int channels = 0;
     std::size_t cells = 0;
     double wall_per_cell_s = 0, bare_s = 0, overhead_mean_s = 0, overhead_max_s = 0;
@@ -195,18 +196,49 @@ struct Row {
     double tc_reads_per_cell = 0;
 };
 
+/// The cells' serials, in sequence, of one lot of the station's scheme.
+struct Serials {
+    station::SerialScheme scheme;
+    station::SerialSpec spec;
+    explicit Serials(const fs::path& scheme_file) : scheme(station::SerialScheme::load(scheme_file)) {
+        spec.plant = "01";
+        spec.line = "A";
+        spec.lot = "0042";
+        spec.date = {2023, 3, 14};
+        spec.sequence = 0;
+    }
+    std::string next() {
+        ++spec.sequence;
+        return scheme.make(spec);
+    }
+};
+
+/// The station file of `n` positions written to `cfg_file` (its store `db`), loaded.
+station::StationConfig write_station(const fs::path& cfg_file, const fs::path& db, int n, double scale,
+                                     std::uint64_t seed) {
+    std::ofstream(cfg_file) << station_text(n, scale, seed, db);
+    return station::load_station_config(cfg_file);
+}
+
+/// Mean, median (of an even count, the two middles' mean) and max of each cell's overhead.
+void set_overheads(Row& row, std::vector<double> overheads) {
+    if (overheads.empty()) return;
+    std::sort(overheads.begin(), overheads.end());
+    row.overhead_mean_s = std::accumulate(overheads.begin(), overheads.end(), 0.0) / static_cast<double>(overheads.size());
+    row.overhead_max_s = overheads.back();
+    const std::size_t h = overheads.size() / 2;
+    row.overhead_median_s = overheads.size() % 2 ? overheads[h] : 0.5 * (overheads[h - 1] + overheads[h]);
+}
+
 Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, std::uint64_t seed, const fs::path& dir,
             bool share, int page_size, bool fresh_cells, bool stagger) {
     const fs::path cfg_file = dir / fmt::format("station{}.toml", n);
     const fs::path db = dir / fmt::format("bench{}.db", n);
-    std::ofstream(cfg_file) << station_text(n, scale, seed, db);
     station::Store::open(db, station::OpenOptions{.create = true, .page_size_bytes = page_size});
-    const auto cfg = station::load_station_config(cfg_file);
+    const auto cfg = write_station(cfg_file, db, n, scale, seed);
     const double bare_s = cfg.recipe.duration_s() / scale;
     const double child_cpu0 = cpu_s(RUSAGE_CHILDREN);
-    Row row;
-    row.channels = n;
-    row.bare_s = bare_s;
+    Row row(n, bare_s);
     {
         SimChild sim(cli, cfg_file, (n + 1) / 2 + (n + 7) / 8);
         station::ControllerOptions opt;
@@ -220,13 +252,7 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
         };
         station::Controller controller(cfg, opt);
         controller.connect_all();
-        const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
-        station::SerialSpec spec;
-        spec.plant = "01";
-        spec.line = "A";
-        spec.lot = "0042";
-        spec.date = {2023, 3, 14};
-        std::uint64_t sequence = 1;
+        Serials serials(cfg.serial_scheme);
         double cpu0 = cpu_s(RUSAGE_SELF);
         double sum_wall = 0, sum_first = 0, sum_round = 0;
         std::vector<double> overheads;  // each measured cell's wall − bare
@@ -251,8 +277,7 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
             const double gap_s = stagger ? bare_s / n : 0.0;
             for (int p = 1; p <= n; ++p) {
                 if (p > 1 && gap_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(gap_s));
-                spec.sequence = sequence++;
-                const std::string serial = scheme.make(spec);
+                const std::string serial = serials.next();
                 started[static_cast<std::size_t>(p)] =
                     std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
                 controller.start(p, serial, [&, p](const station::CellResult& res) {
@@ -306,15 +331,8 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
         const double channel_hours = static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0;
         row.cpu_per_channel_h_s = cpu / channel_hours;
         row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
-        row.round_overhead_per_cell_s = rounds > 0 ? sum_round / rounds : 0.0;
-        if (!overheads.empty()) {
-            row.overhead_mean_s = std::accumulate(overheads.begin(), overheads.end(), 0.0) /
-                                  static_cast<double>(overheads.size());
-            row.overhead_max_s = *std::max_element(overheads.begin(), overheads.end());
-            std::sort(overheads.begin(), overheads.end());
-            const std::size_t h = overheads.size() / 2;
-            row.overhead_median_s = overheads.size() % 2 ? overheads[h] : 0.5 * (overheads[h - 1] + overheads[h]);
-        }
+        row.round_overhead_per_cell_s = sum_round / rounds;
+        set_overheads(row, std::move(overheads));
         row.tc_reads_per_cell = static_cast<double>(tc_reads) / static_cast<double>(row.cells);
         controller.shutdown("bench done");
         // SimChild's destructor reaps the simulator: its CPU shows in RUSAGE_CHILDREN.
@@ -339,13 +357,10 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
 Row measure_steps(const fs::path& cli, int n, double scale, int rounds, std::uint64_t seed, const fs::path& dir,
                   bool inline_calls, bool fresh_cells) {
     const fs::path cfg_file = dir / fmt::format("steps{}.toml", n);
-    std::ofstream(cfg_file) << station_text(n, scale, seed, dir / fmt::format("steps{}.db", n));
-    const auto cfg = station::load_station_config(cfg_file);
+    const auto cfg = write_station(cfg_file, dir / fmt::format("steps{}.db", n), n, scale, seed);
     const double bare_s = cfg.recipe.duration_s() / scale;
     const double child_cpu0 = cpu_s(RUSAGE_CHILDREN);
-    Row row;
-    row.channels = n;
-    row.bare_s = bare_s;
+    Row row(n, bare_s);
     {
         SimChild sim(cli, cfg_file, (n + 1) / 2 + (n + 7) / 8);
         station::StationInstruments inst = station::make_instruments(cfg);
@@ -366,13 +381,7 @@ Row measure_steps(const fs::path& cli, int n, double scale, int rounds, std::uin
             }
             jobs.push_back(std::move(j));
         }
-        const auto scheme = station::SerialScheme::load(cfg.serial_scheme);
-        station::SerialSpec spec;
-        spec.plant = "01";
-        spec.line = "A";
-        spec.lot = "0042";
-        spec.date = {2023, 3, 14};
-        std::uint64_t sequence = 1;
+        Serials serials(cfg.serial_scheme);
         station::ScaledWallClock clock(scale);
         station::RunContext ctx;
         ctx.station_id = "BENCH";
@@ -385,10 +394,7 @@ Row measure_steps(const fs::path& cli, int n, double scale, int rounds, std::uin
         for (int r = 0; r < rounds; ++r) {
             if (fresh_cells)
                 for (int p = 1; p <= n; ++p) sim.control(fmt::format("cell {} soc0 0.8", p));
-            for (auto& j : jobs) {
-                spec.sequence = sequence++;
-                j.cell = {scheme.make(spec), cfg.recipe.cell_model, "0042", "2023-03-14"};
-            }
+            for (auto& j : jobs) j.cell = {serials.next(), cfg.recipe.cell_model, "0042", "2023-03-14"};
             std::vector<station::TestRecord> records;
             if (inline_calls) records.push_back(station::run_recipe(cfg.recipe, cfg.limits, jobs[0].io, jobs[0].cell, ctx));
             else records = station::run_channels(cfg.recipe, cfg.limits, jobs, ctx);
@@ -413,11 +419,7 @@ Row measure_steps(const fs::path& cli, int n, double scale, int rounds, std::uin
         row.cpu_per_channel_h_s = cpu / (static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0);
         row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
         row.round_overhead_per_cell_s = sum_round / rounds;
-        std::sort(overheads.begin(), overheads.end());
-        row.overhead_mean_s = std::accumulate(overheads.begin(), overheads.end(), 0.0) / static_cast<double>(overheads.size());
-        row.overhead_max_s = overheads.back();
-        const std::size_t h = overheads.size() / 2;
-        row.overhead_median_s = overheads.size() % 2 ? overheads[h] : 0.5 * (overheads[h - 1] + overheads[h]);
+        set_overheads(row, std::move(overheads));
     }
     row.sim_cpu_per_channel_h_s =
         (cpu_s(RUSAGE_CHILDREN) - child_cpu0) / (static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0);
