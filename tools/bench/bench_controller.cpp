@@ -220,14 +220,29 @@ station::StationConfig write_station(const fs::path& cfg_file, const fs::path& d
     return station::load_station_config(cfg_file);
 }
 
-/// Mean, median (of an even count, the two middles' mean) and max of each cell's overhead.
+/// Mean, median (of an even count, the two middles' mean) and max of each
+/// cell's overhead, and the mean wall time per cell (bare + mean overhead).
 void set_overheads(Row& row, std::vector<double> overheads) {
     if (overheads.empty()) return;
     std::sort(overheads.begin(), overheads.end());
     row.overhead_mean_s = std::accumulate(overheads.begin(), overheads.end(), 0.0) / static_cast<double>(overheads.size());
+    row.wall_per_cell_s = row.bare_s + row.overhead_mean_s;
     row.overhead_max_s = overheads.back();
     const std::size_t h = overheads.size() / 2;
     row.overhead_median_s = overheads.size() % 2 ? overheads[h] : 0.5 * (overheads[h - 1] + overheads[h]);
+}
+
+/// Each step of `rec` beyond its nominal duration, added to row.over_ms (wall
+/// ms); returns the wall ms the steps took in all.
+double add_step_overruns(Row& row, const station::TestRecord& rec, const station::Recipe& recipe, double scale) {
+    double in_steps_ms = 0;
+    for (std::size_t k = 0; k < rec.steps.size() && k < recipe.steps.size(); ++k) {
+        const auto& st = rec.steps[k];
+        if (!row.over_ms.count(st.name)) row.step_order.push_back(st.name);
+        row.over_ms[st.name] += (st.end_unix_s - st.start_unix_s - recipe.steps[k].duration_s()) / scale * 1e3;
+        in_steps_ms += (st.end_unix_s - st.start_unix_s) / scale * 1e3;
+    }
+    return in_steps_ms;
 }
 
 Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, std::uint64_t seed, const fs::path& dir,
@@ -254,7 +269,7 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
         controller.connect_all();
         Serials serials(cfg.serial_scheme);
         double cpu0 = cpu_s(RUSAGE_SELF);
-        double sum_wall = 0, sum_first = 0, sum_round = 0;
+        double sum_first = 0, sum_round = 0;
         std::vector<double> overheads;  // each measured cell's wall − bare
         std::uint64_t tc_reads0 = 0;
         for (int r = 0; r < warmup + rounds; ++r) {
@@ -287,14 +302,7 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
                     took[static_cast<std::size_t>(p)] = now - started[static_cast<std::size_t>(p)];
                     if (warm) row.not_pass += res.verdict != "pass";
                     if (warm && res.record) {
-                        double in_steps_ms = 0;
-                        for (std::size_t k = 0; k < res.record->steps.size() && k < cfg.recipe.steps.size(); ++k) {
-                            const auto& st = res.record->steps[k];
-                            const double over = (st.end_unix_s - st.start_unix_s - cfg.recipe.steps[k].duration_s()) / scale * 1e3;
-                            if (!row.over_ms.count(st.name)) row.step_order.push_back(st.name);
-                            row.over_ms[st.name] += over;
-                            in_steps_ms += (st.end_unix_s - st.start_unix_s) / scale * 1e3;
-                        }
+                        const double in_steps_ms = add_step_overruns(row, *res.record, cfg.recipe, scale);
                         const std::string after = "after the steps";
                         if (!row.over_ms.count(after)) row.step_order.push_back(after);
                         row.over_ms[after] += (now - started[static_cast<std::size_t>(p)]) * 1e3 - in_steps_ms;
@@ -312,7 +320,6 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
             double round_start = INFINITY, round_end = -INFINITY;
             for (int p = 1; p <= n; ++p) {
                 const auto k = static_cast<std::size_t>(p);
-                sum_wall += took[k];
                 overheads.push_back(took[k] - bare_s);
                 round_start = std::min(round_start, started[k]);
                 round_end = std::max(round_end, started[k] + took[k]);
@@ -330,7 +337,6 @@ Row measure(const fs::path& cli, int n, double scale, int rounds, int warmup, st
         tc_reads -= tc_reads0;
         const double channel_hours = static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0;
         row.cpu_per_channel_h_s = cpu / channel_hours;
-        row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
         row.round_overhead_per_cell_s = sum_round / rounds;
         set_overheads(row, std::move(overheads));
         row.tc_reads_per_cell = static_cast<double>(tc_reads) / static_cast<double>(row.cells);
@@ -389,7 +395,7 @@ Row measure_steps(const fs::path& cli, int n, double scale, int rounds, std::uin
         ctx.clock = &clock;
         ctx.on_phase = [&row](const char* phase, double wall_ms) { row.phase_ms[phase] += wall_ms; };  // one thread
         std::vector<double> overheads;
-        double sum_wall = 0, sum_round = 0;
+        double sum_round = 0;
         const double cpu0 = cpu_s(RUSAGE_SELF);
         for (int r = 0; r < rounds; ++r) {
             if (fresh_cells)
@@ -400,24 +406,17 @@ Row measure_steps(const fs::path& cli, int n, double scale, int rounds, std::uin
             else records = station::run_channels(cfg.recipe, cfg.limits, jobs, ctx);
             double round_start = INFINITY, round_end = -INFINITY;
             for (const station::TestRecord& rec : records) {
-                const double wall = (rec.end_unix_s - rec.start_unix_s) / scale;
-                sum_wall += wall;
-                overheads.push_back(wall - bare_s);
+                overheads.push_back((rec.end_unix_s - rec.start_unix_s) / scale - bare_s);
                 round_start = std::min(round_start, rec.start_unix_s / scale);
                 round_end = std::max(round_end, rec.end_unix_s / scale);
                 row.not_pass += rec.verdict != station::Verdict::pass;
-                for (std::size_t k = 0; k < rec.steps.size() && k < cfg.recipe.steps.size(); ++k) {
-                    const auto& st = rec.steps[k];
-                    if (!row.over_ms.count(st.name)) row.step_order.push_back(st.name);
-                    row.over_ms[st.name] += (st.end_unix_s - st.start_unix_s - cfg.recipe.steps[k].duration_s()) / scale * 1e3;
-                }
+                add_step_overruns(row, rec, cfg.recipe, scale);
             }
             sum_round += (round_end - round_start - bare_s) / n;
             row.cells += records.size();
         }
         const double cpu = cpu_s(RUSAGE_SELF) - cpu0;
         row.cpu_per_channel_h_s = cpu / (static_cast<double>(row.cells) * cfg.recipe.duration_s() / 3600.0);
-        row.wall_per_cell_s = sum_wall / static_cast<double>(row.cells);
         row.round_overhead_per_cell_s = sum_round / rounds;
         set_overheads(row, std::move(overheads));
     }
