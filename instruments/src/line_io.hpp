@@ -3,7 +3,9 @@
 // and serial transports. Each call runs the transport's own io_context until
 // the operation or its timer completes, or — on a shared io_context that
 // another thread runs (TransportOptions::io_context) — starts the operation
-// and its timer there and waits; the timer cancels the operation.
+// and its timer there and waits; the timer cancels the operation. On a
+// shared io_context a socket's reads wait on the calling thread instead
+// (LineIo::wait_here) and a short write is sent from it.
 #pragma once
 
 // <utility> first: Boost 1.74 asio/awaitable.hpp uses std::exchange without it.
@@ -15,6 +17,10 @@
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <boost/asio.hpp>
 #pragma GCC diagnostic pop
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -213,13 +219,15 @@ public:
     }
 
     std::string read_line(const std::string& where, double timeout_s) {
-        const Outcome o = run_with_deadline(
-            home_, timer_, timeout_s,
-            [&](auto done) {
-                asio::async_read_until(stream_, buf_, '\n',
-                                       [done](const error_code& ec, std::size_t n) { done(ec, n); });
-            },
-            [&] { cancel(); });
+        const Outcome o = home_.shared() && kPollable
+            ? wait_here(timeout_s, [this] { return line_end(); })
+            : run_with_deadline(
+                  home_, timer_, timeout_s,
+                  [&](auto done) {
+                      asio::async_read_until(stream_, buf_, '\n',
+                                             [done](const error_code& ec, std::size_t n) { done(ec, n); });
+                  },
+                  [&] { cancel(); });
         if (o.timed_out) {
             const std::string partial = peek();
             throw TimeoutError(where, "read",
@@ -248,17 +256,19 @@ public:
             if (n > buf_.max_size())
                 throw ProtocolError(where, "read",
                                     "block of " + std::to_string(n) + " bytes exceeds the limit");
-            const Outcome o = run_with_deadline(
-                home_, timer_, timeout_s,
-                [&](auto done) {
-                    // At least what is missing, and whatever else has come (the
-                    // rest of a block and its newline): a reply read in pieces
-                    // of 1, 1, n digits, the block and the end would cost a
-                    // round trip through the I/O loop each.
-                    asio::async_read(stream_, buf_, asio::transfer_at_least(need),
-                                     [done](const error_code& ec, std::size_t k) { done(ec, k); });
-                },
-                [&] { cancel(); });
+            const Outcome o = home_.shared() && kPollable
+                ? wait_here(timeout_s, [this, n] { return buf_.size() >= n ? n : std::size_t{0}; })
+                : run_with_deadline(
+                      home_, timer_, timeout_s,
+                      [&](auto done) {
+                          // At least what is missing, and whatever else has come (the
+                          // rest of a block and its newline): a reply read in pieces
+                          // of 1, 1, n digits, the block and the end would cost a
+                          // round trip through the I/O loop each.
+                          asio::async_read(stream_, buf_, asio::transfer_at_least(need),
+                                           [done](const error_code& ec, std::size_t k) { done(ec, k); });
+                      },
+                      [&] { cancel(); });
             if (o.timed_out)
                 throw TimeoutError(where, "read",
                                    "expected " + std::to_string(n) + " bytes within " +
@@ -278,6 +288,87 @@ public:
     }
 
 private:
+    /// A socket (not a serial port) can be waited on here with poll().
+    static constexpr bool kPollable =
+        requires(Stream& s, error_code& ec) { s.non_blocking(true, ec); s.native_handle(); };
+
+    /// The length of the first line in the buffer, its newline included; 0
+    /// when no newline has come.
+    std::size_t line_end() const {
+        const auto b = asio::buffers_begin(buf_.data()), e = asio::buffers_end(buf_.data());
+        const auto nl = std::find(b, e, '\n');
+        return nl == e ? 0 : static_cast<std::size_t>(nl - b) + 1;
+    }
+
+    /// On a shared io_context, a reply is awaited on the calling thread (a
+    /// driver lane): non-blocking reads of the socket and poll() on its
+    /// descriptor until `ready()` says how many bytes make the reply, the
+    /// deadline passes or the peer fails. Going through the io_context's
+    /// thread instead hands each read to that thread and its completion back,
+    /// two thread wake-ups a reply, which cost more than the exchange itself
+    /// on a VM (docs/controller.md, session 19). One transport's operations
+    /// never overlap (its instrument's lane), so no asynchronous operation is
+    /// pending on the socket meanwhile; connect, name resolution and a write
+    /// that does not fit the send buffer still run on the io_context. A
+    /// stopped io_context (the station stopping) ends the wait within 0.1 s,
+    /// as it ends a call waiting there. Outcome as run_with_deadline's:
+    /// not_found when the buffer is full without a reply.
+    template <class Ready>
+    Outcome wait_here(double timeout_s, Ready&& ready) {
+        if constexpr (!kPollable) {
+            throw std::logic_error("LineIo::wait_here on a stream without poll()");
+        } else {
+            return wait_here_pollable(timeout_s, ready);
+        }
+    }
+    template <class Ready>
+    Outcome wait_here_pollable(double timeout_s, Ready& ready) {
+        home_.check_caller();
+        Outcome out;
+        const auto deadline = std::chrono::steady_clock::now() + seconds(timeout_s);
+        error_code ec;
+        if (!stream_.non_blocking()) stream_.non_blocking(true, ec);
+        if (ec) {
+            out.ec = ec;
+            return out;
+        }
+        for (;;) {
+            if (const std::size_t n = ready()) {
+                out.bytes = n;
+                return out;
+            }
+            if (buf_.size() >= buf_.max_size()) {
+                out.ec = asio::error::not_found;
+                return out;
+            }
+            const std::size_t room = std::min<std::size_t>(65536, buf_.max_size() - buf_.size());
+            const std::size_t k = stream_.read_some(buf_.prepare(room), ec);
+            if (!ec) {
+                buf_.commit(k);
+                continue;
+            }
+            if (ec != asio::error::would_block && ec != asio::error::try_again) {
+                out.ec = ec;
+                return out;
+            }
+            const auto left = deadline - std::chrono::steady_clock::now();
+            if (left <= std::chrono::steady_clock::duration::zero()) {
+                out.timed_out = true;
+                return out;
+            }
+            if (home_.io.stopped()) {
+                out.ec = asio::error::shut_down;
+                return out;
+            }
+            const auto left_ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+            pollfd p{stream_.native_handle(), POLLIN, 0};
+            if (::poll(&p, 1, static_cast<int>(std::clamp<long long>(left_ms, 1, 100))) < 0 && errno != EINTR) {
+                out.ec = error_code(errno, boost::system::system_category());
+                return out;
+            }
+        }
+    }
+
     void cancel() {
         error_code ignored;
         stream_.cancel(ignored);
