@@ -43,11 +43,11 @@ public:
                 }
         for (const auto& inst : cfg.instruments) {
             if (inst.driver == station::InstrumentConfig::Driver::scpi_load) {
-                loads[inst.name] = station::make_load(inst);
-                loads[inst.name]->connect();
+                drivers.loads[inst.name] = station::make_load(inst);
+                drivers.loads[inst.name]->connect();
             } else if (inst.is_thermo()) {
-                thermos[inst.name] = station::make_thermo(inst);
-                thermos[inst.name]->connect();
+                drivers.thermos[inst.name] = station::make_thermo(inst);
+                drivers.thermos[inst.name]->connect();
             }
         }
     }
@@ -55,20 +55,10 @@ public:
     /// The job of fixture `position` (its SCPI load and thermocouple), with
     /// `serial` placed in it as a cell with parameters `cell`.
     station::ChannelJob job(int position, const std::string& serial, const sim::CellParams& cell) {
-        const station::ChannelConfig* ch = cfg.find_position(position);
-        REQUIRE(ch != nullptr);
-        REQUIRE(loads.count(ch->load) == 1);
         station::ChannelJob j;
         j.position = position;
         j.cell = {serial, cfg.recipe.cell_model, "", ""};
-        j.io.load = loads.at(ch->load).get();
-        j.io.load_channel = ch->load_channel;
-        j.io.thermo = thermos.at(ch->thermo).get();
-        j.io.thermo_channel = ch->thermo_channel;
-        if (const auto amb = cfg.ambient_for(*ch)) {
-            j.io.ambient_channel = amb->channel;
-            if (amb->thermo != ch->thermo) j.io.ambient_thermo = thermos.at(amb->thermo).get();
-        }
+        j.io = station::channel_io(cfg, position, drivers);
         sim->fixture()->load_cell(static_cast<std::size_t>(position - 1), serial, cell);
         return j;
     }
@@ -103,8 +93,7 @@ public:
 
     station::StationConfig cfg;
     std::unique_ptr<station::SimStation> sim;
-    std::map<std::string, std::unique_ptr<instruments::ElectronicLoad>> loads;
-    std::map<std::string, std::unique_ptr<instruments::TemperatureReader>> thermos;
+    station::StationInstruments drivers;  // the SCPI loads and the thermocouple readers, connected
 };
 
 }  // namespace eol::test

@@ -374,17 +374,9 @@ Row measure_steps(const fs::path& cli, int n, double scale, int rounds, std::uin
         for (auto& [name, t] : inst.thermos) t->connect();
         std::vector<station::ChannelJob> jobs;
         for (int p = 1; p <= n; ++p) {
-            const station::ChannelConfig* ch = cfg.find_position(p);
             station::ChannelJob j;
             j.position = p;
-            j.io.load = inst.loads.at(ch->load).get();
-            j.io.load_channel = ch->load_channel;
-            j.io.thermo = inst.thermos.at(ch->thermo).get();
-            j.io.thermo_channel = ch->thermo_channel;
-            if (const auto amb = cfg.ambient_for(*ch)) {
-                j.io.ambient_channel = amb->channel;
-                if (amb->thermo != ch->thermo) j.io.ambient_thermo = inst.thermos.at(amb->thermo).get();
-            }
+            j.io = station::channel_io(cfg, p, inst);
             jobs.push_back(std::move(j));
         }
         Serials serials(cfg.serial_scheme);

@@ -87,4 +87,26 @@ StationInstruments make_instruments(const StationConfig& cfg) {
     return out;
 }
 
+ChannelIo channel_io(const StationConfig& cfg, int position, const StationInstruments& instruments) {
+    const ChannelConfig* ch = cfg.find_position(position);
+    if (!ch) throw UsageError(cfg.file.string() + ": no fixture position " + std::to_string(position));
+    auto find = [&](const auto& made, const std::string& name) {
+        const auto it = made.find(name);
+        if (it == made.end())
+            throw UsageError(cfg.file.string() + ": position " + std::to_string(position) + ": instrument '" + name +
+                             "' was not made");
+        return it->second.get();
+    };
+    ChannelIo io;
+    io.load = find(instruments.loads, ch->load);
+    io.load_channel = ch->load_channel;
+    io.thermo = find(instruments.thermos, ch->thermo);
+    io.thermo_channel = ch->thermo_channel;
+    if (const std::optional<ThermoRef> amb = cfg.ambient_for(*ch)) {
+        io.ambient_channel = amb->channel;
+        if (amb->thermo != ch->thermo) io.ambient_thermo = find(instruments.thermos, amb->thermo);
+    }
+    return io;
+}
+
 }  // namespace eol::station

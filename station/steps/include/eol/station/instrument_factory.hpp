@@ -19,6 +19,7 @@
 #include "eol/instruments/roles.hpp"
 #include "eol/instruments/transport.hpp"
 #include "eol/station/config.hpp"
+#include "eol/station/steps.hpp"
 
 namespace eol::station {
 
@@ -42,5 +43,14 @@ struct StationInstruments {
     std::map<std::string, std::unique_ptr<instruments::TemperatureReader>> thermos;
 };
 StationInstruments make_instruments(const StationConfig& cfg);
+
+/// Fixture `position`'s instruments out of `instruments` (as
+/// make_instruments made them; connected or not): its load and load channel,
+/// its thermocouple reader and channel, and the station's ambient channel
+/// (on another module: that module's reader). No lanes and no shared module
+/// readings: driver calls inline unless the caller sets them. Throws
+/// UsageError naming the station file for a position it does not have, or
+/// an instrument of the position that `instruments` lacks.
+ChannelIo channel_io(const StationConfig& cfg, int position, const StationInstruments& instruments);
 
 }  // namespace eol::station
