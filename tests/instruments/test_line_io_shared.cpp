@@ -6,7 +6,6 @@
 // limit, the peer closing — and the transport is usable again afterwards.
 #include <doctest/doctest.h>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read_until.hpp>
@@ -25,24 +24,13 @@
 
 #include "eol/instruments/errors.hpp"
 #include "eol/instruments/tcp_transport.hpp"
+#include "instruments/test_scpi_support.hpp"
 
 using namespace eol;
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
 namespace {
-
-/// An io_context run by its own thread, as the controller runs its loop.
-struct Loop {
-    asio::io_context io;
-    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-    std::thread thread{[this] { io.run(); }};
-    ~Loop() {
-        work.reset();
-        io.stop();
-        thread.join();
-    }
-};
 
 /// A peer on loopback that answers each line it reads with the script's
 /// next action (blocking, on its own thread). An action writes pieces with
@@ -136,7 +124,7 @@ double since_s(std::chrono::steady_clock::time_point t0) {
 TEST_CASE("scpi transport on a shared io_context reads on the caller's thread: a line in pieces, two lines at once, a block in pieces") {
     Peer peer({pieces({"3.9", "87", "6\r\n"}), pieces({"1\n2\n"}), pieces({"#2", "1", "0abcde", "fghij\n"}, 15),
                pieces({"after\n"})});
-    Loop loop;
+    test::LoopThread loop;
     auto t = shared_transport(peer, loop.io);
     t->write_line("MEAS:VOLT?", 1.0);
     CHECK(t->read_line(1.0) == "3.9876");  // three segments, 20 ms apart; "\r\n" dropped
@@ -158,7 +146,7 @@ TEST_CASE("hostile: scpi transport on a shared io_context reading on the caller'
                pieces({std::string(100, 'x') + "\n"}),  // over max_line_bytes = 64
                hang_up(),                              // the peer closes instead of answering
                pieces({"back\n"})});
-    Loop loop;
+    test::LoopThread loop;
     auto t = shared_transport(peer, loop.io);
 
     t->write_line("MEAS:VOLT?", 1.0);

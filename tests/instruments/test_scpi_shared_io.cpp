@@ -5,7 +5,6 @@
 // waiting call instead of hanging it.
 #include <doctest/doctest.h>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
@@ -21,19 +20,6 @@
 using namespace eol;
 
 namespace {
-
-/// An io_context run by its own thread, as the controller runs its loop.
-struct Loop {
-    boost::asio::io_context io;
-    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
-    std::thread thread{[this] { io.run(); }};
-    ~Loop() { stop(); }
-    void stop() {
-        work.reset();
-        io.stop();
-        if (thread.joinable()) thread.join();
-    }
-};
 
 std::unique_ptr<instruments::ScpiLoad> shared_driver(const test::SimLoad& sim, boost::asio::io_context& io,
                                                      double timeout_s = 1.0) {
@@ -53,7 +39,7 @@ instruments::Dialect keysight() { return instruments::load_dialect(test::dialect
 
 TEST_CASE("scpi transport on a shared io_context: the same answers, a pulse, timeouts, from two threads at once") {
     test::SimLoad sim(keysight());
-    Loop loop;
+    test::LoopThread loop;
     auto load = shared_driver(sim, loop.io, 0.3);
     load->connect();
     CHECK(!load->identify().model.empty());
@@ -91,7 +77,7 @@ TEST_CASE("scpi transport on a shared io_context: the same answers, a pulse, tim
 
 TEST_CASE("hostile: scpi transport on a shared io_context refuses a call from the loop's own thread, and a stopped loop ends a waiting call") {
     test::SimLoad sim(keysight());
-    auto loop = std::make_unique<Loop>();
+    auto loop = std::make_unique<test::LoopThread>();
     auto load = shared_driver(sim, loop->io, 5.0);
     load->connect();
     std::promise<std::string> refused;

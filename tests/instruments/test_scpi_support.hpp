@@ -1,9 +1,14 @@
 // Shared by the SCPI driver tests: a simulated load (fixture + server on an
-// ephemeral loopback port) and a real ScpiLoad driver connected to it.
+// ephemeral loopback port), a real ScpiLoad driver connected to it, and an
+// io_context run by a thread of its own (a transport's shared loop).
 #pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "eol/instruments/dialect.hpp"
 #include "eol/instruments/scpi_load.hpp"
@@ -12,6 +17,21 @@
 #include "eol/sim/scpi_load_server.hpp"
 
 namespace eol::test {
+
+/// An io_context run by its own thread, as the station controller runs its
+/// loop (TransportOptions::io_context). stop() ends it early; the destructor
+/// stops it otherwise.
+struct LoopThread {
+    boost::asio::io_context io;
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+    std::thread thread{[this] { io.run(); }};
+    ~LoopThread() { stop(); }
+    void stop() {
+        work.reset();
+        io.stop();
+        if (thread.joinable()) thread.join();
+    }
+};
 
 inline std::string dialect_path(const std::string& name) {
     return std::string(EOL_CONFIG_DIR) + "/dialects/" + name + ".toml";
